@@ -1,0 +1,5 @@
+"""``python -m uterosynth``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Data: reading scans with geometry, source adapters, preprocessing, the prepared dataset."""

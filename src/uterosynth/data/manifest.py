@@ -1,0 +1,160 @@
+"""The prepared-dataset artifact: ``items/*.nii.gz`` + ``manifest.csv`` + ``dataset.json``.
+
+Layout of a prepared dataset folder::
+
+    dataset.json    preprocessing config, seed, package version, attribute names, dims
+    manifest.csv    one row per item (columns below + one column per attribute)
+    items/          one NIfTI per item; geometry (affine) kept
+
+Array convention for items (canonical orientation "IPR"): array axis 0 runs superior →
+inferior (image rows), axis 1 anterior → posterior (image columns), axis 2 right-to-left
+slice order is the sagittal slice axis (increasing towards the patient's right). A 2D item is
+one sagittal slice stored as an ``(H, W, 1)`` NIfTI whose affine places it in the scanner; a
+3D item is an ``(H, W, D)`` volume. Loaded arrays are ``(H, W)`` or ``(H, W, D)`` float32.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = [
+    "CORE_COLUMNS",
+    "SPLITS",
+    "PreparedDataset",
+    "parse_dataset_ref",
+    "read_manifest",
+    "write_manifest",
+]
+
+CORE_COLUMNS: tuple[str, ...] = (
+    "item_id",
+    "path",
+    "subject",
+    "split",
+    "dims",
+    "shape",
+    "spacing",
+    "slice_index",
+    "source",
+    "source_path",
+    "prep_hash",
+)
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+def write_manifest(path: str | Path, rows: Iterable[Mapping[str, Any]], attributes: Sequence[str]) -> None:
+    """Write ``manifest.csv`` with the core columns followed by ``attributes``."""
+    columns = list(CORE_COLUMNS) + [a for a in attributes if a not in CORE_COLUMNS]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="raise")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+
+
+def read_manifest(path: str | Path) -> list[dict[str, str]]:
+    """Read ``manifest.csv``; raises :class:`DataError` naming the file when columns are missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: manifest not found (is this a prepared dataset? run 'uterosynth prepare')")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in CORE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: manifest lacks column(s) {', '.join(missing)}")
+        return list(reader)
+
+
+def parse_dataset_ref(ref: str | Path) -> tuple[Path, str | None]:
+    """Split ``"DIR:split"`` into ``(Path(DIR), "split")``; a bare ``DIR`` gives ``(DIR, None)``."""
+    text = str(ref)
+    head, sep, tail = text.rpartition(":")
+    if sep and tail in SPLITS and head:
+        return Path(head), tail
+    return Path(text), None
+
+
+@dataclass
+class PreparedDataset:
+    """A prepared dataset on disk: its rows, its ``dataset.json`` and item loading."""
+
+    root: Path
+    rows: list[dict[str, str]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: str | Path, split: str | None = None) -> PreparedDataset:
+        """Open ``root`` (optionally ``DIR:split``), keeping only rows of ``split`` if given."""
+        import json
+
+        root, ref_split = parse_dataset_ref(root)
+        split = split or ref_split
+        if not root.is_dir():
+            raise DataError(f"{root}: prepared dataset folder not found")
+        info_path = root / "dataset.json"
+        if not info_path.is_file():
+            raise DataError(f"{info_path}: not found (is this a prepared dataset? run 'uterosynth prepare')")
+        info = json.loads(info_path.read_text())
+        rows = read_manifest(root / "manifest.csv")
+        if split is not None:
+            if split not in SPLITS:
+                raise DataError(f"{root}: unknown split '{split}' (expected one of {', '.join(SPLITS)})")
+            rows = [r for r in rows if r["split"] == split]
+            if not rows:
+                raise DataError(f"{root}: split '{split}' has no items")
+        return cls(root=root, rows=rows, info=info)
+
+    @property
+    def attributes(self) -> list[str]:
+        """Names of the attribute columns (orientation, field_strength, ...)."""
+        return list(self.info.get("attributes", []))
+
+    @property
+    def dims(self) -> int:
+        """2 for slice items, 3 for volumes."""
+        return int(self.info["dims"])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def split(self, name: str) -> PreparedDataset:
+        """A view holding only the rows of split ``name``."""
+        rows = [r for r in self.rows if r["split"] == name]
+        return PreparedDataset(root=self.root, rows=rows, info=self.info)
+
+    def subjects(self) -> list[str]:
+        """Distinct subjects, in manifest order."""
+        return list(dict.fromkeys(r["subject"] for r in self.rows))
+
+    def item_path(self, row: Mapping[str, str]) -> Path:
+        return self.root / row["path"]
+
+    def load_item(self, row: Mapping[str, str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(array, affine)``: array ``(H, W)`` for 2D items, ``(H, W, D)`` for 3D."""
+        import nibabel as nib
+
+        path = self.item_path(row)
+        try:
+            img = nib.load(str(path))
+            data = np.asarray(img.dataobj, dtype=np.float32)
+        except Exception as err:  # nibabel raises many types for broken files
+            raise DataError(f"{path}: cannot read item ({err})") from err
+        if self.dims == 2 and data.ndim == 3:
+            data = data[:, :, 0]
+        return data, np.asarray(img.affine, dtype=np.float64)
+
+    def load_array(self, row: Mapping[str, str]) -> np.ndarray:
+        """The item's array only (see :meth:`load_item`)."""
+        return self.load_item(row)[0]
+
+    def stack(self) -> np.ndarray:
+        """All items as one array ``(N, H, W[, D])`` (items share a shape by construction)."""
+        return np.stack([self.load_array(r) for r in self.rows])
