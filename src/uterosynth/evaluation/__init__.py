@@ -1,0 +1,1 @@
+"""Evaluation: feature extractors, metrics with confidence intervals, reports."""
