@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from uterosynth.config import StrictModel, config_hash, load_config, parse_overrides
 from uterosynth.errors import ConfigError
@@ -61,5 +61,5 @@ def test_config_is_frozen_and_hash_stable():
     a, b = Stage(), Stage()
     assert config_hash(a) == config_hash(b)
     assert config_hash(a) != config_hash(Stage(name="z"))
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         a.name = "changed"  # type: ignore[misc]

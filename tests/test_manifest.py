@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_prepared_dataset
 
+from conftest import make_prepared_dataset
 from uterosynth.data.dataset import make_loader
 from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
 from uterosynth.errors import DataError
