@@ -59,13 +59,13 @@ def write_dicom_series(
     *,
     spacing=(0.8, 0.8, 4.0),
     origin=(10.0, -30.0, 40.0),
-    direction=(0, 1, 0, 0, 0, -1, 1, 0, 0),
+    direction=(0, 0, -1, 1, 0, 0, 0, -1, 0),
     patient_name: str = "DOE^JANE",
 ) -> Path:
     """Write ``array`` ``(X, Y, Z)`` (ITK index order) as a DICOM series with LPS geometry.
 
-    The default direction is a sagittal acquisition: columns run L→P(+y), rows S→I(-z) and
-    slices R→L(+x) in LPS.
+    The default direction (row-major 3x3, columns = axis directions) is a sagittal
+    acquisition: columns run A→P (+y), rows S→I (-z), slices L→R (-x) in LPS.
     """
     import SimpleITK as sitk
 

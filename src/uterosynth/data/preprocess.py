@@ -10,7 +10,7 @@ Resampling and resizing use :func:`torch.nn.functional.interpolate` on the axis-
 the change of grid is a per-axis scale, which ``interpolate`` does several times faster than a
 general affine resampler (``grid_sample``), and the affine update is exact
 (``align_corners=False`` maps output index ``i'`` to input index ``(i' + 0.5) r - 0.5``).
-In-plane downsampling is anti-aliased.
+Downsampling is anti-aliased by a Gaussian pre-filter.
 """
 
 from __future__ import annotations
@@ -71,20 +71,36 @@ def translate_affine(affine: np.ndarray, start: Sequence[float]) -> np.ndarray:
     return affine @ t
 
 
+def _antialias(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Gaussian pre-filter before downsampling (sigma ``(r - 1) / 2`` per shrunk axis, as in
+    scikit-image ``resize``). Unlike torch's ``antialias=True`` it is symmetric for any ratio,
+    so geometry stays exact (a linear ramp is preserved in the interior)."""
+    from scipy.ndimage import gaussian_filter
+
+    sigma = [max(0.0, (n / m - 1.0) / 2.0) for n, m in zip(array.shape, size, strict=True)]
+    if max(sigma) < 0.05:
+        return array
+    return gaussian_filter(array, sigma=sigma, mode="nearest", truncate=3.0)
+
+
 def _interpolate(array: np.ndarray, size: Sequence[int], *, label: bool) -> np.ndarray:
-    """Resize ``(X, Y, Z)`` to ``size``: in-plane per slice (bilinear + antialias), then along Z."""
+    """Resize ``(X, Y, Z)`` to ``size``: in-plane per slice (bilinear), then along Z (linear).
+
+    Images are Gaussian pre-filtered along shrunk axes; labels use ``nearest-exact``.
+    """
     import torch
     import torch.nn.functional as F
 
     x, y, z = array.shape
+    if not label:
+        array = _antialias(np.asarray(array, dtype=np.float32), size)
     out = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     if (x, y) != tuple(size[:2]):
         t = out.permute(2, 0, 1)[:, None]  # (Z, 1, X, Y): slices as a batch
         if label:
             t = F.interpolate(t, size=tuple(size[:2]), mode="nearest-exact")
         else:
-            down = size[0] < x or size[1] < y
-            t = F.interpolate(t, size=tuple(size[:2]), mode="bilinear", align_corners=False, antialias=down)
+            t = F.interpolate(t, size=tuple(size[:2]), mode="bilinear", align_corners=False)
         out = t[:, 0].permute(1, 2, 0)
     if z != size[2]:
         t = out.reshape(-1, 1, z)  # (X*Y, 1, Z)
@@ -141,7 +157,7 @@ def n4_correct(array: np.ndarray, spacing: Sequence[float], cfg: N4Config) -> np
         corrector.Execute(small, mask)
     except RuntimeError as err:  # e.g. an empty mask on a blank image
         raise DataError(f"N4 bias-field correction failed ({str(err).strip().splitlines()[-1][:160]})") from err
-    log_bias = sitk.GetArrayViewFromImage(corrector.GetLogBiasFieldAsImage(image)).transpose(2, 1, 0)
+    log_bias = sitk.GetArrayFromImage(corrector.GetLogBiasFieldAsImage(image)).transpose(2, 1, 0)
     corrected = (array - lo + 1.0) / np.exp(log_bias, dtype=np.float32)
     return corrected.astype(np.float32, copy=False)
 
@@ -219,7 +235,7 @@ def fit_inplane(array: np.ndarray, affine: np.ndarray, shape: Sequence[int], fit
     """Bring axes 0 and 1 of ``(X, Y, Z)`` to ``shape`` (``crop_pad`` or ``pad_resize``).
 
     ``pad_resize`` pads the region symmetrically to the aspect ratio of ``shape`` (so nothing is
-    distorted), then resizes it (bilinear, anti-aliased when shrinking).
+    distorted), then resizes it (bilinear, Gaussian anti-aliasing when shrinking).
     """
     h, w = int(shape[0]), int(shape[1])
     x, y, z = array.shape
