@@ -40,7 +40,7 @@ def prepare(
     overrides = parse_overrides(set_ or [])
     overrides.update({"seed": seed, "workers": workers})
     cfg = load_config(PrepareConfig, config, overrides=overrides)
-    with progress_bar(transient=as_json) as progress:
+    with progress_bar(transient=True) as progress:
         task = progress.add_task("prepare", total=None)
         result = prepare_dataset(
             source.value,

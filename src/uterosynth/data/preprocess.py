@@ -195,7 +195,9 @@ def _centred_start(length: int, target: int) -> int:
     return (length - target) // 2
 
 
-def roi_region(cfg: PreprocessConfig, scan: Scan, label: np.ndarray | None, *, where: str) -> tuple[list[int], list[int]]:
+def roi_region(
+    cfg: PreprocessConfig, scan: Scan, label: np.ndarray | None, *, where: str, label_where: str = ""
+) -> tuple[list[int], list[int]]:
     """``(start, stop)`` voxel indices of the region of interest (may exceed the volume for ``box``).
 
     Raises:
@@ -218,7 +220,7 @@ def roi_region(cfg: PreprocessConfig, scan: Scan, label: np.ndarray | None, *, w
     mask = np.isin(label, roi.labels)
     if not mask.any():
         raise DataError(
-            f"{where}: label map has no uterus voxels (labels {', '.join(map(str, roi.labels))}); "
+            f"{label_where or where}: label map has no uterus voxels (labels {', '.join(map(str, roi.labels))}); "
             "roi 'uterus' needs them (fix the segmentation, or use roi.mode: full)"
         )
     start, stop = [], []
@@ -254,7 +256,9 @@ def fit_inplane(array: np.ndarray, affine: np.ndarray, shape: Sequence[int], fit
     return resized, scale_affine(affine, [px / h, py / w, 1.0])
 
 
-def _slice_indices(cfg: PreprocessConfig, depth: int, label: np.ndarray | None, *, where: str) -> list[int]:
+def _slice_indices(
+    cfg: PreprocessConfig, depth: int, label: np.ndarray | None, *, where: str, label_where: str = ""
+) -> list[int]:
     out = cfg.output
     if out.slices == "central":
         first = max(0, depth // 2 - out.k // 2)
@@ -265,7 +269,7 @@ def _slice_indices(cfg: PreprocessConfig, depth: int, label: np.ndarray | None, 
     picked = [int(k) for k in np.flatnonzero(counts >= out.min_uterus_voxels)]
     if not picked:
         raise DataError(
-            f"{where}: no sagittal slice holds >= {out.min_uterus_voxels} uterus voxels; "
+            f"{label_where or where}: no sagittal slice holds >= {out.min_uterus_voxels} uterus voxels; "
             "fix the segmentation or use output.slices: central"
         )
     return picked
@@ -286,6 +290,7 @@ def preprocess_subject(cfg: PreprocessConfig, image: Scan, label: Scan | None = 
         DataError: a step cannot be applied to this subject (e.g. ``uterus`` ROI, no labels).
     """
     where = str(image.path) if image.path is not None else "image"
+    label_where = str(label.path) if label is not None and label.path is not None else ""
     if cfg.reorient:
         image = reorient(image, CANONICAL)
         label = reorient(label, CANONICAL) if label is not None else None
@@ -298,7 +303,7 @@ def preprocess_subject(cfg: PreprocessConfig, image: Scan, label: Scan | None = 
         array = n4_correct(array, image.spacing, cfg.n4)
     label_array = label.array if label is not None else None
 
-    start, stop = roi_region(cfg, image, label_array, where=where)
+    start, stop = roi_region(cfg, image, label_array, where=where, label_where=label_where)
     inner_lo = [max(0, s) for s in start]
     inner_hi = [min(n, e) for n, e in zip(image.shape, stop, strict=True)]
     if any(h <= lo for lo, h in zip(inner_lo, inner_hi, strict=True)):
@@ -325,7 +330,7 @@ def preprocess_subject(cfg: PreprocessConfig, image: Scan, label: Scan | None = 
                                      (*volume.shape[:2], depth), fill=fill)
         volume, affine = fit_inplane(volume, affine, out.shape[:2], out.fit, fill=fill)
         return [Item(array=volume, affine=affine, slice_index=-1)]
-    indices = _slice_indices(cfg, volume.shape[2], label_roi, where=where)
+    indices = _slice_indices(cfg, volume.shape[2], label_roi, where=where, label_where=label_where)
     stack, affine = crop_or_pad(volume, affine, [0, 0, indices[0]], (*volume.shape[:2], indices[-1] - indices[0] + 1),
                                 fill=fill)
     stack, affine = fit_inplane(stack, affine, out.shape, out.fit, fill=fill)
