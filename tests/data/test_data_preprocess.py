@@ -180,3 +180,24 @@ def test_n4_removes_smooth_bias():
         return float(a[inside].std() / a[inside].mean())
 
     assert cv(corrected) < 0.5 * cv(biased)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_resize_same_for_c_and_fortran_order(axis: int):
+    from uterosynth.data.preprocess import resize_array
+
+    rng = np.random.default_rng(0)
+    array = rng.random((20, 18, 6)).astype(np.float32)
+    size = [20, 18, 6]
+    size[axis] = [13, 11, 4][axis]
+    c = resize_array(np.ascontiguousarray(array), size)
+    f = resize_array(np.asfortranarray(array), size)
+    assert c.shape == tuple(size) and c.dtype == np.float32
+    np.testing.assert_allclose(c, f, rtol=1e-6)
+    line = np.arange(array.shape[axis], dtype=np.float32).reshape([-1 if a == axis else 1 for a in range(3)])
+    ramp = np.broadcast_to(line, array.shape)
+    out = resize_array(np.ascontiguousarray(ramp), size)
+    r = array.shape[axis] / size[axis]
+    centre = size[axis] // 2
+    expected = (centre + 0.5) * r - 0.5
+    assert np.take(out, centre, axis=axis).mean() == pytest.approx(expected, abs=1e-4)

@@ -113,10 +113,11 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+def _read_nifti(path: Path, *, label: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
     raw = path.read_bytes()
     if not raw:
         raise DataError(f"{path}: empty file (0 bytes); re-export or remove the scan")
+    digest = _digest(raw)  # of the file's bytes: cheaper than hashing the decoded voxels
     if raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)
@@ -132,11 +133,13 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
         raise DataError(f"{path}: not a NIfTI image (no valid NIfTI header); expected a .nii/.nii.gz scan")
     try:
         img = klass.from_bytes(raw)
-        array = np.asarray(img.dataobj, dtype=np.float32)
+        unscaled = getattr(img.dataobj, "slope", 1.0) == 1.0 and getattr(img.dataobj, "inter", 0.0) == 0.0
+        integer = label and np.issubdtype(img.get_data_dtype(), np.integer) and unscaled
+        array = np.asarray(img.dataobj) if integer else np.asarray(img.dataobj, dtype=np.float32)
     except Exception as err:  # nibabel raises many types for damaged files
         msg = str(err).splitlines()[0]
         raise DataError(f"{path}: truncated or corrupt NIfTI ({msg}); re-export or remove the scan") from err
-    return array, np.asarray(img.affine, dtype=np.float64), _digest(raw[:352], array.tobytes())
+    return array, np.asarray(img.affine, dtype=np.float64), digest
 
 
 def _sitk_to_array_affine(image) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +174,7 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     except (RuntimeError, ValueError) as err:
         msg = str(err).strip().splitlines()[-1][:200]
         raise DataError(f"{path}: cannot read image ({msg}); expected a scalar MHA/NRRD volume") from err
-    return array, affine, _digest(affine.tobytes(), array.tobytes())
+    return array, affine, _digest(affine.tobytes(), memoryview(np.ascontiguousarray(array)).cast("B"))
 
 
 def _read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
@@ -194,7 +197,7 @@ def _read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
     except (RuntimeError, ValueError) as err:
         msg = str(err).strip().splitlines()[-1][:200]
         raise DataError(f"{folder}: cannot read DICOM series ({msg})") from err
-    return array, affine, _digest(affine.tobytes(), array.tobytes())
+    return array, affine, _digest(affine.tobytes(), memoryview(np.ascontiguousarray(array)).cast("B"))
 
 
 def read_scan(path: str | Path, *, require_3d: bool = True, label: bool = False) -> Scan:
@@ -222,7 +225,7 @@ def read_scan(path: str | Path, *, require_3d: bool = True, label: bool = False)
     elif _name(path).endswith(ITK_SUFFIXES):
         array, affine, digest = _read_itk(path)
     elif _name(path).endswith(NIFTI_SUFFIXES) or _name(path).endswith(".gz"):
-        array, affine, digest = _read_nifti(path)
+        array, affine, digest = _read_nifti(path, label=label)
     else:
         raise DataError(
             f"{path}: not an image file (expected .nii, .nii.gz, .mha, .mhd, .nrrd or a folder of DICOM slices)"
@@ -236,14 +239,14 @@ def read_scan(path: str | Path, *, require_3d: bool = True, label: bool = False)
     if require_3d and sum(s > 1 for s in array.shape) < 3:
         shape = "x".join(map(str, array.shape))
         raise DataError(f"{path}: image is 2D (shape {shape}); a 3D volume with several slices is needed")
-    if not np.isfinite(array).all():
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise DataError(f"{path}: image contains {bad} NaN/Inf voxel(s); fix or remove the scan")
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise DataError(f"{path}: invalid geometry (singular or non-finite affine); check the header")
     if label:
-        array = np.rint(array).astype(np.int16)
-    return Scan(array=np.ascontiguousarray(array), affine=affine, path=path, digest=digest)
+        array = array.astype(np.int16) if array.dtype.kind in "iu" else np.rint(array).astype(np.int16)
+    return Scan(array=array, affine=affine, path=path, digest=digest)
 
 
 def reorient(scan: Scan, axcodes: tuple[str, str, str] = CANONICAL) -> Scan:

@@ -179,9 +179,6 @@ def process_subject(
 def _worker(args: tuple) -> tuple[str, list[dict[str, Any]] | None, str]:
     record, cfg, out_dir, source, table = args
     try:
-        import torch
-
-        torch.set_num_threads(1)
         return record.subject, process_subject(record, cfg, out_dir, source=source, table=table), ""
     except DataError as err:
         return record.subject, None, str(err)

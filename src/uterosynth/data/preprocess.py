@@ -5,20 +5,22 @@ pad, resize) right-multiplies the affine by the matching index transform, so eve
 affine places its voxels where they were in the scanner. 2D and 3D items share all steps;
 only the last one differs (slices vs. one volume).
 
-Resampling and resizing use :func:`torch.nn.functional.interpolate` on the axis-aligned
-(reoriented) grid rather than MONAI ``Spacing``/SimpleITK ``Resample``: after reorientation
-the change of grid is a per-axis scale, which ``interpolate`` does several times faster than a
-general affine resampler (``grid_sample``), and the affine update is exact
-(``align_corners=False`` maps output index ``i'`` to input index ``(i' + 0.5) r - 0.5``).
-Downsampling is anti-aliased by a Gaussian pre-filter.
+Resampling and resizing act on the voxel grid axis by axis (:func:`resample_matrix`) rather
+than through MONAI ``Spacing``/SimpleITK ``Resample``: the change of grid is a per-axis scale,
+which a separable sparse operator applies several times faster than a general affine
+resampler (``grid_sample``) on two CPU cores, and the affine update is exact (output index
+``i'`` samples input index ``(i' + 0.5) r - 0.5``). Downsampling is anti-aliased by a Gaussian
+pre-filter folded into the operator.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel import orientations as nio
 
 from ..errors import DataError
 from .config import N4Config, NormalizeConfig, PreprocessConfig
@@ -71,45 +73,80 @@ def translate_affine(affine: np.ndarray, start: Sequence[float]) -> np.ndarray:
     return affine @ t
 
 
-def _antialias(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Gaussian pre-filter before downsampling (sigma ``(r - 1) / 2`` per shrunk axis, as in
-    scikit-image ``resize``). Unlike torch's ``antialias=True`` it is symmetric for any ratio,
-    so geometry stays exact (a linear ramp is preserved in the interior)."""
-    from scipy.ndimage import gaussian_filter
+@functools.lru_cache(maxsize=64)
+def resample_matrix(n_in: int, n_out: int, *, antialias: bool = True):
+    """Sparse ``(n_out, n_in)`` operator resampling one axis linearly (``align_corners=False``).
 
-    sigma = [max(0.0, (n / m - 1.0) / 2.0) for n, m in zip(array.shape, size, strict=True)]
-    if max(sigma) < 0.05:
-        return array
-    return gaussian_filter(array, sigma=sigma, mode="nearest", truncate=3.0)
-
-
-def _interpolate(array: np.ndarray, size: Sequence[int], *, label: bool) -> np.ndarray:
-    """Resize ``(X, Y, Z)`` to ``size``: in-plane per slice (bilinear), then along Z (linear).
-
-    Images are Gaussian pre-filtered along shrunk axes; labels use ``nearest-exact``.
+    Output index ``i'`` samples input position ``(i' + 0.5) r - 0.5`` with ``r = n_in / n_out``
+    (edges replicated). When shrinking, a Gaussian pre-filter with ``sigma = (r - 1) / 2`` (the
+    scikit-image ``resize`` rule) is folded in. Both factors are symmetric, so a linear ramp is
+    reproduced exactly away from the borders, i.e. geometry is exact. Written by hand because
+    torch's ``antialias=True`` shifts samples by up to 0.1 voxel for non-integer ratios, and a
+    separable sparse operator is faster than a dense Gaussian filter followed by resampling.
     """
-    import torch
-    import torch.nn.functional as F
+    from scipy import sparse
 
-    x, y, z = array.shape
-    if not label:
-        array = _antialias(np.asarray(array, dtype=np.float32), size)
-    out = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    if (x, y) != tuple(size[:2]):
-        t = out.permute(2, 0, 1)[:, None]  # (Z, 1, X, Y): slices as a batch
+    r = n_in / n_out
+    centres = np.clip((np.arange(n_out) + 0.5) * r - 0.5, 0, n_in - 1)
+    k0 = np.floor(centres).astype(np.int64)
+    k1 = np.minimum(k0 + 1, n_in - 1)
+    frac = centres - k0
+    rows = np.repeat(np.arange(n_out), 2)
+    op = sparse.csr_matrix(
+        (np.stack([1 - frac, frac], axis=1).ravel(), (rows, np.stack([k0, k1], axis=1).ravel())), shape=(n_out, n_in)
+    )
+    sigma = (r - 1.0) / 2.0 if antialias else 0.0
+    if sigma > 0.05:
+        radius = max(1, int(3.0 * sigma + 0.5))
+        taps = np.arange(-radius, radius + 1)
+        kernel = np.exp(-0.5 * (taps / sigma) ** 2)
+        kernel /= kernel.sum()
+        cols = np.clip(np.arange(n_in)[:, None] + taps[None, :], 0, n_in - 1).ravel()  # 'nearest' edges
+        gauss = sparse.csr_matrix(
+            (np.tile(kernel, n_in), (np.repeat(np.arange(n_in), len(taps)), cols)), shape=(n_in, n_in)
+        )
+        op = op @ gauss
+    return op.astype(np.float32).tocsr()
+
+
+def _apply_along(array: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Resample ``axis`` of ``array`` to ``n_out`` samples with :func:`resample_matrix`."""
+    op = resample_matrix(array.shape[axis], n_out)
+    if array.flags.f_contiguous and not array.flags.c_contiguous:  # NIfTI (Fortran-ordered) data
+        if axis == 0 and array.ndim == 3:  # slice by slice: each transpose fits in cache
+            return np.stack([op @ np.ascontiguousarray(array[:, :, z]) for z in range(array.shape[2])], axis=2)
+        return _apply_along(array.T, n_out, array.ndim - 1 - axis).T
+    shape = array.shape
+    pre, n, post = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1 :]))
+    block = np.ascontiguousarray(array, dtype=np.float32).reshape(pre, n, post)
+    if pre == 1:
+        out = op @ block[0]
+    elif post == 1:  # resampled axis is the fastest in memory: transpose in cache-sized chunks
+        flat = block[:, :, 0]
+        out = np.empty((pre, op.shape[0]), dtype=np.float32)
+        for s in range(0, pre, 2048):
+            out[s : s + 2048] = (op @ np.ascontiguousarray(flat[s : s + 2048].T)).T
+    else:
+        out = np.stack([op @ block[p] for p in range(pre)])
+    return np.ascontiguousarray(out, dtype=np.float32).reshape(*shape[:axis], op.shape[0], *shape[axis + 1 :])
+
+
+def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """Nearest input index for each output index (``nearest-exact``: ``floor((i' + 0.5) r)``)."""
+    return np.minimum(np.floor((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+
+
+def resize_array(array: np.ndarray, size: Sequence[int], *, label: bool = False) -> np.ndarray:
+    """Resize an ``(X, Y, Z)`` array to ``size`` axis by axis (linear, or nearest for labels)."""
+    out = array
+    for axis, (n_in, n_out) in enumerate(zip(array.shape, size, strict=True)):
+        if n_in == n_out:
+            continue
         if label:
-            t = F.interpolate(t, size=tuple(size[:2]), mode="nearest-exact")
+            out = np.take(out, nearest_indices(n_in, int(n_out)), axis=axis)
         else:
-            t = F.interpolate(t, size=tuple(size[:2]), mode="bilinear", align_corners=False)
-        out = t[:, 0].permute(1, 2, 0)
-    if z != size[2]:
-        t = out.reshape(-1, 1, z)  # (X*Y, 1, Z)
-        mode = "nearest-exact" if label else "linear"
-        kwargs = {} if label else {"align_corners": False}
-        t = F.interpolate(t, size=(int(size[2]),), mode=mode, **kwargs)
-        out = t.reshape(size[0], size[1], size[2])
-    result = out.contiguous().numpy()
-    return np.rint(result).astype(array.dtype) if label else result.astype(np.float32, copy=False)
+            out = _apply_along(out, int(n_out), axis)
+    return out if label else np.asarray(out, dtype=np.float32)
 
 
 def resample(scan: Scan, spacing: Sequence[float | None], *, label: bool = False) -> Scan:
@@ -125,7 +162,7 @@ def resample(scan: Scan, spacing: Sequence[float | None], *, label: bool = False
     ]
     if list(size) == list(scan.shape):
         return scan
-    array = _interpolate(scan.array, size, label=label)
+    array = resize_array(scan.array, size, label=label)
     ratios = [n / m for n, m in zip(scan.shape, size, strict=True)]
     return Scan(array=array, affine=scale_affine(scan.affine, ratios), path=scan.path, digest=scan.digest)
 
@@ -252,7 +289,7 @@ def fit_inplane(array: np.ndarray, affine: np.ndarray, shape: Sequence[int], fit
     array, affine = crop_or_pad(array, affine, [_centred_start(x, px), _centred_start(y, py), 0], (px, py, z), fill=fill)
     if (px, py) == (h, w):
         return array, affine
-    resized = _interpolate(array, (h, w, z), label=False)
+    resized = resize_array(array, (h, w, z))
     return resized, scale_affine(affine, [px / h, py / w, 1.0])
 
 
@@ -291,13 +328,17 @@ def preprocess_subject(cfg: PreprocessConfig, image: Scan, label: Scan | None = 
     """
     where = str(image.path) if image.path is not None else "image"
     label_where = str(label.path) if label is not None and label.path is not None else ""
+    if cfg.resample.enabled:  # resample first (per-axis, so it commutes with reorienting): less to copy
+        canonical = [*cfg.resample.spacing, cfg.resample.slice_thickness]
+        target = canonical
+        if cfg.reorient:
+            transform = nio.ornt_transform(nio.io_orientation(image.affine), nio.axcodes2ornt(CANONICAL))
+            target = [canonical[int(transform[axis, 0])] for axis in range(3)]
+        image = resample(image, target)
+        label = resample(label, target, label=True) if label is not None else None
     if cfg.reorient:
         image = reorient(image, CANONICAL)
         label = reorient(label, CANONICAL) if label is not None else None
-    if cfg.resample.enabled:
-        target = [*cfg.resample.spacing, cfg.resample.slice_thickness]
-        image = resample(image, target)
-        label = resample(label, target, label=True) if label is not None else None
     array = image.array
     if cfg.n4.enabled:
         array = n4_correct(array, image.spacing, cfg.n4)
