@@ -130,3 +130,12 @@ def test_label_table_error_duplicate_subject(tmp_path: Path):
     path.write_text("subject,orientation\nS1,AVAF\nS1,RVRF\n")
     with pytest.raises(DataError, match="line 3: subject 'S1' listed twice"):
         read_label_table(path)
+
+
+def test_umd_layout_with_other_case_names(tmp_path: Path):
+    image, label = phantom_volume()
+    save_nifti(tmp_path / "UMD" / "PH_0001" / "PH_0001_t2.nii.gz", image, native_affine())
+    save_nifti(tmp_path / "UMD" / "PH_0001" / "PH_0001_seg.nii.gz", label, native_affine())
+    (tmp_path / "UMD" / "notes").mkdir()
+    (record,) = discover_umd(tmp_path)
+    assert record.subject == "PH_0001" and record.label.name == "PH_0001_seg.nii.gz"

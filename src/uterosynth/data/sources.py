@@ -6,7 +6,7 @@ Two adapters, registered in :data:`SOURCES`:
     The Uterine Myoma MRI Dataset (Pan et al., Sci Data 2024) layout ``UMD/UMD_<date>_<NNN>/``
     holding ``*_t2.nii.gz`` (image), ``*_seg.nii.gz`` (labels: 0 background, 1 uterine wall,
     2 cavity, 3 myoma, 4 Nabothian cyst) and raw ``.dcm`` slices. The subject id is the
-    folder name. Image and labels are paired **by folder**, never by file name, because the
+    folder name (when no folder is named ``UMD_*``, every sub-folder holding a scan is a case). Image and labels are paired **by folder**, never by file name, because the
     archive has typos in case numbers inside names; label files named ``*_seq.nii.gz`` are
     accepted; ``__MACOSX/`` folders and ``._*`` files are ignored; ``.gz`` files that are not
     compressed are read anyway (see :mod:`uterosynth.data.io`). When a case folder has no
@@ -147,7 +147,10 @@ def discover_umd(root: str | Path) -> list[SubjectRecord]:
     base = root
     if not any(p.is_dir() and p.name.startswith("UMD_") for p in _children(root)) and (root / "UMD").is_dir():
         base = root / "UMD"
-    cases = [p for p in _children(base) if p.is_dir() and p.name.startswith("UMD_")]
+    folders = [p for p in _children(base) if p.is_dir()]
+    cases = [p for p in folders if p.name.startswith("UMD_")]
+    if not cases:  # same layout, other case names: every sub-folder holding an image or DICOM slices
+        cases = [p for p in folders if any(is_image_file(f) for f in p.iterdir()) or _has_dicom(p) is not None]
     if not cases:
         raise DataError(f"{root}: no UMD case folders (expected UMD/UMD_<date>_<NNN>/ with *_t2.nii.gz inside)")
     hint = re.compile(r"t2", re.IGNORECASE)
