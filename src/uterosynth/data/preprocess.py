@@ -1,4 +1,8 @@
-"""Preprocessing of one subject: reorient → resample → N4 → ROI → normalise → items.
+"""Preprocessing of one subject: resample → reorient → N4 → ROI → normalise → items.
+
+Resampling runs on the native grid with each axis given the target spacing of the canonical
+axis it becomes; per-axis resampling commutes with the flips/permutations of reorientation, so
+this equals "reorient, then resample" while copying less data.
 
 Every step keeps geometry: each operation on the voxel grid (flip/permute, resample, crop,
 pad, resize) right-multiplies the affine by the matching index transform, so every item's
@@ -34,6 +38,8 @@ __all__ = [
     "normalize_intensity",
     "preprocess_subject",
     "resample",
+    "resample_matrix",
+    "resize_array",
     "roi_region",
     "scale_affine",
 ]
