@@ -88,12 +88,29 @@ def run(cohort: Path, preset: str, *, n4: bool, workers: int, n: int) -> dict:
     cfg = load_config(PrepareConfig, REPO / "configs" / preset,
                       overrides={"preprocess.n4.enabled": n4, "workers": workers})
     out = Path(tempfile.mkdtemp(prefix="bench-out-")) / "prepared"
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     result = prepare_dataset("umd", cohort, out, cfg)
     seconds = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
     shutil.rmtree(out.parent, ignore_errors=True)
     return {"preset": preset, "n4": n4, "workers": workers, "subjects": result.subjects, "items": result.items,
-            "seconds": seconds, "volumes_per_s": result.subjects / seconds}
+            "seconds": seconds, "volumes_per_s": result.subjects / seconds, "cpu_s_per_volume": cpu / result.subjects}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished worker processes (user + system)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _load() -> str:
+    try:
+        return " / ".join(f"{v:.1f}" for v in os.getloadavg()) + " (1 / 5 / 15 min)"
+    except OSError:
+        return "unknown"
 
 
 def write_section(lines: list[str]) -> None:
@@ -138,14 +155,18 @@ def main() -> None:
         "in `configs/` (resample to 0.8 mm in-plane, reorient, normalise, write items). "
         f"Machine: {cpu}; {args.note}.",
         "",
-        "| preset | N4 | workers | subjects | items | seconds | volumes/s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| preset | N4 | workers | subjects | items | seconds | volumes/s | CPU s / volume |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(f"| {r['preset']} | {'on' if r['n4'] else 'off'} | {r['workers']} | {r['subjects']} | "
-                     f"{r['items']} | {r['seconds']:.1f} | {r['volumes_per_s']:.2f} |")
-    lines += ["", "Command: `python benchmarks/bench_prepare.py --write` "
-              f"(N4 measured on the first {args.n4_subjects} subjects; target: >= 2 volumes/s without N4)."]
+                     f"{r['items']} | {r['seconds']:.1f} | {r['volumes_per_s']:.2f} | {r['cpu_s_per_volume']:.2f} |")
+    lines += ["", "volumes/s = subjects / wall-clock seconds (reading and writing included); CPU s / volume = "
+              "user + system CPU time of the process and its workers per subject, which contention inflates "
+              "much less than wall-clock time. "
+              "Command: `python benchmarks/bench_prepare.py --write` "
+              f"(N4 measured on the first {args.n4_subjects} subjects; target: >= 2 volumes/s without N4).",
+              f"Load average while running: {_load()}."]
     print("\n".join(lines))
     if args.write:
         write_section(lines)

@@ -54,6 +54,7 @@ def test_prepare_umd_end_to_end(tmp_path: Path, capsys, spatial_dims: int):
     assert info["attribute_types"]["orientation"] == "categorical"
     assert info["config"]["preprocess"]["roi"]["mode"] == "uterus" and info["uterosynth_version"]
     assert np.asarray(info["affine"]).shape == (4, 4) and len(info["spacing"]) == 3
+    assert info["unlabelled_subjects"] == [] and info["splits"] == summary["splits"]
 
     # subject-level splits: every subject in exactly one split
     by_subject: dict[str, set[str]] = {}

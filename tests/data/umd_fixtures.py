@@ -67,6 +67,17 @@ def write_dicom_series(
     The default direction (row-major 3x3, columns = axis directions) is a sagittal
     acquisition: columns run A→P (+y), rows S→I (-z), slices L→R (-x) in LPS.
     """
+    import locale
+
+
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer switches the C locale to "C": restore it
+    try:
+        return _write_dicom_series(folder, array, spacing, origin, direction, patient_name)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_series(folder, array, spacing, origin, direction, patient_name) -> Path:
     import SimpleITK as sitk
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -178,6 +178,16 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def _read_dicom_series(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM may switch the process locale to "C"
+    try:
+        return _read_dicom_series_impl(folder)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _read_dicom_series_impl(folder: Path) -> tuple[np.ndarray, np.ndarray, str]:
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()

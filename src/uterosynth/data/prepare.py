@@ -20,7 +20,6 @@ import numpy as np
 from ..artifacts import atomic_output_dir, provenance, write_json
 from ..config import config_hash
 from ..errors import DataError
-from ..seeding import numpy_rng
 from .config import PrepareConfig, SplitConfig
 from .io import read_scan, write_nifti
 from .manifest import SPLITS, write_manifest
@@ -59,6 +58,8 @@ def assign_splits(subjects: Sequence[str], cfg: SplitConfig, seed: int) -> dict[
     fractions (rounded; a non-zero fraction gets at least one subject when there are at
     least three subjects, and train keeps at least one).
     """
+    from ..seeding import numpy_rng  # imports torch: keep it out of the worker processes
+
     subs = sorted(set(subjects))
     n = len(subs)
     counts = {name: int(round(getattr(cfg, name) * n)) for name in ("val", "test")}
@@ -281,6 +282,7 @@ def prepare_dataset(
                 row["split"] = splits[subject]
                 all_rows.append(row)
         columns = table.columns if table is not None else []
+        unlabelled = sorted(s for s in good if table is not None and s not in table.rows)
         write_manifest(tmp / "manifest.csv", all_rows, columns)
 
         dims = cfg.preprocess.output.dims
@@ -311,6 +313,7 @@ def prepare_dataset(
             "items": len(all_rows),
             "splits": split_counts,
             "skipped": skipped,
+            "unlabelled_subjects": unlabelled,
         }
         write_json(tmp / "dataset.json", info)
     return PrepareResult(
