@@ -265,3 +265,22 @@ def test_worker_returns_rows_or_reason(tmp_path: Path):
     assert (tmp_path / "out" / rows[0]["path"]).is_file()
     subject, rows, reason = _worker((bad, cfg, tmp_path / "out", "umd", None))
     assert rows is None and "NaN/Inf" in reason
+
+
+def test_assign_splits_stratified():
+    subjects = [f"S{i:02d}" for i in range(40)]
+    groups = {s: ("AV" if i % 4 else "RV") for i, s in enumerate(subjects)}  # 30 AV, 10 RV
+    cfg = SplitConfig(train=0.8, val=0.1, test=0.1, stratify="orientation")
+    out = assign_splits(subjects, cfg, seed=0, groups=groups)
+    assert out == assign_splits(subjects, cfg, seed=0, groups=groups)
+    per = {(g, sp): 0 for g in ("AV", "RV") for sp in ("train", "val", "test")}
+    for s, sp in out.items():
+        per[(groups[s], sp)] += 1
+    assert per[("RV", "train")] == 8 and per[("RV", "val")] == 1 and per[("RV", "test")] == 1
+    assert per[("AV", "train")] == 24 and per[("AV", "val")] == 3 and per[("AV", "test")] == 3
+
+
+def test_error_stratify_unknown_column(tmp_path: Path, capsys):
+    raw = make_umd(tmp_path / "raw", n=3, quirks=False)
+    code, _, err = run(capsys, *prepare_args(raw, tmp_path / "out", 2, "--set", "split.stratify=flexion"))
+    assert code == 2 and "split.stratify 'flexion': no such column" in err

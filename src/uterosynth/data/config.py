@@ -152,11 +152,17 @@ class PreprocessConfig(StrictModel):
 
 
 class SplitConfig(StrictModel):
-    """Subject-level split fractions (they must sum to 1)."""
+    """Subject-level split fractions (they must sum to 1), optionally stratified.
+
+    Attributes:
+        stratify: an attribute column (e.g. ``orientation``) whose values should be spread
+            over the splits in proportion to the fractions.
+    """
 
     train: float = Field(default=0.8, ge=0, le=1)
     val: float = Field(default=0.1, ge=0, le=1)
     test: float = Field(default=0.1, ge=0, le=1)
+    stratify: str | None = None
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,12 +51,17 @@ class PrepareResult:
         }
 
 
-def assign_splits(subjects: Sequence[str], cfg: SplitConfig, seed: int) -> dict[str, str]:
+def assign_splits(
+    subjects: Sequence[str], cfg: SplitConfig, seed: int, *, groups: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Assign each subject to train/val/test; deterministic by ``seed`` and the subject set.
 
-    Subjects are sorted, permuted with a generator derived from ``seed``, and cut by the
-    fractions (rounded; a non-zero fraction gets at least one subject when there are at
-    least three subjects, and train keeps at least one).
+    Split sizes are the fractions times the number of subjects, rounded (a non-zero fraction
+    gets at least one subject when there are at least three, and train keeps at least one).
+    Subjects are ordered group by group (``groups``: subject → stratum, e.g. orientation; one
+    stratum when ``None``), shuffled within each group by a generator derived from ``seed``,
+    and dealt out along that order so each split's share stays as even as possible
+    (largest-deficit rule) — every stratum is thus spread over the splits in proportion.
     """
     from ..seeding import numpy_rng  # imports torch: keep it out of the worker processes
 
@@ -69,15 +74,24 @@ def assign_splits(subjects: Sequence[str], cfg: SplitConfig, seed: int) -> dict[
     while cfg.train > 0 and n - counts["val"] - counts["test"] < 1 and counts["val"] + counts["test"] > 0:
         key = "val" if counts["val"] >= counts["test"] else "test"
         counts[key] -= 1
-    order = numpy_rng(seed, salt="split").permutation(n)
+    counts["train"] = n - counts["val"] - counts["test"]
+
+    strata: dict[str, list[str]] = {}
+    for subject in subs:
+        strata.setdefault(str((groups or {}).get(subject, "")), []).append(subject)
+    order: list[str] = []
+    for key in sorted(strata):
+        members = strata[key]
+        perm = numpy_rng(seed, salt=f"split:{key}").permutation(len(members))
+        order.extend(members[i] for i in perm)
+
     out: dict[str, str] = {}
-    for rank, idx in enumerate(order):
-        if rank < counts["test"]:
-            out[subs[idx]] = "test"
-        elif rank < counts["test"] + counts["val"]:
-            out[subs[idx]] = "val"
-        else:
-            out[subs[idx]] = "train"
+    dealt = dict.fromkeys(("test", "val", "train"), 0)
+    for rank, subject in enumerate(order):
+        deficits = {k: counts[k] * (rank + 1) / max(n, 1) - dealt[k] for k in dealt if dealt[k] < counts[k]}
+        name = max(deficits, key=lambda k: deficits[k])
+        dealt[name] += 1
+        out[subject] = name
     return out
 
 
@@ -275,7 +289,15 @@ def prepare_dataset(
         if not good:
             detail = f" (first problem: {skipped[0]['reason']})" if skipped else ""
             raise DataError(f"{input_dir}: no usable subject found{detail}")
-        splits = assign_splits(list(good), cfg.split, cfg.seed)
+        groups = None
+        if cfg.split.stratify is not None:
+            if table is None or cfg.split.stratify not in table.columns:
+                raise DataError(
+                    f"split.stratify '{cfg.split.stratify}': no such column in the labels table "
+                    f"({table.path if table is not None else 'none given'}); use one of its attribute columns"
+                )
+            groups = {s: str(rows[0].get(cfg.split.stratify, "")) for s, rows in good.items() if rows}
+        splits = assign_splits(list(good), cfg.split, cfg.seed, groups=groups)
         all_rows = []
         for subject in sorted(good):
             for row in good[subject]:
