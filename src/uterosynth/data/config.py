@@ -47,11 +47,12 @@ class ResampleConfig(StrictModel):
 class N4Config(StrictModel):
     """N4 bias-field correction (Tustison et al. 2010, SimpleITK).
 
-    The field is fitted on a copy shrunk by ``shrink`` and applied at full resolution.
+    The field is fitted on a copy shrunk by ``shrink`` along the finest axes (proportionally
+    less along thicker slices) inside an Otsu mask and applied at full resolution.
     """
 
     enabled: bool = False
-    shrink: int = Field(default=4, ge=1, le=16)
+    shrink: int = Field(default=8, ge=1, le=16)
     iterations: tuple[int, ...] = (25, 25, 25)
     fitting_levels: int | None = Field(default=None, ge=1)
 

@@ -193,6 +193,9 @@ def process_subject(
 
 def _worker(args: tuple) -> tuple[str, list[dict[str, Any]] | None, str]:
     record, cfg, out_dir, source, table = args
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # one thread per worker process
     try:
         return record.subject, process_subject(record, cfg, out_dir, source=source, table=table), ""
     except DataError as err:
