@@ -72,10 +72,26 @@ def test_prepare_umd_end_to_end(tmp_path: Path, capsys, spatial_dims: int):
     if spatial_dims == 2:
         assert all(r["item_id"] == f"{r['subject']}_{int(r['slice_index']):03d}" for r in rows)
 
-    loader = make_loader(data.split("train"), batch_size=2, augment=True, seed=0)
+    loader = make_loader(data.split("train"), batch_size=2, seed=0)
     batch = next(iter(loader))
     assert batch["image"].shape == (2, 1, *array.shape) and len(batch["orientation"]) == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".prepared")]
+
+
+@pytest.mark.slow  # imports MONAI's transforms
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_loader_with_monai_augmentation(tmp_path: Path, capsys, spatial_dims: int):
+    import torch
+
+    raw = make_umd(tmp_path / "raw", n=3, quirks=False)
+    out = tmp_path / "prepared"
+    assert run(capsys, *prepare_args(raw, out, spatial_dims))[0] == 0
+    data = PreparedDataset.load(out)
+    plain = next(iter(make_loader(data, batch_size=2, shuffle=False)))["image"]
+    augmented = [next(iter(make_loader(data, batch_size=2, shuffle=False, augment=True, seed=s)))["image"] for s in (0, 0)]
+    assert augmented[0].shape == plain.shape == (2, 1, *((32, 32) if spatial_dims == 2 else (32, 32, 8)))
+    assert torch.equal(augmented[0], augmented[1])  # seeded
+    assert not torch.equal(augmented[0], plain)
 
 
 def test_prepare_is_deterministic(tmp_path: Path, capsys):
