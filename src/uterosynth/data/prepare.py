@@ -1,0 +1,351 @@
+"""``uterosynth prepare``: raw scans → a prepared dataset (items + manifest.csv + dataset.json).
+
+For each subject found by a source adapter: read image and label map (geometry checked),
+attach attributes from the labels table, preprocess into items, write one NIfTI per item.
+Then assign subject-level splits (deterministic by seed) and write the manifest and
+``dataset.json``, all inside :func:`~uterosynth.artifacts.atomic_output_dir`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import atomic_output_dir, provenance, write_json
+from ..config import config_hash
+from ..errors import DataError
+from .config import PrepareConfig, SplitConfig
+from .io import read_scan, write_nifti
+from .manifest import SPLITS, write_manifest
+from .sources import LabelTable, SubjectRecord, discover, find_label_table, read_label_table
+
+__all__ = ["PrepareResult", "assign_splits", "prepare_dataset", "process_subject", "reference_affine"]
+
+
+@dataclass
+class PrepareResult:
+    """What :func:`prepare_dataset` wrote (also the CLI's ``--json`` summary)."""
+
+    out: Path
+    subjects: int
+    items: int
+    splits: dict[str, dict[str, int]]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "subjects": self.subjects,
+            "items": self.items,
+            "splits": self.splits,
+            "skipped": self.skipped,
+            "seconds": round(self.seconds, 2),
+            "volumes_per_s": round((self.subjects + len(self.skipped)) / max(self.seconds, 1e-9), 3),
+        }
+
+
+def assign_splits(
+    subjects: Sequence[str], cfg: SplitConfig, seed: int, *, groups: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Assign each subject to train/val/test; deterministic by ``seed`` and the subject set.
+
+    Split sizes are the fractions times the number of subjects, rounded (a non-zero fraction
+    gets at least one subject when there are at least three, and train keeps at least one).
+    Subjects are ordered group by group (``groups``: subject → stratum, e.g. orientation; one
+    stratum when ``None``), shuffled within each group by a generator derived from ``seed``,
+    and dealt out along that order so each split's share stays as even as possible
+    (largest-deficit rule) — every stratum is thus spread over the splits in proportion.
+    """
+    from ..seeding import numpy_rng  # imports torch: keep it out of the worker processes
+
+    subs = sorted(set(subjects))
+    n = len(subs)
+    counts = {name: int(round(getattr(cfg, name) * n)) for name in ("val", "test")}
+    for name in ("val", "test"):
+        if getattr(cfg, name) > 0 and counts[name] == 0 and n >= 3:
+            counts[name] = 1
+    while cfg.train > 0 and n - counts["val"] - counts["test"] < 1 and counts["val"] + counts["test"] > 0:
+        key = "val" if counts["val"] >= counts["test"] else "test"
+        counts[key] -= 1
+    counts["train"] = n - counts["val"] - counts["test"]
+
+    strata: dict[str, list[str]] = {}
+    for subject in subs:
+        strata.setdefault(str((groups or {}).get(subject, "")), []).append(subject)
+    order: list[str] = []
+    for key in sorted(strata):
+        members = strata[key]
+        perm = numpy_rng(seed, salt=f"split:{key}").permutation(len(members))
+        order.extend(members[i] for i in perm)
+
+    out: dict[str, str] = {}
+    dealt = dict.fromkeys(("test", "val", "train"), 0)
+    for rank, subject in enumerate(order):
+        deficits = {k: counts[k] * (rank + 1) / max(n, 1) - dealt[k] for k in dealt if dealt[k] < counts[k]}
+        name = max(deficits, key=lambda k: deficits[k])
+        dealt[name] += 1
+        out[subject] = name
+    return out
+
+
+def reference_affine(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """A canonical IPR affine (axis 0 → inferior, 1 → posterior, 2 → right) centred on the origin.
+
+    Used by stages that write new items without a scanner position (e.g. synthetic samples).
+    """
+    affine = np.zeros((4, 4))
+    affine[2, 0] = -spacing[0]  # axis 0 → -S (inferior)
+    affine[1, 1] = -spacing[1]  # axis 1 → -A (posterior)
+    affine[0, 2] = spacing[2]  # axis 2 → +R
+    affine[3, 3] = 1.0
+    dims = list(shape) + [1] * (3 - len(shape))
+    centre = (np.asarray(dims, dtype=np.float64) - 1) / 2
+    affine[:3, 3] = -affine[:3, :3] @ centre
+    return affine
+
+
+def _check_label_geometry(image, label, tol: float) -> None:
+    if image.shape != label.shape:
+        raise DataError(
+            f"{label.path}: label map shape {'x'.join(map(str, label.shape))} differs from its image "
+            f"{image.path.name} ({'x'.join(map(str, image.shape))}); re-export the segmentation on the image grid"
+        )
+    diff = float(np.abs(image.affine - label.affine).max())
+    if diff > tol:
+        raise DataError(
+            f"{label.path}: label map geometry differs from its image {image.path.name} (affines differ by up to "
+            f"{diff:.3g} mm; tolerance {tol:g}); re-export the segmentation on the image grid"
+        )
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "x".join(f"{float(v):.6g}" for v in values)
+
+
+def process_subject(
+    record: SubjectRecord,
+    cfg: PrepareConfig,
+    out_dir: Path,
+    *,
+    source: str,
+    table: LabelTable | None,
+) -> list[dict[str, Any]]:
+    """Read, check and preprocess one subject; write its items; return its manifest rows.
+
+    Raises:
+        DataError: anything wrong with this subject (the message names the file).
+    """
+    from .preprocess import preprocess_subject
+
+    if record.problem:
+        raise DataError(record.problem)
+    attributes: dict[str, str] = {}
+    if table is not None:
+        found = table.attributes_for(record.subject, cfg.labels.attributes)
+        if found is None and cfg.labels.require:
+            raise DataError(f"{table.path}: no row for subject '{record.subject}' (labels.require is true)")
+        attributes = found or {}
+    if record.image is None:
+        raise DataError(f"{record.subject}: no image found")
+    image = read_scan(record.image)
+    label = None
+    if record.label is not None:
+        label = read_scan(record.label, label=True)
+        _check_label_geometry(image, label, cfg.preprocess.geometry_tolerance_mm)
+    items = preprocess_subject(cfg.preprocess, image, label)
+
+    prep = config_hash(cfg.preprocess)
+    suffix = ".nii.gz" if cfg.compress else ".nii"
+    dims = cfg.preprocess.output.dims
+    rows = []
+    for item in items:
+        item_id = record.subject if dims == 3 else f"{record.subject}_{item.slice_index:03d}"
+        rel = f"items/{item_id}{suffix}"
+        stored = item.array[..., None] if item.array.ndim == 2 else item.array
+        write_nifti(out_dir / rel, stored, item.affine)
+        digest = hashlib.blake2b(
+            f"{prep}:{image.digest}:{label.digest if label else ''}:{item.slice_index}".encode(), digest_size=8
+        ).hexdigest()
+        rows.append(
+            {
+                "item_id": item_id,
+                "path": rel,
+                "subject": record.subject,
+                "dims": dims,
+                "shape": "x".join(str(s) for s in item.array.shape),
+                "spacing": _fmt(item.spacing),
+                "slice_index": item.slice_index,
+                "source": source,
+                "source_path": record.source_path,
+                "prep_hash": digest,
+                **attributes,
+            }
+        )
+    return rows
+
+
+def _worker(args: tuple) -> tuple[str, list[dict[str, Any]] | None, str]:
+    record, cfg, out_dir, source, table = args
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # one thread per worker process
+    try:
+        return record.subject, process_subject(record, cfg, out_dir, source=source, table=table), ""
+    except DataError as err:
+        return record.subject, None, str(err)
+
+
+def _attribute_info(columns: Sequence[str], rows: Sequence[dict[str, Any]], cfg: PrepareConfig):
+    types: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
+    for name in columns:
+        seen = [str(r.get(name, "")) for r in rows if str(r.get(name, "")) != ""]
+        try:
+            [float(v) for v in seen]
+            numeric = bool(seen) and name not in cfg.labels.attributes
+        except ValueError:
+            numeric = False
+        types[name] = "numeric" if numeric else "categorical"
+        if not numeric:
+            declared = [str(v) for v in cfg.labels.attributes.get(name, [])]
+            values[name] = declared + sorted(set(seen) - set(declared))
+    return types, values
+
+
+def prepare_dataset(
+    source: str,
+    input_dir: str | Path,
+    out: str | Path,
+    cfg: PrepareConfig,
+    *,
+    labels: str | Path | None = None,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    on_subject: Callable[[str], None] | None = None,
+) -> PrepareResult:
+    """Prepare a dataset from raw scans.
+
+    Args:
+        source: ``umd`` or ``folder`` (see :mod:`uterosynth.data.sources`).
+        input_dir: the raw dataset folder.
+        out: the prepared dataset folder to create.
+        cfg: preprocessing, splits, labels table rules, seed, workers.
+        labels: a labels CSV; default ``labels.csv`` at the dataset root if present.
+        skip_bad: skip subjects that fail (listed with reasons) instead of stopping.
+        overwrite: replace ``out`` if it exists.
+        on_start: called once with the number of subjects (progress display).
+        on_subject: called after each subject with its id.
+
+    Raises:
+        DataError: bad input (first bad subject unless ``skip_bad``), or no usable subject.
+        UserError: ``out`` exists and ``overwrite`` is false.
+    """
+    t0 = time.perf_counter()
+    input_dir = Path(input_dir)
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        records = discover(source, input_dir)
+        table_path = Path(labels) if labels is not None else find_label_table(input_dir)
+        table = None
+        if table_path is not None:
+            table = read_label_table(
+                table_path, subject_column=cfg.labels.subject_column, required=tuple(cfg.labels.attributes)
+            )
+        (tmp / "items").mkdir()
+        if on_start is not None:
+            on_start(len(records))
+        results: list[tuple[str, list[dict[str, Any]] | None, str]] = []
+        jobs = [(r, cfg, tmp, source, table) for r in records]
+        if cfg.workers > 1 and len(records) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+                for res in pool.map(_worker, jobs):
+                    if res[2] and not skip_bad:
+                        pool.shutdown(cancel_futures=True)
+                        raise DataError(res[2])
+                    results.append(res)
+                    if on_subject is not None:
+                        on_subject(res[0])
+        else:
+            for record in records:
+                try:
+                    rows = process_subject(record, cfg, tmp, source=source, table=table)
+                    results.append((record.subject, rows, ""))
+                except DataError as err:
+                    if not skip_bad:
+                        raise
+                    results.append((record.subject, None, str(err)))
+                if on_subject is not None:
+                    on_subject(record.subject)
+
+        skipped = [{"subject": s, "reason": reason} for s, rows, reason in results if rows is None]
+        good = {s: rows for s, rows, _ in results if rows is not None}
+        if not good:
+            detail = f" (first problem: {skipped[0]['reason']})" if skipped else ""
+            raise DataError(f"{input_dir}: no usable subject found{detail}")
+        groups = None
+        if cfg.split.stratify is not None:
+            if table is None or cfg.split.stratify not in table.columns:
+                raise DataError(
+                    f"split.stratify '{cfg.split.stratify}': no such column in the labels table "
+                    f"({table.path if table is not None else 'none given'}); use one of its attribute columns"
+                )
+            groups = {s: str(rows[0].get(cfg.split.stratify, "")) for s, rows in good.items() if rows}
+        splits = assign_splits(list(good), cfg.split, cfg.seed, groups=groups)
+        all_rows = []
+        for subject in sorted(good):
+            for row in good[subject]:
+                row["split"] = splits[subject]
+                all_rows.append(row)
+        columns = table.columns if table is not None else []
+        unlabelled = sorted(s for s in good if table is not None and s not in table.rows)
+        write_manifest(tmp / "manifest.csv", all_rows, columns)
+
+        dims = cfg.preprocess.output.dims
+        spacing = np.median(np.asarray([[float(v) for v in r["spacing"].split("x")] for r in all_rows]), axis=0)
+        shape = list(cfg.preprocess.output.shape)
+        types, values = _attribute_info(columns, all_rows, cfg)
+        split_counts = {
+            name: {
+                "subjects": sum(1 for s in good if splits[s] == name),
+                "items": sum(1 for r in all_rows if r["split"] == name),
+            }
+            for name in SPLITS
+        }
+        info = {
+            **provenance(cfg, cfg.seed),
+            "dims": dims,
+            "attributes": list(columns),
+            "attribute_types": types,
+            "attribute_values": values,
+            "shape": shape,
+            "spacing": [round(float(v), 6) for v in spacing],
+            "affine": reference_affine(shape, spacing).tolist(),
+            "array_orientation": "IPR" if cfg.preprocess.reorient else "native",
+            "source": source,
+            "labels_file": table_path.name if table_path is not None else None,
+            "preprocess_hash": config_hash(cfg.preprocess),
+            "subjects": len(good),
+            "items": len(all_rows),
+            "splits": split_counts,
+            "skipped": skipped,
+            "unlabelled_subjects": unlabelled,
+        }
+        write_json(tmp / "dataset.json", info)
+    return PrepareResult(
+        out=Path(out),
+        subjects=len(good),
+        items=len(all_rows),
+        splits=split_counts,
+        skipped=skipped,
+        seconds=time.perf_counter() - t0,
+    )
