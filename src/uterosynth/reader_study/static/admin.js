@@ -16,12 +16,14 @@
       const td = document.createElement("td");
       if (i === 2) {
         td.className = "bar-col";
+        const cell = document.createElement("div"); cell.className = "bar-cell";
         const bar = document.createElement("div"); bar.className = "progress";
         const fill = document.createElement("div"); fill.className = "progress-fill";
         fill.style.width = pct + "%";
         bar.appendChild(fill);
         const label = document.createElement("span"); label.className = "pct"; label.textContent = pct + "%";
-        td.append(bar, label);
+        cell.append(bar, label);
+        td.appendChild(cell);
       } else td.textContent = text;
       tr.appendChild(td);
     });
