@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import make_prepared_dataset, make_synthetic_set
 
+from conftest import make_prepared_dataset, make_synthetic_set
 from uterosynth.reader_study.config import StudyConfig
 from uterosynth.reader_study.create import CreatedStudy, create_study
 from uterosynth.reader_study.main import create_app

@@ -352,7 +352,6 @@ def test_one_answer_per_rater_and_item(client):
 
 def test_serve_binds_loopback_by_default(study2d, monkeypatch, tmp_path):  # noqa: F811
     import uvicorn
-
     from rs_support import run_cli
 
     seen = {}

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_prepared_dataset, make_synthetic_set
 from rs_support import build_study, run_cli
 
+from conftest import make_prepared_dataset, make_synthetic_set
 from uterosynth.errors import ConfigError, DataError
 from uterosynth.reader_study.config import StudyConfig
 from uterosynth.reader_study.create import allocate, create_study
@@ -30,8 +30,9 @@ def test_render_is_identical_in_format_for_any_input(spatial_dims):
     a = render_slices(rng.random(shape_a, dtype=np.float32), target)
     b = render_slices(100 + 50 * rng.random(shape_b, dtype=np.float32), target)  # other size and range
     assert len(a) == len(b) == (5 if spatial_dims == 3 else 1)
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     for pa, pb in zip(a, b, strict=True):
         assert png_chunks(pa) == png_chunks(pb) == ["IHDR", "IDAT", "IEND"]  # no text/time/pHYs chunks

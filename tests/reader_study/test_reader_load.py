@@ -1,5 +1,6 @@
 """Bounded load test: 50 raters submit concurrently to a real uvicorn server on loopback."""
 
+import contextlib
 import random
 import threading
 import time
@@ -38,10 +39,8 @@ def test_fifty_raters_submit_concurrently_without_loss_or_duplicates(tmp_path, d
 
         def submit(task):
             name, aid, choice = task
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):  # fewer tasks left than workers
                 barrier.wait(timeout=30)
-            except threading.BrokenBarrierError:
-                pass  # fewer tasks left than workers: go ahead
             body = {"assignment_id": aid, "choice": choice, "confidence": 3, "realism": 4}
             res = client.post("/api/rater/ratings", json=body, headers={"Authorization": f"Bearer {tokens[name]}"})
             return name, aid, choice, res.status_code
