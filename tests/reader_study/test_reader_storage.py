@@ -140,3 +140,36 @@ def test_urls():
     assert "secret" not in safe_url("postgresql://u:secret@h/db")
     with pytest.raises(ConfigError, match="--db-url"):
         make_engine("not a url")
+
+
+def test_settings_from_environment(monkeypatch, study2d, tmp_path):  # noqa: F811
+    from uterosynth.reader_study.main import create_app
+    from uterosynth.reader_study.settings import get_settings
+
+    get_settings.cache_clear()
+    monkeypatch.delenv("UTEROSYNTH_READER_STUDY", raising=False)
+    with pytest.raises(ConfigError, match="UTEROSYNTH_READER_STUDY"):
+        get_settings()
+    monkeypatch.setenv("UTEROSYNTH_READER_STUDY", str(study2d.root))
+    monkeypatch.setenv("UTEROSYNTH_READER_DB_URL", f"sqlite:///{tmp_path / 'env.sqlite'}")
+    monkeypatch.setenv("UTEROSYNTH_READER_MAX_BODY", "4096")
+    try:
+        settings = get_settings()
+        assert settings.study_dir == study2d.root and settings.max_body_bytes == 4096
+        assert get_settings() is settings  # read once
+        app = create_app()  # the uvicorn --factory entry point
+        assert app.state.settings is settings and (tmp_path / "env.sqlite").exists()
+        app.state.engine.dispose()
+        monkeypatch.setenv("UTEROSYNTH_READER_MAX_BODY", "lots")
+        get_settings.cache_clear()
+        with pytest.raises(ConfigError, match="MAX_BODY"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_default_database_is_sqlite_in_the_study(study2d):  # noqa: F811
+    from uterosynth.reader_study.settings import Settings
+
+    url = Settings(study_dir=study2d.root).database_url
+    assert url.startswith("sqlite:///") and url.endswith("study.db")

@@ -102,14 +102,21 @@
     };
     const comment = $("comment").value.trim();
     if (comment) body.comment = comment;
+    let res;
     try {
-      const res = await RS.api(token, "api/rater/ratings", { method: "POST", json: body });
-      if (res.status === 201 || res.status === 409) { await loadNext(); return; }
-      if (res.status === 403) { message("The study is closed", "Your earlier answers are saved. Thank you."); return; }
-      setError("Could not save (" + res.status + "). Please try again.");
+      res = await RS.api(token, "api/rater/ratings", { method: "POST", json: body });
     } catch (err) {
       setError("Network problem — your answer was not saved. Please try again.");
+      state.busy = false;
+      render();
+      return;
     }
+    if (res.status === 201 || res.status === 409) {
+      loadNext().catch(() => message("Cannot reach the server", "Your answer is saved. Please reload the page."));
+      return;
+    }
+    if (res.status === 403) { message("The study is closed", "Your earlier answers are saved. Thank you."); return; }
+    setError("Could not save (" + res.status + "). Please try again.");
     state.busy = false;
     render();
   }
