@@ -139,3 +139,14 @@ def test_analyze_cli_writes_results_and_report(tmp_path):
 def test_analyze_missing_study_exits_2(tmp_path, capsys):
     assert run_cli(["reader-study", "analyze", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a reader study" in capsys.readouterr().err
+
+
+def test_analyze_a_study_without_answers(tmp_path):
+    study = build_study(tmp_path, per_source=2, raters=["alice", "bob"])
+    out = tmp_path / "empty"
+    assert run_cli(["reader-study", "analyze", str(study.root), "--db-url",
+                    f"sqlite:///{tmp_path / 'none.sqlite'}", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_answers"] == 0 and results["pooled"]["accuracy"] is None
+    assert results["agreement"]["kappa"] is None and (out / "report.html").stat().st_size > 1000
+    assert results["provenance"]["config"]["database"].endswith("none.sqlite")

@@ -372,3 +372,9 @@ def test_serve_bad_db_url_exits_2(study2d, capsys):  # noqa: F811
 
     assert run_cli(["reader-study", "serve", str(study2d.root), "--db-url", "not a url"]) == 2
     assert "--db-url" in capsys.readouterr().err
+
+
+def test_413_answers_also_carry_security_headers(client):
+    res = client.post("/api/rater/ratings", content=b"x" * 20_000,
+                      headers={**bearer(client.study.tokens["alice"]), "Content-Type": "application/json"})
+    assert res.status_code == 413 and "content-security-policy" in res.headers

@@ -178,3 +178,10 @@ def test_cli_create_bad_input_exits_2(tmp_path, capsys):
     code = run_cli(["reader-study", "create", "--real", str(tmp_path / "missing"), "--synthetic", str(tmp_path),
                     "--per-source", "2", "--raters", "a", "--out", str(tmp_path / "o")])
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_raters_are_required():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least one rater"):
+        StudyConfig(per_source=2)

@@ -31,7 +31,7 @@ class StudyConfig(StrictModel):
     """
 
     per_source: int = Field(20, ge=1, le=100_000)
-    raters: list[str] = Field(default_factory=list)
+    raters: list[str] = Field(default_factory=list, validate_default=True)
     seed: int = 0
     size: int = Field(384, ge=16, le=2048)
     low_pct: float = Field(0.5, ge=0.0, le=100.0)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from ..errors import ConfigError, DataError
 from .models import Assignment, Base, Item, Rater, Study
@@ -49,7 +50,11 @@ def make_engine(url: str) -> Engine:
                           "postgresql://user:pass@127.0.0.1/db") from err
     try:
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            connect_args = {"check_same_thread": False, "timeout": 30}
+            if parsed.database in (None, "", ":memory:"):  # one shared in-memory database
+                engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+            else:  # as many connections as the server has worker threads
+                engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=30)
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001 - DB-API objects

@@ -50,8 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.study = study
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: also on 413 answers
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (pages, rater, images, admin):
         app.include_router(module.router)

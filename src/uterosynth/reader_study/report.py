@@ -28,7 +28,11 @@ class AnalysisResult:
 
 
 def load_answers(study_dir: str | Path, db_url: str | None = None) -> tuple[list[Answer], list[str], str]:
-    """Answers with ground truth from the study's database: ``(answers, rater names, study id)``."""
+    """Answers with ground truth from the study's database: ``(answers, rater names, study id)``.
+
+    Raises:
+        DataError: the study folder is unusable or the database unreachable.
+    """
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
@@ -147,9 +151,14 @@ def run_analysis(study_dir: str | Path, out: str | Path, *, db_url: str | None =
     Raises:
         DataError: the study folder or its database is unusable.
     """
+    from .db import safe_url
+    from .settings import Settings
+
     answers, raters, study_id = load_answers(study_dir, db_url)
     results = analyze(answers, raters)
-    payload = {"provenance": provenance(None, None, study=str(study_dir)), "study_id": study_id, **results}
+    source = {"study": str(study_dir),
+              "database": safe_url(Settings(study_dir=Path(study_dir), db_url=db_url).database_url)}
+    payload = {"provenance": provenance(source, None), "study_id": study_id, **results}
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         write_json(tmp / "results.json", payload)
         html = _render_html({"r": results, "study_id": study_id, "plots": _plots(answers, results),
