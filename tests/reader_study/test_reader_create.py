@@ -185,3 +185,13 @@ def test_raters_are_required():
 
     with pytest.raises(ValidationError, match="at least one rater"):
         StudyConfig(per_source=2)
+
+
+def test_preset_loads_with_overrides():
+    from uterosynth.config import load_config
+
+    preset = Path(__file__).resolve().parents[2] / "configs" / "reader_study.yaml"
+    cfg = load_config(StudyConfig, preset, overrides={"raters": ["alice", "bob"], "per_source": 3})
+    assert cfg.per_source == 3 and cfg.raters == ["alice", "bob"] and cfg.class_by is None
+    with pytest.raises(ConfigError, match="raters"):
+        load_config(StudyConfig, preset)

@@ -69,3 +69,59 @@ def test_fifty_raters_submit_concurrently_without_loss_or_duplicates(tmp_path, d
     assert stored == created  # nothing lost, nothing duplicated, the accepted answer is the stored one
     app.state.engine.dispose()
     assert elapsed < 120, f"{len(tasks)} submissions took {elapsed:.1f} s"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _outside_address() -> str | None:
+    """A non-loopback address of this machine, if it has one (no packet is sent)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.254.254.254", 1))
+            addr = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if addr.startswith("127.") else addr
+
+
+@pytest.mark.slow
+def test_serve_command_listens_on_loopback_only(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    study = build_study(tmp_path, per_source=2, raters=["alice"])
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uterosynth", "reader-study", "serve", str(study.root), "--port", str(port),
+         "--db-url", f"sqlite:///{tmp_path / 'serve.sqlite'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                res = httpx.get(f"http://127.0.0.1:{port}/api/rater/me",
+                                headers={"Authorization": f"Bearer {study.tokens['alice']}"}, timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.3)
+        assert res.status_code == 200 and res.json()["name"] == "alice"
+        outside = _outside_address()
+        if outside:
+            with socket.socket() as s, pytest.raises(OSError):
+                s.settimeout(3)
+                s.connect((outside, port))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
