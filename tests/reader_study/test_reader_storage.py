@@ -54,6 +54,20 @@ def test_database_enforces_one_answer_per_rater_and_item(db_url, study2d):  # no
         engine.dispose()
 
 
+def test_database_rejects_a_rating_for_another_raters_assignment(db_url, study2d):  # noqa: F811
+    engine = make_engine(db_url)
+    try:
+        init_db(engine, StudyFolder.load(study2d.root))
+        with Session(engine) as s:
+            rating = _rating(s, "alice", 0)
+            rating.rater_id = s.scalar(select(models.Rater.id).where(models.Rater.name == "bob"))
+            s.add(rating)
+            with pytest.raises(IntegrityError):
+                s.commit()
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("bad", [{"confidence": 0}, {"realism": 6}, {"choice": "maybe"}])
 def test_database_checks_values(db_url, study2d, bad):  # noqa: F811
     engine = make_engine(db_url)

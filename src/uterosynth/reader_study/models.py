@@ -1,7 +1,8 @@
 """Storage: SQLAlchemy 2.0 typed ORM models of a served study.
 
 Integrity lives in the database, not only in the code: one rating per rater and item
-(``uq_rating_rater_item``) and per assignment, scores checked to 1–5, the choice checked to
+(``uq_rating_rater_item``) and per assignment, a rating's rater and item must be those of its
+assignment (composite foreign key), scores checked to 1–5, the choice checked to
 ``real``/``synthetic``. Concurrent duplicate submissions therefore fail in the database and the
 API answers 409.
 """
@@ -10,7 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -83,6 +94,7 @@ class Assignment(Base):
     __table_args__ = (
         UniqueConstraint("rater_id", "position", name="uq_assignment_rater_position"),
         UniqueConstraint("rater_id", "item_id", name="uq_assignment_rater_item"),
+        UniqueConstraint("id", "rater_id", "item_id", name="uq_assignment_triple"),
     )
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
@@ -97,6 +109,12 @@ class Rating(Base):
     __tablename__ = "rs_rating"
     __table_args__ = (
         UniqueConstraint("rater_id", "item_id", name="uq_rating_rater_item"),
+        # a rating must match its assignment's rater and item: no answer for another rater's image
+        ForeignKeyConstraint(
+            ["assignment_id", "rater_id", "item_id"],
+            ["rs_assignment.id", "rs_assignment.rater_id", "rs_assignment.item_id"],
+            name="fk_rating_assignment_triple", ondelete="CASCADE",
+        ),
         CheckConstraint("choice IN ('real', 'synthetic')", name="ck_rating_choice"),
         CheckConstraint("confidence BETWEEN 1 AND 5", name="ck_rating_confidence"),
         CheckConstraint("realism BETWEEN 1 AND 5", name="ck_rating_realism"),
