@@ -83,12 +83,25 @@ def init_db(engine: Engine, study: StudyFolder) -> None:
     Raises:
         DataError: the database holds a study with this id whose raters differ.
     """
-    from sqlalchemy.exc import OperationalError
+    import time
 
-    try:
-        Base.metadata.create_all(engine)
-    except OperationalError as err:
-        raise DataError(f"database {safe_url(str(engine.url))}: cannot connect or create tables ({err.orig})") from err
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    for attempt in range(3):
+        try:
+            Base.metadata.create_all(engine)
+            break
+        except OperationalError as err:
+            raise DataError(
+                f"database {safe_url(str(engine.url))}: cannot connect or create tables ({err.orig})"
+            ) from err
+        except (IntegrityError, ProgrammingError) as err:  # e.g. another process creating them at once
+            if attempt == 2:
+                raise DataError(
+                    f"database {safe_url(str(engine.url))}: cannot create tables ({err.orig}); "
+                    "check the user's permissions"
+                ) from err
+            time.sleep(0.5)
     with Session(engine) as session:
         if session.get(Study, study.study_id) is None:
             try:
