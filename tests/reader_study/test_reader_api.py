@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from uterosynth.reader_study import models
 from uterosynth.reader_study.render import png_chunks
 from uterosynth.reader_study.security import hash_token
+from uterosynth.reader_study.study import StudyFolder
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -172,8 +174,7 @@ def test_admin_export_json_and_csv_with_ground_truth(client):
     assert js.status_code == 200 and "attachment" in js.headers["content-disposition"]
     rows = js.json()
     assert [r["position"] for r in rows] == [0, 1] and {r["rater"] for r in rows} == {"bob"}
-    truth = {k: v.source for k, v in __import__("uterosynth.reader_study.study", fromlist=["x"])
-             .StudyFolder.load(client.study.root).key.items()}
+    truth = {k: v.source for k, v in StudyFolder.load(client.study.root).key.items()}
     for r in rows:
         assert r["source"] == truth[r["item_id"]] and r["correct"] == (r["choice"] == r["source"])
     res = client.get("/api/admin/export?format=csv", headers=bearer(client.study.admin))
@@ -228,9 +229,11 @@ def test_tokens_are_stored_hashed(client):
         admin_hash = s.scalar(select(models.Study.admin_token_hash))
     assert hashes == {hash_token(t) for t in client.study.tokens.values()}
     assert admin_hash == hash_token(client.study.admin)
-    dumped = b"".join(p.read_bytes() for p in client.study.root.rglob("*") if p.is_file())
-    dumped += b"".join(p.read_bytes() for p in client.app_.state.engine.url.database and
-                       [__import__("pathlib").Path(client.app_.state.engine.url.database)])
+    files = [p for p in client.study.root.rglob("*") if p.is_file()]
+    db = Path(client.app_.state.engine.url.database)
+    files += list(db.parent.glob(db.name + "*"))  # the SQLite database with its WAL
+    assert len(files) > 10
+    dumped = b"".join(p.read_bytes() for p in files)
     for token in [*client.study.tokens.values(), client.study.admin]:
         assert token.encode() not in dumped
 
@@ -247,8 +250,6 @@ def test_rater_cannot_touch_another_raters_items(client):
 
 
 def test_rater_never_receives_ground_truth(client):
-    from uterosynth.reader_study.study import StudyFolder
-
     study = StudyFolder.load(client.study.root)
     secrets = set(study.key) | {k.origin for k in study.key.values()} | {k.class_label for k in study.key.values()}
     token = bearer(client.study.tokens["alice"])
