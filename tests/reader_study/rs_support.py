@@ -1,5 +1,6 @@
 """Shared helpers and fixtures of the reader-study tests (imported by the test modules): tiny
-studies, an app on a temporary database, a real uvicorn server on loopback, PostgreSQL and Chromium (skipped locally when absent, failing in CI)."""
+studies, an app on a temporary database, a real uvicorn server on loopback, PostgreSQL and
+Chromium (skipped locally when absent, failing in CI)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,28 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_prepared_dataset, make_synthetic_set
 from uterosynth.reader_study.config import StudyConfig
 from uterosynth.reader_study.create import CreatedStudy, create_study
 from uterosynth.reader_study.main import create_app
 from uterosynth.reader_study.settings import Settings
+
+
+def _root_conftest():
+    """tests/conftest.py loaded by path: robust even if other test folders add a conftest.py."""
+    import importlib.util
+    import sys
+
+    name = "_uterosynth_tests_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+make_prepared_dataset = _root_conftest().make_prepared_dataset
+make_synthetic_set = _root_conftest().make_synthetic_set
 
 CHROMIUM = os.environ.get("UTEROSYNTH_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

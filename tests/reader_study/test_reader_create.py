@@ -4,9 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rs_support import build_study, run_cli
+from rs_support import build_study, make_prepared_dataset, make_synthetic_set, run_cli
 
-from conftest import make_prepared_dataset, make_synthetic_set
 from uterosynth.errors import ConfigError, DataError
 from uterosynth.reader_study.config import StudyConfig
 from uterosynth.reader_study.create import allocate, create_study
