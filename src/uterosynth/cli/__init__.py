@@ -30,6 +30,7 @@ app = typer.Typer(
 # Each module registers its commands on ``app`` when imported.
 COMMAND_MODULES: list[str] = [
     "prepare",
+    "reader_study",
 ]
 
 

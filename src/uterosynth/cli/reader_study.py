@@ -1,0 +1,119 @@
+"""``uterosynth reader-study create | serve | analyze``: the blinded expert reader study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+from .common import (
+    ConfigOpt,
+    JsonOpt,
+    OverwriteOpt,
+    SeedOpt,
+    SetOpt,
+    console,
+    emit_summary,
+    err_console,
+    progress_bar,
+)
+
+reader_app = typer.Typer(
+    help="Blinded reader study: experts tell real from synthetic images and rate realism.",
+    no_args_is_help=True,
+)
+app.add_typer(reader_app, name="reader-study")
+
+
+@reader_app.command("create")
+def create(
+    real: str = typer.Option(..., "--real", help="Prepared dataset, optionally DIR:split (e.g. data/prepared:test)."),
+    synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic set folder (from 'uterosynth sample')."),
+    per_source: int = typer.Option(None, "--per-source", help="Images per source (real and synthetic)."),
+    raters: str = typer.Option(None, "--raters", help="Comma-separated rater names, e.g. alice,bob,carol."),
+    out: Path = typer.Option(..., "--out", help="Study folder to create."),
+    size: int = typer.Option(None, "--size", help="Long side of every displayed image in pixels."),
+    class_by: str = typer.Option(
+        None, "--class-by", help="Attributes to balance on, comma-separated; 'none' to switch off (default: shared)."
+    ),
+    base_url: str = typer.Option(None, "--base-url", help="Where the server will be reachable (for the links)."),
+    title: str = typer.Option(None, "--title", help="Title shown to raters."),
+    config: Path = ConfigOpt,
+    seed: int = SeedOpt,
+    overrides: list[str] = SetOpt,
+    overwrite: bool = OverwriteOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Build a balanced, randomised, blinded study and print one secret link per rater."""
+    from ..config import load_config, parse_overrides
+    from ..reader_study.config import StudyConfig
+    from ..reader_study.create import create_study
+
+    flags = {
+        "per_source": per_source, "seed": seed, "size": size, "base_url": base_url, "title": title,
+        "raters": [r.strip() for r in raters.split(",")] if raters is not None else None,
+        "class_by": (
+            None if class_by is None
+            else [] if class_by.strip().lower() == "none"
+            else [c.strip() for c in class_by.split(",") if c.strip()]
+        ),
+    }
+    cfg = load_config(StudyConfig, config, overrides={**parse_overrides(overrides or []), **flags})
+    with progress_bar(transient=True) as progress:
+        task = progress.add_task("rendering", total=None)
+        made = create_study(real, synthetic, out, cfg, overwrite=overwrite,
+                            on_item=lambda done, total: progress.update(task, completed=done, total=total))
+    summary = {"study": str(made.root), "items": made.n_items, "per_class": made.classes,
+               "links": made.links, "admin_token": made.admin_token}
+    if as_json:
+        emit_summary(summary, as_json=True)
+        return
+    console.print(f"[bold]study[/] {made.root}: {made.n_items} images, {len(made.links)} raters")
+    console.print("Secret links (shown only now; only their hashes are stored):")
+    for name, link in made.links.items():
+        console.print(f"  {name}: {link}", soft_wrap=True, highlight=False)
+    console.print(f"Admin token: {made.admin_token}", soft_wrap=True, highlight=False)
+
+
+@reader_app.command("serve")
+def serve(
+    study: Path = typer.Argument(..., help="Study folder made by 'reader-study create'."),
+    db_url: str = typer.Option(None, "--db-url", help="SQLAlchemy URL (default sqlite:///STUDY/study.db), "
+                               "e.g. postgresql://user:pass@127.0.0.1/readers."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+) -> None:
+    """Serve the rater and admin pages (FastAPI + SQLAlchemy)."""
+    import uvicorn
+
+    from ..reader_study.db import safe_url
+    from ..reader_study.main import create_app
+    from ..reader_study.settings import Settings
+
+    settings = Settings(study_dir=study, db_url=db_url)
+    application = create_app(settings)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"[yellow]warning:[/] binding {host}: the study is reachable from other machines; "
+                          "put it behind an HTTPS reverse proxy.")
+    err_console.print(f"serving {study} on http://{host}:{port} (database {safe_url(settings.database_url)})",
+                      highlight=False)
+    uvicorn.run(application, host=host, port=port, server_header=False, log_level="info")
+
+
+@reader_app.command("analyze")
+def analyze(
+    study: Path = typer.Argument(..., help="Study folder made by 'reader-study create'."),
+    out: Path = typer.Option(..., "--out", help="Folder for results.json and report.html."),
+    db_url: str = typer.Option(None, "--db-url", help="The database the server used (default: STUDY/study.db)."),
+    overwrite: bool = OverwriteOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Accuracy, sensitivity, specificity, AUC, binomial test, κ, realism U-test, per class."""
+    from ..reader_study.report import run_analysis
+
+    res = run_analysis(study, out, db_url=db_url, overwrite=overwrite)
+    pooled = res.results["pooled"]
+    emit_summary({"out": str(res.out), "answers": res.results["n_answers"], "accuracy": pooled["accuracy"],
+                  "auc": pooled["auc"], "binomial_p": pooled["binomial_p"],
+                  "kappa": res.results["agreement"]["kappa"]}, as_json=as_json, title="reader study")

@@ -1,0 +1,136 @@
+"""Engine and session factory for any SQLAlchemy URL, and loading a study folder into it.
+
+Nothing is created at import time: :func:`make_engine` is called by ``create_app`` (and by
+``analyze``). SQLite gets WAL mode, a busy timeout and foreign keys so concurrent requests
+queue instead of failing; ``postgresql://`` URLs use the psycopg 3 driver.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from ..errors import ConfigError, DataError
+from .models import Assignment, Base, Item, Rater, Study
+from .study import StudyFolder
+
+__all__ = ["normalise_url", "safe_url", "make_engine", "make_session_factory", "init_db"]
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` → ``postgresql+psycopg://`` (psycopg 3); others unchanged."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; raises :class:`ConfigError` for an unusable URL.
+
+    SQLite connections are shared across the server's worker threads, wait up to 30 s for a
+    lock and use write-ahead logging.
+    """
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise ConfigError(f"--db-url: not a database URL ({err}); e.g. sqlite:///study.db or "
+                          "postgresql://user:pass@127.0.0.1/db") from err
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            connect_args = {"check_same_thread": False, "timeout": 30}
+            if parsed.database in (None, "", ":memory:"):  # one shared in-memory database
+                engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+            else:  # as many connections as the server has worker threads
+                engine = create_engine(url, connect_args=connect_args, pool_size=20, max_overflow=30)
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001 - DB-API objects
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    except (ArgumentError, ImportError) as err:
+        raise ConfigError(f"--db-url {safe_url(url)}: cannot create an engine ({err})") from err
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def init_db(engine: Engine, study: StudyFolder) -> None:
+    """Create the tables and load ``study`` (raters, items, assignments) once; idempotent.
+
+    Several server processes may start at once: a lost race (IntegrityError) is ignored and
+    the study loaded by the winner is checked instead.
+
+    Raises:
+        DataError: the database holds a study with this id whose raters differ.
+    """
+    import time
+
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    for attempt in range(3):
+        try:
+            Base.metadata.create_all(engine)
+            break
+        except OperationalError as err:
+            raise DataError(
+                f"database {safe_url(str(engine.url))}: cannot connect or create tables ({err.orig})"
+            ) from err
+        except (IntegrityError, ProgrammingError) as err:  # e.g. another process creating them at once
+            if attempt == 2:
+                raise DataError(
+                    f"database {safe_url(str(engine.url))}: cannot create tables ({err.orig}); "
+                    "check the user's permissions"
+                ) from err
+            time.sleep(0.5)
+    with Session(engine) as session:
+        if session.get(Study, study.study_id) is None:
+            try:
+                _load(session, study)
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+        n_raters = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.study_id))
+        if n_raters != len(study.raters):
+            raise DataError(
+                f"database {safe_url(str(engine.url))} holds study {study.study_id} with {n_raters} raters, "
+                f"but {study.root}/study.json lists {len(study.raters)}"
+            )
+
+
+def _load(session: Session, study: StudyFolder) -> None:
+    session.add(Study(id=study.study_id, title=study.title, admin_token_hash=study.admin_token_hash))
+    session.flush()
+    session.add_all(
+        Item(id=item_id, study_id=study.study_id, source=k.source, class_label=k.class_label,
+             origin=k.origin, n_slices=study.n_slices)
+        for item_id, k in study.key.items()
+    )
+    for spec in study.raters:
+        rater = Rater(study_id=study.study_id, name=spec.name, token_hash=spec.token_hash)
+        session.add(rater)
+        session.flush()
+        session.add_all(
+            Assignment(id=a_id, rater_id=rater.id, item_id=item_id, position=pos)
+            for pos, (a_id, item_id) in enumerate(spec.assignments)
+        )
+    session.flush()

@@ -1,0 +1,1 @@
+"""One router per resource: rater API, admin API, images, HTML pages."""
