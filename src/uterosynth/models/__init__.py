@@ -1,0 +1,1 @@
+"""Networks: factories over MONAI networks, conditioning and text encoders."""
