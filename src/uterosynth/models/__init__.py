@@ -1,0 +1,1 @@
+"""Network factories over MONAI networks, perceptual losses and latent helpers."""
