@@ -1,1 +1,1 @@
-"""Networks: factories over MONAI networks, conditioning and text encoders."""
+"""Networks: factories over MONAI networks (autoencoder, denoising UNet), conditioning, text encoders."""
