@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
+from uterosynth.diffusion.conditions import Condition
 from uterosynth.errors import UserError
-from uterosynth.models.conditioning import TEXT_KEY, ConditionCodec, ConditioningConfig
+from uterosynth.models.conditioning import ConditionCodec, ConditioningConfig
 from uterosynth.models.diffusion_unet import ConditionedUNet, UNetConfig
 from uterosynth.models.text import WordTokenizer, structured_prompt
 
@@ -47,16 +48,17 @@ def test_tokenizer_null_unknown_and_roundtrip():
 
 def test_encode_vocab_null_and_continuous():
     c = codec()
-    batch = c.encode([{"orientation": "RVAF", "field_strength": "3T", "version_angle": "-25"}, {}])
-    assert c.vocabs["orientation"].values == ("AVAF", "AVRF", "RVAF", "RVRF")
-    assert batch["orientation"].tolist() == [2, 4] and batch["field_strength"].tolist() == [1, 2]
-    mean, std = c.continuous_stats["version_angle"]
-    assert batch["version_angle"][0].item() == pytest.approx((-25 - mean) / std)
-    assert math.isnan(batch["version_angle"][1].item())
+    cond = c.encode([{"orientation": "RVAF", "field_strength": "3T", "version_angle": "-25", "other": "x"}, {}])
+    assert isinstance(cond, Condition)
+    assert c.vocab.attributes["orientation"] == ["AVAF", "AVRF", "RVAF", "RVRF"]
+    assert cond.attributes["orientation"].tolist() == [2, 4] and cond.attributes["field_strength"].tolist() == [1, 2]
+    assert cond.continuous["version_angle"][0].item() == -25.0
+    assert math.isnan(cond.continuous["version_angle"][1].item())
+    assert c.continuous_stats["version_angle"] == pytest.approx((-2.5, 27.9508), abs=1e-3)
 
 
 def test_unknown_value_and_missing_attribute_errors():
-    with pytest.raises(UserError, match="value 'XXXX' was not seen in training"):
+    with pytest.raises(UserError, match="orientation=XXXX: not a value the model was trained on"):
         codec().encode([{"orientation": "XXXX"}])
     cfg = ConditioningConfig(attributes=["pathology"])
     with pytest.raises(UserError, match="pathology not in the manifest"):
@@ -74,27 +76,30 @@ def test_config_rules():
 
 def test_drop_rate_and_keep_only():
     c = codec(text="structured")
-    batch = c.encode(RECORDS * 250)
-    dropped = c.drop(batch, 0.3, generator=torch.Generator().manual_seed(0))
-    rate = (dropped["orientation"] == c.vocabs["orientation"].null_index).float().mean().item()
-    assert 0.25 < rate < 0.35
-    both = ((dropped["orientation"] == 4) & (dropped["field_strength"] == 2)).float().mean().item()
-    assert both == pytest.approx(0.09, abs=0.03)  # independent drops
-    kept = c.keep_only(batch, ["orientation"])
-    assert torch.equal(kept["orientation"], batch["orientation"])
-    assert (kept["field_strength"] == 2).all() and torch.isnan(kept["version_angle"]).all()
-    assert (kept[TEXT_KEY][:, 0] == WordTokenizer.NULL).all()
-    with pytest.raises(UserError, match="unknown to this model"):
-        c.keep_only(batch, ["colour"])
+    cond = c.encode(RECORDS * 250)
+    dropped = c.drop(cond, 0.3, generator=torch.Generator().manual_seed(0))
+    orientation_null = dropped.attributes["orientation"] == c.vocab.null_index("orientation")
+    assert 0.25 < orientation_null.float().mean().item() < 0.35
+    both = orientation_null & (dropped.attributes["field_strength"] == c.vocab.null_index("field_strength"))
+    assert both.float().mean().item() == pytest.approx(0.09, abs=0.03)  # independent drops
+    text_null = (dropped.text == torch.tensor(c.vocab.text_null_tokens)).all(dim=1)
+    assert 0.25 < text_null.float().mean().item() < 0.35
+    assert torch.isnan(dropped.continuous["version_angle"]).float().mean().item() == pytest.approx(0.3, abs=0.05)
+    kept = cond.keep_only(["orientation"], c.vocab)
+    assert torch.equal(kept.attributes["orientation"], cond.attributes["orientation"])
+    assert (kept.attributes["field_strength"] == 2).all() and torch.isnan(kept.continuous["version_angle"]).all()
+    assert (kept.text[:, 0] == WordTokenizer.NULL).all()
 
 
 def test_codec_json_roundtrip():
     c = codec(text="structured")
     back = ConditionCodec.from_json(c.to_json())
     original, restored = c.encode(RECORDS), back.encode(RECORDS)
-    assert original.keys() == restored.keys()
-    for key in original:
-        assert torch.allclose(original[key].float(), restored[key].float(), equal_nan=True)
+    assert original.attributes.keys() == restored.attributes.keys()
+    for key in original.attributes:
+        assert torch.equal(original.attributes[key], restored.attributes[key])
+    assert torch.equal(original.text, restored.text)
+    assert back.continuous_stats == c.continuous_stats
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -136,7 +141,7 @@ def test_pretrained_text_encoder_offline(monkeypatch):
                              text_encoder_path=gt.get_model_path(), embed_dim=16, max_text_tokens=24)
     c = ConditionCodec.fit(cfg, RECORDS)
     batch = c.encode(RECORDS)
-    assert batch[TEXT_KEY].shape == (4, 24)
+    assert batch.text.shape == (4, 24)
     net = ConditionedUNet(2, 1, TINY, c)
     context, pooled = net.embedder(batch)
     assert context.shape == (4, 1 + 24, 16) and pooled.shape == (4, 32)

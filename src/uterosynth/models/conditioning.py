@@ -1,25 +1,17 @@
-"""Conditions: attribute vocabularies with null tokens, condition batches, and their embedding.
+"""Building conditions from data: vocabularies, prompts, CFG dropout, and their embedding.
 
-A *condition batch* is a ``dict[str, Tensor]``:
-
-* each categorical attribute → ``LongTensor (N,)`` of vocabulary indices, where index
-  ``len(values)`` is that attribute's learned **null** token (the "unconditional" value used by
-  classifier-free guidance);
-* each continuous attribute → ``FloatTensor (N,)`` of standardised values, ``NaN`` = null;
-* ``"text"`` (when text conditioning is on) → ``LongTensor (N, L)`` token ids; the null prompt
-  is the tokenisation of the empty string.
-
-:class:`ConditionCodec` turns records (attribute dicts) into condition batches and back, builds
-null / dropped / partially-kept batches for guidance; :class:`ConditionEmbedder` maps a batch
-to cross-attention tokens ``(N, L, D)`` and a pooled vector ``(N, E)`` added to the time
-embedding.
+The condition a network takes is :class:`uterosynth.diffusion.conditions.Condition` (attribute
+indices with per-attribute null tokens, continuous values with ``NaN`` as null, text token
+ids). This module fits a :class:`ConditionCodec` on the training records — the
+:class:`~uterosynth.diffusion.conditions.ConditionVocabulary`, the statistics that standardise
+continuous attributes, and the text encoder with its tokenizer — and provides
+:class:`ConditionEmbedder`, which maps a condition to cross-attention tokens ``(N, L, D)`` and a
+pooled vector ``(N, E)`` for the UNet's time embedding.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +20,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ..config import StrictModel
+from ..diffusion.conditions import Condition, ConditionVocabulary
 from ..errors import UserError
 from .text import (
     PretrainedTextEncoder,
@@ -37,15 +30,7 @@ from .text import (
     structured_prompt,
 )
 
-__all__ = [
-    "TEXT_KEY",
-    "AttributeVocab",
-    "ConditionCodec",
-    "ConditionEmbedder",
-    "ConditioningConfig",
-]
-
-TEXT_KEY = "text"
+__all__ = ["ConditionCodec", "ConditionEmbedder", "ConditioningConfig"]
 
 
 class ConditioningConfig(StrictModel):
@@ -77,47 +62,39 @@ class ConditioningConfig(StrictModel):
         return bool(self.attributes or self.continuous or self.text != "none")
 
 
-@dataclass(frozen=True)
-class AttributeVocab:
-    """Values of one categorical attribute; index ``len(values)`` is its null token."""
-
-    name: str
-    values: tuple[str, ...]
-
-    @property
-    def null_index(self) -> int:
-        return len(self.values)
-
-    def index(self, value: Any) -> int:
-        text = str(value)
-        try:
-            return self.values.index(text)
-        except ValueError:
-            raise UserError(
-                f"attribute '{self.name}': value '{text}' was not seen in training "
-                f"(known: {', '.join(self.values)})"
-            ) from None
-
-
 class ConditionCodec:
-    """Records ↔ condition batches; null, dropped and partial batches for guidance."""
+    """Records (attribute dicts) → :class:`Condition`; null and dropped conditions for guidance.
+
+    Args:
+        config: what to condition on.
+        vocab: categorical values per attribute, continuous names, the null prompt.
+        continuous_stats: ``{name: (mean, std)}`` of the training values (the embedder
+            standardises with them).
+        text_encoder: tokenizer + network for prompts, or ``None``.
+    """
 
     def __init__(
         self,
         config: ConditioningConfig,
-        vocabs: Sequence[AttributeVocab],
+        vocab: ConditionVocabulary,
         continuous_stats: Mapping[str, tuple[float, float]],
         text_encoder: SmallTextEncoder | PretrainedTextEncoder | None = None,
     ) -> None:
         self.config = config
-        self.vocabs = {v.name: v for v in vocabs}
+        self.vocab = vocab
         self.continuous_stats = dict(continuous_stats)
         self.text_encoder = text_encoder
 
-    # -- construction ---------------------------------------------------------------------
     @classmethod
-    def fit(cls, config: ConditioningConfig, records: Sequence[Mapping[str, Any]], *, source: str = "manifest") -> ConditionCodec:
-        """Build vocabularies, continuous statistics and the text tokenizer from training records."""
+    def fit(
+        cls, config: ConditioningConfig, records: Sequence[Mapping[str, Any]], *, source: str = "manifest"
+    ) -> ConditionCodec:
+        """Build vocabularies, continuous statistics and the text tokenizer from training records.
+
+        Raises:
+            UserError: no records, or a configured attribute the records lack / a non-numeric
+                continuous value.
+        """
         if not records:
             raise UserError(f"{source}: no training items to build condition vocabularies from")
         needed = list(config.attributes) + list(config.continuous)
@@ -125,11 +102,10 @@ class ConditionCodec:
             needed.append(config.text_column)
         missing = [name for name in needed if name not in records[0]]
         if missing:
+            available = ", ".join(sorted(k for k in records[0] if not k.startswith("_")))
             raise UserError(
-                f"{source}: condition attribute(s) {', '.join(missing)} not in the manifest "
-                f"(available: {', '.join(sorted(k for k in records[0] if not k.startswith('_')))})"
+                f"{source}: condition attribute(s) {', '.join(missing)} not in the manifest (available: {available})"
             )
-        vocabs = [AttributeVocab(name, tuple(sorted({str(r[name]) for r in records}))) for name in config.attributes]
         stats = {}
         for name in config.continuous:
             try:
@@ -137,82 +113,79 @@ class ConditionCodec:
             except ValueError as err:
                 raise UserError(f"{source}: continuous attribute '{name}' holds a non-numeric value") from err
             stats[name] = (float(values.mean()), float(values.std(unbiased=False)) or 1.0)
-        codec = cls(config, vocabs, stats)
-        codec.text_encoder = codec._make_text_encoder(records)
-        return codec
+        text_encoder = cls._make_text_encoder(config, records)
+        vocab = ConditionVocabulary(
+            attributes={name: sorted({str(r[name]) for r in records}) for name in config.attributes},
+            continuous=list(config.continuous),
+            text_null_tokens=text_encoder.tokenize([""])[0].tolist() if text_encoder is not None else None,
+        )
+        return cls(config, vocab, stats, text_encoder)
 
-    def _make_text_encoder(self, records: Sequence[Mapping[str, Any]]) -> SmallTextEncoder | PretrainedTextEncoder | None:
-        cfg = self.config
-        if cfg.text == "none":
+    @staticmethod
+    def _make_text_encoder(
+        config: ConditioningConfig, records: Sequence[Mapping[str, Any]]
+    ) -> SmallTextEncoder | PretrainedTextEncoder | None:
+        if config.text == "none":
             return None
-        if cfg.text_encoder == "pretrained" and cfg.text_encoder_path is not None:
-            return PretrainedTextEncoder(cfg.text_encoder_path, dim=cfg.embed_dim, max_tokens=cfg.max_text_tokens)
-        tokenizer = WordTokenizer.from_prompts(self.prompts(records), max_tokens=cfg.max_text_tokens)
-        return SmallTextEncoder(tokenizer, dim=cfg.embed_dim)
-
-    # -- records → batches ----------------------------------------------------------------
-    def prompts(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
-        """The text prompt of each record (structured from attributes, or a free-text column)."""
-        cfg = self.config
-        if cfg.text == "column":
-            return [str(r.get(cfg.text_column or "", "") or "") for r in records]
-        names = list(cfg.attributes) + list(cfg.continuous)
-        return [structured_prompt({n: r.get(n) for n in names if n in r}) for r in records]
-
-    def encode(self, records: Sequence[Mapping[str, Any]], *, prompts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """Attribute dicts → condition batch. A missing attribute (or ``None``) becomes null."""
-        batch: dict[str, torch.Tensor] = {}
-        for name, vocab in self.vocabs.items():
-            batch[name] = torch.tensor(
-                [vocab.null_index if r.get(name) in (None, "") else vocab.index(r[name]) for r in records],
-                dtype=torch.long,
-            )
-        for name, (mean, std) in self.continuous_stats.items():
-            batch[name] = torch.tensor(
-                [math.nan if r.get(name) in (None, "") else (float(r[name]) - mean) / std for r in records],
-                dtype=torch.float32,
-            )
-        if self.text_encoder is not None:
-            texts = list(prompts) if prompts is not None else self.prompts(records)
-            batch[TEXT_KEY] = self.text_encoder.tokenize(texts)
-        return batch
-
-    def null(self, n: int) -> dict[str, torch.Tensor]:
-        """A batch of ``n`` fully unconditional conditions."""
-        return self.encode([{}] * n, prompts=[""] * n if self.text_encoder is not None else None)
-
-    def keep_only(self, batch: Mapping[str, torch.Tensor], keep: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Copy of ``batch`` with every condition not in ``keep`` set to null."""
-        keep = set(keep)
-        unknown = keep - set(self.names)
-        if unknown:
-            raise UserError(f"condition(s) {', '.join(sorted(unknown))} unknown to this model "
-                            f"(known: {', '.join(self.names) or 'none'})")
-        n = next(iter(batch.values())).shape[0]
-        null = self.null(n)
-        return {k: (v if k in keep else null[k].to(v.device)) for k, v in batch.items()}
-
-    def drop(self, batch: Mapping[str, torch.Tensor], p: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Independently replace each condition of each item by null with probability ``p``."""
-        n = next(iter(batch.values())).shape[0]
-        null = self.null(n)
-        out = {}
-        for key, value in batch.items():
-            mask = torch.rand(n, generator=generator) < p
-            shaped = mask.view(n, *([1] * (value.dim() - 1))).to(value.device)
-            out[key] = torch.where(shaped, null[key].to(value.device), value)
-        return out
+        if config.text_encoder == "pretrained" and config.text_encoder_path is not None:
+            return PretrainedTextEncoder(config.text_encoder_path, dim=config.embed_dim, max_tokens=config.max_text_tokens)
+        prompts = [prompt_for(config, r) for r in records]
+        return SmallTextEncoder(WordTokenizer.from_prompts(prompts, max_tokens=config.max_text_tokens), dim=config.embed_dim)
 
     @property
     def names(self) -> list[str]:
-        """Condition names in batch order (attributes, continuous, then ``text``)."""
-        return list(self.vocabs) + list(self.continuous_stats) + ([TEXT_KEY] if self.text_encoder is not None else [])
+        """Condition names guidance may refer to (attributes, continuous, ``text``)."""
+        return self.vocab.names
 
-    # -- persistence ----------------------------------------------------------------------
+    def prompts(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The text prompt of each record (structured from attributes, or a free-text column)."""
+        return [prompt_for(self.config, r) for r in records]
+
+    def encode(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        prompts: Sequence[str] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Condition:
+        """Attribute dicts → :class:`Condition`; a missing (or empty) attribute becomes null.
+
+        Keys of a record that are not conditions of this model are ignored (records are
+        manifest rows), so a manifest can carry more columns than the model uses.
+        """
+        names = set(self.vocab.attributes) | set(self.vocab.continuous)
+        items = [{k: v for k, v in r.items() if k in names and v not in (None, "")} for r in records]
+        text = None
+        if self.text_encoder is not None:
+            text = self.text_encoder.tokenize(list(prompts) if prompts is not None else self.prompts(records))
+        return self.vocab.encode(items, text=text, device=device)
+
+    def null(self, n: int, *, device: torch.device | str = "cpu") -> Condition:
+        """The fully unconditional condition for ``n`` items."""
+        return self.vocab.null(n, device=device)
+
+    def drop(self, cond: Condition, p: float, generator: torch.Generator | None = None) -> Condition:
+        """Independently replace each condition of each item by its null with probability ``p``.
+
+        The classifier-free guidance training of Ho & Salimans 2022, per attribute so that
+        per-attribute guidance scales have an unconditional branch for every attribute.
+        """
+        n = len(cond)
+        null = self.null(n, device=_device_of(cond))
+
+        def mask(like: torch.Tensor) -> torch.Tensor:
+            drop = torch.rand(n, generator=generator).to(like.device) < p
+            return drop.view(n, *([1] * (like.dim() - 1)))
+
+        attributes = {k: torch.where(mask(v), null.attributes[k], v) for k, v in cond.attributes.items()}
+        continuous = {k: torch.where(mask(v), null.continuous[k], v) for k, v in cond.continuous.items()}
+        text = None if cond.text is None else torch.where(mask(cond.text), null.text, cond.text)
+        return Condition(attributes, continuous, text)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "config": self.config.model_dump(mode="json"),
-            "vocabularies": {n: {"values": list(v.values), "null_index": v.null_index} for n, v in self.vocabs.items()},
+            "vocabulary": self.vocab.model_dump(mode="json"),
             "continuous_stats": {n: list(s) for n, s in self.continuous_stats.items()},
             "text_encoder": self.text_encoder.spec() if self.text_encoder is not None else None,
         }
@@ -220,46 +193,61 @@ class ConditionCodec:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConditionCodec:
         config = ConditioningConfig.model_validate(data["config"])
-        vocabs = [AttributeVocab(n, tuple(v["values"])) for n, v in data["vocabularies"].items()]
+        vocab = ConditionVocabulary.model_validate(data["vocabulary"])
         stats = {n: (float(s[0]), float(s[1])) for n, s in data["continuous_stats"].items()}
         text = build_text_encoder(data["text_encoder"]) if data.get("text_encoder") else None
-        return cls(config, vocabs, stats, text)
+        return cls(config, vocab, stats, text)
+
+
+def prompt_for(config: ConditioningConfig, record: Mapping[str, Any]) -> str:
+    """One record's prompt: its free-text column, or a structured prompt from its attributes."""
+    if config.text == "column":
+        return str(record.get(config.text_column or "", "") or "")
+    names = list(config.attributes) + list(config.continuous)
+    return structured_prompt({n: record.get(n) for n in names if n in record})
+
+
+def _device_of(cond: Condition) -> torch.device:
+    for tensor in (*cond.attributes.values(), *cond.continuous.values(), cond.text):
+        if tensor is not None:
+            return tensor.device
+    return torch.device("cpu")
 
 
 class ConditionEmbedder(nn.Module):
-    """Condition batch → cross-attention tokens ``(N, L, D)`` and a pooled vector ``(N, E)``.
+    """:class:`Condition` → cross-attention tokens ``(N, L, D)`` and a pooled vector ``(N, E)``.
 
     Each categorical attribute has its own embedding table (values + null), each continuous
-    attribute a small MLP with a learned null vector; text goes through the codec's text
-    encoder. Attribute tokens and text tokens are concatenated; the pooled vector (mean of the
-    attribute tokens, or of the text tokens when there are none) is projected to the UNet's
-    time-embedding width ``E`` and added to the time embedding.
+    attribute a small MLP over its standardised value with a learned null vector; text goes
+    through the codec's text encoder. Attribute tokens and text tokens are concatenated; the
+    pooled vector (mean of the attribute tokens, or of the text tokens when there are none) is
+    projected to the UNet's time-embedding width ``E``.
     """
 
     def __init__(self, codec: ConditionCodec, *, time_embed_dim: int) -> None:
         super().__init__()
         dim = codec.config.embed_dim
-        self.categorical = nn.ModuleDict(
-            {name: nn.Embedding(len(v.values) + 1, dim) for name, v in codec.vocabs.items()}
-        )
+        vocab = codec.vocab
+        self.categorical = nn.ModuleDict({n: nn.Embedding(vocab.num_embeddings(n), dim) for n in vocab.attributes})
         self.continuous = nn.ModuleDict(
-            {name: nn.Sequential(nn.Linear(1, dim), nn.SiLU(), nn.Linear(dim, dim)) for name in codec.continuous_stats}
+            {n: nn.Sequential(nn.Linear(1, dim), nn.SiLU(), nn.Linear(dim, dim)) for n in vocab.continuous}
         )
-        self.continuous_null = nn.ParameterDict(
-            {name: nn.Parameter(torch.zeros(dim)) for name in codec.continuous_stats}
-        )
+        self.continuous_null = nn.ParameterDict({n: nn.Parameter(torch.zeros(dim)) for n in vocab.continuous})
+        stats = torch.tensor([codec.continuous_stats[n] for n in vocab.continuous], dtype=torch.float32)
+        self.register_buffer("continuous_stats", stats.reshape(-1, 2))
         self.text = codec.text_encoder
         self.pooled = nn.Sequential(nn.Linear(dim, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim))
 
-    def forward(self, cond: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = [self.categorical[name](cond[name]) for name in self.categorical]
-        for name, mlp in self.continuous.items():
-            value = cond[name].float()
+    def forward(self, cond: Condition) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = [self.categorical[name](cond.attributes[name]) for name in self.categorical]
+        for i, (name, mlp) in enumerate(self.continuous.items()):
+            mean, std = self.continuous_stats[i]
+            value = (cond.continuous[name].float() - mean) / std
             isnull = torch.isnan(value)
             embedded = mlp(torch.nan_to_num(value, nan=0.0)[:, None])
             tokens.append(torch.where(isnull[:, None], self.continuous_null[name].expand_as(embedded), embedded))
         attr_tokens = torch.stack(tokens, dim=1) if tokens else None
-        text_tokens = self.text(cond[TEXT_KEY]) if self.text is not None else None
+        text_tokens = self.text(cond.text) if self.text is not None and cond.text is not None else None
         parts = [t for t in (attr_tokens, text_tokens) if t is not None]
         context = torch.cat(parts, dim=1)
         pooled_source = attr_tokens if attr_tokens is not None else text_tokens

@@ -9,13 +9,12 @@ vector can be passed as ``class_labels`` without touching MONAI's code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
 from ..config import StrictModel
+from ..diffusion.conditions import Condition
 from .conditioning import ConditionCodec, ConditionEmbedder
 
 __all__ = ["ConditionedUNet", "UNetConfig"]
@@ -85,7 +84,7 @@ class ConditionedUNet(nn.Module):
     def conditioned(self) -> bool:
         return self.embedder is not None
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
         if self.embedder is None:
             return self.unet(x, timesteps=t)
         if cond is None:
