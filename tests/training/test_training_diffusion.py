@@ -1,0 +1,108 @@
+"""Diffusion training: conditioned pixel DDPM runs, checkpoints what sampling needs, resumes exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_prepared_dataset
+from uterosynth.config import load_config
+from uterosynth.errors import ConfigError, UserError
+from uterosynth.models.diffusion import load_diffusion
+from uterosynth.sampling.guidance import guided_denoiser
+from uterosynth.sampling.samplers import build_sampler, initial_noise
+from uterosynth.seeding import index_generator
+from uterosynth.training.checkpoint import load_train_state, load_weights
+from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
+
+CPU = "configs/ddpm2d_cpu.yaml"
+
+
+def _cfg(**over) -> DiffusionTrainConfig:
+    return load_config(DiffusionTrainConfig, CPU, overrides=over)
+
+
+def _losses(run: Path) -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "model/total" in r]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return make_prepared_dataset(tmp_path / "p2", dims=2, shape=(16, 16), subjects=6, items_per_subject=2)
+
+
+def test_train_writes_everything_sampling_needs(tmp_path, data):
+    summary = train_diffusion(_cfg(), data, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    meta = json.loads((run / "checkpoint" / "model.json").read_text())
+    assert meta["kind"] == "diffusion" and meta["space"] == "pixel" and summary["steps"] == 4
+    assert meta["sample_shape"] == [1, 16, 16] and meta["geometry"]["spacing"] == [0.8, 0.8, 4.0]
+    vocab = meta["conditioning"]["vocabulary"]
+    assert vocab["attributes"]["orientation"] == ["AVAF", "AVRF", "RVAF", "RVRF"]
+    assert vocab["text_null_tokens"][0] == 2  # the [NULL] token
+    assert meta["schedule"]["prediction_type"] == "v_prediction" and meta["weights"] == "ema"
+    assert len(_losses(run)) == 4 and all(r["model/total"] > 0 for r in _losses(run))
+    assert [p.name for p in sorted((run / "images").glob("*.png"))] == ["step_0000002.png", "step_0000004.png"]
+    val = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val/loss" in r]
+    assert len(val) == 2 and all(r["val/loss"] > 0 for r in val)
+
+    model = load_diffusion(run)
+    assert model.vocab.names == ["orientation", "field_strength", "text"]
+    cond = model.codec.encode([{"orientation": "RVRF"}] * 2)
+    x_T = initial_noise((2, *model.sample_shape), [index_generator(0, i) for i in range(2)])
+    denoise = guided_denoiser(model.unet, cond, model.vocab, {"orientation": 3.0})
+    out = build_sampler("dpmpp", model.schedule).sample(denoise, x_T, steps=3)
+    assert out.shape == (2, 1, 16, 16) and torch.isfinite(out).all()
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data):
+    cfg = _cfg(**{"train.steps": 5, "train.val_every": 100})
+    train_diffusion(cfg, data, tmp_path / "full", progress=False)
+
+    def kill(step: int) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_diffusion(cfg, data, tmp_path / "cut", progress=False, on_step_end=kill)
+    assert load_train_state(tmp_path / "cut" / "checkpoint")["step"] == 2
+    assert train_diffusion(cfg, data, tmp_path / "cut", resume=True, progress=False)["resumed_from"] == 2
+    full, cut = _losses(tmp_path / "full"), _losses(tmp_path / "cut")
+    for a, b in zip(full, cut, strict=True):
+        a.pop("items_per_s"), b.pop("items_per_s")
+        assert a == b
+    wa, wb = load_weights(tmp_path / "full" / "checkpoint"), load_weights(tmp_path / "cut" / "checkpoint")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_unconditional_rflow(tmp_path, data):
+    cfg = _cfg(**{"conditioning.attributes": [], "conditioning.text": "none", "schedule.objective": "rflow",
+                  "schedule.rescale_zero_terminal_snr": False, "preview.sampler": "rflow", "train.steps": 2})
+    train_diffusion(cfg, data, tmp_path / "run", progress=False)
+    model = load_diffusion(tmp_path / "run")
+    assert model.codec is None and not model.unet.conditioned and model.schedule.objective == "rflow"
+
+
+def test_attribute_missing_from_manifest(tmp_path, data):
+    with pytest.raises(UserError, match="pathology not in the manifest"):
+        train_diffusion(_cfg(**{"conditioning.attributes": ["pathology"]}), data, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_dimensionality_mismatch(tmp_path, data):
+    with pytest.raises(ConfigError, match="holds 2D items"):
+        train_diffusion(_cfg(spatial_dims=3), data, tmp_path / "run", progress=False)
+
+
+def test_latent_space_needs_autoencoder():
+    with pytest.raises(ConfigError, match="needs 'autoencoder'"):
+        _cfg(space="latent")
+
+
+def test_existing_output_refused(tmp_path, data):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(UserError, match="already exists"):
+        train_diffusion(_cfg(), data, tmp_path / "run", progress=False)
