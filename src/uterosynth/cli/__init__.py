@@ -29,6 +29,8 @@ app = typer.Typer(
 
 # Each module registers its commands on ``app`` when imported.
 COMMAND_MODULES: list[str] = [
+    "train",
+    "encode",
     "sample",
 ]
 

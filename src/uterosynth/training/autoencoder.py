@@ -231,7 +231,7 @@ def train_autoencoder(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    on_step_end: Callable[[int], None] | None = None,
+    on_step_end: Callable[[Trainer, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train an autoencoder on a prepared dataset; returns a summary (rank 0) for the CLI.
 
@@ -261,8 +261,8 @@ def train_autoencoder(
             raise UserError(f"{out}: output folder already exists (pass --resume to continue it, or --overwrite)")
         if dist_info.is_main:
             shutil.rmtree(out)
-    perceptual = build_perceptual(cfg.perceptual, spatial_dims=cfg.model.spatial_dims)
     seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
+    perceptual = build_perceptual(cfg.perceptual, spatial_dims=cfg.model.spatial_dims)
     device = dist_info.device
     autoencoder = build_autoencoder(cfg.model).to(device)
     parts: dict[str, torch.nn.Module] = {"autoencoder": autoencoder}

@@ -149,7 +149,7 @@ class Trainer:
         validate: ``validate(trainer, step) -> {name: value}``, called on rank 0.
         transform: optional augmentation re-seeded per (epoch, item).
         dist_info: process placement (defaults to a single CPU/GPU process).
-        on_step_end: hook ``f(step)`` after each step (tests simulate kills with it).
+        on_step_end: hook ``f(trainer, step)`` after each step (tests simulate kills with it).
         progress: show a rich progress bar on stderr.
     """
 
@@ -169,7 +169,7 @@ class Trainer:
         validate: Callable[[Trainer, int], Mapping[str, float]] | None = None,
         transform: Callable | None = None,
         dist_info: DistInfo | None = None,
-        on_step_end: Callable[[int], None] | None = None,
+        on_step_end: Callable[[Trainer, int], None] | None = None,
         progress: bool = True,
     ) -> None:
         self.cfg, self.out, self.seed, self.export = cfg, Path(out), seed, export
@@ -420,7 +420,7 @@ class Trainer:
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
                 if self.on_step_end is not None:
-                    self.on_step_end(self.step)
+                    self.on_step_end(self, self.step)
         finally:
             bar.close()
             if self._writer is not None:
