@@ -62,7 +62,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data):
     cfg = _cfg(**{"train.steps": 5, "train.val_every": 100})
     train_diffusion(cfg, data, tmp_path / "full", progress=False)
 
-    def kill(step: int) -> None:
+    def kill(trainer, step: int) -> None:
         if step == 3:
             raise KeyboardInterrupt
 
@@ -106,3 +106,41 @@ def test_existing_output_refused(tmp_path, data):
     (tmp_path / "run").mkdir()
     with pytest.raises(UserError, match="already exists"):
         train_diffusion(_cfg(), data, tmp_path / "run", progress=False)
+
+
+def _ddp_worker(rank: int, world: int, port: int, data: str, out: str, dump: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from uterosynth.training.distributed import shutdown_distributed
+
+    cfg = _cfg(**{"train.steps": 2, "train.batch_size": 2, "train.val_every": 100, "train.checkpoint_every": 100})
+
+    def grab(trainer, step: int) -> None:
+        if step == cfg.train.steps:
+            torch.save({k: v.detach().clone() for k, v in trainer.parts.raw["unet"].named_parameters()},
+                       Path(dump) / f"rank{rank}.pt")
+
+    try:
+        train_diffusion(cfg, data, out, progress=False, on_step_end=grab)
+    finally:
+        shutdown_distributed()
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_end_with_identical_weights(tmp_path, data):
+    """DDP with attribute + text conditioning: no unused-parameter error, identical replicas."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(data), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    w0, w1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert set(w0) == set(w1) and any(".text." in k for k in w0)
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert [r["step"] for r in _losses(tmp_path / "run")] == [1, 2]
