@@ -144,3 +144,60 @@ def test_two_cpu_processes_end_with_identical_weights(tmp_path, data):
     assert set(w0) == set(w1) and any(".text." in k for k in w0)
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     assert [r["step"] for r in _losses(tmp_path / "run")] == [1, 2]
+
+
+@pytest.fixture
+def autoencoder_and_latents(tmp_path, data) -> tuple[Path, Path]:
+    from uterosynth.models.latent import encode_dataset
+    from uterosynth.training.autoencoder import AutoencoderTrainConfig, train_autoencoder
+
+    ae_cfg = load_config(AutoencoderTrainConfig, "configs/ae2d_cpu.yaml", overrides={
+        "train.steps": 1, "train.val_every": 100, "loss.adv_weight": 0.0, "perceptual.network": "none"})
+    train_autoencoder(ae_cfg, data, tmp_path / "ae", progress=False)
+    encode_dataset(tmp_path / "ae", data, tmp_path / "latents")
+    return tmp_path / "ae", tmp_path / "latents"
+
+
+def _ldm_cfg(ae: Path, latents: Path, **over) -> DiffusionTrainConfig:
+    return load_config(DiffusionTrainConfig, "configs/ldm2d_cpu.yaml", overrides={
+        "autoencoder": str(ae), "latents": str(latents), "train.steps": 2, "preview.steps": 2,
+        "preview.per_class": 1, **over})
+
+
+@pytest.mark.slow
+def test_latent_diffusion_end_to_end(tmp_path, data, autoencoder_and_latents):
+    from uterosynth.data.synthetic import SyntheticSet
+    from uterosynth.sampling.generate import SampleConfig, generate
+
+    ae, latents = autoencoder_and_latents
+    train_diffusion(_ldm_cfg(ae, latents), data, tmp_path / "ldm", progress=False)
+    meta = json.loads((tmp_path / "ldm" / "checkpoint" / "model.json").read_text())
+    cache = json.loads((latents / "latents.json").read_text())
+    assert meta["space"] == "latent" and meta["scale_factor"] == pytest.approx(cache["scale_factor"])
+    assert meta["sample_shape"] == cache["latent_shape"] == [2, 8, 8]
+    assert meta["autoencoder"]["sha256"] == cache["autoencoder"]["sha256"]
+    cfg = SampleConfig.model_validate({"per_class": 1, "conditions": {"field_strength": "1.5T"}, "guidance": 2.0,
+                                       "sampler": {"name": "unipc", "steps": 3},
+                                       "runtime": {"device": "cpu", "batch_size": 4}})
+    generate(tmp_path / "ldm", cfg, tmp_path / "syn")
+    syn = SyntheticSet.load(tmp_path / "syn")
+    assert len(syn) == 4 and syn.load_array(syn.records[0]).shape == (16, 16)
+
+
+def test_latents_from_another_autoencoder_are_refused(tmp_path, data, autoencoder_and_latents):
+    ae, latents = autoencoder_and_latents
+    info = json.loads((latents / "latents.json").read_text())
+    info["autoencoder"]["sha256"] = "0" * 64
+    (latents / "latents.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match="latents were encoded with autoencoder 000000000000"):
+        train_diffusion(_ldm_cfg(ae, latents), data, tmp_path / "ldm", progress=False)
+
+
+def test_autoencoder_of_wrong_dimensionality(tmp_path, data, autoencoder_and_latents):
+    ae, latents = autoencoder_and_latents
+    model_json = ae / "checkpoint" / "model.json"
+    meta = json.loads(model_json.read_text())
+    meta["spatial_dims"] = 3
+    model_json.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="is 3D but the config trains a 2D model"):
+        train_diffusion(_ldm_cfg(ae, latents), data, tmp_path / "ldm", progress=False)
