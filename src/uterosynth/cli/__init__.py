@@ -31,6 +31,9 @@ app = typer.Typer(
 COMMAND_MODULES: list[str] = [
     "prepare",
     "reader_study",
+    "train",
+    "encode",
+    "sample",
 ]
 
 

@@ -1,0 +1,138 @@
+"""Sampling speed and quality against MONAI's reference pipeline, on one trained diffusion model.
+
+Reference (i): MONAI ``DiffusionInferer`` / ``LatentDiffusionInferer`` with ``DDPMScheduler``
+at 1000 steps, as in MONAI's generative tutorials. Then uterosynth's samplers at few steps.
+All runs sample the same conditions from the same initial noise; guidance is off in every
+run (MONAI's inferer has no per-attribute guidance), so the ratio compares samplers only.
+
+Quality: mean absolute per-pixel error of each deterministic sampler against a 1000-step DDIM
+reference from the same noise (the ODE solution they all approximate), and, when
+``--classifier`` is given (``uterosynth downstream train-classifier``), the fraction of
+samples classified as the class they were generated for.
+
+    python benchmarks/bench_sampling.py --model runs/ldm2d --n 16 [--classifier runs/classifier] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+RUNS = [("ddim", 50), ("dpmpp", 20), ("dpmpp", 10), ("unipc", 10)]
+
+
+class _MonaiAdapter(torch.nn.Module):
+    """Lets MONAI's inferer call a conditioned UNet with a fixed condition batch."""
+
+    def __init__(self, unet, cond):
+        super().__init__()
+        self.unet, self.cond = unet, cond
+
+    def forward(self, x, timesteps, context=None, class_labels=None, **_):
+        return self.unet(x, timesteps, self.cond)
+
+
+def monai_reference(model, x_T, cond) -> torch.Tensor:
+    from monai.inferers import DiffusionInferer, LatentDiffusionInferer
+    from monai.networks.schedulers import DDPMScheduler
+
+    cfg = model.schedule.config
+    scheduler = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, clip_sample=False,
+                              prediction_type=cfg.prediction_type)
+    scheduler.betas = model.schedule.betas.clone()
+    scheduler.alphas = 1.0 - scheduler.betas
+    scheduler.alphas_cumprod = model.schedule.alphas_cumprod.clone()
+    scheduler.set_timesteps(cfg.num_train_timesteps)
+    net = _MonaiAdapter(model.unet, cond)
+    if model.autoencoder is None:
+        return DiffusionInferer(scheduler).sample(x_T, net, scheduler, verbose=False)
+    inferer = LatentDiffusionInferer(scheduler, scale_factor=model.scale_factor)
+    return inferer.sample(x_T, model.autoencoder, net, scheduler, verbose=False)
+
+
+def ours(model, name, steps, x_T, cond, gens) -> torch.Tensor:
+    from uterosynth.sampling.guidance import guided_denoiser
+    from uterosynth.sampling.samplers import build_sampler
+
+    sampler = build_sampler(name, model.schedule)
+    z = sampler.sample(guided_denoiser(model.unet, cond, model.vocab, None), x_T, steps=steps, generators=gens)
+    return model.decode(z)
+
+
+def accuracy(classifier: Path | None, images: torch.Tensor, wanted: list[str]) -> float | None:
+    if classifier is None:
+        return None
+    from uterosynth.downstream.classifier import predict
+
+    got = predict(classifier, images[:, 0].numpy())
+    return sum(g == w for g, w in zip(got, wanted, strict=True)) / len(wanted)
+
+
+def main() -> None:
+    from uterosynth.models.diffusion import load_diffusion
+    from uterosynth.sampling.plan import plan_items
+    from uterosynth.sampling.samplers import initial_noise
+    from uterosynth.seeding import index_generator
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--n", type=int, default=8, help="items per run")
+    parser.add_argument("--classifier", type=Path)
+    parser.add_argument("--attribute", default="orientation")
+    parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = load_diffusion(args.model)
+    vocab = model.vocab
+    if args.attribute in vocab.attributes:
+        values = vocab.attributes[args.attribute]
+        items = plan_items(vocab, n=None, per_class=max(1, args.n // len(values)),
+                           conditions={k: v[0] for k, v in vocab.attributes.items() if k != args.attribute})
+    else:
+        items = plan_items(vocab, n=args.n, per_class=None)
+    wanted = [it.condition.get(args.attribute, "") for it in items]
+    cond = model.codec.encode([it.condition for it in items]) if model.codec else None
+    gens = [index_generator(0, it.index) for it in items]
+    x_T = initial_noise((len(items), *model.sample_shape), gens)
+    rows = []
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        ref_monai = monai_reference(model, x_T.clone(), cond)
+        monai_s = (time.perf_counter() - t0) / len(items)
+        rows.append({"sampler": "MONAI DDPM (reference)", "steps": model.schedule.num_train_timesteps, "s_per_image": monai_s,
+                     "speedup": 1.0, "error_vs_ode": None, "accuracy": accuracy(args.classifier, ref_monai, wanted)})
+        full = model.schedule.num_train_timesteps
+        ode = ours(model, "ddim", full, x_T.clone(), cond, [index_generator(0, it.index) for it in items])
+        for name, steps in [(n, min(k, full)) for n, k in RUNS]:
+            t0 = time.perf_counter()
+            images = ours(model, name, steps, x_T.clone(), cond, [index_generator(0, it.index) for it in items])
+            seconds = (time.perf_counter() - t0) / len(items)
+            rows.append({"sampler": name, "steps": steps, "s_per_image": seconds, "speedup": monai_s / seconds,
+                         "error_vs_ode": float((images - ode).abs().mean()),
+                         "accuracy": accuracy(args.classifier, images, wanted)})
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    lines = ["| sampler | steps | s/image | speed-up vs MONAI | mean abs error vs 1000-step ODE | class accuracy |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        err = "—" if r["error_vs_ode"] is None else f"{r['error_vs_ode']:.4f}"
+        acc = "—" if r["accuracy"] is None else f"{100 * r['accuracy']:.0f} %"
+        lines.append(f"| {r['sampler']} | {r['steps']} | {r['s_per_image']:.3f} | {r['speedup']:.1f}× | {err} | {acc} |")
+    table = "\n".join(lines)
+    print(json.dumps(rows, indent=1))
+    print(table)
+    if args.write:
+        from benchmarks_common import update_section
+
+        update_section("docs/BENCHMARKS.md", "Sampling (trained model)",
+                       f"Model `{args.model}` ({model.meta.get('space')} {model.spatial_dims}D), {len(items)} items, "
+                       f"machine: {machine}.\n\n{table}\n\nCommand: `python benchmarks/bench_sampling.py --model "
+                       f"{args.model} --n {args.n}{' --classifier ' + str(args.classifier) if args.classifier else ''} --write`")
+
+
+if __name__ == "__main__":
+    main()

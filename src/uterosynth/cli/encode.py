@@ -1,0 +1,32 @@
+"""``uterosynth encode``: cache latent means and standard deviations of a prepared dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+from .common import JsonOpt, OverwriteOpt, emit_summary, progress_bar
+
+
+@app.command("encode")
+def encode(
+    model: Path = typer.Option(..., "--model", help="Autoencoder checkpoint (or its run folder)."),
+    data: Path = typer.Option(..., "--data", help="Prepared dataset folder (all splits are encoded)."),
+    out: Path = typer.Option(..., "--out", help="Latent cache folder to write."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Items per encoder batch."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    overwrite: bool = OverwriteOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Encode every item to latent μ and σ, and fix the latent scale factor (1/std over training latents)."""
+    from ..models.latent import encode_dataset
+
+    with progress_bar(transient=True) as progress:
+        task = progress.add_task("encode", total=None)
+        summary = encode_dataset(
+            model, data, out, batch_size=batch_size, device=device, overwrite=overwrite,
+            on_batch=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    emit_summary(summary, as_json=as_json, title="encode")

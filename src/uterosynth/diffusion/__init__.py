@@ -1,0 +1,1 @@
+"""Diffusion maths shared by training and sampling: noise schedules, targets, conditions."""

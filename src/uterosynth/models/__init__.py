@@ -1,0 +1,1 @@
+"""Networks: factories over MONAI networks (autoencoder, denoising UNet), conditioning, text encoders."""

@@ -1,0 +1,254 @@
+"""Building conditions from data: vocabularies, prompts, CFG dropout, and their embedding.
+
+The condition a network takes is :class:`uterosynth.diffusion.conditions.Condition` (attribute
+indices with per-attribute null tokens, continuous values with ``NaN`` as null, text token
+ids). This module fits a :class:`ConditionCodec` on the training records — the
+:class:`~uterosynth.diffusion.conditions.ConditionVocabulary`, the statistics that standardise
+continuous attributes, and the text encoder with its tokenizer — and provides
+:class:`ConditionEmbedder`, which maps a condition to cross-attention tokens ``(N, L, D)`` and a
+pooled vector ``(N, E)`` for the UNet's time embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from ..config import StrictModel
+from ..diffusion.conditions import Condition, ConditionVocabulary
+from ..errors import UserError
+from .text import (
+    PretrainedTextEncoder,
+    SmallTextEncoder,
+    WordTokenizer,
+    build_text_encoder,
+    structured_prompt,
+)
+
+__all__ = ["ConditionCodec", "ConditionEmbedder", "ConditioningConfig"]
+
+
+class ConditioningConfig(StrictModel):
+    """What the diffusion model is conditioned on."""
+
+    attributes: list[str] = Field(default_factory=list, description="categorical manifest columns")
+    continuous: list[str] = Field(default_factory=list, description="numeric manifest columns")
+    text: Literal["none", "structured", "column"] = "none"
+    text_column: str | None = None
+    text_encoder: Literal["small", "pretrained"] = "small"
+    text_encoder_path: Path | None = None
+    embed_dim: int = Field(64, ge=8)
+    max_text_tokens: int = Field(32, ge=4, le=512)
+    drop_prob: float = Field(0.15, ge=0.0, le=1.0, description="per-condition drop rate for CFG")
+
+    @model_validator(mode="after")
+    def _check(self) -> ConditioningConfig:
+        if self.text == "column" and not self.text_column:
+            raise ValueError("text: column needs text_column (the manifest column holding free text)")
+        if self.text_encoder == "pretrained" and self.text_encoder_path is None:
+            raise ValueError("text_encoder: pretrained needs text_encoder_path (a local model folder)")
+        overlap = set(self.attributes) & set(self.continuous)
+        if overlap:
+            raise ValueError(f"attribute(s) {sorted(overlap)} listed as both categorical and continuous")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.attributes or self.continuous or self.text != "none")
+
+
+class ConditionCodec:
+    """Records (attribute dicts) → :class:`Condition`; null and dropped conditions for guidance.
+
+    Args:
+        config: what to condition on.
+        vocab: categorical values per attribute, continuous names, the null prompt.
+        continuous_stats: ``{name: (mean, std)}`` of the training values (the embedder
+            standardises with them).
+        text_encoder: tokenizer + network for prompts, or ``None``.
+    """
+
+    def __init__(
+        self,
+        config: ConditioningConfig,
+        vocab: ConditionVocabulary,
+        continuous_stats: Mapping[str, tuple[float, float]],
+        text_encoder: SmallTextEncoder | PretrainedTextEncoder | None = None,
+    ) -> None:
+        self.config = config
+        self.vocab = vocab
+        self.continuous_stats = dict(continuous_stats)
+        self.text_encoder = text_encoder
+
+    @classmethod
+    def fit(
+        cls, config: ConditioningConfig, records: Sequence[Mapping[str, Any]], *, source: str = "manifest"
+    ) -> ConditionCodec:
+        """Build vocabularies, continuous statistics and the text tokenizer from training records.
+
+        Raises:
+            UserError: no records, or a configured attribute the records lack / a non-numeric
+                continuous value.
+        """
+        if not records:
+            raise UserError(f"{source}: no training items to build condition vocabularies from")
+        needed = list(config.attributes) + list(config.continuous)
+        if config.text == "column" and config.text_column:
+            needed.append(config.text_column)
+        missing = [name for name in needed if name not in records[0]]
+        if missing:
+            available = ", ".join(sorted(k for k in records[0] if not k.startswith("_")))
+            raise UserError(
+                f"{source}: condition attribute(s) {', '.join(missing)} not in the manifest (available: {available})"
+            )
+        stats = {}
+        for name in config.continuous:
+            try:
+                values = torch.tensor([float(r[name]) for r in records], dtype=torch.float64)
+            except ValueError as err:
+                raise UserError(f"{source}: continuous attribute '{name}' holds a non-numeric value") from err
+            stats[name] = (float(values.mean()), float(values.std(unbiased=False)) or 1.0)
+        text_encoder = cls._make_text_encoder(config, records)
+        vocab = ConditionVocabulary(
+            attributes={name: sorted({str(r[name]) for r in records}) for name in config.attributes},
+            continuous=list(config.continuous),
+            text_null_tokens=text_encoder.tokenize([""])[0].tolist() if text_encoder is not None else None,
+        )
+        return cls(config, vocab, stats, text_encoder)
+
+    @staticmethod
+    def _make_text_encoder(
+        config: ConditioningConfig, records: Sequence[Mapping[str, Any]]
+    ) -> SmallTextEncoder | PretrainedTextEncoder | None:
+        if config.text == "none":
+            return None
+        if config.text_encoder == "pretrained" and config.text_encoder_path is not None:
+            return PretrainedTextEncoder(config.text_encoder_path, dim=config.embed_dim, max_tokens=config.max_text_tokens)
+        prompts = [prompt_for(config, r) for r in records]
+        return SmallTextEncoder(WordTokenizer.from_prompts(prompts, max_tokens=config.max_text_tokens), dim=config.embed_dim)
+
+    @property
+    def names(self) -> list[str]:
+        """Condition names guidance may refer to (attributes, continuous, ``text``)."""
+        return self.vocab.names
+
+    def prompts(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The text prompt of each record (structured from attributes, or a free-text column)."""
+        return [prompt_for(self.config, r) for r in records]
+
+    def encode(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        prompts: Sequence[str] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Condition:
+        """Attribute dicts → :class:`Condition`; a missing (or empty) attribute becomes null.
+
+        Keys of a record that are not conditions of this model are ignored (records are
+        manifest rows), so a manifest can carry more columns than the model uses.
+        """
+        names = set(self.vocab.attributes) | set(self.vocab.continuous)
+        items = [{k: v for k, v in r.items() if k in names and v not in (None, "")} for r in records]
+        text = None
+        if self.text_encoder is not None:
+            text = self.text_encoder.tokenize(list(prompts) if prompts is not None else self.prompts(records))
+        return self.vocab.encode(items, text=text, device=device)
+
+    def null(self, n: int, *, device: torch.device | str = "cpu") -> Condition:
+        """The fully unconditional condition for ``n`` items."""
+        return self.vocab.null(n, device=device)
+
+    def drop(self, cond: Condition, p: float, generator: torch.Generator | None = None) -> Condition:
+        """Independently replace each condition of each item by its null with probability ``p``.
+
+        The classifier-free guidance training of Ho & Salimans 2022, per attribute so that
+        per-attribute guidance scales have an unconditional branch for every attribute.
+        """
+        n = len(cond)
+        null = self.null(n, device=_device_of(cond))
+
+        def mask(like: torch.Tensor) -> torch.Tensor:
+            drop = torch.rand(n, generator=generator).to(like.device) < p
+            return drop.view(n, *([1] * (like.dim() - 1)))
+
+        attributes = {k: torch.where(mask(v), null.attributes[k], v) for k, v in cond.attributes.items()}
+        continuous = {k: torch.where(mask(v), null.continuous[k], v) for k, v in cond.continuous.items()}
+        text = None if cond.text is None else torch.where(mask(cond.text), null.text, cond.text)
+        return Condition(attributes, continuous, text)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "vocabulary": self.vocab.model_dump(mode="json"),
+            "continuous_stats": {n: list(s) for n, s in self.continuous_stats.items()},
+            "text_encoder": self.text_encoder.spec() if self.text_encoder is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConditionCodec:
+        config = ConditioningConfig.model_validate(data["config"])
+        vocab = ConditionVocabulary.model_validate(data["vocabulary"])
+        stats = {n: (float(s[0]), float(s[1])) for n, s in data["continuous_stats"].items()}
+        text = build_text_encoder(data["text_encoder"]) if data.get("text_encoder") else None
+        return cls(config, vocab, stats, text)
+
+
+def prompt_for(config: ConditioningConfig, record: Mapping[str, Any]) -> str:
+    """One record's prompt: its free-text column, or a structured prompt from its attributes."""
+    if config.text == "column":
+        return str(record.get(config.text_column or "", "") or "")
+    names = list(config.attributes) + list(config.continuous)
+    return structured_prompt({n: record.get(n) for n in names if n in record})
+
+
+def _device_of(cond: Condition) -> torch.device:
+    for tensor in (*cond.attributes.values(), *cond.continuous.values(), cond.text):
+        if tensor is not None:
+            return tensor.device
+    return torch.device("cpu")
+
+
+class ConditionEmbedder(nn.Module):
+    """:class:`Condition` → cross-attention tokens ``(N, L, D)`` and a pooled vector ``(N, E)``.
+
+    Each categorical attribute has its own embedding table (values + null), each continuous
+    attribute a small MLP over its standardised value with a learned null vector; text goes
+    through the codec's text encoder. Attribute tokens and text tokens are concatenated; the
+    pooled vector (mean of the attribute tokens, or of the text tokens when there are none) is
+    projected to the UNet's time-embedding width ``E``.
+    """
+
+    def __init__(self, codec: ConditionCodec, *, time_embed_dim: int) -> None:
+        super().__init__()
+        dim = codec.config.embed_dim
+        vocab = codec.vocab
+        self.categorical = nn.ModuleDict({n: nn.Embedding(vocab.num_embeddings(n), dim) for n in vocab.attributes})
+        self.continuous = nn.ModuleDict(
+            {n: nn.Sequential(nn.Linear(1, dim), nn.SiLU(), nn.Linear(dim, dim)) for n in vocab.continuous}
+        )
+        self.continuous_null = nn.ParameterDict({n: nn.Parameter(torch.zeros(dim)) for n in vocab.continuous})
+        stats = torch.tensor([codec.continuous_stats[n] for n in vocab.continuous], dtype=torch.float32)
+        self.register_buffer("continuous_stats", stats.reshape(-1, 2))
+        self.text = codec.text_encoder
+        self.pooled = nn.Sequential(nn.Linear(dim, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim))
+
+    def forward(self, cond: Condition) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = [self.categorical[name](cond.attributes[name]) for name in self.categorical]
+        for i, (name, mlp) in enumerate(self.continuous.items()):
+            mean, std = self.continuous_stats[i]
+            value = (cond.continuous[name].float() - mean) / std
+            isnull = torch.isnan(value)
+            embedded = mlp(torch.nan_to_num(value, nan=0.0)[:, None])
+            tokens.append(torch.where(isnull[:, None], self.continuous_null[name].expand_as(embedded), embedded))
+        attr_tokens = torch.stack(tokens, dim=1) if tokens else None
+        text_tokens = self.text(cond.text) if self.text is not None and cond.text is not None else None
+        parts = [t for t in (attr_tokens, text_tokens) if t is not None]
+        context = torch.cat(parts, dim=1)
+        pooled_source = attr_tokens if attr_tokens is not None else text_tokens
+        return context, self.pooled(pooled_source.mean(dim=1))

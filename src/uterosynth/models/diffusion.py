@@ -1,0 +1,106 @@
+"""A trained diffusion model as sampling needs it, rebuilt from its checkpoint folder alone.
+
+``model.json`` of a diffusion checkpoint (``kind: diffusion``) holds: ``space`` (pixel or
+latent), ``spatial_dims``, ``in_channels``, ``sample_shape`` (what the UNet denoises),
+``image_shape``, ``network`` (the UNet config), ``schedule``, ``conditioning`` (the codec:
+vocabularies with null tokens, continuous statistics, text encoder), ``scale_factor`` and
+``autoencoder`` ({path, sha256}) for latent models, and ``geometry`` (spacing, reference affine
+of the training data) so synthetic items are written in the training data's space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..diffusion.conditions import ConditionVocabulary
+from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
+from ..errors import UserError
+from .autoencoder import AutoencoderConfig
+from .conditioning import ConditionCodec
+from .diffusion_unet import ConditionedUNet, UNetConfig
+
+__all__ = ["DiffusionModel", "load_diffusion"]
+
+
+@dataclass
+class DiffusionModel:
+    """Denoiser, schedule, condition codec and (for LDMs) the autoencoder that decodes."""
+
+    unet: ConditionedUNet
+    schedule: NoiseSchedule
+    codec: ConditionCodec | None
+    meta: dict[str, Any]
+    checkpoint: Path
+    autoencoder: nn.Module | None = None
+    autoencoder_config: AutoencoderConfig | None = None
+
+    @property
+    def vocab(self) -> ConditionVocabulary:
+        return self.codec.vocab if self.codec is not None else ConditionVocabulary()
+
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.meta["spatial_dims"])
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """``(C, *spatial)`` of what the UNet denoises (image or latent)."""
+        return tuple(int(s) for s in self.meta["sample_shape"])
+
+    @property
+    def scale_factor(self) -> float:
+        return float(self.meta.get("scale_factor") or 1.0)
+
+    @property
+    def sha256(self) -> str:
+        return str(self.meta.get("sha256", ""))
+
+    def decode(self, z: torch.Tensor, *, memory_budget_mb: float | None = None) -> torch.Tensor:
+        """Images ``(N, 1, *image_spatial)`` from denoised samples (identity for pixel models)."""
+        if self.autoencoder is None:
+            return z
+        from .latent import decode_tiled
+
+        return decode_tiled(self.autoencoder, z / self.scale_factor, memory_budget_mb=memory_budget_mb,
+                            config=self.autoencoder_config)
+
+
+def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> DiffusionModel:
+    """Rebuild a diffusion model (and its autoencoder, for LDMs) from a checkpoint or run folder.
+
+    Raises:
+        UserError: no checkpoint, not a diffusion model, or its autoencoder is missing or differs
+            (sha256) from the one it was trained with.
+    """
+    from ..training.checkpoint import load_model_json, load_weights
+
+    ckpt, meta = load_model_json(path)
+    if meta.get("kind") != "diffusion":
+        raise UserError(f"{ckpt / 'model.json'}: kind is {meta.get('kind')!r}, expected 'diffusion'")
+    codec = ConditionCodec.from_json(meta["conditioning"]) if meta.get("conditioning") else None
+    unet = ConditionedUNet(int(meta["spatial_dims"]), int(meta["in_channels"]),
+                           UNetConfig.model_validate(meta["network"]), codec)
+    unet.load_state_dict(load_weights(ckpt))
+    model = DiffusionModel(unet.to(device).eval(), NoiseSchedule(NoiseScheduleConfig.model_validate(meta["schedule"])),
+                           codec, meta, ckpt)
+    if meta.get("space") == "latent":
+        from .latent import load_autoencoder
+
+        ae_ref = meta["autoencoder"]
+        ae_path = Path(ae_ref["path"])
+        if not ae_path.is_absolute() and not ae_path.exists():
+            ae_path = ckpt / ae_path
+        autoencoder, ae_meta, _ = load_autoencoder(ae_path, device=device)
+        if ae_meta.get("sha256") != ae_ref["sha256"]:
+            raise UserError(
+                f"{ae_path}: autoencoder sha256 {str(ae_meta.get('sha256'))[:12]}… differs from the "
+                f"{ae_ref['sha256'][:12]}… this model was trained with"
+            )
+        model.autoencoder = autoencoder
+        model.autoencoder_config = AutoencoderConfig.model_validate(ae_meta["network"])
+    return model

@@ -1,0 +1,1 @@
+"""Sampling: sampler registry (MONAI + diffusers schedulers), classifier-free guidance, fast path."""

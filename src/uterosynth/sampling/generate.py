@@ -1,0 +1,204 @@
+"""``uterosynth sample``: generate a synthetic set from a diffusion checkpoint.
+
+Item ``i`` starts from noise drawn by its own generator (``seeding.index_generator(seed, i)``)
+and stochastic samplers draw their per-step noise from it too, so it is the same alone, in a
+batch of any size, or on any rank. Under ``torchrun`` rank ``r`` makes items ``i ≡ r (mod
+world)``; rank 0 merges the shards into one synthetic set (see
+:mod:`uterosynth.data.synthetic`). Items are written in the training data's geometry.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ..artifacts import provenance, write_json
+from ..config import StrictModel
+from ..errors import UserError
+from .plan import PlannedItem, plan_items
+from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model
+from .samplers import SamplerConfig
+
+__all__ = ["SampleConfig", "generate", "write_item"]
+
+
+class SampleConfig(StrictModel):
+    """A sampling run (the ``uterosynth sample`` options)."""
+
+    seed: int = 0
+    n: int | None = Field(None, ge=1)
+    per_class: int | None = Field(None, ge=1)
+    conditions: dict[str, str] = Field(default_factory=dict)
+    prompt: str | None = None
+    guidance: float | dict[str, float] | None = None
+    sampler: SamplerConfig = SamplerConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    decode_memory_mb: float | None = Field(None, gt=0, description="tile latent decoding under this budget")
+
+
+def _to_png(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    if array.ndim == 3:
+        array = array[:, :, array.shape[2] // 2]
+    Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(path)
+
+
+def write_item(folder: Path, index: int, image: np.ndarray, affine: np.ndarray) -> tuple[str, str]:
+    """Write item ``index`` as NIfTI (``(H, W, 1)`` for 2D) and a PNG preview; return both paths."""
+    import nibabel as nib
+
+    stored = image[..., None] if image.ndim == 2 else image
+    nifti = nib.Nifti1Image(stored.astype(np.float32), affine)
+    nifti.set_qform(affine, code=1)
+    nifti.set_sform(affine, code=1)
+    rel, preview = f"items/{index:06d}.nii.gz", f"previews/{index:06d}.png"
+    nib.save(nifti, str(folder / rel))
+    _to_png(image, folder / preview)
+    return rel, preview
+
+
+def _affine(meta: dict[str, Any]) -> np.ndarray:
+    geometry = meta.get("geometry", {})
+    if "affine" in geometry:
+        return np.asarray(geometry["affine"], dtype=np.float64)
+    spacing = list(geometry.get("spacing", [1.0, 1.0, 1.0])) + [1.0] * 3
+    return np.diag([*spacing[:3], 1.0])
+
+
+def _batches(items: Sequence[PlannedItem], size: int) -> list[list[PlannedItem]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def generate(
+    model_path: str | Path,
+    cfg: SampleConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    on_item: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Sample the planned items and write the synthetic set ``out``.
+
+    Raises:
+        UserError: unknown sampler, steps < 1, a condition or value the model was not trained
+            on, guidance on an unconditional model, ``out`` exists without ``overwrite``.
+    """
+    from ..diffusion.conditions import Condition
+    from ..models.diffusion import load_diffusion
+    from ..seeding import index_generator
+    from ..training.distributed import barrier, init_distributed
+    from .guidance import guided_denoiser
+    from .samplers import build_sampler, initial_noise
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    dist = init_distributed(cfg.runtime.device)
+    device = dist.device
+    model = load_diffusion(model_path, device=device)
+    sampler = build_sampler(cfg.sampler.name, model.schedule, spacing=cfg.sampler.spacing)
+    if cfg.sampler.steps > model.schedule.num_train_timesteps:
+        raise UserError(f"--steps: at most {model.schedule.num_train_timesteps} (the training timesteps)")
+    items = plan_items(model.vocab, n=cfg.n, per_class=cfg.per_class, conditions=cfg.conditions, prompt=cfg.prompt)
+    if cfg.guidance is not None:
+        guided_denoiser(model.unet, model.codec.null(1) if model.codec else None, model.vocab, cfg.guidance)
+    mine = [it for it in items if it.index % dist.world_size == dist.rank]
+    unet = prepare_model(model.unet, cfg.runtime, device, spatial_dims=model.spatial_dims)
+    affine = _affine(model.meta)
+
+    takes_text = model.codec is not None and model.vocab.text_null_tokens is not None
+
+    def prompt_of(it: PlannedItem) -> str | None:
+        if not takes_text:
+            return None
+        return it.prompt if it.prompt is not None else model.codec.prompts([it.condition])[0]  # type: ignore[union-attr]
+
+    def encode(batch: Sequence[PlannedItem]) -> Condition | None:
+        if model.codec is None:
+            return None
+        prompts = [prompt_of(it) or "" for it in batch] if takes_text else None
+        return model.codec.encode([it.condition for it in batch], prompts=prompts, device=device)
+
+    def run(batch: Sequence[PlannedItem]) -> torch.Tensor:
+        gens = [index_generator(cfg.seed, it.index) for it in batch]
+        x_T = prepare_input(initial_noise((len(batch), *model.sample_shape), gens), cfg.runtime, device)
+        denoise = guided_denoiser(unet, encode(batch), model.vocab, cfg.guidance)
+        with inference_context(cfg.runtime, device):
+            z = sampler.sample(denoise, x_T, steps=cfg.sampler.steps, generators=gens)
+            return model.decode(z.float(), memory_budget_mb=cfg.decode_memory_mb).float().clamp(0, 1).cpu()
+
+    def trial(size: int) -> None:
+        probe = [PlannedItem(0, items[0].condition, items[0].prompt)] * size
+        gens = [index_generator(cfg.seed, 0)] * size
+        x = prepare_input(initial_noise((size, *model.sample_shape), gens), cfg.runtime, device)
+        with inference_context(cfg.runtime, device):
+            guided_denoiser(unet, encode(probe), model.vocab, cfg.guidance)(x, sampler.timesteps(1).to(device).expand(size))
+
+    batch_size = auto_batch_size(trial, cfg.runtime, device, limit=max(len(mine), 1))
+    partial = out.with_name(f".{out.name}.partial")
+    if dist.is_main:
+        shutil.rmtree(partial, ignore_errors=True)
+        (partial / "items").mkdir(parents=True)
+        (partial / "previews").mkdir()
+    barrier(dist)
+    records = []
+    config_json = cfg.model_dump(mode="json")
+    try:
+        for batch in _batches(mine, batch_size):
+            t0 = time.perf_counter()
+            images = run(batch)
+            seconds = (time.perf_counter() - t0) / len(batch)
+            for it, image in zip(batch, images, strict=True):
+                rel, preview = write_item(partial, it.index, image[0].numpy(), affine)
+                records.append({
+                    "index": it.index, "path": rel, "preview": preview, "seed": cfg.seed,
+                    "condition": it.condition,
+                    "prompt": prompt_of(it),
+                    "sampler": cfg.sampler.name, "steps": cfg.sampler.steps, "spacing": cfg.sampler.spacing,
+                    "guidance": cfg.guidance, "model_hash": model.sha256, "seconds": round(seconds, 4),
+                })
+                if on_item is not None:
+                    on_item(len(records), len(mine))
+        (partial / f".metadata.rank{dist.rank}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        barrier(dist)
+        if not dist.is_main:
+            return {"out": str(out), "rank": dist.rank, "items": len(records)}
+        from ..data.synthetic import write_metadata
+
+        merged = []
+        for shard in sorted(partial.glob(".metadata.rank*.jsonl")):
+            merged += [json.loads(line) for line in shard.read_text().splitlines() if line]
+            shard.unlink()
+        write_metadata(partial / "metadata.jsonl", merged)
+        write_json(partial / "synthetic.json", {
+            **provenance(config_json, cfg.seed),
+            "dims": model.spatial_dims,
+            "model": {"path": str(model.checkpoint), "sha256": model.sha256, "space": model.meta.get("space")},
+            "sampler": cfg.sampler.model_dump(mode="json"),
+            "guidance": cfg.guidance,
+            "items": len(merged),
+            "image_shape": model.meta.get("image_shape"),
+            "geometry": model.meta.get("geometry", {}),
+            "world_size": dist.world_size,
+            "batch_size": batch_size,
+        })
+        if out.exists():
+            shutil.rmtree(out)
+        partial.rename(out)
+    except BaseException:
+        if dist.is_main:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    total = sum(r["seconds"] for r in merged)
+    return {"out": str(out), "items": len(merged), "sampler": cfg.sampler.name, "steps": cfg.sampler.steps,
+            "batch_size": batch_size, "seconds_per_item": round(total / max(len(merged), 1), 4),
+            "world_size": dist.world_size, "device": str(device)}

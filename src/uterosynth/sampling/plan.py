@@ -1,0 +1,67 @@
+"""Which items a sampling run makes: index → condition record and prompt, balanced over classes."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..diffusion.conditions import ConditionVocabulary
+from ..errors import UserError
+
+__all__ = ["PlannedItem", "plan_items"]
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """Item ``index`` of a run: the condition it is generated for and its prompt (if any)."""
+
+    index: int
+    condition: dict[str, Any] = field(default_factory=dict)
+    prompt: str | None = None
+
+
+def plan_items(
+    vocab: ConditionVocabulary,
+    *,
+    n: int | None,
+    per_class: int | None,
+    conditions: Mapping[str, str] | None = None,
+    prompt: str | None = None,
+) -> list[PlannedItem]:
+    """Plan a run's items.
+
+    With ``per_class``, items cycle through every combination of the categorical attributes
+    not fixed by ``conditions`` (``per_class`` items each, classes interleaved so any prefix of
+    the run stays balanced); otherwise ``n`` items share ``conditions``.
+
+    Raises:
+        UserError: neither or both of ``n`` / ``per_class``; ``per_class`` for an unconditional
+            model; a condition or prompt the model was not trained on.
+    """
+    conditions = dict(conditions or {})
+    for name in conditions:
+        vocab.check_name(name)
+    if prompt is not None and vocab.text_null_tokens is None:
+        raise UserError("--prompt: the model takes no text; drop the prompt")
+    if (n is None) == (per_class is None):
+        raise UserError("give exactly one of --n (items) or --per-class (items per class)")
+    if n is not None:
+        if n < 1:
+            raise UserError(f"--n: expected at least 1 item, got {n}")
+        return [PlannedItem(i, dict(conditions), prompt) for i in range(n)]
+    if per_class is None or per_class < 1:
+        raise UserError(f"--per-class: expected at least 1, got {per_class}")
+    free = [name for name in vocab.attributes if name not in conditions]
+    if not free:
+        raise UserError(
+            "--per-class needs a categorical attribute to balance over; the model has none left "
+            "(unconditional model, or every attribute fixed by --condition): use --n"
+        )
+    classes = list(itertools.product(*(vocab.attributes[name] for name in free)))
+    items = []
+    for k in range(per_class * len(classes)):
+        values = classes[k % len(classes)]
+        items.append(PlannedItem(k, {**conditions, **dict(zip(free, values, strict=True))}, prompt))
+    return items

@@ -1,0 +1,51 @@
+"""Typed settings of the training loop, shared by every trainer (autoencoder, diffusion)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..config import StrictModel
+
+__all__ = ["LoopConfig", "OptimizerConfig"]
+
+
+class OptimizerConfig(StrictModel):
+    """AdamW settings (Loshchilov & Hutter 2019)."""
+
+    lr: float = Field(1e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
+
+
+class LoopConfig(StrictModel):
+    """How to train: length, batching, precision, device, logging and checkpoint cadence.
+
+    ``precision``: ``fp32``; ``bf16`` (autocast, on CPU and CUDA); ``fp16`` (autocast +
+    GradScaler, CUDA only). ``device``: ``auto`` picks CUDA when present. ``compile`` wraps the
+    trained networks in ``torch.compile``. ``channels_last`` stores activations NHWC(D).
+    """
+
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(8, ge=1, description="items per micro-batch per process")
+    grad_accum: int = Field(1, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False
+    channels_last: bool = False
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    num_workers: int = Field(0, ge=0)
+    augment: bool = False
+    log_every: int = Field(10, ge=1)
+    val_every: int = Field(500, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    val_batches: int = Field(4, ge=1, description="validation batches per evaluation")
+    deterministic: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> LoopConfig:
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("precision=fp16 needs CUDA (use bf16 or fp32 on the CPU)")
+        return self

@@ -1,0 +1,240 @@
+"""Training diffusion models: pixel-space DDPM and latent diffusion, 2D and 3D, conditioned or not.
+
+One step (Ho et al. 2020, Alg. 1; Rombach et al. 2022 for latents)::
+
+    x0  = image                      (pixel space)   or  (μ + σ ε') · scale_factor   (latent space)
+    t   ~ U{0..T-1} (ddpm)  or  U(0, T] (rflow);  eps ~ N(0, I);  x_t = alpha_t x0 + sigma_t eps
+    c   = codec.drop(codec.encode(attributes), p)     (per-attribute CFG dropout, Ho & Salimans 2022)
+    L   = mean_i  w(t_i) · ‖ model(x_t, t, c) − target(x0, eps, t) ‖²    (w: min-SNR-γ, Hang et al. 2023)
+
+Everything else — AdamW, AMP, EMA, accumulation, DDP, checkpoints and resume — is the shared
+:class:`~uterosynth.training.loop.Trainer`.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from ..config import StrictModel
+from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
+from ..errors import ConfigError, UserError
+from ..models.conditioning import ConditionCodec, ConditioningConfig
+from ..models.diffusion_unet import ConditionedUNet, UNetConfig
+from .config import LoopConfig, OptimizerConfig
+from .loop import OptimGroup, Parts, Trainer, make_adamw
+
+__all__ = ["DiffusionStep", "DiffusionTrainConfig", "PreviewConfig", "train_diffusion"]
+
+
+class PreviewConfig(StrictModel):
+    """Sample grids drawn at every validation: one row per class of ``attribute``."""
+
+    sampler: str = "ddim"
+    steps: int = Field(25, ge=1)
+    per_class: int = Field(4, ge=1)
+    guidance: float = Field(3.0, ge=0)
+    attribute: str | None = Field(None, description="default: the first categorical attribute")
+
+
+class DiffusionTrainConfig(StrictModel):
+    """Everything ``uterosynth train diffusion`` needs (see configs/ddpm2d.yaml, configs/ldm2d.yaml)."""
+
+    seed: int = 0
+    space: Literal["pixel", "latent"] = "pixel"
+    spatial_dims: Literal[2, 3] = 2
+    autoencoder: Path | None = Field(None, description="autoencoder checkpoint (latent space)")
+    latents: Path | None = Field(None, description="latent cache from 'uterosynth encode' (latent space)")
+    unet: UNetConfig = UNetConfig()
+    schedule: NoiseScheduleConfig = NoiseScheduleConfig()
+    conditioning: ConditioningConfig = ConditioningConfig()
+    min_snr_gamma: float | None = Field(5.0, gt=0)
+    optimizer: OptimizerConfig = OptimizerConfig(lr=2e-4)
+    train: LoopConfig = LoopConfig()
+    preview: PreviewConfig = PreviewConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> DiffusionTrainConfig:
+        if self.space == "latent" and (self.autoencoder is None or self.latents is None):
+            raise ValueError(
+                "space: latent needs 'autoencoder' (its checkpoint) and 'latents' (the cache written by "
+                "'uterosynth encode')"
+            )
+        return self
+
+
+class DiffusionStep:
+    """The diffusion :class:`~uterosynth.training.loop.StepFunction` (one phase, ``model``)."""
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        codec: ConditionCodec | None,
+        *,
+        drop_prob: float,
+        min_snr_gamma: float | None,
+        scale_factor: float | None = None,
+    ) -> None:
+        self.schedule, self.codec = schedule, codec
+        self.drop_prob, self.min_snr_gamma, self.scale_factor = drop_prob, min_snr_gamma, scale_factor
+
+    def phases(self, step: int) -> Sequence[str]:
+        return ("model",)
+
+    def clean(self, batch: dict[str, Any]) -> torch.Tensor:
+        """``x0`` of the batch: the image, or a fresh draw from the cached latent posterior."""
+        if self.scale_factor is None:
+            return batch["image"]
+        from .latents import latent_sample
+
+        return latent_sample(batch, self.scale_factor)
+
+    def timesteps(self, n: int, device: torch.device) -> torch.Tensor:
+        T = self.schedule.num_train_timesteps
+        if self.schedule.objective == "rflow":
+            return ((1.0 - torch.rand(n)) * T).to(device)  # (0, T]
+        return torch.randint(0, T, (n,)).to(device)
+
+    def condition(self, batch: dict[str, Any], n: int, device: torch.device, *, drop: bool = True):
+        if self.codec is None:
+            return None
+        names = [*self.codec.vocab.attributes, *self.codec.vocab.continuous]
+        extra = [self.codec.config.text_column] if self.codec.config.text == "column" else []
+        records = [{k: batch[k][i] for k in [*names, *extra] if k in batch} for i in range(n)]
+        cond = self.codec.encode(records, device=device)
+        return self.codec.drop(cond, self.drop_prob) if drop and self.drop_prob > 0 else cond
+
+    def loss(self, phase: str, batch: dict[str, Any], parts: Parts, *, step: int, cache: dict[str, Any]):
+        x0 = self.clean(batch).float()
+        n, device = x0.shape[0], x0.device
+        eps = torch.randn_like(x0)
+        t = self.timesteps(n, device)
+        x_t = self.schedule.add_noise(x0, eps, t)
+        target = self.schedule.training_target(x0, eps, t)
+        pred = parts["unet"](x_t, t, self.condition(batch, n, device))
+        mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+        if self.min_snr_gamma is not None:
+            weight = self.schedule.min_snr_weight(t.cpu(), self.min_snr_gamma).to(device)
+            loss = (weight * mse).mean()
+        else:
+            loss = mse.mean()
+        return loss, {"model/mse": mse.mean().detach()}
+
+
+def _geometry(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: info[k] for k in ("spacing", "affine", "shape") if k in info}
+
+
+def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
+    """Training set, validation set, codec records, metadata for the chosen space."""
+    from ..data.dataset import ImageDataset
+    from ..data.manifest import PreparedDataset
+
+    data = PreparedDataset.load(data_path)
+    if data.dims != cfg.spatial_dims:
+        raise ConfigError(
+            f"config spatial_dims={cfg.spatial_dims} but dataset {data.root} holds {data.dims}D items; "
+            f"use a {data.dims}D preset or --set spatial_dims={data.dims}"
+        )
+    train_rows = data.split("train").rows
+    if not train_rows:
+        raise UserError(f"dataset {data.root}: no items in split 'train'")
+    meta: dict[str, Any] = {"space": cfg.space, "spatial_dims": cfg.spatial_dims, "dataset": str(data.root),
+                            "image_shape": [int(s) for s in data.info.get("shape", [])],
+                            "geometry": _geometry(data.info), "attributes_available": data.attributes}
+    if cfg.space == "pixel":
+        train = ImageDataset(data.split("train"))
+        val = ImageDataset(data.split("val")) if data.split("val").rows else train
+        meta.update(in_channels=1, sample_shape=[1, *meta["image_shape"]], scale_factor=None, autoencoder=None)
+        return train, val, train_rows, meta, None
+    from ..models.latent import load_autoencoder
+    from .latents import LatentCache, LatentDataset
+
+    cache = LatentCache.load(cfg.latents)  # type: ignore[arg-type]
+    ae, ae_meta, ae_ckpt = load_autoencoder(cfg.autoencoder)  # type: ignore[arg-type]
+    if int(ae_meta["spatial_dims"]) != cfg.spatial_dims:
+        raise ConfigError(
+            f"autoencoder {ae_ckpt} is {ae_meta['spatial_dims']}D but the config trains a {cfg.spatial_dims}D model"
+        )
+    if cache.autoencoder_sha256 != ae_meta["sha256"]:
+        raise UserError(
+            f"{cfg.latents}: latents were encoded with autoencoder {cache.autoencoder_sha256[:12]}…, not with "
+            f"{ae_ckpt} ({str(ae_meta['sha256'])[:12]}…); re-run 'uterosynth encode' with this autoencoder"
+        )
+    train = LatentDataset(cache, "train")
+    val = LatentDataset(cache, "val") if cache.split("val") else train
+    latent_shape = [int(s) for s in cache.info["latent_shape"]]
+    meta.update(in_channels=latent_shape[0], sample_shape=latent_shape, scale_factor=cache.scale_factor,
+                autoencoder={"path": str(ae_ckpt.resolve()), "sha256": ae_meta["sha256"]})
+    return train, val, cache.split("train"), meta, (ae, ae_meta)
+
+
+def train_diffusion(
+    cfg: DiffusionTrainConfig,
+    data_path: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_step_end: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Train a diffusion model on a prepared dataset (pixel) or its latent cache (latent).
+
+    Raises:
+        DataError: the dataset or latent cache is missing or unusable.
+        ConfigError: dimensionality mismatch between config, dataset and autoencoder.
+        UserError: a condition attribute the manifest lacks; latents from another autoencoder;
+            ``out`` exists without ``--resume``/``--overwrite``; a NaN/Inf loss.
+    """
+    from ..seeding import seed_everything
+    from .distributed import init_distributed
+    from .preview import PreviewWriter
+
+    out = Path(out)
+    train_set, val_set, records, meta, ae = _prepare_inputs(cfg, data_path)
+    dist_info = init_distributed(cfg.train.device)
+    if out.exists() and not resume:
+        if not overwrite:
+            raise UserError(f"{out}: output folder already exists (pass --resume to continue it, or --overwrite)")
+        if dist_info.is_main:
+            shutil.rmtree(out)
+    seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
+    codec = ConditionCodec.fit(cfg.conditioning, records, source=str(data_path)) if cfg.conditioning.enabled else None
+    device = dist_info.device
+    unet = ConditionedUNet(cfg.spatial_dims, int(meta["in_channels"]), cfg.unet, codec).to(device)
+    schedule = NoiseSchedule(cfg.schedule)
+    if dist_info.rank:
+        torch.manual_seed(cfg.seed + dist_info.rank)
+    step = DiffusionStep(schedule, codec, drop_prob=cfg.conditioning.drop_prob, min_snr_gamma=cfg.min_snr_gamma,
+                         scale_factor=meta["scale_factor"])
+    meta.update(kind="diffusion", network=cfg.unet.model_dump(mode="json"),
+                schedule=cfg.schedule.model_dump(mode="json"),
+                conditioning=codec.to_json() if codec is not None else None)
+    preview = PreviewWriter(cfg.preview, schedule, codec, step, val_set, autoencoder=ae[0].to(device) if ae else None,
+                            seed=cfg.seed, device=device)
+    groups = [OptimGroup("model", make_adamw(unet.parameters(), cfg.optimizer, device=device), ("unet",),
+                         cfg.optimizer.grad_clip)]
+    trainer = Trainer(
+        {"unet": unet}, groups, step, train_set, cfg=cfg.train, out=out, seed=cfg.seed, export="unet",
+        model_meta=meta, config=cfg, validate=preview, dist_info=dist_info, on_step_end=on_step_end,
+        progress=progress,
+    )
+    result = trainer.fit(resume=resume)
+    return {
+        "out": str(out),
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "steps": result.step,
+        "resumed_from": result.resumed_from,
+        "items_per_s": round(result.items_per_s, 3),
+        "world_size": dist_info.world_size,
+        "device": str(device),
+        **{k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
+           for k, v in result.last_metrics.items() if k.startswith("val/")},
+    }

@@ -1,0 +1,455 @@
+"""One training loop for every model: AdamW, AMP, accumulation, EMA, DDP, checkpoints, resume.
+
+The trainer receives its parts (networks, optimisers, a step function, the training set and
+a validation callback); it builds none of them, so the autoencoder and diffusion trainers, and
+tests with tiny networks, all use the same loop. A training step runs the phases the step
+function asks for (e.g. ``generator`` then ``discriminator``); each phase owns one optimiser
+and the networks it updates, accumulates gradients over ``grad_accum`` micro-batches and
+steps its optimiser once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from ..artifacts import atomic_write_text, provenance
+from ..errors import UserError
+from . import checkpoint as ckpt
+from .config import LoopConfig, OptimizerConfig
+from .data import resumable_loader
+from .distributed import DistInfo, all_true, barrier, gather_objects
+
+__all__ = [
+    "Parts",
+    "OptimGroup",
+    "StepFunction",
+    "Trainer",
+    "TrainResult",
+    "NonFiniteLossError",
+    "make_adamw",
+    "autocast_context",
+]
+
+
+class NonFiniteLossError(UserError):
+    """A loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+
+
+class Parts:
+    """Named networks as the step function sees them.
+
+    ``parts["name"]`` is the network to train with (DDP-wrapped and/or compiled);
+    ``parts.raw["name"]`` the plain module (for forward passes whose gradients are not synced,
+    validation, saving).
+    """
+
+    def __init__(self, modules: Mapping[str, nn.Module]):
+        self.raw: dict[str, nn.Module] = dict(modules)
+        self.run: dict[str, nn.Module] = dict(modules)
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self.run[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.raw
+
+
+@dataclass
+class OptimGroup:
+    """One optimiser and the named parts it updates."""
+
+    name: str
+    optimizer: torch.optim.Optimizer
+    modules: tuple[str, ...]
+    grad_clip: float | None = None
+
+
+class StepFunction(Protocol):
+    """What a model-specific trainer supplies to the loop."""
+
+    def phases(self, step: int) -> Sequence[str]:
+        """Names of the optimiser groups to run at ``step``, in order."""
+
+    def loss(
+        self, phase: str, batch: dict[str, Any], parts: Parts, *, step: int, cache: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        """Scalar loss to back-propagate for ``phase`` and named terms to log.
+
+        ``cache`` is shared by the phases of one micro-batch (e.g. the generator's
+        reconstruction reused, detached, by the discriminator phase).
+        """
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :meth:`Trainer.fit` did."""
+
+    step: int
+    checkpoint: Path | None
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    items_per_s: float = 0.0
+    resumed_from: int | None = None
+
+
+def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where the device has one."""
+    params = [p for p in params if p.requires_grad]
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay}
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # fused unsupported for this device/dtype
+        return torch.optim.AdamW(params, foreach=device.type == "cuda", **kwargs)
+
+
+def autocast_context(precision: str, device: torch.device):
+    """``torch.autocast`` for bf16/fp16, a no-op context for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if channels_last and value.ndim in (4, 5):
+                fmt = torch.channels_last if value.ndim == 4 else torch.channels_last_3d
+                value = value.contiguous(memory_format=fmt)
+        out[key] = value
+    return out
+
+
+class Trainer:
+    """Train ``parts`` with ``step_fn`` on ``train_data``; log, validate and checkpoint on rank 0.
+
+    Args:
+        parts: named networks (already on the right device).
+        groups: optimiser groups; ``step_fn.phases`` names them.
+        step_fn: computes each phase's loss.
+        train_data: map-style dataset of dicts with tensors (e.g. ``{"image": (C, *spatial)}``).
+        cfg: the loop settings.
+        out: run folder (``checkpoint/``, ``metrics.jsonl``, ``tensorboard/``).
+        seed: run seed (data order, per-rank RNG).
+        export: name of the part written to ``model.safetensors``.
+        model_meta: stage-specific content of ``model.json`` (``kind``, ``network`` config, ...).
+        config: the full stage config, stored in the provenance block.
+        validate: ``validate(trainer, step) -> {name: value}``, called on rank 0.
+        transform: optional augmentation re-seeded per (epoch, item).
+        dist_info: process placement (defaults to a single CPU/GPU process).
+        on_step_end: hook ``f(trainer, step)`` after each step (tests simulate kills with it).
+        progress: show a rich progress bar on stderr.
+    """
+
+    def __init__(
+        self,
+        parts: Mapping[str, nn.Module],
+        groups: Sequence[OptimGroup],
+        step_fn: StepFunction,
+        train_data,
+        *,
+        cfg: LoopConfig,
+        out: str | Path,
+        seed: int,
+        export: str,
+        model_meta: Mapping[str, Any],
+        config: Any = None,
+        validate: Callable[[Trainer, int], Mapping[str, float]] | None = None,
+        transform: Callable | None = None,
+        dist_info: DistInfo | None = None,
+        on_step_end: Callable[[Trainer, int], None] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.cfg, self.out, self.seed, self.export = cfg, Path(out), seed, export
+        self.dist = dist_info or DistInfo()
+        self.device = self.dist.device
+        self.parts = Parts(parts)
+        self.groups = {g.name: g for g in groups}
+        self.step_fn, self.train_data, self.transform = step_fn, train_data, transform
+        self.model_meta, self.config, self.validate_fn = dict(model_meta), config, validate
+        self.on_step_end, self.progress = on_step_end, progress
+        enabled = cfg.precision == "fp16"
+        self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=enabled) for name in self.groups}
+        self.ema: torch.optim.swa_utils.AveragedModel | None = None
+        if cfg.ema_decay is not None:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(
+                self.parts.raw[export], multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+            )
+        self.step = 0
+        self.micro = 0  # micro-batches consumed by this rank
+        self._owner = {m: g.name for g in groups for m in g.modules}
+        self._writer = None
+        self._last_ckpt: Path | None = None
+        self._wrap()
+
+    # ---------------------------------------------------------------- set-up
+    def _wrap(self) -> None:
+        fmt = None
+        for name, module in self.parts.raw.items():
+            module.to(self.device)
+            if self.cfg.channels_last:
+                nd = next((p.ndim for p in module.parameters() if p.ndim >= 4), 4)
+                fmt = torch.channels_last if nd == 4 else torch.channels_last_3d
+                module.to(memory_format=fmt)
+            run: nn.Module = module
+            if self.dist.distributed and name in self._owner:
+                from torch.nn.parallel import DistributedDataParallel as DDP
+
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                run = DDP(module, device_ids=ids, broadcast_buffers=False)
+            if self.cfg.compile:
+                run = torch.compile(run)
+            self.parts.run[name] = run
+
+    # ---------------------------------------------------------------- state
+    def export_weights(self) -> dict[str, torch.Tensor]:
+        """Weights of the exported part (EMA-averaged when EMA is on)."""
+        if self.ema is not None:
+            return dict(self.ema.module.state_dict())
+        return dict(self.parts.raw[self.export].state_dict())
+
+    def state_dict(self, rng_all: list) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "micro": self.micro,
+            "world_size": self.dist.world_size,
+            "seed": self.seed,
+            "modules": {n: m.state_dict() for n, m in self.parts.raw.items()},
+            "optimizers": {n: g.optimizer.state_dict() for n, g in self.groups.items()},
+            "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": rng_all,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name, sd in state["modules"].items():
+            self.parts.raw[name].load_state_dict(sd)
+        for name, sd in state["optimizers"].items():
+            self.groups[name].optimizer.load_state_dict(sd)
+        for name, sd in state["scalers"].items():
+            self.scalers[name].load_state_dict(sd)
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.step = int(state["step"])
+        self.micro = int(state["micro"])
+        rngs = state["rng"]
+        if int(state["world_size"]) == self.dist.world_size:
+            ckpt.set_rng_state(rngs[self.dist.rank])
+        else:
+            warnings.warn(
+                f"resuming with {self.dist.world_size} process(es) from a run with {state['world_size']}: "
+                "random streams are re-seeded, so the run will not match an uninterrupted one",
+                stacklevel=2,
+            )
+            torch.manual_seed(self.seed + 1000 * self.step + self.dist.rank)
+            self.micro = self.micro * int(state["world_size"]) // self.dist.world_size
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoint/`` (rank 0 writes; every rank takes part in gathering RNG states)."""
+        rng_all = gather_objects(ckpt.rng_state(), self.dist)
+        path = None
+        if self.dist.is_main:
+            meta = {
+                **provenance(self.config, self.seed),
+                **self.model_meta,
+                "step": self.step,
+                "weights": "ema" if self.ema is not None else "raw",
+            }
+            path = ckpt.write_checkpoint(
+                self.out, weights=self.export_weights(), model_json=meta, train_state=self.state_dict(rng_all)
+            )
+            self._last_ckpt = path
+        barrier(self.dist)
+        return path
+
+    # ---------------------------------------------------------------- logging
+    def log(self, values: Mapping[str, float], step: int) -> None:
+        """Append ``values`` to metrics.jsonl and TensorBoard (rank 0 only)."""
+        if not self.dist.is_main:
+            return
+        record = {"step": step, **{k: float(v) for k, v in values.items()}}
+        with open(self.out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for key, value in values.items():
+                self._writer.add_scalar(key, float(value), step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.out / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line)
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut by a kill
+        atomic_write_text(path, "".join(x + "\n" for x in keep))
+
+    # ---------------------------------------------------------------- training
+    def _resume(self, resume: bool) -> int | None:
+        found = ckpt.find_checkpoint(self.out) if resume else None
+        if found is None:
+            if self.dist.is_main and (self.out / "metrics.jsonl").exists():
+                (self.out / "metrics.jsonl").unlink()
+            return None
+        self.load_state_dict(ckpt.load_train_state(found))
+        self._last_ckpt = found
+        if self.dist.is_main:
+            self._truncate_metrics(self.step)
+        return self.step
+
+    def _set_trainable(self, group: OptimGroup) -> None:
+        for name, module in self.parts.raw.items():
+            if name in self._owner:
+                module.requires_grad_(name in group.modules)
+
+    def _sync_context(self, group: OptimGroup, last: bool):
+        if last or not self.dist.distributed:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        for name in group.modules:
+            run = self.parts.run[name]
+            inner = getattr(run, "_orig_mod", run)
+            if hasattr(inner, "no_sync"):
+                stack.enter_context(inner.no_sync())
+        return stack
+
+    def _nonfinite(self, phase: str, name: str, value: float) -> NonFiniteLossError:
+        where = (
+            f"the last good checkpoint {self._last_ckpt} was kept (resume from it with --resume, "
+            "after lowering the learning rate or using precision=fp32)"
+            if self._last_ckpt is not None
+            else "no checkpoint had been written yet"
+        )
+        return NonFiniteLossError(f"training stopped at step {self.step + 1}: {phase} loss '{name}' is {value}; {where}")
+
+    def train_step(self, micro_batches: Sequence[dict[str, Any]]) -> dict[str, float]:
+        """One optimiser step per phase over ``micro_batches``; returns the logged terms."""
+        accum = len(micro_batches)
+        logs: dict[str, float] = {}
+        caches: list[dict[str, Any]] = [{} for _ in micro_batches]
+        for phase in self.step_fn.phases(self.step):
+            group, scaler = self.groups[phase], self.scalers[phase]
+            self._set_trainable(group)
+            group.optimizer.zero_grad(set_to_none=True)
+            for m, batch in enumerate(micro_batches):
+                with self._sync_context(group, m == accum - 1):
+                    with autocast_context(self.cfg.precision, self.device):
+                        loss, terms = self.step_fn.loss(phase, batch, self.parts, step=self.step, cache=caches[m])
+                    value = float(loss.detach())
+                    if not all_true(math.isfinite(value), self.dist):
+                        raise self._nonfinite(phase, f"{phase}/total", value)
+                    scaler.scale(loss / accum).backward()
+                logs[f"{phase}/total"] = logs.get(f"{phase}/total", 0.0) + value / accum
+                for key, term in terms.items():
+                    logs[key] = logs.get(key, 0.0) + float(term) / accum
+            if group.grad_clip is not None:
+                scaler.unscale_(group.optimizer)
+                params = [p for n in group.modules for p in self.parts.raw[n].parameters()]
+                torch.nn.utils.clip_grad_norm_(params, group.grad_clip)
+            scaler.step(group.optimizer)
+            scaler.update()
+            if self.ema is not None and self.export in group.modules:
+                self.ema.update_parameters(self.parts.raw[self.export])
+        for module in self.parts.raw.values():
+            module.requires_grad_(True)
+        return logs
+
+    def fit(self, *, resume: bool = False) -> TrainResult:
+        """Train until ``cfg.steps``; resume from ``out/checkpoint`` when ``resume``."""
+        cfg = self.cfg
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        barrier(self.dist)
+        resumed = self._resume(resume)
+        if self.dist.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step or None)
+        loader = resumable_loader(
+            self.train_data,
+            batch_size=cfg.batch_size,
+            seed=self.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            start=self.micro,
+            num_workers=cfg.num_workers,
+            transform=self.transform,
+        )
+        batches = iter(loader)
+        for module in self.parts.raw.values():
+            module.train()
+        last: dict[str, float] = {}
+        items = 0
+        t0 = time.perf_counter()
+        bar = _Progress(self.progress and self.dist.is_main, cfg.steps, self.step)
+        try:
+            while self.step < cfg.steps:
+                micro = [_to_device(next(batches), self.device, cfg.channels_last) for _ in range(cfg.grad_accum)]
+                logs = self.train_step(micro)
+                self.micro += cfg.grad_accum
+                self.step += 1
+                items += sum(len(b[next(iter(b))]) for b in micro) * self.dist.world_size
+                bar.advance(logs)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    logs["items_per_s"] = items / max(time.perf_counter() - t0, 1e-9)
+                    self.log(logs, self.step)
+                    last = logs
+                if self.validate_fn is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                    if self.dist.is_main:
+                        metrics = dict(self.validate_fn(self, self.step))
+                        self.log(metrics, self.step)
+                        last = {**last, **metrics}
+                    barrier(self.dist)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save_checkpoint()
+                if self.on_step_end is not None:
+                    self.on_step_end(self, self.step)
+        finally:
+            bar.close()
+            if self._writer is not None:
+                self._writer.close()
+        rate = items / max(time.perf_counter() - t0, 1e-9)
+        return TrainResult(self.step, self._last_ckpt, last, rate, resumed)
+
+
+class _Progress:
+    """A rich progress bar on stderr, or nothing."""
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        self.bar = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+
+    def advance(self, logs: Mapping[str, float]) -> None:
+        if self.bar is not None:
+            info = " ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in list(logs.items())[:3])
+            self.bar.update(self.task, advance=1, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
