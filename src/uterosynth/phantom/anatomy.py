@@ -32,6 +32,8 @@ MIN_CERVIX_TILT_AV = 8.0
 MAX_CERVIX_TILT_RV = -38.0
 FLEXION_AF = (20.0, 85.0)
 FLEXION_RF = (-85.0, -20.0)
+# Points on the posterior surface of the pubic symphysis that the bladder must not cover.
+SYMPHYSIS_BACK = np.array([[0, -9, -14], [0, -8, -4], [0, -5, 8], [0, 0, 18], [0, 5, 22]], float)
 
 
 def direction(tilt_deg: float) -> np.ndarray:
@@ -160,7 +162,7 @@ def _uterus(rng, scale, external_os, vag_tilt, version, flexion, lateral_dev, x0
     l_cx = rng.uniform(25, 35) * scale
     l_co = rng.uniform(48, 70) * scale
     r_cx = np.array([rng.uniform(12, 15), rng.uniform(13, 17)]) * scale
-    r_co = np.array([rng.uniform(18, 24), rng.uniform(24, 30)]) * scale
+    r_co = np.array([rng.uniform(20, 27), rng.uniform(25, 31)]) * scale
     endo = float(rng.uniform(1.0, 6.5))
     endo_w = rng.uniform(10, 16) * scale
     jz = float(rng.uniform(3.0, 8.0))
@@ -197,7 +199,7 @@ def _uterus(rng, scale, external_os, vag_tilt, version, flexion, lateral_dev, x0
     total = arcs[-1]
     u = np.clip((arcs - l_cx) / max(total - l_cx, 1e-6), 0, 1)  # 0 at internal os, 1 at fundus point
     is_cx = arcs <= l_cx + 1e-6
-    shape_co = np.sin(np.clip(u * 1.35 + 0.25, 0, np.pi / 2))  # rises then plateaus
+    shape_co = np.sin(np.clip(u * 2.2 + 0.3, 0, np.pi / 2))  # rises then plateaus (pear shape)
     outer = np.where(is_cx[:, None], r_cx[None, :], r_cx[None, :] + (r_co - r_cx)[None, :] * shape_co[:, None])
     outer[0] *= 0.9
     cavity_w = 2.6 + (endo_w - 2.6) * np.clip(u / 0.8, 0, 1)
@@ -234,7 +236,7 @@ def _clearance_ok(ut: Uterus, sacrum_pts, sacrum_r, fat, rectus, belly) -> bool:
 def _bladder(fill: float, size: float, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Bladder semi-axes (LR, AP, SI) and centre for a filling in [0, 1]; the base stays behind the symphysis."""
     radii = np.array([38 + 18 * fill, 20 + 22 * fill, 13 + 26 * fill]) * size * scale
-    return radii, np.array([0.0, -10 - 0.78 * radii[1], -4 + 0.9 * radii[2]])
+    return radii, np.array([0.0, -6 - 0.55 * radii[1], -2 + 0.85 * radii[2]])
 
 
 def _inside(points: np.ndarray, center: np.ndarray, radii: np.ndarray, axes: np.ndarray, pad: float = 0.0) -> bool:
@@ -321,7 +323,9 @@ def sample_subject(
     while True:
         b_r, b_center = _bladder(fill, b_size, shrink)
         b_center[0] = b_x
-        if shrink <= 0.45 or not (_inside(ut_line, b_center, b_r, b_axes) or _inside(vag_pts, b_center, b_r, b_axes, 9.0)):
+        clash = (_inside(ut_line, b_center, b_r, b_axes) or _inside(vag_pts, b_center, b_r, b_axes, 9.0)
+                 or _inside(SYMPHYSIS_BACK * scale, b_center, b_r, b_axes, 3.0))
+        if shrink <= 0.45 or not clash:
             break
         shrink *= 0.95
 

@@ -124,10 +124,16 @@ def _filter3(a: np.ndarray, f: int) -> np.ndarray:
     wm, wp = float(w[d / f < -0.5].sum()), float(w[d / f >= 0.5].sum())
     w0 = 1.0 - wm - wp
     for axis in (0, 1):
-        lo = np.concatenate([np.take(a, [0], axis), np.take(a, np.arange(a.shape[axis] - 1), axis)], axis)
-        hi = np.concatenate([np.take(a, np.arange(1, a.shape[axis]), axis), np.take(a, [-1], axis)], axis)
-        a = a * w0 + lo * wm + hi * wp
-    return a
+        a = np.moveaxis(a, axis, 0)
+        out = a * np.float32(w0)
+        if wm:
+            out[1:] += a[:-1] * np.float32(wm)
+            out[0] += a[0] * np.float32(wm)
+        if wp:
+            out[:-1] += a[1:] * np.float32(wp)
+            out[-1] += a[-1] * np.float32(wp)
+        a = np.moveaxis(out, 0, axis)
+    return np.ascontiguousarray(a)
 
 
 def _upsample(tissue: np.ndarray, f: int) -> np.ndarray:
@@ -155,17 +161,22 @@ def _tent_downsample(a: np.ndarray, f: int, n: tuple[int, int]) -> np.ndarray:
 
 
 def _bias_field(cfg: PhantomConfig, s: Subject, shape: tuple[int, int, int]) -> np.ndarray:
-    """Smooth multiplicative field ``exp(b * p(x, y, z))`` in scanner coordinates (normalised to [-1, 1])."""
-    w = [np.linspace(-1, 1, n, dtype=np.float32) for n in shape]
-    zz, yy, xx = w[0][:, None, None], w[1][None, :, None], w[2][None, None, :]
+    """Smooth multiplicative field ``exp(b * p)`` in scanner coordinates normalised to [-1, 1].
+
+    ``p`` is a sum of a (superior, anterior) term and a left-right term, so the field is built
+    as an outer product: phased-array receive coils anteriorly and posteriorly (brighter
+    towards both surfaces), a random low-order tilt, and at 3 T a central dielectric shading.
+    """
+    zz = np.linspace(-1, 1, shape[0], dtype=np.float32)[:, None]
+    yy = np.linspace(-1, 1, shape[1], dtype=np.float32)[None, :]
+    xx = np.linspace(-1, 1, shape[2], dtype=np.float32)
     c = s.bias_coeffs.astype(np.float32)
-    # Phased-array coils anteriorly and posteriorly: brighter towards both surfaces.
-    log_b = (0.9 + 0.3 * abs(c[0])) * yy * yy + 0.5 * (c[1] * yy + c[2] * zz + c[3] * xx * 0.5)
-    log_b = log_b + 0.3 * c[4] * zz * zz + 0.3 * c[5] * (yy * zz)
-    if s.field_strength == "3T":  # standing-wave (dielectric) shading in the centre of the pelvis
-        log_b = log_b - (0.8 + 0.2 * c[6]) * np.exp(-((yy / 0.45) ** 2) - ((zz / 0.55) ** 2))
-    log_b = log_b - log_b.mean()
-    return np.exp(np.float32(s.bias_strength) * log_b).astype(np.float32)
+    plane = (0.9 + 0.3 * abs(c[0])) * yy * yy + 0.5 * (c[1] * yy + c[2] * zz) + 0.3 * c[4] * zz * zz + 0.3 * c[5] * yy * zz
+    if s.field_strength == "3T":
+        plane = plane - (0.8 + 0.2 * c[6]) * np.exp(-((yy / 0.45) ** 2) - ((zz / 0.55) ** 2))
+    line = 0.25 * c[3] * xx
+    b = np.float32(s.bias_strength)
+    return (np.exp(b * (plane - plane.mean()))[:, :, None] * np.exp(b * (line - line.mean()))[None, None, :]).astype(np.float32)
 
 
 def relative_signal(cfg: PhantomConfig, s: Subject) -> np.ndarray:
@@ -201,7 +212,7 @@ def render_subject(s: Subject, cfg: PhantomConfig, rng: np.random.Generator) -> 
         del fine_map
     centre = tissue
     seg = seg_lut()[centre]
-    tex = 0.7 * smooth_field(rng, base.shape, (6.0, 6.0, 1.5)) + 0.7 * smooth_field(rng, base.shape, (20.0, 20.0, 4.0))
+    tex = smooth_field(rng, base.shape, (7.0, 7.0, 2.5))
     amp = tissue_lut(TEXTURE)[centre]
     signal *= np.maximum(1 + amp * tex, 0.2)
     signal *= _bias_field(cfg, s, base.shape)

@@ -225,6 +225,7 @@ class Tube(Shape):
         seg = np.diff(self.points, axis=0)
         self.lengths = np.maximum(np.linalg.norm(seg, axis=1), 1e-6)
         self.arc = np.concatenate([[0.0], np.cumsum(self.lengths)])
+        self._frames = [self._make_frame(j) for j in range(len(seg))]
 
     def _segment_bounds(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned box of capsule ``j`` (exact extent of its elliptical cross-section and caps)."""
@@ -240,6 +241,10 @@ class Tube(Shape):
         return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
 
     def _frame(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tangent, in-plane normal, lateral) unit vectors of segment ``j``."""
+        return self._frames[j]
+
+    def _make_frame(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         t = (self.points[j + 1] - self.points[j]) / self.lengths[j]
         lat = np.array([1.0, 0.0, 0.0]) - t[0] * t
         if np.linalg.norm(lat) < 1e-6:
