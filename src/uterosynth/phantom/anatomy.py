@@ -369,14 +369,14 @@ def sample_subject(
         lo, hi = an.myoma_diameter_mm
         diam = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         if kind == "submucosal":
-            diam = min(diam, 30.0)
+            diam = min(diam, 24.0)
         r = diam / 2
         a = float(rng.uniform(ut.cervix_length + 0.25 * (arc[-1] - ut.cervix_length), arc[-1]))
         (cdir, ro, ri), base, _ = _point_in_wall(ut_pts, ut_r, arc, a, float(rng.uniform(0, 2 * np.pi)))
-        if kind == "intramural":
-            rad_pos = 0.5 * (ri + ro)
-        elif kind == "submucosal":
-            rad_pos = ri + 0.25 * r
+        if kind == "intramural":  # in the wall; a large one bulges the contour rather than filling the cavity
+            rad_pos = max(0.5 * (ri + ro), ri + 0.8 * r)
+        elif kind == "submucosal":  # protrudes into the cavity
+            rad_pos = ri + 0.35 * r
         else:
             rad_pos = ro + 0.2 * r
         c = base + cdir * rad_pos

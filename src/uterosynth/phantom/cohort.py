@@ -27,6 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from ..artifacts import atomic_output_dir, provenance, write_json
+from ..errors import UserError
 from ..seeding import numpy_rng
 from .anatomy import Subject, sample_subject, subject_row
 from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
@@ -121,10 +122,12 @@ def write_cohort(
     """Generate ``cfg.subjects`` subjects into ``out`` (atomically) and optionally a preview PNG.
 
     Raises:
-        UserError: ``out`` exists and ``overwrite`` is false.
+        UserError: ``out`` exists and ``overwrite`` is false, or ``preview`` is not a ``.png`` path.
     """
     t0 = time.perf_counter()
     out = Path(out)
+    if preview is not None and Path(preview).suffix.lower() != ".png":
+        raise UserError(f"--preview {preview}: expected a .png file name")
     rows: list[dict[str, Any]] = []
     examples: dict[tuple[str, str], Example] = {}
     with atomic_output_dir(out, overwrite=overwrite) as tmp:

@@ -103,13 +103,13 @@ def estimate_orientation(seg: np.ndarray, affine: np.ndarray, *, version_thresho
 
     from skimage.graph import MCP_Geometric
 
-    costs = np.where(cavity, 1.0, np.inf)
-    inside = np.argwhere(cavity)
+    costs = np.where(silhouette, 1.0, np.inf)
+    inside = np.argwhere(silhouette)
     start = tuple(inside[np.argmin(((inside - inside.mean(0)) ** 2).sum(1))])
     dist, _ = MCP_Geometric(costs).find_costs([start])
-    end_a = tuple(np.unravel_index(np.argmax(np.where(cavity, dist, -1)), cavity.shape))
+    end_a = tuple(np.unravel_index(np.argmax(np.where(silhouette, dist, -1)), shape))
     dist_a, _ = MCP_Geometric(costs).find_costs([end_a])
-    end_b = tuple(np.unravel_index(np.argmax(np.where(cavity, dist_a, -1)), cavity.shape))
+    end_b = tuple(np.unravel_index(np.argmax(np.where(silhouette, dist_a, -1)), shape))
     dist_b, _ = MCP_Geometric(costs).find_costs([end_b])
     length = float(dist_a[end_b])
     edt = ndimage.distance_transform_edt(silhouette)
@@ -120,21 +120,29 @@ def estimate_orientation(seg: np.ndarray, affine: np.ndarray, *, version_thresho
         return float(edt[near].mean()) if near.any() else 0.0
 
     d_cx = dist_a if width(end_a) < width(end_b) else dist_b  # geodesic distance from the cervical end
-    frac = np.where(cavity, d_cx / max(length, 1e-6), np.nan)
+    frac = np.where(silhouette, d_cx / max(length, 1e-6), np.nan)
     bins = np.linspace(0, 1, 41)
-    centres = []
-    for a, b in zip(bins[:-1], bins[1:], strict=True):
-        sel = (frac >= a) & (frac < b)
-        centres.append(np.argwhere(sel).mean(0) if sel.any() else np.full(2, np.nan))
-    centres = np.array(centres)
     mid = 0.5 * (bins[:-1] + bins[1:])
 
-    def axis(a: float, b: float) -> np.ndarray:
-        sel = (mid >= a) & (mid <= b) & ~np.isnan(centres[:, 0])
-        return _axis(centres[sel])
+    def centre_line(region: np.ndarray) -> np.ndarray:
+        out = np.full((len(mid), 2), np.nan)
+        for i, (a, b) in enumerate(zip(bins[:-1], bins[1:], strict=True)):
+            sel = region & (frac >= a) & (frac < b)
+            if sel.any():
+                out[i] = np.argwhere(sel).mean(0)
+        return out
 
-    cervix = axis(0.0, 0.25)
-    corpus = axis(0.65, 1.0)
+    def axis(centres: np.ndarray, a: float, b: float) -> np.ndarray | None:
+        sel = (mid >= a) & (mid <= b) & ~np.isnan(centres[:, 0])
+        return _axis(centres[sel]) if sel.sum() >= 3 else None
+
+    outline = centre_line(silhouette)
+    cervix = axis(outline, 0.05, 0.3)
+    corpus = axis(centre_line(cavity), 0.55, 0.95)  # the endometrium marks the corpus axis best
+    if corpus is None:
+        corpus = axis(outline, 0.6, 0.95)
+    if cervix is None or corpus is None:
+        raise DataError("uterus too small to estimate its orientation (fewer than 3 centre-line points)")
     cervix_tilt, corpus_tilt = _tilt(cervix), _tilt(corpus)
     flexion = (corpus_tilt - cervix_tilt + 180.0) % 360.0 - 180.0
     version = "AV" if cervix_tilt > version_threshold else "RV"
