@@ -173,7 +173,7 @@ def _bias_field(cfg: PhantomConfig, s: Subject, shape: tuple[int, int, int]) -> 
     c = s.bias_coeffs.astype(np.float32)
     plane = (0.9 + 0.3 * abs(c[0])) * yy * yy + 0.5 * (c[1] * yy + c[2] * zz) + 0.3 * c[4] * zz * zz + 0.3 * c[5] * yy * zz
     if s.field_strength == "3T":
-        plane = plane - (0.8 + 0.2 * c[6]) * np.exp(-((yy / 0.45) ** 2) - ((zz / 0.55) ** 2))
+        plane = plane - (0.6 + 0.15 * c[6]) * np.exp(-((yy / 0.45) ** 2) - ((zz / 0.55) ** 2))
     line = 0.25 * c[3] * xx
     b = np.float32(s.bias_strength)
     return (np.exp(b * (plane - plane.mean()))[:, :, None] * np.exp(b * (line - line.mean()))[None, None, :]).astype(np.float32)
