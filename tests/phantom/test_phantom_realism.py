@@ -26,7 +26,7 @@ def test_tissue_intensity_ordering(subjects):
         wall, cavity, myoma = (np.median(img[r.seg == v]) for v in (1, 2, 3))
         assert cavity > 1.3 * wall and myoma < 0.7 * wall, subject.index
 
-        def med(t: Tissue) -> float:
+        def med(t: Tissue, img=img, r=r) -> float:
             sel = r.tissue == int(t)
             return float(np.median(img[sel])) if sel.sum() > 30 else np.nan
 

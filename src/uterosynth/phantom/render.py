@@ -31,7 +31,7 @@ from .config import PhantomConfig
 from .fields import smooth_field
 from .scene import build_scene
 from .shapes import Grid
-from .tissues import TEXTURE, T2_SIGNAL, Tissue, seg_lut, tissue_lut
+from .tissues import T2_SIGNAL, TEXTURE, Tissue, seg_lut, tissue_lut
 
 __all__ = ["Rendered", "SCANNER_AXCODES", "render_subject", "to_scanner", "scanner_affine", "ipr_affine"]
 
