@@ -4,15 +4,19 @@ Used to check that the phantom's ground truth is visible in its images (and usab
 segmentations). Method, in world (RAS) millimetres:
 
 1. Voxels of labels 1–2 (uterine wall and cavity) are projected onto the sagittal (A–S) plane
-   and rasterised at 1 mm; holes (myomas inside the wall) are closed and filled.
-2. The two ends of the organ are the geodesic extremities of that silhouette; the cervical
-   end is the narrower one (smaller inscribed radius near the end, from a distance transform).
-3. The centre line is the centroid of each geodesic-distance level set from the cervical end.
-   The **cervical axis** is fitted on 4–24 % of that length, the **corpus axis** on 62–92 %.
+   and rasterised at 1 mm; the outline is closed and its holes (myomas inside the wall) filled.
+2. The two ends of the organ are the geodesic extremities of that outline; the cervical end is
+   the narrower one (smaller mean inscribed radius near the end, from a distance transform).
+3. Geodesic distance from the cervical end, as a fraction of the organ's length, orders the
+   organ. The **cervical axis** is the principal direction of the outline's level-set
+   centroids at 5–30 % of the length; the **corpus axis** that of the cavity's (label 2)
+   centroids at 55–95 % (the endometrium runs along the corpus axis; the outline's centroids
+   are used when the cavity is missing). Where a myoma interrupts the cavity it is bridged
+   through the myoma, inside the outline only.
 4. Version: anteverted when the cervical axis, pointing from the external os upwards, is
    tilted anteriorly beyond ``version_threshold`` degrees from the superior direction (the
-   vagina itself is not segmented; its axis is about −30° in this frame). Flexion: anteflexed
-   when the corpus axis is rotated anteriorly relative to the cervical axis.
+   vagina itself is not segmented; its axis is about −24° to −40° in this frame). Flexion:
+   anteflexed when the corpus axis is rotated anteriorly relative to the cervical axis.
 
 Geodesic distances use :class:`skimage.graph.MCP_Geometric`; morphology and the distance
 transform use :mod:`scipy.ndimage`.

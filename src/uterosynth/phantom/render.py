@@ -213,15 +213,25 @@ def render_subject(s: Subject, cfg: PhantomConfig, rng: np.random.Generator) -> 
     centre = tissue
     seg = seg_lut()[centre]
     tex = smooth_field(rng, base.shape, (7.0, 7.0, 2.5))
-    amp = tissue_lut(TEXTURE)[centre]
-    signal *= np.maximum(1 + amp * tex, 0.2)
-    signal *= _bias_field(cfg, s, base.shape)
+    tex *= tissue_lut(TEXTURE)[centre]
+    tex += 1.0
+    np.maximum(tex, 0.2, out=tex)
+    tex *= _bias_field(cfg, s, base.shape)
+    signal *= tex
+    del tex
 
-    sigma = float(rel[int(Tissue.MYOMETRIUM)] / s.snr)
-    n1 = rng.standard_normal(base.shape, dtype=np.float32)
-    n2 = rng.standard_normal(base.shape, dtype=np.float32)
-    noisy = np.hypot(signal + np.float32(sigma) * n1, np.float32(sigma) * n2)
-    image = np.clip(np.rint(noisy), 0, 32767).astype(np.int16)
+    sigma = np.float32(rel[int(Tissue.MYOMETRIUM)] / s.snr)
+    real = rng.standard_normal(base.shape, dtype=np.float32)
+    imag = rng.standard_normal(base.shape, dtype=np.float32)
+    real *= sigma
+    real += signal
+    imag *= sigma
+    noisy = np.hypot(real, imag, out=real)  # Rician magnitude
+    noisy += 0.5
+    np.minimum(noisy, 32767.0, out=noisy)
+    image = noisy.astype(np.int16)  # values are >= 0, so truncation after +0.5 rounds
+    del real, imag
+    sigma = float(sigma)
 
     aff = ipr_affine(cfg)
     ut = s.uterus

@@ -104,7 +104,8 @@ class BowelRegion(Shape):
         box = grid.box(self.lo, self.hi)
         if box is None:
             return
-        x, y, z = grid.coords(box)
+        y = grid.linear(box, np.array([0.0, 1.0, 0.0]))
+        z = grid.linear(box, np.array([0.0, 0.0, 1.0]))
         _, wall = anterior_wall(self.s.fat_ant, self.s.rectus, self.s.belly, z)
         inside = (y < wall - 3) & (y > self.lo[1]) & (z > self.lo[2] + 0.15 * np.abs(y + 40))
         view = tissue[box]

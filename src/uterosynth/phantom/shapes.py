@@ -66,6 +66,18 @@ class Grid:
     def full(self) -> Box:
         return tuple(slice(0, n) for n in self.shape)  # type: ignore[return-value]
 
+    def linear(self, box: Box, v: np.ndarray, c: float = 0.0) -> np.ndarray:
+        """``v · p + c`` over ``box`` as a float32 array, built from three 1D ramps (one full-size add).
+
+        Any linear function of patient coordinates is linear in the voxel index, so projections
+        onto a shape's axes never need the coordinate arrays themselves.
+        """
+        v = np.asarray(v, dtype=float)
+        w = v @ self.steps
+        start = float(v @ self.origin + c)
+        r = [float(w[a]) * np.arange(b.start, b.stop, dtype=np.float32) for a, b in enumerate(box)]
+        return (r[0][:, None, None] + start + r[1][None, :, None]) + r[2][None, None, :]
+
     def coords(self, box: Box) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Patient coordinates ``(x, y, z)`` (float32 arrays of the box's shape) of the voxels in ``box``."""
         axes = [np.arange(s.start, s.stop, dtype=np.float32) for s in box]
@@ -106,15 +118,14 @@ class Shape:
     def paint(self, tissue: np.ndarray, grid: Grid) -> None:
         raise NotImplementedError
 
-    def _mask_extra(self, view: np.ndarray, mask: np.ndarray, xyz: tuple[np.ndarray, ...]) -> np.ndarray:
+    def _mask_extra(self, view: np.ndarray, mask: np.ndarray, grid: Grid, box: Box) -> np.ndarray:
         if self.only_on is not None:
             allowed = np.zeros(256, dtype=bool)
             allowed[list(self.only_on)] = True
             mask &= allowed[view]
         if self.clip is not None:
             n, off = self.clip
-            n = [float(v) for v in n]
-            mask &= (xyz[0] * n[0] + xyz[1] * n[1] + xyz[2] * n[2]) >= float(off)
+            mask &= grid.linear(box, n, -float(off)) >= 0
         return mask
 
 
@@ -145,16 +156,12 @@ class Ellipsoid(Shape):
         box = grid.box(*self.bounds())
         if box is None:
             return
-        x, y, z = grid.coords(box)
-        c, ax = self.center.tolist(), self.axes.tolist()
-        dx, dy, dz = x - c[0], y - c[1], z - c[2]
-        u = [dx * ax[0][k] + dy * ax[1][k] + dz * ax[2][k] for k in range(3)]
-        u2 = [v * v for v in u]
         view = tissue[box]
+        u2 = [grid.linear(box, self.axes[:, k], -float(self.axes[:, k] @ self.center)) ** 2 for k in range(3)]
         for inset, code in self.layers:
             r = np.maximum(self.radii - inset, 1e-3).tolist()
             mask = (u2[0] * (1 / r[0] ** 2) + u2[1] * (1 / r[1] ** 2) + u2[2] * (1 / r[2] ** 2)) <= 1.0
-            mask = self._mask_extra(view, mask, (x, y, z))
+            mask = self._mask_extra(view, mask, grid, box)
             view[mask] = code
 
 
@@ -182,16 +189,15 @@ class RoundedBox(Shape):
         box = grid.box(*self.bounds())
         if box is None:
             return
-        x, y, z = grid.coords(box)
-        c, ax, half = self.center.tolist(), self.axes.tolist(), self.half.tolist()
-        dx, dy, dz = x - c[0], y - c[1], z - c[2]
-        q = [np.abs(dx * ax[0][k] + dy * ax[1][k] + dz * ax[2][k]) - (half[k] - self.radius) for k in range(3)]
+        half = self.half.tolist()
+        q = [np.abs(grid.linear(box, self.axes[:, k], -float(self.axes[:, k] @ self.center))) - (half[k] - self.radius)
+             for k in range(3)]
         outside = np.sqrt(sum(np.maximum(c, 0) ** 2 for c in q))
         inside = np.minimum(np.maximum(np.maximum(q[0], q[1]), q[2]), 0)
         sdf = outside + inside - self.radius
         view = tissue[box]
         for inset, code in self.layers:
-            mask = self._mask_extra(view, sdf <= -inset, (x, y, z))
+            mask = self._mask_extra(view, sdf <= -inset, grid, box)
             view[mask] = code
 
 
@@ -260,21 +266,18 @@ class Tube(Shape):
         shape = tuple(s.stop - s.start for s in box)
         rho = np.full((n_layers, *shape), np.inf, dtype=np.float32)
         arc = np.zeros(shape, dtype=np.float32) if self.split is not None else None
-        X, Y, Z = grid.coords(box)
         for j in range(len(self.points) - 1):
             a = self.points[j]
             sbox = grid.box(*self._segment_bounds(j))
             rel = None if sbox is None else _sub(box, sbox)
             if rel is None:
                 continue
-            x, y, z = X[rel], Y[rel], Z[rel]
-            td, nd, ld = (v.tolist() for v in self._frame(j))
-            a0, a1, a2 = a.tolist()
+            absbox = tuple(slice(o.start + r.start, o.start + r.stop) for o, r in zip(box, rel, strict=True))
+            td, nd, ld = self._frame(j)
             length = float(self.lengths[j])
-            dx, dy, dz = x - a0, y - a1, z - a2
-            t = dx * td[0] + dy * td[1] + dz * td[2]
-            n = dx * nd[0] + dy * nd[1] + dz * nd[2]
-            lat = dx * ld[0] + dy * ld[1] + dz * ld[2]
+            t = grid.linear(absbox, td, -float(td @ a))
+            n = grid.linear(absbox, nd, -float(nd @ a))
+            lat = grid.linear(absbox, ld, -float(ld @ a))
             tc = np.clip(t, 0.0, length)
             e = t - tc
             n2 = n * n + e * e
@@ -297,7 +300,7 @@ class Tube(Shape):
         for k in range(n_layers):
             mask = rho[k] <= 1.0
             if self.only_on is not None:
-                mask = self._mask_extra(view, mask, ())
+                mask = self._mask_extra(view, mask, grid, box)
             if arc is None or self.tissues[k] == self.tissues_after[k]:
                 view[mask] = self.tissues[k]
             else:
