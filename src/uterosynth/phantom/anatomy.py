@@ -165,7 +165,7 @@ def _uterus(rng, scale, external_os, vag_tilt, version, flexion, lateral_dev, x0
     r_co = np.array([rng.uniform(20, 27), rng.uniform(25, 31)]) * scale
     endo = float(rng.uniform(1.0, 6.5))
     endo_w = rng.uniform(10, 16) * scale
-    jz = float(rng.uniform(3.0, 8.0))
+    jz = float(rng.uniform(2.5, 6.0))
     canal = np.array([1.6, 2.6])
     inner = canal + rng.uniform(4.0, 6.0)
     cervix_tilt = vag_tilt + version

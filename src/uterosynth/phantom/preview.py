@@ -38,7 +38,7 @@ def fill_examples(cfg: PhantomConfig, examples: dict[tuple[str, str], Example]) 
     return out
 
 
-def write_preview(examples: dict[tuple[str, str], Example], path: str | Path, *, panel_px: int = 200) -> Path:
+def write_preview(examples: dict[tuple[str, str], Example], path: str | Path, *, panel_px: int = 180) -> Path:
     """Write the 4 × 4 PNG grid to ``path`` and return it.
 
     Raises:
@@ -77,6 +77,11 @@ def write_preview(examples: dict[tuple[str, str], Example], path: str | Path, *,
             if j == 0:
                 axes[i, 0].set_ylabel(cls, fontsize=9)
     fig.subplots_adjust(left=0.04, right=0.995, top=0.965, bottom=0.005, wspace=0.02, hspace=0.02)
-    fig.savefig(path, dpi=dpi)
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     plt.close(fig)
+    from PIL import Image
+
+    # A 256-colour palette keeps the grid small (grey levels plus the contour colours).
+    Image.fromarray(rgb).quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
     return path

@@ -77,7 +77,7 @@ SEG_LABEL: dict[Tissue, int] = {
 # Relative T2 signal at 1.5 T (urine = 1).
 T2_SIGNAL: dict[Tissue, float] = {
     Tissue.AIR: 0.0,
-    Tissue.FAT: 0.66,
+    Tissue.FAT: 0.68,
     Tissue.SKIN: 0.38,
     Tissue.MUSCLE: 0.19,
     Tissue.CORTEX: 0.02,
@@ -97,7 +97,7 @@ T2_SIGNAL: dict[Tissue, float] = {
     Tissue.RECTAL_CONTENT: 0.40,
     Tissue.VAGINAL_WALL: 0.24,
     Tissue.VAGINAL_LUMEN: 0.60,
-    Tissue.MYOMETRIUM: 0.50,
+    Tissue.MYOMETRIUM: 0.45,
     Tissue.JUNCTIONAL_ZONE: 0.20,
     Tissue.ENDOMETRIUM: 0.84,
     Tissue.CERVIX_OUTER: 0.36,
