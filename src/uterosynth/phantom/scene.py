@@ -74,17 +74,21 @@ class Body(Shape):
         zs, ys = self.canal_yz[::-1, 1], self.canal_yz[::-1, 0]
         limit = np.interp(z2.ravel(), zs, ys).reshape(z2.shape).astype(np.float32)
         inner_p = skin_p2 + s.fat_post * 0.9
-        glut = (z2 < -15 * sc) & (axk > 16)
         d_in = y2 - inner_p  # > 0 anterior to the back fat
-        back = (d_in + glute * np.minimum(axk / 25, 1) > -dy_k) & (d_in < 70 - dy_k)
-        back &= ((y2 - limit < -dy_k) | glut) & ((z2 > -15 * sc) | glut)
+        # Gluteus maximus thickens below the sacrum (lateral to the cleft), smoothly.
+        ramp = np.clip((-15 * sc - z2) / 30, 0, 1)
+        front = np.maximum(limit - inner_p, 70 * ramp * (axk > 16))  # anterior limit, relative to inner_p
+        back = (d_in + glute * np.minimum(axk / 25, 1) > -dy_k) & (d_in < front - dy_k)
+        back &= (z2 > -15 * sc) | (axk > 16)  # fat in the gluteal cleft at the midline
         np.copyto(tissue, np.uint8(T.MUSCLE), where=back & body)
-        # Pelvic side walls: obturator internus, then the innominate bone.
-        side = 47 * sc + 0.14 * (z2 + 30)
-        band = body & (y2 < 5) & (y2 > -118 * sc) & (z2 > -48 * sc) & (z2 < 75 * sc) & (axk > side)
+        # Pelvic side walls (obturator internus, then the innominate bone) in a rounded region.
+        side = 47 * sc + 0.2 * (z2 + 20) - 0.12 * (y2 + 55 * sc)  # oblique, wider above and behind
+        wall_zone = ((y2 + 55 * sc) / (62 * sc)) ** 2 + ((z2 - 12 * sc) / (60 * sc)) ** 2
+        band = body & (wall_zone < 1) & (axk > side)
         np.copyto(tissue, np.uint8(T.MUSCLE), where=band)
-        np.copyto(tissue, np.uint8(T.CORTEX), where=band & (axk > side + 13))
-        np.copyto(tissue, np.uint8(T.MARROW), where=band & (axk > side + 15))
+        bone = band & (axk > side + 13) & (wall_zone < 0.7)
+        np.copyto(tissue, np.uint8(T.CORTEX), where=bone)
+        np.copyto(tissue, np.uint8(T.MARROW), where=bone & (axk > side + 15) & (wall_zone < 0.62))
         np.copyto(tissue, np.uint8(T.SKIN), where=skin)
 
 
