@@ -31,6 +31,7 @@ def run(args: list[str]) -> int:
     return int(info.value.code or 0)
 
 
+@pytest.mark.slow
 def test_cli_writes_cohort_preview_and_json(tmp_path, small_yaml, capsys):
     out, png = tmp_path / "cohort", tmp_path / "prev" / "grid.png"
     code = run(["phantom", "--out", str(out), "--subjects", "2", "--seed", "7", "--config", str(small_yaml),

@@ -105,19 +105,21 @@ def test_orientation_recovered_from_labels_alone(cohort):
     assert {v[1] for v in found.values()} == {"AVAF", "AVRF", "RVAF", "RVRF"}
 
 
+@pytest.mark.slow
 def test_class_and_field_strength_proportions_follow_config():
     cfg = PhantomConfig(anatomy={"class_weights": {"AVAF": 3.0, "AVRF": 1.0}}, acquisition={"p_3t": 0.25})
-    n = 240
+    n = 200
     subjects = [sample_subject(numpy_rng(11, k), cfg, k) for k in range(n)]
     classes = [s.orientation for s in subjects]
     assert set(classes) == {"AVAF", "AVRF"}
-    assert abs(classes.count("AVAF") / n - 0.75) < 0.09
-    assert abs(sum(s.field_strength == "3T" for s in subjects) / n - 0.25) < 0.09
+    assert abs(classes.count("AVAF") / n - 0.75) < 0.1
+    assert abs(sum(s.field_strength == "3T" for s in subjects) / n - 0.25) < 0.1
     balanced = [sample_subject(numpy_rng(12, k), PhantomConfig(), k).orientation for k in range(n)]
     for c in ("AVAF", "AVRF", "RVAF", "RVRF"):
-        assert abs(balanced.count(c) / n - 0.25) < 0.09, c
+        assert abs(balanced.count(c) / n - 0.25) < 0.1, c
 
 
+@pytest.mark.slow
 def test_same_seed_same_arrays_and_subject_independent_of_n(tmp_path):
     cfg = small_config(subjects=2, seed=5)
     _, a = generate_subject(cfg, 1)
