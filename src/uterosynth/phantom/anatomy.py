@@ -33,7 +33,7 @@ MAX_CERVIX_TILT_RV = -38.0
 FLEXION_AF = (20.0, 85.0)
 FLEXION_RF = (-85.0, -20.0)
 # Points on the posterior surface of the pubic symphysis that the bladder must not cover.
-SYMPHYSIS_BACK = np.array([[0, -9, -14], [0, -8, -4], [0, -5, 8], [0, 0, 18], [0, 5, 22]], float)
+SYMPHYSIS_BACK = np.array([[0, -14, -14], [0, -10, -4], [0, -6, 8], [0, -1, 17]], float)
 
 
 def direction(tilt_deg: float) -> np.ndarray:
@@ -236,7 +236,7 @@ def _clearance_ok(ut: Uterus, sacrum_pts, sacrum_r, fat, rectus, belly) -> bool:
 def _bladder(fill: float, size: float, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Bladder semi-axes (LR, AP, SI) and centre for a filling in [0, 1]; the base stays behind the symphysis."""
     radii = np.array([38 + 18 * fill, 20 + 22 * fill, 13 + 26 * fill]) * size * scale
-    return radii, np.array([0.0, -6 - 0.55 * radii[1], -2 + 0.85 * radii[2]])
+    return radii, np.array([0.0, -13 - 0.62 * radii[1], 3 + 0.8 * radii[2]])
 
 
 def _inside(points: np.ndarray, center: np.ndarray, radii: np.ndarray, axes: np.ndarray, pad: float = 0.0) -> bool:
@@ -323,8 +323,8 @@ def sample_subject(
     while True:
         b_r, b_center = _bladder(fill, b_size, shrink)
         b_center[0] = b_x
-        clash = (_inside(ut_line, b_center, b_r, b_axes) or _inside(vag_pts, b_center, b_r, b_axes, 9.0)
-                 or _inside(SYMPHYSIS_BACK * scale, b_center, b_r, b_axes, 3.0))
+        clash = (_inside(ut_line, b_center, b_r, b_axes) or _inside(_densify(vag_pts), b_center, b_r, b_axes, 2.0)
+                 or _inside(SYMPHYSIS_BACK * scale, b_center, b_r, b_axes, 1.0))
         if shrink <= 0.45 or not clash:
             break
         shrink *= 0.95
