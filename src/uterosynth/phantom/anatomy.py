@@ -372,7 +372,7 @@ def sample_subject(
             diam = min(diam, 24.0)
         r = diam / 2
         a = float(rng.uniform(ut.cervix_length + 0.25 * (arc[-1] - ut.cervix_length), arc[-1]))
-        (cdir, ro, ri), base, _ = _point_in_wall(ut_pts, ut_r, arc, a, float(rng.uniform(0, 2 * np.pi)))
+        (cdir, ro, ri), base = _point_in_wall(ut_pts, ut_r, arc, a, float(rng.uniform(0, 2 * np.pi)))
         if kind == "intramural":  # in the wall; a large one bulges the contour rather than filling the cavity
             rad_pos = max(0.5 * (ri + ro), ri + 0.8 * r)
         elif kind == "submucosal":  # protrudes into the cavity
@@ -388,7 +388,7 @@ def sample_subject(
     n_cy = 0 if rng.random() >= an.p_cyst or an.max_cysts == 0 else int(rng.integers(1, an.max_cysts + 1))
     for _ in range(n_cy):
         a = float(rng.uniform(3, ut.cervix_length - 2))
-        (cdir, ro, ri), base, _ = _point_in_wall(ut_pts, ut_r, arc, a, float(rng.uniform(0, 2 * np.pi)))
+        (cdir, ro, ri), base = _point_in_wall(ut_pts, ut_r, arc, a, float(rng.uniform(0, 2 * np.pi)))
         canal = 2.5
         r = float(rng.uniform(1.5, 6.0))
         r = min(r, max((ro - canal) / 2 - 1.0, 1.2))
@@ -439,8 +439,8 @@ def _interp_points(pts: np.ndarray, arc: np.ndarray, a: float) -> np.ndarray:
 def _point_in_wall(pts, radii, arc, a, theta):
     """Direction and radii of the uterine wall at arc length ``a`` and angle ``theta`` around the axis.
 
-    Returns ``((unit_dir, outer_radius, inner_radius), centre_line_point, None)`` where the radii
-    are those of the elliptical cross-section along ``unit_dir``.
+    Returns ``((unit_dir, outer_radius, inner_radius), centre_line_point)`` where the radii are
+    those of the elliptical cross-sections (outer surface, junctional zone) along ``unit_dir``.
     """
     j = int(np.clip(np.searchsorted(arc, a) - 1, 0, len(pts) - 2))
     t = pts[j + 1] - pts[j]
@@ -454,7 +454,7 @@ def _point_in_wall(pts, radii, arc, a, theta):
     ri_a, ri_l = (np.interp(a, arc, radii[1, :, k]) for k in range(2))
     ro = 1 / np.sqrt((c / ro_a) ** 2 + (s / ro_l) ** 2)
     ri = 1 / np.sqrt((c / ri_a) ** 2 + (s / ri_l) ** 2)
-    return (d, float(ro), float(ri)), _interp_points(pts, arc, a), None
+    return (d, float(ro), float(ri)), _interp_points(pts, arc, a)
 
 
 def subject_row(subject: Subject) -> dict:
