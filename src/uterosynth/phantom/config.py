@@ -1,0 +1,127 @@
+"""Configuration of the digital pelvis phantom (``configs/phantom.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config import StrictModel
+
+__all__ = [
+    "ORIENTATIONS",
+    "FIELD_STRENGTHS",
+    "GeometryConfig",
+    "AcquisitionConfig",
+    "AnatomyConfig",
+    "PhantomConfig",
+]
+
+ORIENTATIONS: tuple[str, ...] = ("AVAF", "AVRF", "RVAF", "RVRF")
+FIELD_STRENGTHS: tuple[str, ...] = ("1.5T", "3T")
+
+Range = tuple[float, float]
+
+
+def _check_range(value: Range, name: str) -> Range:
+    if value[0] > value[1]:
+        raise ValueError(f"{name}: lower bound {value[0]} is above upper bound {value[1]}")
+    return value
+
+
+class GeometryConfig(StrictModel):
+    """Image grid: sagittal slices, in-plane matrix and spacing (like a clinical pelvic T2)."""
+
+    matrix: tuple[int, int] = Field((320, 320), description="in-plane size (superior-inferior, anterior-posterior)")
+    slices: int = Field(28, ge=1, le=256, description="number of sagittal slices")
+    spacing: tuple[float, float, float] = Field(
+        (0.8, 0.8, 4.0), description="mm: superior-inferior, anterior-posterior, slice thickness"
+    )
+    supersample: int = Field(2, ge=1, le=4, description="in-plane supersampling factor for partial volume")
+    fov_center: tuple[float, float] = Field(
+        (-55.0, 40.0), description="patient (anterior, superior) mm from the pubic symphysis at the FOV centre"
+    )
+
+    @field_validator("matrix")
+    @classmethod
+    def _matrix(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if min(v) < 16 or max(v) > 1024:
+            raise ValueError(f"each in-plane size must be in [16, 1024], got {list(v)}")
+        return v
+
+    @field_validator("spacing")
+    @classmethod
+    def _spacing(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(v) <= 0 or max(v) > 20:
+            raise ValueError(f"spacings must be in (0, 20] mm, got {list(v)}")
+        return v
+
+
+class AcquisitionConfig(StrictModel):
+    """Field strength mix and its effects on SNR, contrast and bias field."""
+
+    p_3t: float = Field(0.5, ge=0, le=1, description="probability that a subject is scanned at 3 T")
+    snr_15t: Range = Field((16.0, 24.0), description="SNR range (myometrium / noise sigma) at 1.5 T")
+    snr_3t: Range = Field((30.0, 44.0), description="SNR range at 3 T")
+    bias_15t: float = Field(0.15, ge=0, le=1, description="bias-field strength at 1.5 T (log-amplitude)")
+    bias_3t: float = Field(0.35, ge=0, le=1, description="bias-field strength at 3 T (log-amplitude)")
+    contrast_3t: float = Field(1.15, ge=0.5, le=2, description="gamma applied to relative signal at 3 T")
+    tissue_jitter: float = Field(0.06, ge=0, le=0.5, description="per-subject relative jitter of tissue signals")
+    gain: Range = Field((900.0, 1600.0), description="scanner gain: stored value of urine before bias")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AcquisitionConfig:
+        _check_range(self.snr_15t, "snr_15t")
+        _check_range(self.snr_3t, "snr_3t")
+        _check_range(self.gain, "gain")
+        if min(self.snr_15t) <= 0:
+            raise ValueError("snr_15t must be positive")
+        return self
+
+
+class AnatomyConfig(StrictModel):
+    """Ranges of anatomical variation."""
+
+    class_weights: dict[Literal["AVAF", "AVRF", "RVAF", "RVRF"], float] = Field(
+        default_factory=lambda: {"AVAF": 1.0, "AVRF": 1.0, "RVAF": 1.0, "RVRF": 1.0},
+        description="relative frequency of each orientation class (missing classes get 0)",
+    )
+    p_myoma: float = Field(0.6, ge=0, le=1, description="probability that a subject has leiomyomas")
+    max_myomas: int = Field(4, ge=0, le=12)
+    myoma_diameter_mm: Range = Field((8.0, 45.0))
+    p_cyst: float = Field(0.5, ge=0, le=1, description="probability of Nabothian cysts")
+    max_cysts: int = Field(4, ge=0, le=12)
+    p_ovary: float = Field(0.8, ge=0, le=1, description="probability that each ovary is drawn")
+    p_gas: float = Field(0.5, ge=0, le=1, description="probability of rectal gas")
+    bladder_filling: Range = Field((0.0, 1.0), description="0 = nearly empty (~60 ml), 1 = full (~470 ml)")
+    fat_thickness_mm: Range = Field((8.0, 40.0), description="anterior subcutaneous fat")
+    uterus_scale: Range = Field((0.85, 1.15), description="overall uterine size factor")
+    shift_mm: tuple[float, float, float] = Field((6.0, 12.0, 12.0), description="max |shift| x, y, z (mm)")
+    rotation_deg: tuple[float, float, float] = Field((4.0, 3.0, 3.0), description="max |rotation| about x, y, z")
+
+    @field_validator("class_weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError(f"class weights must be >= 0 with a positive sum, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AnatomyConfig:
+        for name in ("myoma_diameter_mm", "bladder_filling", "fat_thickness_mm", "uterus_scale"):
+            _check_range(getattr(self, name), name)
+        if not 0 <= self.bladder_filling[0] <= self.bladder_filling[1] <= 1:
+            raise ValueError("bladder_filling must lie in [0, 1]")
+        return self
+
+
+class PhantomConfig(StrictModel):
+    """Everything that defines a phantom cohort (with the seed and subject count)."""
+
+    subjects: int = Field(8, ge=1, le=100000)
+    seed: int = Field(0, ge=0)
+    study_date: str = Field("240101", pattern=r"^\d{6}$", description="YYMMDD used in subject ids")
+    workers: int = Field(1, ge=1, le=64, description="worker processes")
+    geometry: GeometryConfig = GeometryConfig()
+    acquisition: AcquisitionConfig = AcquisitionConfig()
+    anatomy: AnatomyConfig = AnatomyConfig()
