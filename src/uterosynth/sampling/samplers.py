@@ -99,9 +99,8 @@ def sampler_noise(like: torch.Tensor, generators: Sequence[torch.Generator] | No
     """Standard normal noise like ``like``, item by item from ``generators`` (global RNG if None)."""
     if generators is None:
         return torch.randn_like(like)
-    return torch.stack(
-        [torch.randn(like.shape[1:], generator=g, device=g.device, dtype=like.dtype).to(like.device) for g in generators]
-    )
+    noise = torch.stack([torch.randn(like.shape[1:], generator=g, device=g.device, dtype=like.dtype) for g in generators])
+    return noise.to(like.device)
 
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
