@@ -8,6 +8,7 @@ import torch
 from uterosynth.errors import UserError
 from uterosynth.sampling.runtime import (
     RuntimeConfig,
+    apply_threads,
     auto_batch_size,
     find_max_batch,
     inference_context,
@@ -78,3 +79,12 @@ def test_precision_auto_is_fp32_on_cpu():
 def test_cuda_without_gpu_is_a_user_error():
     with pytest.raises(UserError, match="device: 'cuda' requested but no CUDA GPU is available"):
         resolve_device(RuntimeConfig(device="cuda"))
+
+
+def test_apply_threads_sets_cpu_threads():
+    before = torch.get_num_threads()
+    try:
+        apply_threads(RuntimeConfig(cpu_threads=1), torch.device("cpu"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
