@@ -133,6 +133,11 @@ def test_guidance_on_an_unconditional_model_is_a_user_error():
         guided_denoiser(lambda x, t, c: x, None, ConditionVocabulary(), 3.0)
 
 
+def test_guidance_without_a_condition_is_a_user_error():
+    with pytest.raises(UserError, match="guidance: no condition given for the batch"):
+        guided_denoiser(ToyModel(), None, VOCAB, 3.0)
+
+
 def test_guidance_for_an_unknown_attribute_is_a_user_error():
     _, _, cond = _inputs(2)
     with pytest.raises(UserError, match="guidance 'pathology': the model was not trained on it; known: orientation"):
