@@ -36,7 +36,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser  # noqa: E402
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig  # noqa: E402
-from uterosynth.sampling.runtime import RuntimeConfig, inference_context, prepare_input, prepare_model  # noqa: E402
+from uterosynth.sampling.runtime import (  # noqa: E402
+    RuntimeConfig,
+    apply_threads,
+    inference_context,
+    prepare_input,
+    prepare_model,
+)
 from uterosynth.sampling.samplers import build_sampler, initial_noise  # noqa: E402
 from uterosynth.seeding import index_generator  # noqa: E402
 
@@ -84,6 +90,7 @@ def quality(n: int, size: int) -> list[dict]:
                 "bright": bright.mean().item(), "std": bright.std().item(),
                 "d_bright": (bright.mean() - ref.mean()).item() / ref.mean().item(),
                 "d_std": (bright.std() - ref.std()).item() / ref.std().item(),
+                "ref_se": (ref.std() / n**0.5).item() / ref.mean().item(),
                 "bg": (x[:, ~fg] + 1).abs().max().item(),
                 "img_s": n / seconds,
             })
@@ -149,10 +156,14 @@ def unet_speed(batch: int, size: int, reference_steps: int, timed_steps: int) ->
     fast = []
     x = torch.randn(batch, 1, size, size)
     t = torch.full((batch,), 500)
-    for label, kw in [("fp32", {"precision": "fp32", "channels_last": False}),
+    for label, kw in [(f"fp32, {os.cpu_count()} threads", {"precision": "fp32", "channels_last": False,
+                                                           "cpu_threads": os.cpu_count()}),
+                      ("fp32", {"precision": "fp32", "channels_last": False}),
                       ("fp32 + channels_last", {"precision": "fp32", "channels_last": True}),
                       ("bf16 autocast", {"precision": "bf16", "channels_last": False})]:
         c = RuntimeConfig(device="cpu", **kw)
+        threads = torch.get_num_threads()
+        apply_threads(c, device)
         m = prepare_model(unet(), c, device, spatial_dims=2)
         xi = prepare_input(x, c, device)
         with inference_context(c, device):
@@ -161,6 +172,7 @@ def unet_speed(batch: int, size: int, reference_steps: int, timed_steps: int) ->
             for _ in range(5):
                 m(xi, t)
             ms = (time.perf_counter() - start) / 5 * 1000
+        torch.set_num_threads(threads)
         fast.append({"option": label, "ms": ms})
         print(f"UNet forward {label}: {ms:.0f} ms", flush=True)
     return rows, fast
@@ -171,7 +183,7 @@ def render(q, sp, speed, fast, args, load) -> str:
              f"Command: `python benchmarks/bench_samplers.py --n {args.n} --size {args.size} --batch {args.batch} "
              f"--unet-size {args.unet_size} --threads {args.threads} "
              f"--reference-steps {args.reference_steps} --timed-steps {args.timed_steps} --write`. Machine: {os.cpu_count()}-core CPU "
-             f"({platform.machine()}), no GPU, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+             f"({platform.machine()}), no GPU, torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s); "
              f"**contended** (load average {load[0]:.1f} / {load[1]:.1f} at start/end: the CPU was shared with other "
              "jobs — speeds are indicative, ratios more reliable than absolute numbers).", "",
              f"Exact model, {args.n} images of {args.size}×{args.size} (black background, 5 foreground brightness "
@@ -180,7 +192,8 @@ def render(q, sp, speed, fast, args, load) -> str:
              "rflow); Δbright/Δstd: relative difference of the mean/spread of foreground brightness to the "
              "1000-step DDPM (rflow) reference; bg: worst background pixel's distance from black; img/s: sampler "
              "overhead around the exact model.", "",
-             "Data: foreground brightness mean 0.500, spread (std over images) 0.354.", "",
+             "Data: foreground brightness mean 0.500, spread (std over images) 0.354. The stochastic 1000-step "
+             f"reference has its own sampling noise: standard error of its mean brightness ±{q[0]['ref_se']:.1%}.", "",
              "| objective | sampler | steps | \\|x−ode\\| | brightness mean ± std | Δbright | Δstd | bg | img/s |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in q:
@@ -192,14 +205,15 @@ def render(q, sp, speed, fast, args, load) -> str:
               "| zero terminal SNR | spacing | foreground mean | bg |", "| --- | --- | ---: | ---: |"]
     for r in sp:
         lines.append(f"| {'yes (v-pred)' if r['ztsnr'] else 'no (eps)'} | {r['spacing']} | {r['bright']:.3f} | {r['bg']:.0e} |")
-    lines += ["", f"Random-weight MONAI `DiffusionModelUNet` (channels 32/64/64, attention at the last level), "
+    lines += ["", f"Random-weight MONAI `DiffusionModelUNet` (channels 16/32/32, attention at the last level), "
               f"batch {args.batch} of 1×{args.unet_size}×{args.unet_size}, fp32, `torch.inference_mode`. Speedup against MONAI's "
               f"tutorial pipeline (`DiffusionInferer.sample` + `DDPMScheduler`, {args.reference_steps} steps; timed on the "
               f"first {min(args.timed_steps, args.reference_steps)} steps of that chain and scaled, as every step costs the same):", "",
               "| sampler | steps | img/s | speedup |", "| --- | ---: | ---: | ---: |"]
     for r in speed:
         lines.append(f"| {r['sampler']} | {r['steps']} | {r['img_s']:.3f} | {r['speedup']:.0f}× |")
-    lines += ["", "One UNet forward (same batch) per fast-path option on this CPU:", "",
+    lines += ["", f"One UNet forward (same batch) per fast-path option on this CPU ({torch.get_num_threads()} "
+              "intra-op thread(s) unless stated):", "",
               "| option | ms / forward |", "| --- | ---: |"]
     for r in fast:
         lines.append(f"| {r['option']} | {r['ms']:.0f} |")
