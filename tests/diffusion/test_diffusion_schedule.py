@@ -177,3 +177,11 @@ def test_config_save_load_gives_same_schedule():
     loaded = NoiseSchedule.from_config(json.loads(cfg.model_dump_json()))
     assert loaded.config == cfg
     assert torch.equal(loaded.alphas_cumprod, NoiseSchedule(cfg).alphas_cumprod)
+
+
+@pytest.mark.parametrize(("objective", "low", "high"), [("ddpm", 0, 999), ("rflow", 1, 1000)])
+def test_sample_timesteps_range_and_determinism(objective, low, high):
+    sched = _schedule(objective=objective, prediction_type="v_prediction")
+    t = sched.sample_timesteps(4000, generator=torch.Generator().manual_seed(0))
+    assert t.dtype == torch.long and t.min() == low and t.max() == high
+    assert torch.equal(t, sched.sample_timesteps(4000, generator=torch.Generator().manual_seed(0)))
