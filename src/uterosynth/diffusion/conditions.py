@@ -121,6 +121,11 @@ class ConditionVocabulary(StrictModel):
                     raise UserError(f"condition '{name}': give the prompt as text tokens, not as a condition")
         if text is not None and self.text_null_tokens is None:
             raise UserError("prompt given but the model takes no text: drop the prompt")
+        if text is not None and (text.ndim != 2 or text.shape != (n, len(self.text_null_tokens or []))):
+            raise UserError(
+                f"text tokens: expected shape ({n}, {len(self.text_null_tokens or [])}) (items, the model's "
+                f"prompt length), got {tuple(text.shape)}"
+            )
         if text is None and self.text_null_tokens is not None:
             text = torch.tensor(self.text_null_tokens, dtype=torch.long).expand(n, -1).clone()
         return Condition(attrs, cont, text).to(device)

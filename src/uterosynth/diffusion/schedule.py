@@ -254,6 +254,19 @@ class NoiseSchedule:
 
     # -- forward process and training ------------------------------------------------------------
 
+    def sample_timesteps(
+        self, n: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """``n`` uniform training timesteps ``(N,)`` (long): ``[0, T)`` for ``ddpm``, ``[1, T]`` for ``rflow``.
+
+        For ``rflow`` the range is shifted by one from MONAI's ``RFlowScheduler.sample_timesteps``
+        so that ``t = T``, where sampling starts, is trained and ``t = 0`` (no noise) is not.
+        """
+        dev = generator.device if generator is not None else device
+        t = torch.randint(0, self.num_train_timesteps, (n,), generator=generator, device=dev)
+        return (t + 1 if self.objective == "rflow" else t).to(device)
+
+
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``x_t = alpha * x0 + sigma * eps``; ``x0``/``eps`` (N, C, *spatial), ``t`` (N,)."""
         alpha, sigma = self.alpha_sigma(t, x0)

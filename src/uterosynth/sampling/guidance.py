@@ -91,8 +91,10 @@ def guided_denoiser(
     """
     if guidance is None:
         return lambda x, t: model(x, t, condition)
-    if condition is None or not vocab.is_conditional:
+    if not vocab.is_conditional:
         raise UserError("guidance: the model is unconditional; drop --guidance (or train a conditional model)")
+    if condition is None:
+        raise UserError("guidance: no condition given for the batch; build one with ConditionVocabulary.encode")
     if isinstance(guidance, Mapping):
         if not guidance:
             raise UserError("guidance: empty mapping; give a scale or name=scale pairs")

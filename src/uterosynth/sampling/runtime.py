@@ -22,6 +22,7 @@ from ..errors import UserError
 __all__ = [
     "RuntimeConfig",
     "resolve_device",
+    "apply_threads",
     "use_bf16",
     "use_channels_last",
     "inference_context",
@@ -45,6 +46,9 @@ class RuntimeConfig(StrictModel):
         batch_size: a number, or ``auto`` (largest that fits; on CPU ``cpu_max_batch``).
         memory_budget_gb: GPU memory the sampler may use (``auto`` batch); default 90 % of free.
         cpu_max_batch: batch size cap on CPU for ``auto``.
+        max_batch: upper limit of the ``auto`` search.
+        cpu_threads: torch intra-op threads on CPU (``None``: torch's default). On a CPU shared
+            with other jobs, 1 avoids OpenMP oversubscription (measured in docs/BENCHMARKS.md).
     """
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -55,6 +59,7 @@ class RuntimeConfig(StrictModel):
     memory_budget_gb: float | None = Field(None, gt=0)
     cpu_max_batch: int = Field(8, ge=1)
     max_batch: int = Field(256, ge=1)
+    cpu_threads: int | None = Field(None, ge=1)
 
 
 def resolve_device(cfg: RuntimeConfig) -> torch.device:
@@ -68,6 +73,12 @@ def resolve_device(cfg: RuntimeConfig) -> torch.device:
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg.device)
+
+
+def apply_threads(cfg: RuntimeConfig, device: torch.device) -> None:
+    """Set torch's intra-op thread count for CPU sampling when ``cfg.cpu_threads`` is given."""
+    if device.type == "cpu" and cfg.cpu_threads is not None:
+        torch.set_num_threads(cfg.cpu_threads)
 
 
 def use_bf16(cfg: RuntimeConfig, device: torch.device) -> bool:

@@ -32,6 +32,7 @@ scheduler step per sampling step) while the network sees the original ``t_k``.
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -99,9 +100,8 @@ def sampler_noise(like: torch.Tensor, generators: Sequence[torch.Generator] | No
     """Standard normal noise like ``like``, item by item from ``generators`` (global RNG if None)."""
     if generators is None:
         return torch.randn_like(like)
-    return torch.stack(
-        [torch.randn(like.shape[1:], generator=g, device=g.device, dtype=like.dtype).to(like.device) for g in generators]
-    )
+    noise = torch.stack([torch.randn(like.shape[1:], generator=g, device=g.device, dtype=like.dtype) for g in generators])
+    return noise.to(like.device)
 
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
@@ -140,7 +140,7 @@ class Sampler(ABC):
         return make_timesteps(self.spacing, steps, self.schedule.num_train_timesteps)
 
     def _check(self, x_T: torch.Tensor, steps: int, generators: Sequence[torch.Generator] | None) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
             raise UserError(f"steps: expected an integer >= 1, got {steps!r}")
         if x_T.ndim < 3:
             raise UserError(f"x_T: expected (N, C, *spatial), got shape {tuple(x_T.shape)}")
@@ -162,6 +162,7 @@ class Sampler(ABC):
             UserError: ``steps`` < 1 or > T, a bad shape or a wrong number of generators.
         """
         self._check(x_T, steps, generators)
+        steps = int(steps)
         n = x_T.shape[0]
         x = x_T
         stepper = self._stepper(steps, x_T)
