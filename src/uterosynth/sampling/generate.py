@@ -133,7 +133,8 @@ def generate(
         x_T = prepare_input(initial_noise((len(batch), *model.sample_shape), gens), cfg.runtime, device)
         denoise = guided_denoiser(unet, encode(batch), model.vocab, cfg.guidance)
         with inference_context(cfg.runtime, device):
-            z = sampler.sample(denoise, x_T, steps=cfg.sampler.steps, generators=gens)
+            steps_gens = [index_generator(cfg.seed, it.index, salt="steps") for it in batch]
+            z = sampler.sample(denoise, x_T, steps=cfg.sampler.steps, generators=steps_gens)
             return model.decode(z.float(), memory_budget_mb=cfg.decode_memory_mb).float().clamp(0, 1).cpu()
 
     def trial(size: int) -> None:

@@ -3,7 +3,7 @@
 One step (Ho et al. 2020, Alg. 1; Rombach et al. 2022 for latents)::
 
     x0  = image                      (pixel space)   or  (μ + σ ε') · scale_factor   (latent space)
-    t   ~ U{0..T-1} (ddpm)  or  U(0, T] (rflow);  eps ~ N(0, I);  x_t = alpha_t x0 + sigma_t eps
+    t   ~ U{0..T-1} (ddpm)  or  U{1..T} (rflow);  eps ~ N(0, I);  x_t = alpha_t x0 + sigma_t eps
     c   = codec.drop(codec.encode(attributes), p)     (per-attribute CFG dropout, Ho & Salimans 2022)
     L   = mean_i  w(t_i) · ‖ model(x_t, t, c) − target(x0, eps, t) ‖²    (w: min-SNR-γ, Hang et al. 2023)
 
@@ -95,12 +95,6 @@ class DiffusionStep:
 
         return latent_sample(batch, self.scale_factor)
 
-    def timesteps(self, n: int, device: torch.device) -> torch.Tensor:
-        T = self.schedule.num_train_timesteps
-        if self.schedule.objective == "rflow":
-            return ((1.0 - torch.rand(n)) * T).to(device)  # (0, T]
-        return torch.randint(0, T, (n,)).to(device)
-
     def condition(self, batch: dict[str, Any], n: int, device: torch.device, *, drop: bool = True):
         if self.codec is None:
             return None
@@ -114,7 +108,7 @@ class DiffusionStep:
         x0 = self.clean(batch).float()
         n, device = x0.shape[0], x0.device
         eps = torch.randn_like(x0)
-        t = self.timesteps(n, device)
+        t = self.schedule.sample_timesteps(n, device=device)
         x_t = self.schedule.add_noise(x0, eps, t)
         target = self.schedule.training_target(x0, eps, t)
         pred = parts["unet"](x_t, t, self.condition(batch, n, device))

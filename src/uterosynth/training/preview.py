@@ -72,10 +72,9 @@ class PreviewWriter:
             x0 = batch["image"]
         eps = torch.randn(x0.shape, generator=gen).to(self.device)
         T = self.schedule.num_train_timesteps
+        t = torch.linspace(0, T - 1, n, device=self.device).round().long()
         if self.schedule.objective == "rflow":
-            t = torch.linspace(T / n, T, n, device=self.device)
-        else:
-            t = torch.linspace(0, T - 1, n, device=self.device).round().long()
+            t = t + 1  # rflow trains on [1, T]
         x_t = self.schedule.add_noise(x0, eps, t)
         cond = self.step_fn.condition(batch, n, self.device, drop=False)
         pred = model(x_t, t, cond)
