@@ -72,3 +72,22 @@ def prepared_2d(tmp_path: Path) -> Path:
 @pytest.fixture
 def prepared_3d(tmp_path: Path) -> Path:
     return make_prepared_dataset(tmp_path / "prepared3d", dims=3, shape=(16, 16, 8), items_per_subject=1)
+
+
+def make_synthetic_set(root: Path, arrays: np.ndarray, conditions: list[dict] | None = None, dims: int = 2) -> Path:
+    """Write a synthetic set: ``items/<index>.nii.gz`` ((H, W, 1) for 2D, (H, W, D) for 3D),
+    ``metadata.jsonl`` (index, path, condition) and ``synthetic.json`` (dims)."""
+    from uterosynth.data.synthetic import write_metadata
+
+    root = Path(root)
+    (root / "items").mkdir(parents=True, exist_ok=True)
+    conditions = conditions if conditions is not None else [{} for _ in range(len(arrays))]
+    records = []
+    for index, array in enumerate(np.asarray(arrays, dtype=np.float32)):
+        stored = array[..., None] if dims == 2 else array
+        path = f"items/{index:05d}.nii.gz"
+        nib.save(nib.Nifti1Image(stored, np.diag([0.8, 0.8, 4.0, 1.0])), str(root / path))
+        records.append({"index": index, "path": path, "condition": dict(conditions[index])})
+    write_metadata(root / "metadata.jsonl", records)
+    (root / "synthetic.json").write_text(json.dumps({"dims": dims, "uterosynth_version": "test"}))
+    return root
