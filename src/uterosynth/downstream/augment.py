@@ -78,5 +78,15 @@ def build_augmentation(
 
 
 def augment_batch(transform: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-    """Apply a per-image transform to every image of ``(N, 1, *spatial)``."""
-    return torch.stack([torch.as_tensor(transform(img)).float() for img in images])
+    """Apply a per-image transform to every image of ``(N, 1, *spatial)``.
+
+    MONAI's metadata tracking is switched off meanwhile (plain tensors; about twice as fast).
+    """
+    from monai.data import get_track_meta, set_track_meta
+
+    track = get_track_meta()
+    set_track_meta(False)
+    try:
+        return torch.stack([torch.as_tensor(transform(img)).float() for img in images])
+    finally:
+        set_track_meta(track)

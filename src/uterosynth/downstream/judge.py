@@ -31,7 +31,7 @@ from .config import JudgeConfig
 from .data import load_real_splits, resolve_size, task_classes
 
 __all__ = ["CLASSIFIER_FILE", "META_FILE", "LoadedClassifier", "load_classifier", "predict", "predict_logits_judge",
-           "train_judge"]
+           "save_torchscript", "train_judge"]
 
 CLASSIFIER_FILE = "classifier.pt"
 META_FILE = "classifier.json"
@@ -67,10 +67,7 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
     pred = predict_logits(model, test.images).argmax(1)
     m = classification_metrics(test.labels.numpy(), pred.numpy(), len(classes))
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scripted = torch.jit.script(model)
-            scripted.save(str(tmp / CLASSIFIER_FILE))
+        save_torchscript(model, tmp / CLASSIFIER_FILE)
         meta = {
             "task": cfg.task,
             "classes": classes,
@@ -97,6 +94,14 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
     return meta
 
 
+def save_torchscript(model: torch.nn.Module, path: str | Path) -> None:
+    """Script ``model`` (a :class:`~uterosynth.downstream.classifier.Classifier`) and save it to ``path``."""
+    with warnings.catch_warnings():  # torch.jit is marked deprecated but remains the portable format
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(model.cpu().eval())
+        scripted.save(str(path))
+
+
 def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedClassifier:
     """Load ``(module, meta)`` from a ``train-classifier`` folder, checking the sha256.
 
@@ -116,7 +121,9 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
         raise UserError(f"{weights}: sha256 {digest[:12]}… does not match {META_FILE} ({meta['sha256'][:12]}…); "
                         "the checkpoint was changed, retrain it")
     try:
-        module = torch.jit.load(str(weights), map_location=device).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(weights), map_location=device).eval()
     except Exception as err:
         raise UserError(f"{weights}: not a TorchScript module ({str(err).splitlines()[0]})") from err
     return module, meta
