@@ -109,7 +109,9 @@ def train_classifier(
 
     An epoch is ``ceil(max(len(train), min_samples_per_epoch) / batch_size)`` batches, so that
     tiny label budgets still get enough updates. Training stops after ``patience`` epochs
-    without a better validation balanced accuracy (ties go to the lower validation loss).
+    without a higher validation balanced accuracy (never before ``min_epochs``: BatchNorm
+    running statistics lag behind the first updates, so early validation scores mislead); the weights kept are those of the best
+    epoch (among epochs with equal balanced accuracy, the one with the lowest validation loss).
 
     Args:
         train: training images ``(N, 1, *size)`` and labels.
@@ -159,14 +161,14 @@ def train_classifier(
         history.append(record)
         if on_epoch is not None:
             on_epoch(epoch, record)
-        if (m["balanced_accuracy"], -val_loss) > (best[0], -best[1]):
+        improved = m["balanced_accuracy"] > best[0]
+        if improved or (m["balanced_accuracy"] == best[0] and val_loss < best[1]):
             best = (m["balanced_accuracy"], val_loss)
             best_state = copy.deepcopy(model.state_dict())
-            best_epoch, best_val_acc, stale = epoch, m["accuracy"], 0
-        else:
-            stale += 1
-            if stale >= train_cfg.patience:
-                break
+            best_epoch, best_val_acc = epoch, m["accuracy"]
+        stale = 0 if improved else stale + 1
+        if stale >= train_cfg.patience and epoch >= train_cfg.min_epochs:
+            break
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(

@@ -37,11 +37,11 @@ class ClassifierConfig(StrictModel):
     """MONAI ResNet-18 and the image size it sees.
 
     ``widen_factor`` scales MONAI's channel widths (64, 128, 256, 512); 0.25 gives a
-    CPU-friendly 16…128. Images are resized (bilinear / trilinear) to ``image_size``: an int
+    CPU-friendly 16…128 and 0.125 (the default) 8…64. Images are resized (bilinear / trilinear) to ``image_size``: an int
     for every spatial axis, a list for each axis, or ``null`` to keep the data's shape.
     """
 
-    widen_factor: float = Field(0.25, gt=0, le=4)
+    widen_factor: float = Field(0.125, gt=0, le=4)
     stem_stride: int = Field(2, ge=1, le=4)
     no_max_pool: bool = False
     image_size: int | list[int] | None = 64
@@ -72,8 +72,9 @@ class AugmentConfig(StrictModel):
 class TrainConfig(StrictModel):
     """One training run: AdamW, class balancing, early stopping on validation balanced accuracy."""
 
-    max_epochs: int = Field(30, ge=1)
-    patience: int = Field(6, ge=1)
+    max_epochs: int = Field(20, ge=1)
+    min_epochs: int = Field(5, ge=1)
+    patience: int = Field(5, ge=1)
     batch_size: int = Field(32, ge=2)
     min_samples_per_epoch: int = Field(256, ge=1)
     lr: float = Field(2e-3, gt=0)
@@ -159,5 +160,5 @@ class JudgeConfig(StrictModel):
     seed: int = 0
     augment_training: bool = True
     classifier: ClassifierConfig = ClassifierConfig()
-    train: TrainConfig = TrainConfig(max_epochs=40, patience=8)
+    train: TrainConfig = TrainConfig(max_epochs=30, patience=8)
     augment: AugmentConfig = AugmentConfig()
