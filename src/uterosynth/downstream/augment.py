@@ -33,40 +33,23 @@ def build_augmentation(
     # In-plane rotation only: axis 2 of a volume is the slice axis (see docs/ARCHITECTURE.md).
     rotate = (rot,) if spatial_dims == 2 else (0.0, 0.0, rot)
     translate = tuple(cfg.translate_frac * s for s in size)
-    transforms: list = [
-        RandAffine(
-            prob=cfg.prob,
-            rotate_range=rotate,
-            scale_range=cfg.scale,
-            translate_range=translate,
-            padding_mode="border",
-        )
-    ]
-    if cfg.elastic and cfg.elastic_magnitude > 0:
-        if spatial_dims == 2:
-            from monai.transforms import Rand2DElastic
+    affine = {"rotate_range": rotate, "scale_range": cfg.scale, "translate_range": translate, "padding_mode": "border"}
+    transforms: list
+    if cfg.elastic and cfg.elastic_magnitude > 0 and spatial_dims == 2:
+        from monai.transforms import Rand2DElastic
 
-            spacing = tuple(max(4, s // 4) for s in size)
-            transforms.append(
-                Rand2DElastic(
-                    spacing=spacing,
-                    magnitude_range=(0.0, cfg.elastic_magnitude),
-                    prob=cfg.prob,
-                    padding_mode="border",
-                )
-            )
-        else:
-            from monai.transforms import Rand3DElastic
+        # the elastic transform applies the random affine in the same resampling (one pass)
+        spacing = tuple(max(4, s // 4) for s in size)
+        transforms = [Rand2DElastic(spacing=spacing, magnitude_range=(0.0, cfg.elastic_magnitude), prob=cfg.prob,
+                                    **affine)]
+    elif cfg.elastic and cfg.elastic_magnitude > 0:
+        from monai.transforms import Rand3DElastic
 
-            sigma = max(2.0, min(size) / 8)
-            transforms.append(
-                Rand3DElastic(
-                    sigma_range=(sigma, 1.5 * sigma),
-                    magnitude_range=(0.0, cfg.elastic_magnitude * sigma),
-                    prob=cfg.prob,
-                    padding_mode="border",
-                )
-            )
+        sigma = max(2.0, min(size) / 8)
+        transforms = [Rand3DElastic(sigma_range=(sigma, 1.5 * sigma), magnitude_range=(0.0, cfg.elastic_magnitude * sigma),
+                                    prob=cfg.prob, **affine)]
+    else:
+        transforms = [RandAffine(prob=cfg.prob, **affine)]
     transforms += [
         RandScaleIntensity(factors=cfg.intensity_scale, prob=cfg.prob),
         RandShiftIntensity(offsets=cfg.intensity_shift, prob=cfg.prob),

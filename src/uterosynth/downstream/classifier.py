@@ -2,8 +2,9 @@
 
 Training is plain supervised learning with AdamW (Loshchilov & Hutter 2019) and cross-entropy,
 class balance by a weighted sampler (each class drawn equally often) or by inverse-frequency
-loss weights, and early stopping on the validation balanced accuracy (the weights of the best
-epoch are kept). Everything is seeded: the same seed gives the same weights on CPU.
+loss weights, BatchNorm statistics recomputed before each validation ("precise BN", Wu &
+Johnson 2021, "Rethinking 'Batch' in BatchNorm"), and early stopping on the validation
+balanced accuracy (the weights of the best epoch are kept). Everything is seeded: the same seed gives the same weights on CPU.
 """
 
 from __future__ import annotations
@@ -92,6 +93,25 @@ def _batch_indices(labels: torch.Tensor, n: int, balance: str, generator: torch.
     return torch.cat([torch.randperm(len(labels), generator=generator) for _ in range(reps)])[:n]
 
 
+@torch.no_grad()
+def _precise_bn(
+    model: nn.Module, train: LabelledImages, cfg: TrainConfig, generator: torch.Generator, num_classes: int,
+    device: torch.device,
+) -> None:
+    """Recompute BatchNorm running statistics on training batches ("precise BN").
+
+    With few updates per epoch the exponential running averages lag far behind the weights
+    and the eval-mode network predicts one class; averaging the statistics of the current
+    weights over ``precise_bn_batches`` batches (``torch.optim.swa_utils.update_bn``) fixes it.
+    """
+    from torch.optim.swa_utils import update_bn
+
+    n = min(cfg.precise_bn_batches * cfg.batch_size, max(len(train), cfg.batch_size))
+    idx = _batch_indices(train.labels, n, cfg.balance, generator, num_classes)
+    batches = [train.images[idx[i : i + cfg.batch_size]].to(device) for i in range(0, n, cfg.batch_size)]
+    update_bn(batches, model)
+
+
 def train_classifier(
     train: LabelledImages,
     val: LabelledImages,
@@ -109,8 +129,7 @@ def train_classifier(
 
     An epoch is ``ceil(max(len(train), min_samples_per_epoch) / batch_size)`` batches, so that
     tiny label budgets still get enough updates. Training stops after ``patience`` epochs
-    without a higher validation balanced accuracy (never before ``min_epochs``: BatchNorm
-    running statistics lag behind the first updates, so early validation scores mislead); the weights kept are those of the best
+    without a higher validation balanced accuracy (never before ``min_epochs``); the weights kept are those of the best
     epoch (among epochs with equal balanced accuracy, the one with the lowest validation loss).
 
     Args:
@@ -153,6 +172,8 @@ def train_classifier(
             loss.backward()
             optimizer.step()
             total += float(loss.detach())
+        if train_cfg.precise_bn_batches:
+            _precise_bn(model, train, train_cfg, generator, num_classes, device)
         val_logits = predict_logits(model, val.images, batch_size=train_cfg.eval_batch_size, device=str(device))
         val_loss = float(F.cross_entropy(val_logits, val.labels))
         m = classification_metrics(val.labels.numpy(), val_logits.argmax(1).numpy(), num_classes)

@@ -19,21 +19,25 @@ def write_plot(results: Mapping, path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     budgets = [100 * b for b in results["budgets"]]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for p in results["protocols"]:
+    colours = plt.get_cmap("tab10")
+    for i, p in enumerate(results["protocols"]):
+        colour = colours(i % 10)
         rows = [r for r in results["summary"] if r["protocol"] == p["id"]]
         mean = [r["balanced_accuracy"]["mean"] for r in rows]
         std = [r["balanced_accuracy"]["std"] or 0.0 for r in rows]
         if p["budget_independent"]:
-            line = ax.axhline(mean[0], linestyle="--", linewidth=1.2, label=p["id"])
-            ax.axhspan(mean[0] - std[0], mean[0] + std[0], color=line.get_color(), alpha=0.12)
+            ax.axhline(mean[0], linestyle="--", linewidth=1.2, color=colour, label=f"{p['id']} (any budget)")
+            ax.axhspan(mean[0] - std[0], mean[0] + std[0], color=colour, alpha=0.12)
         else:
-            ax.errorbar(budgets, mean, yerr=std, marker="o", capsize=3, linewidth=1.5, label=p["id"])
+            ax.errorbar(budgets, mean, yerr=std, marker="o", capsize=3, linewidth=1.5, color=colour, label=p["id"])
     chance = 1.0 / len(results["classes"])
     ax.axhline(chance, color="grey", linewidth=0.8, linestyle=":", label="chance")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xticks(budgets)
     ax.set_xticklabels([f"{b:g}%" for b in budgets])
     ax.set_xlabel("label budget (% of real training subjects)")
