@@ -70,3 +70,17 @@ def test_parse_synthetic_specs():
 def test_parse_synthetic_specs_duplicate_name():
     with pytest.raises(UserError, match="two sets are named 'samples'"):
         parse_synthetic_specs(["/a/samples", "/b/samples"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("a=/x,,b=/y", "empty entry"),
+        ("=/x", "expected NAME=DIR"),
+        ("my set=/x", "letters, digits"),
+        ("real=/x", "reserved"),
+    ],
+)
+def test_parse_synthetic_specs_errors(spec, message):
+    with pytest.raises(UserError, match=message):
+        parse_synthetic_specs([spec])

@@ -56,6 +56,8 @@ def parse_synthetic_specs(specs: Sequence[str] | None) -> dict[str, Path]:
                 raise UserError(f"--synthetic '{entry}': expected NAME=DIR, e.g. diffusion=runs/samples")
             if not all(ch.isalnum() or ch in "_-." for ch in name):
                 raise UserError(f"--synthetic '{entry}': name '{name}' may hold letters, digits, '_', '-', '.' only")
+            if name == "real":
+                raise UserError(f"--synthetic '{entry}': the name 'real' is reserved for the real data; choose another")
             if name in out:
                 raise UserError(f"--synthetic: two sets are named '{name}'; name them NAME=DIR")
             out[name] = Path(path)
