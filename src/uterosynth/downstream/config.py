@@ -72,11 +72,11 @@ class AugmentConfig(StrictModel):
 class TrainConfig(StrictModel):
     """One training run: AdamW, class balancing, early stopping on validation balanced accuracy."""
 
-    max_epochs: int = Field(20, ge=1)
+    max_epochs: int = Field(15, ge=1)
     min_epochs: int = Field(3, ge=1)
     patience: int = Field(4, ge=1)
     batch_size: int = Field(32, ge=2)
-    min_samples_per_epoch: int = Field(256, ge=1)
+    min_samples_per_epoch: int = Field(128, ge=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-2, ge=0)
     balance: Literal["sampler", "loss", "none"] = "sampler"
