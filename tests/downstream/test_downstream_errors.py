@@ -17,6 +17,10 @@ def test_unknown_task_attribute(prepared_2d):
         task_classes(PreparedDataset.load(prepared_2d), "pathology")
 
 
+def test_any_categorical_attribute_is_a_task(prepared_2d):
+    assert task_classes(PreparedDataset.load(prepared_2d), "field_strength") == ["1.5T", "3T"]
+
+
 def test_task_with_a_single_value(tmp_path):
     root = make_prepared_dataset(tmp_path / "d", attributes={"orientation": ["AVAF"]})
     with pytest.raises(UserError, match="1 distinct value"):

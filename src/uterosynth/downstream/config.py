@@ -161,5 +161,5 @@ class JudgeConfig(StrictModel):
     seed: int = 0
     augment_training: bool = True
     classifier: ClassifierConfig = ClassifierConfig()
-    train: TrainConfig = TrainConfig(max_epochs=30, patience=8)
+    train: TrainConfig = TrainConfig(max_epochs=30, patience=8, min_samples_per_epoch=256)
     augment: AugmentConfig = AugmentConfig()
