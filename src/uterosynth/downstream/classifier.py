@@ -140,9 +140,30 @@ def train_classifier(
     Returns:
         TrainResult with the model restored to its best epoch, in eval mode.
     """
-    start = time.perf_counter()
+    threads = torch.get_num_threads()
     if train_cfg.threads:
         torch.set_num_threads(train_cfg.threads)
+    try:
+        return _train(train, val, num_classes=num_classes, spatial_dims=spatial_dims, size=size, model_cfg=model_cfg,
+                      train_cfg=train_cfg, seed=seed, augment=augment, on_epoch=on_epoch)
+    finally:
+        torch.set_num_threads(threads)  # leave the process as it was
+
+
+def _train(
+    train: LabelledImages,
+    val: LabelledImages,
+    *,
+    num_classes: int,
+    spatial_dims: int,
+    size: Sequence[int],
+    model_cfg: ClassifierConfig,
+    train_cfg: TrainConfig,
+    seed: int,
+    augment: AugmentConfig | None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
+    start = time.perf_counter()
     seed_everything(seed)
     device = torch.device(train_cfg.device)
     model = build_classifier(model_cfg, spatial_dims, num_classes, size).to(device)
