@@ -11,7 +11,6 @@ import pytest
 
 from uterosynth.data.manifest import write_manifest
 
-
 def make_prepared_dataset(
     root: Path,
     *,
@@ -63,18 +62,34 @@ def make_prepared_dataset(
     (root / "dataset.json").write_text(json.dumps(info))
     return root
 
-
 @pytest.fixture
 def prepared_2d(tmp_path: Path) -> Path:
     return make_prepared_dataset(tmp_path / "prepared2d", dims=2, shape=(32, 32))
-
 
 @pytest.fixture
 def prepared_3d(tmp_path: Path) -> Path:
     return make_prepared_dataset(tmp_path / "prepared3d", dims=3, shape=(16, 16, 8), items_per_subject=1)
 
+def make_synthetic_set(root: Path, arrays: np.ndarray, conditions: list[dict] | None = None, dims: int = 2) -> Path:
+    """Write a synthetic set: ``items/<index>.nii.gz`` ((H, W, 1) for 2D, (H, W, D) for 3D),
+    ``metadata.jsonl`` (index, path, condition) and ``synthetic.json`` (dims)."""
+    from uterosynth.data.synthetic import write_metadata
 
-def make_synthetic_set(
+    root = Path(root)
+    (root / "items").mkdir(parents=True, exist_ok=True)
+    conditions = conditions if conditions is not None else [{} for _ in range(len(arrays))]
+    records = []
+    for index, array in enumerate(np.asarray(arrays, dtype=np.float32)):
+        stored = array[..., None] if dims == 2 else array
+        path = f"items/{index:05d}.nii.gz"
+        nib.save(nib.Nifti1Image(stored, np.diag([0.8, 0.8, 4.0, 1.0])), str(root / path))
+        records.append({"index": index, "path": path, "condition": dict(conditions[index])})
+    write_metadata(root / "metadata.jsonl", records)
+    (root / "synthetic.json").write_text(json.dumps({"dims": dims, "uterosynth_version": "test"}))
+
+    return root
+
+def make_blob_synthetic_set(
     root: Path,
     *,
     dims: int = 2,
@@ -83,31 +98,20 @@ def make_synthetic_set(
     conditions: list[dict[str, str]] | None = None,
     seed: int = 1,
 ) -> Path:
-    """Write a small synthetic set (``items/*.nii.gz`` + ``metadata.jsonl`` + ``synthetic.json``).
+    """A synthetic set of smooth blobs plus noise, like :func:`make_prepared_dataset`'s items.
 
-    ``conditions`` cycles over the items (default: the orientation / field-strength combinations
-    of :func:`make_prepared_dataset`); pass ``[]`` for an unconditional set. Images are smooth
-    blobs plus noise, like the prepared test data but from a different generator.
+    ``conditions`` cycles over the items (default: the orientation / field-strength
+    combinations of :func:`make_prepared_dataset`); pass ``[]`` for an unconditional set.
     """
     if conditions is None:
         conditions = [{"orientation": o, "field_strength": f}
                       for o, f in [("AVAF", "1.5T"), ("AVRF", "3T"), ("RVAF", "1.5T"), ("RVRF", "3T")]]
     rng = np.random.default_rng(seed)
-    (root / "items").mkdir(parents=True)
-    affine = np.diag([0.8, 0.8, 4.0, 1.0])
-    records = []
-    for i in range(n):
+    arrays = []
+    for _ in range(n):
         grid = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij")
         centre = rng.uniform(-0.3, 0.3, size=len(shape))
         r2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
-        array = np.exp(-r2 / 0.25).astype(np.float32) + 0.02 * rng.standard_normal(shape).astype(np.float32)
-        stored = array[..., None] if dims == 2 else array
-        nib.save(nib.Nifti1Image(stored, affine), str(root / "items" / f"{i:05d}.nii.gz"))
-        records.append({
-            "index": i, "path": f"items/{i:05d}.nii.gz", "preview": f"previews/{i:05d}.png", "seed": seed * 1000 + i,
-            "condition": dict(conditions[i % len(conditions)]) if conditions else {}, "prompt": None,
-            "sampler": "ddim", "steps": 10, "guidance": 1.0, "model_hash": "test", "seconds": 0.0,
-        })
-    (root / "metadata.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-    (root / "synthetic.json").write_text(json.dumps({"dims": dims, "model_hash": "test", "seed": seed}))
-    return root
+        arrays.append(np.exp(-r2 / 0.25) + 0.02 * rng.standard_normal(shape))
+    conds = [dict(conditions[i % len(conditions)]) if conditions else {} for i in range(n)]
+    return make_synthetic_set(root, np.stack(arrays).astype(np.float32), conds, dims=dims)

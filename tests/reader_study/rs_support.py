@@ -38,7 +38,7 @@ def _root_conftest():
 
 
 make_prepared_dataset = _root_conftest().make_prepared_dataset
-make_synthetic_set = _root_conftest().make_synthetic_set
+make_synthetic_set = _root_conftest().make_blob_synthetic_set
 
 CHROMIUM = os.environ.get("UTEROSYNTH_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -1,0 +1,224 @@
+"""The downstream classifier: MONAI ResNet-18 (2D or 3D) and its training loop.
+
+Training is plain supervised learning with AdamW (Loshchilov & Hutter 2019) and cross-entropy,
+class balance by a weighted sampler (each class drawn equally often) or by inverse-frequency
+loss weights, BatchNorm statistics recomputed before each validation ("precise BN", Wu &
+Johnson 2021, "Rethinking 'Batch' in BatchNorm"), and early stopping on the validation
+balanced accuracy (the weights of the best epoch are kept). Everything is seeded: the same seed gives the same weights on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..seeding import seed_everything
+from .augment import augment_batch, build_augmentation
+from .config import AugmentConfig, ClassifierConfig, TrainConfig
+from .data import LabelledImages
+from .metrics import classification_metrics
+
+__all__ = ["Classifier", "TrainResult", "build_classifier", "predict_logits", "train_classifier"]
+
+
+class Classifier(nn.Module):
+    """Resize to the network's input size, then a MONAI ResNet-18.
+
+    Input ``(N, 1, *spatial)`` with intensities in ``[0, 1]`` (any spatial size) → logits
+    ``(N, num_classes)``. Scriptable with ``torch.jit.script``.
+    """
+
+    def __init__(self, net: nn.Module, size: Sequence[int]) -> None:
+        super().__init__()
+        self.net = net
+        self.size: list[int] = [int(s) for s in size]
+        self.mode: str = "bilinear" if len(self.size) == 2 else "trilinear"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x.float(), size=self.size, mode=self.mode, align_corners=False)
+        return self.net(x)
+
+
+def build_classifier(cfg: ClassifierConfig, spatial_dims: int, num_classes: int, size: Sequence[int]) -> Classifier:
+    """MONAI ``resnet18(spatial_dims, n_input_channels=1, num_classes)`` wrapped in :class:`Classifier`."""
+    from monai.networks.nets import resnet18
+
+    net = resnet18(
+        spatial_dims=spatial_dims,
+        n_input_channels=1,
+        num_classes=num_classes,
+        widen_factor=cfg.widen_factor,
+        conv1_t_stride=cfg.stem_stride,
+        no_max_pool=cfg.no_max_pool,
+    )
+    return Classifier(net, size)
+
+
+@dataclass
+class TrainResult:
+    """The trained model (best validation epoch) and how training went."""
+
+    model: Classifier
+    best_epoch: int
+    epochs: int
+    val_balanced_accuracy: float
+    val_accuracy: float
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128, device: str = "cpu") -> torch.Tensor:
+    """Logits ``(N, K)`` for images ``(N, 1, *spatial)`` (model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    out = [model(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, images.shape[0], batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def _batch_indices(labels: torch.Tensor, n: int, balance: str, generator: torch.Generator, num_classes: int) -> torch.Tensor:
+    if balance == "sampler":
+        counts = torch.bincount(labels, minlength=num_classes).float()
+        weights = (1.0 / counts.clamp(min=1))[labels]
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+    reps = math.ceil(n / len(labels))
+    return torch.cat([torch.randperm(len(labels), generator=generator) for _ in range(reps)])[:n]
+
+
+@torch.no_grad()
+def _precise_bn(
+    model: nn.Module, train: LabelledImages, cfg: TrainConfig, generator: torch.Generator, num_classes: int,
+    device: torch.device,
+) -> None:
+    """Recompute BatchNorm running statistics on training batches ("precise BN").
+
+    With few updates per epoch the exponential running averages lag far behind the weights
+    and the eval-mode network predicts one class; averaging the statistics of the current
+    weights over ``precise_bn_batches`` batches (``torch.optim.swa_utils.update_bn``) fixes it.
+    """
+    from torch.optim.swa_utils import update_bn
+
+    n = min(cfg.precise_bn_batches * cfg.batch_size, max(len(train), cfg.batch_size))
+    idx = _batch_indices(train.labels, n, cfg.balance, generator, num_classes)
+    batches = [train.images[idx[i : i + cfg.batch_size]].to(device) for i in range(0, n, cfg.batch_size)]
+    update_bn(batches, model)
+
+
+def train_classifier(
+    train: LabelledImages,
+    val: LabelledImages,
+    *,
+    num_classes: int,
+    spatial_dims: int,
+    size: Sequence[int],
+    model_cfg: ClassifierConfig,
+    train_cfg: TrainConfig,
+    seed: int,
+    augment: AugmentConfig | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train a fresh classifier on ``train``; early stopping on ``val`` balanced accuracy.
+
+    An epoch is ``ceil(max(len(train), min_samples_per_epoch) / batch_size)`` batches, so that
+    tiny label budgets still get enough updates. Training stops after ``patience`` epochs
+    without a higher validation balanced accuracy (never before ``min_epochs``); the weights kept are those of the best
+    epoch (among epochs with equal balanced accuracy, the one with the lowest validation loss).
+
+    Args:
+        train: training images ``(N, 1, *size)`` and labels.
+        val: validation images and labels (real data).
+        augment: classical augmentation settings, or ``None`` for none.
+
+    Returns:
+        TrainResult with the model restored to its best epoch, in eval mode.
+    """
+    threads = torch.get_num_threads()
+    if train_cfg.threads:
+        torch.set_num_threads(train_cfg.threads)
+    try:
+        return _train(train, val, num_classes=num_classes, spatial_dims=spatial_dims, size=size, model_cfg=model_cfg,
+                      train_cfg=train_cfg, seed=seed, augment=augment, on_epoch=on_epoch)
+    finally:
+        torch.set_num_threads(threads)  # leave the process as it was
+
+
+def _train(
+    train: LabelledImages,
+    val: LabelledImages,
+    *,
+    num_classes: int,
+    spatial_dims: int,
+    size: Sequence[int],
+    model_cfg: ClassifierConfig,
+    train_cfg: TrainConfig,
+    seed: int,
+    augment: AugmentConfig | None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
+    start = time.perf_counter()
+    seed_everything(seed)
+    device = torch.device(train_cfg.device)
+    model = build_classifier(model_cfg, spatial_dims, num_classes, size).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    loss_weight = None
+    if train_cfg.balance == "loss":
+        counts = torch.bincount(train.labels, minlength=num_classes).float()
+        loss_weight = (counts.sum() / (num_classes * counts.clamp(min=1))).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    transform = build_augmentation(augment, spatial_dims, size, seed=seed) if augment is not None else None
+    steps = math.ceil(max(len(train), train_cfg.min_samples_per_epoch) / train_cfg.batch_size)
+    best = (-1.0, math.inf)
+    best_state = copy.deepcopy(model.state_dict())
+    best_epoch, best_val_acc, history, stale, epoch = 0, 0.0, [], 0, 0
+    for epoch in range(1, train_cfg.max_epochs + 1):
+        model.train()
+        order = _batch_indices(train.labels, steps * train_cfg.batch_size, train_cfg.balance, generator, num_classes)
+        total = 0.0
+        for step in range(steps):
+            idx = order[step * train_cfg.batch_size : (step + 1) * train_cfg.batch_size]
+            x = train.images[idx]
+            if transform is not None:
+                x = augment_batch(transform, x)
+            logits = model(x.to(device))
+            loss = F.cross_entropy(logits, train.labels[idx].to(device), weight=loss_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+        if train_cfg.precise_bn_batches:
+            _precise_bn(model, train, train_cfg, generator, num_classes, device)
+        val_logits = predict_logits(model, val.images, batch_size=train_cfg.eval_batch_size, device=str(device))
+        val_loss = float(F.cross_entropy(val_logits, val.labels))
+        m = classification_metrics(val.labels.numpy(), val_logits.argmax(1).numpy(), num_classes)
+        record = {"epoch": epoch, "train_loss": total / steps, "val_loss": val_loss,
+                  "val_balanced_accuracy": m["balanced_accuracy"], "val_accuracy": m["accuracy"]}
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+        improved = m["balanced_accuracy"] > best[0]
+        if improved or (m["balanced_accuracy"] == best[0] and val_loss < best[1]):
+            best = (m["balanced_accuracy"], val_loss)
+            best_state = copy.deepcopy(model.state_dict())
+            best_epoch, best_val_acc = epoch, m["accuracy"]
+        stale = 0 if improved else stale + 1
+        if stale >= train_cfg.patience and epoch >= train_cfg.min_epochs:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model=model,
+        best_epoch=best_epoch,
+        epochs=epoch,
+        val_balanced_accuracy=best[0],
+        val_accuracy=best_val_acc,
+        seconds=time.perf_counter() - start,
+        history=history,
+    )

@@ -1,0 +1,222 @@
+"""Labelled image tensors for the downstream task: real splits and synthetic sets.
+
+Everything is loaded once, resized once to the classifier's input size and kept in memory as
+``(N, 1, *spatial)`` float tensors — phantom-scale data fits easily and training then never
+touches the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.manifest import PreparedDataset
+from ..data.synthetic import SyntheticSet
+from ..errors import DataError, UserError
+
+__all__ = [
+    "LabelledImages",
+    "MAX_CLASSES",
+    "resize",
+    "resolve_size",
+    "task_classes",
+    "load_real_splits",
+    "load_synthetic",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_CLASSES = 32
+"""An attribute with more distinct values than this is not treated as categorical."""
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """Images ``(N, 1, *spatial)``, integer labels ``(N,)`` and where each image came from.
+
+    ``subjects`` holds the subject of each real image (``""`` for synthetic ones); ``source``
+    names the origin (``"real"`` or the synthetic set's name).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    subjects: tuple[str, ...]
+    source: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, index: Sequence[int] | torch.Tensor) -> LabelledImages:
+        idx = torch.as_tensor(index, dtype=torch.long)
+        ids = idx.tolist()
+        return LabelledImages(
+            self.images[idx], self.labels[idx], tuple(self.subjects[i] for i in ids), tuple(self.source[i] for i in ids)
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[LabelledImages]) -> LabelledImages:
+        parts = [p for p in parts if len(p)]
+        return LabelledImages(
+            torch.cat([p.images for p in parts]),
+            torch.cat([p.labels for p in parts]),
+            tuple(s for p in parts for s in p.subjects),
+            tuple(s for p in parts for s in p.source),
+        )
+
+
+def resolve_size(image_size: int | Sequence[int] | None, shape: Sequence[int]) -> tuple[int, ...]:
+    """The classifier's spatial input size for data of spatial ``shape``."""
+    if image_size is None:
+        return tuple(int(s) for s in shape)
+    if isinstance(image_size, int):
+        return (int(image_size),) * len(shape)
+    if len(image_size) != len(shape):
+        raise UserError(
+            f"classifier.image_size {list(image_size)} has {len(image_size)} axes but the data is "
+            f"{len(shape)}D {list(shape)}; give one size per axis or a single int"
+        )
+    return tuple(int(s) for s in image_size)
+
+
+def resize(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resize ``(N, C, *spatial)`` to ``size`` with (bi/tri)linear interpolation (identity at equal size)."""
+    mode = "bilinear" if images.ndim == 4 else "trilinear"
+    return F.interpolate(images.float(), size=tuple(size), mode=mode, align_corners=False)
+
+
+def _stack(arrays: Sequence[np.ndarray], size: Sequence[int], what: str) -> torch.Tensor:
+    out = []
+    for start in range(0, len(arrays), 256):
+        chunk = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays[start : start + 256]]
+        shapes = {tuple(c.shape) for c in chunk}
+        if len(shapes) > 1:
+            out.append(torch.cat([resize(c[None, None], size) for c in chunk]))
+        else:
+            out.append(resize(torch.stack(chunk)[:, None], size))
+    if not out:
+        raise DataError(f"{what}: no images")
+    return torch.cat(out)
+
+
+def task_classes(data: PreparedDataset, task: str) -> list[str]:
+    """Sorted class names of attribute ``task`` over every split of ``data``.
+
+    Raises:
+        UserError: ``task`` is not an attribute column, has fewer than 2 values, or too many
+            to be categorical.
+    """
+    if task not in data.attributes:
+        available = ", ".join(data.attributes) or "none"
+        raise UserError(
+            f"{data.root / 'manifest.csv'}: task '{task}' is not an attribute of this dataset "
+            f"(attributes: {available}); pass --task with one of them"
+        )
+    values = sorted({r.get(task, "") for r in data.rows} - {""})
+    if len(values) < 2:
+        raise UserError(
+            f"{data.root / 'manifest.csv'}: attribute '{task}' has {len(values)} distinct value(s) "
+            f"({', '.join(values) or 'none'}); a classification task needs at least 2"
+        )
+    if len(values) > MAX_CLASSES:
+        raise UserError(
+            f"{data.root / 'manifest.csv'}: attribute '{task}' has {len(values)} distinct values; "
+            f"only categorical attributes (<= {MAX_CLASSES} values) can be a task"
+        )
+    return values
+
+
+def load_real_splits(
+    data: PreparedDataset, task: str, classes: Sequence[str], size: Sequence[int]
+) -> dict[str, LabelledImages]:
+    """Load the train/val/test splits of ``data`` as :class:`LabelledImages` resized to ``size``.
+
+    Items with an empty ``task`` value are left out (and logged).
+
+    Raises:
+        DataError: a split is empty.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    out: dict[str, LabelledImages] = {}
+    for split in ("train", "val", "test"):
+        rows = [r for r in data.split(split).rows]
+        unlabelled = [r for r in rows if not r.get(task, "")]
+        if unlabelled:
+            log.warning("%s: %d %s item(s) have no '%s' value and are left out", data.root, len(unlabelled), split, task)
+        rows = [r for r in rows if r.get(task, "")]
+        if not rows:
+            raise DataError(
+                f"{data.root / 'manifest.csv'}: split '{split}' has no items labelled with '{task}' "
+                "(the downstream experiment needs train, val and test subjects)"
+            )
+        arrays = [data.load_array(r) for r in rows]
+        out[split] = LabelledImages(
+            images=_stack(arrays, size, f"{data.root}:{split}"),
+            labels=torch.tensor([index[r[task]] for r in rows], dtype=torch.long),
+            subjects=tuple(r["subject"] for r in rows),
+            source=("real",) * len(rows),
+        )
+    return out
+
+
+def load_synthetic(
+    path: str | Path,
+    name: str,
+    task: str,
+    classes: Sequence[str],
+    size: Sequence[int],
+    *,
+    spatial_dims: int,
+) -> LabelledImages:
+    """Load a synthetic set; the label of each item is ``condition[task]`` from ``metadata.jsonl``.
+
+    Raises:
+        DataError: the set is empty, an item's condition lacks ``task``, holds a value that is
+            not a class of the real data, or the set's dimensionality differs from the real data.
+    """
+    syn = SyntheticSet.load(path)
+    meta = syn.root / "metadata.jsonl"
+    if not len(syn):
+        raise DataError(f"{meta}: synthetic set '{name}' has no items")
+    if syn.dims is not None and int(syn.dims) != spatial_dims:
+        raise DataError(
+            f"{syn.root / 'synthetic.json'}: synthetic set '{name}' is {syn.dims}D but the real data is "
+            f"{spatial_dims}D; give a set sampled from a {spatial_dims}D model"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    labels = []
+    for record in syn.records:
+        condition = record.get("condition") or {}
+        if not isinstance(condition, dict) or task not in condition or condition[task] in (None, ""):
+            raise DataError(
+                f"{meta}: item {record['index']} of synthetic set '{name}' has no '{task}' in its condition "
+                f"(found {sorted(condition) if isinstance(condition, dict) else condition!r}); sample it "
+                f"conditioned on '{task}' or leave this set out"
+            )
+        value = str(condition[task])
+        if value not in index:
+            raise DataError(
+                f"{meta}: item {record['index']} of synthetic set '{name}' has {task}='{value}', "
+                f"which is not a class of the real data ({', '.join(classes)})"
+            )
+        labels.append(index[value])
+    arrays = [syn.load_array(r) for r in syn.records]
+    bad = [a.shape for a in arrays if a.ndim != spatial_dims]
+    if bad:
+        raise DataError(
+            f"{syn.root}: synthetic set '{name}' holds arrays of shape {bad[0]}, expected {spatial_dims}D items"
+        )
+    counts = Counter(labels)
+    log.info("synthetic set %s: %d items, per class %s", name, len(labels), dict(counts))
+    return LabelledImages(
+        images=_stack(arrays, size, str(syn.root)),
+        labels=torch.tensor(labels, dtype=torch.long),
+        subjects=("",) * len(labels),
+        source=(name,) * len(labels),
+    )

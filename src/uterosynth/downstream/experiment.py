@@ -1,0 +1,234 @@
+"""The downstream-utility experiment: protocols × label budgets × seeds, tested on real data.
+
+``run_downstream`` loads the real prepared dataset and the synthetic sets, checks everything
+up front (task, labels, budgets), trains one classifier per (protocol, budget, seed), tests
+each on the real test split, and writes ``results.json``, the balanced-accuracy plot and the
+HTML fragment for the evaluation report into an atomically created output folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from ..artifacts import atomic_output_dir, provenance, write_json
+from ..data.manifest import PreparedDataset
+from ..errors import UserError
+from .budgets import budget_subjects, check_classes_present, subject_labels, subject_order
+from .config import DownstreamConfig
+from .data import LabelledImages, load_real_splits, load_synthetic, resolve_size, task_classes
+from .metrics import METRICS, classification_metrics, mean_std, paired_difference
+from .protocols import Protocol, build_protocols, choose_diffusion_set, class_counts, training_set
+
+__all__ = ["parse_synthetic_specs", "run_downstream", "summarise", "RESULTS_FILE", "PLOT_FILE", "REPORT_FILE"]
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+PLOT_FILE = "balanced_accuracy_vs_budget.png"
+REPORT_FILE = "report_section.html"
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def parse_synthetic_specs(specs: Sequence[str] | None) -> dict[str, Path]:
+    """``["diffusion=DIR", "DIR2,DIR3"]`` → ``{"diffusion": DIR, "DIR2-name": DIR2, ...}``.
+
+    Each value may hold several comma-separated entries; an entry is ``NAME=DIR`` or ``DIR``
+    (then named after the folder).
+
+    Raises:
+        UserError: an entry is empty or two sets get the same name.
+    """
+    out: dict[str, Path] = {}
+    for spec in specs or []:
+        for entry in str(spec).split(","):
+            entry = entry.strip()
+            if not entry:
+                raise UserError(f"--synthetic '{spec}': empty entry; give NAME=DIR or DIR")
+            name, sep, path = entry.partition("=")
+            if not sep:
+                name, path = Path(entry).name, entry
+            name = name.strip()
+            if not name or not path:
+                raise UserError(f"--synthetic '{entry}': expected NAME=DIR, e.g. diffusion=runs/samples")
+            if not all(ch.isalnum() or ch in "_-." for ch in name):
+                raise UserError(f"--synthetic '{entry}': name '{name}' may hold letters, digits, '_', '-', '.' only")
+            if name == "real":
+                raise UserError(f"--synthetic '{entry}': the name 'real' is reserved for the real data; choose another")
+            if name in out:
+                raise UserError(f"--synthetic: two sets are named '{name}'; name them NAME=DIR")
+            out[name] = Path(path)
+    return out
+
+
+def summarise(
+    runs: Sequence[Mapping], protocols: Sequence[Protocol], budgets: Sequence[float], classes: Sequence[str],
+    *, level: float = 0.95,
+) -> list[dict]:
+    """One row per (protocol, budget): mean ± std over seeds and the paired difference vs real only."""
+    by_key: dict[tuple[str, float | None], dict[int, Mapping]] = {}
+    for r in runs:
+        by_key.setdefault((r["protocol"], r["budget"]), {})[r["seed"]] = r
+    rows = []
+    for p in protocols:
+        for b in budgets:
+            mine = by_key.get((p.id, None if p.budget_independent else b), {})
+            ref = by_key.get(("real", b), {})
+            seeds = sorted(mine)
+            row = {"protocol": p.id, "kind": p.kind, "budget": b, "budget_independent": p.budget_independent,
+                   "n_seeds": len(seeds),
+                   "n_train_items": mean_std([mine[s]["n_train_items"] for s in seeds])["mean"],
+                   "n_synthetic_items": mean_std([mine[s]["n_synthetic_items"] for s in seeds])["mean"]}
+            for m in METRICS:
+                row[m] = mean_std([mine[s]["metrics"][m] for s in seeds])
+            row["per_class_recall"] = {
+                c: mean_std([mine[s]["metrics"]["per_class_recall"][c] for s in seeds]) for c in classes
+            }
+            paired = [s for s in seeds if s in ref]
+            row["diff_vs_real"] = (
+                None if p.id == "real" else
+                {m: paired_difference([mine[s]["metrics"][m] for s in paired],
+                                      [ref[s]["metrics"][m] for s in paired], level=level) for m in METRICS}
+            )
+            rows.append(row)
+    return rows
+
+
+def _evaluate(model, test: LabelledImages, classes: Sequence[str], batch_size: int, device: str) -> dict:
+    from .classifier import predict_logits
+
+    pred = predict_logits(model, test.images, batch_size=batch_size, device=device).argmax(1)
+    m = classification_metrics(test.labels.numpy(), pred.numpy(), len(classes))
+    m["per_class_recall"] = dict(zip(classes, m["per_class_recall"], strict=True))
+    return m
+
+
+def run_downstream(
+    real: str | Path,
+    synthetic: Mapping[str, str | Path],
+    cfg: DownstreamConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> dict:
+    """Run the whole grid and write the output folder.
+
+    Args:
+        real: prepared dataset folder (train/val/test split by subject).
+        synthetic: ``{name: folder}`` of synthetic sets; labels come from ``condition[task]``.
+        cfg: the experiment configuration.
+        out: output folder (``results.json``, ``balanced_accuracy_vs_budget.png``,
+            ``report_section.html``).
+        progress: called as ``progress(description, done, total)`` after each run.
+
+    Returns:
+        The ``results.json`` content.
+
+    Raises:
+        UserError: unknown task, unusable synthetic set, a budget too small for one subject
+            per class, an existing output folder without ``overwrite``.
+    """
+    from .classifier import train_classifier
+    from .report import write_plot, write_report_section
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    data = PreparedDataset.load(real)
+    classes = task_classes(data, cfg.task)
+    shape = data.load_array(data.rows[0]).shape
+    size = resolve_size(cfg.classifier.image_size, shape)
+    splits = load_real_splits(data, cfg.task, classes, size)
+    names = list(synthetic)
+    choose_diffusion_set(names, cfg.diffusion_set)
+    pools = {n: load_synthetic(p, n, cfg.task, classes, size, spatial_dims=data.dims) for n, p in synthetic.items()}
+
+    train = splits["train"]
+    subj_class = subject_labels(train.subjects, train.labels.tolist())
+    check_classes_present(subj_class, classes, str(data.root))
+    where = f"training split of {data.root}"
+    orders = {s: subject_order(subj_class, s) for s in cfg.seeds}
+    for b in cfg.budgets:  # budget sizes do not depend on the seed: check them all up front
+        budget_subjects(orders[cfg.seeds[0]], b, len(classes), where=where)
+    protocols = build_protocols(cfg, names)
+
+    jobs: list[tuple[Protocol, float | None, int]] = []
+    for seed in cfg.seeds:
+        for p in protocols:
+            if p.budget_independent:
+                jobs.append((p, None, seed))
+            else:
+                jobs += [(p, b, seed) for b in cfg.budgets]
+    runs = []
+    for i, (p, b, seed) in enumerate(jobs):
+        if b is None:
+            real_part = train.subset([])
+            chosen: list[str] = []
+        else:
+            chosen = budget_subjects(orders[seed], b, len(classes), where=where)
+            keep = set(chosen)
+            real_part = train.subset([k for k, s in enumerate(train.subjects) if s in keep])
+        train_set = training_set(p, real_part, pools, num_classes=len(classes), seed=seed,
+                                 synthetic_only_max_items=cfg.protocols.synthetic_only_max_items)
+        result = train_classifier(
+            train_set, splits["val"], num_classes=len(classes), spatial_dims=data.dims, size=size,
+            model_cfg=cfg.classifier, train_cfg=cfg.train, seed=seed,
+            augment=cfg.augment if p.augment else None,
+        )
+        metrics = _evaluate(result.model, splits["test"], classes, cfg.train.eval_batch_size, cfg.train.device)
+        n_syn = sum(1 for s in train_set.source if s != "real")
+        runs.append({
+            "protocol": p.id, "budget": b, "seed": seed,
+            "train_subjects": sorted(chosen),
+            "n_train_subjects": len(chosen), "n_train_items": len(train_set),
+            "n_real_items": len(train_set) - n_syn, "n_synthetic_items": n_syn,
+            "train_class_counts": class_counts(train_set, classes),
+            "best_epoch": result.best_epoch, "epochs": result.epochs,
+            "val_balanced_accuracy": result.val_balanced_accuracy,
+            "seconds": round(result.seconds, 3), "metrics": metrics,
+        })
+        if progress is not None:
+            budget = "all" if b is None else f"{b:.0%}"
+            progress(f"{p.id} · budget {budget} · seed {seed}", i + 1, len(jobs))
+
+    summary = summarise(runs, protocols, cfg.budgets, classes, level=cfg.confidence)
+    results = {
+        "provenance": provenance(cfg, cfg.seed, real=str(data.root),
+                                 synthetic={n: str(p) for n, p in synthetic.items()}),
+        "task": cfg.task,
+        "classes": classes,
+        "spatial_dims": data.dims,
+        "input_shape": list(shape),
+        "model_input_shape": list(size),
+        "budgets": cfg.budgets,
+        "seeds": cfg.seeds,
+        "evaluated_on": "real test split",
+        "confidence_interval": {"level": cfg.confidence, "method": "paired t (scipy.stats.t) over seeds, "
+                                "pairs = same seed and budget as real only"},
+        "real": {
+            "path": str(data.root),
+            "n_items": {k: len(v) for k, v in splits.items()},
+            "n_subjects": {k: len(set(v.subjects)) for k, v in splits.items()},
+            "class_counts": {k: class_counts(v, classes) for k, v in splits.items()},
+        },
+        "synthetic": {
+            n: {"path": str(synthetic[n]), "role": "diffusion" if n == choose_diffusion_set(names, cfg.diffusion_set)
+                else "baseline", "n_items": len(pool), "class_counts": class_counts(pool, classes)}
+            for n, pool in pools.items()
+        },
+        "protocols": [p.as_dict() for p in protocols],
+        "summary": summary,
+        "runs": runs,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        write_plot(results, tmp / PLOT_FILE)
+        write_report_section(results, tmp / REPORT_FILE, plot=tmp / PLOT_FILE)
+        results["files"] = {"plot": PLOT_FILE, "report_section": REPORT_FILE}
+        write_json(tmp / RESULTS_FILE, results)
+    return results

@@ -1,0 +1,163 @@
+"""The frozen classifier checkpoint: the independent judge of conditioning fidelity.
+
+``train-classifier`` trains one classifier on the full real training split (early stopping on
+val), tests it on the real test split and writes:
+
+``classifier.pt``
+    TorchScript module: images ``(N, 1, *spatial)`` with intensities in ``[0, 1]`` → logits
+    ``(N, K)``; any spatial size is accepted (resized inside to ``model_input_shape``).
+``classifier.json``
+    ``task, classes, spatial_dims, input_shape, model_input_shape, intensity_range,
+    val_balanced_accuracy, val_accuracy, test_accuracy, test_balanced_accuracy,
+    test_per_class_recall, n_train_items, format, file, sha256, provenance``.
+
+Logit ``k`` belongs to ``classes[k]``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..artifacts import atomic_output_dir, provenance, read_json, sha256_file, write_json
+from ..data.manifest import PreparedDataset
+from ..errors import UserError
+from .config import JudgeConfig
+from .data import load_real_splits, resolve_size, task_classes
+
+__all__ = ["CLASSIFIER_FILE", "META_FILE", "LoadedClassifier", "load_classifier", "predict", "predict_logits_judge",
+           "save_torchscript", "train_judge"]
+
+CLASSIFIER_FILE = "classifier.pt"
+META_FILE = "classifier.json"
+
+LoadedClassifier = tuple[torch.jit.ScriptModule, dict]
+
+
+def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, overwrite: bool = False) -> dict:
+    """Train, test and freeze the judge classifier; returns the ``classifier.json`` content.
+
+    Raises:
+        UserError: unknown task attribute, an empty split, an existing output folder.
+    """
+    from .classifier import predict_logits, train_classifier
+    from .metrics import classification_metrics
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    data = PreparedDataset.load(data_dir)
+    classes = task_classes(data, cfg.task)
+    shape = data.load_array(data.rows[0]).shape
+    size = resolve_size(cfg.classifier.image_size, shape)
+    splits = load_real_splits(data, cfg.task, classes, size)
+    result = train_classifier(
+        splits["train"], splits["val"], num_classes=len(classes), spatial_dims=data.dims, size=size,
+        model_cfg=cfg.classifier, train_cfg=cfg.train, seed=cfg.seed,
+        augment=cfg.augment if cfg.augment_training else None,
+    )
+    model = result.model.cpu().eval()
+    test = splits["test"]
+    pred = predict_logits(model, test.images).argmax(1)
+    m = classification_metrics(test.labels.numpy(), pred.numpy(), len(classes))
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        save_torchscript(model, tmp / CLASSIFIER_FILE)
+        meta = {
+            "task": cfg.task,
+            "classes": classes,
+            "spatial_dims": data.dims,
+            "input_shape": list(shape),
+            "model_input_shape": list(size),
+            "intensity_range": [0.0, 1.0],
+            "val_balanced_accuracy": result.val_balanced_accuracy,
+            "val_accuracy": result.val_accuracy,
+            "test_accuracy": m["accuracy"],
+            "test_balanced_accuracy": m["balanced_accuracy"],
+            "test_per_class_recall": dict(zip(classes, m["per_class_recall"], strict=True)),
+            "n_train_items": len(splits["train"]),
+            "n_test_items": len(test),
+            "best_epoch": result.best_epoch,
+            "epochs": result.epochs,
+            "format": "torchscript",
+            "file": CLASSIFIER_FILE,
+            "sha256": sha256_file(tmp / CLASSIFIER_FILE),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "provenance": provenance(cfg, cfg.seed, data=str(data.root)),
+        }
+        write_json(tmp / META_FILE, meta)
+    return meta
+
+
+def save_torchscript(model: torch.nn.Module, path: str | Path) -> None:
+    """Script ``model`` (a :class:`~uterosynth.downstream.classifier.Classifier`) and save it to ``path``."""
+    with warnings.catch_warnings():  # torch.jit is marked deprecated but remains the portable format
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(model.cpu().eval())
+        scripted.save(str(path))
+
+
+def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedClassifier:
+    """Load ``(module, meta)`` from a ``train-classifier`` folder, checking the sha256.
+
+    Raises:
+        UserError: files missing, not TorchScript, or ``classifier.pt`` differs from its sha256.
+    """
+    path = Path(path)
+    meta = read_json(path / META_FILE)
+    for key in ("task", "classes", "spatial_dims", "sha256"):
+        if key not in meta:
+            raise UserError(f"{path / META_FILE}: key '{key}' missing (write it with 'uterosynth downstream train-classifier')")
+    weights = path / meta.get("file", CLASSIFIER_FILE)
+    if not weights.is_file():
+        raise UserError(f"{weights}: classifier file not found")
+    digest = sha256_file(weights)
+    if digest != meta["sha256"]:
+        raise UserError(f"{weights}: sha256 {digest[:12]}… does not match {META_FILE} ({meta['sha256'][:12]}…); "
+                        "the checkpoint was changed, retrain it")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(weights), map_location=device).eval()
+    except Exception as err:
+        raise UserError(f"{weights}: not a TorchScript module ({str(err).splitlines()[0]})") from err
+    return module, meta
+
+
+def _as_batch(arrays: np.ndarray | torch.Tensor | Sequence[np.ndarray], spatial_dims: int) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(arrays) if not isinstance(arrays, torch.Tensor) else arrays).float()
+    if x.ndim == spatial_dims + 1:
+        x = x[:, None]
+    if x.ndim != spatial_dims + 2 or x.shape[1] != 1:
+        raise UserError(
+            f"predict: expected images (N, *spatial) or (N, 1, *spatial) with {spatial_dims} spatial axes, "
+            f"got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+@torch.inference_mode()
+def predict_logits_judge(
+    classifier: str | Path | LoadedClassifier, arrays: np.ndarray | torch.Tensor, *, batch_size: int = 64
+) -> torch.Tensor:
+    """Logits ``(N, K)`` of the judge for images ``(N, *spatial)`` or ``(N, 1, *spatial)`` in [0, 1]."""
+    module, meta = load_classifier(classifier) if isinstance(classifier, str | Path) else classifier
+    x = _as_batch(arrays, int(meta["spatial_dims"]))
+    device = next(iter(module.parameters())).device
+    chunks = [module(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(chunks) if chunks else torch.empty(0, len(meta["classes"]))
+
+
+def predict(
+    classifier: str | Path | LoadedClassifier, arrays: np.ndarray | torch.Tensor, *, batch_size: int = 64
+) -> list[str]:
+    """Class names predicted by the judge (a folder or a ``load_classifier`` result) for ``arrays``."""
+    loaded = load_classifier(classifier) if isinstance(classifier, str | Path) else classifier
+    logits = predict_logits_judge(loaded, arrays, batch_size=batch_size)
+    classes = loaded[1]["classes"]
+    return [classes[i] for i in logits.argmax(1).tolist()]

@@ -1,0 +1,90 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from downstream_fixtures import make_bar_dataset
+
+from uterosynth.data.manifest import PreparedDataset
+from uterosynth.downstream.classifier import build_classifier
+from uterosynth.downstream.config import ClassifierConfig, JudgeConfig
+from uterosynth.downstream.judge import (
+    load_classifier,
+    predict,
+    predict_logits_judge,
+    save_torchscript,
+    train_judge,
+)
+from uterosynth.errors import UserError
+
+
+@pytest.mark.slow
+def test_judge_learns_the_task_and_round_trips(tmp_path):
+    real = make_bar_dataset(tmp_path / "real", shape=(32, 32), items_per_subject=2)
+    cfg = JudgeConfig.model_validate({
+        "classifier": {"image_size": 24, "widen_factor": 0.125},
+        "train": {"max_epochs": 10, "min_epochs": 6, "patience": 2, "min_samples_per_epoch": 192},
+        "augment_training": False,
+    })
+    meta = train_judge(real, cfg, tmp_path / "judge")
+    on_disk = json.loads((tmp_path / "judge" / "classifier.json").read_text())
+    assert on_disk["classes"] == ["AVAF", "AVRF", "RVAF", "RVRF"] and on_disk["task"] == "orientation"
+    assert on_disk["spatial_dims"] == 2 and on_disk["input_shape"] == [32, 32] and on_disk["model_input_shape"] == [24, 24]
+    assert meta["test_accuracy"] >= 0.9 and meta["val_balanced_accuracy"] >= 0.9  # a learnable task is learnt
+    for key in ("sha256", "provenance", "model_input_shape", "test_per_class_recall", "format"):
+        assert key in on_disk
+
+    test = PreparedDataset.load(real, "test")
+    arrays = test.stack()
+    truth = [r["orientation"] for r in test.rows]
+    loaded = load_classifier(tmp_path / "judge")
+    names = predict(loaded, arrays)
+    assert np.mean([a == b for a, b in zip(names, truth, strict=True)]) == pytest.approx(meta["test_accuracy"])
+    assert predict(tmp_path / "judge", arrays[:, None]) == names  # (N, 1, H, W) and a folder work too
+    # any spatial size is resized inside the module
+    bigger = torch.nn.functional.interpolate(torch.from_numpy(arrays)[:, None], size=(48, 48), mode="bilinear")
+    assert predict_logits_judge(loaded, bigger).shape == (len(arrays), 4)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_torchscript_save_load_same_logits(tmp_path, spatial_dims):
+    size = (16,) * spatial_dims
+    torch.manual_seed(0)
+    model = build_classifier(ClassifierConfig(widen_factor=0.0625, image_size=16), spatial_dims, 3, size).eval()
+    x = torch.rand(4, 1, *size)
+    save_torchscript(model, tmp_path / "m.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is marked deprecated
+        loaded = torch.jit.load(str(tmp_path / "m.pt"))
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+def _fake_judge(tmp_path):
+    model = build_classifier(ClassifierConfig(widen_factor=0.0625, image_size=16), 2, 2, (16, 16)).eval()
+    save_torchscript(model, tmp_path / "classifier.pt")
+    from uterosynth.artifacts import sha256_file
+
+    meta = {"task": "orientation", "classes": ["A", "B"], "spatial_dims": 2, "sha256": sha256_file(tmp_path / "classifier.pt")}
+    (tmp_path / "classifier.json").write_text(json.dumps(meta))
+    return tmp_path
+
+
+def test_judge_checksum_mismatch(tmp_path):
+    root = _fake_judge(tmp_path)
+    with open(root / "classifier.pt", "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(UserError, match="does not match classifier.json"):
+        load_classifier(root)
+
+
+def test_judge_predict_wrong_shape(tmp_path):
+    root = _fake_judge(tmp_path)
+    assert predict(root, np.zeros((2, 16, 16), np.float32))[0] in ("A", "B")
+    with pytest.raises(UserError, match="expected images"):
+        predict(root, np.zeros((16, 16), np.float32))
+
+
+def test_judge_folder_missing(tmp_path):
+    with pytest.raises(UserError, match="classifier.json: file not found"):
+        load_classifier(tmp_path)
