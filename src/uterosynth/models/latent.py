@@ -328,7 +328,7 @@ def decode_tiled(
     if norm_stats not in ("whole", "tile"):
         raise ValueError(f"norm_stats must be 'whole' or 'tile', got {norm_stats!r}")
     tile = [min(int(t), s) for t, s in zip(tile, spatial, strict=True)]
-    probe = autoencoder.decode(z[:1, :, *[slice(0, 1)] * len(spatial)])
+    probe = autoencoder.decode(z[(slice(0, 1), slice(None), *[slice(0, 1)] * len(spatial))])
     factor = probe.shape[2]
     outputs = []
     with _SharedGroupNorm(autoencoder.decoder) as shared:

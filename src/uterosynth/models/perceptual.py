@@ -23,7 +23,7 @@ from torch import nn
 from ..config import StrictModel
 from ..errors import UserError
 
-__all__ = ["PerceptualConfig", "LPIPSDistance", "build_perceptual", "load_alexnet_features"]
+__all__ = ["PerceptualConfig", "LPIPSDistance", "build_perceptual", "check_weights_file", "load_alexnet_features"]
 
 # torchvision ``alexnet().features`` index -> lpips slice holding that layer
 _ALEX_SLICES = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
@@ -59,17 +59,27 @@ class PerceptualConfig(StrictModel):
         return self.network != "none" and self.weights is not None
 
 
+def check_weights_file(cfg: PerceptualConfig) -> None:
+    """Fail early (before any network is built) when the configured weights file is missing."""
+    if cfg.network != "none" and cfg.weights is not None and not Path(cfg.weights).is_file():
+        _missing(Path(cfg.weights))
+
+
+def _missing(path: Path) -> None:
+    raise UserError(
+        f"{path}: perceptual weights file not found (expected ImageNet AlexNet features as "
+        "safetensors with keys features.0.weight … features.10.bias; set perceptual.weights, "
+        "or perceptual.network=none)"
+    )
+
+
 def load_alexnet_features(path: str | Path) -> dict[str, torch.Tensor]:
     """Read torchvision-named AlexNet ``features.*`` weights; a missing file is a :class:`UserError`."""
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(
-            f"{path}: perceptual weights file not found (expected ImageNet AlexNet features as "
-            "safetensors with keys features.0.weight … features.10.bias; set perceptual.weights, "
-            "or perceptual.network=none)"
-        )
+        _missing(path)
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises several types for broken files

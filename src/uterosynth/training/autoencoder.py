@@ -28,7 +28,7 @@ from ..models.autoencoder import (
     build_discriminator,
     downsample_factor,
 )
-from ..models.perceptual import PerceptualConfig, build_perceptual
+from ..models.perceptual import PerceptualConfig, build_perceptual, check_weights_file
 from .config import LoopConfig, OptimizerConfig
 from .loop import OptimGroup, Parts, Trainer, make_adamw
 from .metrics import reconstruction_metrics
@@ -251,6 +251,7 @@ def train_autoencoder(
     from .distributed import init_distributed
 
     out = Path(out)
+    check_weights_file(cfg.perceptual)
     data = PreparedDataset.load(data_path)
     _check_data(cfg, data)
     dist_info = init_distributed(cfg.train.device)

@@ -303,7 +303,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- training
     def _resume(self, resume: bool) -> int | None:
-        found = ckpt.find_checkpoint(self.out) if resume else None
+        found = None
+        if resume:  # rank 0 first: it may have to recover a checkpoint swap cut by a kill
+            if self.dist.is_main:
+                found = ckpt.find_checkpoint(self.out)
+            barrier(self.dist)
+            if not self.dist.is_main:
+                found = ckpt.find_checkpoint(self.out)
         if found is None:
             if self.dist.is_main and (self.out / "metrics.jsonl").exists():
                 (self.out / "metrics.jsonl").unlink()
