@@ -11,6 +11,7 @@ import pytest
 
 from uterosynth.data.manifest import write_manifest
 
+
 def make_prepared_dataset(
     root: Path,
     *,
