@@ -168,7 +168,11 @@ def _nearest(
     ncc = ncc_search(grid_q, grid_t, k=cfg.shortlist, max_shift=shift, flip_axes=flips, query_groups=query_groups,
                      reference_groups=train_groups, block_elements=cfg.block_elements)
     out["ncc"] = (ncc.values[:, 0], ncc.indices[:, 0], ncc.transforms[:, 0])
-    shortlist = [ncc.indices]
+    # SSIM compares unshifted images, so the unshifted NCC ranking joins the shortlist (2 of the
+    # alignments' matrix products, i.e. a small extra cost)
+    unshifted = ncc_search(grid_q, grid_t, k=cfg.shortlist, max_shift=0, flip_axes=flips, query_groups=query_groups,
+                           reference_groups=train_groups, block_elements=cfg.block_elements)
+    shortlist = [ncc.indices, unshifted.indices]
     if extractor is not None and train_features is not None:
         feats = embed(extractor, query)
         emb = cosine_search(feats, train_features, k=cfg.shortlist, query_groups=query_groups,

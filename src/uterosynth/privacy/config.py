@@ -37,7 +37,7 @@ class AuditConfig(StrictModel):
     max_shift: int = Field(4, ge=0, le=32)
     flip: bool = True
     ssim_window: int = Field(7, ge=3)
-    shortlist: int = Field(10, ge=1)
+    shortlist: int = Field(5, ge=1)
     per_slice: bool = True
     min_slice_std: float = Field(0.01, ge=0.0)
     report_pairs: int = Field(16, ge=0)

@@ -256,9 +256,19 @@ def cosine_search(
 
 
 def _pool(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Uniform mean over every complete ``window``-voxel window of ``(N, *spatial)``."""
-    pool = F.avg_pool2d if x.dim() == 3 else F.avg_pool3d
-    return pool(x.unsqueeze(1), window, stride=1).squeeze(1)
+    """Uniform mean over every complete ``window``-voxel window of ``(N, *spatial)``.
+
+    Separable sums of shifted views, one axis at a time (``window`` additions per voxel and
+    axis; about twice as fast on CPU as ``avg_pool2d``, which is also used nowhere else).
+    """
+    out = x
+    for axis in range(1, x.dim()):
+        n = out.shape[axis] - window + 1
+        acc = out.narrow(axis, 0, n).clone()
+        for d in range(1, window):
+            acc += out.narrow(axis, d, n)
+        out = acc
+    return out / window ** (x.dim() - 1)
 
 
 def _ssim_window(spatial: Sequence[int], window: int) -> int:
@@ -296,7 +306,7 @@ def ssim_search(
     window: int = 7,
     data_range: float = 1.0,
     flip_axes: Sequence[int] = (),
-    block_pairs: int = 4096,
+    block_pairs: int = 1024,
 ) -> Neighbours:
     """The most SSIM-similar reference among ``candidates`` for each query (exact on the shortlist).
 
@@ -328,29 +338,29 @@ def ssim_search(
     transforms = torch.zeros((n_query, 1), dtype=torch.long)
     n_views = 1 + len(flip_axes)
     q_block = max(1, block_pairs // max(1, n_cand * n_views))
+    n = window**spatial_dims
+    cov = n / (n - 1)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     for q0 in range(0, n_query, q_block):
         q1 = min(q0 + q_block, n_query)
         qb = query[q0:q1].float()
-        qviews = torch.stack([qb] + [qb.flip(a + 1) for a in flip_axes], dim=1)  # (B, V, *sp)
         b = qb.shape[0]
+        qviews = torch.stack([qb] + [qb.flip(a + 1) for a in flip_axes], dim=1)  # (B, V, *sp)
         cand = candidates[q0:q1]
         valid = cand >= 0
         safe = cand.clamp_min(0)
-        qv = qviews.flatten(0, 1)
-        q_mu = _pool(qv, window)
-        q_var = _pool(qv * qv, window) - q_mu * q_mu
+        q_mu = _pool(qviews.flatten(0, 1), window)
+        q_var = (_pool(qviews.flatten(0, 1).square(), window) - q_mu.square()).view(b, n_views, 1, *q_mu.shape[1:])
         q_mu = q_mu.view(b, n_views, 1, *q_mu.shape[1:])
-        q_var = q_var.view(b, n_views, 1, *q_var.shape[1:])
-        y = ref[safe]  # (B, K, *sp)
-        prod = qviews.unsqueeze(2) * y.unsqueeze(1)  # (B, V, K, *sp)
-        m_xy = _pool(prod.flatten(0, 2), window).view(b, n_views, n_cand, *q_mu.shape[3:])
-        y_mu = ref_mu[safe].unsqueeze(1)
-        y_var = ref_var[safe].unsqueeze(1)
-        cxy = m_xy - q_mu * y_mu
-        s = _ssim_from_moments(
-            q_mu.expand_as(cxy).flatten(0, 2), y_mu.expand_as(cxy).flatten(0, 2), q_var.expand_as(cxy).flatten(0, 2),
-            y_var.expand_as(cxy).flatten(0, 2), cxy.flatten(0, 2), window, spatial_dims, data_range,
-        ).view(b, n_views, n_cand)
+        y_mu, y_var = ref_mu[safe].unsqueeze(1), ref_var[safe].unsqueeze(1)  # (B, 1, K, *p)
+        prod = qviews.unsqueeze(2) * ref[safe].unsqueeze(1)  # (B, V, K, *sp)
+        cxy = _pool(prod.flatten(0, 2), window).view(b, n_views, n_cand, *q_mu.shape[3:])
+        del prod
+        mu_xy = q_mu * y_mu
+        # SSIM = (2 mu_x mu_y + C1)(2 cov_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2)), in place
+        num = cxy.sub_(mu_xy).mul_(2 * cov).add_(c2).mul_(mu_xy.mul(2).add_(c1))
+        den = (q_var + y_var).mul_(cov).add_(c2).mul_(q_mu.square() + y_mu.square() + c1)
+        s = num.div_(den).flatten(3).mean(dim=3)  # (B, V, K)
         s = s.masked_fill(~valid.unsqueeze(1), -torch.inf)
         per_cand, view = s.max(dim=1)  # (B, K)
         best, pos = per_cand.max(dim=1)
