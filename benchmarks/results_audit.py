@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_anatomy_subject  # noqa: E402
-
 from uterosynth.privacy.audit import ItemSet, run_audit  # noqa: E402
 from uterosynth.privacy.config import AuditConfig  # noqa: E402
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_anatomy_dataset, make_anatomy_subject, make_synthetic_set
 
+from conftest import make_anatomy_dataset, make_anatomy_subject, make_synthetic_set
 from uterosynth.cli import main
 from uterosynth.errors import UserError
 from uterosynth.privacy.audit import ItemSet, run_audit

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_anatomy_subject
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
+from conftest import make_anatomy_subject
 from uterosynth.errors import UserError
 from uterosynth.privacy.similarity import (
     alignments,

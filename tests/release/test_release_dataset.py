@@ -12,8 +12,8 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from conftest import make_synthetic_set
 
+from conftest import make_synthetic_set
 from uterosynth.artifacts import sha256_file
 from uterosynth.cli import main
 from uterosynth.errors import DataError
@@ -64,7 +64,7 @@ def test_release_drops_flagged_and_writes_everything(tmp_path):
     assert _run(["release", "--synthetic", str(syn), "--audit", str(audit), "--out", str(out), "--licence", "CC-BY-NC-4.0"]) == 0
     assert sorted(p.name for p in (out / "nifti").iterdir()) == [f"synthetic_00000{i}.nii.gz" for i in (0, 2, 4)]
     assert len(list((out / "png").iterdir())) == 3
-    rows = list(csv.DictReader(open(out / "metadata.csv")))
+    rows = list(csv.DictReader((out / "metadata.csv").read_text().splitlines()))
     assert [int(r["index"]) for r in rows] == [0, 2, 4] and rows[0]["condition_orientation"] == "RVRF"
     assert rows[0]["similarity_image_ncc"] == "0.5"
     img = nib.load(str(out / "nifti" / "synthetic_000000.nii.gz"))

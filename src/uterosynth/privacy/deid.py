@@ -150,9 +150,10 @@ def _contents(path: Path) -> Iterable[bytes]:
     yield data
     if data[:2] == b"\x1f\x8b":  # gzip (e.g. .nii.gz): check the decompressed bytes too
         try:
-            yield gzip.decompress(data)
+            unpacked = gzip.decompress(data)
         except (OSError, EOFError):
-            pass
+            unpacked = b""
+        yield unpacked
 
 
 def find_identifiers(folder: str | Path, identifiers: Iterable[str]) -> list[tuple[str, str]]:

@@ -117,7 +117,7 @@ def release_dataset(
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         for sub in ("nifti", "png"):
             (tmp / sub).mkdir()
-        for n, record in enumerate(released):
+        for record in released:
             path = syn.item_path(record)
             try:
                 img = nib.load(str(path))
