@@ -106,7 +106,7 @@ def main() -> None:
     p.add_argument("--new-subjects", type=int, default=600)
     p.add_argument("--copies-per-kind", type=int, default=100)
     p.add_argument("--slices", type=int, default=5)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--write", action="store_true", help="update '## Privacy audit' in docs/RESULTS.md")
     args = p.parse_args()
@@ -136,7 +136,8 @@ def _write(args, out) -> None:
     measures = "\n".join(f"| {k} | {100 * v['copies']:.1f} % | {100 * v['new']:.1f} % |" for k, v in out["per_measure"].items())
     body = f"""Planted-copy experiment on anatomy-like {args.size}×{args.size} slices ({args.slices} correlated slices per
 subject; training, held-out and new subjects drawn from one generator), default audit settings
-(NCC on a 32-voxel grid with ±1 shift and flip, SSIM on the NCC shortlist; no encoder), thresholds
+(NCC on a 32-voxel grid over ±4 px shifts and the horizontal flip, SSIM on the shortlist of the
+5 best shifted and 5 best unshifted NCC matches; no encoder), thresholds
 at the 0.99 quantile of held-out nearest-training similarities.
 
 - training items: {out['train_items']}, held-out items: {out['holdout_items']}
@@ -146,6 +147,10 @@ at the 0.99 quantile of held-out nearest-training similarities.
 - **genuinely new samples flagged: {100 * out['new_flagged']:.1f} %** (required ≤ 5 %)
 - held-out false-flag rate, leave-one-subject-out, any measure: {100 * out['holdout_false_flag_rate_loso']:.1f} %
 - flagged per kind: {kinds}
+
+The rate on new samples is above the nominal 1 % per measure because the 0.99 quantile is
+estimated from a finite held-out set ({out['holdout_items']} items of {args.holdout_subjects} subjects, slices of a
+subject correlated); the leave-one-subject-out estimate above is the audit's own prediction of it.
 
 | measure | copies flagged | new flagged |
 | --- | --- | --- |

@@ -10,10 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from conftest import assert_no_identifiers, make_anatomy_dataset, make_anatomy_subject, make_synthetic_set
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from conftest import assert_no_identifiers, make_anatomy_dataset, make_anatomy_subject, make_synthetic_set
 from uterosynth.cli import main
 from uterosynth.privacy.deid import REMOVE_ATTRIBUTES, find_identifiers, scrub_dataset
 
