@@ -78,6 +78,7 @@ def test_audit_cli_writes_calibrated_artifacts(spatial_dims, tmp_path, capsys):
     assert "source_path" not in json.dumps(doc)
 
 
+@pytest.mark.slow
 def test_audit_embedding_measure_with_torchscript_encoder(tmp_path):
     prep, syn, n_new = _sets(2, tmp_path)
 

@@ -345,29 +345,38 @@ def ssim_search(
         q1 = min(q0 + q_block, n_query)
         qb = query[q0:q1].float()
         b = qb.shape[0]
+        cand = _drop_repeats(candidates[q0:q1])  # the shortlist merges several rankings
+        rows, cols = torch.nonzero(cand >= 0, as_tuple=True)
+        refs = cand[rows, cols]
         qviews = torch.stack([qb] + [qb.flip(a + 1) for a in flip_axes], dim=1)  # (B, V, *sp)
-        cand = candidates[q0:q1]
-        valid = cand >= 0
-        safe = cand.clamp_min(0)
         q_mu = _pool(qviews.flatten(0, 1), window)
-        q_var = (_pool(qviews.flatten(0, 1).square(), window) - q_mu.square()).view(b, n_views, 1, *q_mu.shape[1:])
-        q_mu = q_mu.view(b, n_views, 1, *q_mu.shape[1:])
-        y_mu, y_var = ref_mu[safe].unsqueeze(1), ref_var[safe].unsqueeze(1)  # (B, 1, K, *p)
-        prod = qviews.unsqueeze(2) * ref[safe].unsqueeze(1)  # (B, V, K, *sp)
-        cxy = _pool(prod.flatten(0, 2), window).view(b, n_views, n_cand, *q_mu.shape[3:])
+        q_var = (_pool(qviews.flatten(0, 1).square(), window) - q_mu.square()).view(b, n_views, *q_mu.shape[1:])[rows]
+        q_mu = q_mu.view(b, n_views, *q_mu.shape[1:])[rows]  # (P, V, *p)
+        y_mu, y_var = ref_mu[refs].unsqueeze(1), ref_var[refs].unsqueeze(1)  # (P, 1, *p)
+        prod = qviews[rows] * ref[refs].unsqueeze(1)  # (P, V, *sp)
+        cxy = _pool(prod.flatten(0, 1), window).view_as(q_mu)
         del prod
         mu_xy = q_mu * y_mu
         # SSIM = (2 mu_x mu_y + C1)(2 cov_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2)), in place
         num = cxy.sub_(mu_xy).mul_(2 * cov).add_(c2).mul_(mu_xy.mul(2).add_(c1))
         den = (q_var + y_var).mul_(cov).add_(c2).mul_(q_mu.square() + y_mu.square() + c1)
-        s = num.div_(den).flatten(3).mean(dim=3)  # (B, V, K)
-        s = s.masked_fill(~valid.unsqueeze(1), -torch.inf)
-        per_cand, view = s.max(dim=1)  # (B, K)
+        pair_best, pair_view = num.div_(den).flatten(2).mean(dim=2).max(dim=1)  # (P,)
+        per_cand = torch.full((b, n_cand), -torch.inf)
+        per_cand[rows, cols] = pair_best
+        view = torch.zeros((b, n_cand), dtype=torch.long)
+        view[rows, cols] = pair_view
         best, pos = per_cand.max(dim=1)
         values[q0:q1, 0] = best
         indices[q0:q1, 0] = torch.where(torch.isinf(best), torch.full_like(pos, -1), cand.gather(1, pos[:, None])[:, 0])
         transforms[q0:q1, 0] = view.gather(1, pos[:, None])[:, 0]
     return Neighbours(values, indices, transforms)
+
+
+def _drop_repeats(cand: torch.Tensor) -> torch.Tensor:
+    """``(B, K)`` candidate indices with repeats within a row replaced by ``-1``."""
+    srt, order = cand.sort(dim=1)
+    repeat = torch.cat([torch.zeros_like(srt[:, :1], dtype=torch.bool), srt[:, 1:] == srt[:, :-1]], dim=1)
+    return cand.masked_fill(torch.zeros_like(repeat).scatter_(1, order, repeat), -1)
 
 
 @torch.inference_mode()
