@@ -88,8 +88,10 @@ def main() -> None:
                f"--holdout {args.holdout} --size {args.size} --write")
         body = f"""Memorisation audit of {args.synthetic:,} synthetic × {args.train:,} training 2D {args.size}×{args.size} items,
 calibrated on {args.holdout:,} held-out items; default settings (NCC on a 32² grid, ±1 grid voxel = ±4 px
-shifts × horizontal flip = 18 alignments, exact over all pairs; SSIM on the 5-candidate NCC shortlist; no encoder).
-Images in memory (loading 20 000 NIfTI files adds I/O time on top).
+shifts × horizontal flip = 18 alignments, exact over all pairs; SSIM on the shortlist of the 5 best shifted and 5 best unshifted NCC
+matches; no encoder).
+Images in memory (loading 20 000 NIfTI files adds I/O time on top); memory is the images
+(N × H × W × 4 bytes per set) plus score blocks bounded by `block_elements`.
 
 - audit time: **{out['seconds_audit']} s** wall ({out['seconds_audit'] / 60:.1f} min), {out['cpu_seconds_audit']} s CPU,
   peak resident memory **{out['peak_rss_gib']} GiB**
@@ -98,6 +100,12 @@ Images in memory (loading 20 000 NIfTI files adds I/O time on top).
 
 ```bash
 {cmd}
+```
+
+Full-size run (10 000 × 10 000, + 1 000 held-out; run it on a quiet machine):
+
+```bash
+PYTHONPATH=src python benchmarks/bench_audit.py --write
 ```
 """
         replace_section(ROOT / "docs" / "BENCHMARKS.md", "## Privacy audit", body, title="# Benchmarks")
