@@ -32,5 +32,6 @@ def audit(
                                                       "quantile": quantile})
     summary = write_audit(train, str(synthetic), str(out), config=cfg,
                           encoder=None if encoder is None else str(encoder), overwrite=overwrite)
-    summary.pop("flagged_indices", None) if not as_json else None
+    if not as_json:
+        summary.pop("flagged_indices", None)
     emit_summary(summary, as_json=as_json, title="audit")

@@ -19,8 +19,8 @@ reference image ``y`` (training), all of shape ``(*spatial)`` with ``spatial_dim
   defaults), maximised over the same mirror images. SSIM is a mean of per-window *ratios*, so
   it is not a matrix product. Local means and variances are pooled once per image; only the
   cross term ``pool(x * y)`` is pair-specific. It is computed exactly, vectorised, for a
-  *shortlist* of candidates per query (the top-k under NCC and under the embedding), and the
-  best of them is reported. Near-copies, the pairs that matter, rank at the top of NCC, so
+  *shortlist* of candidates per query (the top-k under NCC with and without shifts and under
+  the embedding; each distinct candidate scored once), and the best of them is reported. Near-copies, the pairs that matter, rank at the top of NCC, so
   they are on the shortlist; tests compare the shortlist answer with brute-force SSIM over
   all pairs.
 
