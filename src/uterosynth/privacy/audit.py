@@ -289,6 +289,9 @@ def run_audit(
     if len(overlap) == len(set(holdout.subjects)):
         raise UserError("audit: every held-out subject also occurs in the training set; use a subject-level held-out split")
 
+    if len(holdout) < 100:
+        log.warning("only %d held-out items calibrate the thresholds; the %.3g quantile is unstable", len(holdout),
+                    cfg.quantile)
     modes: list[ModeResult] = []
     dims = train.spatial_dims
     mode_name = "image" if dims == 2 else "volume"

@@ -23,7 +23,7 @@ LIMITATIONS = """- Synthetic images reproduce the training data's distribution, 
   strengths, populations, pathology prevalence); conditions the model saw rarely are rendered less faithfully.
 - Images can contain anatomically implausible detail that looks real; condition labels are what the model
   was asked for, not verified findings.
-- The memorisation audit flags near-copies under the measures and thresholds stated below; it lowers but
+- The memorisation audit flags near-copies under the measures and thresholds stated in the audit section; it lowers but
   does not remove the risk that a sample reveals a training subject (e.g. a copy of a small region, or a
   rare anatomy recognisable without pixel similarity). Thresholds are calibrated on held-out real images,
   so about 1 - quantile of genuinely new samples per measure are also dropped."""
@@ -41,6 +41,9 @@ def audit_summary_md(audit: dict[str, Any] | None) -> str:
         f"- calibration: threshold = {c['quantile']} quantile of the nearest-training similarity of "
         f"{c['holdout_items']} held-out real items from {c['holdout_subjects']} subjects",
     ]
+    if c["holdout_items"] < 100:
+        lines.append(f"- **caution:** only {c['holdout_items']} held-out items calibrated the thresholds; a high quantile "
+                     "of so few values is close to their maximum and unstable")
     ffr = c.get("false_flag_rate", {})
     if ffr.get("available"):
         lines.append(f"- estimated false-flag rate on held-out real items (leave-one-subject-out, any measure): "
