@@ -84,6 +84,9 @@ def main() -> None:
             f"(+1 000 held-out) = {full:,} pairs: **≈ {out['seconds_audit'] * full / pairs / 60:.0f} min wall at this "
             f"load, ≈ {out['cpu_seconds_audit'] * full / pairs / 60 / out['cpus']:.0f} min on {out['cpus']} uncontended cores** "
             f"(CPU time / cores; extrapolated, not measured)")
+        full_cmd = "" if pairs >= full else (
+            "\nFull-size run (10 000 × 10 000, + 1 000 held-out; run it on a quiet machine):\n\n"
+            "```bash\nPYTHONPATH=src python benchmarks/bench_audit.py --write\n```\n")
         cmd = (f"PYTHONPATH=src python benchmarks/bench_audit.py --synthetic {args.synthetic} --train {args.train} "
                f"--holdout {args.holdout} --size {args.size} --write")
         body = f"""Memorisation audit of {args.synthetic:,} synthetic × {args.train:,} training 2D {args.size}×{args.size} items,
@@ -101,13 +104,7 @@ Images in memory (loading 20 000 NIfTI files adds I/O time on top); memory is th
 ```bash
 {cmd}
 ```
-
-Full-size run (10 000 × 10 000, + 1 000 held-out; run it on a quiet machine):
-
-```bash
-PYTHONPATH=src python benchmarks/bench_audit.py --write
-```
-"""
+{full_cmd}"""
         replace_section(ROOT / "docs" / "BENCHMARKS.md", "## Privacy audit", body, title="# Benchmarks")
 
 
