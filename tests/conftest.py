@@ -71,24 +71,145 @@ def prepared_2d(tmp_path: Path) -> Path:
 def prepared_3d(tmp_path: Path) -> Path:
     return make_prepared_dataset(tmp_path / "prepared3d", dims=3, shape=(16, 16, 8), items_per_subject=1)
 
-def make_synthetic_set(root: Path, arrays: np.ndarray, conditions: list[dict] | None = None, dims: int = 2) -> Path:
-    """Write a synthetic set: ``items/<index>.nii.gz`` ((H, W, 1) for 2D, (H, W, D) for 3D),
-    ``metadata.jsonl`` (index, path, condition) and ``synthetic.json`` (dims)."""
+
+# --- privacy: anatomy-like test images, synthetic sets, identifier scan ----------------------------
+
+
+def _soft_ellipse(yy, xx, cy, cx, ry, rx, angle, edge=0.04):
+    """A smooth-edged ellipse mask in [0, 1] on normalised coordinates."""
+    c, s = np.cos(angle), np.sin(angle)
+    u = ((yy - cy) * c + (xx - cx) * s) / ry
+    v = (-(yy - cy) * s + (xx - cx) * c) / rx
+    r = np.sqrt(u * u + v * v)
+    from scipy.special import expit
+
+    return expit(-(r - 1.0) / edge)
+
+
+def make_anatomy_subject(rng: np.random.Generator, shape: tuple[int, int], n_slices: int) -> np.ndarray:
+    """Anatomy-like sagittal slices of ONE subject ``(n_slices, H, W)`` in ``[0, 1]``.
+
+    A body outline, a tilted uterus with a bright endometrial stripe, a bladder, a few myoma-like
+    blobs and a subject-specific smooth texture; slices of the subject vary smoothly with the
+    slice position (so neighbouring slices are strongly correlated) and carry their own noise.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    h, w = shape
+    yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    body = (rng.uniform(-0.05, 0.05, 2), rng.uniform(0.75, 0.9), rng.uniform(0.65, 0.85), rng.uniform(0.25, 0.4))
+    ut_c = rng.uniform(-0.25, 0.25, 2)
+    ut_r = (rng.uniform(0.18, 0.32), rng.uniform(0.09, 0.16))
+    ut_angle = rng.uniform(-1.1, 1.1)
+    ut_int = rng.uniform(0.35, 0.6)
+    bl_c = (ut_c[0] + rng.uniform(0.15, 0.35), ut_c[1] - rng.uniform(0.3, 0.5))
+    bl_r = (rng.uniform(0.1, 0.22), rng.uniform(0.12, 0.25))
+    blobs = [(rng.uniform(-0.5, 0.5, 2), rng.uniform(0.05, 0.14), rng.uniform(0.05, 0.2)) for _ in range(rng.integers(1, 4))]
+    texture = gaussian_filter(rng.standard_normal(shape), sigma=max(h, w) / 24)
+    texture /= texture.std() + 1e-8
+    out = np.empty((n_slices, h, w), dtype=np.float32)
+    for k in range(n_slices):
+        t = (k - (n_slices - 1) / 2) / max(n_slices, 1)
+        shrink = np.sqrt(max(1 - 2.5 * t * t, 0.2))
+        img = body[3] * _soft_ellipse(yy, xx, body[0][0], body[0][1], body[1], body[2], 0.0)
+        img = img * (1 + 0.12 * texture)
+        ut = _soft_ellipse(yy, xx, ut_c[0], ut_c[1] + 0.1 * t, ut_r[0] * shrink, ut_r[1] * shrink, ut_angle)
+        img = img * (1 - ut) + ut_int * ut
+        endo = _soft_ellipse(yy, xx, ut_c[0], ut_c[1] + 0.1 * t, ut_r[0] * shrink * 0.6, ut_r[1] * shrink * 0.25, ut_angle)
+        img = img * (1 - endo) + 0.85 * endo
+        bl = _soft_ellipse(yy, xx, bl_c[0], bl_c[1], bl_r[0] * shrink, bl_r[1] * shrink, 0.3)
+        img = img * (1 - bl) + 0.95 * bl
+        for centre, radius, value in blobs:
+            m = _soft_ellipse(yy, xx, centre[0], centre[1] + 0.15 * t, radius * shrink, radius * shrink, 0.0)
+            img = img * (1 - m) + value * m
+        img = img + 0.02 * rng.standard_normal(shape)
+        out[k] = np.clip(img, 0.0, 1.0)
+    return out
+
+
+def make_anatomy_dataset(
+    root: Path,
+    *,
+    subjects: dict[str, int],
+    slices_per_subject: int = 4,
+    shape: tuple[int, int] = (48, 48),
+    dims: int = 2,
+    seed: int = 0,
+) -> Path:
+    """A prepared dataset of anatomy-like items; ``subjects`` maps split → number of subjects.
+
+    2D: ``slices_per_subject`` slice items per subject. 3D: one ``(H, W, slices_per_subject)``
+    volume per subject.
+    """
+    (root / "items").mkdir(parents=True)
+    spacing = (0.8, 0.8, 4.0)
+    affine = np.diag([*spacing, 1.0])
+    rows = []
+    s = 0
+    for split, count in subjects.items():
+        for _ in range(count):
+            subject = f"S{s:04d}"
+            slices = make_anatomy_subject(np.random.default_rng([seed, s]), shape, slices_per_subject)
+            stored = [slices[k][..., None] for k in range(len(slices))] if dims == 2 else [np.moveaxis(slices, 0, -1)]
+            for k, arr in enumerate(stored):
+                item_id = f"{subject}_{k:03d}"
+                nib.save(nib.Nifti1Image(arr.astype(np.float32), affine), str(root / "items" / f"{item_id}.nii.gz"))
+                rows.append({"item_id": item_id, "path": f"items/{item_id}.nii.gz", "subject": subject, "split": split,
+                             "dims": dims, "shape": "x".join(map(str, arr.shape if dims == 3 else shape)),
+                             "spacing": "x".join(map(str, spacing)), "slice_index": k if dims == 2 else -1,
+                             "source": "test", "source_path": "", "prep_hash": "test", "orientation": "AVAF"})
+            s += 1
+    write_manifest(root / "manifest.csv", rows, ["orientation"])
+    info = {"dims": dims, "attributes": ["orientation"], "shape": list(rows[0]["shape"].split("x")),
+            "spacing": list(spacing), "affine": affine.tolist(), "seed": seed, "uterosynth_version": "test", "config": {}}
+    (root / "dataset.json").write_text(json.dumps(info))
+    return root
+
+
+def make_synthetic_set(
+    root: Path, arrays: np.ndarray, conditions: list[dict] | None = None, dims: int = 2
+) -> Path:
+    """Write a synthetic set (``items/*.nii.gz``, ``previews/*.png``, ``metadata.jsonl``, ``synthetic.json``).
+
+    Args:
+        root: the folder to create.
+        arrays: ``(N, H, W)`` for ``dims=2`` or ``(N, H, W, D)`` for ``dims=3``, intensities in [0, 1].
+        conditions: one ``{attribute: value}`` dict per item (default: empty dicts).
+        dims: 2 or 3.
+    """
+    import matplotlib.image
+
     from uterosynth.data.synthetic import write_metadata
 
-    root = Path(root)
+    arrays = np.asarray(arrays, dtype=np.float32)
+    conditions = conditions or [{} for _ in range(len(arrays))]
     (root / "items").mkdir(parents=True, exist_ok=True)
-    conditions = conditions if conditions is not None else [{} for _ in range(len(arrays))]
+    (root / "previews").mkdir(exist_ok=True)
+    affine = np.diag([0.8, 0.8, 4.0, 1.0])
+    model_hash = "0" * 64
     records = []
-    for index, array in enumerate(np.asarray(arrays, dtype=np.float32)):
-        stored = array[..., None] if dims == 2 else array
-        path = f"items/{index:05d}.nii.gz"
-        nib.save(nib.Nifti1Image(stored, np.diag([0.8, 0.8, 4.0, 1.0])), str(root / path))
-        records.append({"index": index, "path": path, "condition": dict(conditions[index])})
+    for i, arr in enumerate(arrays):
+        stored = arr[..., None] if dims == 2 else arr
+        nib.save(nib.Nifti1Image(stored, affine), str(root / "items" / f"{i:06d}.nii.gz"))
+        preview = arr if dims == 2 else arr[:, :, arr.shape[2] // 2]
+        matplotlib.image.imsave(root / "previews" / f"{i:06d}.png", np.clip(preview, 0, 1), cmap="gray", vmin=0, vmax=1)
+        records.append({"index": i, "path": f"items/{i:06d}.nii.gz", "preview": f"previews/{i:06d}.png", "seed": 1000 + i,
+                        "condition": conditions[i], "prompt": "", "sampler": "ddim", "steps": 50, "guidance": 3.0,
+                        "model_hash": model_hash, "seconds": 0.1})
     write_metadata(root / "metadata.jsonl", records)
-    (root / "synthetic.json").write_text(json.dumps({"dims": dims, "uterosynth_version": "test"}))
-
+    info = {"dims": dims, "model_hash": model_hash, "sampler": "ddim", "steps": 50, "guidance": 3.0,
+            "uterosynth_version": "test", "seed": 1000, "config": {}}
+    (root / "synthetic.json").write_text(json.dumps(info))
     return root
+
+
+def assert_no_identifiers(folder: Path, identifiers: list[str]) -> None:
+    """Fail if any identifier occurs in the bytes of any file under ``folder`` (gzip content too)."""
+    from uterosynth.privacy.deid import find_identifiers
+
+    hits = find_identifiers(folder, identifiers)
+    assert not hits, f"identifiers found in written files: {hits[:10]}"
+
 
 def make_blob_synthetic_set(
     root: Path,

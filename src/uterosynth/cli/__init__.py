@@ -36,6 +36,7 @@ COMMAND_MODULES: list[str] = [
     "sample",
     "phantom",
     "downstream",
+    "audit", "release",
 ]
 
 

@@ -1,0 +1,37 @@
+"""``uterosynth audit``: calibrated memorisation audit of a synthetic set against its training data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt, emit_summary
+
+
+@app.command("audit")
+def audit(
+    train: str = typer.Option(..., "--train", help="Prepared dataset DIR or DIR:train (training items)."),
+    synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic set folder."),
+    out: Path = typer.Option(..., "--out", help="Output folder for audit.json and audit.html."),
+    holdout: str = typer.Option(None, "--holdout", help="Held-out split calibrating the thresholds: test (default) or val."),
+    encoder: Path = typer.Option(None, "--encoder", help="TorchScript feature extractor for the embedding measure."),
+    quantile: float = typer.Option(None, "--quantile", help="Threshold quantile of held-out similarities (default 0.99)."),
+    config: Path = ConfigOpt,
+    overrides: list[str] = SetOpt,
+    overwrite: bool = OverwriteOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Find every synthetic sample's nearest training items (NCC, SSIM, embedding) and flag near-copies."""
+    from ..config import load_config, parse_overrides
+    from ..privacy.config import AuditConfig
+    from ..privacy.report import write_audit
+
+    cfg = load_config(AuditConfig, config, overrides={**parse_overrides(overrides or []), "holdout": holdout,
+                                                      "quantile": quantile})
+    summary = write_audit(train, str(synthetic), str(out), config=cfg,
+                          encoder=None if encoder is None else str(encoder), overwrite=overwrite)
+    if not as_json:
+        summary.pop("flagged_indices", None)
+    emit_summary(summary, as_json=as_json, title="audit")

@@ -1,0 +1,54 @@
+"""``uterosynth release`` and ``uterosynth release-model``: publishable dataset and model folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+from .common import JsonOpt, OverwriteOpt, emit_summary
+
+LicenceOpt = typer.Option("CC-BY-4.0", "--licence", help="Licence written into the datasheet / model card.")
+NoAuditOpt = typer.Option(False, "--no-audit", help="Release without an audit (stated loudly in the datasheet).")
+
+
+@app.command("release")
+def release(
+    synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic set folder."),
+    out: Path = typer.Option(..., "--out", help="Release folder to write."),
+    audit: Path = typer.Option(None, "--audit", help="Audit folder (from 'uterosynth audit'); flagged samples are dropped."),
+    no_audit: bool = NoAuditOpt,
+    dicom: bool = typer.Option(False, "--dicom", help="Also write DICOM series (secondary capture, marked synthetic)."),
+    dicom_reference: Path = typer.Option(
+        None, "--dicom-reference", help="Real DICOM file/folder whose acquisition descriptors (field strength, "
+        "sequence, TR/TE) are copied into the DICOM files; identifiers are never copied. Implies --dicom."),
+    licence: str = LicenceOpt,
+    overwrite: bool = OverwriteOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Release the audited synthetic samples as NIfTI, PNG (and DICOM) with metadata.csv, DATASHEET.md, SHA256SUMS."""
+    from ..release.release import release_dataset
+
+    summary = release_dataset(synthetic, audit, out, no_audit=no_audit, dicom=dicom, dicom_reference=dicom_reference,
+                              licence=licence, overwrite=overwrite)
+    emit_summary(summary, as_json=as_json, title="release")
+
+
+@app.command("release-model")
+def release_model(
+    model: Path = typer.Option(..., "--model", help="Model checkpoint folder (model.safetensors + model.json)."),
+    out: Path = typer.Option(..., "--out", help="Release folder to write."),
+    audit: Path = typer.Option(None, "--audit", help="Audit of samples of this model (results go into MODEL_CARD.md)."),
+    no_audit: bool = NoAuditOpt,
+    include_train_state: bool = typer.Option(False, "--include-train-state", help="Also copy train_state.pt."),
+    licence: str = LicenceOpt,
+    overwrite: bool = OverwriteOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Release a model checkpoint with MODEL_CARD.md (including its audit results) and SHA256SUMS."""
+    from ..release.release import release_model as _release_model
+
+    summary = _release_model(model, audit, out, no_audit=no_audit, licence=licence,
+                             include_train_state=include_train_state, overwrite=overwrite)
+    emit_summary(summary, as_json=as_json, title="release-model")

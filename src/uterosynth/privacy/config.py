@@ -1,0 +1,58 @@
+"""Configuration of the memorisation audit and of the release."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..config import StrictModel
+
+__all__ = ["AuditConfig", "ReleaseConfig"]
+
+
+class AuditConfig(StrictModel):
+    """Settings of ``uterosynth audit`` (see docs/guide/privacy.md).
+
+    Attributes:
+        holdout: the split of the prepared dataset whose real items calibrate the thresholds.
+        quantile: each measure's threshold is this quantile of the held-out items'
+            nearest-training similarities.
+        ncc_size: NCC is computed on images area-averaged to at most this many voxels per axis.
+        max_shift: largest shift searched by NCC, in voxels of the items, along every axis;
+            converted to working-grid voxels (rounded up).
+        flip: also search the mirror images (see ``similarity.default_flip_axes``).
+        ssim_window: SSIM window side in voxels.
+        shortlist: candidates per measure (NCC, embedding) whose SSIM is computed exactly.
+        per_slice: for volumes, also audit every slice against every training slice.
+        min_slice_std: slices whose intensity standard deviation is below this are background
+            and skipped in the per-slice audit.
+        report_pairs: closest pairs shown in ``audit.html``.
+        block_elements: memory bound of one block of similarity scores (floats).
+    """
+
+    holdout: Literal["val", "test"] = "test"
+    quantile: float = Field(0.99, gt=0.5, lt=1.0)
+    ncc_size: int = Field(32, ge=8)
+    max_shift: int = Field(4, ge=0, le=32)
+    flip: bool = True
+    ssim_window: int = Field(7, ge=3)
+    shortlist: int = Field(5, ge=1)
+    per_slice: bool = True
+    min_slice_std: float = Field(0.01, ge=0.0)
+    report_pairs: int = Field(16, ge=0)
+    block_elements: int = Field(1 << 25, ge=1 << 16)
+
+
+class ReleaseConfig(StrictModel):
+    """Settings of ``uterosynth release``.
+
+    Attributes:
+        licence: licence of the released data, written into the datasheet.
+        dicom: also write DICOM series.
+        require_audit: refuse to release without an audit.
+    """
+
+    licence: str = "CC-BY-4.0"
+    dicom: bool = False
+    require_audit: bool = True

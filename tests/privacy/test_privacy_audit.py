@@ -1,0 +1,132 @@
+"""The calibrated audit: planted copies, artifacts, CLI and errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_anatomy_dataset, make_anatomy_subject, make_synthetic_set
+from uterosynth.cli import main
+from uterosynth.errors import UserError
+from uterosynth.privacy.audit import ItemSet, run_audit
+from uterosynth.privacy.config import AuditConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from results_audit import TRANSFORMS, evaluate, make_experiment  # noqa: E402
+
+
+@pytest.mark.slow
+def test_planted_copies_are_flagged_and_new_samples_are_not():
+    train, hold, syn, is_copy, kinds = make_experiment(
+        train_subjects=60, holdout_subjects=120, new_subjects=100, copies_per_kind=10, slices=4, shape=(64, 64), seed=3)
+    result = run_audit(train, syn, hold, config=AuditConfig())
+    out = evaluate(result, is_copy, kinds)
+    assert out["copies_flagged"] >= 0.99, out["per_kind"]
+    assert all(out["per_kind"][k] == 1.0 for k in TRANSFORMS)
+    assert out["new_flagged"] <= 0.05, out
+    assert result.false_flag_rate["available"] and result.false_flag_rate["any"] <= 0.06
+
+
+def _sets(spatial_dims: int, tmp_path: Path, *, copies: int = 2):
+    if spatial_dims == 2:
+        prep = make_anatomy_dataset(tmp_path / "prep", subjects={"train": 12, "val": 2, "test": 10}, slices_per_subject=3,
+                                    shape=(32, 32))
+        new = np.concatenate([make_anatomy_subject(np.random.default_rng([5, i]), (32, 32), 1) for i in range(4)])
+    else:
+        prep = make_anatomy_dataset(tmp_path / "prep", subjects={"train": 8, "val": 1, "test": 6}, slices_per_subject=8,
+                                    shape=(24, 24), dims=3)
+        new = np.stack([np.moveaxis(make_anatomy_subject(np.random.default_rng([5, i]), (24, 24), 8), 0, -1)
+                        for i in range(3)])
+    import nibabel as nib
+
+    cop = [np.asarray(nib.load(str(prep / "items" / f"S{s:04d}_000.nii.gz")).dataobj, dtype=np.float32) for s in range(copies)]
+    cop = np.stack([c[:, :, 0] if spatial_dims == 2 else c for c in cop])
+    syn = make_synthetic_set(tmp_path / "syn", np.concatenate([new, cop]), dims=spatial_dims)
+    return prep, syn, len(new)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_audit_cli_writes_calibrated_artifacts(spatial_dims, tmp_path, capsys):
+    prep, syn, n_new = _sets(spatial_dims, tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "--train", str(prep), "--synthetic", str(syn), "--out", str(tmp_path / "audit"), "--json"])
+    assert info.value.code in (0, None)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    doc = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert doc["modes"] == (["image"] if spatial_dims == 2 else ["volume", "slice"])
+    assert summary["flagged_indices"] == doc["summary"]["flagged_indices"]
+    assert set(doc["summary"]["flagged_indices"]) >= {n_new, n_new + 1}  # the two exact copies
+    calib = doc["calibration"]
+    assert calib["quantile"] == 0.99 and calib["holdout_items"] > 0 and calib["false_flag_rate"]["available"]
+    for mode in doc["modes"]:
+        hold = np.array(calib["holdout_similarities"][mode]["ncc"], dtype=float)
+        assert calib["thresholds"][mode]["ncc"] == pytest.approx(np.quantile(hold, 0.99), abs=1e-5)
+    copy = doc["samples"][n_new]
+    first = copy["measures"][doc["modes"][0]]["ncc"]
+    assert first["nearest_item"] == "S0000_000" and first["nearest_subject"] == "S0000" and first["similarity"] > 0.999
+    assert copy["flagged"] and copy["flags"]
+    if spatial_dims == 3:
+        assert "nearest_slice" in copy["measures"]["slice"]["ssim"]
+    page = (tmp_path / "audit" / "audit.html").read_text()
+    assert page.count("data:image/png;base64,") >= 2 and "held-out" in page and "http" not in page.replace("http-equiv", "")
+    assert "source_path" not in json.dumps(doc)
+
+
+@pytest.mark.slow
+def test_audit_embedding_measure_with_torchscript_encoder(tmp_path):
+    prep, syn, n_new = _sets(2, tmp_path)
+
+    class Enc(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+    enc = tmp_path / "enc.pt"
+    torch.jit.save(torch.jit.script(Enc()), str(enc))
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "--train", f"{prep}:train", "--synthetic", str(syn), "--out", str(tmp_path / "a"), "--encoder", str(enc),
+              "--quantile", "0.95", "--json"])
+    assert info.value.code in (0, None)
+    doc = json.loads((tmp_path / "a" / "audit.json").read_text())
+    assert "embedding" in doc["calibration"]["thresholds"]["image"] and doc["calibration"]["quantile"] == 0.95
+    assert doc["extractor"]["name"] == "enc" and len(doc["extractor"]["sha256"]) == 64
+    assert doc["samples"][n_new]["measures"]["image"]["embedding"]["similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_audit_refuses_same_split_for_train_and_holdout(tmp_path):
+    prep, syn, _ = _sets(2, tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "--train", f"{prep}:test", "--synthetic", str(syn), "--out", str(tmp_path / "a")])
+    assert info.value.code == 2
+
+
+def test_audit_refuses_holdout_subjects_all_in_training():
+    x = ItemSet(torch.rand(4, 16, 16), ["a", "b", "c", "d"], ["S1", "S1", "S2", "S2"])
+    with pytest.raises(UserError, match="held-out subject"):
+        run_audit(x, x, x)
+
+
+def test_audit_refuses_shape_mismatch():
+    t = ItemSet(torch.rand(4, 16, 16), list("abcd"), ["S1", "S1", "S2", "S2"])
+    s = ItemSet(torch.rand(2, 16, 12), ["0", "1"], ["", ""])
+    with pytest.raises(UserError, match="shapes differ"):
+        run_audit(t, s, ItemSet(torch.rand(2, 16, 16), ["h", "i"], ["S3", "S4"]))
+
+
+def test_audit_refuses_empty_set():
+    t = ItemSet(torch.rand(4, 16, 16), list("abcd"), ["S1", "S1", "S2", "S2"])
+    with pytest.raises(UserError, match="empty"):
+        run_audit(t, ItemSet(torch.empty(0, 16, 16), [], []), t)
+
+
+def test_audit_missing_encoder_file_exits_2(tmp_path):
+    prep, syn, _ = _sets(2, tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "--train", str(prep), "--synthetic", str(syn), "--out", str(tmp_path / "a"),
+              "--encoder", str(tmp_path / "missing.pt")])
+    assert info.value.code == 2
