@@ -141,3 +141,23 @@ def test_no_identifier_reaches_any_written_file(tmp_path):
     assert find_identifiers(raw, STRINGS)  # the check can fail: the input does carry them
     for out in outs:
         assert_no_identifiers(out, STRINGS)
+
+
+def test_prepare_writes_no_identifier_from_dicom_attributes(tmp_path):
+    """'prepare' reads only pixels and geometry from a DICOM series: no attribute value reaches
+    its output (subject ids come from folder names, which users name themselves)."""
+    volume = np.moveaxis(make_anatomy_subject(np.random.default_rng(3), (32, 32), 6), 0, -1)
+    raw = tmp_path / "scans"
+    for case in ("case01", "case02", "case03"):
+        write_identified_series(raw / case, volume)
+    assert find_identifiers(raw, STRINGS)  # the input does carry them
+    out = tmp_path / "prepared"
+    args = ["prepare", "--source", "folder", "--input", str(raw), "--out", str(out),
+            "--set", "preprocess.roi.mode=full", "--set", "preprocess.output.slices=central",
+            "--set", "preprocess.output.shape=[32,32]", "--set", "split.train=0.34", "--set", "split.val=0.33",
+            "--set", "split.test=0.33"]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code in (0, None)
+    assert list((out / "items").glob("*.nii.gz"))
+    assert_no_identifiers(out, STRINGS)

@@ -36,7 +36,8 @@ COMMAND_MODULES: list[str] = [
     "sample",
     "phantom",
     "downstream",
-    "audit", "release",
+    "audit",
+    "release",
 ]
 
 
