@@ -94,6 +94,7 @@ def _smooth_latent(ae, shape):
     return ae.encode(x)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_tiled_decoding_matches_whole_without_seams(spatial_dims):
     torch.manual_seed(0)

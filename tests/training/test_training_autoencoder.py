@@ -88,6 +88,7 @@ def test_kill_between_checkpoint_renames_is_recovered(tmp_path):
     assert torch.equal(load_weights(found)["w"], torch.ones(2))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     from uterosynth.training import autoencoder as ae_mod
 

@@ -44,6 +44,7 @@ def test_train_then_encode_via_cli(tmp_path, repo):
     assert (run / "checkpoint" / "latent_scale.json").is_file()
 
 
+@pytest.mark.slow
 def test_cli_dimensionality_mismatch_exits_2(tmp_path, repo):
     data = make_prepared_dataset(tmp_path / "p", dims=3, shape=(16, 16, 8), items_per_subject=1)
     res = _run(["train", "autoencoder", "--config", "configs/ae2d_cpu.yaml", "--data", str(data),
@@ -52,6 +53,7 @@ def test_cli_dimensionality_mismatch_exits_2(tmp_path, repo):
     assert "spatial_dims=2" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_cli_missing_perceptual_weights_exits_2(tmp_path, repo):
     data = make_prepared_dataset(tmp_path / "p", dims=2, shape=(32, 32))
     res = _run(["train", "autoencoder", "--config", "configs/ae2d_cpu.yaml", "--data", str(data),
@@ -60,6 +62,7 @@ def test_cli_missing_perceptual_weights_exits_2(tmp_path, repo):
     assert "/nowhere/alex.safetensors" in res.stderr and "not found" in res.stderr
 
 
+@pytest.mark.slow
 def test_cli_missing_dataset_exits_2(tmp_path, repo):
     res = _run(["encode", "--model", str(tmp_path), "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")], repo)
     assert res.returncode == 2 and "not found" in res.stderr

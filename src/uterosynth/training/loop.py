@@ -210,7 +210,7 @@ class Trainer:
                 from torch.nn.parallel import DistributedDataParallel as DDP
 
                 ids = [self.device.index] if self.device.type == "cuda" else None
-                run = DDP(module, device_ids=ids, broadcast_buffers=False)
+                run = DDP(module, device_ids=ids)
             if self.cfg.compile:
                 run = torch.compile(run)
             self.parts.run[name] = run
