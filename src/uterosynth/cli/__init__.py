@@ -38,6 +38,7 @@ COMMAND_MODULES: list[str] = [
     "downstream",
     "audit",
     "release",
+    "demo",
 ]
 
 
