@@ -60,8 +60,9 @@ def section(r: dict, command: str) -> str:
         f"| {r['subjects']} | {r['workers']} | {r['seconds']:.1f} | {r['subjects_per_s']:.2f} | "
         f"{r['cpu_s_per_subject']:.2f} | {cpu_rate:.2f} |\n\n"
         f"Machine: {r['cpus']}-core CPU, no GPU, {platform.python_implementation()} {platform.python_version()}; "
-        f"**contended** (shared with other jobs, mean 1-min load average {r['load']:.1f} during the run), so the "
-        "wall-clock rate is a lower bound. The last column is the CPU-bound rate, cores / (CPU s per subject). "
+        + (f"**contended** (shared with other jobs, mean 1-min load average {r['load']:.1f}), so the wall-clock "
+           "rate is a lower bound. " if r["load"] >= 1.0 else f"quiet (mean 1-min load average {r['load']:.1f}). ")
+        + "The last column is the CPU-bound rate, cores / (CPU s per subject). "
         f"Command: `{command}`.\n"
     )
 
