@@ -72,3 +72,24 @@ def prepared_2d(tmp_path: Path) -> Path:
 @pytest.fixture
 def prepared_3d(tmp_path: Path) -> Path:
     return make_prepared_dataset(tmp_path / "prepared3d", dims=3, shape=(16, 16, 8), items_per_subject=1)
+
+
+def make_synthetic_set(
+    root: Path, arrays: np.ndarray, conditions: list[dict] | None = None, dims: int = 2
+) -> Path:
+    """Write a synthetic set (items/<index>.nii.gz, metadata.jsonl, synthetic.json) from arrays ``(N, H, W[, D])``.
+
+    2D items are stored as ``(H, W, 1)`` NIfTI like the training data; ``conditions`` default to empty dicts.
+    """
+    arrays = np.asarray(arrays, dtype=np.float32)
+    conditions = conditions if conditions is not None else [{} for _ in range(len(arrays))]
+    (root / "items").mkdir(parents=True, exist_ok=True)
+    records = []
+    for index, (array, condition) in enumerate(zip(arrays, conditions, strict=True)):
+        stored = array[..., None] if dims == 2 else array
+        rel = f"items/{index}.nii.gz"
+        nib.save(nib.Nifti1Image(stored, np.eye(4)), str(root / rel))
+        records.append({"index": index, "path": rel, "condition": dict(condition)})
+    (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (root / "synthetic.json").write_text(json.dumps({"dims": dims}))
+    return root

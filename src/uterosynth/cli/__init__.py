@@ -29,6 +29,7 @@ app = typer.Typer(
 
 # Each module registers its commands on ``app`` when imported.
 COMMAND_MODULES: list[str] = [
+    "evaluate",
 ]
 
 
