@@ -37,7 +37,7 @@ def msssim_scales(shape: Sequence[int], kernel_size: int = 11) -> tuple[int, tup
 
     MS-SSIM halves the image ``len(weights) - 1`` times and needs the coarsest scale larger
     than the kernel. Small images get fewer scales (the first weights of Wang et al. 2003,
-    renormalised to sum to 1) and, below 11 pixels, a smaller odd kernel.
+    renormalised to sum to 1; all five unchanged when they fit) and, below 11 pixels, a smaller odd kernel.
     """
     side = min(shape)
     kernel = min(kernel_size, side - 1 if side % 2 == 0 else side)
@@ -48,6 +48,8 @@ def msssim_scales(shape: Sequence[int], kernel_size: int = 11) -> tuple[int, tup
         if side // div > kernel - 1:
             scales = s
             break
+    if scales == len(MSSSIM_WEIGHTS):
+        return kernel, MSSSIM_WEIGHTS
     weights = np.asarray(MSSSIM_WEIGHTS[:scales])
     return kernel, tuple(float(w) for w in weights / weights.sum())
 
