@@ -14,6 +14,7 @@ against ``frd_score.compute_frd`` on the same files.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -72,10 +73,8 @@ def _features_of(array: np.ndarray, spacing: Sequence[float], extractor, version
         if "diagnostics" not in key:
             values.append(float(val))
         elif version == "v1":
-            try:
+            with contextlib.suppress(TypeError, ValueError):
                 values.append(float(val))
-            except (TypeError, ValueError):
-                pass
     return values
 
 

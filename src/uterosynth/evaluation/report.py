@@ -67,7 +67,7 @@ def _grids(sets: list[EvalSet], group_by: str | None, per_class: int) -> dict[st
     classes: list[str | None] = []
     for s in sets:
         classes += [v for v in values[s.name] if v not in classes]
-    classes = sorted((c for c in classes if c is not None)) + ([None] if None in classes else [])
+    classes = sorted(c for c in classes if c is not None) + ([None] if None in classes else [])
     rows = []
     for cls in classes:
         cells = []

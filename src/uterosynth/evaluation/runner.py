@@ -104,15 +104,7 @@ def run_evaluation(
     timings: dict[str, float] = {}
     notes: list[str] = []
     t0 = time.perf_counter()
-    reference = subsample(load_real(real, default_split="train"), cfg.max_items, cfg.seed)
-    sets = [subsample(s, cfg.max_items, cfg.seed + 1 + k)
-            for k, s in enumerate(_candidates(real, reference, synthetic, baselines or {}, cfg, notes))]
-    if not sets:
-        raise UserError("nothing to evaluate: give --synthetic, a --baseline, or a real split for the noise floor")
-    timings["load"] = time.perf_counter() - t0
-    log(f"loaded reference ({len(reference)} items) and {len(sets)} set(s)")
-
-    dims = reference.spatial_dims
+    # models first: a wrong path fails before any data is read
     if extractor is None:
         extractor = build_extractor(cfg.extractor, device=cfg.device)
     elif not isinstance(extractor, PlanarExtractor):
@@ -126,6 +118,15 @@ def run_evaluation(
     use_frd = cfg.frd.enabled and frd_available()
     if cfg.frd.enabled and not use_frd:
         notes.append("FRD skipped: frd-score / pyradiomics-bhklab not installed (pip install frd-score pyradiomics-bhklab)")
+    reference = subsample(load_real(real, default_split="train"), cfg.max_items, cfg.seed)
+    sets = [subsample(s, cfg.max_items, cfg.seed + 1 + k)
+            for k, s in enumerate(_candidates(real, reference, synthetic, baselines or {}, cfg, notes))]
+    if not sets:
+        raise UserError("nothing to evaluate: give --synthetic, a --baseline, or a real split for the noise floor")
+    timings["models_and_load"] = time.perf_counter() - t0
+    log(f"loaded reference ({len(reference)} items) and {len(sets)} set(s)")
+
+    dims = reference.spatial_dims
 
     t = time.perf_counter()
     feats = {"reference": extract_features(extractor, reference.images)}
