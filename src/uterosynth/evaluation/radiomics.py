@@ -80,7 +80,7 @@ def _features_of(array: np.ndarray, spacing: Sequence[float], extractor, version
 
 def radiomics_features(
     arrays: np.ndarray, *, spacing: Sequence[float] = (1.0, 1.0, 1.0), version: str = "v1",
-    features: Sequence[str] | None = None, image_types: Sequence[str] | None = None,
+    features: Sequence[str] | None = None, image_types: Sequence[str] | None = None, num_workers: int = 1,
 ) -> np.ndarray:
     """Radiomics features ``(N, R)`` of items ``(N, H, W)`` or ``(N, H, W, D)``, as ``frd-score`` extracts them.
 
@@ -89,7 +89,17 @@ def radiomics_features(
         version: ``frd-score`` version (``v1`` default: Original + LoG + wavelet images).
         features, image_types: override the feature classes / filtered images (``None``: the
             version's defaults, which published FRD values use).
+        num_workers: processes (forked) sharing the items; the result does not depend on it.
     """
+    if num_workers > 1 and len(arrays) > num_workers:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        from functools import partial
+
+        work = partial(radiomics_features, spacing=spacing, version=version, features=features,
+                       image_types=image_types)
+        with ProcessPoolExecutor(num_workers, mp_context=mp.get_context("fork")) as pool:
+            return np.concatenate(list(pool.map(work, np.array_split(arrays, num_workers))))
     spatial_dims = arrays.ndim - 1
     extractor = _extractor(spatial_dims, version, features, image_types)
     spacing = tuple(spacing)[:3] + (1.0,) * (3 - len(tuple(spacing)[:3]))

@@ -141,7 +141,8 @@ def run_evaluation(
         t = time.perf_counter()
         for k, s in enumerate([reference, *sets]):
             sub = subsample(s, cfg.frd.max_items, cfg.seed + 100 + k)
-            radiomics[s.name] = radiomics_features(sub.images[:, 0].numpy(), spacing=spacing, version=cfg.frd.version)
+            radiomics[s.name] = radiomics_features(sub.images[:, 0].numpy(), spacing=spacing, version=cfg.frd.version,
+                                                 num_workers=cfg.frd.num_workers)
         timings["radiomics"] = time.perf_counter() - t
         log("radiomics features")
 
