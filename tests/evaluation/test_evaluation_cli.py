@@ -49,6 +49,7 @@ def test_evaluate_writes_metrics_and_self_contained_report(tmp_path, prepared_2d
     assert fid["ci_low"] <= fid["ci_high"] and fid["n"] == {"real": n_train, "synthetic": n_train} and fid["warnings"]
     assert summary[f"synthetic.{fid_key}"] == pytest.approx(fid["value"])
     assert metrics["extractor"]["sha256"] and metrics["provenance"]["uterosynth_version"]
+    assert fid["measured_with"]["sha256"] == metrics["extractor"]["sha256"]
     assert metrics["sets"]["noisy"]["metrics"][fid_key]["value"] > fid["value"]
     if spatial_dims == 3:
         assert "slice_consistency_ssim" in metrics["sets"]["synthetic"]["metrics"]

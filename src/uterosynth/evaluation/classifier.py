@@ -1,6 +1,6 @@
 """Conditioning fidelity: does an independent classifier see the class each sample was asked for?
 
-The classifier contract (written by ``uterosynth downstream train-classifier``, read here):
+The classifier contract (written by the downstream stage's ``train-classifier`` command, read here):
 
 * ``classifier.pt`` — TorchScript module, images ``(N, 1, *spatial)`` in ``[0, 1]`` → logits
   ``(N, C)`` (it resizes internally if it needs a fixed size);
@@ -48,7 +48,7 @@ class TorchScriptClassifier:
         pt = path / "classifier.pt" if path.is_dir() else path
         info_path = pt.with_name("classifier.json")
         if not pt.is_file():
-            raise UserError(f"{pt}: classifier not found (train one with 'uterosynth downstream train-classifier')")
+            raise UserError(f"{pt}: classifier not found (the downstream stage's train-classifier command writes classifier.pt + classifier.json)")
         info = read_json(info_path)
         classes, task = info.get("classes"), info.get("task")
         if not isinstance(task, str) or not isinstance(classes, list) or not classes:

@@ -100,8 +100,11 @@ def _metric_plot(metrics: dict[str, Any]) -> str:
             if not m or m["value"] is None:
                 continue
             lo, hi = m["ci_low"], m["ci_high"]
-            err = None if lo is None or hi is None else [[max(m["value"] - lo, 0)], [max(hi - m["value"], 0)]]
-            ax.errorbar([m["value"]], [y], xerr=err, fmt="o", color=colours.get(s, "tab:blue"), capsize=3)
+            colour = colours.get(s, "tab:blue")
+            if lo is not None and hi is not None:  # the interval need not contain the point (bootstrap bias)
+                ax.plot([lo, hi], [y, y], color=colour, lw=2, solid_capstyle="butt")
+                ax.plot([lo, hi], [y, y], "|", color=colour, ms=8)
+            ax.plot([m["value"]], [y], "o", color=colour)
             real = m.get("details", {}).get("real_value")
             if real is not None:
                 ax.axvline(real, color="tab:gray", ls="--", lw=1)

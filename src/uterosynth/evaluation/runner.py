@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import atomic_output_dir, atomic_write_text, provenance, write_json
+from ..artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
 from ..data.manifest import parse_dataset_ref
 from ..errors import DataError, UserError
 from .bootstrap import MetricResult
@@ -146,6 +146,19 @@ def run_evaluation(
         timings["radiomics"] = time.perf_counter() - t
         log("radiomics features")
 
+    short = {"name": extractor.name, "sha256": extractor.sha256}
+    identities: dict[str, dict[str, Any] | None] = {k: short for k in ("fid", "fid_2.5d", "kid", "precision", "recall",
+                                                                        "density", "coverage")}
+    if use_frd:
+        from importlib.metadata import version as _version
+
+        identities["frd"] = {"name": f"frd-score {_version('frd-score')} ({cfg.frd.version}), "
+                                     f"pyradiomics-bhklab {_version('pyradiomics-bhklab')}", "sha256": None}
+    if lpips_model is not None:
+        identities["lpips_diversity"] = {"name": "lpips-alex v0.1", "sha256": sha256_file(cfg.lpips.weights)}
+    if classifier is not None:
+        identities["conditioning_fidelity"] = {"name": classifier.name, "sha256": classifier.sha256}
+
     t = time.perf_counter()
     ref_div = _diversity(reference, cfg, cfg.bootstrap.seed, lpips_model)
     boot = cfg.bootstrap
@@ -180,8 +193,9 @@ def run_evaluation(
                                    classifier.classes, task=classifier.task, confidence=boot.confidence, seed=seed)
             if fid_ is not None:
                 metrics.append(fid_)
+        metric_json = {m.name: {**m.to_json(), "measured_with": identities.get(m.name)} for m in metrics}
         results[s.name] = {"kind": s.kind, "source": s.source, "n": len(s), "shape": list(s.images.shape[2:]),
-                           "metrics": {m.name: m.to_json() for m in metrics}}
+                           "metrics": metric_json}
         log(f"metrics for {s.name}")
     timings["metrics"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
