@@ -55,6 +55,9 @@ def _candidates(real: str | Path, reference: EvalSet, synthetic: str | Path | No
             raise UserError(f"--baseline {name}=...: the name '{name}' is reserved; choose another")
         sets.append(load_synthetic(path, name=name, kind="baseline", dims=reference.spatial_dims))
     split = cfg.real_vs_real_split
+    if split == reference.info["split"]:
+        notes.append(f"real-vs-real noise floor skipped: the reference is already the '{split}' split "
+                     "(set real_vs_real_split to another split)")
     if split is not None and split != reference.info["split"]:
         root, _ = parse_dataset_ref(real)
         try:
