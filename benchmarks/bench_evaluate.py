@@ -5,7 +5,7 @@ of N items as uncompressed NIfTI into a temporary folder (not timed), an in-doma
 the default architecture (random weights: speed does not depend on training), then times
 :func:`uterosynth.evaluation.runner.evaluate` with the default configuration, i.e. FID, KID,
 precision/recall, density/coverage on all items, FRD on a random 500 per set, MS-SSIM
-diversity (1000 pairs), LPIPS diversity (500 pairs, when the AlexNet weights exist), the
+diversity (1000 pairs), LPIPS diversity (200 pairs, when the AlexNet weights exist), the
 real-vs-real floor (test split) and the HTML report.
 
     python benchmarks/bench_evaluate.py --n 10000 [--write]

@@ -57,7 +57,7 @@ class KIDConfig(StrictModel):
 
     subsets: int = Field(100, ge=1)
     subset_size: int = Field(1000, ge=2)
-    bootstrap_subsets: int = Field(10, ge=1, description="subsets per bootstrap replicate")
+    bootstrap_subsets: int = Field(5, ge=1, description="subsets per bootstrap replicate")
 
 
 class PRDCConfig(StrictModel):
@@ -79,7 +79,7 @@ class LPIPSConfig(StrictModel):
     """Within-set LPIPS diversity; ``weights`` is a local safetensors file of AlexNet conv weights."""
 
     weights: Path | None = None
-    pairs: int = Field(500, ge=10)
+    pairs: int = Field(200, ge=10)
     size: int = Field(128, ge=32, description="images are resized to size x size")
 
 
