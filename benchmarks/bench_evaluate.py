@@ -37,7 +37,7 @@ from uterosynth.evaluation.contrastive import FrozenEncoder, build_backbone
 from uterosynth.evaluation.runner import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
-LPIPS_WEIGHTS = ROOT.parent / "shared" / "weights" / "alexnet_imagenet_features.safetensors"
+LPIPS_WEIGHTS = "../shared/weights/alexnet_imagenet_features.safetensors"  # relative to the repository root
 SIZE = 128
 
 
@@ -95,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10000, help="items per set (real train and synthetic)")
     parser.add_argument("--write", action="store_true", help="update the Evaluation section of docs/BENCHMARKS.md")
+    parser.add_argument("--lpips-weights", default=LPIPS_WEIGHTS, help="AlexNet features safetensors (skipped if absent)")
     parser.add_argument("--frd-items", type=int, default=500, help="items per set for FRD (config frd.max_items)")
     parser.add_argument("--contended", default="yes", help="say whether the machine was shared while measuring")
     args = parser.parse_args()
@@ -105,8 +106,9 @@ def main() -> None:
         encoder = write_encoder(tmp / "encoder")
         setup = time.perf_counter() - t
         overrides = {"extractor": {"kind": "encoder", "path": str(encoder)}, "frd": {"max_items": args.frd_items}}
-        if LPIPS_WEIGHTS.is_file():
-            overrides["lpips"] = {"weights": str(LPIPS_WEIGHTS)}
+        lpips_weights = Path(args.lpips_weights) if Path(args.lpips_weights).is_absolute() else ROOT / args.lpips_weights
+        if lpips_weights.is_file():
+            overrides["lpips"] = {"weights": str(lpips_weights)}
         cfg = EvaluationConfig.model_validate(overrides)
         t = time.perf_counter()
         metrics = evaluate(prepared, synthetic, tmp / "out", cfg, log=lambda line: print("  ", line, flush=True))
@@ -121,8 +123,9 @@ def main() -> None:
     print(line)
     print(f"(data setup, not timed: {setup:.0f} s)")
     if args.write:
-        cmd = f"PYTHONPATH=src python benchmarks/bench_evaluate.py --n {args.n} --frd-items {args.frd_items} --write"
-        lpips = "with LPIPS (../shared/weights AlexNet)" if LPIPS_WEIGHTS.is_file() else "LPIPS skipped (no weights)"
+        cmd = (f"PYTHONPATH=src python benchmarks/bench_evaluate.py --n {args.n} --frd-items {args.frd_items} "
+               f"--lpips-weights {args.lpips_weights} --write")
+        lpips = f"LPIPS 200 pairs with {args.lpips_weights}" if lpips_weights.is_file() else "LPIPS skipped (no weights)"
         section = (
             "## Evaluation\n\n"
             f"`uterosynth evaluate` with the default configuration (in-domain encoder architecture, 256 features; FID, "

@@ -163,26 +163,38 @@ def run_evaluation(
         identities["conditioning_fidelity"] = {"name": classifier.name, "sha256": classifier.sha256}
 
     t = time.perf_counter()
-    ref_div = _diversity(reference, cfg, cfg.bootstrap.seed, lpips_model)
+    stage: dict[str, float] = {}
+
+    def timed(key: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            stage[key] = stage.get(key, 0.0) + time.perf_counter() - start
+
+    ref_div = timed("diversity", lambda: _diversity(reference, cfg, cfg.bootstrap.seed, lpips_model))
     boot = cfg.bootstrap
     results: dict[str, dict[str, Any]] = {}
     for k, s in enumerate(sets):
         seed = boot.seed + 1000 * (k + 1)
         r_f, s_f = feats["reference"], feats[s.name]
         metrics: list[MetricResult] = [
-            fid_result(r_f, s_f, n_boot=boot.n, confidence=boot.confidence, seed=seed,
-                       name="fid_2.5d" if dims == 3 else "fid"),
-            kid_result(r_f, s_f, subsets=cfg.kid.subsets, subset_size=cfg.kid.subset_size,
-                       bootstrap_subsets=cfg.kid.bootstrap_subsets, n_boot=boot.n, confidence=boot.confidence, seed=seed),
+            timed("fid", lambda: fid_result(r_f, s_f, n_boot=boot.n, confidence=boot.confidence, seed=seed,  # noqa: B023
+                                            name="fid_2.5d" if dims == 3 else "fid")),
+            timed("kid", lambda: kid_result(r_f, s_f, subsets=cfg.kid.subsets, subset_size=cfg.kid.subset_size,  # noqa: B023
+                                            bootstrap_subsets=cfg.kid.bootstrap_subsets, n_boot=boot.n,
+                                            confidence=boot.confidence, seed=seed)),  # noqa: B023
         ]
         gen = np.random.default_rng(seed)
         ri = gen.permutation(len(r_f))[: cfg.prdc.max_items]
         si = gen.permutation(len(s_f))[: cfg.prdc.max_items]
-        metrics += prdc_results(r_f[ri], s_f[si], k=cfg.prdc.k, confidence=boot.confidence, seed=seed)
+        metrics += timed("prdc", lambda: prdc_results(r_f[ri], s_f[si], k=cfg.prdc.k,  # noqa: B023
+                                                      confidence=boot.confidence, seed=seed))  # noqa: B023
         if use_frd:
-            metrics.append(frd_result(radiomics["reference"], radiomics[s.name], version=cfg.frd.version,
-                                      n_boot=boot.n, confidence=boot.confidence, seed=seed))
-        div = _diversity(s, cfg, seed, lpips_model)
+            metrics.append(timed("frd", lambda: frd_result(radiomics["reference"], radiomics[s.name],  # noqa: B023
+                                                           version=cfg.frd.version, n_boot=boot.n,
+                                                           confidence=boot.confidence, seed=seed)))  # noqa: B023
+        div = timed("diversity", lambda: _diversity(s, cfg, seed, lpips_model))  # noqa: B023
         for key, name, better in (("msssim", "msssim_diversity", "closer_to_real"),
                                   ("lpips", "lpips_diversity", "closer_to_real"),
                                   ("slice_ssim", "slice_consistency_ssim", "closer_to_real"),
@@ -201,6 +213,7 @@ def run_evaluation(
                            "metrics": metric_json}
         log(f"metrics for {s.name}")
     timings["metrics"] = time.perf_counter() - t
+    timings.update({f"metrics.{k}": v for k, v in stage.items()})
     timings["total"] = time.perf_counter() - t0
 
     ident = extractor_identity(extractor, cfg.extractor, dims)
