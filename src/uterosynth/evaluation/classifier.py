@@ -1,0 +1,122 @@
+"""Conditioning fidelity: does an independent classifier see the class each sample was asked for?
+
+The classifier contract (written by the downstream stage's ``train-classifier`` command, read here):
+
+* ``classifier.pt`` — TorchScript module, images ``(N, 1, *spatial)`` in ``[0, 1]`` → logits
+  ``(N, C)`` (it resizes internally if it needs a fixed size);
+* ``classifier.json`` beside it — ``{"task": "orientation", "classes": ["AVAF", ...]}``: ``task``
+  is the condition attribute (the key in ``metadata.jsonl``'s ``condition`` and the manifest
+  column), ``classes`` name the logits in order. Other keys (provenance, sha256, metrics) are
+  kept but not needed.
+
+Any Python callable with ``task``, ``classes``, ``name``, ``sha256`` works too (tests use one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from ..artifacts import read_json, sha256_file
+from ..errors import UserError
+from .bootstrap import MetricResult, bootstrap_mean
+
+__all__ = ["ConditionClassifier", "TorchScriptClassifier", "fidelity_result", "load_classifier", "predict_labels"]
+
+
+@runtime_checkable
+class ConditionClassifier(Protocol):
+    """Images ``(N, 1, *spatial)`` in ``[0, 1]`` → logits ``(N, len(classes))`` for attribute ``task``."""
+
+    task: str
+    classes: list[str]
+    name: str
+    sha256: str
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchScriptClassifier:
+    """``classifier.pt`` + ``classifier.json`` loaded as a :class:`ConditionClassifier`."""
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", batch_size: int = 64) -> None:
+        path = Path(path)
+        pt = path / "classifier.pt" if path.is_dir() else path
+        info_path = pt.with_name("classifier.json")
+        if not pt.is_file():
+            raise UserError(f"{pt}: classifier not found (the downstream stage's train-classifier command writes classifier.pt + classifier.json)")
+        info = read_json(info_path)
+        classes, task = info.get("classes"), info.get("task")
+        if not isinstance(task, str) or not isinstance(classes, list) or not classes:
+            raise UserError(f"{info_path}: expected keys 'task' (attribute name) and 'classes' (non-empty list), "
+                            f"found task={task!r}, classes={classes!r}")
+        try:
+            self.module = torch.jit.load(str(pt), map_location=device).eval()
+        except Exception as err:
+            raise UserError(f"{pt}: not a TorchScript module ({str(err).splitlines()[0]})") from err
+        self.task, self.classes = task, [str(c) for c in classes]
+        self.name = str(info.get("name", pt.parent.name or pt.stem))
+        self.sha256 = sha256_file(pt)
+        self.device, self.batch_size = device, batch_size
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        out = [self.module(images[s : s + self.batch_size].float().to(self.device)).float().cpu()
+               for s in range(0, images.shape[0], self.batch_size)]
+        return torch.cat(out)
+
+
+def load_classifier(path: str | Path, *, device: str = "cpu", batch_size: int = 64) -> TorchScriptClassifier:
+    """Load ``classifier.pt`` (or its folder) with the ``classifier.json`` beside it."""
+    return TorchScriptClassifier(path, device=device, batch_size=batch_size)
+
+
+def predict_labels(classifier: ConditionClassifier, images: torch.Tensor, *, batch_size: int = 256) -> list[str]:
+    """The class name the classifier assigns to each image."""
+    labels: list[str] = []
+    for s in range(0, images.shape[0], batch_size):
+        logits = classifier(images[s : s + batch_size])
+        if logits.ndim != 2 or logits.shape[1] != len(classifier.classes):
+            raise UserError(f"classifier {classifier.name}: returned logits of shape {tuple(logits.shape)}, "
+                            f"expected (N, {len(classifier.classes)}) for classes {classifier.classes}")
+        labels.extend(classifier.classes[i] for i in logits.argmax(1).tolist())
+    return labels
+
+
+def fidelity_result(
+    requested: Sequence[str | None], predicted: Sequence[str], classes: Sequence[str], *, task: str,
+    n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, min_per_class: int = 30,
+) -> MetricResult | None:
+    """Fraction of items classified as the requested class, overall (macro mean) and per class.
+
+    Items without a requested value (unconditional samples) are ignored; ``None`` when none has one.
+    """
+    pairs = [(r, p) for r, p in zip(requested, predicted, strict=True) if r is not None and r != ""]
+    if not pairs:
+        return None
+    hits = np.asarray([float(r == p) for r, p in pairs])
+    req = np.asarray([r for r, _ in pairs])
+    per_class: dict[str, dict[str, float | int]] = {}
+    warnings = []
+    unknown = sorted(set(req) - set(classes))
+    if unknown:
+        warnings.append(f"requested value(s) {unknown} are not classifier classes {list(classes)}: counted as misses")
+    for c in sorted(set(req)):
+        m = req == c
+        v, lo, hi = bootstrap_mean(hits[m], n_boot=n_boot, confidence=confidence, seed=seed)
+        per_class[c] = {"value": v, "ci_low": lo, "ci_high": hi, "n": int(m.sum())}
+        if m.sum() < min_per_class:
+            warnings.append(f"fidelity[{c}]: only {int(m.sum())} items (< {min_per_class}); the fraction is noisy")
+    # macro mean: bootstrap resamples within each class
+    rng = np.random.default_rng(seed)
+    groups = [hits[req == c] for c in per_class]
+    reps = [np.mean([g[rng.integers(0, g.size, g.size)].mean() for g in groups]) for _ in range(n_boot)]
+    lo, hi = np.quantile(reps, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
+    value = float(np.mean([g.mean() for g in groups]))
+    return MetricResult("conditioning_fidelity", value, float(lo), float(hi), {"items": int(hits.size)}, "higher",
+                        confidence, tuple(warnings),
+                        {"task": task, "per_class": per_class, "micro": float(hits.mean()), "classes": list(classes)})

@@ -1,0 +1,186 @@
+"""The self-contained HTML report: metric tables with intervals, plots and image grids.
+
+Everything is inlined (base64 PNG, inline CSS), so ``report.html`` opens offline and can be
+mailed or archived alone. The page is a Jinja2 template (``templates/report.html.j2``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ReportConfig
+from .sets import EvalSet
+
+__all__ = ["image_grid_png", "render_report"]
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+LABELS = {
+    "fid": "FID", "fid_2.5d": "FID (2.5D)", "kid": "KID", "precision": "Precision", "recall": "Recall",
+    "density": "Density", "coverage": "Coverage", "frd": "FRD", "msssim_diversity": "MS-SSIM within set",
+    "lpips_diversity": "LPIPS within set", "slice_consistency_ssim": "Adjacent-slice SSIM",
+    "slice_consistency_corr": "Adjacent-slice correlation", "conditioning_fidelity": "Conditioning fidelity",
+}
+
+
+def _png(buffer_writer: Any) -> str:
+    buf = io.BytesIO()
+    buffer_writer(buf)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _display_plane(image: np.ndarray) -> np.ndarray:
+    """A 2D view of one item ``(1, H, W)`` or ``(1, H, W, D)``: the central sagittal slice."""
+    arr = image[0]
+    return arr if arr.ndim == 2 else arr[:, :, arr.shape[2] // 2]
+
+
+def image_grid_png(images: Sequence[np.ndarray], *, columns: int = 4, pad: int = 2) -> str:
+    """Tile items ``(1, *spatial)`` into one grey PNG (data URI)."""
+    from PIL import Image
+
+    planes = [_display_plane(np.asarray(im)) for im in images]
+    if not planes:
+        return ""
+    h, w = planes[0].shape
+    rows = math.ceil(len(planes) / columns)
+    canvas = np.ones((rows * (h + pad) - pad, min(columns, len(planes)) * (w + pad) - pad), dtype=np.float32)
+    for k, p in enumerate(planes):
+        r, c = divmod(k, columns)
+        canvas[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = p
+    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8))
+    if img.width < 256:
+        scale = math.ceil(256 / img.width)
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return _png(lambda buf: img.save(buf, format="PNG"))
+
+
+def _grids(sets: list[EvalSet], group_by: str | None, per_class: int) -> dict[str, Any]:
+    values = {s.name: (s.attribute(group_by) if group_by else [None] * len(s)) for s in sets}
+    classes: list[str | None] = []
+    for s in sets:
+        classes += [v for v in values[s.name] if v not in classes]
+    classes = sorted(c for c in classes if c is not None) + ([None] if None in classes else [])
+    rows = []
+    for cls in classes:
+        cells = []
+        for s in sets:
+            idx = [i for i, v in enumerate(values[s.name]) if v == cls]
+            cells.append({"set": s.name, "n": len(idx),
+                          "png": image_grid_png([s.images[i].numpy() for i in idx[:per_class]])})
+        label = cls if cls is not None else ("all items" if not group_by else f"(no {group_by})")
+        rows.append({"cls": label, "cells": cells})
+    return {"rows": rows, "sets": [s.name for s in sets]}
+
+
+def _metric_plot(metrics: dict[str, Any]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(metrics["sets"])
+    names = list(dict.fromkeys(n for s in sets for n in metrics["sets"][s]["metrics"]))
+    if not names:
+        return ""
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 0.45 * len(sets) * rows + 1.2 * rows), squeeze=False)
+    colours = {"synthetic": "tab:red", "real_vs_real": "tab:green"}
+    for ax, name in zip(axes.flat, names, strict=False):
+        for y, s in enumerate(sets):
+            m = metrics["sets"][s]["metrics"].get(name)
+            if not m or m["value"] is None:
+                continue
+            lo, hi = m["ci_low"], m["ci_high"]
+            colour = colours.get(s, "tab:blue")
+            if lo is not None and hi is not None:  # the interval need not contain the point (bootstrap bias)
+                ax.plot([lo, hi], [y, y], color=colour, lw=2, solid_capstyle="butt")
+                ax.plot([lo, hi], [y, y], "|", color=colour, ms=8)
+            ax.plot([m["value"]], [y], "o", color=colour)
+            real = m.get("details", {}).get("real_value")
+            if real is not None:
+                ax.axvline(real, color="tab:gray", ls="--", lw=1)
+        ax.set_yticks(range(len(sets)), sets, fontsize=8)
+        ax.set_ylim(-0.7, len(sets) - 0.3)
+        ax.set_title(LABELS.get(name, name), fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    try:
+        return _png(lambda buf: fig.savefig(buf, format="png", dpi=90))
+    finally:
+        plt.close(fig)
+
+
+def _pca_plot(features: dict[str, Any], max_points: int, seed: int = 0) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = np.asarray(features["reference"], dtype=np.float64)
+    if ref.shape[0] < 3 or ref.shape[1] < 2:
+        return ""
+    mean = ref.mean(0)
+    _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
+    basis = vt[:2].T
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for name, f in features.items():
+        f = np.asarray(f, dtype=np.float64)
+        pick = rng.permutation(len(f))[:max_points]
+        xy = (f[pick] - mean) @ basis
+        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.5, label=f"{name} ({len(f)})")
+    ax.set_xlabel("PC 1 of the real features")
+    ax.set_ylabel("PC 2")
+    ax.legend(fontsize=7, markerscale=2)
+    fig.tight_layout()
+    try:
+        return _png(lambda buf: fig.savefig(buf, format="png", dpi=90))
+    finally:
+        plt.close(fig)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "–"
+    a = abs(v)
+    return f"{v:.3g}" if a >= 1000 or a < 0.01 and a != 0 else f"{v:.3f}"
+
+
+def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConfig) -> str:
+    """The HTML page for ``metrics.json`` content and the loaded sets/features."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["fmt"] = _fmt
+    sets = list(metrics["sets"])
+    names = list(dict.fromkeys(n for s in sets for n in metrics["sets"][s]["metrics"]))
+    table = []
+    for name in names:
+        row = {"name": name, "label": LABELS.get(name, name), "cells": [], "better": None}
+        for s in sets:
+            m = metrics["sets"][s]["metrics"].get(name)
+            row["cells"].append(m)
+            if m:
+                row["better"] = m["better"]
+        table.append(row)
+    per_class = []
+    for s in sets:
+        fid_ = metrics["sets"][s]["metrics"].get("conditioning_fidelity")
+        if fid_:
+            per_class.append({"set": s, "classes": fid_["details"]["per_class"]})
+    grids = _grids([data["reference"], *data["sets"]], data.get("group_by"), cfg.grid_per_class)
+    return env.get_template("report.html.j2").render(
+        m=metrics, sets=sets, table=table, per_class=per_class, grids=grids, group_by=data.get("group_by"),
+        metric_plot=_metric_plot(metrics), pca_plot=_pca_plot(data["features"], cfg.pca_points),
+    )

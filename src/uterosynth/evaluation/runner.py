@@ -1,0 +1,258 @@
+"""``uterosynth evaluate``: every metric of every set against the real reference, then the report.
+
+The reference is the real training split (``--real DIR`` or ``DIR:split``). Each evaluated set
+is compared with it the same way: the model's synthetic set, any named baselines, and the
+**real-vs-real noise floor** (another real split, ``test`` by default, treated as if it were
+synthetic): a metric is only meaningful relative to that floor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
+from ..data.manifest import parse_dataset_ref
+from ..errors import DataError, UserError
+from .bootstrap import MetricResult
+from .classifier import ConditionClassifier, fidelity_result, load_classifier, predict_labels
+from .config import EvaluationConfig
+from .extractor import FeatureExtractor
+from .features import PlanarExtractor, build_extractor, extract_features, extractor_identity
+from .image_metrics import (
+    load_lpips,
+    lpips_pair_values,
+    msssim_pair_values,
+    random_pairs,
+    similarity_result,
+    slice_consistency,
+)
+from .metrics import fid_result, kid_result, prdc_results
+from .radiomics import frd_available, frd_result, radiomics_features
+from .sets import EvalSet, load_real, load_synthetic, subsample
+
+__all__ = ["evaluate", "run_evaluation"]
+
+Log = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def _candidates(real: str | Path, reference: EvalSet, synthetic: str | Path | None, baselines: Mapping[str, str | Path],
+                cfg: EvaluationConfig, notes: list[str]) -> list[EvalSet]:
+    sets = []
+    if synthetic is not None:
+        sets.append(load_synthetic(synthetic, name="synthetic", dims=reference.spatial_dims))
+    for name, path in baselines.items():
+        if name in ("synthetic", "reference", "real_vs_real"):
+            raise UserError(f"--baseline {name}=...: the name '{name}' is reserved; choose another")
+        sets.append(load_synthetic(path, name=name, kind="baseline", dims=reference.spatial_dims))
+    split = cfg.real_vs_real_split
+    if split == reference.info["split"]:
+        notes.append(f"real-vs-real noise floor skipped: the reference is already the '{split}' split "
+                     "(set real_vs_real_split to another split)")
+    if split is not None and split != reference.info["split"]:
+        root, _ = parse_dataset_ref(real)
+        try:
+            floor = load_real(f"{root}:{split}", name="real_vs_real")
+            floor.kind = "real"
+            sets.append(floor)
+        except DataError as err:
+            notes.append(f"real-vs-real noise floor skipped: {err}")
+    for s in sets:
+        if s.spatial_dims != reference.spatial_dims:
+            raise DataError(f"{s.source}: {s.spatial_dims}D items, but the real data {reference.source} is "
+                            f"{reference.spatial_dims}D; evaluate sets of the same dimensionality")
+    return sets
+
+
+def _diversity(s: EvalSet, cfg: EvaluationConfig, seed: int, lpips_model: torch.nn.Module | None) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    if len(s) < 2:
+        return out
+    if cfg.msssim.enabled:
+        i, j = random_pairs(len(s), cfg.msssim.pairs, seed)
+        out["msssim"] = msssim_pair_values(s.images[i], s.images[j], kernel_size=cfg.msssim.kernel_size)
+    if lpips_model is not None:
+        i, j = random_pairs(len(s), cfg.lpips.pairs, seed + 1)
+        out["lpips"] = lpips_pair_values(lpips_model, s.images[i], s.images[j], size=cfg.lpips.size)
+    if s.spatial_dims == 3 and s.images.shape[-1] > 1:
+        out["slice_ssim"], out["slice_corr"] = slice_consistency(s.images)
+    return out
+
+
+def run_evaluation(
+    real: str | Path, synthetic: str | Path | None, cfg: EvaluationConfig, *,
+    baselines: Mapping[str, str | Path] | None = None, extractor: FeatureExtractor | None = None,
+    classifier: ConditionClassifier | None = None, log: Log = _noop,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Compute all metrics; return ``(metrics_json, report_data)`` without writing anything.
+
+    Args:
+        real: prepared dataset ``DIR[:split]`` (reference; ``train`` when no split is given).
+        synthetic: the synthetic set to evaluate (``None``: only baselines and the noise floor).
+        cfg: evaluation settings.
+        baselines: ``{name: synthetic-set folder}`` evaluated side by side.
+        extractor: overrides ``cfg.extractor`` (tests, programmatic use).
+        classifier: overrides ``cfg.classifier.path``.
+        log: receives one line per stage.
+    """
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    # models first: a wrong path fails before any data is read
+    if extractor is None:
+        extractor = build_extractor(cfg.extractor, device=cfg.device)
+    elif not isinstance(extractor, PlanarExtractor):
+        extractor = PlanarExtractor(extractor, slices_per_plane=cfg.extractor.slices_per_plane,
+                                    slice_spacing=cfg.extractor.slice_spacing)
+    if classifier is None and cfg.classifier.path is not None:
+        classifier = load_classifier(cfg.classifier.path, device=cfg.device, batch_size=cfg.classifier.batch_size)
+    lpips_model = load_lpips(cfg.lpips.weights, device=cfg.device) if cfg.lpips.weights is not None else None
+    if lpips_model is None:
+        notes.append("LPIPS skipped: no lpips.weights given (a local AlexNet safetensors file)")
+    use_frd = cfg.frd.enabled and frd_available()
+    if cfg.frd.enabled and not use_frd:
+        notes.append("FRD skipped: frd-score / pyradiomics-bhklab not installed (pip install frd-score pyradiomics-bhklab)")
+    reference = subsample(load_real(real, default_split="train"), cfg.max_items, cfg.seed)
+    sets = [subsample(s, cfg.max_items, cfg.seed + 1 + k)
+            for k, s in enumerate(_candidates(real, reference, synthetic, baselines or {}, cfg, notes))]
+    if not sets:
+        raise UserError("nothing to evaluate: give --synthetic, a --baseline, or a real split for the noise floor")
+    timings["models_and_load"] = time.perf_counter() - t0
+    log(f"loaded reference ({len(reference)} items) and {len(sets)} set(s)")
+
+    dims = reference.spatial_dims
+
+    t = time.perf_counter()
+    feats = {"reference": extract_features(extractor, reference.images)}
+    for s in sets:
+        feats[s.name] = extract_features(extractor, s.images)
+    timings["features"] = time.perf_counter() - t
+    log(f"features ({feats['reference'].shape[1]} dims) for {1 + len(sets)} set(s)")
+
+    spacing = reference.info.get("spacing") or (1.0, 1.0, 1.0)
+    radiomics: dict[str, np.ndarray] = {}
+    if use_frd:
+        t = time.perf_counter()
+        for k, s in enumerate([reference, *sets]):
+            sub = subsample(s, cfg.frd.max_items, cfg.seed + 100 + k)
+            radiomics[s.name] = radiomics_features(sub.images[:, 0].numpy(), spacing=spacing, version=cfg.frd.version,
+                                                 num_workers=cfg.frd.num_workers)
+        timings["radiomics"] = time.perf_counter() - t
+        log("radiomics features")
+
+    short = {"name": extractor.name, "sha256": extractor.sha256}
+    identities: dict[str, dict[str, Any] | None] = {k: short for k in ("fid", "fid_2.5d", "kid", "precision", "recall",
+                                                                        "density", "coverage")}
+    if use_frd:
+        from importlib.metadata import version as _version
+
+        identities["frd"] = {"name": f"frd-score {_version('frd-score')} ({cfg.frd.version}), "
+                                     f"pyradiomics-bhklab {_version('pyradiomics-bhklab')}", "sha256": None}
+    if lpips_model is not None:
+        identities["lpips_diversity"] = {"name": "lpips-alex v0.1", "sha256": sha256_file(cfg.lpips.weights)}
+    if classifier is not None:
+        identities["conditioning_fidelity"] = {"name": classifier.name, "sha256": classifier.sha256}
+
+    t = time.perf_counter()
+    stage: dict[str, float] = {}
+
+    def timed(key: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            stage[key] = stage.get(key, 0.0) + time.perf_counter() - start
+
+    ref_div = timed("diversity", lambda: _diversity(reference, cfg, cfg.bootstrap.seed, lpips_model))
+    boot = cfg.bootstrap
+    results: dict[str, dict[str, Any]] = {}
+    for k, s in enumerate(sets):
+        seed = boot.seed + 1000 * (k + 1)
+        r_f, s_f = feats["reference"], feats[s.name]
+        metrics: list[MetricResult] = [
+            timed("fid", lambda: fid_result(r_f, s_f, n_boot=boot.n, confidence=boot.confidence, seed=seed,  # noqa: B023
+                                            name="fid_2.5d" if dims == 3 else "fid")),
+            timed("kid", lambda: kid_result(r_f, s_f, subsets=cfg.kid.subsets, subset_size=cfg.kid.subset_size,  # noqa: B023
+                                            bootstrap_subsets=cfg.kid.bootstrap_subsets, n_boot=boot.n,
+                                            confidence=boot.confidence, seed=seed)),  # noqa: B023
+        ]
+        gen = np.random.default_rng(seed)
+        ri = gen.permutation(len(r_f))[: cfg.prdc.max_items]
+        si = gen.permutation(len(s_f))[: cfg.prdc.max_items]
+        metrics += timed("prdc", lambda: prdc_results(r_f[ri], s_f[si], k=cfg.prdc.k,  # noqa: B023
+                                                      confidence=boot.confidence, seed=seed))  # noqa: B023
+        if use_frd:
+            metrics.append(timed("frd", lambda: frd_result(radiomics["reference"], radiomics[s.name],  # noqa: B023
+                                                           version=cfg.frd.version, n_boot=boot.n,
+                                                           confidence=boot.confidence, seed=seed)))  # noqa: B023
+        div = timed("diversity", lambda: _diversity(s, cfg, seed, lpips_model))  # noqa: B023
+        for key, name, better in (("msssim", "msssim_diversity", "closer_to_real"),
+                                  ("lpips", "lpips_diversity", "closer_to_real"),
+                                  ("slice_ssim", "slice_consistency_ssim", "closer_to_real"),
+                                  ("slice_corr", "slice_consistency_corr", "closer_to_real")):
+            if key in div:
+                metrics.append(similarity_result(name, div[key], ref_div.get(key), n_items={"synthetic": len(s),
+                                                 "real": len(reference)}, better=better, n_boot=1000,
+                                                 confidence=boot.confidence, seed=seed))
+        if classifier is not None:
+            fid_ = fidelity_result(s.attribute(classifier.task), predict_labels(classifier, s.images),
+                                   classifier.classes, task=classifier.task, confidence=boot.confidence, seed=seed)
+            if fid_ is not None:
+                metrics.append(fid_)
+        metric_json = {m.name: {**m.to_json(), "measured_with": identities.get(m.name)} for m in metrics}
+        results[s.name] = {"kind": s.kind, "source": s.source, "n": len(s), "shape": list(s.images.shape[2:]),
+                           "metrics": metric_json}
+        log(f"metrics for {s.name}")
+    timings["metrics"] = time.perf_counter() - t
+    timings.update({f"metrics.{k}": v for k, v in stage.items()})
+    timings["total"] = time.perf_counter() - t0
+
+    ident = extractor_identity(extractor, cfg.extractor, dims)
+    ident["feature_dim"] = int(feats["reference"].shape[1])
+    warnings = sorted({f"{name}: {w}" for name, r in results.items() for m in r["metrics"].values() for w in m["warnings"]})
+    metrics_json = {
+        "provenance": provenance(cfg, cfg.seed),
+        "reference": {"source": reference.source, "split": reference.info["split"], "n": len(reference),
+                      "dims": dims, "shape": list(reference.images.shape[2:])},
+        "extractor": ident,
+        "classifier": None if classifier is None else {"name": classifier.name, "sha256": classifier.sha256,
+                                                       "task": classifier.task, "classes": list(classifier.classes)},
+        "sets": results,
+        "notes": notes,
+        "warnings": warnings,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    group_by = cfg.report.group_by or (classifier.task if classifier is not None else None)
+    if group_by is None and reference.info.get("attributes"):
+        group_by = reference.info["attributes"][0]
+    report_data = {"reference": reference, "sets": sets, "features": feats, "group_by": group_by}
+    return metrics_json, report_data
+
+
+def evaluate(
+    real: str | Path, synthetic: str | Path | None, out: str | Path, cfg: EvaluationConfig, *,
+    baselines: Mapping[str, str | Path] | None = None, extractor: FeatureExtractor | None = None,
+    classifier: ConditionClassifier | None = None, overwrite: bool = False, log: Log = _noop,
+) -> dict[str, Any]:
+    """Run :func:`run_evaluation` and write ``out/metrics.json`` and ``out/report.html``."""
+    from .report import render_report
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    metrics, data = run_evaluation(real, synthetic, cfg, baselines=baselines, extractor=extractor,
+                                   classifier=classifier, log=log)
+    html = render_report(metrics, data, cfg.report)
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        write_json(tmp / "metrics.json", metrics)
+        atomic_write_text(tmp / "report.html", html)
+    return metrics

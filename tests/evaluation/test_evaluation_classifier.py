@@ -1,0 +1,66 @@
+import json
+
+import pytest
+import torch
+
+from uterosynth.errors import UserError
+from uterosynth.evaluation.classifier import fidelity_result, load_classifier, predict_labels
+
+
+class Brightness:
+    """Calls an image 'bright' when its mean exceeds 0.5."""
+
+    task, classes, name, sha256 = "tone", ["dark", "bright"], "brightness", "0" * 64
+
+    def __call__(self, images):
+        m = images.flatten(1).mean(1)
+        return torch.stack([0.5 - m, m - 0.5], 1)
+
+
+def test_fidelity_per_class_and_overall():
+    images = torch.cat([torch.full((6, 1, 4, 4), 0.9), torch.full((4, 1, 4, 4), 0.1)])
+    predicted = predict_labels(Brightness(), images)
+    requested = ["bright"] * 6 + ["bright"] * 2 + ["dark"] * 2
+    r = fidelity_result(requested, predicted, Brightness.classes, task="tone", n_boot=200)
+    assert r.details["per_class"]["bright"]["value"] == pytest.approx(6 / 8)
+    assert r.details["per_class"]["dark"]["value"] == 1.0
+    assert r.value == pytest.approx((0.75 + 1.0) / 2) and r.details["micro"] == pytest.approx(0.8)
+    assert any("noisy" in w for w in r.warnings)
+
+
+def test_fidelity_none_without_conditions():
+    assert fidelity_result([None, None], ["dark", "bright"], ["dark", "bright"], task="tone") is None
+
+
+def _write_classifier(folder, info):
+    folder.mkdir()
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    net(torch.rand(1, 1, 4, 4))
+    torch.jit.save(torch.jit.trace(net, torch.rand(1, 1, 4, 4)), str(folder / "classifier.pt"))
+    (folder / "classifier.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_torchscript_classifier_contract(tmp_path):
+    clf = load_classifier(_write_classifier(tmp_path / "c", {"task": "orientation", "classes": ["AV", "RV"]}))
+    assert clf.task == "orientation" and clf.classes == ["AV", "RV"] and len(clf.sha256) == 64
+    assert set(predict_labels(clf, torch.rand(3, 1, 4, 4))) <= {"AV", "RV"}
+
+
+def test_classifier_json_needs_task_and_classes(tmp_path):
+    folder = _write_classifier(tmp_path / "c", {"classes": ["AV"]})
+    with pytest.raises(UserError, match="task"):
+        load_classifier(folder)
+
+
+def test_classifier_missing_file(tmp_path):
+    with pytest.raises(UserError, match="classifier.pt"):
+        load_classifier(tmp_path)
+
+
+def test_classifier_wrong_logit_shape():
+    class Bad(Brightness):
+        classes = ["a", "b", "c"]
+
+    with pytest.raises(UserError, match="logits"):
+        predict_labels(Bad(), torch.rand(2, 1, 4, 4))

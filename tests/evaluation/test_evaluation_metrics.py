@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from uterosynth.evaluation.bootstrap import bootstrap_ci, bootstrap_mean, percentile_interval
+from uterosynth.evaluation.metrics import (
+    feature_statistics,
+    fid_result,
+    frechet_distance,
+    kid,
+    kid_result,
+    mmd2_unbiased,
+    prdc_items,
+    prdc_results,
+)
+
+
+def _features(seed, n=300, f=16, shift=0.0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    mix = np.random.default_rng(1234).standard_normal((f, f)) / np.sqrt(f)
+    return torch.as_tensor(rng.standard_normal((n, f)) @ mix * scale + shift)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    a, b = _features(0), _features(1, shift=0.3, scale=1.5)
+    mu1, s1 = a.mean(0).numpy(), np.cov(a.numpy(), rowvar=False)
+    mu2, s2 = b.mean(0).numpy(), np.cov(b.numpy(), rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    expected = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    ours = frechet_distance(*feature_statistics(a), *feature_statistics(b))
+    assert ours == pytest.approx(expected, rel=1e-4)
+
+
+def test_frechet_distance_of_identical_sets_is_zero():
+    a = _features(2)
+    assert abs(frechet_distance(*feature_statistics(a), *feature_statistics(a))) < 1e-8
+
+
+def test_kid_matches_torchmetrics_on_identical_features():
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    real, fake = _features(3, n=120).float(), _features(4, n=120, shift=0.2).float()
+    metric = KernelInceptionDistance(feature=torch.nn.Identity(), subsets=3, subset_size=120)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    tm_mean, _ = metric.compute()
+    ours, _ = kid(real, fake, subsets=3, subset_size=120)
+    assert ours == pytest.approx(float(tm_mean), rel=1e-4)
+
+
+def test_mmd2_unbiased_handles_unequal_sizes():
+    a, b = _features(5, n=50), _features(5, n=80)[:80]
+    same = mmd2_unbiased(a, _features(6, n=80))
+    shifted = mmd2_unbiased(a, b + 1.0)
+    assert abs(same) < 0.05 < shifted
+    # direct formula with unequal sizes
+    k = lambda x, y: (x @ y.T / x.shape[1] + 1) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(a, a), k(b, b), k(a, b)
+    direct = ((kxx.sum() - kxx.trace()) / (50 * 49) + (kyy.sum() - kyy.trace()) / (80 * 79) - 2 * kxy.mean())
+    assert mmd2_unbiased(a, b) == pytest.approx(float(direct), rel=1e-10)
+
+
+def test_prdc_identical_and_disjoint_sets():
+    a = _features(7, n=200)
+    same = prdc_items(a, a.clone(), k=5)
+    assert same.precision.mean() == 1.0 and same.recall.mean() == 1.0 and same.coverage.mean() == 1.0
+    far = prdc_items(a, a + 100.0, k=5)
+    assert far.precision.mean() == 0.0 and far.recall.mean() == 0.0
+    assert far.density.mean() == 0.0 and far.coverage.mean() == 0.0
+
+
+def test_prdc_results_have_intervals_and_small_sample_warning():
+    results = prdc_results(_features(8, n=100), _features(9, n=100), k=3, n_boot=200)
+    names = [r.name for r in results]
+    assert names == ["precision", "recall", "density", "coverage"]
+    for r in results:
+        assert r.ci_low <= r.value <= r.ci_high and r.n == {"real": 100, "synthetic": 100}
+        assert any("unstable" in w for w in r.warnings)
+
+
+def test_fid_result_is_seeded_and_warns_on_small_n():
+    a, b = _features(10, n=60), _features(11, n=60, shift=0.5)
+    r1, r2 = fid_result(a, b, n_boot=20, seed=3), fid_result(a, b, n_boot=20, seed=3)
+    assert (r1.ci_low, r1.ci_high) == (r2.ci_low, r2.ci_high)
+    assert r1.ci_low < r1.ci_high
+    assert any("2000" in w for w in r1.warnings)
+    assert r1.to_json()["n"] == {"real": 60, "synthetic": 60}
+
+
+def test_fid_warns_when_n_below_feature_dim():
+    r = fid_result(_features(12, n=10, f=16), _features(13, n=10, f=16), n_boot=10)
+    assert any("singular" in w for w in r.warnings)
+
+
+def test_kid_result_interval_and_subset_warning():
+    r = kid_result(_features(14, n=80), _features(15, n=80, shift=1.0), subsets=5, subset_size=1000, n_boot=10)
+    assert r.value > 0 and r.ci_low <= r.ci_high
+    assert any("subset size" in w for w in r.warnings)
+
+
+def test_bootstrap_helpers():
+    mean, low, high = bootstrap_mean(np.arange(100.0), n_boot=500, seed=1)
+    assert mean == 49.5 and low < 49.5 < high
+    assert np.isnan(percentile_interval([float("nan")])[0])
+    low, high = bootstrap_ci(lambda i: float(np.mean(i)), [10], n_boot=50, seed=0)
+    assert 0 <= low <= high <= 9
