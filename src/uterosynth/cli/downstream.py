@@ -8,7 +8,16 @@ import typer
 
 from ..errors import UserError
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, emit_summary, progress_bar
+from .common import (
+    ConfigOpt,
+    JsonOpt,
+    OverwriteOpt,
+    SeedOpt,
+    SetOpt,
+    emit_summary,
+    load_stage_config,
+    progress_bar,
+)
 
 downstream_app = typer.Typer(
     invoke_without_command=True,
@@ -48,7 +57,6 @@ def downstream(
     if real is None or out is None:
         raise UserError("uterosynth downstream: --real PREPARED and --out DIR are required (see --help)")
 
-    from ..config import load_config, parse_overrides
     from ..downstream.config import DownstreamConfig
     from ..downstream.experiment import parse_synthetic_specs, run_downstream
 
@@ -56,12 +64,7 @@ def downstream(
         raise UserError("--quick and --config both choose a preset; give one of them")
     if quick:
         config = _preset(QUICK_PRESET)
-    values = parse_overrides(overrides or [])
-    if task is not None:
-        values["task"] = task
-    if seed is not None:
-        values["seed"] = seed
-    cfg = load_config(DownstreamConfig, config, overrides=values)
+    cfg = load_stage_config(DownstreamConfig, config, overrides, task=task, seed=seed)
     sets = parse_synthetic_specs(synthetic)
     with progress_bar() as bar:
         job = bar.add_task("downstream", total=None)
@@ -94,16 +97,10 @@ def train_classifier_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train and freeze the judge classifier (TorchScript) used by evaluation and acceptance checks."""
-    from ..config import load_config, parse_overrides
     from ..downstream.config import JudgeConfig
     from ..downstream.judge import train_judge
 
-    values = parse_overrides(overrides or [])
-    if task is not None:
-        values["task"] = task
-    if seed is not None:
-        values["seed"] = seed
-    cfg = load_config(JudgeConfig, config, overrides=values)
+    cfg = load_stage_config(JudgeConfig, config, overrides, task=task, seed=seed)
     meta = train_judge(data, cfg, out, overwrite=overwrite)
     emit_summary(
         {"out": str(out), "task": meta["task"], "classes": meta["classes"],

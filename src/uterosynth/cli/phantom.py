@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt, emit_summary, progress_bar
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt, emit_summary, load_stage_config, progress_bar
 
 
 @app.command("phantom")
@@ -23,12 +23,9 @@ def phantom(
     as_json: bool = JsonOpt,
 ) -> None:
     """Generate a labelled female-pelvis phantom cohort (sagittal T2, four orientation classes)."""
-    from ..config import load_config, parse_overrides
     from ..phantom import PhantomConfig, write_cohort
 
-    values = parse_overrides(overrides or [])
-    values.update({"subjects": subjects, "seed": seed, "workers": workers})
-    cfg = load_config(PhantomConfig, config, overrides=values)
+    cfg = load_stage_config(PhantomConfig, config, overrides, subjects=subjects, seed=seed, workers=workers)
     with progress_bar(transient=True) as bar:
         task = bar.add_task("phantom", total=cfg.subjects)
         summary = write_cohort(cfg, out, overwrite=overwrite, preview=preview,

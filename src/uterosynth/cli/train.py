@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, emit_summary
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, emit_summary, load_stage_config
 
 train_app = typer.Typer(help="Train a model (autoencoder, diffusion) on a prepared dataset.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -29,13 +29,9 @@ def autoencoder(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train the KL autoencoder (2D or 3D); runs under torchrun for several processes."""
-    from ..config import load_config, parse_overrides
     from ..training.autoencoder import AutoencoderTrainConfig, train_autoencoder
 
-    values = parse_overrides(overrides or [])
-    if seed is not None:
-        values["seed"] = seed
-    cfg = load_config(AutoencoderTrainConfig, config, overrides=values)
+    cfg = load_stage_config(AutoencoderTrainConfig, config, overrides, seed=seed)
     _run(train_autoencoder, cfg, data, out, resume=resume, overwrite=overwrite, as_json=as_json, title="autoencoder")
 
 
@@ -51,13 +47,9 @@ def diffusion(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a diffusion model (pixel DDPM or latent LDM; 2D or 3D; conditions); runs under torchrun."""
-    from ..config import load_config, parse_overrides
     from ..training.diffusion import DiffusionTrainConfig, train_diffusion
 
-    values = parse_overrides(overrides or [])
-    if seed is not None:
-        values["seed"] = seed
-    cfg = load_config(DiffusionTrainConfig, config, overrides=values)
+    cfg = load_stage_config(DiffusionTrainConfig, config, overrides, seed=seed)
     _run(train_diffusion, cfg, data, out, resume=resume, overwrite=overwrite, as_json=as_json, title="diffusion")
 
 

@@ -302,15 +302,4 @@ def train_autoencoder(
         transform=default_augmentation(cfg.model.spatial_dims, seed=cfg.seed) if cfg.train.augment else None,
         dist_info=dist_info, on_step_end=on_step_end, progress=progress,
     )
-    result = trainer.fit(resume=resume)
-    return {
-        "out": str(out),
-        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-        "steps": result.step,
-        "resumed_from": result.resumed_from,
-        "items_per_s": round(result.items_per_s, 3),
-        "world_size": dist_info.world_size,
-        "device": str(device),
-        **{k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
-           for k, v in result.last_metrics.items() if k.startswith("val/")},
-    }
+    return trainer.fit(resume=resume).summary(out, dist_info)

@@ -13,7 +13,6 @@ Everything else â€” AdamW, AMP, EMA, accumulation, DDP, checkpoints and resume â
 
 from __future__ import annotations
 
-import math
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -220,15 +219,4 @@ def train_diffusion(
         model_meta=meta, config=cfg, validate=preview, dist_info=dist_info, on_step_end=on_step_end,
         progress=progress,
     )
-    result = trainer.fit(resume=resume)
-    return {
-        "out": str(out),
-        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-        "steps": result.step,
-        "resumed_from": result.resumed_from,
-        "items_per_s": round(result.items_per_s, 3),
-        "world_size": dist_info.world_size,
-        "device": str(device),
-        **{k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
-           for k, v in result.last_metrics.items() if k.startswith("val/")},
-    }
+    return trainer.fit(resume=resume).summary(out, dist_info)

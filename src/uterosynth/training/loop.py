@@ -101,6 +101,20 @@ class TrainResult:
     items_per_s: float = 0.0
     resumed_from: int | None = None
 
+    def summary(self, out: str | Path, dist_info: DistInfo) -> dict[str, Any]:
+        """The command's summary: where, how far, how fast, and the last validation values."""
+        return {
+            "out": str(out),
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "steps": self.step,
+            "resumed_from": self.resumed_from,
+            "items_per_s": round(self.items_per_s, 3),
+            "world_size": dist_info.world_size,
+            "device": str(dist_info.device),
+            **{k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
+               for k, v in self.last_metrics.items() if k.startswith("val/")},
+        }
+
 
 def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device) -> torch.optim.AdamW:
     """AdamW with the fused kernel where the device has one."""
