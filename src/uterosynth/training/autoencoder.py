@@ -30,7 +30,7 @@ from ..models.autoencoder import (
 )
 from ..models.perceptual import PerceptualConfig, build_perceptual, check_weights_file
 from .config import LoopConfig, OptimizerConfig
-from .loop import OptimGroup, Parts, Trainer, make_adamw
+from .loop import OptimGroup, Parts, Trainer, claim_run_folder, make_adamw
 from .metrics import reconstruction_metrics
 
 __all__ = [
@@ -243,7 +243,6 @@ def train_autoencoder(
         UserError: perceptual weights missing; ``out`` exists without ``--resume``/``--overwrite``;
             a loss became NaN/Inf (the last good checkpoint is kept).
     """
-    import shutil
 
     from ..data.dataset import ImageDataset, default_augmentation, make_loader
     from ..data.manifest import PreparedDataset
@@ -257,11 +256,7 @@ def train_autoencoder(
     dist_info = init_distributed(cfg.train.device)
     if cfg.train.precision == "fp16" and dist_info.device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
-    if out.exists() and not resume:
-        if not overwrite:
-            raise UserError(f"{out}: output folder already exists (pass --resume to continue it, or --overwrite)")
-        if dist_info.is_main:
-            shutil.rmtree(out)
+    claim_run_folder(out, resume=resume, overwrite=overwrite, dist_info=dist_info)
     seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
     perceptual = build_perceptual(cfg.perceptual, spatial_dims=cfg.model.spatial_dims)
     device = dist_info.device

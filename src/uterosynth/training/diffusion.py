@@ -13,7 +13,6 @@ Everything else â€” AdamW, AMP, EMA, accumulation, DDP, checkpoints and resume â
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,7 @@ from ..errors import ConfigError, UserError
 from ..models.conditioning import ConditionCodec, ConditioningConfig
 from ..models.diffusion_unet import ConditionedUNet, UNetConfig
 from .config import LoopConfig, OptimizerConfig
-from .loop import OptimGroup, Parts, Trainer, make_adamw
+from .loop import OptimGroup, Parts, Trainer, claim_run_folder, make_adamw
 
 __all__ = ["DiffusionStep", "DiffusionTrainConfig", "PreviewConfig", "train_diffusion"]
 
@@ -176,7 +175,7 @@ def train_diffusion(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    on_step_end: Callable[[int], None] | None = None,
+    on_step_end: Callable[[Trainer, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train a diffusion model on a prepared dataset (pixel) or its latent cache (latent).
 
@@ -193,11 +192,7 @@ def train_diffusion(
     out = Path(out)
     train_set, val_set, records, meta, ae = _prepare_inputs(cfg, data_path)
     dist_info = init_distributed(cfg.train.device)
-    if out.exists() and not resume:
-        if not overwrite:
-            raise UserError(f"{out}: output folder already exists (pass --resume to continue it, or --overwrite)")
-        if dist_info.is_main:
-            shutil.rmtree(out)
+    claim_run_folder(out, resume=resume, overwrite=overwrite, dist_info=dist_info)
     seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
     codec = ConditionCodec.fit(cfg.conditioning, records, source=str(data_path)) if cfg.conditioning.enabled else None
     device = dist_info.device

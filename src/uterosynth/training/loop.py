@@ -116,6 +116,21 @@ class TrainResult:
         }
 
 
+def claim_run_folder(out: Path, *, resume: bool, overwrite: bool, dist_info: DistInfo) -> None:
+    """Make ``out`` ready for a run: keep it to resume, clear it with ``overwrite``, else refuse.
+
+    Raises:
+        UserError: ``out`` exists and neither ``resume`` nor ``overwrite`` is set.
+    """
+    import shutil
+
+    if out.exists() and not resume:
+        if not overwrite:
+            raise UserError(f"{out}: output folder already exists (pass --resume to continue it, or --overwrite)")
+        if dist_info.is_main:
+            shutil.rmtree(out)
+
+
 def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device) -> torch.optim.AdamW:
     """AdamW with the fused kernel where the device has one."""
     params = [p for p in params if p.requires_grad]
