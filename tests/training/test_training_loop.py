@@ -73,6 +73,17 @@ def test_loss_decreases_and_is_logged(tmp_path, precision):
     assert records[-1]["main/mse"] < records[0]["main/mse"]
 
 
+def test_time_budget_stops_and_checkpoints_the_step_reached(tmp_path, monkeypatch):
+    import uterosynth.training.loop as loop
+
+    clock = iter(range(0, 10_000, 30))  # each reading of the clock is 30 s later
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))
+    _, result = _train(tmp_path, "budget", steps=100, max_minutes=2.0, checkpoint_every=50)
+    assert 1 <= result.step < 100
+    _, meta = load_model_json(result.checkpoint)
+    assert meta["step"] == result.step
+
+
 def test_fp16_on_cpu_is_rejected():
     from uterosynth.config import validate_config
     from uterosynth.errors import ConfigError

@@ -40,6 +40,7 @@ def evaluate(
     extractor_kind: str = typer.Option(None, "--extractor-kind", help="encoder | inception | torchscript."),
     classifier: Path = typer.Option(None, "--classifier", help="Condition classifier folder or classifier.pt."),
     lpips_weights: Path = typer.Option(None, "--lpips-weights", help="AlexNet features safetensors for LPIPS."),
+    downstream: Path = typer.Option(None, "--downstream", help="A 'uterosynth downstream' output folder to include."),
     config: Path = ConfigOpt,
     seed: int = SeedOpt,
     set_: list[str] = SetOpt,
@@ -60,7 +61,8 @@ def evaluate(
                       "extractor.kind": extractor_kind, "classifier.path": str(classifier) if classifier else None,
                       "lpips.weights": str(lpips_weights) if lpips_weights else None})
     cfg = load_config(EvaluationConfig, config, overrides=overrides)
-    metrics = run(real, synthetic, out, cfg, baselines=_parse_baselines(baseline), overwrite=overwrite,
+    metrics = run(real, synthetic, out, cfg, baselines=_parse_baselines(baseline), downstream=downstream,
+                  overwrite=overwrite,
                   log=lambda line: err_console.print(f"[dim]{line}[/]"))
     summary = {"out": str(out), "extractor": metrics["extractor"]["name"], "warnings": len(metrics["warnings"])}
     for name, s in metrics["sets"].items():
@@ -68,6 +70,26 @@ def evaluate(
             if key in s["metrics"]:
                 summary[f"{name}.{key}"] = s["metrics"][key]["value"]
     emit_summary(summary, as_json=json_, title="evaluation")
+
+
+@evaluate_app.command("baselines")
+def baselines(
+    autoencoder: Path = typer.Option(..., "--autoencoder", help="Autoencoder checkpoint or run folder."),
+    real: str = typer.Option(..., "--real", help="Prepared dataset DIR[:split] to reconstruct (default split test)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: reconstruction/ and prior/ synthetic sets."),
+    n_prior: int = typer.Option(None, "--n-prior", min=1, help="Prior samples (default: as many as the real split)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    seed: int = SeedOpt,
+    overwrite: bool = OverwriteOpt,
+    json_: bool = JsonOpt,
+) -> None:
+    """Write the autoencoder baselines: reconstructions of the real split and decoded prior samples."""
+    from ..evaluation.baselines import make_baselines
+
+    made = make_baselines(autoencoder, real, out, n_prior=n_prior, seed=seed or 0, device=device, overwrite=overwrite)
+    emit_summary({"out": str(out), **{name: str(path) for name, path in made.items()},
+                  "use": " ".join(f"--baseline {name}={path}" for name, path in made.items())},
+                 as_json=json_, title="baselines")
 
 
 @evaluate_app.command("train-encoder")

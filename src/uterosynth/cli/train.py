@@ -54,12 +54,15 @@ def diffusion(
 
 
 def _run(train, cfg, data: Path, out: Path, *, resume: bool, overwrite: bool, as_json: bool, title: str) -> None:
-    """Train on this process (or this torchrun rank); rank 0 prints the summary."""
+    """Train on this process (or this torchrun rank); rank 0 writes ``summary.json`` (the mark
+    of a finished run) and prints the summary."""
+    from ..artifacts import provenance, write_json
     from ..training.distributed import init_distributed, shutdown_distributed
 
     try:
         summary = train(cfg, data, out, resume=resume, overwrite=overwrite)
         if init_distributed(cfg.train.device).is_main:
+            write_json(Path(out) / "summary.json", {**provenance(cfg.model_dump(mode="json"), cfg.seed), **summary})
             emit_summary(summary, as_json=as_json, title=title)
     finally:
         shutdown_distributed()

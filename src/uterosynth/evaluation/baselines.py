@@ -28,8 +28,8 @@ from ..data.synthetic import write_metadata
 from ..errors import DataError
 from ..seeding import index_generator
 
-__all__ = ["Autoencoder", "AutoencoderAdapter", "make_prior_baseline", "make_reconstruction_baseline",
-           "write_synthetic_set"]
+__all__ = ["Autoencoder", "AutoencoderAdapter", "make_baselines", "make_prior_baseline",
+           "make_reconstruction_baseline", "write_synthetic_set"]
 
 
 @runtime_checkable
@@ -62,7 +62,8 @@ class AutoencoderAdapter:
             if image_shape is None:
                 raise ValueError("give latent_shape or image_shape")
             with torch.no_grad():
-                mu, _ = module.encode(torch.zeros(1, 1, *image_shape))
+                probe = torch.zeros(1, 1, *image_shape, device=next(module.parameters()).device)
+                mu, _ = module.encode(probe)
             latent_shape = tuple(mu.shape[1:])
         self.latent_shape = tuple(int(s) for s in latent_shape)
 
@@ -159,3 +160,34 @@ def make_prior_baseline(
     info = {"kind": "prior", "seed": seed, **_model_info(autoencoder),
             "provenance": provenance({"kind": "prior", "n": n}, seed)}
     return write_synthetic_set(out, np.concatenate(arrays), [{}] * n, affine=affine, info=info, overwrite=overwrite)
+
+
+def make_baselines(
+    autoencoder_path: str | Path, real: str | Path, out: str | Path, *, n_prior: int | None = None, seed: int = 0,
+    device: str = "cpu", overwrite: bool = False,
+) -> dict[str, Path]:
+    """Both baselines of a trained autoencoder checkpoint: ``out/reconstruction`` and ``out/prior``.
+
+    ``real`` is ``DIR[:split]`` (default ``test``); ``n_prior`` defaults to the size of that
+    split, so both baselines have as many items as the real set they stand beside.
+
+    Raises:
+        UserError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
+        DataError: the split is empty.
+    """
+    from ..models.latent import load_autoencoder
+
+    out = Path(out)
+    module, meta, _ = load_autoencoder(autoencoder_path, device=device)
+    root, split = parse_dataset_ref(real)
+    dataset = PreparedDataset.load(root, split or "test")
+    adapter = AutoencoderAdapter(module, image_shape=[int(s) for s in dataset.info["shape"]],
+                                 name=f"autoencoder:{Path(autoencoder_path).name}", sha256=meta.get("sha256"))
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        made = {
+            "reconstruction": make_reconstruction_baseline(adapter, f"{root}:{split or 'test'}", tmp / "reconstruction",
+                                                           device=device, seed=seed),
+            "prior": make_prior_baseline(adapter, n_prior or len(dataset), tmp / "prior", seed=seed, device=device,
+                                         affine=dataset.info.get("affine")),
+        }
+    return {name: out / path.name for name, path in made.items()}

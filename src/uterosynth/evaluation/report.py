@@ -157,8 +157,13 @@ def _fmt(v: float | None) -> str:
     return f"{v:.3g}" if a >= 1000 or a < 0.01 and a != 0 else f"{v:.3f}"
 
 
-def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConfig) -> str:
-    """The HTML page for ``metrics.json`` content and the loaded sets/features."""
+def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConfig,
+                  extra_sections: Sequence[str] = ()) -> str:
+    """The HTML page for ``metrics.json`` content and the loaded sets/features.
+
+    ``extra_sections``: self-contained HTML fragments appended before the warnings (the
+    downstream experiment's section, for one).
+    """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
@@ -183,4 +188,5 @@ def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConf
     return env.get_template("report.html.j2").render(
         m=metrics, sets=sets, table=table, per_class=per_class, grids=grids, group_by=data.get("group_by"),
         metric_plot=_metric_plot(metrics), pca_plot=_pca_plot(data["features"], cfg.pca_points),
+        extra_sections=list(extra_sections),
     )

@@ -241,18 +241,51 @@ def run_evaluation(
 def evaluate(
     real: str | Path, synthetic: str | Path | None, out: str | Path, cfg: EvaluationConfig, *,
     baselines: Mapping[str, str | Path] | None = None, extractor: FeatureExtractor | None = None,
-    classifier: ConditionClassifier | None = None, overwrite: bool = False, log: Log = _noop,
+    classifier: ConditionClassifier | None = None, downstream: str | Path | None = None, overwrite: bool = False,
+    log: Log = _noop,
 ) -> dict[str, Any]:
-    """Run :func:`run_evaluation` and write ``out/metrics.json`` and ``out/report.html``."""
+    """Run :func:`run_evaluation` and write ``out/metrics.json`` and ``out/report.html``.
+
+    ``downstream``: a ``uterosynth downstream`` output folder whose report section and gains
+    go into the report and ``metrics.json``.
+    """
     from .report import render_report
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    sections = []
+    if downstream is not None:
+        section, summary = _downstream_section(Path(downstream))
+        sections.append(section)
     metrics, data = run_evaluation(real, synthetic, cfg, baselines=baselines, extractor=extractor,
                                    classifier=classifier, log=log)
-    html = render_report(metrics, data, cfg.report)
+    if downstream is not None:
+        metrics["downstream"] = summary
+    html = render_report(metrics, data, cfg.report, extra_sections=sections)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         write_json(tmp / "metrics.json", metrics)
         atomic_write_text(tmp / "report.html", html)
     return metrics
+
+
+def _downstream_section(folder: Path) -> tuple[str, dict[str, Any]]:
+    """The downstream experiment's HTML section and a summary of its gains over real only.
+
+    Raises:
+        UserError: ``folder`` is not a finished ``uterosynth downstream`` output.
+    """
+    import json
+
+    from ..downstream.experiment import REPORT_FILE, RESULTS_FILE
+
+    section, results = folder / REPORT_FILE, folder / RESULTS_FILE
+    for path in (section, results):
+        if not path.is_file():
+            raise UserError(f"{path}: not found (--downstream expects a 'uterosynth downstream' output folder)")
+    data = json.loads(results.read_text())
+    gains = [{"protocol": r["protocol"], "budget": r["budget"],
+              "balanced_accuracy": r["balanced_accuracy"]["mean"],
+              "diff_vs_real": (r["diff_vs_real"] or {}).get("balanced_accuracy")}
+             for r in data["summary"] if r.get("diff_vs_real")]
+    return section.read_text(), {"path": str(folder), "task": data["task"], "gains": gains}

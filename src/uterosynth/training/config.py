@@ -29,6 +29,9 @@ class LoopConfig(StrictModel):
     """
 
     steps: int = Field(1000, ge=1)
+    max_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget: stop (and checkpoint) at the first step past it"
+    )
     batch_size: int = Field(8, ge=1, description="items per micro-batch per process")
     grad_accum: int = Field(1, ge=1)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

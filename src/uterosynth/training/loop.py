@@ -406,6 +406,25 @@ class Trainer:
             module.requires_grad_(True)
         return logs
 
+    def _out_of_time(self, t0: float) -> bool:
+        """True once ``cfg.max_minutes`` of this run have passed (decided the same on every rank)."""
+        if self.cfg.max_minutes is None:
+            return False
+        late = time.perf_counter() - t0 > 60.0 * self.cfg.max_minutes
+        return not all_true(not late, self.dist)
+
+    def _finish_early(self) -> dict[str, float]:
+        """Validate and checkpoint the step the time budget stopped at; the validation values."""
+        metrics: dict[str, float] = {}
+        if self.validate_fn is not None and self.step % self.cfg.val_every != 0:
+            if self.dist.is_main:
+                metrics = dict(self.validate_fn(self, self.step))
+                self.log(metrics, self.step)
+            barrier(self.dist)
+        if self.step % self.cfg.checkpoint_every != 0:
+            self.save_checkpoint()
+        return metrics
+
     def fit(self, *, resume: bool = False) -> TrainResult:
         """Train until ``cfg.steps``; resume from ``out/checkpoint`` when ``resume``."""
         cfg = self.cfg
@@ -435,7 +454,7 @@ class Trainer:
         t0 = time.perf_counter()
         bar = _Progress(self.progress and self.dist.is_main, cfg.steps, self.step)
         try:
-            while self.step < cfg.steps:
+            while self.step < cfg.steps and not self._out_of_time(t0):
                 micro = [_to_device(next(batches), self.device, cfg.channels_last) for _ in range(cfg.grad_accum)]
                 logs = self.train_step(micro)
                 self.micro += cfg.grad_accum
@@ -456,6 +475,8 @@ class Trainer:
                     self.save_checkpoint()
                 if self.on_step_end is not None:
                     self.on_step_end(self, self.step)
+            if self.step < cfg.steps and self.step > (resumed or 0):
+                last = {**last, **self._finish_early()}
         finally:
             bar.close()
             if self._writer is not None:

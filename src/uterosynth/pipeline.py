@@ -1,0 +1,219 @@
+"""A pipeline: a chain of ``uterosynth`` commands, each writing one stage folder, resumable.
+
+``uterosynth demo`` builds its stages in code; ``uterosynth run pipeline.yaml`` reads them from a
+file a user copies for their own data (``configs/pipeline_*.yaml``). Both run through
+:func:`run_stages`: a stage whose ``done`` file exists is skipped, a training stage whose folder
+exists unfinished is resumed (``--resume``), every other command writes its folder atomically,
+so Ctrl-C never leaves a half-written stage. ``report.html`` links every stage's files and pictures.
+
+In a pipeline file, strings may refer to ``${out}`` (the pipeline folder), ``${here}`` (the
+folder of the pipeline file), ``${presets}`` (uterosynth's ``configs/`` folder) and ``${NAME}``
+(the folder of stage ``NAME``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .config import StrictModel, load_config
+from .errors import UserError
+
+__all__ = ["PRESETS", "PipelineConfig", "Stage", "StageSpec", "pipeline_stages", "run_stages", "write_report"]
+
+PRESETS = Path(__file__).resolve().parents[2] / "configs"
+_REF = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step: a folder name, what it is, the CLI arguments that make it, and its done mark.
+
+    ``launcher='torchrun'`` runs the command in ``nproc`` processes (one per GPU); ``resumable``
+    stages get ``--resume`` when their folder exists unfinished.
+    """
+
+    name: str
+    title: str
+    args: tuple[str, ...]
+    done_marker: str
+    resumable: bool = False
+    launcher: str = "inprocess"
+    nproc: int = 1
+
+
+class StageSpec(StrictModel):
+    """One stage of a pipeline file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="stage folder under 'out'")
+    title: str | None = None
+    command: str = Field(min_length=1, description="uterosynth command, e.g. 'train diffusion'")
+    args: dict[str, Any] = Field(default_factory=dict, description="--key value; true: a flag; list: repeated")
+    set: dict[str, Any] = Field(default_factory=dict, description="config overrides (--set key=value)")
+    out_option: str | None = Field("--out", description="the option that receives the stage folder")
+    done: str = Field(min_length=1, description="file in the stage folder that marks it finished")
+    launcher: Literal["inprocess", "torchrun"] = "inprocess"
+    nproc: int = Field(1, ge=1, description="torchrun processes (GPUs) on this node")
+
+
+class PipelineConfig(StrictModel):
+    """A pipeline file: where it writes, and its stages in order."""
+
+    out: str
+    stages: list[StageSpec] = Field(min_length=1)
+
+    @field_validator("stages")
+    @classmethod
+    def _unique(cls, stages: list[StageSpec]) -> list[StageSpec]:
+        names = [s.name for s in stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stage names must be unique: {', '.join(dupes)}")
+        return stages
+
+    @model_validator(mode="after")
+    def _refs_known(self) -> PipelineConfig:
+        known = {"out", "here", "presets"}
+        for stage in self.stages:
+            for ref in _REF.findall(json.dumps(stage.model_dump(mode="json"))):
+                if ref not in known:
+                    raise ValueError(f"stage '{stage.name}': ${{{ref}}} is not an earlier stage, out, here or presets")
+            known.add(stage.name)
+        return self
+
+
+def _option_args(args: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key, value in args.items():
+        flag = key if key.startswith("-") else f"--{key.replace('_', '-')}"
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if v is True:
+                out.append(flag)
+            elif v is not False and v is not None:
+                out += [flag, str(v)]
+    for key, value in overrides.items():
+        out += ["--set", f"{key}={json.dumps(value) if isinstance(value, list | dict) else value}"]
+    return out
+
+
+def pipeline_stages(path: str | Path, *, out: str | Path | None = None) -> tuple[Path, list[Stage]]:
+    """The output folder and the stages of the pipeline file ``path`` (``out`` overrides its ``out``).
+
+    Raises:
+        ConfigError: the file is missing, malformed, or refers to an unknown stage.
+    """
+    path = Path(path)
+    cfg = load_config(PipelineConfig, path)
+    root = Path(out) if out is not None else Path(cfg.out.replace("${here}", str(path.parent.resolve())))
+    places = {"out": str(root), "here": str(path.parent.resolve()), "presets": str(PRESETS),
+              **{s.name: str(root / s.name) for s in cfg.stages}}
+
+    def resolve(text: str) -> str:
+        return _REF.sub(lambda m: places[m.group(1)], text)
+
+    stages = []
+    for spec in cfg.stages:
+        args = [*spec.command.split(), *_option_args(spec.args, spec.set)]
+        if spec.out_option:
+            args += [spec.out_option, str(root / spec.name)]
+        stages.append(Stage(spec.name, spec.title or spec.name, tuple(resolve(a) for a in args), spec.done,
+                            resumable=spec.command.split()[0] == "train", launcher=spec.launcher, nproc=spec.nproc))
+    return root, stages
+
+
+def _in_process(args: Sequence[str]) -> None:
+    from .cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise UserError(f"stage 'uterosynth {' '.join(args[:2])}' failed (exit code {exit_.code})") from None
+
+
+def _torchrun(args: Sequence[str], nproc: int) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "uterosynth", *args]
+    code = subprocess.run(cmd, check=False).returncode
+    if code != 0:
+        raise UserError(f"stage 'torchrun uterosynth {' '.join(args[:2])}' failed (exit code {code})")
+
+
+def run_stage(stage: Stage, args: Sequence[str]) -> None:
+    """Run one stage's command in this process, or under torchrun."""
+    if stage.launcher == "torchrun":
+        _torchrun(args, stage.nproc)
+    else:
+        _in_process(args)
+
+
+def run_stages(
+    out: str | Path,
+    stages: Sequence[Stage],
+    *,
+    title: str,
+    run_command: Callable[[Stage, Sequence[str]], None] = run_stage,
+    on_stage: Callable[[int, int, Stage, str], None] | None = None,
+) -> dict[str, float | str]:
+    """Run (or resume) every stage into ``out``; write ``report.html``; per-stage seconds.
+
+    Raises:
+        UserError: a stage failed (its message was printed by the stage itself).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float | str] = {}
+    for i, stage in enumerate(stages):
+        folder = out / stage.name
+        if (folder / stage.done_marker).is_file():
+            timings[stage.name] = "done earlier"
+            if on_stage:
+                on_stage(i, len(stages), stage, "skipped (done)")
+            continue
+        args = list(stage.args)
+        resuming = stage.resumable and folder.is_dir()
+        if resuming:
+            args.append("--resume")
+        if on_stage:
+            on_stage(i, len(stages), stage, "resuming" if resuming else "running")
+        t0 = time.perf_counter()
+        run_command(stage, args)
+        timings[stage.name] = round(time.perf_counter() - t0, 1)
+    write_report(out, stages, title=title)
+    return timings
+
+
+def _pictures(folder: Path) -> list[Path]:
+    pictures = sorted(folder.glob("images/*.png"))[-1:] + sorted(folder.glob("previews/*.png"))[:8]
+    return pictures + sorted(folder.glob("*.png"))
+
+
+def write_report(out: Path, stages: Sequence[Stage], *, title: str) -> Path:
+    """``report.html``: one section per stage with its command, links to its files and its pictures."""
+    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{height:128px;margin:2px}</style>",
+             f"<h1>{html.escape(title)}</h1>"]
+    if (out / "phantom_preview.png").is_file():
+        parts.append("<img src='phantom_preview.png' style='height:360px'>")
+    for stage in stages:
+        folder = out / stage.name
+        parts.append(f"<h2>{html.escape(stage.title)}</h2><p><code>uterosynth {html.escape(' '.join(stage.args))}</code></p>")
+        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+        links = " · ".join(f"<a href='{html.escape(str(p.relative_to(out)))}'>{html.escape(p.name)}</a>" for p in files)
+        parts.append(f"<p>{links or 'not run'}</p>")
+        parts += [f"<img src='{html.escape(str(p.relative_to(out)))}'>" for p in _pictures(folder)] if folder.is_dir() else []
+    path = out / "report.html"
+    path.write_text("\n".join(parts) + "\n")
+    return path
+
