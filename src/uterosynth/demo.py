@@ -1,99 +1,144 @@
 """``uterosynth demo``: the whole mission on the digital phantom, as a chain of stage commands.
 
 Every stage is the same CLI command a user would run, reading the previous stage's artifact
-and writing its own into ``<out>/<NN_stage>`` (atomically), so re-running the demo skips the
-stages whose artifact is complete and Ctrl-C never leaves a half-written one. The last stage
-writes ``report.html`` linking every artifact and picture.
+and writing its own into ``<out>/<NN_stage>`` (atomically; training stages resume from their
+last checkpoint), so re-running the demo skips finished stages and Ctrl-C never leaves a
+half-written one. The stages run through :mod:`uterosynth.pipeline`, whose ``report.html``
+links every artifact and picture; ``configs/pipeline_cpu.yaml`` is the same chain as a file.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .pipeline import PRESETS, Stage, run_stage, run_stages
 
-__all__ = ["Stage", "demo_stages", "run_demo"]
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the demo: a folder name, what it is, and the CLI arguments that make it."""
-
-    name: str
-    title: str
-    args: tuple[str, ...]
-    done_marker: str
+__all__ = ["demo_stages", "run_demo"]
 
 
 def _config(name: str) -> str:
-    path = CONFIGS / name
+    path = PRESETS / name
     if not path.is_file():
         raise UserError(f"{path}: demo preset not found (run the demo from a source checkout of uterosynth)")
     return str(path)
 
 
-def demo_stages(out: Path, *, quick: bool) -> list[Stage]:
+@dataclass(frozen=True)
+class _Size:
+    """What --quick, the default run and --dims change."""
+
+    subjects: str
+    shape: str
+    ae_budget: tuple[str, ...]
+    ldm_budget: tuple[str, ...]
+    per_class: str
+    judge: tuple[str, ...]
+    encoder: tuple[str, ...]
+    downstream: tuple[str, ...]
+    evaluate: tuple[str, ...]
+    readers_per_source: str
+
+
+def _size(quick: bool, dims: int) -> _Size:
+    if quick:
+        return _Size(
+            subjects="16", shape="[64,64]" if dims == 2 else "[32,32,8]",
+            ae_budget=("--set", "train.steps=20", "--set", "loss.adv_warmup_steps=10", "--set", "model.channels=[16,32,32]",
+                       "--set", "discriminator.channels=16"),
+            ldm_budget=("--set", "train.steps=20", "--set", "unet.channels=[32,64]"),
+            per_class="2",
+            judge=("--set", "train.max_epochs=2", "--set", "train.min_epochs=1", "--set", "classifier.image_size=32"),
+            encoder=("--set", "epochs=1", "--set", "image_size=32", "--set", "channels=[8,8,8,16]"),
+            downstream=("--set", "budgets=[1.0]", "--set", "n_seeds=1", "--set", "train.max_epochs=2",
+                        "--set", "train.min_epochs=1", "--set", "protocols.augment=false"),
+            evaluate=("--set", "bootstrap.n=20", "--set", "kid.subsets=5", "--set", "msssim.pairs=50",
+                      "--set", "frd.enabled=false", "--set", "lpips.pairs=20"),
+            readers_per_source="4",
+        )
+    return _Size(
+        subjects="60", shape="[128,128]" if dims == 2 else "[64,64,16]",
+        ae_budget=("--set", "train.steps=100000", "--set", "train.max_minutes=3.5"),
+        ldm_budget=("--set", "train.steps=100000", "--set", "train.max_minutes=6.5"),
+        per_class="8",
+        judge=(),
+        encoder=("--set", "epochs=8"),
+        downstream=("--set", "n_seeds=2"),
+        evaluate=("--set", "frd.max_items=64", "--set", "bootstrap.n=50"),
+        readers_per_source="20",
+    )
+
+
+def demo_stages(out: Path, *, quick: bool, dims: int = 2) -> list[Stage]:
     """The demo's stages; ``quick`` shrinks cohort, models and step counts to a smoke run."""
-    p = {name: out / name for name in ("01_phantom", "02_prepared", "03_autoencoder", "04_latents",
-                                       "05_ldm", "06_samples", "07_audit", "08_release", "09_reader_study")}
-    subjects, shape = ("12", "[64,64]") if quick else ("40", "[128,128]")
-    ae_steps, ldm_steps, per_class = ("20", "20", "2") if quick else ("600", "1500", "8")
-    small_ae = ["--set", "model.channels=[16,32,32]", "--set", "discriminator.channels=16"] if quick else []
-    small_ldm = ["--set", "unet.channels=[32,64]"] if quick else []
+    if dims not in (2, 3):
+        raise UserError(f"--dims: 2 or 3, got {dims}")
+    size = _size(quick, dims)
+    p = {name: str(out / name) for name in (
+        "01_phantom", "02_prepared", "03_autoencoder", "04_latents", "05_ldm", "06_samples", "07_judge",
+        "08_encoder", "09_baselines", "10_downstream", "11_evaluation", "12_audit", "13_release", "14_reader_study")}
+    prepare = ("--config", _config("prepare2d.yaml"), "--set", "preprocess.output.slices=central") if dims == 2 else (
+        "--config", _config("prepare3d.yaml"), "--set", "preprocess.roi.mode=uterus")
+    ae, ldm = ("ae2d_demo.yaml", "ldm2d_demo.yaml") if dims == 2 else ("ae3d_demo.yaml", "ldm3d_demo.yaml")
     return [
-        Stage("01_phantom", "digital phantom cohort", ("phantom", "--out", str(p["01_phantom"]), "--subjects",
-              subjects, "--seed", "0", "--preview", str(out / "phantom_preview.png")), "labels.csv"),
-        Stage("02_prepared", "prepared dataset (uterus ROI, 2D)", (
-            "prepare", "--source", "umd", "--input", str(p["01_phantom"]), "--config", _config("prepare2d.yaml"),
-            "--set", f"preprocess.output.shape={shape}", "--out", str(p["02_prepared"])), "manifest.csv"),
+        Stage("01_phantom", "digital phantom cohort", ("phantom", "--out", p["01_phantom"], "--subjects", size.subjects,
+              "--seed", "0", "--preview", str(out / "phantom_preview.png")), "labels.csv"),
+        Stage("02_prepared", f"prepared dataset (uterus ROI, {dims}D)", (
+            "prepare", "--source", "umd", "--input", p["01_phantom"], *prepare,
+            "--set", f"preprocess.output.shape={size.shape}", "--out", p["02_prepared"]), "manifest.csv"),
         Stage("03_autoencoder", "KL autoencoder", (
-            "train", "autoencoder", "--config", _config("ae2d_demo.yaml"), "--data", str(p["02_prepared"]),
-            "--out", str(p["03_autoencoder"]), "--set", f"train.steps={ae_steps}",
-            "--set", f"loss.adv_warmup_steps={int(ae_steps) // 2}", *small_ae), "checkpoint/model.json"),
-        Stage("04_latents", "latent cache", ("encode", "--model", str(p["03_autoencoder"]), "--data",
-              str(p["02_prepared"]), "--out", str(p["04_latents"])), "latents.json"),
+            "train", "autoencoder", "--config", _config(ae), "--data", p["02_prepared"], "--out", p["03_autoencoder"],
+            *size.ae_budget), "summary.json", resumable=True),
+        Stage("04_latents", "latent cache", ("encode", "--model", p["03_autoencoder"], "--data", p["02_prepared"],
+              "--out", p["04_latents"]), "latents.json"),
         Stage("05_ldm", "conditional latent diffusion model", (
-            "train", "diffusion", "--config", _config("ldm2d_demo.yaml"), "--data", str(p["02_prepared"]),
-            "--out", str(p["05_ldm"]), "--set", f"autoencoder={p['03_autoencoder']}",
-            "--set", f"latents={p['04_latents']}", "--set", f"train.steps={ldm_steps}", *small_ldm),
-            "checkpoint/model.json"),
+            "train", "diffusion", "--config", _config(ldm), "--data", p["02_prepared"], "--out", p["05_ldm"],
+            "--set", f"autoencoder={p['03_autoencoder']}", "--set", f"latents={p['04_latents']}", *size.ldm_budget),
+            "summary.json", resumable=True),
         Stage("06_samples", "synthetic set (balanced per class)", (
-            "sample", "--model", str(p["05_ldm"]), "--per-class", per_class, "--sampler", "dpmpp", "--steps", "20",
-            "--guidance", "orientation=3,field_strength=1.5", "--seed", "0", "--out", str(p["06_samples"])),
+            "sample", "--model", p["05_ldm"], "--per-class", size.per_class, "--sampler", "dpmpp", "--steps", "20",
+            "--guidance", "orientation=3,field_strength=1.5", "--seed", "0", "--out", p["06_samples"]),
             "metadata.jsonl"),
-        Stage("07_audit", "memorisation audit", ("audit", "--train", str(p["02_prepared"]), "--synthetic",
-              str(p["06_samples"]), "--out", str(p["07_audit"])), "audit.json"),
-        Stage("08_release", "released synthetic dataset", ("release", "--synthetic", str(p["06_samples"]),
-              "--audit", str(p["07_audit"]), "--out", str(p["08_release"])), "SHA256SUMS"),
-        Stage("09_reader_study", "reader study, ready to serve", (
-            "reader-study", "create", "--real", f"{p['02_prepared']}:test", "--synthetic", str(p["06_samples"]),
-            "--per-source", "4" if quick else "20", "--raters", "reader1,reader2",
-            "--class-by", "none" if quick else "orientation", "--out", str(p["09_reader_study"])), "study.json"),
+        Stage("07_judge", "independent orientation classifier (the judge)", (
+            "downstream", "train-classifier", "--data", p["02_prepared"], "--out", p["07_judge"], *size.judge),
+            "classifier.json"),
+        Stage("08_encoder", "in-domain feature encoder", (
+            "evaluate", "train-encoder", "--data", p["02_prepared"], "--out", p["08_encoder"], *size.encoder),
+            "encoder.json"),
+        Stage("09_baselines", "autoencoder baselines (reconstructions, prior samples)", (
+            "evaluate", "baselines", "--autoencoder", p["03_autoencoder"], "--real", f"{p['02_prepared']}:test",
+            "--out", p["09_baselines"]), "prior/metadata.jsonl"),
+        Stage("10_downstream", "downstream gain of an orientation classifier", (
+            "downstream", "--real", p["02_prepared"], "--synthetic", f"diffusion={p['06_samples']}",
+            "--synthetic", f"vae_prior={p['09_baselines']}/prior", "--task", "orientation",
+            "--config", _config("downstream_quick.yaml"), *size.downstream, "--out", p["10_downstream"]),
+            "results.json"),
+        Stage("11_evaluation", "evaluation report (metrics with 95 % CIs, baselines, downstream)", (
+            "evaluate", "--real", f"{p['02_prepared']}:train", "--synthetic", p["06_samples"],
+            "--baseline", f"reconstruction={p['09_baselines']}/reconstruction",
+            "--baseline", f"prior={p['09_baselines']}/prior", "--extractor", p["08_encoder"],
+            "--classifier", p["07_judge"], "--downstream", p["10_downstream"], *size.evaluate,
+            "--out", p["11_evaluation"]), "report.html"),
+        Stage("12_audit", "memorisation audit", ("audit", "--train", p["02_prepared"], "--synthetic", p["06_samples"],
+              "--out", p["12_audit"]), "audit.json"),
+        Stage("13_release", "released synthetic dataset", ("release", "--synthetic", p["06_samples"],
+              "--audit", p["12_audit"], "--out", p["13_release"]), "SHA256SUMS"),
+        Stage("14_reader_study", "reader study, ready to serve", (
+            "reader-study", "create", "--real", f"{p['02_prepared']}:test", "--synthetic", p["06_samples"],
+            "--per-source", size.readers_per_source, "--raters", "reader1,reader2",
+            "--class-by", "none" if quick else "orientation", "--out", p["14_reader_study"]), "study.json"),
     ]
-
-
-def _run_command(args: Sequence[str]) -> None:
-    from .cli import main
-
-    try:
-        main(list(args))
-    except SystemExit as exit_:
-        if exit_.code not in (0, None):
-            raise UserError(f"demo stage 'uterosynth {' '.join(args[:2])}' failed (exit code {exit_.code})") from None
 
 
 def run_demo(
     out: str | Path,
     *,
     quick: bool = False,
-    run_command: Callable[[Sequence[str]], None] = _run_command,
+    dims: int = 2,
+    run_command: Callable[[Stage, Sequence[str]], None] = run_stage,
     on_stage: Callable[[int, int, Stage, str], None] | None = None,
 ) -> dict:
     """Run (or resume) every stage into ``out``; returns a summary with per-stage seconds.
@@ -102,45 +147,10 @@ def run_demo(
         UserError: a stage failed (its message was printed by the stage itself).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stages = demo_stages(out, quick=quick)
-    timings: dict[str, float | str] = {}
-    for i, stage in enumerate(stages):
-        if (out / stage.name / stage.done_marker).is_file():
-            timings[stage.name] = "done earlier"
-            if on_stage:
-                on_stage(i, len(stages), stage, "skipped (done)")
-            continue
-        if on_stage:
-            on_stage(i, len(stages), stage, "running")
-        t0 = time.perf_counter()
-        run_command(stage.args)
-        timings[stage.name] = round(time.perf_counter() - t0, 1)
-    write_report(out, stages)
-    summary = {"out": str(out), "quick": quick, "report": str(out / "report.html"), "stages": timings}
+    stages = demo_stages(out, quick=quick, dims=dims)
+    timings = run_stages(out, stages, title="uterosynth demo on the digital phantom", run_command=run_command,
+                         on_stage=on_stage)
+    summary = {"out": str(out), "quick": quick, "dims": dims, "report": str(out / "report.html"), "stages": timings,
+               "seconds": round(sum(t for t in timings.values() if isinstance(t, float)), 1)}
     (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _pictures(folder: Path) -> list[Path]:
-    pictures = sorted(folder.glob("images/*.png"))[-1:] + sorted(folder.glob("previews/*.png"))[:8]
-    return pictures + sorted(folder.glob("*.png"))
-
-
-def write_report(out: Path, stages: Sequence[Stage]) -> Path:
-    """``report.html``: one section per stage with links to its files and its pictures."""
-    parts = ["<!doctype html><meta charset='utf-8'><title>uterosynth demo</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{height:128px;margin:2px}</style>",
-             "<h1>uterosynth demo on the digital phantom</h1>"]
-    if (out / "phantom_preview.png").is_file():
-        parts.append("<img src='phantom_preview.png' style='height:360px'>")
-    for stage in stages:
-        folder = out / stage.name
-        parts.append(f"<h2>{html.escape(stage.title)}</h2><p><code>uterosynth {html.escape(' '.join(stage.args))}</code></p>")
-        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
-        links = " · ".join(f"<a href='{html.escape(str(p.relative_to(out)))}'>{html.escape(p.name)}</a>" for p in files)
-        parts.append(f"<p>{links or 'not run'}</p>")
-        parts += [f"<img src='{html.escape(str(p.relative_to(out)))}'>" for p in _pictures(folder)] if folder.is_dir() else []
-    path = out / "report.html"
-    path.write_text("\n".join(parts) + "\n")
-    return path

@@ -49,7 +49,7 @@ class Stage:
     done_marker: str
     resumable: bool = False
     launcher: str = "inprocess"
-    nproc: int = 1
+    nproc: int | str = 1
 
 
 class StageSpec(StrictModel):
@@ -63,7 +63,14 @@ class StageSpec(StrictModel):
     out_option: str | None = Field("--out", description="the option that receives the stage folder")
     done: str = Field(min_length=1, description="file in the stage folder that marks it finished")
     launcher: Literal["inprocess", "torchrun"] = "inprocess"
-    nproc: int = Field(1, ge=1, description="torchrun processes (GPUs) on this node")
+    nproc: int | Literal["auto"] = Field(1, description="torchrun processes on this node; auto: one per visible GPU")
+
+    @field_validator("nproc")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("nproc must be >= 1 or 'auto'")
+        return v
 
 
 class PipelineConfig(StrictModel):
@@ -142,7 +149,11 @@ def _in_process(args: Sequence[str]) -> None:
             raise UserError(f"stage 'uterosynth {' '.join(args[:2])}' failed (exit code {exit_.code})") from None
 
 
-def _torchrun(args: Sequence[str], nproc: int) -> None:
+def _torchrun(args: Sequence[str], nproc: int | str) -> None:
+    if nproc == "auto":
+        import torch
+
+        nproc = max(1, torch.cuda.device_count())
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "uterosynth", *args]
     code = subprocess.run(cmd, check=False).returncode

@@ -39,6 +39,7 @@ COMMAND_MODULES: list[str] = [
     "audit",
     "release",
     "demo",
+    "run",
     "evaluate",
 ]
 

@@ -14,12 +14,20 @@ from .common import JsonOpt, emit_summary, err_console
 def demo(
     out: Path = typer.Option(Path("demo_output"), "--out", help="Folder for every stage's artifact and report.html."),
     quick: bool = typer.Option(False, "--quick", help="A smoke run: tiny cohort, models and step counts."),
+    dims: int = typer.Option(2, "--dims", help="2 (slices, the default) or 3 (volumes)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Phantom → prepare → autoencoder → latent diffusion → samples → audit → release → reader study."""
+    """Phantom → prepare → autoencoder → latent diffusion → samples → judge → evaluation with baselines
+    → downstream gain → audit → release → reader study, with one report.html."""
     from ..demo import run_demo
 
-    def announce(i: int, total: int, stage, state: str) -> None:
-        err_console.print(f"[bold]demo {i + 1}/{total}[/] {stage.title}: {state}")
+    emit_summary(run_demo(out, quick=quick, dims=dims, on_stage=announce_stage("demo")), as_json=as_json, title="demo")
 
-    emit_summary(run_demo(out, quick=quick, on_stage=announce), as_json=as_json, title="demo")
+
+def announce_stage(what: str):
+    """A progress line per stage: ``demo 3/14 KL autoencoder: running``."""
+
+    def announce(i: int, total: int, stage, state: str) -> None:
+        err_console.print(f"[bold]{what} {i + 1}/{total}[/] {stage.title}: {state}")
+
+    return announce
