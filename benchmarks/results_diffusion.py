@@ -33,13 +33,31 @@ def sample(model: Path, out: Path, args: argparse.Namespace) -> Path:
     return out
 
 
-def judge(samples: Path, classifier: Path, attribute: str) -> dict:
+def _judge_input(images: np.ndarray, judge_dims: int) -> np.ndarray:
+    """Volumes judged by a 2D classifier are judged on their central sagittal slice."""
+    if images.ndim - 1 == 3 and judge_dims == 2:
+        return images[..., images.shape[-1] // 2]
+    return images
+
+
+def real_accuracy(real: str, classifier: Path, attribute: str, judge_dims: int) -> tuple[float, int]:
+    """The judge's accuracy on real items (``DIR:split``), fed exactly as the samples are."""
+    from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
+    from uterosynth.downstream.judge import predict
+
+    root, split = parse_dataset_ref(real)
+    ds = PreparedDataset.load(root, split or "test")
+    got = predict(classifier, _judge_input(ds.stack(), judge_dims))
+    return sum(g == r[attribute] for g, r in zip(got, ds.rows, strict=True)) / len(ds.rows), len(ds.rows)
+
+
+def judge(samples: Path, classifier: Path, attribute: str, judge_dims: int) -> dict:
     from uterosynth.data.synthetic import SyntheticSet
     from uterosynth.downstream.judge import predict
 
     sset = SyntheticSet.load(samples)
     wanted = [r["condition"][attribute] for r in sset.records]
-    got = predict(classifier, sset.stack())
+    got = predict(classifier, _judge_input(sset.stack(), judge_dims))
     per_class: dict[str, list[bool]] = defaultdict(list)
     for w, g in zip(wanted, got, strict=True):
         per_class[w].append(w == g)
@@ -86,22 +104,30 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="model")
     parser.add_argument("--trained", default="", help="how it was trained (for the table)")
+    parser.add_argument("--real", help="prepared DIR:split to state the judge's accuracy on, fed like the samples")
     parser.add_argument("--grid", type=Path)
     parser.add_argument("--write", action="store_true", help="add/replace this model's row in docs/RESULTS.md")
     args = parser.parse_args()
     args.guidance = float(args.guidance) if args.guidance.replace(".", "", 1).isdigit() else args.guidance
+    judge_info = json.loads((args.judge / "classifier.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         samples = args.samples or sample(args.model, Path(tmp) / "samples", args)
-        result = judge(samples, args.judge, args.attribute)
-    judge_info = json.loads((args.judge / "classifier.json").read_text())
+        result = judge(samples, args.judge, args.attribute, judge_info["spatial_dims"])
+    if args.real:
+        acc, n = real_accuracy(args.real, args.judge, args.attribute, judge_info["spatial_dims"])
+        judge_info = {**judge_info, "test_accuracy": acc, "n_test_items": n, "checked_on": args.real}
     if args.grid:
         grid(result, args.attribute, args.grid, columns=8)
     print(json.dumps({k: result[k] for k in ("per_class", "confusion", "n")}, indent=1))
     worst = min(v["fraction"] for v in result["per_class"].values())
-    cells = " | ".join(f"{c} {100 * v['fraction']:.0f} % ({v['n']})" for c, v in result["per_class"].items())
+    cells = " · ".join(f"{c} {100 * v['fraction']:.0f} % ({v['n']})" for c, v in result["per_class"].items())
     sampler = result["info"].get("sampler", {})
+    guidance = result["info"].get("guidance")
+    if isinstance(guidance, dict):
+        guidance = ", ".join(f"{k}={v:g}" for k, v in guidance.items())
+    held_out = f"{100 * judge_info['test_accuracy']:.1f} % of {judge_info['n_test_items']}"
     row = (f"| {args.name} | {args.trained} | {sampler.get('name', args.sampler)} {sampler.get('steps', args.steps)}, "
-           f"guidance {result['info'].get('guidance')} | {cells} | **{100 * worst:.0f} %** |")
+           f"guidance {guidance} | {held_out} | {cells} | **{100 * worst:.0f} %** |")
     print(row)
     if args.write:
         _write_row(args.name, row, judge_info)
@@ -116,13 +142,13 @@ def _write_row(name: str, row: str, judge_info: dict) -> None:
     path = Path("docs/RESULTS.md")
     text = path.read_text()
     found = re.search(rf"^## {re.escape(SECTION)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
-    head = ("| model | training | sampler | judged as the requested class (n) | worst class |\n"
-            "| --- | --- | --- | --- | --- |")
+    head = ("| model | training | sampler | judge on real held-out items | judged as the requested class (n) | worst class |\n"
+            "| --- | --- | --- | --- | --- | --- |")
     rows = [line for line in (found.group(1).splitlines() if found else []) if line.startswith("| ") and
             not line.startswith("| model") and not line.startswith(f"| {name} |")]
-    intro = (f"Judge: `{judge_info.get('task')}` classifier ({judge_info.get('spatial_dims')}D), accuracy on the real "
-             f"held-out test split {100 * judge_info.get('test_accuracy', 0):.1f} % "
-             f"({judge_info.get('n_test_items')} images). Rows are added by `benchmarks/results_diffusion.py`.")
+    intro = (f"Judge: the frozen `{judge_info.get('task')}` classifier of `uterosynth downstream train-classifier`, "
+             "trained on real phantom images only; volumes are judged on their central sagittal slice. "
+             "Rows are added by `benchmarks/results_diffusion.py`.")
     notes = found.group(1).split("<!-- notes -->", 1)[1] if found and "<!-- notes -->" in found.group(1) else ""
     body = f"{intro}\n\n{head}\n" + "\n".join(sorted([*rows, row])) + f"\n\n<!-- notes -->{notes}"
     update_section(path, SECTION, body)

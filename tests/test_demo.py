@@ -22,18 +22,23 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path, capsys):
         assert (out / stage.name / stage.done_marker).is_file(), stage.name
         assert isinstance(summary["stages"][stage.name], float)
     report = (out / "report.html").read_text()
-    assert "06_samples/metadata.jsonl" in report and "07_audit/audit.html" in report
-    assert (out / "08_release" / "DATASHEET.md").is_file()
+    assert "06_samples/metadata.jsonl" in report and "12_audit/audit.html" in report
+    assert "11_evaluation/report.html" in report and "10_downstream/results.json" in report
+    assert (out / "13_release" / "DATASHEET.md").is_file()
+    metrics = json.loads((out / "11_evaluation" / "metrics.json").read_text())
+    assert {"synthetic", "reconstruction", "prior", "real_vs_real"} <= set(metrics["sets"])
+    assert metrics["downstream"]["task"] == "orientation"
+    assert "conditioning_fidelity" in metrics["sets"]["synthetic"]["metrics"]
+    assert json.loads((out / "05_ldm" / "summary.json").read_text())["steps"] == 20
     calls = []
-    again = run_demo(out, quick=True, run_command=calls.append)
+    again = run_demo(out, quick=True, run_command=lambda stage, args: calls.append(args))
     assert calls == [] and set(again["stages"].values()) == {"done earlier"}
 
 
 def test_failed_stage_stops_the_demo_and_keeps_finished_stages(tmp_path):
     done = []
 
-    def fake(args):
-        stage = next(s for s in demo_stages(tmp_path, quick=True) if tuple(args) == s.args)
+    def fake(stage, args):
         if stage.name == "03_autoencoder":
             raise UserError("demo stage 'uterosynth train autoencoder' failed (exit code 2)")
         (tmp_path / stage.name).mkdir()
@@ -44,3 +49,23 @@ def test_failed_stage_stops_the_demo_and_keeps_finished_stages(tmp_path):
         run_demo(tmp_path, quick=True, run_command=fake)
     assert done == ["01_phantom", "02_prepared"]
     assert not (tmp_path / "report.html").exists()
+
+
+def test_unfinished_training_stage_is_resumed(tmp_path):
+    seen = []
+    (tmp_path / "03_autoencoder").mkdir()  # a run cut short: folder without summary.json
+
+    def fake(stage, args):
+        seen.append((stage.name, "--resume" in args))
+        (tmp_path / stage.name).mkdir(exist_ok=True)
+        (tmp_path / stage.name / stage.done_marker).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / stage.name / stage.done_marker).write_text("x")
+
+    run_demo(tmp_path, quick=True, run_command=fake)
+    assert ("03_autoencoder", True) in seen and ("05_ldm", False) in seen
+    assert all(not resumed for name, resumed in seen if name != "03_autoencoder")
+
+
+def test_dims_must_be_2_or_3(tmp_path):
+    with pytest.raises(UserError, match="--dims"):
+        demo_stages(tmp_path, quick=True, dims=4)

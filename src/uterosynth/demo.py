@@ -61,8 +61,8 @@ def _size(quick: bool, dims: int) -> _Size:
         )
     return _Size(
         subjects="60", shape="[128,128]" if dims == 2 else "[64,64,16]",
-        ae_budget=("--set", "train.steps=100000", "--set", "train.max_minutes=3.5"),
-        ldm_budget=("--set", "train.steps=100000", "--set", "train.max_minutes=6.5"),
+        ae_budget=("--set", "train.steps=100000", "--set", "train.max_minutes=3"),
+        ldm_budget=("--set", "train.steps=100000", "--set", "train.max_minutes=5.5"),
         per_class="8",
         judge=(),
         encoder=("--set", "epochs=8"),
