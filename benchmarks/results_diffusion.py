@@ -145,7 +145,7 @@ def _write_row(name: str, row: str, judge_info: dict) -> None:
     head = ("| model | training | sampler | judge on real held-out items | judged as the requested class (n) | worst class |\n"
             "| --- | --- | --- | --- | --- | --- |")
     rows = [line for line in (found.group(1).splitlines() if found else []) if line.startswith("| ") and
-            not line.startswith("| model") and not line.startswith(f"| {name} |")]
+            not line.startswith(("| model", "| ---", f"| {name} |"))]
     intro = (f"Judge: the frozen `{judge_info.get('task')}` classifier of `uterosynth downstream train-classifier`, "
              "trained on real phantom images only; volumes are judged on their central sagittal slice. "
              "Rows are added by `benchmarks/results_diffusion.py`.")
