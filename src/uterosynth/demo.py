@@ -112,8 +112,7 @@ def demo_stages(out: Path, *, quick: bool, dims: int = 2) -> list[Stage]:
             "evaluate", "baselines", "--autoencoder", p["03_autoencoder"], "--real", f"{p['02_prepared']}:test",
             "--out", p["09_baselines"]), "prior/metadata.jsonl"),
         Stage("10_downstream", "downstream gain of an orientation classifier", (
-            "downstream", "--real", p["02_prepared"], "--synthetic", f"diffusion={p['06_samples']}",
-            "--synthetic", f"vae_prior={p['09_baselines']}/prior", "--task", "orientation",
+            "downstream", "--real", p["02_prepared"], "--synthetic", f"diffusion={p['06_samples']}", "--task", "orientation",
             "--config", _config("downstream_quick.yaml"), *size.downstream, "--out", p["10_downstream"]),
             "results.json"),
         Stage("11_evaluation", "evaluation report (metrics with 95 % CIs, baselines, downstream)", (
