@@ -9,7 +9,7 @@ from uterosynth.data.manifest import PreparedDataset
 from uterosynth.data.synthetic import SyntheticSet
 
 FAST = ["--set", "bootstrap.n=10", "--set", "kid.subsets=2", "--set", "kid.bootstrap_subsets=1", "--set",
-        "msssim.pairs=20", "--set", "frd.enabled=false", "--set", "extractor.kind=torchscript"]
+        "msssim.pairs=20", "--set", "frd.enabled=false", "--extractor-kind", "torchscript"]
 
 
 def _run(args):
