@@ -69,3 +69,11 @@ def test_unfinished_training_stage_is_resumed(tmp_path):
 def test_dims_must_be_2_or_3(tmp_path):
     with pytest.raises(UserError, match="--dims"):
         demo_stages(tmp_path, quick=True, dims=4)
+
+
+def test_3d_demo_uses_the_volume_presets(tmp_path):
+    stages = {s.name: s.args for s in demo_stages(tmp_path, quick=False, dims=3)}
+    assert any(a.endswith("prepare3d.yaml") for a in stages["02_prepared"])
+    assert any(a.endswith("ldm3d_demo.yaml") for a in stages["05_ldm"])
+    reader = stages["14_reader_study"]
+    assert reader[reader.index("--class-by") + 1] == "none"

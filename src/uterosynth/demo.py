@@ -57,7 +57,7 @@ def _size(quick: bool, dims: int) -> _Size:
                         "--set", "train.min_epochs=1", "--set", "protocols.augment=false"),
             evaluate=("--set", "bootstrap.n=20", "--set", "kid.subsets=5", "--set", "msssim.pairs=50",
                       "--set", "frd.enabled=false", "--set", "lpips.pairs=20"),
-            readers_per_source="4",
+            readers_per_source="4" if dims == 2 else "2",
         )
     return _Size(
         subjects="60", shape="[128,128]" if dims == 2 else "[64,64,16]",
@@ -68,7 +68,7 @@ def _size(quick: bool, dims: int) -> _Size:
         encoder=("--set", "epochs=8"),
         downstream=("--set", "n_seeds=2"),
         evaluate=("--set", "frd.max_items=64", "--set", "bootstrap.n=50"),
-        readers_per_source="20",
+        readers_per_source="20" if dims == 2 else "4",
     )
 
 
@@ -128,7 +128,7 @@ def demo_stages(out: Path, *, quick: bool, dims: int = 2) -> list[Stage]:
         Stage("14_reader_study", "reader study, ready to serve", (
             "reader-study", "create", "--real", f"{p['02_prepared']}:test", "--synthetic", p["06_samples"],
             "--per-source", size.readers_per_source, "--raters", "reader1,reader2",
-            "--class-by", "none" if quick else "orientation", "--out", p["14_reader_study"]), "study.json"),
+            "--class-by", "none" if quick or dims == 3 else "orientation", "--out", p["14_reader_study"]), "study.json"),
     ]
 
 
