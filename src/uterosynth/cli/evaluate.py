@@ -7,7 +7,17 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, emit_summary, err_console, progress_bar
+from .common import (
+    ConfigOpt,
+    JsonOpt,
+    OverwriteOpt,
+    SeedOpt,
+    SetOpt,
+    emit_summary,
+    err_console,
+    load_stage_config,
+    progress_bar,
+)
 
 evaluate_app = typer.Typer(
     help="Evaluate synthetic sets against real data (FID/KID/PRDC/FRD/MS-SSIM/LPIPS/fidelity with 95 % CIs).",
@@ -52,15 +62,13 @@ def evaluate(
         return
     if real is None or out is None:
         raise typer.BadParameter("--real and --out are required (see 'uterosynth evaluate --help')")
-    from ..config import load_config, parse_overrides
     from ..evaluation.config import EvaluationConfig
     from ..evaluation.runner import evaluate as run
 
-    overrides = parse_overrides(set_ or [])
-    overrides.update({"seed": seed, "extractor.path": str(extractor) if extractor else None,
-                      "extractor.kind": extractor_kind, "classifier.path": str(classifier) if classifier else None,
-                      "lpips.weights": str(lpips_weights) if lpips_weights else None})
-    cfg = load_config(EvaluationConfig, config, overrides=overrides)
+    flags = {"seed": seed, "extractor.path": extractor, "extractor.kind": extractor_kind,
+             "classifier.path": classifier, "lpips.weights": lpips_weights}
+    cfg = load_stage_config(EvaluationConfig, config, set_, **{k: str(v) if isinstance(v, Path) else v
+                                                               for k, v in flags.items()})
     metrics = run(real, synthetic, out, cfg, baselines=_parse_baselines(baseline), downstream=downstream,
                   overwrite=overwrite,
                   log=lambda line: err_console.print(f"[dim]{line}[/]"))
@@ -103,13 +111,10 @@ def train_encoder(
     json_: bool = JsonOpt,
 ) -> None:
     """Train the in-domain feature encoder (SimCLR) on real training data and freeze it."""
-    from ..config import load_config, parse_overrides
     from ..evaluation.config import EncoderTrainConfig
     from ..evaluation.contrastive import train_encoder as train
 
-    overrides = parse_overrides(set_ or [])
-    overrides["seed"] = seed
-    cfg = load_config(EncoderTrainConfig, config, overrides=overrides)
+    cfg = load_stage_config(EncoderTrainConfig, config, set_, seed=seed)
     with progress_bar() as progress:
         task = progress.add_task("train encoder", total=cfg.epochs)
         info = train(data, out, cfg, overwrite=overwrite,
