@@ -7,6 +7,7 @@ from uterosynth.errors import DataError
 from uterosynth.evaluation.baselines import (
     Autoencoder,
     AutoencoderAdapter,
+    make_class_prior_baseline,
     make_prior_baseline,
     make_reconstruction_baseline,
 )
@@ -48,3 +49,43 @@ def test_prior_baseline_is_batch_independent(tmp_path):
 def test_prior_baseline_needs_items(tmp_path):
     with pytest.raises(DataError, match="n must be"):
         make_prior_baseline(_tiny_ae(2, (16, 16)), 0, tmp_path / "p")
+
+
+class _IdentityAE:
+    """Latent = image: the class prior then samples around each class's mean image."""
+
+    def __init__(self, shape):
+        self.latent_shape = (1, *shape)
+
+    def encode(self, x):
+        return x, torch.ones_like(x)
+
+    def decode(self, z):
+        return z
+
+
+def test_class_prior_samples_each_class_around_its_own_mean(tmp_path, prepared_2d):
+    from uterosynth.data.manifest import PreparedDataset
+
+    out = make_class_prior_baseline(_IdentityAE((32, 32)), prepared_2d, ["orientation"], 40, tmp_path / "cp", seed=1)
+    sset = SyntheticSet.load(out)
+    classes = ["AVAF", "AVRF", "RVAF", "RVRF"]
+    assert [r["condition"]["orientation"] for r in sset.records] == classes * 10
+    assert sset.info["kind"] == "class_prior" and sset.info["fit_items_per_class"] == {c: 2 for c in classes}
+    train = PreparedDataset.load(prepared_2d, "train")
+    real_means = np.stack([np.mean([train.load_array(r) for r in train.rows if r["orientation"] == c], axis=0)
+                           for c in classes])
+    samples = sset.stack()
+    for k in range(4):
+        mean_of_samples = samples[k::4].mean(0)
+        distances = ((real_means - mean_of_samples) ** 2).sum(axis=(1, 2))
+        assert distances.argmin() == k
+    again = SyntheticSet.load(make_class_prior_baseline(_IdentityAE((32, 32)), prepared_2d, ["orientation"], 40,
+                                                        tmp_path / "cp2", seed=1, batch_size=7)).stack()
+    np.testing.assert_allclose(samples, again, atol=1e-6)
+
+
+def test_class_prior_needs_known_attributes(tmp_path, prepared_2d):
+    with pytest.raises(DataError, match="pathology"):
+        make_class_prior_baseline(_IdentityAE((32, 32)), prepared_2d, ["pathology"], 4, tmp_path / "cp")
+    assert not (tmp_path / "cp").exists()

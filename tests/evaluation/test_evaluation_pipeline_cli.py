@@ -35,11 +35,15 @@ def test_baselines_from_checkpoint_then_report_with_downstream(tmp_path, prepare
     assert _run(["train", "autoencoder", "--config", "configs/ae2d_cpu.yaml", "--data", str(prepared_2d),
                  "--out", str(ae)]) == 0
     assert _run(["evaluate", "baselines", "--autoencoder", str(ae), "--real", f"{prepared_2d}:test",
-                 "--n-prior", "5", "--out", str(tmp_path / "base"), "--json"]) == 0
+                 "--n-prior", "5", "--prior-by", "orientation", "--out", str(tmp_path / "base"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     recon, prior = SyntheticSet.load(summary["reconstruction"]), SyntheticSet.load(summary["prior"])
     n_test = len(PreparedDataset.load(prepared_2d, "test"))
     assert len(recon.records) == n_test and len(prior.records) == 5
+    class_prior = SyntheticSet.load(summary["class_prior"])
+    assert [r["condition"] for r in class_prior.records] == [
+        {"orientation": c} for c in ["AVAF", "AVRF", "RVAF", "RVRF", "AVAF"]]
+    assert class_prior.info["fit"].endswith(":train") and class_prior.info["model_hash"] == recon.info["model_hash"]
     assert recon.info["kind"] == "reconstruction" and recon.info["model_hash"]
     assert recon.records[0]["condition"]["orientation"]
     assert prior.stack().shape[1:] == recon.stack().shape[1:]

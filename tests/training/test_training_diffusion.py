@@ -86,6 +86,22 @@ def test_unconditional_rflow(tmp_path, data):
     assert model.codec is None and not model.unet.conditioned and model.schedule.objective == "rflow"
 
 
+def test_patched_pixel_model_trains_and_samples_at_full_resolution(tmp_path, data):
+    train_diffusion(_cfg(**{"unet.patch_size": 4, "train.steps": 2}), data, tmp_path / "run", progress=False)
+    model = load_diffusion(tmp_path / "run")
+    assert model.meta["network"]["patch_size"] == 4 and model.unet.unet.conv_in.conv.in_channels == 16
+    cond = model.codec.null(2)
+    x = build_sampler("ddim", model.schedule).sample(lambda z, t: model.unet(z, t, cond), torch.randn(2, 1, 16, 16),
+                                                      steps=3)
+    assert x.shape == (2, 1, 16, 16) and torch.isfinite(x).all()
+
+
+def test_patch_size_must_divide_the_image(tmp_path, data):
+    with pytest.raises(ConfigError, match="unet.patch_size=3"):
+        train_diffusion(_cfg(**{"unet.patch_size": 3}), data, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_attribute_missing_from_manifest(tmp_path, data):
     with pytest.raises(UserError, match="pathology not in the manifest"):
         train_diffusion(_cfg(**{"conditioning.attributes": ["pathology"]}), data, tmp_path / "run", progress=False)

@@ -86,6 +86,8 @@ def baselines(
     real: str = typer.Option(..., "--real", help="Prepared dataset DIR[:split] to reconstruct (default split test)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: reconstruction/ and prior/ synthetic sets."),
     n_prior: int = typer.Option(None, "--n-prior", min=1, help="Prior samples (default: as many as the real split)."),
+    prior_by: list[str] = typer.Option(None, "--prior-by", help="Also write class_prior/: per-class latent Gaussians "
+                                       "of the train split by this attribute (repeatable), labelled samples."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = SeedOpt,
     overwrite: bool = OverwriteOpt,
@@ -94,7 +96,8 @@ def baselines(
     """Write the autoencoder baselines: reconstructions of the real split and decoded prior samples."""
     from ..evaluation.baselines import make_baselines
 
-    made = make_baselines(autoencoder, real, out, n_prior=n_prior, seed=seed or 0, device=device, overwrite=overwrite)
+    made = make_baselines(autoencoder, real, out, n_prior=n_prior, seed=seed or 0, device=device, overwrite=overwrite,
+                          prior_by=prior_by or ())
     emit_summary({"out": str(out), **{name: str(path) for name, path in made.items()},
                   "use": " ".join(f"--baseline {name}={path}" for name, path in made.items())},
                  as_json=json_, title="baselines")

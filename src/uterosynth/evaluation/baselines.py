@@ -5,9 +5,13 @@ Two conventional references every generative model should beat (or approach):
 * **reconstruction** — the real test split encoded and decoded (``decode(mu)``): the ceiling
   set by the autoencoder of a latent diffusion model;
 * **prior** — ``z ~ N(0, I)`` in the latent space decoded: what the autoencoder alone generates
-  (a VAE-style generative baseline the diffusion model must clearly improve on).
+  (a VAE-style generative baseline the diffusion model must clearly improve on);
+* **class prior** — the class-conditional version: per class (one or more attributes), a
+  diagonal Gaussian fitted to the encoded *training* items of that class, sampled and decoded.
+  Its items carry their class, so they can train a classifier (the downstream protocol
+  "real + autoencoder-prior samples") and be scored for conditioning fidelity.
 
-Both are written as ordinary synthetic sets, so ``uterosynth evaluate --baseline NAME=DIR``
+All three are written as ordinary synthetic sets, so ``uterosynth evaluate --baseline NAME=DIR``
 evaluates them exactly like the model's samples. Any object with ``encode`` / ``decode`` and a
 ``latent_shape`` fits (:class:`Autoencoder`); images go in and come out in ``[0, 1]`` — an adapter
 maps other intensity conventions.
@@ -28,7 +32,7 @@ from ..data.synthetic import write_metadata
 from ..errors import DataError
 from ..seeding import index_generator
 
-__all__ = ["Autoencoder", "AutoencoderAdapter", "make_baselines", "make_prior_baseline",
+__all__ = ["Autoencoder", "AutoencoderAdapter", "make_baselines", "make_class_prior_baseline", "make_prior_baseline",
            "make_reconstruction_baseline", "write_synthetic_set"]
 
 
@@ -113,6 +117,31 @@ def _model_info(autoencoder: Autoencoder) -> dict[str, Any]:
             "model_hash": getattr(autoencoder, "sha256", None), "latent_shape": list(autoencoder.latent_shape)}
 
 
+def _encode_split(autoencoder: Autoencoder, dataset: PreparedDataset, batch_size: int, device: str) -> torch.Tensor:
+    """Posterior means ``mu`` of every item of a prepared split, in row order."""
+    means = []
+    for s in range(0, len(dataset), batch_size):
+        rows = dataset.rows[s : s + batch_size]
+        x = torch.from_numpy(np.stack([dataset.load_array(r) for r in rows]))[:, None].float().to(device)
+        means.append(autoencoder.encode(x)[0].float().cpu())
+    return torch.cat(means)
+
+
+def _decode(autoencoder: Autoencoder, latents: torch.Tensor, batch_size: int, device: str) -> np.ndarray:
+    """Decoded images ``(N, *spatial)`` in ``[0, 1]``."""
+    return np.concatenate([autoencoder.decode(latents[s : s + batch_size].to(device)).clamp(0, 1)[:, 0].float().cpu().numpy()
+                           for s in range(0, len(latents), batch_size)])
+
+
+def _load_split(real: str | Path, default_split: str) -> tuple[Path, str, PreparedDataset]:
+    root, split = parse_dataset_ref(real)
+    split = split or default_split
+    dataset = PreparedDataset.load(root, split)
+    if not len(dataset):
+        raise DataError(f"{root}: split '{split}' has no items")
+    return Path(root), split, dataset
+
+
 def make_reconstruction_baseline(
     autoencoder: Autoencoder, real: str | Path, out: str | Path, *, batch_size: int = 16, device: str = "cpu",
     overwrite: bool = False, seed: int = 0,
@@ -124,20 +153,12 @@ def make_reconstruction_baseline(
     Raises:
         DataError: the split is empty.
     """
-    root, split = parse_dataset_ref(real)
-    dataset = PreparedDataset.load(root, split or "test")
-    if not len(dataset):
-        raise DataError(f"{real}: no items to reconstruct")
-    arrays = []
-    for s in range(0, len(dataset), batch_size):
-        rows = dataset.rows[s : s + batch_size]
-        x = torch.from_numpy(np.stack([dataset.load_array(r) for r in rows]))[:, None].float().to(device)
-        mu, _ = autoencoder.encode(x)
-        arrays.append(autoencoder.decode(mu).clamp(0, 1)[:, 0].float().cpu().numpy())
+    root, split, dataset = _load_split(real, "test")
+    arrays = _decode(autoencoder, _encode_split(autoencoder, dataset, batch_size, device), batch_size, device)
     conditions = [{a: r.get(a, "") for a in dataset.attributes} for r in dataset.rows]
-    info = {"kind": "reconstruction", "source": f"{root}:{split or 'test'}", "seed": seed, **_model_info(autoencoder),
+    info = {"kind": "reconstruction", "source": f"{root}:{split}", "seed": seed, **_model_info(autoencoder),
             "provenance": provenance({"kind": "reconstruction", "source": str(real)}, seed)}
-    return write_synthetic_set(out, np.concatenate(arrays), conditions, affine=dataset.info.get("affine"), info=info,
+    return write_synthetic_set(out, arrays, conditions, affine=dataset.info.get("affine"), info=info,
                                overwrite=overwrite)
 
 
@@ -152,42 +173,88 @@ def make_prior_baseline(
     """
     if n < 1:
         raise DataError(f"prior baseline: n must be >= 1, got {n}")
-    arrays = []
-    for s in range(0, n, batch_size):
-        z = torch.stack([torch.randn(autoencoder.latent_shape, generator=index_generator(seed, i, salt="prior"))
-                         for i in range(s, min(n, s + batch_size))]).to(device)
-        arrays.append(autoencoder.decode(z).clamp(0, 1)[:, 0].float().cpu().numpy())
+    z = torch.stack([torch.randn(autoencoder.latent_shape, generator=index_generator(seed, i, salt="prior"))
+                     for i in range(n)])
     info = {"kind": "prior", "seed": seed, **_model_info(autoencoder),
             "provenance": provenance({"kind": "prior", "n": n}, seed)}
-    return write_synthetic_set(out, np.concatenate(arrays), [{}] * n, affine=affine, info=info, overwrite=overwrite)
+    return write_synthetic_set(out, _decode(autoencoder, z, batch_size, device), [{}] * n, affine=affine, info=info,
+                               overwrite=overwrite)
+
+
+def make_class_prior_baseline(
+    autoencoder: Autoencoder, fit: str | Path, by: Sequence[str], n: int, out: str | Path, *, seed: int = 0,
+    batch_size: int = 16, device: str = "cpu", overwrite: bool = False,
+) -> Path:
+    """``n`` decoded samples of per-class diagonal Gaussians fitted to the encoded items of ``fit``.
+
+    ``fit`` is ``DIR[:split]`` (default ``train``: never fit on the test split a classifier is
+    scored on); a class is one combination of the ``by`` attributes' values found there (items
+    lacking one are left out). Item ``i`` belongs to class ``i mod K`` (classes sorted), so the set
+    is balanced, and is ``mean_c + std_c * eps_i`` with ``eps_i`` seeded by ``(seed, i)``.
+
+    Raises:
+        DataError: ``n < 1``, no attribute given, an attribute the manifest lacks, or no item
+            carries every attribute.
+    """
+    if n < 1:
+        raise DataError(f"class prior baseline: n must be >= 1, got {n}")
+    root, split, dataset = _load_split(fit, "train")
+    by = list(by)
+    missing = [a for a in by if a not in dataset.attributes]
+    if not by or missing:
+        raise DataError(f"{root / 'manifest.csv'}: class prior needs attributes of the manifest "
+                        f"({', '.join(dataset.attributes)}); got {', '.join(missing) or 'none'}")
+    keys = [tuple(str(r.get(a, "")) for a in by) for r in dataset.rows]
+    classes = sorted({k for k in keys if all(k)})
+    if not classes:
+        raise DataError(f"{root / 'manifest.csv'}: no item of split '{split}' has a value for every one of {by}")
+    mu = _encode_split(autoencoder, dataset, batch_size, device)
+    stats = {}
+    for c in classes:
+        members = mu[torch.tensor([k == c for k in keys])]
+        stats[c] = (members.mean(0), members.std(0, unbiased=False))
+    z = torch.stack([stats[classes[i % len(classes)]][0] + stats[classes[i % len(classes)]][1]
+                     * torch.randn(autoencoder.latent_shape, generator=index_generator(seed, i, salt="class_prior"))
+                     for i in range(n)])
+    conditions = [dict(zip(by, classes[i % len(classes)], strict=True)) for i in range(n)]
+    info = {"kind": "class_prior", "fit": f"{root}:{split}", "by": by, "seed": seed, **_model_info(autoencoder),
+            "fit_items_per_class": {"/".join(c): int(sum(k == c for k in keys)) for c in classes},
+            "provenance": provenance({"kind": "class_prior", "n": n, "by": by, "fit": str(fit)}, seed)}
+    return write_synthetic_set(out, _decode(autoencoder, z, batch_size, device), conditions,
+                               affine=dataset.info.get("affine"), info=info, overwrite=overwrite)
 
 
 def make_baselines(
     autoencoder_path: str | Path, real: str | Path, out: str | Path, *, n_prior: int | None = None, seed: int = 0,
-    device: str = "cpu", overwrite: bool = False,
+    device: str = "cpu", overwrite: bool = False, prior_by: Sequence[str] = (),
 ) -> dict[str, Path]:
-    """Both baselines of a trained autoencoder checkpoint: ``out/reconstruction`` and ``out/prior``.
+    """The baselines of a trained autoencoder checkpoint: ``out/reconstruction``, ``out/prior``
+    and, when ``prior_by`` names attributes, ``out/class_prior`` (fitted on the ``train`` split of
+    the same dataset).
 
     ``real`` is ``DIR[:split]`` (default ``test``); ``n_prior`` defaults to the size of that
-    split, so both baselines have as many items as the real set they stand beside.
+    split, so the baselines have as many items as the real set they stand beside.
 
     Raises:
         UserError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
-        DataError: the split is empty.
+        DataError: the split is empty; a ``prior_by`` attribute the manifest lacks.
     """
     from ..models.latent import load_autoencoder
 
     out = Path(out)
     module, meta, _ = load_autoencoder(autoencoder_path, device=device)
-    root, split = parse_dataset_ref(real)
-    dataset = PreparedDataset.load(root, split or "test")
+    root, split, dataset = _load_split(real, "test")
     adapter = AutoencoderAdapter(module, image_shape=[int(s) for s in dataset.info["shape"]],
                                  name=f"autoencoder:{Path(autoencoder_path).name}", sha256=meta.get("sha256"))
+    n = n_prior or len(dataset)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         made = {
-            "reconstruction": make_reconstruction_baseline(adapter, f"{root}:{split or 'test'}", tmp / "reconstruction",
+            "reconstruction": make_reconstruction_baseline(adapter, f"{root}:{split}", tmp / "reconstruction",
                                                            device=device, seed=seed),
-            "prior": make_prior_baseline(adapter, n_prior or len(dataset), tmp / "prior", seed=seed, device=device,
+            "prior": make_prior_baseline(adapter, n, tmp / "prior", seed=seed, device=device,
                                          affine=dataset.info.get("affine")),
         }
+        if prior_by:
+            made["class_prior"] = make_class_prior_baseline(adapter, f"{root}:train", prior_by, n,
+                                                            tmp / "class_prior", seed=seed, device=device)
     return {name: out / path.name for name, path in made.items()}

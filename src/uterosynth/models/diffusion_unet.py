@@ -5,6 +5,11 @@ context at the attention levels, and as a pooled vector added to the time embedd
 residual block. The pooled path reuses MONAI's class-embedding slot: the UNet is built with
 ``num_class_embeds`` set and its ``class_embedding`` replaced by an identity, so the pooled
 vector can be passed as ``class_labels`` without touching MONAI's code.
+
+``patch_size > 1`` folds each ``p × p (× p)`` patch into channels before the UNet and unfolds
+the prediction after it (pixel-unshuffle; Hoogeboom et al. 2023, "simple diffusion"), so a
+pixel-space model runs its first level at ``1/p`` of the resolution: the cost of a latent model
+without an autoencoder. Noise and loss stay in pixel space.
 """
 
 from __future__ import annotations
@@ -17,7 +22,29 @@ from ..config import StrictModel
 from ..diffusion.conditions import Condition
 from .conditioning import ConditionCodec, ConditionEmbedder
 
-__all__ = ["ConditionedUNet", "UNetConfig"]
+__all__ = ["ConditionedUNet", "UNetConfig", "patchify", "unpatchify"]
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``(N, C, *S)`` → ``(N, C·p^d, *S/p)``: each ``p^d`` patch folded into channels (2D: ``pixel_unshuffle``)."""
+    if p == 1:
+        return x
+    n, c, *spatial = x.shape
+    d = len(spatial)
+    x = x.reshape(n, c, *[v for s in spatial for v in (s // p, p)])
+    x = x.permute(0, 1, *[3 + 2 * i for i in range(d)], *[2 + 2 * i for i in range(d)])
+    return x.reshape(n, c * p**d, *[s // p for s in spatial])
+
+
+def unpatchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Inverse of :func:`patchify`."""
+    if p == 1:
+        return x
+    n, cp, *spatial = x.shape
+    d = len(spatial)
+    x = x.reshape(n, cp // p**d, *[p] * d, *spatial)
+    x = x.permute(0, 1, *[v for i in range(d) for v in (2 + d + i, 2 + i)])
+    return x.reshape(n, cp // p**d, *[s * p for s in spatial])
 
 
 class UNetConfig(StrictModel):
@@ -30,6 +57,7 @@ class UNetConfig(StrictModel):
     norm_num_groups: int = Field(32, ge=1)
     transformer_num_layers: int = Field(1, ge=1)
     use_flash_attention: bool = False
+    patch_size: int = Field(1, ge=1, description="fold p^dims pixels into channels before the UNet")
 
     @model_validator(mode="after")
     def _check(self) -> UNetConfig:
@@ -59,10 +87,12 @@ class ConditionedUNet(nn.Module):
         from monai.networks.nets import DiffusionModelUNet
 
         conditioned = codec is not None and codec.config.enabled
+        self.patch_size = config.patch_size
+        folded = in_channels * config.patch_size**spatial_dims
         self.unet = DiffusionModelUNet(
             spatial_dims=spatial_dims,
-            in_channels=in_channels,
-            out_channels=in_channels,
+            in_channels=folded,
+            out_channels=folded,
             channels=tuple(config.channels),
             attention_levels=tuple(config.attention_levels),
             num_res_blocks=config.num_res_blocks,
@@ -85,9 +115,11 @@ class ConditionedUNet(nn.Module):
         return self.embedder is not None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
+        x = patchify(x, self.patch_size)
         if self.embedder is None:
-            return self.unet(x, timesteps=t)
+            return unpatchify(self.unet(x, timesteps=t), self.patch_size)
         if cond is None:
             raise ValueError("this model is conditioned: pass a condition batch (codec.null(n) for unconditional)")
         context, pooled = self.embedder(cond)
-        return self.unet(x, timesteps=t, context=context.to(x.dtype), class_labels=pooled)
+        out = self.unet(x, timesteps=t, context=context.to(x.dtype), class_labels=pooled)
+        return unpatchify(out, self.patch_size)

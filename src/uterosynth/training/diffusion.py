@@ -167,6 +167,12 @@ def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
     return train, val, cache.split("train"), meta, (ae, ae_meta)
 
 
+def _check_patch_size(cfg: DiffusionTrainConfig, sample_shape: list[int]) -> None:
+    p = cfg.unet.patch_size
+    if any(s % p for s in sample_shape[1:]):
+        raise ConfigError(f"unet.patch_size={p} does not divide the {cfg.space} sample shape {sample_shape[1:]}")
+
+
 def train_diffusion(
     cfg: DiffusionTrainConfig,
     data_path: str | Path,
@@ -191,6 +197,7 @@ def train_diffusion(
 
     out = Path(out)
     train_set, val_set, records, meta, ae = _prepare_inputs(cfg, data_path)
+    _check_patch_size(cfg, meta["sample_shape"])
     dist_info = init_distributed(cfg.train.device)
     claim_run_folder(out, resume=resume, overwrite=overwrite, dist_info=dist_info)
     seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
