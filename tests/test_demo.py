@@ -28,6 +28,8 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     metrics = json.loads((out / "11_evaluation" / "metrics.json").read_text())
     assert {"synthetic", "reconstruction", "prior", "real_vs_real"} <= set(metrics["sets"])
     assert metrics["downstream"]["task"] == "orientation"
+    downstream = json.loads((out / "10_downstream" / "results.json").read_text())
+    assert {"real+vae_prior@1:1", "real+diffusion@1:1"} <= {row["protocol"] for row in downstream["summary"]}
     assert "conditioning_fidelity" in metrics["sets"]["synthetic"]["metrics"]
     assert json.loads((out / "05_ldm" / "summary.json").read_text())["steps"] == 20
     calls = []

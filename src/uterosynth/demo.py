@@ -108,11 +108,12 @@ def demo_stages(out: Path, *, quick: bool, dims: int = 2) -> list[Stage]:
         Stage("08_encoder", "in-domain feature encoder", (
             "evaluate", "train-encoder", "--data", p["02_prepared"], "--out", p["08_encoder"], *size.encoder),
             "encoder.json"),
-        Stage("09_baselines", "autoencoder baselines (reconstructions, prior samples)", (
+        Stage("09_baselines", "autoencoder baselines (reconstructions, prior and class-prior samples)", (
             "evaluate", "baselines", "--autoencoder", p["03_autoencoder"], "--real", f"{p['02_prepared']}:test",
-            "--out", p["09_baselines"]), "prior/metadata.jsonl"),
+            "--prior-by", "orientation", "--out", p["09_baselines"]), "class_prior/metadata.jsonl"),
         Stage("10_downstream", "downstream gain of an orientation classifier", (
-            "downstream", "--real", p["02_prepared"], "--synthetic", f"diffusion={p['06_samples']}", "--task", "orientation",
+            "downstream", "--real", p["02_prepared"], "--synthetic", f"diffusion={p['06_samples']}",
+            "--synthetic", f"vae_prior={p['09_baselines']}/class_prior", "--task", "orientation",
             "--config", _config("downstream_quick.yaml"), *size.downstream, "--out", p["10_downstream"]),
             "results.json"),
         Stage("11_evaluation", "evaluation report (metrics with 95 % CIs, baselines, downstream)", (
