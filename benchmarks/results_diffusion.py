@@ -108,7 +108,9 @@ def main() -> None:
     parser.add_argument("--grid", type=Path)
     parser.add_argument("--write", action="store_true", help="add/replace this model's row in docs/RESULTS.md")
     args = parser.parse_args()
-    args.guidance = float(args.guidance) if args.guidance.replace(".", "", 1).isdigit() else args.guidance
+    from uterosynth.sampling.guidance import parse_guidance
+
+    args.guidance = parse_guidance(args.guidance)
     judge_info = json.loads((args.judge / "classifier.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         samples = args.samples or sample(args.model, Path(tmp) / "samples", args)
