@@ -78,7 +78,6 @@ def child_generate(spec: dict) -> dict:
 def child_decode(spec: dict) -> dict:
     """Decode one random latent of ``decode_size`` image voxels, at once or in tiles."""
     from uterosynth.models.diffusion import load_diffusion
-    from uterosynth.models.latent import decode_tiled
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_diffusion(spec["model"], device=device)
@@ -87,10 +86,10 @@ def child_decode(spec: dict) -> dict:
     z = torch.randn(1, model.sample_shape[0], *latent, device=device)
     budget = spec["budget_mb"] if spec["tiled"] else None
     with torch.inference_mode():
-        decode_tiled(model.autoencoder, z, memory_budget_mb=budget, config=model.autoencoder_config)  # warm-up
+        model.decode(z * model.scale_factor, memory_budget_mb=budget)  # warm-up
         _reset_peak(device)
         t0 = time.perf_counter()
-        out = decode_tiled(model.autoencoder, z, memory_budget_mb=budget, config=model.autoencoder_config)
+        out = model.decode(z * model.scale_factor, memory_budget_mb=budget)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     return {"seconds": time.perf_counter() - t0, "peak_mb": _peak_mb(device), "shape": list(out.shape[2:])}

@@ -139,3 +139,6 @@ def test_decode_with_memory_budget_matches_whole():
     assert pick_tile(cfg, z.shape[2:], 1.0, halo=8) != tuple(z.shape[2:])
     tiled = decode_tiled(ae, z, memory_budget_mb=1.0, config=cfg)
     assert torch.allclose(tiled, whole, atol=1e-4)
+    # the statistics pass on another device (the CPU, when GPU memory is the limit) gives the same
+    elsewhere = decode_tiled(ae, z, memory_budget_mb=1.0, config=cfg, stats_device="cpu")
+    assert torch.allclose(elsewhere, whole, atol=1e-4)

@@ -61,13 +61,19 @@ class DiffusionModel:
         return str(self.meta.get("sha256", ""))
 
     def decode(self, z: torch.Tensor, *, memory_budget_mb: float | None = None) -> torch.Tensor:
-        """Images ``(N, 1, *image_spatial)`` from denoised samples (identity for pixel models)."""
+        """Images ``(N, 1, *image_spatial)`` from denoised samples (identity for pixel models).
+
+        With ``memory_budget_mb`` the latents are decoded in tiles; on a GPU the one whole-size
+        pass that measures the decoder's GroupNorm statistics runs on the CPU, so the budget
+        bounds GPU memory. On the CPU that pass is the peak: tiling does not lower host memory.
+        """
         if self.autoencoder is None:
             return z
         from .latent import decode_tiled
 
+        stats_device = "cpu" if memory_budget_mb is not None and z.device.type != "cpu" else None
         return decode_tiled(self.autoencoder, z / self.scale_factor, memory_budget_mb=memory_budget_mb,
-                            config=self.autoencoder_config)
+                            config=self.autoencoder_config, stats_device=stats_device)
 
 
 def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> DiffusionModel:
