@@ -89,3 +89,12 @@ def test_class_prior_needs_known_attributes(tmp_path, prepared_2d):
     with pytest.raises(DataError, match="pathology"):
         make_class_prior_baseline(_IdentityAE((32, 32)), prepared_2d, ["pathology"], 4, tmp_path / "cp")
     assert not (tmp_path / "cp").exists()
+
+
+def test_class_prior_needs_two_items_per_class(tmp_path):
+    from conftest import make_prepared_dataset
+
+    data = make_prepared_dataset(tmp_path / "one_each", dims=2, shape=(16, 16), items_per_subject=1)
+    with pytest.raises(DataError, match="fewer than two items"):
+        make_class_prior_baseline(_IdentityAE((16, 16)), data, ["orientation"], None, tmp_path / "cp")
+    assert not (tmp_path / "cp").exists()

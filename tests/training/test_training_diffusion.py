@@ -97,7 +97,7 @@ def test_patched_pixel_model_trains_and_samples_at_full_resolution(tmp_path, dat
 
 
 def test_patch_size_must_divide_the_image(tmp_path, data):
-    with pytest.raises(ConfigError, match="unet.patch_size=3"):
+    with pytest.raises(ConfigError, match="unet.patch_size=3 with 2 UNet levels"):
         train_diffusion(_cfg(**{"unet.patch_size": 3}), data, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 

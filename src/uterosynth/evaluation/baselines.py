@@ -117,6 +117,7 @@ def _model_info(autoencoder: Autoencoder) -> dict[str, Any]:
             "model_hash": getattr(autoencoder, "sha256", None), "latent_shape": list(autoencoder.latent_shape)}
 
 
+@torch.inference_mode()
 def _encode_split(autoencoder: Autoencoder, dataset: PreparedDataset, batch_size: int, device: str) -> torch.Tensor:
     """Posterior means ``mu`` of every item of a prepared split, in row order."""
     means = []
@@ -127,6 +128,7 @@ def _encode_split(autoencoder: Autoencoder, dataset: PreparedDataset, batch_size
     return torch.cat(means)
 
 
+@torch.inference_mode()
 def _decode(autoencoder: Autoencoder, latents: torch.Tensor, batch_size: int, device: str) -> np.ndarray:
     """Decoded images ``(N, *spatial)`` in ``[0, 1]``."""
     return np.concatenate([autoencoder.decode(latents[s : s + batch_size].to(device)).clamp(0, 1)[:, 0].float().cpu().numpy()
@@ -181,44 +183,57 @@ def make_prior_baseline(
                                overwrite=overwrite)
 
 
+def _check_attributes(dataset: PreparedDataset, by: Sequence[str]) -> None:
+    missing = [a for a in by if a not in dataset.attributes]
+    if not by or missing:
+        raise DataError(f"{dataset.root / 'manifest.csv'}: class prior needs attributes of the manifest "
+                        f"({', '.join(dataset.attributes)}); got {', '.join(missing) or 'none'}")
+
+
 def make_class_prior_baseline(
-    autoencoder: Autoencoder, fit: str | Path, by: Sequence[str], n: int, out: str | Path, *, seed: int = 0,
+    autoencoder: Autoencoder, fit: str | Path, by: Sequence[str], n: int | None, out: str | Path, *, seed: int = 0,
     batch_size: int = 16, device: str = "cpu", overwrite: bool = False,
 ) -> Path:
     """``n`` decoded samples of per-class diagonal Gaussians fitted to the encoded items of ``fit``.
 
     ``fit`` is ``DIR[:split]`` (default ``train``: never fit on the test split a classifier is
-    scored on); a class is one combination of the ``by`` attributes' values found there (items
-    lacking one are left out). Item ``i`` belongs to class ``i mod K`` (classes sorted), so the set
-    is balanced, and is ``mean_c + std_c * eps_i`` with ``eps_i`` seeded by ``(seed, i)``.
+    scored on); ``n`` defaults to the size of that split. A class is one combination of the ``by``
+    attributes' values found there (items lacking one are left out and counted in
+    ``synthetic.json``). Item ``i`` belongs to class ``i mod K`` (classes sorted), so the set is
+    balanced, and is ``mean_c + std_c * eps_i`` with ``eps_i`` seeded by ``(seed, i)``. Like the
+    reconstruction baseline it uses the labels of every item of ``fit``.
 
     Raises:
-        DataError: ``n < 1``, no attribute given, an attribute the manifest lacks, or no item
-            carries every attribute.
+        DataError: ``n < 1``, no attribute given, an attribute the manifest lacks, no item
+            carries every attribute, or a class has fewer than two items (no spread to fit).
     """
+    root, split, dataset = _load_split(fit, "train")
+    n = len(dataset) if n is None else n
     if n < 1:
         raise DataError(f"class prior baseline: n must be >= 1, got {n}")
-    root, split, dataset = _load_split(fit, "train")
     by = list(by)
-    missing = [a for a in by if a not in dataset.attributes]
-    if not by or missing:
-        raise DataError(f"{root / 'manifest.csv'}: class prior needs attributes of the manifest "
-                        f"({', '.join(dataset.attributes)}); got {', '.join(missing) or 'none'}")
+    _check_attributes(dataset, by)
     keys = [tuple(str(r.get(a, "")) for a in by) for r in dataset.rows]
     classes = sorted({k for k in keys if all(k)})
     if not classes:
         raise DataError(f"{root / 'manifest.csv'}: no item of split '{split}' has a value for every one of {by}")
+    counts = {c: sum(k == c for k in keys) for c in classes}
+    small = {"/".join(c): m for c, m in counts.items() if m < 2}
+    if small:
+        raise DataError(f"{root / 'manifest.csv'}: split '{split}' has fewer than two items of class(es) {small}: "
+                        "a class prior needs a spread to fit")
     mu = _encode_split(autoencoder, dataset, batch_size, device)
     stats = {}
     for c in classes:
         members = mu[torch.tensor([k == c for k in keys])]
-        stats[c] = (members.mean(0), members.std(0, unbiased=False))
+        stats[c] = (members.mean(0), members.std(0))
     z = torch.stack([stats[classes[i % len(classes)]][0] + stats[classes[i % len(classes)]][1]
                      * torch.randn(autoencoder.latent_shape, generator=index_generator(seed, i, salt="class_prior"))
                      for i in range(n)])
     conditions = [dict(zip(by, classes[i % len(classes)], strict=True)) for i in range(n)]
     info = {"kind": "class_prior", "fit": f"{root}:{split}", "by": by, "seed": seed, **_model_info(autoencoder),
-            "fit_items_per_class": {"/".join(c): int(sum(k == c for k in keys)) for c in classes},
+            "fit_items_per_class": {"/".join(c): counts[c] for c in classes},
+            "fit_items_left_out": sum(not all(k) for k in keys),
             "provenance": provenance({"kind": "class_prior", "n": n, "by": by, "fit": str(fit)}, seed)}
     return write_synthetic_set(out, _decode(autoencoder, z, batch_size, device), conditions,
                                affine=dataset.info.get("affine"), info=info, overwrite=overwrite)
@@ -233,7 +248,8 @@ def make_baselines(
     the same dataset).
 
     ``real`` is ``DIR[:split]`` (default ``test``); ``n_prior`` defaults to the size of that
-    split, so the baselines have as many items as the real set they stand beside.
+    split for the prior (as many items as the real set it stands beside) and to the size of the
+    train split for the class prior (enough for the downstream ratios).
 
     Raises:
         UserError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
@@ -247,6 +263,8 @@ def make_baselines(
     adapter = AutoencoderAdapter(module, image_shape=[int(s) for s in dataset.info["shape"]],
                                  name=f"autoencoder:{Path(autoencoder_path).name}", sha256=meta.get("sha256"))
     n = n_prior or len(dataset)
+    if prior_by:
+        _check_attributes(dataset, prior_by)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         made = {
             "reconstruction": make_reconstruction_baseline(adapter, f"{root}:{split}", tmp / "reconstruction",
@@ -255,6 +273,6 @@ def make_baselines(
                                          affine=dataset.info.get("affine")),
         }
         if prior_by:
-            made["class_prior"] = make_class_prior_baseline(adapter, f"{root}:train", prior_by, n,
+            made["class_prior"] = make_class_prior_baseline(adapter, f"{root}:train", prior_by, n_prior,
                                                             tmp / "class_prior", seed=seed, device=device)
     return {name: out / path.name for name, path in made.items()}

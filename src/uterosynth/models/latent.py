@@ -338,9 +338,11 @@ def decode_tiled(
             if norm_stats != "tile":
                 ref = zi
                 if stats_device is not None:
-                    autoencoder.to(stats_device)
-                    autoencoder.decode(ref.to(stats_device))
-                    autoencoder.to(z.device)
+                    try:
+                        autoencoder.to(stats_device)
+                        autoencoder.decode(ref.to(stats_device))
+                    finally:  # never leave the shared autoencoder on the statistics device
+                        autoencoder.to(z.device)
                     shared.stats = {k: (m.to(z.device), v.to(z.device)) for k, (m, v) in shared.stats.items()}
                 else:
                     autoencoder.decode(ref)

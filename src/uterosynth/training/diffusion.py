@@ -168,9 +168,14 @@ def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
 
 
 def _check_patch_size(cfg: DiffusionTrainConfig, sample_shape: list[int]) -> None:
-    p = cfg.unet.patch_size
-    if any(s % p for s in sample_shape[1:]):
-        raise ConfigError(f"unet.patch_size={p} does not divide the {cfg.space} sample shape {sample_shape[1:]}")
+    """Patching and the UNet's downsampling levels must both divide the sample size."""
+    p, levels = cfg.unet.patch_size, len(cfg.unet.channels)
+    multiple = p * 2 ** (levels - 1)
+    if any(s % multiple for s in sample_shape[1:]):
+        raise ConfigError(
+            f"unet.patch_size={p} with {levels} UNet levels needs the {cfg.space} sample size to be a multiple "
+            f"of {multiple}; got {sample_shape[1:]}"
+        )
 
 
 def train_diffusion(
