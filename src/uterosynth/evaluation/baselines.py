@@ -227,10 +227,11 @@ def make_class_prior_baseline(
     for c in classes:
         members = mu[torch.tensor([k == c for k in keys])]
         stats[c] = (members.mean(0), members.std(0))
-    z = torch.stack([stats[classes[i % len(classes)]][0] + stats[classes[i % len(classes)]][1]
+    item_class = [classes[i % len(classes)] for i in range(n)]
+    z = torch.stack([stats[c][0] + stats[c][1]
                      * torch.randn(autoencoder.latent_shape, generator=index_generator(seed, i, salt="class_prior"))
-                     for i in range(n)])
-    conditions = [dict(zip(by, classes[i % len(classes)], strict=True)) for i in range(n)]
+                     for i, c in enumerate(item_class)])
+    conditions = [dict(zip(by, c, strict=True)) for c in item_class]
     info = {"kind": "class_prior", "fit": f"{root}:{split}", "by": by, "seed": seed, **_model_info(autoencoder),
             "fit_items_per_class": {"/".join(c): counts[c] for c in classes},
             "fit_items_left_out": sum(not all(k) for k in keys),
