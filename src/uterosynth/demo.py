@@ -23,7 +23,7 @@ __all__ = ["demo_stages", "run_demo"]
 def _config(name: str) -> str:
     path = PRESETS / name
     if not path.is_file():
-        raise UserError(f"{path}: demo preset not found (run the demo from a source checkout of uterosynth)")
+        raise UserError(f"{path}: demo preset not found (the uterosynth installation is incomplete; reinstall it)")
     return str(path)
 
 

@@ -31,7 +31,7 @@ from .errors import UserError
 
 __all__ = ["PRESETS", "PipelineConfig", "Stage", "StageSpec", "pipeline_stages", "run_stages", "write_report"]
 
-PRESETS = Path(__file__).resolve().parents[2] / "configs"
+PRESETS = Path(__file__).resolve().parent / "configs"
 _REF = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 
 

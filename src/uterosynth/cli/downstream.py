@@ -111,8 +111,10 @@ def train_classifier_cmd(
 
 
 def _preset(relative: str) -> Path:
-    """A preset shipped in the repository's configs/ (looked up from the working folder, then the source tree)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        if (base / relative).is_file():
-            return base / relative
-    raise UserError(f"{relative}: preset not found; run from the repository root or pass --config")
+    """A preset: ``relative`` under the working folder if present there, else the one shipped with uterosynth."""
+    from ..pipeline import PRESETS
+
+    for path in (Path.cwd() / relative, PRESETS / Path(relative).name):
+        if path.is_file():
+            return path
+    raise UserError(f"{relative}: preset not found; pass --config")
