@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from uterosynth.config import load_config, parse_overrides
+from uterosynth.models.autoencoder import downsample_factor
 from uterosynth.models.diffusion_unet import ConditionedUNet
 from uterosynth.pipeline import PRESETS
 from uterosynth.training.autoencoder import AutoencoderTrainConfig
@@ -39,17 +40,19 @@ def test_ldm3d_demo_unet_runs_on_the_demo_latents():
     assert all(p.grad is not None for p in unet.parameters() if p.requires_grad)
 
 
+def _sets(args: tuple[str, ...]) -> dict:
+    """The ``--set key=value`` overrides of a demo stage, parsed as the CLI parses them."""
+    return parse_overrides([v for a, v in zip(args, args[1:]) if a == "--set"])
+
+
 @pytest.mark.parametrize("quick", [True, False])
 def test_3d_demo_ldm_stage_builds_at_its_latent_size(tmp_path, quick: bool):
     """The 3D demo's LDM overrides fit the preset, and its UNet runs at the demo's latent size."""
     from uterosynth.demo import demo_stages
 
     stages = {s.name: s.args for s in demo_stages(tmp_path, quick=quick, dims=3)}
-    args = stages["05_ldm"]
-    overrides = parse_overrides([args[i + 1] for i, a in enumerate(args) if a == "--set"])
-    prep = stages["02_prepared"]
-    prepared = next(v for a, v in zip(prep, prep[1:]) if a == "--set" and v.startswith("preprocess.output.shape="))
-    shape = [int(v) // 4 for v in prepared.split("=", 1)[1].strip("[]").split(",")]  # ae3d_demo: 4x downsampling
-    cfg = load_config(DiffusionTrainConfig, PRESETS / "ldm3d_demo.yaml", overrides=overrides)
-    x = torch.randn(1, 3, *shape)
-    assert ConditionedUNet(3, 3, cfg.unet)(x, torch.tensor([500])).shape == x.shape
+    volume = _sets(stages["02_prepared"])["preprocess.output.shape"]
+    ae = load_config(AutoencoderTrainConfig, PRESETS / "ae3d_demo.yaml", overrides=_sets(stages["03_autoencoder"])).model
+    x = torch.randn(1, ae.latent_channels, *[s // downsample_factor(ae) for s in volume])
+    cfg = load_config(DiffusionTrainConfig, PRESETS / "ldm3d_demo.yaml", overrides=_sets(stages["05_ldm"]))
+    assert ConditionedUNet(3, ae.latent_channels, cfg.unet)(x, torch.tensor([500])).shape == x.shape
