@@ -108,6 +108,18 @@ def test_attribute_missing_from_manifest(tmp_path, data):
     assert not (tmp_path / "run").exists()
 
 
+def test_balance_by_weights_each_class_equally(tmp_path, data):
+    from uterosynth.training.diffusion import class_balanced_weights
+
+    records = [{"orientation": o} for o in ["AVAF", "AVAF", "RVRF", "RVRF", "RVRF", "RVRF"]]
+    weights = class_balanced_weights(records, "orientation", source="m")
+    assert weights == [0.5, 0.5, 0.25, 0.25, 0.25, 0.25]
+    with pytest.raises(UserError, match="balance_by column 'pathology' not in the manifest"):
+        train_diffusion(_cfg(balance_by="pathology"), data, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    assert train_diffusion(_cfg(balance_by="orientation"), data, tmp_path / "ok", progress=False)["steps"] == 4
+
+
 def test_dimensionality_mismatch(tmp_path, data):
     with pytest.raises(ConfigError, match="holds 2D items"):
         train_diffusion(_cfg(spatial_dims=3), data, tmp_path / "run", progress=False)

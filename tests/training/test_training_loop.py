@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from uterosynth.errors import DataError
 from uterosynth.training.checkpoint import load_model_json, load_train_state, load_weights
 from uterosynth.training.config import LoopConfig, OptimizerConfig
 from uterosynth.training.data import ResumableBatches
@@ -102,3 +103,20 @@ def test_data_order_resumes_mid_epoch_and_shards_disjointly():
     r1 = ResumableBatches(10, 2, seed=3, rank=1, world_size=2).epoch_batches(0)
     flat0, flat1 = sum(r0, []), sum(r1, [])
     assert not set(flat0) & set(flat1) and len(r0) == len(r1)
+
+
+def test_weighted_order_balances_classes_and_resumes():
+    weights = [1 / 3] * 3 + [1 / 9] * 9  # a 3-item class and a 9-item class
+    sampler = ResumableBatches(12, 4, seed=5, weights=weights)
+    drawn = sum((sampler.epoch_batches(e) for e in range(200)), [])
+    share_small = sum(i < 3 for batch in drawn for i in batch) / sum(map(len, drawn))
+    assert abs(share_small - 0.5) < 0.03  # 0.25 without weights
+    it = iter(sampler)
+    seq = [next(it) for _ in range(8)]
+    assert [next(iter(ResumableBatches(12, 4, seed=5, weights=weights, start=s))) for s in range(8)] == seq
+
+
+@pytest.mark.parametrize("weights", [[1.0] * 11, [1.0] * 11 + [0.0], [1.0] * 11 + [float("nan")]])
+def test_bad_sample_weights_are_refused(weights):
+    with pytest.raises(DataError, match="12 positive finite numbers"):
+        ResumableBatches(12, 4, seed=0, weights=weights)

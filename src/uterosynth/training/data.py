@@ -3,12 +3,14 @@
 Why not ``DataLoader(shuffle=True)``: its order lives in iterator state that cannot be saved,
 so a run resumed mid-epoch would see different batches. Here epoch ``e`` uses the permutation
 seeded by ``(seed, e)``, sharded over ranks like ``DistributedSampler`` (padded, strided), and
-the loop only has to remember how many micro-batches it has consumed.
+the loop only has to remember how many micro-batches it has consumed. With per-item ``weights``
+an epoch is instead ``n`` draws with replacement in proportion to them (e.g. class balancing),
+seeded the same way, so weighted runs resume exactly too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,11 +31,28 @@ class ResumableBatches:
         seed: run seed.
         rank, world_size: this process's shard.
         start: global micro-batch counter to resume from.
+        weights: optional per-item draw weights (positive, any scale); each epoch then draws
+            ``n`` items with replacement in proportion to them instead of permuting.
     """
 
-    def __init__(self, n: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1, start: int = 0):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        weights: Sequence[float] | None = None,
+    ):
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world_size, self.start = rank, world_size, start
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if self.weights is not None and (
+            self.weights.shape != (n,) or not bool(torch.isfinite(self.weights).all()) or bool((self.weights <= 0).any())
+        ):
+            raise DataError(f"sample weights must be {n} positive finite numbers, one per training item")
         per_rank = -(-n // world_size)
         self.batches_per_epoch = per_rank // batch_size
         if self.batches_per_epoch == 0:
@@ -45,7 +64,10 @@ class ResumableBatches:
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """This rank's batches of ``epoch`` (drop-last, so every rank has the same number)."""
         g = torch.Generator().manual_seed(index_seed(self.seed, epoch, salt="data-order"))
-        perm = torch.randperm(self.n, generator=g).tolist()
+        if self.weights is None:
+            perm = torch.randperm(self.n, generator=g).tolist()
+        else:
+            perm = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
         total = -(-self.n // self.world_size) * self.world_size
         perm = (perm * (total // self.n + 1))[:total]
         mine = perm[self.rank :: self.world_size]
@@ -95,9 +117,12 @@ def resumable_loader(
     start: int = 0,
     num_workers: int = 0,
     transform: Callable | None = None,
+    weights: Sequence[float] | None = None,
 ) -> DataLoader:
     """An infinite :class:`DataLoader` whose order resumes exactly at micro-batch ``start``."""
-    sampler = ResumableBatches(len(dataset), batch_size, seed=seed, rank=rank, world_size=world_size, start=start)
+    sampler = ResumableBatches(
+        len(dataset), batch_size, seed=seed, rank=rank, world_size=world_size, start=start, weights=weights
+    )
     return DataLoader(
         EpochDataset(dataset, transform=transform, seed=seed),
         batch_sampler=sampler,

@@ -28,7 +28,7 @@ from ..models.diffusion_unet import ConditionedUNet, UNetConfig
 from .config import LoopConfig, OptimizerConfig
 from .loop import OptimGroup, Parts, Trainer, claim_run_folder, make_adamw
 
-__all__ = ["DiffusionStep", "DiffusionTrainConfig", "PreviewConfig", "train_diffusion"]
+__all__ = ["DiffusionStep", "DiffusionTrainConfig", "PreviewConfig", "class_balanced_weights", "train_diffusion"]
 
 
 class PreviewConfig(StrictModel):
@@ -53,6 +53,9 @@ class DiffusionTrainConfig(StrictModel):
     schedule: NoiseScheduleConfig = NoiseScheduleConfig()
     conditioning: ConditioningConfig = ConditioningConfig()
     min_snr_gamma: float | None = Field(5.0, gt=0)
+    balance_by: str | None = Field(
+        None, description="categorical manifest column whose values are drawn equally often in training"
+    )
     optimizer: OptimizerConfig = OptimizerConfig(lr=2e-4)
     train: LoopConfig = LoopConfig()
     preview: PreviewConfig = PreviewConfig()
@@ -167,6 +170,20 @@ def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
     return train, val, cache.split("train"), meta, (ae, ae_meta)
 
 
+def class_balanced_weights(records: Sequence[dict[str, Any]], column: str, *, source: str) -> list[float]:
+    """Per-item weights ``1 / count(value)``, so every value of ``column`` is drawn equally often.
+
+    Raises:
+        UserError: ``column`` is not in the manifest.
+    """
+    from collections import Counter
+
+    if column not in records[0]:
+        raise UserError(f"{source}: balance_by column '{column}' not in the manifest")
+    counts = Counter(str(r[column]) for r in records)
+    return [1.0 / counts[str(r[column])] for r in records]
+
+
 def _check_patch_size(cfg: DiffusionTrainConfig, sample_shape: list[int]) -> None:
     """Patching and the UNet's downsampling levels must both divide the sample size."""
     p, levels = cfg.unet.patch_size, len(cfg.unet.channels)
@@ -193,7 +210,7 @@ def train_diffusion(
     Raises:
         DataError: the dataset or latent cache is missing or unusable.
         ConfigError: dimensionality mismatch between config, dataset and autoencoder.
-        UserError: a condition attribute the manifest lacks; latents from another autoencoder;
+        UserError: a condition or ``balance_by`` attribute the manifest lacks; latents from another autoencoder;
             ``out`` exists without ``--resume``/``--overwrite``; a NaN/Inf loss.
     """
     from ..seeding import seed_everything
@@ -203,6 +220,7 @@ def train_diffusion(
     out = Path(out)
     train_set, val_set, records, meta, ae = _prepare_inputs(cfg, data_path)
     _check_patch_size(cfg, meta["sample_shape"])
+    weights = class_balanced_weights(records, cfg.balance_by, source=str(data_path)) if cfg.balance_by else None
     dist_info = init_distributed(cfg.train.device)
     claim_run_folder(out, resume=resume, overwrite=overwrite, dist_info=dist_info)
     seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
@@ -224,6 +242,6 @@ def train_diffusion(
     trainer = Trainer(
         {"unet": unet}, groups, step, train_set, cfg=cfg.train, out=out, seed=cfg.seed, export="unet",
         model_meta=meta, config=cfg, validate=preview, dist_info=dist_info, on_step_end=on_step_end,
-        progress=progress,
+        progress=progress, sample_weights=weights,
     )
     return trainer.fit(resume=resume).summary(out, dist_info)

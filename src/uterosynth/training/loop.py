@@ -180,6 +180,7 @@ class Trainer:
         dist_info: process placement (defaults to a single CPU/GPU process).
         on_step_end: hook ``f(trainer, step)`` after each step (tests simulate kills with it).
         progress: show a rich progress bar on stderr.
+        sample_weights: optional per-item draw weights of ``train_data`` (e.g. class balancing).
     """
 
     def __init__(
@@ -200,8 +201,10 @@ class Trainer:
         dist_info: DistInfo | None = None,
         on_step_end: Callable[[Trainer, int], None] | None = None,
         progress: bool = True,
+        sample_weights: Sequence[float] | None = None,
     ) -> None:
         self.cfg, self.out, self.seed, self.export = cfg, Path(out), seed, export
+        self.sample_weights = sample_weights
         self.dist = dist_info or DistInfo()
         self.device = self.dist.device
         self.parts = Parts(parts)
@@ -445,6 +448,7 @@ class Trainer:
             start=self.micro,
             num_workers=cfg.num_workers,
             transform=self.transform,
+            weights=self.sample_weights,
         )
         batches = iter(loader)
         for module in self.parts.raw.values():
