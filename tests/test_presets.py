@@ -29,7 +29,7 @@ def test_autoencoder_presets_validate(name: str):
 
 def _sets(args: tuple[str, ...]) -> dict:
     """The ``--set key=value`` overrides of a demo stage, parsed as the CLI parses them."""
-    return parse_overrides([v for a, v in zip(args, args[1:]) if a == "--set"])
+    return parse_overrides([v for a, v in zip(args, args[1:], strict=False) if a == "--set"])
 
 
 @pytest.mark.parametrize("quick", [True, False])
