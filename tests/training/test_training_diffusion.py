@@ -118,6 +118,9 @@ def test_balance_by_weights_each_class_equally(tmp_path, data):
         train_diffusion(_cfg(balance_by="pathology"), data, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
     assert train_diffusion(_cfg(balance_by="orientation"), data, tmp_path / "ok", progress=False)["steps"] == 4
+    train_diffusion(_cfg(), data, tmp_path / "plain", progress=False)
+    # the weighted draw reaches the data order: same seed, different batches, different losses
+    assert [r["model/mse"] for r in _losses(tmp_path / "ok")] != [r["model/mse"] for r in _losses(tmp_path / "plain")]
 
 
 def test_dimensionality_mismatch(tmp_path, data):
