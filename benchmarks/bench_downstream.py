@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update '## Downstream' in docs/BENCHMARKS.md")
     args = parser.parse_args()
 
-    from uterosynth.config import load_config
+    from uterosynth.core.config import load_config
     from uterosynth.downstream.config import DownstreamConfig
     from uterosynth.downstream.experiment import run_downstream
 

@@ -29,7 +29,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from uterosynth.artifacts import sha256_file
+from uterosynth.core.artifacts import sha256_file
 from uterosynth.data.manifest import write_manifest
 from uterosynth.data.synthetic import write_metadata
 from uterosynth.evaluation.config import EncoderTrainConfig, EvaluationConfig

@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from uterosynth.config import load_config  # noqa: E402
+from uterosynth.core.config import load_config  # noqa: E402
 from uterosynth.data.config import PrepareConfig  # noqa: E402
 from uterosynth.data.prepare import prepare_dataset  # noqa: E402
 

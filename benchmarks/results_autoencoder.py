@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from uterosynth.config import load_config
+from uterosynth.core.config import load_config
 from uterosynth.data.dataset import make_loader
 from uterosynth.data.manifest import PreparedDataset
 from uterosynth.models.latent import load_autoencoder
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--note", default="", help="e.g. 'phantom cohort, 40 subjects'")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    from uterosynth.config import parse_overrides
+    from uterosynth.core.config import parse_overrides
 
     overrides = {"train.steps": args.steps, "train.val_every": 10**6, "train.checkpoint_every": 10**6,
                  "train.log_every": 50, **parse_overrides(args.set)}

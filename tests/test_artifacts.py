@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from uterosynth import __version__
-from uterosynth.artifacts import atomic_output_dir, provenance, read_json, sha256_file, write_json
-from uterosynth.errors import UserError
+from uterosynth.core.artifacts import atomic_output_dir, provenance, read_json, sha256_file, write_json
+from uterosynth.core.errors import UserError
 
 
 def test_atomic_dir_renames_on_success(tmp_path: Path):

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import Field, ValidationError
 
-from uterosynth.config import StrictModel, config_hash, load_config, parse_overrides
-from uterosynth.errors import ConfigError
+from uterosynth.core.config import StrictModel, config_hash, load_config, parse_overrides
+from uterosynth.core.errors import ConfigError
 
 
 class Train(StrictModel):

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from uterosynth.cli import main
+from uterosynth.core.errors import UserError
 from uterosynth.demo import demo_stages, run_demo
-from uterosynth.errors import UserError
 
 
 @pytest.mark.slow

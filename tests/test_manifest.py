@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from conftest import make_prepared_dataset
+from uterosynth.core.errors import DataError
 from uterosynth.data.dataset import make_loader
 from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
-from uterosynth.errors import DataError
 
 
 def test_parse_dataset_ref():

@@ -9,7 +9,7 @@ import pytest
 import typer.main
 
 from uterosynth.cli import app, main
-from uterosynth.errors import ConfigError
+from uterosynth.core.errors import ConfigError
 from uterosynth.pipeline import pipeline_stages
 
 PIPELINES = sorted(Path("configs").glob("pipeline_*.yaml"))

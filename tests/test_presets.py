@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uterosynth.config import load_config, parse_overrides
+from uterosynth.core.config import load_config, parse_overrides
 from uterosynth.models.autoencoder import downsample_factor
 from uterosynth.models.diffusion_unet import ConditionedUNet
 from uterosynth.pipeline import PRESETS

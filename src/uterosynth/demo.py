@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from .core.errors import UserError
 from .pipeline import PRESETS, Stage, run_stage, run_stages
 
 __all__ = ["demo_stages", "run_demo"]

@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .config import StrictModel, load_config
-from .errors import UserError
+from .core.config import StrictModel, load_config
+from .core.errors import UserError
 
 __all__ = ["PRESETS", "PipelineConfig", "Stage", "StageSpec", "pipeline_stages", "run_stages", "write_report"]
 

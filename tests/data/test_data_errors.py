@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from umd_fixtures import make_umd, native_affine, phantom_volume, save_nifti
 
+from uterosynth.core.errors import ConfigError, DataError
 from uterosynth.data.config import PrepareConfig, PreprocessConfig
 from uterosynth.data.io import Scan, read_scan
 from uterosynth.data.prepare import prepare_dataset
 from uterosynth.data.preprocess import preprocess_subject
 from uterosynth.data.sources import discover, discover_folder, read_label_table
-from uterosynth.errors import ConfigError, DataError
 
 
 def test_missing_file(tmp_path: Path):
@@ -116,14 +116,14 @@ def test_no_slice_with_enough_uterus():
     ],
 )
 def test_config_rejects_bad_combinations(data, key):
-    from uterosynth.config import validate_config
+    from uterosynth.core.config import validate_config
 
     with pytest.raises(ConfigError, match=key):
         validate_config(PreprocessConfig, data, source="prep.yaml")
 
 
 def test_split_fractions_must_sum_to_one():
-    from uterosynth.config import validate_config
+    from uterosynth.core.config import validate_config
 
     with pytest.raises(ConfigError, match="split"):
         validate_config(PrepareConfig, {"split": {"train": 0.5, "val": 0.1, "test": 0.1}}, source="p.yaml")

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from umd_fixtures import native_affine, phantom_volume
 
+from uterosynth.core.errors import DataError
 from uterosynth.data.config import N4Config, NormalizeConfig, PreprocessConfig
 from uterosynth.data.io import Scan
 from uterosynth.data.preprocess import (
@@ -12,7 +13,6 @@ from uterosynth.data.preprocess import (
     resample,
     roi_region,
 )
-from uterosynth.errors import DataError
 
 COEF = np.array([0.3, 0.5, -0.2])
 

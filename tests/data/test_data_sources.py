@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from umd_fixtures import make_umd, native_affine, phantom_volume, save_nifti, write_dicom_series
 
+from uterosynth.core.errors import DataError
 from uterosynth.data.io import read_scan
 from uterosynth.data.sources import (
     discover,
@@ -12,7 +13,6 @@ from uterosynth.data.sources import (
     find_label_table,
     read_label_table,
 )
-from uterosynth.errors import DataError
 
 
 def test_umd_quirks(tmp_path: Path):

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from uterosynth.config import validate_config
+from uterosynth.core.config import validate_config
+from uterosynth.core.errors import ConfigError, UserError
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig, make_timesteps
-from uterosynth.errors import ConfigError, UserError
 
 DIFFUSERS_NAMES = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
 MONAI_NAMES = {"linear": "linear_beta", "scaled_linear": "scaled_linear_beta", "cosine": "cosine"}

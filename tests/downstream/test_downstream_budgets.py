@@ -2,13 +2,13 @@ from collections import Counter
 
 import pytest
 
+from uterosynth.core.errors import UserError
 from uterosynth.downstream.budgets import (
     budget_subjects,
     check_classes_present,
     subject_labels,
     subject_order,
 )
-from uterosynth.errors import UserError
 
 # 20 training subjects: 8 of class 0, 4 of each of classes 1, 2, 3
 SUBJECT_CLASS = {f"S{i:02d}": (0 if i < 8 else 1 + (i - 8) // 4) for i in range(20)}

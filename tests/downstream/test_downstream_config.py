@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from uterosynth.config import load_config
+from uterosynth.core.config import load_config
+from uterosynth.core.errors import ConfigError
 from uterosynth.downstream.config import DownstreamConfig, JudgeConfig
-from uterosynth.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -3,11 +3,11 @@ import pytest
 from downstream_fixtures import bar_arrays, make_bar_dataset
 
 from conftest import make_prepared_dataset, make_synthetic_set
+from uterosynth.core.errors import DataError, UserError
 from uterosynth.data.manifest import PreparedDataset
 from uterosynth.downstream.config import DownstreamConfig
 from uterosynth.downstream.data import load_synthetic, task_classes
 from uterosynth.downstream.experiment import run_downstream
-from uterosynth.errors import DataError, UserError
 
 CLASSES = ["AVAF", "AVRF", "RVAF", "RVRF"]
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from downstream_fixtures import make_bar_dataset
 
+from uterosynth.core.errors import UserError
 from uterosynth.data.manifest import PreparedDataset
 from uterosynth.downstream.classifier import build_classifier
 from uterosynth.downstream.config import ClassifierConfig, JudgeConfig
@@ -16,7 +17,6 @@ from uterosynth.downstream.judge import (
     save_torchscript,
     train_judge,
 )
-from uterosynth.errors import UserError
 
 
 @pytest.mark.slow
@@ -63,7 +63,7 @@ def test_torchscript_save_load_same_logits(tmp_path, spatial_dims):
 def _fake_judge(tmp_path):
     model = build_classifier(ClassifierConfig(widen_factor=0.0625, image_size=16), 2, 2, (16, 16)).eval()
     save_torchscript(model, tmp_path / "classifier.pt")
-    from uterosynth.artifacts import sha256_file
+    from uterosynth.core.artifacts import sha256_file
 
     meta = {"task": "orientation", "classes": ["A", "B"], "spatial_dims": 2, "sha256": sha256_file(tmp_path / "classifier.pt")}
     (tmp_path / "classifier.json").write_text(json.dumps(meta))

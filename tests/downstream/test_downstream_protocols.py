@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from uterosynth.core.errors import ConfigError, UserError
 from uterosynth.downstream.config import DownstreamConfig
 from uterosynth.downstream.data import LabelledImages
 from uterosynth.downstream.experiment import parse_synthetic_specs
@@ -13,7 +14,6 @@ from uterosynth.downstream.protocols import (
     synthetic_count,
     training_set,
 )
-from uterosynth.errors import ConfigError, UserError
 
 
 def _images(n: int, source: str, labels: list[int] | None = None) -> LabelledImages:
@@ -37,7 +37,7 @@ def test_ratio_counts_are_synthetic_to_real():
     assert synthetic_count("1:2", 10) == 5
     assert synthetic_count("4:1", 10) == 40
     with pytest.raises(ConfigError):
-        from uterosynth.config import validate_config
+        from uterosynth.core.config import validate_config
 
         validate_config(DownstreamConfig, {"protocols": {"ratios": ["1-2"]}})
 

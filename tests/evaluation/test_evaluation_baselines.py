@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from uterosynth.core.errors import DataError
 from uterosynth.data.synthetic import SyntheticSet
-from uterosynth.errors import DataError
 from uterosynth.evaluation.baselines import (
     Autoencoder,
     AutoencoderAdapter,

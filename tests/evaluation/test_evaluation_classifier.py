@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from uterosynth.errors import UserError
+from uterosynth.core.errors import UserError
 from uterosynth.evaluation.classifier import fidelity_result, load_classifier, predict_labels
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from uterosynth.errors import UserError
+from uterosynth.core.errors import UserError
 from uterosynth.evaluation.config import ExtractorConfig
 from uterosynth.evaluation.features import (
     InceptionExtractor,

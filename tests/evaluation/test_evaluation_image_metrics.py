@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from uterosynth.errors import UserError
+from uterosynth.core.errors import UserError
 from uterosynth.evaluation.image_metrics import (
     load_lpips,
     lpips_pair_values,

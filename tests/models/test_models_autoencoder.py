@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uterosynth.config import validate_config
-from uterosynth.errors import ConfigError
+from uterosynth.core.config import validate_config
+from uterosynth.core.errors import ConfigError
 from uterosynth.models.autoencoder import (
     AutoencoderConfig,
     DiscriminatorConfig,

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
+from uterosynth.core.errors import UserError
 from uterosynth.diffusion.conditions import Condition
-from uterosynth.errors import UserError
 from uterosynth.models.conditioning import ConditionCodec, ConditioningConfig
 from uterosynth.models.diffusion_unet import ConditionedUNet, UNetConfig
 from uterosynth.models.text import WordTokenizer, structured_prompt

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import make_prepared_dataset
-from uterosynth.errors import ConfigError, UserError
+from uterosynth.core.checkpoint import write_checkpoint
+from uterosynth.core.errors import ConfigError, UserError
 from uterosynth.models.autoencoder import AutoencoderConfig, build_autoencoder
 from uterosynth.models.latent import decode_tiled, encode_dataset, latent_std, pick_tile
-from uterosynth.training.checkpoint import write_checkpoint
 
 
 def _tiny(spatial_dims: int) -> AutoencoderConfig:

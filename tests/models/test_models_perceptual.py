@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from uterosynth.config import validate_config
-from uterosynth.errors import ConfigError, UserError
+from uterosynth.core.config import validate_config
+from uterosynth.core.errors import ConfigError, UserError
 from uterosynth.models.perceptual import LPIPSDistance, PerceptualConfig, build_perceptual
 
 

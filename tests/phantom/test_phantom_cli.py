@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from uterosynth.cli import main
-from uterosynth.errors import ConfigError, DataError, UserError
+from uterosynth.core.errors import ConfigError, DataError, UserError
 from uterosynth.phantom import PhantomConfig, estimate_orientation, write_cohort
 from uterosynth.phantom.fields import smooth_field
 from uterosynth.phantom.shapes import Ellipsoid, Grid, Tube
@@ -93,7 +93,7 @@ def test_preview_must_be_png(tmp_path):
     ],
 )
 def test_config_rejects_bad_values(bad):
-    from uterosynth.config import validate_config
+    from uterosynth.core.config import validate_config
 
     with pytest.raises(ConfigError):
         validate_config(PhantomConfig, bad)

@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from uterosynth.core.seeding import numpy_rng
 from uterosynth.phantom import PhantomConfig, estimate_orientation, generate_subject, write_cohort
 from uterosynth.phantom.anatomy import sample_subject
 from uterosynth.phantom.render import scanner_affine, to_scanner
-from uterosynth.seeding import numpy_rng
 
 # Same field of view as the default (256 mm) at half the in-plane resolution, fewer slices.
 SMALL = {"matrix": (160, 160), "spacing": (1.6, 1.6, 4.0), "slices": 18, "supersample": 2}

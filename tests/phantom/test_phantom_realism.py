@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from uterosynth.core.seeding import numpy_rng
 from uterosynth.phantom import PhantomConfig, generate_subject
 from uterosynth.phantom.anatomy import sample_subject
 from uterosynth.phantom.render import _bias_field
 from uterosynth.phantom.tissues import Tissue
-from uterosynth.seeding import numpy_rng
 
 SMALL = {"matrix": (160, 160), "spacing": (1.6, 1.6, 4.0), "slices": 18, "supersample": 2}
 CFG = PhantomConfig(geometry=SMALL, seed=21, anatomy={"p_myoma": 1.0, "p_cyst": 1.0})

@@ -12,7 +12,7 @@ import torch
 
 from conftest import make_anatomy_dataset, make_anatomy_subject, make_synthetic_set
 from uterosynth.cli import main
-from uterosynth.errors import UserError
+from uterosynth.core.errors import UserError
 from uterosynth.privacy.audit import ItemSet, run_audit
 from uterosynth.privacy.config import AuditConfig
 

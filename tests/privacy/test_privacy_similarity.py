@@ -9,7 +9,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from conftest import make_anatomy_subject
-from uterosynth.errors import UserError
+from uterosynth.core.errors import UserError
 from uterosynth.privacy.similarity import (
     alignments,
     cosine_search,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rs_support import build_study, make_prepared_dataset, make_synthetic_set, run_cli
 
-from uterosynth.errors import ConfigError, DataError
+from uterosynth.core.errors import ConfigError, DataError
 from uterosynth.reader_study.config import StudyConfig
 from uterosynth.reader_study.create import allocate, create_study
 from uterosynth.reader_study.render import display_shape, png_chunks, render_slices, window
@@ -187,7 +187,7 @@ def test_raters_are_required():
 
 
 def test_preset_loads_with_overrides():
-    from uterosynth.config import load_config
+    from uterosynth.core.config import load_config
 
     preset = Path(__file__).resolve().parents[2] / "configs" / "reader_study.yaml"
     cfg = load_config(StudyConfig, preset, overrides={"raters": ["alice", "bob"], "per_source": 3})

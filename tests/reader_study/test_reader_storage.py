@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from uterosynth.errors import ConfigError, DataError
+from uterosynth.core.errors import ConfigError, DataError
 from uterosynth.reader_study import models
 from uterosynth.reader_study.db import init_db, make_engine, make_session_factory, normalise_url, safe_url
 from uterosynth.reader_study.deps import get_session

@@ -14,9 +14,9 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import make_synthetic_set
-from uterosynth.artifacts import sha256_file
 from uterosynth.cli import main
-from uterosynth.errors import DataError
+from uterosynth.core.artifacts import sha256_file
+from uterosynth.core.errors import DataError
 from uterosynth.release.checksums import verify_sha256sums
 from uterosynth.release.dicom import reformat, sitk_affine, write_dicom_series
 

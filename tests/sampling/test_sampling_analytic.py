@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from uterosynth.sampling.samplers import build_sampler, initial_noise
-from uterosynth.seeding import index_generator
 
 N = 256
 

@@ -14,10 +14,10 @@ import pytest
 
 from conftest import make_prepared_dataset
 from uterosynth.cli import main
-from uterosynth.config import load_config
+from uterosynth.core.config import load_config
+from uterosynth.core.errors import UserError
 from uterosynth.data.synthetic import SyntheticSet
 from uterosynth.diffusion.conditions import ConditionVocabulary
-from uterosynth.errors import UserError
 from uterosynth.sampling.generate import SampleConfig, generate
 from uterosynth.sampling.plan import plan_items
 from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from uterosynth.core.errors import UserError
+from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser
 from uterosynth.diffusion.conditions import Condition, ConditionVocabulary
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
-from uterosynth.errors import UserError
 from uterosynth.sampling.guidance import guided_denoiser, parse_guidance
 from uterosynth.sampling.samplers import build_sampler, initial_noise
-from uterosynth.seeding import index_generator
 
 VOCAB = ConditionVocabulary(
     attributes={"orientation": ["AVAF", "AVRF", "RVAF"], "field_strength": ["1.5T", "3T"]},
@@ -212,8 +212,8 @@ def test_encode_prompt_of_the_wrong_length_is_a_user_error():
 
 
 def test_vocabulary_with_a_repeated_value_is_a_config_error():
-    from uterosynth.config import validate_config
-    from uterosynth.errors import ConfigError
+    from uterosynth.core.config import validate_config
+    from uterosynth.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="lists a value twice"):
         validate_config(ConditionVocabulary, {"attributes": {"orientation": ["AVAF", "AVAF"]}}, source="model.json")

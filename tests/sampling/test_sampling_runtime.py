@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uterosynth.errors import UserError
+from uterosynth.core.errors import UserError
 from uterosynth.sampling.runtime import (
     RuntimeConfig,
     apply_threads,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from uterosynth.core.errors import UserError
+from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig, make_timesteps
-from uterosynth.errors import UserError
 from uterosynth.sampling.samplers import SAMPLERS, build_sampler, initial_noise
-from uterosynth.seeding import index_generator
 
 VP_SAMPLERS = ["ddpm", "ddim", "dpmpp", "unipc"]
 ALL_SAMPLERS = [*VP_SAMPLERS, "rflow"]

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import make_prepared_dataset
-from uterosynth.config import load_config
-from uterosynth.errors import ConfigError, DataError, UserError
+from uterosynth.core.checkpoint import find_checkpoint, load_train_state, load_weights
+from uterosynth.core.config import load_config
+from uterosynth.core.errors import ConfigError, DataError, UserError
 from uterosynth.training.autoencoder import AutoencoderTrainConfig, kl_divergence, train_autoencoder
-from uterosynth.training.checkpoint import find_checkpoint, load_train_state, load_weights
 
 CONFIGS = {2: "configs/ae2d_cpu.yaml", 3: "configs/ae3d_cpu.yaml"}
 
@@ -78,7 +78,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 
 def test_kill_between_checkpoint_renames_is_recovered(tmp_path):
-    from uterosynth.training.checkpoint import write_checkpoint
+    from uterosynth.core.checkpoint import write_checkpoint
 
     run = tmp_path / "run"
     write_checkpoint(run, weights={"w": torch.ones(2)}, model_json={"step": 1}, train_state={"step": 1})

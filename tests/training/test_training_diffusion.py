@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from conftest import make_prepared_dataset
-from uterosynth.config import load_config
-from uterosynth.errors import ConfigError, UserError
+from uterosynth.core.checkpoint import load_train_state, load_weights
+from uterosynth.core.config import load_config
+from uterosynth.core.errors import ConfigError, UserError
+from uterosynth.core.seeding import index_generator
 from uterosynth.models.diffusion import load_diffusion
 from uterosynth.sampling.guidance import guided_denoiser
 from uterosynth.sampling.samplers import build_sampler, initial_noise
-from uterosynth.seeding import index_generator
-from uterosynth.training.checkpoint import load_train_state, load_weights
 from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
 
 CPU = "configs/ddpm2d_cpu.yaml"
@@ -145,7 +145,7 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str, dump: str
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from uterosynth.training.distributed import shutdown_distributed
+    from uterosynth.core.distributed import shutdown_distributed
 
     cfg = _cfg(**{"train.steps": 2, "train.batch_size": 2, "train.val_every": 100, "train.checkpoint_every": 100})
 

@@ -24,9 +24,9 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, dump: str) ->
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from uterosynth.config import load_config
+    from uterosynth.core.config import load_config
+    from uterosynth.core.distributed import shutdown_distributed
     from uterosynth.training.autoencoder import AutoencoderTrainConfig, train_autoencoder
-    from uterosynth.training.distributed import shutdown_distributed
 
     cfg = load_config(AutoencoderTrainConfig, "configs/ae2d_cpu.yaml", overrides={
         "train.steps": 3, "train.batch_size": 2, "loss.adv_warmup_steps": 1, "perceptual.network": "none",

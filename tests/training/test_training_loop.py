@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from uterosynth.errors import DataError
-from uterosynth.training.checkpoint import load_model_json, load_train_state, load_weights
+from uterosynth.core.checkpoint import load_model_json, load_train_state, load_weights
+from uterosynth.core.errors import DataError
 from uterosynth.training.config import LoopConfig, OptimizerConfig
 from uterosynth.training.data import ResumableBatches
 from uterosynth.training.loop import OptimGroup, Trainer, make_adamw
@@ -86,8 +86,8 @@ def test_time_budget_stops_and_checkpoints_the_step_reached(tmp_path, monkeypatc
 
 
 def test_fp16_on_cpu_is_rejected():
-    from uterosynth.config import validate_config
-    from uterosynth.errors import ConfigError
+    from uterosynth.core.config import validate_config
+    from uterosynth.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="fp16 needs CUDA"):
         validate_config(LoopConfig, {"precision": "fp16", "device": "cpu"})

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from .. import __version__
-from ..errors import UserError
+from ..core.errors import UserError
 from .common import err_console
 
 app = typer.Typer(

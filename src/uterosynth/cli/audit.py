@@ -24,7 +24,7 @@ def audit(
     as_json: bool = JsonOpt,
 ) -> None:
     """Find every synthetic sample's nearest training items (NCC, SSIM, embedding) and flag near-copies."""
-    from ..config import load_config, parse_overrides
+    from ..core.config import load_config, parse_overrides
     from ..privacy.config import AuditConfig
     from ..privacy.report import write_audit
 

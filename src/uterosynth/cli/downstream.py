@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import UserError
+from ..core.errors import UserError
 from . import app
 from .common import (
     ConfigOpt,

@@ -33,7 +33,7 @@ def prepare(
     as_json: bool = JsonOpt,
 ) -> None:
     """Read, check and preprocess scans into items + manifest.csv + dataset.json (splits by subject)."""
-    from ..config import load_config, parse_overrides
+    from ..core.config import load_config, parse_overrides
     from ..data.config import PrepareConfig
     from ..data.prepare import prepare_dataset
 

@@ -46,7 +46,7 @@ def create(
     as_json: bool = JsonOpt,
 ) -> None:
     """Build a balanced, randomised, blinded study and print one secret link per rater."""
-    from ..config import load_config, parse_overrides
+    from ..core.config import load_config, parse_overrides
     from ..reader_study.config import StudyConfig
     from ..reader_study.create import create_study
 

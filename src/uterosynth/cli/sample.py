@@ -11,7 +11,7 @@ from .common import JsonOpt, OverwriteOpt, emit_summary, progress_bar
 
 
 def _parse_conditions(items: list[str] | None) -> dict[str, str]:
-    from ..errors import UserError
+    from ..core.errors import UserError
 
     out: dict[str, str] = {}
     for item in items or []:
@@ -44,8 +44,8 @@ def sample(
     as_json: bool = JsonOpt,
 ) -> None:
     """Sample a synthetic set (NIfTI + PNG + metadata.jsonl) from a trained diffusion model."""
-    from ..config import validate_config
-    from ..errors import UserError
+    from ..core.config import validate_config
+    from ..core.errors import UserError
     from ..sampling.generate import SampleConfig, generate
     from ..sampling.guidance import parse_guidance
 

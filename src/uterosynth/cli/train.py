@@ -56,8 +56,8 @@ def diffusion(
 def _run(train, cfg, data: Path, out: Path, *, resume: bool, overwrite: bool, as_json: bool, title: str) -> None:
     """Train on this process (or this torchrun rank); rank 0 writes ``summary.json`` (the mark
     of a finished run) and prints the summary."""
-    from ..artifacts import provenance, write_json
-    from ..training.distributed import init_distributed, shutdown_distributed
+    from ..core.artifacts import provenance, write_json
+    from ..core.distributed import init_distributed, shutdown_distributed
 
     try:
         summary = train(cfg, data, out, resume=resume, overwrite=overwrite)

@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as nio
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 __all__ = [
     "CANONICAL",

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 __all__ = [
     "CORE_COLUMNS",

@@ -3,7 +3,7 @@
 For each subject found by a source adapter: read image and label map (geometry checked),
 attach attributes from the labels table, preprocess into items, write one NIfTI per item.
 Then assign subject-level splits (deterministic by seed) and write the manifest and
-``dataset.json``, all inside :func:`~uterosynth.artifacts.atomic_output_dir`.
+``dataset.json``, all inside :func:`~uterosynth.core.artifacts.atomic_output_dir`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import atomic_output_dir, provenance, write_json
-from ..config import config_hash
-from ..errors import DataError
+from ..core.artifacts import atomic_output_dir, provenance, write_json
+from ..core.config import config_hash
+from ..core.errors import DataError
 from .config import PrepareConfig, SplitConfig
 from .io import read_scan, write_nifti
 from .manifest import SPLITS, write_manifest
@@ -63,7 +63,7 @@ def assign_splits(
     and dealt out along that order so each split's share stays as even as possible
     (largest-deficit rule) — every stratum is thus spread over the splits in proportion.
     """
-    from ..seeding import numpy_rng  # imports torch: keep it out of the worker processes
+    from ..core.seeding import numpy_rng  # imports torch: keep it out of the worker processes
 
     subs = sorted(set(subjects))
     n = len(subs)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from nibabel import orientations as nio
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .config import N4Config, NormalizeConfig, PreprocessConfig
 from .io import CANONICAL, Scan, reorient
 

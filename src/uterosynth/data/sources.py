@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .io import IMAGE_SUFFIXES, is_dicom_file, is_image_file
 
 __all__ = [

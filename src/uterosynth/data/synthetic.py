@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 __all__ = ["SyntheticSet", "write_metadata"]
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import torch
 from pydantic import Field, model_validator
 
-from ..config import StrictModel
-from ..errors import UserError
+from ..core.config import StrictModel
+from ..core.errors import UserError
 
 __all__ = ["Condition", "ConditionVocabulary", "TEXT"]
 

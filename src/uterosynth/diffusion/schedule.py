@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from ..config import StrictModel
-from ..errors import UserError
+from ..core.config import StrictModel
+from ..core.errors import UserError
 
 __all__ = [
     "NoiseScheduleConfig",

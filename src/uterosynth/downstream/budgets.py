@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from ..errors import UserError
-from ..seeding import numpy_rng
+from ..core.errors import UserError
+from ..core.seeding import numpy_rng
 
 __all__ = ["budget_size", "budget_subjects", "check_classes_present", "subject_labels", "subject_order"]
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..seeding import seed_everything
+from ..core.seeding import seed_everything
 from .augment import augment_batch, build_augmentation
 from .config import AugmentConfig, ClassifierConfig, TrainConfig
 from .data import LabelledImages

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import StrictModel
+from ..core.config import StrictModel
 
 __all__ = [
     "AugmentConfig",

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.errors import DataError, UserError
 from ..data.manifest import PreparedDataset
 from ..data.synthetic import SyntheticSet
-from ..errors import DataError, UserError
 
 __all__ = [
     "LabelledImages",

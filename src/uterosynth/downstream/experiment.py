@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from ..artifacts import atomic_output_dir, provenance, write_json
+from ..core.artifacts import atomic_output_dir, provenance, write_json
+from ..core.errors import UserError
 from ..data.manifest import PreparedDataset
-from ..errors import UserError
 from .budgets import budget_subjects, check_classes_present, subject_labels, subject_order
 from .config import DownstreamConfig
 from .data import LabelledImages, load_real_splits, load_synthetic, resolve_size, task_classes

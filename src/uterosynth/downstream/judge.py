@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import atomic_output_dir, provenance, read_json, sha256_file, write_json
+from ..core.artifacts import atomic_output_dir, provenance, read_json, sha256_file, write_json
+from ..core.errors import UserError
 from ..data.manifest import PreparedDataset
-from ..errors import UserError
 from .config import JudgeConfig
 from .data import load_real_splits, resolve_size, task_classes
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UserError
-from ..seeding import numpy_rng
+from ..core.errors import UserError
+from ..core.seeding import numpy_rng
 from .config import DownstreamConfig, parse_ratio
 from .data import LabelledImages
 

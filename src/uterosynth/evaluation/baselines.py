@@ -26,11 +26,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..artifacts import atomic_output_dir, provenance, write_json
+from ..core.artifacts import atomic_output_dir, provenance, write_json
+from ..core.errors import DataError
+from ..core.seeding import index_generator
 from ..data.manifest import PreparedDataset, parse_dataset_ref
 from ..data.synthetic import write_metadata
-from ..errors import DataError
-from ..seeding import index_generator
 
 __all__ = ["Autoencoder", "AutoencoderAdapter", "make_baselines", "make_class_prior_baseline", "make_prior_baseline",
            "make_reconstruction_baseline", "write_synthetic_set"]

@@ -21,8 +21,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..artifacts import read_json, sha256_file
-from ..errors import UserError
+from ..core.artifacts import read_json, sha256_file
+from ..core.errors import UserError
 from .bootstrap import MetricResult, bootstrap_mean
 
 __all__ = ["ConditionClassifier", "TorchScriptClassifier", "fidelity_result", "load_classifier", "predict_labels"]

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..artifacts import atomic_output_dir, provenance, sha256_file, write_json
+from ..core.artifacts import atomic_output_dir, provenance, sha256_file, write_json
+from ..core.errors import DataError
 from ..data.manifest import PreparedDataset, parse_dataset_ref
-from ..errors import DataError
 from .config import EncoderTrainConfig
 
 __all__ = ["FrozenEncoder", "build_backbone", "slices_for_training", "train_encoder", "view_transform"]

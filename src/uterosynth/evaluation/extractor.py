@@ -12,8 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from ..artifacts import sha256_file
-from ..errors import UserError
+from ..core.artifacts import sha256_file
+from ..core.errors import UserError
 
 __all__ = ["FeatureExtractor", "TorchScriptExtractor", "load_torchscript_extractor"]
 

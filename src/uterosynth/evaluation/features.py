@@ -25,8 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..artifacts import read_json, sha256_file
-from ..errors import UserError
+from ..core.artifacts import read_json, sha256_file
+from ..core.errors import UserError
 from .config import ExtractorConfig
 from .extractor import FeatureExtractor, TorchScriptExtractor
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .bootstrap import MetricResult, bootstrap_mean
 
 __all__ = [

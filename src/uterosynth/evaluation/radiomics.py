@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .bootstrap import MetricResult, bootstrap_ci
 from .metrics import frechet_distance_from_features
 

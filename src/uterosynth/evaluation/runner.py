@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
+from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
+from ..core.errors import DataError, UserError
 from ..data.manifest import parse_dataset_ref
-from ..errors import DataError, UserError
 from .bootstrap import MetricResult
 from .classifier import ConditionClassifier, fidelity_result, load_classifier, predict_labels
 from .config import EvaluationConfig

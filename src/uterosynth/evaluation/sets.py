@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.errors import DataError
 from ..data.manifest import PreparedDataset, parse_dataset_ref
 from ..data.synthetic import SyntheticSet
-from ..errors import DataError
 
 __all__ = ["EvalSet", "load_real", "load_synthetic", "subsample"]
 

@@ -19,9 +19,9 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..config import StrictModel
+from ..core.config import StrictModel
+from ..core.errors import UserError
 from ..diffusion.conditions import Condition, ConditionVocabulary
-from ..errors import UserError
 from .text import (
     PretrainedTextEncoder,
     SmallTextEncoder,

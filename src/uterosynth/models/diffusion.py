@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.errors import UserError
 from ..diffusion.conditions import ConditionVocabulary
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
-from ..errors import UserError
 from .autoencoder import AutoencoderConfig
 from .conditioning import ConditionCodec
 from .diffusion_unet import ConditionedUNet, UNetConfig
@@ -83,7 +83,7 @@ def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> D
         UserError: no checkpoint, not a diffusion model, or its autoencoder is missing or differs
             (sha256) from the one it was trained with.
     """
-    from ..training.checkpoint import load_model_json, load_weights
+    from ..core.checkpoint import load_model_json, load_weights
 
     ckpt, meta = load_model_json(path)
     if meta.get("kind") != "diffusion":

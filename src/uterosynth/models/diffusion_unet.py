@@ -18,7 +18,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..config import StrictModel
+from ..core.config import StrictModel
 from ..diffusion.conditions import Condition
 from .conditioning import ConditionCodec, ConditionEmbedder
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from ..artifacts import atomic_output_dir, provenance, read_json, write_json
-from ..errors import ConfigError, DataError, UserError
+from ..core.artifacts import atomic_output_dir, provenance, read_json, write_json
+from ..core.errors import ConfigError, DataError, UserError
 from .autoencoder import AutoencoderConfig, build_autoencoder
 
 __all__ = [
@@ -51,7 +51,7 @@ def load_autoencoder(path: str | Path, *, device: str | torch.device = "cpu"):
     Raises:
         UserError: no checkpoint, not an autoencoder, or weights that do not match model.json.
     """
-    from ..training.checkpoint import load_model_json, load_weights
+    from ..core.checkpoint import load_model_json, load_weights
 
     ckpt, meta = load_model_json(path)
     if meta.get("kind") != "autoencoder":

@@ -20,8 +20,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..config import StrictModel
-from ..errors import UserError
+from ..core.config import StrictModel
+from ..core.errors import UserError
 
 __all__ = ["PerceptualConfig", "LPIPSDistance", "build_perceptual", "check_weights_file", "load_alexnet_features"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 __all__ = [
     "PretrainedTextEncoder",

@@ -26,9 +26,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from ..artifacts import atomic_output_dir, provenance, write_json
-from ..errors import UserError
-from ..seeding import numpy_rng
+from ..core.artifacts import atomic_output_dir, provenance, write_json
+from ..core.errors import UserError
+from ..core.seeding import numpy_rng
 from .anatomy import Subject, sample_subject, subject_row
 from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
 from .render import SCANNER_AXCODES, Rendered, render_subject, scanner_affine, to_scanner

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 __all__ = ["OrientationEstimate", "estimate_orientation"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
 
 __all__ = ["fill_examples", "write_preview"]

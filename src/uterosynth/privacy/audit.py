@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError, UserError
+from ..core.errors import DataError, UserError
 from .config import AuditConfig
 from .similarity import (
     alignments,

@@ -233,7 +233,7 @@ def write_audit(
     """
     from pathlib import Path
 
-    from ..artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
+    from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
     from ..data.manifest import parse_dataset_ref
     from .audit import load_prepared_items, load_synthetic_items, run_audit
     from .config import AuditConfig
@@ -242,7 +242,7 @@ def write_audit(
     root, split = parse_dataset_ref(train_ref)
     split = split or "train"
     if split == cfg.holdout:
-        from ..errors import UserError
+        from ..core.errors import UserError
 
         raise UserError(f"--train {train_ref}: the training split and --holdout are both '{split}'; choose different splits")
     extractor = None

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 __all__ = [
     "Alignment",

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import StrictModel
+from ..core.config import StrictModel
 
 __all__ = ["StudyConfig", "RATER_NAME_PATTERN"]
 

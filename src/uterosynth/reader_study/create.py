@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import atomic_output_dir, provenance, write_json
-from ..errors import ConfigError, DataError
-from ..seeding import numpy_rng
+from ..core.artifacts import atomic_output_dir, provenance, write_json
+from ..core.errors import ConfigError, DataError
+from ..core.seeding import numpy_rng
 from .config import StudyConfig
 from .render import display_shape, render_slices
 from .security import hash_token, new_id, new_token

@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .models import Assignment, Base, Item, Rater, Study
 from .study import StudyFolder
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import atomic_output_dir, atomic_write_text, provenance, write_json
+from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, write_json
 from .analysis import Answer, analyze
 
 __all__ = ["load_answers", "roc_points", "run_analysis", "AnalysisResult"]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from ..config import StrictModel
-from ..errors import ConfigError
+from ..core.config import StrictModel
+from ..core.errors import ConfigError
 
 __all__ = ["Settings", "get_settings"]
 

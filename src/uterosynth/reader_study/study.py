@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import read_json
-from ..errors import DataError
+from ..core.artifacts import read_json
+from ..core.errors import DataError
 
 __all__ = ["StudyFolder", "RaterSpec", "KeyEntry", "ITEM_ID_PATTERN", "ASSIGNMENT_ID_PATTERN", "SOURCES"]
 

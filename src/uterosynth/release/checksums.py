@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import sha256_file
-from ..errors import DataError
+from ..core.artifacts import sha256_file
+from ..core.errors import DataError
 
 __all__ = ["write_sha256sums", "verify_sha256sums"]
 

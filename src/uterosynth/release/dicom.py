@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from ..privacy.deid import scrub_dataset
 
 __all__ = ["REFERENCE_ATTRIBUTES", "LPS_FROM_RAS", "read_reference", "reformat", "sitk_affine", "write_dicom_series"]

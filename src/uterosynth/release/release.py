@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..artifacts import atomic_output_dir, atomic_write_text, read_json, sha256_file
-from ..errors import DataError, UserError
+from ..core.artifacts import atomic_output_dir, atomic_write_text, read_json, sha256_file
+from ..core.errors import DataError, UserError
 from .cards import datasheet_md, model_card_md
 from .checksums import write_sha256sums
 from .dicom import read_reference, reformat, write_dicom_series

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..artifacts import provenance, write_json
-from ..config import StrictModel
-from ..errors import UserError
+from ..core.artifacts import provenance, write_json
+from ..core.config import StrictModel
+from ..core.errors import UserError
 from .plan import PlannedItem, plan_items
 from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model
 from .samplers import SamplerConfig
@@ -92,10 +92,10 @@ def generate(
         UserError: unknown sampler, steps < 1, a condition or value the model was not trained
             on, guidance on an unconditional model, ``out`` exists without ``overwrite``.
     """
+    from ..core.distributed import barrier, init_distributed
+    from ..core.seeding import index_generator
     from ..diffusion.conditions import Condition
     from ..models.diffusion import load_diffusion
-    from ..seeding import index_generator
-    from ..training.distributed import barrier, init_distributed
     from .guidance import guided_denoiser
     from .samplers import build_sampler, initial_noise
 

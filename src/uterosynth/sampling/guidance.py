@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from ..core.errors import UserError
 from ..diffusion.conditions import Condition, ConditionVocabulary
-from ..errors import UserError
 from .samplers import DenoiseFn
 
 __all__ = ["Guidance", "guided_denoiser", "parse_guidance"]

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.errors import UserError
 from ..diffusion.conditions import ConditionVocabulary
-from ..errors import UserError
 
 __all__ = ["PlannedItem", "plan_items"]
 

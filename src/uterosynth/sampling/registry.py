@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 __all__ = ["Registry"]
 

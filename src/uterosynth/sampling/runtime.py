@@ -16,8 +16,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ..config import StrictModel
-from ..errors import UserError
+from ..core.config import StrictModel
+from ..core.errors import UserError
 
 __all__ = [
     "RuntimeConfig",

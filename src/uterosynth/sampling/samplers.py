@@ -41,9 +41,9 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from ..config import StrictModel
+from ..core.config import StrictModel
+from ..core.errors import UserError
 from ..diffusion.schedule import NoiseSchedule, Spacing, make_timesteps
-from ..errors import UserError
 from .registry import Registry
 
 __all__ = [

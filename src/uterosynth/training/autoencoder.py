@@ -19,8 +19,8 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from ..config import StrictModel
-from ..errors import ConfigError, UserError
+from ..core.config import StrictModel
+from ..core.errors import ConfigError, UserError
 from ..models.autoencoder import (
     AutoencoderConfig,
     DiscriminatorConfig,
@@ -244,10 +244,10 @@ def train_autoencoder(
             a loss became NaN/Inf (the last good checkpoint is kept).
     """
 
+    from ..core.distributed import init_distributed
+    from ..core.seeding import seed_everything
     from ..data.dataset import ImageDataset, default_augmentation, make_loader
     from ..data.manifest import PreparedDataset
-    from ..seeding import seed_everything
-    from .distributed import init_distributed
 
     out = Path(out)
     check_weights_file(cfg.perceptual)

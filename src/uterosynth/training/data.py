@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import DataError
-from ..seeding import index_seed
+from ..core.errors import DataError
+from ..core.seeding import index_seed
 
 __all__ = ["ResumableBatches", "EpochDataset", "resumable_loader"]
 

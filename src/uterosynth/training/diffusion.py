@@ -20,9 +20,9 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from ..config import StrictModel
+from ..core.config import StrictModel
+from ..core.errors import ConfigError, UserError
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
-from ..errors import ConfigError, UserError
 from ..models.conditioning import ConditionCodec, ConditioningConfig
 from ..models.diffusion_unet import ConditionedUNet, UNetConfig
 from .config import LoopConfig, OptimizerConfig
@@ -213,8 +213,8 @@ def train_diffusion(
         UserError: a condition or ``balance_by`` attribute the manifest lacks; latents from another autoencoder;
             ``out`` exists without ``--resume``/``--overwrite``; a NaN/Inf loss.
     """
-    from ..seeding import seed_everything
-    from .distributed import init_distributed
+    from ..core.distributed import init_distributed
+    from ..core.seeding import seed_everything
     from .preview import PreviewWriter
 
     out = Path(out)

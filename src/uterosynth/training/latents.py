@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 __all__ = ["LatentCache", "LatentDataset"]
 

@@ -23,12 +23,12 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from ..artifacts import atomic_write_text, provenance
-from ..errors import UserError
-from . import checkpoint as ckpt
+from ..core import checkpoint as ckpt
+from ..core.artifacts import atomic_write_text, provenance
+from ..core.distributed import DistInfo, all_true, barrier, gather_objects
+from ..core.errors import UserError
 from .config import LoopConfig, OptimizerConfig
 from .data import resumable_loader
-from .distributed import DistInfo, all_true, barrier, gather_objects
 
 __all__ = [
     "Parts",

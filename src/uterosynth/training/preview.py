@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
+from ..core.seeding import index_generator
 from ..diffusion.conditions import ConditionVocabulary
 from ..diffusion.schedule import NoiseSchedule
 from ..models.conditioning import ConditionCodec
-from ..seeding import index_generator
 
 __all__ = ["PreviewWriter", "save_class_grid"]
 

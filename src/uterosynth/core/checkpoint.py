@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import sha256_file, write_json
-from ..errors import UserError
+from .artifacts import sha256_file, write_json
+from .errors import UserError
 
 __all__ = [
     "CHECKPOINT_DIR",

@@ -2,7 +2,7 @@
 
 Every stage has one pydantic model (``frozen=True, extra="forbid"``). ``load_config`` reads a
 YAML file, applies command-line overrides given as dotted keys (``train.lr=1e-4``) and
-validates; any problem becomes a :class:`~uterosynth.errors.ConfigError` naming the file, the
+validates; any problem becomes a :class:`~uterosynth.core.errors.ConfigError` naming the file, the
 key and the reason.
 """
 

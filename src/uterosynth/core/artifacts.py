@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .. import __version__
 from .errors import UserError
 
 __all__ = [
