@@ -20,6 +20,7 @@ from PIL import Image
 
 __all__ = [
     "as_volume",
+    "figure_data_uri",
     "figure_png",
     "middle_slice",
     "png_bytes",
@@ -135,6 +136,11 @@ def figure_png(fig: Any, **savefig: Any) -> bytes:
         return png_bytes(lambda buf: fig.savefig(buf, format="png", **savefig))
     finally:
         plt.close(fig)
+
+
+def figure_data_uri(fig: Any, **savefig: Any) -> str:
+    """:func:`figure_png` as a ``data:`` URI for HTML reports (the figure is closed)."""
+    return png_data_uri(figure_png(fig, **savefig))
 
 
 def png_data_uri(data: bytes) -> str:
