@@ -6,7 +6,8 @@ import pytest
 from umd_fixtures import native_affine, phantom_volume, save_nifti, write_dicom_series
 
 from uterosynth.core.errors import DataError
-from uterosynth.data.io import read_scan, reorient, write_nifti
+from uterosynth.core.imageio import write_nifti
+from uterosynth.data.io import read_scan, reorient
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 

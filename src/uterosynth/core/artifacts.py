@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write_text",
     "provenance",
     "read_json",
+    "replace_dir",
     "sha256_file",
     "write_json",
 ]
@@ -49,13 +50,24 @@ def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_dir(tmp, out)
+
+
+def replace_dir(src: str | Path, out: str | Path) -> None:
+    """Move the complete folder ``src`` to ``out`` by renames, replacing any folder there.
+
+    An existing ``out`` is first renamed to ``.<name>.old-<pid>`` and removed only once ``src``
+    is in place, so a kill between the two renames leaves a complete folder under one of the
+    names (:func:`uterosynth.core.checkpoint.find_checkpoint` recovers it for checkpoints).
+    """
+    src, out = Path(src), Path(out)
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)
-        tmp.rename(out)
+        src.rename(out)
         shutil.rmtree(old, ignore_errors=True)
     else:
-        tmp.rename(out)
+        src.rename(out)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

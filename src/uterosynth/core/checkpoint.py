@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifacts import sha256_file, write_json
+from .artifacts import atomic_output_dir, sha256_file, write_json
 from .errors import UserError
 
 __all__ = [
@@ -78,10 +76,8 @@ def write_checkpoint(
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / CHECKPOINT_DIR
-    tmp = Path(tempfile.mkdtemp(prefix=f".{CHECKPOINT_DIR}.tmp-", dir=run_dir))
-    try:
+    with atomic_output_dir(final, overwrite=True) as tmp:
         tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
         save_file(tensors, str(tmp / "model.safetensors"))
         meta = dict(model_json)
@@ -92,16 +88,6 @@ def write_checkpoint(
                 torch.save(dict(train_state), fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-        old = None
-        if final.exists():
-            old = run_dir / f".{CHECKPOINT_DIR}.old-{os.getpid()}"
-            final.rename(old)
-        tmp.rename(final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

@@ -34,7 +34,6 @@ __all__ = [
     "is_image_file",
     "read_scan",
     "reorient",
-    "write_nifti",
 ]
 
 #: Canonical orientation of prepared items (see docs/ARCHITECTURE.md): axis 0 superior →
@@ -274,12 +273,3 @@ def reorient(scan: Scan, axcodes: tuple[str, str, str] = CANONICAL) -> Scan:
     array = nio.apply_orientation(scan.array, transform)
     affine = scan.affine @ nio.inv_ornt_aff(transform, scan.array.shape)
     return Scan(array=np.ascontiguousarray(array), affine=affine, path=scan.path, digest=scan.digest)
-
-
-def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> None:
-    """Write ``array`` (float32, or integer labels) with ``affine`` as qform and sform (scanner)."""
-    dtype = array.dtype if np.issubdtype(array.dtype, np.integer) else np.float32
-    img = nib.Nifti1Image(np.asarray(array, dtype=dtype), np.asarray(affine, dtype=np.float64))
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, str(path))

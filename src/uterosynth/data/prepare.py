@@ -20,8 +20,9 @@ import numpy as np
 from ..core.artifacts import atomic_output_dir, provenance, write_json
 from ..core.config import config_hash
 from ..core.errors import DataError
+from ..core.imageio import as_volume, write_nifti
 from .config import PrepareConfig, SplitConfig
-from .io import read_scan, write_nifti
+from .io import read_scan
 from .manifest import SPLITS, write_manifest
 from .sources import LabelTable, SubjectRecord, discover, find_label_table, read_label_table
 
@@ -168,8 +169,7 @@ def process_subject(
     for item in items:
         item_id = record.subject if dims == 3 else f"{record.subject}_{item.slice_index:03d}"
         rel = f"items/{item_id}{suffix}"
-        stored = item.array[..., None] if item.array.ndim == 2 else item.array
-        write_nifti(out_dir / rel, stored, item.affine)
+        write_nifti(out_dir / rel, as_volume(item.array), item.affine)
         digest = hashlib.blake2b(
             f"{prep}:{image.digest}:{label.digest if label else ''}:{item.slice_index}".encode(), digest_size=8
         ).hexdigest()

@@ -1,5 +1,7 @@
 """The frozen classifier checkpoint: the independent judge of conditioning fidelity.
 
+The artifact's writer and reader live in :mod:`uterosynth.models.judge`.
+
 ``train-classifier`` trains one classifier on the full real training split (early stopping on
 val), tests it on the real test split and writes:
 
@@ -17,24 +19,29 @@ Logit ``k`` belongs to ``classes[k]``.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..core.artifacts import atomic_output_dir, provenance, read_json, sha256_file, write_json
+from ..core.artifacts import atomic_output_dir, provenance
 from ..core.errors import UserError
 from ..data.manifest import PreparedDataset
+from ..models.judge import (
+    CLASSIFIER_FILE,
+    META_FILE,
+    read_classifier,
+    save_torchscript,
+    write_classifier_meta,
+)
+from .classifier import predict_logits, train_classifier
 from .config import JudgeConfig
 from .data import load_real_splits, resolve_size, task_classes
+from .metrics import classification_metrics
 
 __all__ = ["CLASSIFIER_FILE", "META_FILE", "LoadedClassifier", "load_classifier", "predict", "predict_logits_judge",
            "save_torchscript", "train_judge"]
-
-CLASSIFIER_FILE = "classifier.pt"
-META_FILE = "classifier.json"
 
 LoadedClassifier = tuple[torch.jit.ScriptModule, dict]
 
@@ -45,9 +52,6 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
     Raises:
         UserError: unknown task attribute, an empty split, an existing output folder.
     """
-    from .classifier import predict_logits, train_classifier
-    from .metrics import classification_metrics
-
     t0 = time.perf_counter()
     out = Path(out)
     if out.exists() and not overwrite:
@@ -67,7 +71,7 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
     pred = predict_logits(model, test.images).argmax(1)
     m = classification_metrics(test.labels.numpy(), pred.numpy(), len(classes))
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        save_torchscript(model, tmp / CLASSIFIER_FILE)
+        digest = save_torchscript(model, tmp / CLASSIFIER_FILE)
         meta = {
             "task": cfg.task,
             "classes": classes,
@@ -86,20 +90,12 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
             "epochs": result.epochs,
             "format": "torchscript",
             "file": CLASSIFIER_FILE,
-            "sha256": sha256_file(tmp / CLASSIFIER_FILE),
+            "sha256": digest,
             "seconds": round(time.perf_counter() - t0, 2),
             "provenance": provenance(cfg, cfg.seed, data=str(data.root)),
         }
-        write_json(tmp / META_FILE, meta)
+        write_classifier_meta(tmp, meta)
     return meta
-
-
-def save_torchscript(model: torch.nn.Module, path: str | Path) -> None:
-    """Script ``model`` (a :class:`~uterosynth.downstream.classifier.Classifier`) and save it to ``path``."""
-    with warnings.catch_warnings():  # torch.jit is marked deprecated but remains the portable format
-        warnings.simplefilter("ignore")
-        scripted = torch.jit.script(model.cpu().eval())
-        scripted.save(str(path))
 
 
 def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedClassifier:
@@ -108,25 +104,8 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
     Raises:
         UserError: files missing, not TorchScript, or ``classifier.pt`` differs from its sha256.
     """
-    path = Path(path)
-    meta = read_json(path / META_FILE)
-    for key in ("task", "classes", "spatial_dims", "sha256"):
-        if key not in meta:
-            raise UserError(f"{path / META_FILE}: key '{key}' missing (write it with 'uterosynth downstream train-classifier')")
-    weights = path / meta.get("file", CLASSIFIER_FILE)
-    if not weights.is_file():
-        raise UserError(f"{weights}: classifier file not found")
-    digest = sha256_file(weights)
-    if digest != meta["sha256"]:
-        raise UserError(f"{weights}: sha256 {digest[:12]}… does not match {META_FILE} ({meta['sha256'][:12]}…); "
-                        "the checkpoint was changed, retrain it")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = torch.jit.load(str(weights), map_location=device).eval()
-    except Exception as err:
-        raise UserError(f"{weights}: not a TorchScript module ({str(err).splitlines()[0]})") from err
-    return module, meta
+    loaded = read_classifier(path, device=device, required=("task", "classes", "spatial_dims", "sha256"))
+    return loaded.module, loaded.meta
 
 
 def _as_batch(arrays: np.ndarray | torch.Tensor | Sequence[np.ndarray], spatial_dims: int) -> torch.Tensor:

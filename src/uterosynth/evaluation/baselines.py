@@ -11,7 +11,7 @@ Two conventional references every generative model should beat (or approach):
   Its items carry their class, so they can train a classifier (the downstream protocol
   "real + autoencoder-prior samples") and be scored for conditioning fidelity.
 
-All three are written as ordinary synthetic sets, so ``uterosynth evaluate --baseline NAME=DIR``
+All three are written as ordinary synthetic sets (:func:`uterosynth.data.synthetic.write_synthetic_set`), so ``uterosynth evaluate --baseline NAME=DIR``
 evaluates them exactly like the model's samples. Any object with ``encode`` / ``decode`` and a
 ``latent_shape`` fits (:class:`Autoencoder`); images go in and come out in ``[0, 1]`` — an adapter
 maps other intensity conventions.
@@ -19,21 +19,22 @@ maps other intensity conventions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from ..core.artifacts import atomic_output_dir, provenance, write_json
+from ..core.artifacts import atomic_output_dir, provenance
 from ..core.errors import DataError
 from ..core.seeding import index_generator
 from ..data.manifest import PreparedDataset, parse_dataset_ref
-from ..data.synthetic import write_metadata
+from ..data.synthetic import write_synthetic_set
+from ..models.latent import load_autoencoder
 
 __all__ = ["Autoencoder", "AutoencoderAdapter", "make_baselines", "make_class_prior_baseline", "make_prior_baseline",
-           "make_reconstruction_baseline", "write_synthetic_set"]
+           "make_reconstruction_baseline"]
 
 
 @runtime_checkable
@@ -78,38 +79,6 @@ class AutoencoderAdapter:
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.module.decode(z)
-
-
-def _preview(array: np.ndarray) -> np.ndarray:
-    plane = array if array.ndim == 2 else array[:, :, array.shape[2] // 2]
-    return (np.clip(plane, 0, 1) * 255).round().astype(np.uint8)
-
-
-def write_synthetic_set(
-    out: str | Path, arrays: np.ndarray, conditions: Sequence[Mapping[str, Any]], *, affine: np.ndarray | None = None,
-    info: Mapping[str, Any] | None = None, overwrite: bool = False,
-) -> Path:
-    """Write arrays ``(N, H, W[, D])`` as a synthetic set (items, previews, ``metadata.jsonl``, ``synthetic.json``)."""
-    import nibabel as nib
-    from PIL import Image
-
-    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
-    dims = arrays.ndim - 1
-    info = dict(info or {})
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        (tmp / "items").mkdir()
-        (tmp / "previews").mkdir()
-        records = []
-        for i, (array, cond) in enumerate(zip(arrays, conditions, strict=True)):
-            stored = array[..., None] if dims == 2 else array
-            nib.save(nib.Nifti1Image(stored.astype(np.float32), affine), str(tmp / "items" / f"{i:06d}.nii.gz"))
-            Image.fromarray(_preview(array)).save(tmp / "previews" / f"{i:06d}.png")
-            records.append({"index": i, "path": f"items/{i:06d}.nii.gz", "preview": f"previews/{i:06d}.png",
-                            "condition": dict(cond), "seed": info.get("seed"), "sampler": info.get("kind"),
-                            "model_hash": info.get("model_hash")})
-        write_metadata(tmp / "metadata.jsonl", records)
-        write_json(tmp / "synthetic.json", {**info, "dims": dims, "count": len(records)})
-    return Path(out)
 
 
 def _model_info(autoencoder: Autoencoder) -> dict[str, Any]:
@@ -256,8 +225,6 @@ def make_baselines(
         UserError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
         DataError: the split is empty; a ``prior_by`` attribute the manifest lacks.
     """
-    from ..models.latent import load_autoencoder
-
     out = Path(out)
     module, meta, _ = load_autoencoder(autoencoder_path, device=device)
     root, split, dataset = _load_split(real, "test")

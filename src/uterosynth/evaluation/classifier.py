@@ -1,13 +1,14 @@
 """Conditioning fidelity: does an independent classifier see the class each sample was asked for?
 
-The classifier contract (written by the downstream stage's ``train-classifier`` command, read here):
+The classifier contract (written by the downstream stage's ``train-classifier`` command, read
+here through :mod:`uterosynth.models.judge`, which checks the recorded sha256):
 
 * ``classifier.pt`` — TorchScript module, images ``(N, 1, *spatial)`` in ``[0, 1]`` → logits
   ``(N, C)`` (it resizes internally if it needs a fixed size);
 * ``classifier.json`` beside it — ``{"task": "orientation", "classes": ["AVAF", ...]}``: ``task``
   is the condition attribute (the key in ``metadata.jsonl``'s ``condition`` and the manifest
-  column), ``classes`` name the logits in order. Other keys (provenance, sha256, metrics) are
-  kept but not needed.
+  column), ``classes`` name the logits in order; ``sha256``, when present, must match
+  ``classifier.pt``. Other keys (provenance, metrics) are kept but not needed.
 
 Any Python callable with ``task``, ``classes``, ``name``, ``sha256`` works too (tests use one).
 """
@@ -21,8 +22,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..core.artifacts import read_json, sha256_file
 from ..core.errors import UserError
+from ..models.judge import read_classifier
 from .bootstrap import MetricResult, bootstrap_mean
 
 __all__ = ["ConditionClassifier", "TorchScriptClassifier", "fidelity_result", "load_classifier", "predict_labels"]
@@ -41,26 +42,14 @@ class ConditionClassifier(Protocol):
 
 
 class TorchScriptClassifier:
-    """``classifier.pt`` + ``classifier.json`` loaded as a :class:`ConditionClassifier`."""
+    """``classifier.pt`` + ``classifier.json`` loaded as a :class:`ConditionClassifier` (sha256 checked)."""
 
     def __init__(self, path: str | Path, *, device: str = "cpu", batch_size: int = 64) -> None:
-        path = Path(path)
-        pt = path / "classifier.pt" if path.is_dir() else path
-        info_path = pt.with_name("classifier.json")
-        if not pt.is_file():
-            raise UserError(f"{pt}: classifier not found (the downstream stage's train-classifier command writes classifier.pt + classifier.json)")
-        info = read_json(info_path)
-        classes, task = info.get("classes"), info.get("task")
-        if not isinstance(task, str) or not isinstance(classes, list) or not classes:
-            raise UserError(f"{info_path}: expected keys 'task' (attribute name) and 'classes' (non-empty list), "
-                            f"found task={task!r}, classes={classes!r}")
-        try:
-            self.module = torch.jit.load(str(pt), map_location=device).eval()
-        except Exception as err:
-            raise UserError(f"{pt}: not a TorchScript module ({str(err).splitlines()[0]})") from err
-        self.task, self.classes = task, [str(c) for c in classes]
-        self.name = str(info.get("name", pt.parent.name or pt.stem))
-        self.sha256 = sha256_file(pt)
+        loaded = read_classifier(path, device=device)
+        self.module = loaded.module
+        self.task, self.classes = loaded.meta["task"], [str(c) for c in loaded.meta["classes"]]
+        self.name = str(loaded.meta.get("name", loaded.file.parent.name or loaded.file.stem))
+        self.sha256 = loaded.sha256
         self.device, self.batch_size = device, batch_size
 
     @torch.inference_mode()

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..core.artifacts import atomic_output_dir, provenance, sha256_file, write_json
 from ..core.errors import DataError
+from ..core.imageio import middle_slice
 from ..data.manifest import PreparedDataset, parse_dataset_ref
 from .config import EncoderTrainConfig
 
@@ -88,8 +89,7 @@ def slices_for_training(dataset: PreparedDataset, image_size: int, *, max_items:
     images = []
     for row in rows:
         arr = torch.from_numpy(dataset.load_array(row)).float()
-        planes = [arr] if arr.ndim == 2 else [arr[:, :, arr.shape[2] // 2], arr[:, arr.shape[1] // 2, :],
-                                               arr[arr.shape[0] // 2, :, :]]
+        planes = [arr] if arr.ndim == 2 else [middle_slice(arr, axis) for axis in (2, 1, 0)]
         for p in planes:
             images.append(F.interpolate(p[None, None], size=(image_size, image_size), mode="bilinear",
                                         align_corners=False)[0])

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..core.errors import UserError
+from ..core.imageio import as_volume
 from .bootstrap import MetricResult, bootstrap_ci
 from .metrics import frechet_distance_from_features
 
@@ -58,7 +59,7 @@ def _features_of(array: np.ndarray, spacing: Sequence[float], extractor, version
     import SimpleITK as sitk
 
     # frd-score reads (H, W, 1) NIfTI as a 3D image; SimpleITK arrays are (z, y, x).
-    vol = array[..., None] if array.ndim == 2 else array
+    vol = as_volume(array)
     sitk_arr = np.ascontiguousarray(np.transpose(vol, (2, 1, 0))).astype(np.float32)
     image = sitk.GetImageFromArray(sitk_arr)
     image.SetSpacing(tuple(float(s) for s in spacing))

@@ -6,8 +6,6 @@ mailed or archived alone. The page is a Jinja2 template (``templates/report.html
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.imageio import figure_data_uri, png_bytes, png_data_uri, preview_plane
 from .config import ReportConfig
 from .sets import EvalSet
 
@@ -30,23 +29,11 @@ LABELS = {
 }
 
 
-def _png(buffer_writer: Any) -> str:
-    buf = io.BytesIO()
-    buffer_writer(buf)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _display_plane(image: np.ndarray) -> np.ndarray:
-    """A 2D view of one item ``(1, H, W)`` or ``(1, H, W, D)``: the central sagittal slice."""
-    arr = image[0]
-    return arr if arr.ndim == 2 else arr[:, :, arr.shape[2] // 2]
-
-
 def image_grid_png(images: Sequence[np.ndarray], *, columns: int = 4, pad: int = 2) -> str:
     """Tile items ``(1, *spatial)`` into one grey PNG (data URI)."""
     from PIL import Image
 
-    planes = [_display_plane(np.asarray(im)) for im in images]
+    planes = [preview_plane(np.asarray(im)[0]) for im in images]
     if not planes:
         return ""
     h, w = planes[0].shape
@@ -59,7 +46,7 @@ def image_grid_png(images: Sequence[np.ndarray], *, columns: int = 4, pad: int =
     if img.width < 256:
         scale = math.ceil(256 / img.width)
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    return _png(lambda buf: img.save(buf, format="PNG"))
+    return png_data_uri(png_bytes(lambda buf: img.save(buf, format="PNG")))
 
 
 def _grids(sets: list[EvalSet], group_by: str | None, per_class: int) -> dict[str, Any]:
@@ -115,10 +102,7 @@ def _metric_plot(metrics: dict[str, Any]) -> str:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()
-    try:
-        return _png(lambda buf: fig.savefig(buf, format="png", dpi=90))
-    finally:
-        plt.close(fig)
+    return figure_data_uri(fig, dpi=90)
 
 
 def _pca_plot(features: dict[str, Any], max_points: int, seed: int = 0) -> str:
@@ -144,10 +128,7 @@ def _pca_plot(features: dict[str, Any], max_points: int, seed: int = 0) -> str:
     ax.set_ylabel("PC 2")
     ax.legend(fontsize=7, markerscale=2)
     fig.tight_layout()
-    try:
-        return _png(lambda buf: fig.savefig(buf, format="png", dpi=90))
-    finally:
-        plt.close(fig)
+    return figure_data_uri(fig, dpi=90)
 
 
 def _fmt(v: float | None) -> str:

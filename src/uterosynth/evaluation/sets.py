@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError
+from ..core.imageio import squeeze_2d
 from ..data.manifest import PreparedDataset, parse_dataset_ref
 from ..data.synthetic import SyntheticSet
 
@@ -83,9 +84,7 @@ def load_synthetic(path: str | Path, *, name: str = "synthetic", kind: str = "sy
     arrays = []
     for record in sset.records:
         arr = sset.load_array(record)
-        if dims == 2 and arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        arrays.append(arr)
+        arrays.append(squeeze_2d(arr) if dims == 2 else arr)
     conditions = [dict(r.get("condition") or {}) for r in sset.records]
     return EvalSet(name, kind, _stack(arrays, str(path)), conditions, str(path), dict(sset.info))
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from ..core.artifacts import atomic_output_dir, provenance, write_json
 from ..core.errors import UserError
+from ..core.imageio import write_nifti
 from ..core.seeding import numpy_rng
 from .anatomy import Subject, sample_subject, subject_row
 from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
@@ -68,15 +68,6 @@ def generate_subject(cfg: PhantomConfig, k: int, *, orientation: str | None = No
     return subject, render_subject(subject, cfg, rng)
 
 
-def _nifti(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(array, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    img.header.set_xyzt_units("mm", "sec")
-    img.header.set_dim_info(freq=0, phase=1, slice=2)
-    return img
-
-
 def mid_slice(rendered: Rendered) -> int:
     """Index (last IPR axis) of the sagittal slice holding most of the uterus."""
     counts = np.count_nonzero((rendered.seg == 1) | (rendered.seg == 2), axis=(0, 1))
@@ -87,8 +78,9 @@ def write_subject(folder: Path, sid: str, rendered: Rendered) -> None:
     """Write the image and label NIfTIs of one subject in the scanner layout."""
     folder.mkdir(parents=True, exist_ok=True)
     affine = scanner_affine(rendered.affine, rendered.seg.shape)
-    nib.save(_nifti(to_scanner(rendered.image), affine), str(folder / f"{sid}_t2.nii.gz"))
-    nib.save(_nifti(to_scanner(rendered.seg), affine), str(folder / f"{sid}_seg.nii.gz"))
+    for array, suffix in ((rendered.image, "t2"), (rendered.seg, "seg")):
+        write_nifti(folder / f"{sid}_{suffix}.nii.gz", to_scanner(array), affine, dtype=array.dtype,
+                    xyzt_units=("mm", "sec"), dim_info=(0, 1, 2))
 
 
 def _row(sid: str, subject: Subject, rendered: Rendered) -> dict[str, Any]:

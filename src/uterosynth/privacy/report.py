@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from typing import Any
 
 import numpy as np
 
+from ..core.imageio import figure_data_uri, middle_slice
 from .audit import AuditResult, ItemSet, ModeResult
 
 __all__ = ["audit_document", "audit_html"]
@@ -104,15 +103,6 @@ def _index(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _distributions(mode: ModeResult) -> str:
     import matplotlib
 
@@ -133,13 +123,13 @@ def _distributions(mode: ModeResult) -> str:
         ax.set_title(f"{mode.mode} / {name}")
         ax.set_xlabel("similarity to nearest training item")
         ax.legend(fontsize=7)
-    return _png(fig)
+    return figure_data_uri(fig, dpi=80, bbox_inches="tight", metadata={"Software": None})
 
 
 def _show(images, i: int, slice_index: int) -> np.ndarray:
     arr = images[i].numpy()
     if arr.ndim == 3:
-        arr = arr[:, :, slice_index if slice_index >= 0 else arr.shape[2] // 2]
+        arr = arr[:, :, slice_index] if slice_index >= 0 else middle_slice(arr)
     return arr
 
 
@@ -162,7 +152,7 @@ def _pair_figure(result: AuditResult, mode: ModeResult, i: int, train: ItemSet, 
                      f"train {train.ids[j] if j >= 0 else '-'}", fontsize=7, color="red" if over else "black")
     for ax in axes:
         ax.axis("off")
-    return _png(fig)
+    return figure_data_uri(fig, dpi=80, bbox_inches="tight", metadata={"Software": None})
 
 
 def audit_html(result: AuditResult, document: dict[str, Any], train: ItemSet, synthetic: ItemSet) -> str:
@@ -179,9 +169,9 @@ def audit_html(result: AuditResult, document: dict[str, Any], train: ItemSet, sy
         f"<tr><td>{html.escape(m)}</td><td>{html.escape(k)}</td><td>{v}</td></tr>"
         for m, d in calib["thresholds"].items() for k, v in d.items()
     )
-    dists = "".join(f'<img alt="distributions {m.mode}" src="data:image/png;base64,{_distributions(m)}"><br>'
+    dists = "".join(f'<img alt="distributions {m.mode}" src="{_distributions(m)}"><br>'
                     for m in result.modes)
-    pairs = "".join(f'<img alt="pair {synthetic.ids[i]}" src="data:image/png;base64,'
+    pairs = "".join(f'<img alt="pair {synthetic.ids[i]}" src="'
                     f'{_pair_figure(result, mode, int(i), train, synthetic)}"><br>' for i in order)
     ffr = calib["false_flag_rate"]
     ffr_text = (f"{100 * ffr['any']:.1f} % of {ffr['items']} held-out items ({ffr['subjects']} subjects) would be flagged "

@@ -6,8 +6,6 @@ and ``report.html`` (self-contained: tables and matplotlib plots embedded as PNG
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, write_json
+from ..core.imageio import figure_data_uri
 from .analysis import Answer, analyze
 
 __all__ = ["load_answers", "roc_points", "run_analysis", "AnalysisResult"]
@@ -72,15 +71,6 @@ def roc_points(answers: Sequence[Answer]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(fpr), np.array(tpr)
 
 
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _plots(answers: Sequence[Answer], results: dict[str, Any]) -> dict[str, str]:
     import matplotlib
 
@@ -100,7 +90,7 @@ def _plots(answers: Sequence[Answer], results: dict[str, Any]) -> dict[str, str]
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy (95 % CI)")
     ax.legend(loc="lower right", frameon=False)
-    plots["accuracy"] = _png(fig)
+    plots["accuracy"] = figure_data_uri(fig, dpi=110, bbox_inches="tight")
 
     fig, ax = plt.subplots(figsize=(3.8, 3.6))
     for r in raters:
@@ -112,7 +102,7 @@ def _plots(answers: Sequence[Answer], results: dict[str, Any]) -> dict[str, str]
     ax.set_xlabel("1 − specificity (real called synthetic)")
     ax.set_ylabel("sensitivity (synthetic detected)")
     ax.legend(fontsize=7, frameon=False)
-    plots["roc"] = _png(fig)
+    plots["roc"] = figure_data_uri(fig, dpi=110, bbox_inches="tight")
 
     fig, ax = plt.subplots(figsize=(4.2, 3.2))
     real, syn = results["realism"]["pooled"]["histogram_real"], results["realism"]["pooled"]["histogram_synthetic"]
@@ -123,7 +113,7 @@ def _plots(answers: Sequence[Answer], results: dict[str, Any]) -> dict[str, str]
     ax.set_ylabel("answers")
     ax.set_xticks(x)
     ax.legend(frameon=False)
-    plots["realism"] = _png(fig)
+    plots["realism"] = figure_data_uri(fig, dpi=110, bbox_inches="tight")
     return plots
 
 

@@ -12,15 +12,20 @@ Release layout::
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
+from pydicom.uid import generate_uid
 
 from .. import __version__
 from ..core.artifacts import atomic_output_dir, atomic_write_text, read_json, sha256_file
 from ..core.errors import DataError, UserError
+from ..core.imageio import middle_slice, write_nifti, write_png
+from ..data.synthetic import SyntheticSet
 from .cards import datasheet_md, model_card_md
 from .checksums import write_sha256sums
 from .dicom import read_reference, reformat, write_dicom_series
@@ -49,23 +54,15 @@ def load_audit(audit_dir: str | Path | None, no_audit: bool) -> dict[str, Any] |
 
 def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
     """Write a NIfTI with a fresh header (nothing copied from the source) and check the geometry."""
-    import nibabel as nib
-
-    img = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    img.header.set_xyzt_units("mm")
-    img.header["descrip"] = b"uterosynth synthetic image"
-    nib.save(img, str(path))
+    write_nifti(path, array, affine, dtype=np.float32, xyzt_units=("mm",), description="uterosynth synthetic image")
     back = nib.load(str(path))
     if not np.allclose(back.affine, affine, atol=1e-4):
         raise DataError(f"{path}: written affine does not match the synthetic item's affine")
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(np.clip(np.round(np.nan_to_num(array) * 255), 0, 255).astype(np.uint8)).save(path)
+    """Write the PNG of a plane; NaN (and infinite) intensities become 0 (and 0 or 1)."""
+    write_png(path, np.nan_to_num(array))
 
 
 def _check_affine(affine: np.ndarray, path: Path) -> None:
@@ -90,10 +87,6 @@ def release_dataset(
         UserError: no audit and no ``no_audit``; the audit belongs to another synthetic set.
         DataError: an item cannot be read or has no usable geometry.
     """
-    import nibabel as nib
-
-    from ..data.synthetic import SyntheticSet
-
     syn = SyntheticSet.load(synthetic_dir)
     audit = load_audit(audit_dir, no_audit)
     flagged: set = set()
@@ -119,12 +112,7 @@ def release_dataset(
             (tmp / sub).mkdir()
         for record in released:
             path = syn.item_path(record)
-            try:
-                img = nib.load(str(path))
-                data = np.asarray(img.dataobj, dtype=np.float32)
-            except Exception as err:
-                raise DataError(f"{path}: cannot read synthetic item ({err})") from err
-            affine = np.asarray(img.affine, dtype=np.float64)
+            data, affine = syn.load_item(record)
             _check_affine(affine, path)
             if dims is None:
                 dims = 3 if data.ndim == 3 and data.shape[2] > 1 else 2
@@ -141,12 +129,10 @@ def release_dataset(
                 for o, arr, aff in views:
                     suffix = "" if o == "sagittal" else f"_{o}"
                     _save_nifti(arr, aff, tmp / "nifti" / f"{name}{suffix}.nii.gz")
-                    _save_png(arr[:, :, arr.shape[2] // 2], tmp / "png" / f"{name}_{o}.png")
+                    _save_png(middle_slice(arr), tmp / "png" / f"{name}_{o}.png")
                 row["png"] = f"png/{name}_sagittal.png"
                 row["reformats"] = ";".join(f"nifti/{name}_{o}.nii.gz" for o in ORIENTATIONS[1:])
             if dicom:
-                from pydicom.uid import generate_uid
-
                 study, frame = generate_uid(), generate_uid()
                 for s, (o, arr, aff) in enumerate(views, start=1):
                     write_dicom_series(arr, aff, tmp / "dicom" / name / o, series_description=f"SYNTHETIC {o} T2W",
@@ -188,8 +174,6 @@ def release_model(
     ``train_state.pt`` (optimiser state for resuming training) is left out unless
     ``include_train_state``.
     """
-    import json
-
     model_dir = Path(model_dir)
     if not (model_dir / "model.json").is_file():
         raise DataError(f"{model_dir}: model.json not found (is this a model checkpoint folder?)")

@@ -9,7 +9,6 @@ world)``; rank 0 merges the shards into one synthetic set (see
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -20,14 +19,20 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..core.artifacts import provenance, write_json
+from ..core.artifacts import provenance, replace_dir, write_json
 from ..core.config import StrictModel
+from ..core.distributed import barrier, init_distributed
 from ..core.errors import UserError
+from ..core.seeding import index_generator
+from ..data.synthetic import COUNT_KEY, merge_metadata_shards, write_item, write_metadata_shard
+from ..diffusion.conditions import Condition
+from ..models.diffusion import load_diffusion
+from .guidance import guided_denoiser
 from .plan import PlannedItem, plan_items
 from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model
-from .samplers import SamplerConfig
+from .samplers import SamplerConfig, build_sampler, initial_noise
 
-__all__ = ["SampleConfig", "generate", "write_item"]
+__all__ = ["SampleConfig", "generate"]
 
 
 class SampleConfig(StrictModel):
@@ -42,28 +47,6 @@ class SampleConfig(StrictModel):
     sampler: SamplerConfig = SamplerConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     decode_memory_mb: float | None = Field(None, gt=0, description="tile latent decoding under this budget")
-
-
-def _to_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    if array.ndim == 3:
-        array = array[:, :, array.shape[2] // 2]
-    Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8)).save(path)
-
-
-def write_item(folder: Path, index: int, image: np.ndarray, affine: np.ndarray) -> tuple[str, str]:
-    """Write item ``index`` as NIfTI (``(H, W, 1)`` for 2D) and a PNG preview; return both paths."""
-    import nibabel as nib
-
-    stored = image[..., None] if image.ndim == 2 else image
-    nifti = nib.Nifti1Image(stored.astype(np.float32), affine)
-    nifti.set_qform(affine, code=1)
-    nifti.set_sform(affine, code=1)
-    rel, preview = f"items/{index:06d}.nii.gz", f"previews/{index:06d}.png"
-    nib.save(nifti, str(folder / rel))
-    _to_png(image, folder / preview)
-    return rel, preview
 
 
 def _affine(meta: dict[str, Any]) -> np.ndarray:
@@ -92,13 +75,6 @@ def generate(
         UserError: unknown sampler, steps < 1, a condition or value the model was not trained
             on, guidance on an unconditional model, ``out`` exists without ``overwrite``.
     """
-    from ..core.distributed import barrier, init_distributed
-    from ..core.seeding import index_generator
-    from ..diffusion.conditions import Condition
-    from ..models.diffusion import load_diffusion
-    from .guidance import guided_denoiser
-    from .samplers import build_sampler, initial_noise
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
@@ -169,32 +145,24 @@ def generate(
                 })
                 if on_item is not None:
                     on_item(len(records), len(mine))
-        (partial / f".metadata.rank{dist.rank}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        write_metadata_shard(partial, dist.rank, records)
         barrier(dist)
         if not dist.is_main:
             return {"out": str(out), "rank": dist.rank, "items": len(records)}
-        from ..data.synthetic import write_metadata
-
-        merged = []
-        for shard in sorted(partial.glob(".metadata.rank*.jsonl")):
-            merged += [json.loads(line) for line in shard.read_text().splitlines() if line]
-            shard.unlink()
-        write_metadata(partial / "metadata.jsonl", merged)
+        merged = merge_metadata_shards(partial)
         write_json(partial / "synthetic.json", {
             **provenance(config_json, cfg.seed),
             "dims": model.spatial_dims,
             "model": {"path": str(model.checkpoint), "sha256": model.sha256, "space": model.meta.get("space")},
             "sampler": cfg.sampler.model_dump(mode="json"),
             "guidance": cfg.guidance,
-            "items": len(merged),
+            COUNT_KEY: len(merged),
             "image_shape": model.meta.get("image_shape"),
             "geometry": model.meta.get("geometry", {}),
             "world_size": dist.world_size,
             "batch_size": batch_size,
         })
-        if out.exists():
-            shutil.rmtree(out)
-        partial.rename(out)
+        replace_dir(partial, out)
     except BaseException:
         if dist.is_main:
             shutil.rmtree(partial, ignore_errors=True)

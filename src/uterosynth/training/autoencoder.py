@@ -21,6 +21,7 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 from ..core.errors import ConfigError, UserError
+from ..core.imageio import middle_slice
 from ..models.autoencoder import (
     AutoencoderConfig,
     DiscriminatorConfig,
@@ -137,7 +138,7 @@ def save_grid(path: str | Path, originals: torch.Tensor, recons: torch.Tensor, *
     def view(t: torch.Tensor) -> Any:
         t = t[:, 0].float().cpu()
         if t.ndim == 4:
-            t = t[..., t.shape[-1] // 2]
+            t = middle_slice(t)
         return t.numpy()
 
     a, b = view(originals[:8]), view(recons[:8])

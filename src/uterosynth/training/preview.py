@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..core.imageio import middle_slice
 from ..core.seeding import index_generator
 from ..diffusion.conditions import ConditionVocabulary
 from ..diffusion.schedule import NoiseSchedule
@@ -28,7 +29,7 @@ def save_class_grid(path: str | Path, rows: dict[str, torch.Tensor]) -> None:
     for r, label in enumerate(labels):
         images = rows[label][:, 0].float().cpu()
         if images.ndim == 4:
-            images = images[..., images.shape[-1] // 2]
+            images = middle_slice(images)
         for c in range(k):
             ax = axes[r, c]
             ax.axis("off")

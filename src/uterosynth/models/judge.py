@@ -1,0 +1,98 @@
+"""The frozen classifier artifact (the judge): ``classifier.pt`` + ``classifier.json``, writer and reader.
+
+Written by the downstream stage's ``train-classifier`` command, read by that stage and by the
+evaluation's conditioning fidelity::
+
+    classifier.pt     TorchScript module: images (N, 1, *spatial) in [0, 1] → logits (N, K)
+    classifier.json   task (the condition attribute), classes (logit k is classes[k]),
+                      spatial_dims, …, file, sha256 (of classifier.pt), provenance
+
+The reader checks ``classifier.pt`` against the sha256 recorded in ``classifier.json``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.artifacts import read_json, sha256_file, write_json
+from ..core.errors import UserError
+
+__all__ = ["CLASSIFIER_FILE", "META_FILE", "ClassifierArtifact", "read_classifier", "save_torchscript",
+           "write_classifier_meta"]
+
+CLASSIFIER_FILE = "classifier.pt"
+META_FILE = "classifier.json"
+_WRITTEN_BY = "the downstream stage's train-classifier command writes classifier.pt + classifier.json"
+
+
+@dataclass(frozen=True)
+class ClassifierArtifact:
+    """A loaded classifier: the TorchScript ``module`` (eval mode), ``classifier.json`` and the file's sha256."""
+
+    module: torch.jit.ScriptModule
+    meta: dict[str, Any]
+    file: Path
+    sha256: str
+
+
+def save_torchscript(model: torch.nn.Module, path: str | Path) -> str:
+    """Script ``model`` (moved to CPU, eval mode), save it to ``path`` and return the file's sha256."""
+    with warnings.catch_warnings():  # torch.jit is marked deprecated but remains the portable format
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(model.cpu().eval())
+        scripted.save(str(path))
+    return sha256_file(path)
+
+
+def write_classifier_meta(folder: str | Path, meta: Mapping[str, Any]) -> None:
+    """Write ``classifier.json`` into ``folder`` (``meta`` carries ``file`` and ``sha256`` of the module)."""
+    write_json(Path(folder) / META_FILE, meta)
+
+
+def read_classifier(
+    path: str | Path, *, device: str | torch.device = "cpu", required: Sequence[str] = ("task", "classes"),
+) -> ClassifierArtifact:
+    """Load a classifier from its folder (or from ``classifier.pt`` itself), checking its sha256.
+
+    Args:
+        path: the ``train-classifier`` output folder, or the ``.pt`` file inside it.
+        device: where the module goes.
+        required: keys ``classifier.json`` must hold (``task`` and ``classes`` are always checked).
+
+    Raises:
+        UserError: a file is missing; ``classifier.json`` lacks a required key or holds no class;
+            ``classifier.pt`` differs from the recorded sha256 or is not TorchScript.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    info_path = folder / META_FILE
+    if not info_path.is_file():
+        raise UserError(f"{info_path}: file not found ({_WRITTEN_BY})")
+    meta = read_json(info_path)
+    for key in dict.fromkeys(("task", "classes", *required)):
+        if key not in meta:
+            raise UserError(f"{info_path}: key '{key}' missing (write it with 'uterosynth downstream train-classifier')")
+    task, classes = meta["task"], meta["classes"]
+    if not isinstance(task, str) or not isinstance(classes, list) or not classes:
+        raise UserError(f"{info_path}: expected keys 'task' (attribute name) and 'classes' (non-empty list), "
+                        f"found task={task!r}, classes={classes!r}")
+    weights = path if not path.is_dir() else folder / meta.get("file", CLASSIFIER_FILE)
+    if not weights.is_file():
+        raise UserError(f"{weights}: classifier file not found ({_WRITTEN_BY})")
+    digest = sha256_file(weights)
+    if meta.get("sha256") is not None and digest != meta["sha256"]:
+        raise UserError(f"{weights}: sha256 {digest[:12]}… does not match {META_FILE} ({meta['sha256'][:12]}…); "
+                        "the checkpoint was changed, retrain it")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(weights), map_location=device).eval()
+    except Exception as err:
+        raise UserError(f"{weights}: not a TorchScript module ({str(err).splitlines()[0]})") from err
+    return ClassifierArtifact(module, meta, weights, digest)
