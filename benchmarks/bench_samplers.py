@@ -44,7 +44,7 @@ from uterosynth.sampling.runtime import (  # noqa: E402
     prepare_input,
     prepare_model,
 )
-from uterosynth.sampling.samplers import build_sampler, initial_noise  # noqa: E402
+from uterosynth.diffusion.samplers import build_sampler, initial_noise  # noqa: E402
 
 SECTION = "## Samplers (analytic model)"
 ROWS = [("ddpm", 1000), ("ddpm", 100), ("ddim", 50), ("ddim", 20), ("dpmpp", 20), ("dpmpp", 10),

@@ -27,8 +27,10 @@ import torch
 from ..core.artifacts import atomic_output_dir, provenance, read_json, sha256_file, write_json
 from ..core.errors import UserError
 from ..data.manifest import PreparedDataset
+from .classifier import predict_logits, train_classifier
 from .config import JudgeConfig
 from .data import load_real_splits, resolve_size, task_classes
+from .metrics import classification_metrics
 
 __all__ = ["CLASSIFIER_FILE", "META_FILE", "LoadedClassifier", "load_classifier", "predict", "predict_logits_judge",
            "save_torchscript", "train_judge"]
@@ -45,8 +47,6 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
     Raises:
         UserError: unknown task attribute, an empty split, an existing output folder.
     """
-    from .classifier import predict_logits, train_classifier
-    from .metrics import classification_metrics
 
     t0 = time.perf_counter()
     out = Path(out)

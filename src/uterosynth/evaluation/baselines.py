@@ -31,6 +31,7 @@ from ..core.errors import DataError
 from ..core.seeding import index_generator
 from ..data.manifest import PreparedDataset, parse_dataset_ref
 from ..data.synthetic import write_metadata
+from ..models.latent import load_autoencoder
 
 __all__ = ["Autoencoder", "AutoencoderAdapter", "make_baselines", "make_class_prior_baseline", "make_prior_baseline",
            "make_reconstruction_baseline", "write_synthetic_set"]
@@ -256,7 +257,6 @@ def make_baselines(
         UserError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
         DataError: the split is empty; a ``prior_by`` attribute the manifest lacks.
     """
-    from ..models.latent import load_autoencoder
 
     out = Path(out)
     module, meta, _ = load_autoencoder(autoencoder_path, device=device)

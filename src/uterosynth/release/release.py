@@ -21,6 +21,7 @@ import numpy as np
 from .. import __version__
 from ..core.artifacts import atomic_output_dir, atomic_write_text, read_json, sha256_file
 from ..core.errors import DataError, UserError
+from ..data.synthetic import SyntheticSet
 from .cards import datasheet_md, model_card_md
 from .checksums import write_sha256sums
 from .dicom import read_reference, reformat, write_dicom_series
@@ -92,7 +93,6 @@ def release_dataset(
     """
     import nibabel as nib
 
-    from ..data.synthetic import SyntheticSet
 
     syn = SyntheticSet.load(synthetic_dir)
     audit = load_audit(audit_dir, no_audit)

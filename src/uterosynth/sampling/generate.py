@@ -22,10 +22,17 @@ from pydantic import Field
 
 from ..core.artifacts import provenance, write_json
 from ..core.config import StrictModel
+from ..core.distributed import barrier, init_distributed
 from ..core.errors import UserError
+from ..core.seeding import index_generator
+from ..data.synthetic import write_metadata
+from ..diffusion.conditions import Condition
+from ..diffusion.generate import sample_batch
+from ..diffusion.guidance import guided_denoiser
+from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
+from ..models.diffusion import load_diffusion
 from .plan import PlannedItem, plan_items
 from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model
-from .samplers import SamplerConfig
 
 __all__ = ["SampleConfig", "generate", "write_item"]
 
@@ -92,13 +99,6 @@ def generate(
         UserError: unknown sampler, steps < 1, a condition or value the model was not trained
             on, guidance on an unconditional model, ``out`` exists without ``overwrite``.
     """
-    from ..core.distributed import barrier, init_distributed
-    from ..core.seeding import index_generator
-    from ..diffusion.conditions import Condition
-    from ..models.diffusion import load_diffusion
-    from .guidance import guided_denoiser
-    from .samplers import build_sampler, initial_noise
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
@@ -129,13 +129,14 @@ def generate(
         return model.codec.encode([it.condition for it in batch], prompts=prompts, device=device)
 
     def run(batch: Sequence[PlannedItem]) -> torch.Tensor:
-        gens = [index_generator(cfg.seed, it.index) for it in batch]
-        x_T = prepare_input(initial_noise((len(batch), *model.sample_shape), gens), cfg.runtime, device)
-        denoise = guided_denoiser(unet, encode(batch), model.vocab, cfg.guidance)
-        with inference_context(cfg.runtime, device):
-            steps_gens = [index_generator(cfg.seed, it.index, salt="steps") for it in batch]
-            z = sampler.sample(denoise, x_T, steps=cfg.sampler.steps, generators=steps_gens)
-            return model.decode(z.float(), memory_budget_mb=cfg.decode_memory_mb).float().clamp(0, 1).cpu()
+        return sample_batch(
+            unet, sampler, model.sample_shape, [index_generator(cfg.seed, it.index) for it in batch],
+            steps=cfg.sampler.steps, condition=encode(batch), vocab=model.vocab, guidance=cfg.guidance,
+            step_generators=[index_generator(cfg.seed, it.index, salt="steps") for it in batch],
+            prepare=lambda x: prepare_input(x, cfg.runtime, device),
+            context=lambda: inference_context(cfg.runtime, device),
+            decode=lambda z: model.decode(z.float(), memory_budget_mb=cfg.decode_memory_mb),
+        )
 
     def trial(size: int) -> None:
         probe = [PlannedItem(0, items[0].condition, items[0].prompt)] * size
@@ -173,8 +174,6 @@ def generate(
         barrier(dist)
         if not dist.is_main:
             return {"out": str(out), "rank": dist.rank, "items": len(records)}
-        from ..data.synthetic import write_metadata
-
         merged = []
         for shard in sorted(partial.glob(".metadata.rank*.jsonl")):
             merged += [json.loads(line) for line in shard.read_text().splitlines() if line]

@@ -9,7 +9,7 @@ from uterosynth.core.errors import UserError
 from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig, make_timesteps
-from uterosynth.sampling.samplers import SAMPLERS, build_sampler, initial_noise
+from uterosynth.diffusion.samplers import SAMPLERS, build_sampler, initial_noise
 
 VP_SAMPLERS = ["ddpm", "ddim", "dpmpp", "unipc"]
 ALL_SAMPLERS = [*VP_SAMPLERS, "rflow"]
@@ -138,7 +138,7 @@ def test_unbatched_input_is_a_user_error():
 
 
 def test_sampler_config_round_trips_and_rebuilds_the_same_sampler():
-    from uterosynth.sampling.samplers import SamplerConfig
+    from uterosynth.diffusion.samplers import SamplerConfig
 
     cfg = SamplerConfig(name="unipc", steps=4, spacing="linspace")
     loaded = SamplerConfig.model_validate_json(cfg.model_dump_json())

@@ -6,7 +6,7 @@ Every sampler is built from a :class:`~uterosynth.diffusion.schedule.NoiseSchedu
 
 ``denoise_fn(x_t, t) -> model output`` takes ``x_t`` (N, C, *spatial) and ``t`` (N,) model
 timesteps and returns the network output in the schedule's prediction type (wrap a conditional
-model with :func:`uterosynth.sampling.guidance.guided_denoiser`). ``x_T`` is the initial noise,
+model with :func:`uterosynth.diffusion.guidance.guided_denoiser`). ``x_T`` is the initial noise,
 drawn with :func:`initial_noise` from per-item generators; stochastic samplers keep drawing
 their per-step noise item by item from the same generators, so sample *i* is the same alone or
 in a batch of any size.
@@ -43,8 +43,8 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 from ..core.errors import UserError
-from ..diffusion.schedule import NoiseSchedule, Spacing, make_timesteps
 from .registry import Registry
+from .schedule import NoiseSchedule, Spacing, make_timesteps
 
 __all__ = [
     "SAMPLERS",
