@@ -80,9 +80,9 @@ def accuracy(classifier: Path | None, images: torch.Tensor, wanted: list[str]) -
 
 def main() -> None:
     from uterosynth.core.seeding import index_generator
+    from uterosynth.diffusion.samplers import initial_noise
     from uterosynth.models.diffusion import load_diffusion
     from uterosynth.sampling.plan import plan_items
-    from uterosynth.diffusion.samplers import initial_noise
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)

@@ -8,8 +8,8 @@ import torch
 from uterosynth.core.errors import UserError
 from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser
-from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig, make_timesteps
 from uterosynth.diffusion.samplers import SAMPLERS, build_sampler, initial_noise
+from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig, make_timesteps
 
 VP_SAMPLERS = ["ddpm", "ddim", "dpmpp", "unipc"]
 ALL_SAMPLERS = [*VP_SAMPLERS, "rflow"]
