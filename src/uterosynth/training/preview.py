@@ -80,6 +80,9 @@ class PreviewWriter:
         pred = model(x_t, t, cond)
         return float((pred.float() - self.schedule.training_target(x0, eps, t).float()).pow(2).mean())
 
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.decode(z / self.step_fn.scale_factor)  # type: ignore[union-attr]
+
     @torch.no_grad()
     def sample_grid(self, model: torch.nn.Module, sample_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
         sampler = build_sampler(self.cfg.sampler, self.schedule)
@@ -89,10 +92,7 @@ class PreviewWriter:
             attr = self.cfg.attribute or next(iter(self.codec.vocab.attributes))
             classes = [(f"{attr}={v}", {attr: v}) for v in self.codec.vocab.attributes[attr]]
             guidance = {attr: self.cfg.guidance}
-        decode = None
-        if self.autoencoder is not None:
-            def decode(z: torch.Tensor) -> torch.Tensor:
-                return self.autoencoder.decode(z / self.step_fn.scale_factor)
+        decode = self._decode if self.autoencoder is not None else None
         rows = {}
         for row, (label, record) in enumerate(classes):
             k = self.cfg.per_class
