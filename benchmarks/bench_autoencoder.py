@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
+from uterosynth.core.similarity import LPIPSDistance
 from uterosynth.models.autoencoder import (
     AutoencoderConfig,
     DiscriminatorConfig,
     build_autoencoder,
     build_discriminator,
 )
-from uterosynth.models.perceptual import LPIPSDistance
 from uterosynth.training.autoencoder import AutoencoderLossConfig, AutoencoderStep, kl_divergence
 from uterosynth.training.config import LoopConfig, OptimizerConfig
 from uterosynth.training.loop import OptimGroup, Trainer, make_adamw

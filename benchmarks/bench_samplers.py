@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from uterosynth.core.seeding import index_generator  # noqa: E402
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser  # noqa: E402
+from uterosynth.diffusion.samplers import build_sampler, initial_noise  # noqa: E402
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig  # noqa: E402
 from uterosynth.sampling.runtime import (  # noqa: E402
     RuntimeConfig,
@@ -44,7 +45,6 @@ from uterosynth.sampling.runtime import (  # noqa: E402
     prepare_input,
     prepare_model,
 )
-from uterosynth.sampling.samplers import build_sampler, initial_noise  # noqa: E402
 
 SECTION = "## Samplers (analytic model)"
 ROWS = [("ddpm", 1000), ("ddpm", 100), ("ddim", 50), ("ddim", 20), ("dpmpp", 20), ("dpmpp", 10),

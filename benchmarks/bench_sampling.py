@@ -62,7 +62,7 @@ def monai_reference(model, x_T, denoise) -> torch.Tensor:
 
 
 def ours(model, name, steps, x_T, denoise, gens) -> torch.Tensor:
-    from uterosynth.sampling.samplers import build_sampler
+    from uterosynth.diffusion.samplers import build_sampler
 
     sampler = build_sampler(name, model.schedule)
     z = sampler.sample(denoise, x_T, steps=steps, generators=gens)
@@ -80,9 +80,9 @@ def accuracy(classifier: Path | None, images: torch.Tensor, wanted: list[str]) -
 
 def main() -> None:
     from uterosynth.core.seeding import index_generator
+    from uterosynth.diffusion.samplers import initial_noise
     from uterosynth.models.diffusion import load_diffusion
     from uterosynth.sampling.plan import plan_items
-    from uterosynth.sampling.samplers import initial_noise
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -103,7 +103,7 @@ def main() -> None:
         items = plan_items(vocab, n=args.n, per_class=None)
     wanted = [it.condition.get(args.attribute, "") for it in items]
     cond = model.codec.encode([it.condition for it in items]) if model.codec else None
-    from uterosynth.sampling.guidance import guided_denoiser
+    from uterosynth.diffusion.guidance import guided_denoiser
 
     denoise = guided_denoiser(model.unet, cond, model.vocab, args.guidance)
     gens = [index_generator(0, it.index) for it in items]

@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from uterosynth.core.config import load_config
+from uterosynth.core.similarity import LPIPSDistance
 from uterosynth.data.dataset import make_loader
 from uterosynth.data.manifest import PreparedDataset
 from uterosynth.models.latent import load_autoencoder
-from uterosynth.models.perceptual import LPIPSDistance
 from uterosynth.training.autoencoder import AutoencoderTrainConfig, evaluate_reconstruction, train_autoencoder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--grid", type=Path)
     parser.add_argument("--write", action="store_true", help="add/replace this model's row in docs/RESULTS.md")
     args = parser.parse_args()
-    from uterosynth.sampling.guidance import parse_guidance
+    from uterosynth.diffusion.guidance import parse_guidance
 
     args.guidance = parse_guidance(args.guidance)
     judge_info = json.loads((args.judge / "classifier.json").read_text())

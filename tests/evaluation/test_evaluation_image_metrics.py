@@ -3,11 +3,10 @@ import pytest
 import torch
 
 from uterosynth.core.errors import UserError
+from uterosynth.core.similarity import load_lpips, msssim_scales
 from uterosynth.evaluation.image_metrics import (
-    load_lpips,
     lpips_pair_values,
     msssim_pair_values,
-    msssim_scales,
     random_pairs,
     slice_consistency,
 )

@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 
 from uterosynth.core.config import validate_config
 from uterosynth.core.errors import ConfigError, UserError
-from uterosynth.models.perceptual import LPIPSDistance, PerceptualConfig, build_perceptual
+from uterosynth.core.similarity import LPIPSDistance
+from uterosynth.models.perceptual import PerceptualConfig, build_perceptual
 
 
 def _fake_alexnet(path):

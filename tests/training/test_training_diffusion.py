@@ -13,9 +13,9 @@ from uterosynth.core.checkpoint import load_train_state, load_weights
 from uterosynth.core.config import load_config
 from uterosynth.core.errors import ConfigError, UserError
 from uterosynth.core.seeding import index_generator
+from uterosynth.diffusion.guidance import guided_denoiser
+from uterosynth.diffusion.samplers import build_sampler, initial_noise
 from uterosynth.models.diffusion import load_diffusion
-from uterosynth.sampling.guidance import guided_denoiser
-from uterosynth.sampling.samplers import build_sampler, initial_noise
 from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
 
 CPU = "configs/ddpm2d_cpu.yaml"

@@ -46,8 +46,8 @@ def sample(
     """Sample a synthetic set (NIfTI + PNG + metadata.jsonl) from a trained diffusion model."""
     from ..core.config import validate_config
     from ..core.errors import UserError
+    from ..diffusion.guidance import parse_guidance
     from ..sampling.generate import SampleConfig, generate
-    from ..sampling.guidance import parse_guidance
 
     if batch_size != "auto" and not batch_size.isdigit():
         raise UserError(f"--batch-size: expected a positive integer or 'auto', got '{batch_size}'")

@@ -17,10 +17,12 @@ from ..core.artifacts import atomic_output_dir, provenance, write_json
 from ..core.errors import UserError
 from ..data.manifest import PreparedDataset
 from .budgets import budget_subjects, check_classes_present, subject_labels, subject_order
+from .classifier import predict_logits, train_classifier
 from .config import DownstreamConfig
 from .data import LabelledImages, load_real_splits, load_synthetic, resolve_size, task_classes
 from .metrics import METRICS, classification_metrics, mean_std, paired_difference
 from .protocols import Protocol, build_protocols, choose_diffusion_set, class_counts, training_set
+from .report import write_plot, write_report_section
 
 __all__ = ["parse_synthetic_specs", "run_downstream", "summarise", "RESULTS_FILE", "PLOT_FILE", "REPORT_FILE"]
 
@@ -98,7 +100,6 @@ def summarise(
 
 
 def _evaluate(model, test: LabelledImages, classes: Sequence[str], batch_size: int, device: str) -> dict:
-    from .classifier import predict_logits
 
     pred = predict_logits(model, test.images, batch_size=batch_size, device=device).argmax(1)
     m = classification_metrics(test.labels.numpy(), pred.numpy(), len(classes))
@@ -132,8 +133,6 @@ def run_downstream(
         UserError: unknown task, unusable synthetic set, a budget too small for one subject
             per class, an existing output folder without ``overwrite``.
     """
-    from .classifier import train_classifier
-    from .report import write_plot, write_report_section
 
     t0 = time.perf_counter()
     out = Path(out)

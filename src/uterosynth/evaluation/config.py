@@ -80,7 +80,7 @@ class LPIPSConfig(StrictModel):
 
     weights: Path | None = None
     pairs: int = Field(200, ge=10)
-    size: int = Field(128, ge=32, description="images are resized to size x size")
+    size: int = Field(128, ge=32, description="slices with a side below size are upsampled to it (aspect kept); volumes: 2.5D over all slices")
 
 
 class FRDConfig(StrictModel):

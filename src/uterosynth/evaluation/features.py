@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from ..core.artifacts import read_json, sha256_file
 from ..core.errors import UserError
+from ..models.extractor import FeatureExtractor, TorchScriptExtractor
 from .config import ExtractorConfig
-from .extractor import FeatureExtractor, TorchScriptExtractor
 
 __all__ = [
     "InceptionExtractor",

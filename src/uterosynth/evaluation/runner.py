@@ -19,10 +19,10 @@ import torch
 from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
 from ..core.errors import DataError, UserError
 from ..data.manifest import parse_dataset_ref
+from ..models.extractor import FeatureExtractor
 from .bootstrap import MetricResult
 from .classifier import ConditionClassifier, fidelity_result, load_classifier, predict_labels
 from .config import EvaluationConfig
-from .extractor import FeatureExtractor
 from .features import PlanarExtractor, build_extractor, extract_features, extractor_identity
 from .image_metrics import (
     load_lpips,

@@ -17,12 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.checkpoint import load_model_json, load_weights
 from ..core.errors import UserError
 from ..diffusion.conditions import ConditionVocabulary
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from .autoencoder import AutoencoderConfig
 from .conditioning import ConditionCodec
 from .diffusion_unet import ConditionedUNet, UNetConfig
+from .latent import decode_tiled, load_autoencoder
 
 __all__ = ["DiffusionModel", "load_diffusion"]
 
@@ -69,7 +71,6 @@ class DiffusionModel:
         """
         if self.autoencoder is None:
             return z
-        from .latent import decode_tiled
 
         stats_device = "cpu" if memory_budget_mb is not None and z.device.type != "cpu" else None
         return decode_tiled(self.autoencoder, z / self.scale_factor, memory_budget_mb=memory_budget_mb,
@@ -83,7 +84,6 @@ def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> D
         UserError: no checkpoint, not a diffusion model, or its autoencoder is missing or differs
             (sha256) from the one it was trained with.
     """
-    from ..core.checkpoint import load_model_json, load_weights
 
     ckpt, meta = load_model_json(path)
     if meta.get("kind") != "diffusion":
@@ -95,7 +95,6 @@ def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> D
     model = DiffusionModel(unet.to(device).eval(), NoiseSchedule(NoiseScheduleConfig.model_validate(meta["schedule"])),
                            codec, meta, ckpt)
     if meta.get("space") == "latent":
-        from .latent import load_autoencoder
 
         ae_ref = meta["autoencoder"]
         ae_path = Path(ae_ref["path"])

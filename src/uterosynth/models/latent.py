@@ -29,7 +29,10 @@ from typing import Any
 import torch
 
 from ..core.artifacts import atomic_output_dir, provenance, read_json, write_json
+from ..core.checkpoint import load_model_json, load_weights
 from ..core.errors import ConfigError, DataError, UserError
+from ..data.dataset import make_loader
+from ..data.manifest import PreparedDataset
 from .autoencoder import AutoencoderConfig, build_autoencoder
 
 __all__ = [
@@ -51,7 +54,6 @@ def load_autoencoder(path: str | Path, *, device: str | torch.device = "cpu"):
     Raises:
         UserError: no checkpoint, not an autoencoder, or weights that do not match model.json.
     """
-    from ..core.checkpoint import load_model_json, load_weights
 
     ckpt, meta = load_model_json(path)
     if meta.get("kind") != "autoencoder":
@@ -93,8 +95,6 @@ def encode_dataset(
     """
     from safetensors.torch import save_file
 
-    from ..data.dataset import make_loader
-    from ..data.manifest import PreparedDataset
 
     dev = _resolve_device(device)
     dataset = PreparedDataset.load(data)

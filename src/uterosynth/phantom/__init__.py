@@ -5,9 +5,10 @@
 orientation class from a label map alone.
 """
 
-from .cohort import CohortSummary, generate_subject, subject_id, write_cohort
+from .cohort import CohortSummary, subject_id, write_cohort
 from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
 from .orientation import OrientationEstimate, estimate_orientation
+from .subject import generate_subject
 
 __all__ = [
     "FIELD_STRENGTHS",

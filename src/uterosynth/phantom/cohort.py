@@ -23,24 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..core.artifacts import atomic_output_dir, provenance, write_json
 from ..core.errors import UserError
 from ..core.imageio import write_nifti
-from ..core.seeding import numpy_rng
-from .anatomy import Subject, sample_subject, subject_row
+from .anatomy import Subject, subject_row
 from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
-from .render import SCANNER_AXCODES, Rendered, render_subject, scanner_affine, to_scanner
+from .preview import Example, fill_examples, write_preview
+from .render import SCANNER_AXCODES, Rendered, scanner_affine, to_scanner
+from .subject import generate_subject, mid_slice
 
-__all__ = ["CohortSummary", "LABEL_NAMES", "LABEL_COLUMNS", "generate_subject", "subject_id", "write_cohort"]
+__all__ = ["CohortSummary", "LABEL_NAMES", "LABEL_COLUMNS", "subject_id", "write_cohort"]
 
 LABEL_NAMES = {0: "background", 1: "uterine wall", 2: "uterine cavity", 3: "myoma", 4: "Nabothian cyst"}
 LABEL_COLUMNS = ("subject", "orientation", "version", "flexion", "version_angle", "flexion_angle",
                  "field_strength", "myoma_count", "cyst_count")
 LANDMARKS = ("external_os", "internal_os", "fundus", "symphysis")
-
-Example = tuple[np.ndarray, np.ndarray, str]  # mid-sagittal image, labels, subject id
 
 
 @dataclass(frozen=True)
@@ -60,18 +57,6 @@ def subject_id(cfg: PhantomConfig, k: int) -> str:
     return f"UMD_{cfg.study_date}_{k + 1:03d}"
 
 
-def generate_subject(cfg: PhantomConfig, k: int, *, orientation: str | None = None,
-                     field_strength: str | None = None, salt: str = "") -> tuple[Subject, Rendered]:
-    """Sample and render subject ``k`` of the cohort seeded by ``cfg.seed``."""
-    rng = numpy_rng(cfg.seed, k, salt=salt)
-    subject = sample_subject(rng, cfg, k, orientation=orientation, field_strength=field_strength)
-    return subject, render_subject(subject, cfg, rng)
-
-
-def mid_slice(rendered: Rendered) -> int:
-    """Index (last IPR axis) of the sagittal slice holding most of the uterus."""
-    counts = np.count_nonzero((rendered.seg == 1) | (rendered.seg == 2), axis=(0, 1))
-    return int(np.argmax(counts)) if counts.any() else rendered.seg.shape[2] // 2
 
 
 def write_subject(folder: Path, sid: str, rendered: Rendered) -> None:
@@ -160,8 +145,6 @@ def write_cohort(
         })
     preview_path = None
     if preview is not None:
-        from .preview import fill_examples, write_preview
-
         preview_path = write_preview(fill_examples(cfg, examples), preview)
     return CohortSummary(out=out, subjects=cfg.subjects, seconds=time.perf_counter() - t0,
                          class_counts=class_counts, field_counts=field_counts, preview=preview_path)

@@ -13,10 +13,11 @@ import numpy as np
 
 from ..core.errors import UserError
 from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
+from .subject import generate_subject, mid_slice
 
 __all__ = ["fill_examples", "write_preview"]
 
-Example = tuple[np.ndarray, np.ndarray, str]
+Example = tuple[np.ndarray, np.ndarray, str]  # mid-sagittal image, labels, subject id
 CONTOUR_COLOURS = {1: "#ffd400", 2: "#00e5ff", 3: "#ff3b3b", 4: "#7CFC00"}
 
 
@@ -25,8 +26,6 @@ def fill_examples(cfg: PhantomConfig, examples: dict[tuple[str, str], Example]) 
 
     Extra subjects come from a separate seed stream (salt ``preview``) so the cohort is untouched.
     """
-    from .cohort import generate_subject, mid_slice
-
     out = dict(examples)
     for i, cls in enumerate(ORIENTATIONS):
         for j, fs in enumerate(FIELD_STRENGTHS):

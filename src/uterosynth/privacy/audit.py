@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError, UserError
+from ..data.manifest import PreparedDataset
+from ..data.synthetic import SyntheticSet
 from .config import AuditConfig
 from .similarity import (
     alignments,
@@ -72,7 +74,6 @@ class ItemSet:
 
 def load_prepared_items(ref: str | Path, split: str) -> ItemSet:
     """Load every item of ``split`` of a prepared dataset (``DIR`` or ``DIR:split``)."""
-    from ..data.manifest import PreparedDataset
 
     ds = PreparedDataset.load(ref, split)
     arrays = [ds.load_array(r) for r in ds.rows]
@@ -82,7 +83,6 @@ def load_prepared_items(ref: str | Path, split: str) -> ItemSet:
 
 def load_synthetic_items(root: str | Path) -> ItemSet:
     """Load every item of a synthetic set."""
-    from ..data.synthetic import SyntheticSet
 
     syn = SyntheticSet.load(root)
     if len(syn) == 0:
@@ -266,7 +266,7 @@ def run_audit(
         synthetic: synthetic items of the same shape.
         holdout: held-out real items (other subjects) of the same shape.
         config: audit settings.
-        extractor: a :class:`~uterosynth.evaluation.extractor.FeatureExtractor`, or ``None``
+        extractor: a :class:`~uterosynth.models.extractor.FeatureExtractor`, or ``None``
             to skip the embedding measure.
 
     Raises:

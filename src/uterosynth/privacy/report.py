@@ -9,8 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
+from ..core.errors import UserError
 from ..core.imageio import figure_data_uri, middle_slice
-from .audit import AuditResult, ItemSet, ModeResult
+from ..data.manifest import parse_dataset_ref
+from ..models.extractor import load_torchscript_extractor
+from .audit import AuditResult, ItemSet, ModeResult, load_prepared_items, load_synthetic_items, run_audit
+from .config import AuditConfig
 
 __all__ = ["audit_document", "audit_html"]
 
@@ -223,21 +228,15 @@ def write_audit(
     """
     from pathlib import Path
 
-    from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
-    from ..data.manifest import parse_dataset_ref
-    from .audit import load_prepared_items, load_synthetic_items, run_audit
-    from .config import AuditConfig
 
     cfg = config or AuditConfig()
     root, split = parse_dataset_ref(train_ref)
     split = split or "train"
     if split == cfg.holdout:
-        from ..core.errors import UserError
 
         raise UserError(f"--train {train_ref}: the training split and --holdout are both '{split}'; choose different splits")
     extractor = None
     if encoder is not None:
-        from ..evaluation.extractor import load_torchscript_extractor
 
         extractor = load_torchscript_extractor(encoder)
     synthetic = load_synthetic_items(synthetic_dir)

@@ -12,7 +12,7 @@ reference image ``y`` (training), all of shape ``(*spatial)`` with ``spatial_dim
   ``C`` matrix products ``(B, D) @ (D, R)`` per block, ``C = (2 max_shift + 1)^dims *
   (1 + len(flip_axes))``. The search visits every pair (exact, no index, no sampling) in
   blocks whose size bounds memory, keeping a running top-k per query.
-* **Cosine similarity of embeddings** from a :class:`~uterosynth.evaluation.extractor.FeatureExtractor`:
+* **Cosine similarity of embeddings** from a :class:`~uterosynth.models.extractor.FeatureExtractor`:
   one matrix product of L2-normalised features, same blockwise top-k.
 * **SSIM** (Wang et al. 2004, IEEE TIP 13(4), eq. 13 with a uniform ``window``-voxel window,
   the sample covariance and ``K1=0.01, K2=0.03``, i.e. ``skimage.metrics.structural_similarity``

@@ -20,6 +20,8 @@ import numpy as np
 from ..core.artifacts import atomic_output_dir, provenance, write_json
 from ..core.errors import ConfigError, DataError
 from ..core.seeding import numpy_rng
+from ..data.manifest import PreparedDataset
+from ..data.synthetic import SyntheticSet
 from .config import StudyConfig
 from .render import display_shape, render_slices
 from .security import hash_token, new_id, new_token
@@ -92,8 +94,6 @@ def _label(values: Mapping[str, Any], keys: Sequence[str]) -> str:
 
 
 def _candidates(real_ref: str, synthetic_dir: str | Path, cfg: StudyConfig) -> tuple[list[_Candidate], int]:
-    from ..data.manifest import PreparedDataset
-    from ..data.synthetic import SyntheticSet
 
     real = PreparedDataset.load(real_ref)
     syn = SyntheticSet.load(synthetic_dir)

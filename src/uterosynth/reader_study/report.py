@@ -15,7 +15,11 @@ import numpy as np
 
 from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, write_json
 from ..core.imageio import figure_data_uri
+from . import models
 from .analysis import Answer, analyze
+from .db import init_db, make_engine, safe_url
+from .settings import Settings
+from .study import StudyFolder
 
 __all__ = ["load_answers", "roc_points", "run_analysis", "AnalysisResult"]
 
@@ -35,10 +39,6 @@ def load_answers(study_dir: str | Path, db_url: str | None = None) -> tuple[list
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from . import models
-    from .db import init_db, make_engine
-    from .settings import Settings
-    from .study import StudyFolder
 
     study = StudyFolder.load(study_dir)
     engine = make_engine(Settings(study_dir=Path(study_dir), db_url=db_url).database_url)
@@ -141,8 +141,6 @@ def run_analysis(study_dir: str | Path, out: str | Path, *, db_url: str | None =
     Raises:
         DataError: the study folder or its database is unusable.
     """
-    from .db import safe_url
-    from .settings import Settings
 
     answers, raters, study_id = load_answers(study_dir, db_url)
     results = analyze(answers, raters)

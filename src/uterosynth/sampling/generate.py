@@ -24,13 +24,19 @@ from ..core.config import StrictModel
 from ..core.distributed import barrier, init_distributed
 from ..core.errors import UserError
 from ..core.seeding import index_generator
-from ..data.synthetic import COUNT_KEY, merge_metadata_shards, write_item, write_metadata_shard
+from ..data.synthetic import (
+    COUNT_KEY,
+    merge_metadata_shards,
+    write_item,
+    write_metadata_shard,
+)
 from ..diffusion.conditions import Condition
+from ..diffusion.generate import sample_batch
+from ..diffusion.guidance import guided_denoiser
+from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
 from ..models.diffusion import load_diffusion
-from .guidance import guided_denoiser
 from .plan import PlannedItem, plan_items
 from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model
-from .samplers import SamplerConfig, build_sampler, initial_noise
 
 __all__ = ["SampleConfig", "generate"]
 
@@ -105,13 +111,14 @@ def generate(
         return model.codec.encode([it.condition for it in batch], prompts=prompts, device=device)
 
     def run(batch: Sequence[PlannedItem]) -> torch.Tensor:
-        gens = [index_generator(cfg.seed, it.index) for it in batch]
-        x_T = prepare_input(initial_noise((len(batch), *model.sample_shape), gens), cfg.runtime, device)
-        denoise = guided_denoiser(unet, encode(batch), model.vocab, cfg.guidance)
-        with inference_context(cfg.runtime, device):
-            steps_gens = [index_generator(cfg.seed, it.index, salt="steps") for it in batch]
-            z = sampler.sample(denoise, x_T, steps=cfg.sampler.steps, generators=steps_gens)
-            return model.decode(z.float(), memory_budget_mb=cfg.decode_memory_mb).float().clamp(0, 1).cpu()
+        return sample_batch(
+            unet, sampler, model.sample_shape, [index_generator(cfg.seed, it.index) for it in batch],
+            steps=cfg.sampler.steps, condition=encode(batch), vocab=model.vocab, guidance=cfg.guidance,
+            step_generators=[index_generator(cfg.seed, it.index, salt="steps") for it in batch],
+            prepare=lambda x: prepare_input(x, cfg.runtime, device),
+            context=lambda: inference_context(cfg.runtime, device),
+            decode=lambda z: model.decode(z.float(), memory_budget_mb=cfg.decode_memory_mb),
+        )
 
     def trial(size: int) -> None:
         probe = [PlannedItem(0, items[0].condition, items[0].prompt)] * size

@@ -20,8 +20,12 @@ import torch
 from pydantic import Field
 
 from ..core.config import StrictModel
+from ..core.distributed import init_distributed
 from ..core.errors import ConfigError, UserError
 from ..core.imageio import middle_slice
+from ..core.seeding import seed_everything
+from ..data.dataset import ImageDataset, default_augmentation, make_loader
+from ..data.manifest import PreparedDataset
 from ..models.autoencoder import (
     AutoencoderConfig,
     DiscriminatorConfig,
@@ -245,10 +249,6 @@ def train_autoencoder(
             a loss became NaN/Inf (the last good checkpoint is kept).
     """
 
-    from ..core.distributed import init_distributed
-    from ..core.seeding import seed_everything
-    from ..data.dataset import ImageDataset, default_augmentation, make_loader
-    from ..data.manifest import PreparedDataset
 
     out = Path(out)
     check_weights_file(cfg.perceptual)

@@ -21,12 +21,19 @@ import torch
 from pydantic import Field, model_validator
 
 from ..core.config import StrictModel
+from ..core.distributed import init_distributed
 from ..core.errors import ConfigError, UserError
+from ..core.seeding import seed_everything
+from ..data.dataset import ImageDataset
+from ..data.manifest import PreparedDataset
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from ..models.conditioning import ConditionCodec, ConditioningConfig
 from ..models.diffusion_unet import ConditionedUNet, UNetConfig
+from ..models.latent import load_autoencoder
 from .config import LoopConfig, OptimizerConfig
+from .latents import LatentCache, LatentDataset, latent_sample
 from .loop import OptimGroup, Parts, Trainer, claim_run_folder, make_adamw
+from .preview import PreviewWriter
 
 __all__ = ["DiffusionStep", "DiffusionTrainConfig", "PreviewConfig", "class_balanced_weights", "train_diffusion"]
 
@@ -92,7 +99,6 @@ class DiffusionStep:
         """``x0`` of the batch: the image, or a fresh draw from the cached latent posterior."""
         if self.scale_factor is None:
             return batch["image"]
-        from .latents import latent_sample
 
         return latent_sample(batch, self.scale_factor)
 
@@ -128,8 +134,6 @@ def _geometry(info: dict[str, Any]) -> dict[str, Any]:
 
 def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
     """Training set, validation set, codec records, metadata for the chosen space."""
-    from ..data.dataset import ImageDataset
-    from ..data.manifest import PreparedDataset
 
     data = PreparedDataset.load(data_path)
     if data.dims != cfg.spatial_dims:
@@ -148,8 +152,6 @@ def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
         val = ImageDataset(data.split("val")) if data.split("val").rows else train
         meta.update(in_channels=1, sample_shape=[1, *meta["image_shape"]], scale_factor=None, autoencoder=None)
         return train, val, train_rows, meta, None
-    from ..models.latent import load_autoencoder
-    from .latents import LatentCache, LatentDataset
 
     cache = LatentCache.load(cfg.latents)  # type: ignore[arg-type]
     ae, ae_meta, ae_ckpt = load_autoencoder(cfg.autoencoder)  # type: ignore[arg-type]
@@ -213,9 +215,6 @@ def train_diffusion(
         UserError: a condition or ``balance_by`` attribute the manifest lacks; latents from another autoencoder;
             ``out`` exists without ``--resume``/``--overwrite``; a NaN/Inf loss.
     """
-    from ..core.distributed import init_distributed
-    from ..core.seeding import seed_everything
-    from .preview import PreviewWriter
 
     out = Path(out)
     train_set, val_set, records, meta, ae = _prepare_inputs(cfg, data_path)

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
 from ..core.imageio import middle_slice
 from ..core.seeding import index_generator
-from ..diffusion.conditions import ConditionVocabulary
+from ..diffusion.generate import sample_batch
+from ..diffusion.samplers import build_sampler
 from ..diffusion.schedule import NoiseSchedule
 from ..models.conditioning import ConditionCodec
 
@@ -60,8 +62,6 @@ class PreviewWriter:
 
     @torch.no_grad()
     def validation_loss(self, model: torch.nn.Module, max_items: int = 16) -> float:
-        from torch.utils.data import default_collate
-
         n = min(len(self.val_set), max_items)
         batch = default_collate([self.val_set[i] for i in range(n)])
         batch = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
@@ -81,11 +81,11 @@ class PreviewWriter:
         pred = model(x_t, t, cond)
         return float((pred.float() - self.schedule.training_target(x0, eps, t).float()).pow(2).mean())
 
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.decode(z / self.step_fn.scale_factor)  # type: ignore[union-attr]
+
     @torch.no_grad()
     def sample_grid(self, model: torch.nn.Module, sample_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
-        from ..sampling.guidance import guided_denoiser
-        from ..sampling.samplers import build_sampler, initial_noise
-
         sampler = build_sampler(self.cfg.sampler, self.schedule)
         classes: list[tuple[str, dict[str, Any]]] = [("unconditional", {})]
         guidance = None
@@ -93,18 +93,17 @@ class PreviewWriter:
             attr = self.cfg.attribute or next(iter(self.codec.vocab.attributes))
             classes = [(f"{attr}={v}", {attr: v}) for v in self.codec.vocab.attributes[attr]]
             guidance = {attr: self.cfg.guidance}
+        decode = self._decode if self.autoencoder is not None else None
         rows = {}
         for row, (label, record) in enumerate(classes):
             k = self.cfg.per_class
             gens = [index_generator(self.seed, row * k + i, salt="preview") for i in range(k)]
-            x_T = initial_noise((k, *sample_shape), gens).to(self.device)
             cond = self.codec.encode([record] * k, device=self.device) if self.codec is not None else None
-            vocab = self.codec.vocab if self.codec is not None else ConditionVocabulary()
-            denoise = guided_denoiser(model, cond, vocab, guidance)
-            z = sampler.sample(denoise, x_T, steps=self.cfg.steps)
-            if self.autoencoder is not None:
-                z = self.autoencoder.decode(z / self.step_fn.scale_factor)
-            rows[label] = z.clamp(0, 1).cpu()
+            rows[label] = sample_batch(
+                model, sampler, sample_shape, gens, steps=self.cfg.steps, condition=cond,
+                vocab=self.codec.vocab if self.codec is not None else None, guidance=guidance,
+                prepare=lambda x: x.to(self.device), decode=decode,
+            )
         return rows
 
     def __call__(self, trainer, step: int) -> dict[str, float]:

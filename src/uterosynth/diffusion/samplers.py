@@ -6,7 +6,7 @@ Every sampler is built from a :class:`~uterosynth.diffusion.schedule.NoiseSchedu
 
 ``denoise_fn(x_t, t) -> model output`` takes ``x_t`` (N, C, *spatial) and ``t`` (N,) model
 timesteps and returns the network output in the schedule's prediction type (wrap a conditional
-model with :func:`uterosynth.sampling.guidance.guided_denoiser`). ``x_T`` is the initial noise,
+model with :func:`uterosynth.diffusion.guidance.guided_denoiser`). ``x_T`` is the initial noise,
 drawn with :func:`initial_noise` from per-item generators; stochastic samplers keep drawing
 their per-step noise item by item from the same generators, so sample *i* is the same alone or
 in a batch of any size.
@@ -16,18 +16,18 @@ Registered samplers (``SAMPLERS.get(name)``):
 ==========  ==============================================================  ============
 name        algorithm                                                       library
 ==========  ==============================================================  ============
-``ddpm``    ancestral sampling, Ho et al. 2020 (respaced, Nichol &          own step,
-            Dhariwal 2021); stochastic                                      = MONAI's
-``ddim``    DDIM, eta = 0, Song et al. 2021                                 MONAI
+``ddpm``    ancestral sampling, Ho et al. 2020 (respaced, Nichol &          diffusers
+            Dhariwal 2021); stochastic
+``ddim``    DDIM, eta = 0, Song et al. 2021 (respaced)                      diffusers
 ``dpmpp``   DPM-Solver++ (2M), Lu et al. 2022, Alg. 2                       diffusers
 ``unipc``   UniPC (B(h) = e^h - 1, order 2), Zhao et al. 2023               diffusers
 ``rflow``   Euler on the rectified flow, Liu et al. 2023                    MONAI
 ==========  ==============================================================  ============
 
 Timesteps follow :func:`~uterosynth.diffusion.schedule.make_timesteps` (default ``trailing``,
-which starts at the last, pure-noise step). MONAI's DDPM/DDIM schedulers assume evenly spaced
-steps, so they are given the *respaced* schedule ``alpha_bar[t_k]`` over the chosen grid (one
-scheduler step per sampling step) while the network sees the original ``t_k``.
+which starts at the last, pure-noise step). diffusers' DDPM/DDIM schedulers assume evenly
+spaced steps, so they are given the *respaced* schedule ``alpha_bar[t_k]`` over the chosen grid
+(one scheduler step per sampling step) while the network sees the original ``t_k``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 from ..core.errors import UserError
-from ..diffusion.schedule import NoiseSchedule, Spacing, make_timesteps
 from .registry import Registry
+from .schedule import NoiseSchedule, Spacing, make_timesteps
 
 __all__ = [
     "SAMPLERS",
@@ -54,7 +54,6 @@ __all__ = [
     "DenoiseFn",
     "build_sampler",
     "initial_noise",
-    "sampler_noise",
 ]
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -94,14 +93,6 @@ def initial_noise(
     if len(generators) != shape[0]:
         raise UserError(f"generators: expected one per item ({shape[0]}), got {len(generators)}")
     return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generators])
-
-
-def sampler_noise(like: torch.Tensor, generators: Sequence[torch.Generator] | None) -> torch.Tensor:
-    """Standard normal noise like ``like``, item by item from ``generators`` (global RNG if None)."""
-    if generators is None:
-        return torch.randn_like(like)
-    noise = torch.stack([torch.randn(like.shape[1:], generator=g, device=g.device, dtype=like.dtype) for g in generators])
-    return noise.to(like.device)
 
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
@@ -197,80 +188,69 @@ def build_sampler(name: str, schedule: NoiseSchedule, *, spacing: Spacing = "tra
 
 
 # --------------------------------------------------------------------------------------------
-# MONAI schedulers on the respaced schedule
+# diffusers DDPM / DDIM on the respaced schedule
 # --------------------------------------------------------------------------------------------
 
 
-def _respaced_schedule(num_train_timesteps: int, alphas_cumprod: torch.Tensor):
-    """MONAI ``NoiseSchedules`` entry: an explicit ``alpha_bar`` (ascending in t) -> (betas, alphas, alpha_bar)."""
-    prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
-    alphas = alphas_cumprod / prev
-    return 1.0 - alphas, alphas, alphas_cumprod
+class _RespacedSampler(Sampler):
+    """A diffusers scheduler over the *respaced* schedule: one scheduler step per sampling step.
 
+    diffusers' DDPM/DDIM step from ``t`` to ``t - T // steps``, which leaves the visited grid
+    when ``steps`` does not divide ``T`` (``trailing`` 999, 832, … would step to 833) and ends at
+    ``alpha_bar[0]`` instead of a clean sample. So each gets ``steps`` training timesteps whose
+    betas give exactly ``alpha_bar[t_k]`` over the chosen grid (Nichol & Dhariwal 2021, sec. 4);
+    the scheduler steps from index ``k`` to ``k - 1`` (and to ``alpha_bar = 1`` after the last)
+    while the network sees the original ``t_k``.
+    """
 
-def _register_respaced() -> str:
-    from monai.networks.schedulers import NoiseSchedules
-
-    name = "uterosynth_respaced"
-    if name not in NoiseSchedules.components:
-        NoiseSchedules.add(name, "Explicit alpha_bar on a respaced timestep grid (uterosynth)", _respaced_schedule)
-    return name
-
-
-@SAMPLERS.register("ddim")
-class DDIMSampler(Sampler):
-    """Deterministic DDIM (Song et al. 2021, eq. 12 with eta = 0) through MONAI's ``DDIMScheduler``."""
-
-    name = "ddim"
+    scheduler_class: ClassVar[str] = ""
+    options: ClassVar[dict] = {}
 
     def _stepper(self, steps: int, x_T: torch.Tensor) -> _Stepper:
-        from monai.networks.schedulers import DDIMScheduler
+        import diffusers
 
         ts = self.timesteps(steps)
-        ascending = ts.flip(0)
-        sched = DDIMScheduler(
+        ab = self.schedule.alphas_cumprod[ts.flip(0)]  # ascending in the respaced index
+        betas = 1.0 - ab.double() / torch.cat([ab.new_ones(1), ab[:-1]]).double()
+        sched = getattr(diffusers, self.scheduler_class)(
             num_train_timesteps=steps,
-            schedule=_register_respaced(),
-            alphas_cumprod=self.schedule.alphas_cumprod[ascending],
-            clip_sample=False,
-            set_alpha_to_one=True,
+            trained_betas=betas.float().numpy(),
             prediction_type=self.schedule.prediction_type,
+            clip_sample=False,
+            **self.options,
         )
-        sched.set_timesteps(steps)
+        sched.alphas_cumprod = ab.clone()  # the exact alpha_bar[t_k]; the cumprod of the betas rounds
+        sched.set_timesteps(steps, device=x_T.device)
 
         def step(index: int, out: torch.Tensor, x: torch.Tensor, generators) -> torch.Tensor:
-            return sched.step(out, int(sched.timesteps[index]), x)[0]
+            kwargs = {"generator": list(generators)} if (self.stochastic and generators is not None) else {}
+            return sched.step(out, int(sched.timesteps[index]), x, return_dict=False, **kwargs)[0]
 
         return _Stepper(ts, step)
 
 
-@SAMPLERS.register("ddpm")
-class DDPMSampler(Sampler):
-    """Ancestral DDPM sampling (Ho et al. 2020, Alg. 2) on the respaced schedule, fixed-small variance.
+@SAMPLERS.register("ddim")
+class DDIMSampler(_RespacedSampler):
+    """Deterministic DDIM (Song et al. 2021, eq. 12 with eta = 0) through diffusers' ``DDIMScheduler``."""
 
-    MONAI's ``DDPMScheduler.step`` draws the step noise for the whole batch from one generator,
-    which would make sample *i* depend on the batch; so the step uses
-    :meth:`NoiseSchedule.posterior_step` (the same equations — a test pins it to MONAI's step)
-    with noise drawn item by item from the per-item generators.
+    name = "ddim"
+    scheduler_class = "DDIMScheduler"
+    options = {"set_alpha_to_one": True}
+
+
+@SAMPLERS.register("ddpm")
+class DDPMSampler(_RespacedSampler):
+    """Ancestral DDPM sampling (Ho et al. 2020, Alg. 2), fixed-small variance, via diffusers' ``DDPMScheduler``.
+
+    The step noise comes item by item from the per-item generators (diffusers' ``randn_tensor``
+    with a list of generators), so sample *i* does not depend on the batch; the last step adds
+    no noise (diffusers adds none at its timestep 0).
     """
 
     name = "ddpm"
     stochastic = True
-
-    def _stepper(self, steps: int, x_T: torch.Tensor) -> _Stepper:
-        ts = self.timesteps(steps)
-        ab = self.schedule.alphas_cumprod.to(x_T.device)
-        ab_steps = torch.cat([ab[ts], ab.new_ones(1)])  # alpha_bar at t_k and after the last step
-
-        def step(index: int, out: torch.Tensor, x: torch.Tensor, generators) -> torch.Tensor:
-            t = ts[index].to(x.device).expand(x.shape[0])
-            x0 = self.schedule.predict_x0(out, x, t)
-            mean, std = self.schedule.posterior_step(x0, x, ab_steps[index], ab_steps[index + 1])
-            if index == len(ts) - 1:
-                return mean
-            return mean + std.to(x.dtype) * sampler_noise(x, generators)
-
-        return _Stepper(ts, step)
+    scheduler_class = "DDPMScheduler"
+    options = {"variance_type": "fixed_small"}
 
 
 @SAMPLERS.register("rflow")

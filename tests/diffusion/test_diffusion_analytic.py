@@ -7,8 +7,8 @@ import torch
 
 from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser
+from uterosynth.diffusion.samplers import build_sampler, initial_noise
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
-from uterosynth.sampling.samplers import build_sampler, initial_noise
 
 N = 256
 

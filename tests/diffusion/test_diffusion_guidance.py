@@ -9,9 +9,9 @@ from uterosynth.core.errors import UserError
 from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser
 from uterosynth.diffusion.conditions import Condition, ConditionVocabulary
+from uterosynth.diffusion.guidance import guided_denoiser, parse_guidance
+from uterosynth.diffusion.samplers import build_sampler, initial_noise
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
-from uterosynth.sampling.guidance import guided_denoiser, parse_guidance
-from uterosynth.sampling.samplers import build_sampler, initial_noise
 
 VOCAB = ConditionVocabulary(
     attributes={"orientation": ["AVAF", "AVRF", "RVAF"], "field_strength": ["1.5T", "3T"]},

@@ -8,8 +8,8 @@ import torch
 from uterosynth.core.errors import UserError
 from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser
+from uterosynth.diffusion.samplers import SAMPLERS, build_sampler, initial_noise
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig, make_timesteps
-from uterosynth.sampling.samplers import SAMPLERS, build_sampler, initial_noise
 
 VP_SAMPLERS = ["ddpm", "ddim", "dpmpp", "unipc"]
 ALL_SAMPLERS = [*VP_SAMPLERS, "rflow"]
@@ -138,7 +138,7 @@ def test_unbatched_input_is_a_user_error():
 
 
 def test_sampler_config_round_trips_and_rebuilds_the_same_sampler():
-    from uterosynth.sampling.samplers import SamplerConfig
+    from uterosynth.diffusion.samplers import SamplerConfig
 
     cfg = SamplerConfig(name="unipc", steps=4, spacing="linspace")
     loaded = SamplerConfig.model_validate_json(cfg.model_dump_json())
@@ -157,3 +157,26 @@ def test_numpy_integer_steps_are_accepted():
     schedule = _schedule("ddim")
     out = build_sampler("ddim", schedule).sample(_model(schedule, (1, 2, 2)), torch.zeros(1, 1, 2, 2), steps=np.int64(3))
     assert out.shape == (1, 1, 2, 2)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddpm_is_the_respaced_posterior_with_per_item_noise(prediction_type):
+    """diffusers' DDPM step on the respaced grid = Ho et al. eqs. 6-7 between the visited timesteps."""
+    schedule = NoiseSchedule(NoiseScheduleConfig(prediction_type=prediction_type))
+    ts = make_timesteps("trailing", 7, 1000)
+    x_T = initial_noise((3, 1, 4, 4), [index_generator(5, i) for i in range(3)])
+
+    def denoise(x, t):
+        return 0.4 * x + 0.001 * t.float().reshape(-1, 1, 1, 1)
+
+    out = build_sampler("ddpm", schedule).sample(denoise, x_T, steps=7,
+                                                 generators=[index_generator(5, i, salt="s") for i in range(3)])
+    gens = [index_generator(5, i, salt="s") for i in range(3)]
+    ab = torch.cat([schedule.alphas_cumprod[ts], torch.ones(1)])
+    x = x_T
+    for k, t in enumerate(ts):
+        tb = t.expand(3)
+        mean, std = schedule.posterior_step(schedule.predict_x0(denoise(x, tb), x, tb), x, ab[k], ab[k + 1])
+        noise = torch.stack([torch.randn(x.shape[1:], generator=g) for g in gens])
+        x = mean if k == len(ts) - 1 else mean + std * noise
+    torch.testing.assert_close(out, x, atol=1e-5, rtol=1e-5)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from ..core.errors import UserError
-from ..diffusion.conditions import Condition, ConditionVocabulary
+from .conditions import Condition, ConditionVocabulary
 from .samplers import DenoiseFn
 
 __all__ = ["Guidance", "guided_denoiser", "parse_guidance"]
