@@ -219,6 +219,59 @@ def _attribute_info(columns: Sequence[str], rows: Sequence[dict[str, Any]], cfg:
     return types, values
 
 
+def _process_subjects(
+    records: list, cfg: PrepareConfig, tmp: Path, source: str, table, *, skip_bad: bool,
+    on_subject: Callable[[str], None] | None,
+) -> list[tuple[str, list[dict[str, Any]] | None, str]]:
+    """``(subject, rows or None, reason)`` per record, in worker processes when ``cfg.workers > 1``.
+
+    Raises:
+        DataError: the first bad subject unless ``skip_bad``.
+    """
+    results: list[tuple[str, list[dict[str, Any]] | None, str]] = []
+    jobs = [(r, cfg, tmp, source, table) for r in records]
+    if cfg.workers > 1 and len(records) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+            for res in pool.map(_worker, jobs):
+                if res[2] and not skip_bad:
+                    pool.shutdown(cancel_futures=True)
+                    raise DataError(res[2])
+                results.append(res)
+                if on_subject is not None:
+                    on_subject(res[0])
+    else:
+        for record in records:
+            try:
+                rows = process_subject(record, cfg, tmp, source=source, table=table)
+                results.append((record.subject, rows, ""))
+            except DataError as err:
+                if not skip_bad:
+                    raise
+                results.append((record.subject, None, str(err)))
+            if on_subject is not None:
+                on_subject(record.subject)
+    return results
+
+
+def _split_groups(cfg: PrepareConfig, table, good: dict[str, list[dict[str, Any]]]) -> dict[str, str] | None:
+    """Each subject's ``split.stratify`` value (``None`` when splits are not stratified).
+
+    Raises:
+        DataError: the stratify column is not in the labels table (or there is no table).
+    """
+    if cfg.split.stratify is None:
+        return None
+    if table is None or cfg.split.stratify not in table.columns:
+        raise DataError(
+            f"split.stratify '{cfg.split.stratify}': no such column in the labels table "
+            f"({table.path if table is not None else 'none given'}); use one of its attribute columns"
+        )
+    return {s: str(rows[0].get(cfg.split.stratify, "")) for s, rows in good.items() if rows}
+
+
 def prepare_dataset(
     source: str,
     input_dir: str | Path,
@@ -261,46 +314,14 @@ def prepare_dataset(
         (tmp / "items").mkdir()
         if on_start is not None:
             on_start(len(records))
-        results: list[tuple[str, list[dict[str, Any]] | None, str]] = []
-        jobs = [(r, cfg, tmp, source, table) for r in records]
-        if cfg.workers > 1 and len(records) > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
-                for res in pool.map(_worker, jobs):
-                    if res[2] and not skip_bad:
-                        pool.shutdown(cancel_futures=True)
-                        raise DataError(res[2])
-                    results.append(res)
-                    if on_subject is not None:
-                        on_subject(res[0])
-        else:
-            for record in records:
-                try:
-                    rows = process_subject(record, cfg, tmp, source=source, table=table)
-                    results.append((record.subject, rows, ""))
-                except DataError as err:
-                    if not skip_bad:
-                        raise
-                    results.append((record.subject, None, str(err)))
-                if on_subject is not None:
-                    on_subject(record.subject)
+        results = _process_subjects(records, cfg, tmp, source, table, skip_bad=skip_bad, on_subject=on_subject)
 
         skipped = [{"subject": s, "reason": reason} for s, rows, reason in results if rows is None]
         good = {s: rows for s, rows, _ in results if rows is not None}
         if not good:
             detail = f" (first problem: {skipped[0]['reason']})" if skipped else ""
             raise DataError(f"{input_dir}: no usable subject found{detail}")
-        groups = None
-        if cfg.split.stratify is not None:
-            if table is None or cfg.split.stratify not in table.columns:
-                raise DataError(
-                    f"split.stratify '{cfg.split.stratify}': no such column in the labels table "
-                    f"({table.path if table is not None else 'none given'}); use one of its attribute columns"
-                )
-            groups = {s: str(rows[0].get(cfg.split.stratify, "")) for s, rows in good.items() if rows}
-        splits = assign_splits(list(good), cfg.split, cfg.seed, groups=groups)
+        splits = assign_splits(list(good), cfg.split, cfg.seed, groups=_split_groups(cfg, table, good))
         all_rows = []
         for subject in sorted(good):
             for row in good[subject]:

@@ -34,7 +34,7 @@ from ..core.errors import UserError
 from .conditions import Condition, ConditionVocabulary
 from .samplers import DenoiseFn
 
-__all__ = ["Guidance", "guided_denoiser", "parse_guidance"]
+__all__ = ["Guidance", "check_guidance", "guided_denoiser", "parse_guidance"]
 
 Guidance = float | Mapping[str, float] | None
 ConditionalModel = Callable[[torch.Tensor, torch.Tensor, Condition | None], torch.Tensor]
@@ -72,6 +72,28 @@ def _check_scale(name: str, value: float) -> float:
     return value
 
 
+def check_guidance(vocab: ConditionVocabulary, guidance: float | Mapping[str, float], *,
+                   has_condition: bool = True) -> dict[str, float]:
+    """Validate guidance for a model with ``vocab``; return the scales (``{"": scale}`` for one scale).
+
+    Raises:
+        UserError: guidance for an unconditional model or without a condition, an empty
+            mapping, an unknown name, a negative scale.
+    """
+    if not vocab.is_conditional:
+        raise UserError("guidance: the model is unconditional; drop --guidance (or train a conditional model)")
+    if not has_condition:
+        raise UserError("guidance: no condition given for the batch; build one with ConditionVocabulary.encode")
+    if not isinstance(guidance, Mapping):
+        return {"": _check_scale("scale", guidance)}
+    if not guidance:
+        raise UserError("guidance: empty mapping; give a scale or name=scale pairs")
+    scales = {name: _check_scale(name, w) for name, w in guidance.items()}
+    for name in scales:
+        vocab.check_name(name, what="guidance")
+    return scales
+
+
 def guided_denoiser(
     model: ConditionalModel,
     condition: Condition | None,
@@ -91,21 +113,9 @@ def guided_denoiser(
     """
     if guidance is None:
         return lambda x, t: model(x, t, condition)
-    if not vocab.is_conditional:
-        raise UserError("guidance: the model is unconditional; drop --guidance (or train a conditional model)")
-    if condition is None:
-        raise UserError("guidance: no condition given for the batch; build one with ConditionVocabulary.encode")
-    if isinstance(guidance, Mapping):
-        if not guidance:
-            raise UserError("guidance: empty mapping; give a scale or name=scale pairs")
-        scales = {name: _check_scale(name, w) for name, w in guidance.items()}
-        for name in scales:
-            vocab.check_name(name, what="guidance")
-    else:
-        scale = _check_scale("scale", guidance)
-        if scale == 1.0:
-            return lambda x, t: model(x, t, condition)
-        scales = {"": scale}
+    scales = check_guidance(vocab, guidance, has_condition=condition is not None)
+    if scales.get("") == 1.0:
+        return lambda x, t: model(x, t, condition)
 
     names = set(vocab.names)
     guided = set(scales) - {""} if "" not in scales else names

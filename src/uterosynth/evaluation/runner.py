@@ -20,20 +20,12 @@ from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, s
 from ..core.errors import DataError, UserError
 from ..data.manifest import parse_dataset_ref
 from ..models.extractor import FeatureExtractor
-from .bootstrap import MetricResult
-from .classifier import ConditionClassifier, fidelity_result, load_classifier, predict_labels
+from .classifier import ConditionClassifier, load_classifier
 from .config import EvaluationConfig
 from .features import PlanarExtractor, build_extractor, extract_features, extractor_identity
-from .image_metrics import (
-    load_lpips,
-    lpips_pair_values,
-    msssim_pair_values,
-    random_pairs,
-    similarity_result,
-    slice_consistency,
-)
-from .metrics import fid_result, kid_result, prdc_results
-from .radiomics import frd_available, frd_result, radiomics_features
+from .image_metrics import load_lpips, lpips_pair_values, msssim_pair_values, random_pairs, slice_consistency
+from .radiomics import frd_available, radiomics_features
+from .registry import METRICS, MetricInputs
 from .sets import EvalSet, load_real, load_synthetic, subsample
 
 __all__ = ["evaluate", "run_evaluation"]
@@ -108,19 +100,7 @@ def run_evaluation(
     notes: list[str] = []
     t0 = time.perf_counter()
     # models first: a wrong path fails before any data is read
-    if extractor is None:
-        extractor = build_extractor(cfg.extractor, device=cfg.device)
-    elif not isinstance(extractor, PlanarExtractor):
-        extractor = PlanarExtractor(extractor, slices_per_plane=cfg.extractor.slices_per_plane,
-                                    slice_spacing=cfg.extractor.slice_spacing)
-    if classifier is None and cfg.classifier.path is not None:
-        classifier = load_classifier(cfg.classifier.path, device=cfg.device, batch_size=cfg.classifier.batch_size)
-    lpips_model = load_lpips(cfg.lpips.weights, device=cfg.device) if cfg.lpips.weights is not None else None
-    if lpips_model is None:
-        notes.append("LPIPS skipped: no lpips.weights given (a local AlexNet safetensors file)")
-    use_frd = cfg.frd.enabled and frd_available()
-    if cfg.frd.enabled and not use_frd:
-        notes.append("FRD skipped: frd-score / pyradiomics-bhklab not installed (pip install frd-score pyradiomics-bhklab)")
+    extractor, classifier, lpips_model, use_frd = _load_models(cfg, extractor, classifier, notes)
     reference = subsample(load_real(real, default_split="train"), cfg.max_items, cfg.seed)
     sets = [subsample(s, cfg.max_items, cfg.seed + 1 + k)
             for k, s in enumerate(_candidates(real, reference, synthetic, baselines or {}, cfg, notes))]
@@ -138,77 +118,38 @@ def run_evaluation(
     timings["features"] = time.perf_counter() - t
     log(f"features ({feats['reference'].shape[1]} dims) for {1 + len(sets)} set(s)")
 
-    spacing = reference.info.get("spacing") or (1.0, 1.0, 1.0)
     radiomics: dict[str, np.ndarray] = {}
     if use_frd:
         t = time.perf_counter()
-        for k, s in enumerate([reference, *sets]):
-            sub = subsample(s, cfg.frd.max_items, cfg.seed + 100 + k)
-            radiomics[s.name] = radiomics_features(sub.images[:, 0].numpy(), spacing=spacing, version=cfg.frd.version,
-                                                 num_workers=cfg.frd.num_workers)
+        radiomics = _radiomics([reference, *sets], cfg, reference.info.get("spacing") or (1.0, 1.0, 1.0))
         timings["radiomics"] = time.perf_counter() - t
         log("radiomics features")
 
-    short = {"name": extractor.name, "sha256": extractor.sha256}
-    identities: dict[str, dict[str, Any] | None] = {k: short for k in ("fid", "fid_2.5d", "kid", "precision", "recall",
-                                                                        "density", "coverage")}
-    if use_frd:
-        from importlib.metadata import version as _version
-
-        identities["frd"] = {"name": f"frd-score {_version('frd-score')} ({cfg.frd.version}), "
-                                     f"pyradiomics-bhklab {_version('pyradiomics-bhklab')}", "sha256": None}
-    if lpips_model is not None:
-        identities["lpips_diversity"] = {"name": "lpips-alex v0.1", "sha256": sha256_file(cfg.lpips.weights)}
-    if classifier is not None:
-        identities["conditioning_fidelity"] = {"name": classifier.name, "sha256": classifier.sha256}
-
+    identities = _identities(cfg, extractor, lpips_model, classifier, use_frd)
     t = time.perf_counter()
     stage: dict[str, float] = {}
-
-    def timed(key: str, fn: Callable[[], Any]) -> Any:
-        start = time.perf_counter()
-        try:
-            return fn()
-        finally:
-            stage[key] = stage.get(key, 0.0) + time.perf_counter() - start
-
-    ref_div = timed("diversity", lambda: _diversity(reference, cfg, cfg.bootstrap.seed, lpips_model))
-    boot = cfg.bootstrap
+    start = time.perf_counter()
+    ref_pairs = _diversity(reference, cfg, cfg.bootstrap.seed, lpips_model)
+    stage["diversity"] = time.perf_counter() - start
     results: dict[str, dict[str, Any]] = {}
     for k, s in enumerate(sets):
-        seed = boot.seed + 1000 * (k + 1)
-        r_f, s_f = feats["reference"], feats[s.name]
-        metrics: list[MetricResult] = [
-            timed("fid", lambda: fid_result(r_f, s_f, n_boot=boot.n, confidence=boot.confidence, seed=seed,  # noqa: B023
-                                            name="fid_2.5d" if dims == 3 else "fid")),
-            timed("kid", lambda: kid_result(r_f, s_f, subsets=cfg.kid.subsets, subset_size=cfg.kid.subset_size,  # noqa: B023
-                                            bootstrap_subsets=cfg.kid.bootstrap_subsets, n_boot=boot.n,
-                                            confidence=boot.confidence, seed=seed)),  # noqa: B023
-        ]
-        gen = np.random.default_rng(seed)
-        ri = gen.permutation(len(r_f))[: cfg.prdc.max_items]
-        si = gen.permutation(len(s_f))[: cfg.prdc.max_items]
-        metrics += timed("prdc", lambda: prdc_results(r_f[ri], s_f[si], k=cfg.prdc.k,  # noqa: B023
-                                                      confidence=boot.confidence, seed=seed))  # noqa: B023
-        if use_frd:
-            metrics.append(timed("frd", lambda: frd_result(radiomics["reference"], radiomics[s.name],  # noqa: B023
-                                                           version=cfg.frd.version, n_boot=boot.n,
-                                                           confidence=boot.confidence, seed=seed)))  # noqa: B023
-        div = timed("diversity", lambda: _diversity(s, cfg, seed, lpips_model))  # noqa: B023
-        for key, name, better in (("msssim", "msssim_diversity", "closer_to_real"),
-                                  ("lpips", "lpips_diversity", "closer_to_real"),
-                                  ("slice_ssim", "slice_consistency_ssim", "closer_to_real"),
-                                  ("slice_corr", "slice_consistency_corr", "closer_to_real")):
-            if key in div:
-                metrics.append(similarity_result(name, div[key], ref_div.get(key), n_items={"synthetic": len(s),
-                                                 "real": len(reference)}, better=better, n_boot=1000,
-                                                 confidence=boot.confidence, seed=seed))
-        if classifier is not None:
-            fid_ = fidelity_result(s.attribute(classifier.task), predict_labels(classifier, s.images),
-                                   classifier.classes, task=classifier.task, confidence=boot.confidence, seed=seed)
-            if fid_ is not None:
-                metrics.append(fid_)
-        metric_json = {m.name: {**m.to_json(), "measured_with": identities.get(m.name)} for m in metrics}
+        seed = cfg.bootstrap.seed + 1000 * (k + 1)
+        start = time.perf_counter()
+        pairs = _diversity(s, cfg, seed, lpips_model)
+        stage["diversity"] += time.perf_counter() - start
+        inputs = MetricInputs(cfg=cfg, reference=reference, candidate=s, seed=seed,
+                              features=(feats["reference"], feats[s.name]),
+                              radiomics=(radiomics["reference"], radiomics[s.name]) if use_frd else None,
+                              pairs=pairs, reference_pairs=ref_pairs, classifier=classifier)
+        metric_json = {}
+        for metric in METRICS.values():
+            if not metric.needs <= identities.keys():
+                continue
+            start = time.perf_counter()
+            for m in metric.compute(inputs):
+                metric_json[m.name] = {**m.to_json(), "measured_with": identities.get(metric.measured_with)}
+            if metric.timed:
+                stage[metric.name] = stage.get(metric.name, 0.0) + time.perf_counter() - start
         results[s.name] = {"kind": s.kind, "source": s.source, "n": len(s), "shape": list(s.images.shape[2:]),
                            "metrics": metric_json}
         log(f"metrics for {s.name}")
@@ -236,6 +177,54 @@ def run_evaluation(
         group_by = reference.info["attributes"][0]
     report_data = {"reference": reference, "sets": sets, "features": feats, "group_by": group_by}
     return metrics_json, report_data
+
+
+def _load_models(
+    cfg: EvaluationConfig, extractor: FeatureExtractor | None, classifier: ConditionClassifier | None,
+    notes: list[str],
+) -> tuple[FeatureExtractor, ConditionClassifier | None, torch.nn.Module | None, bool]:
+    """The extractor (2.5D-wrapped), classifier, LPIPS network and whether FRD runs; skips go to ``notes``."""
+    if extractor is None:
+        extractor = build_extractor(cfg.extractor, device=cfg.device)
+    elif not isinstance(extractor, PlanarExtractor):
+        extractor = PlanarExtractor(extractor, slices_per_plane=cfg.extractor.slices_per_plane,
+                                    slice_spacing=cfg.extractor.slice_spacing)
+    if classifier is None and cfg.classifier.path is not None:
+        classifier = load_classifier(cfg.classifier.path, device=cfg.device, batch_size=cfg.classifier.batch_size)
+    lpips_model = load_lpips(cfg.lpips.weights, device=cfg.device) if cfg.lpips.weights is not None else None
+    if lpips_model is None:
+        notes.append("LPIPS skipped: no lpips.weights given (a local AlexNet safetensors file)")
+    use_frd = cfg.frd.enabled and frd_available()
+    if cfg.frd.enabled and not use_frd:
+        notes.append("FRD skipped: frd-score / pyradiomics-bhklab not installed (pip install frd-score pyradiomics-bhklab)")
+    return extractor, classifier, lpips_model, use_frd
+
+
+def _radiomics(sets: list[EvalSet], cfg: EvaluationConfig, spacing) -> dict[str, np.ndarray]:
+    """Radiomics features of (a subsample of) each set, by set name."""
+    out: dict[str, np.ndarray] = {}
+    for k, s in enumerate(sets):
+        sub = subsample(s, cfg.frd.max_items, cfg.seed + 100 + k)
+        out[s.name] = radiomics_features(sub.images[:, 0].numpy(), spacing=spacing, version=cfg.frd.version,
+                                         num_workers=cfg.frd.num_workers)
+    return out
+
+
+def _identities(cfg: EvaluationConfig, extractor: FeatureExtractor, lpips_model: torch.nn.Module | None,
+                classifier: ConditionClassifier | None, use_frd: bool) -> dict[str, dict[str, Any] | None]:
+    """What measures each available input (the keys are the available :data:`Need` s)."""
+    identities: dict[str, dict[str, Any] | None] = {"features": {"name": extractor.name, "sha256": extractor.sha256},
+                                                   "images": None}
+    if use_frd:
+        from importlib.metadata import version as _version
+
+        identities["radiomics"] = {"name": f"frd-score {_version('frd-score')} ({cfg.frd.version}), "
+                                           f"pyradiomics-bhklab {_version('pyradiomics-bhklab')}", "sha256": None}
+    if lpips_model is not None:
+        identities["lpips"] = {"name": "lpips-alex v0.1", "sha256": sha256_file(cfg.lpips.weights)}
+    if classifier is not None:
+        identities["classifier"] = {"name": classifier.name, "sha256": classifier.sha256}
+    return identities
 
 
 def evaluate(

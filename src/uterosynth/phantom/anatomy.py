@@ -18,20 +18,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
+from .config import (
+    FIELD_STRENGTHS,
+    ORIENTATIONS,
+    AnatomyConfig,
+    MyomaPriors,
+    OvaryPriors,
+    PhantomConfig,
+    PriorsConfig,
+    RectumPriors,
+    UterusPriors,
+)
 from .shapes import rotation_x, rotation_xyz
 from .tissues import N_TISSUES
 
 __all__ = ["Myoma", "Subject", "Uterus", "sample_subject", "tilt", "direction", "subject_row"]
 
-# Anterior-surface tilt ranges (degrees) that keep the classes separable from the image alone.
-VAGINA_TILT = (-40.0, -24.0)
-VERSION_AV = (40.0, 100.0)
-VERSION_RV = (-50.0, -12.0)
-MIN_CERVIX_TILT_AV = 8.0
-MAX_CERVIX_TILT_RV = -38.0
-FLEXION_AF = (20.0, 85.0)
-FLEXION_RF = (-85.0, -20.0)
 # Points on the posterior surface of the pubic symphysis that the bladder must not cover.
 SYMPHYSIS_BACK = np.array([[0, -14, -14], [0, -10, -4], [0, -6, 8], [0, -1, 17]], float)
 
@@ -158,16 +160,16 @@ def anterior_wall(subject_fat: float, rectus: float, belly: float, z: np.ndarray
     return skin, skin - subject_fat - rectus
 
 
-def _uterus(rng, scale, external_os, vag_tilt, version, flexion, lateral_dev, x0) -> Uterus:
-    l_cx = rng.uniform(25, 35) * scale
-    l_co = rng.uniform(48, 70) * scale
-    r_cx = np.array([rng.uniform(12, 15), rng.uniform(13, 17)]) * scale
-    r_co = np.array([rng.uniform(20, 27), rng.uniform(25, 31)]) * scale
-    endo = float(rng.uniform(1.0, 6.5))
-    endo_w = rng.uniform(10, 16) * scale
-    jz = float(rng.uniform(2.5, 6.0))
+def _uterus(rng, pr: UterusPriors, scale, external_os, vag_tilt, version, flexion, lateral_dev, x0) -> Uterus:
+    l_cx = pr.cervix_length.draw(rng) * scale
+    l_co = pr.corpus_length.draw(rng) * scale
+    r_cx = np.array([pr.cervix_radii[0].draw(rng), pr.cervix_radii[1].draw(rng)]) * scale
+    r_co = np.array([pr.corpus_radii[0].draw(rng), pr.corpus_radii[1].draw(rng)]) * scale
+    endo = pr.endometrium_mm.draw(rng)
+    endo_w = pr.endometrium_width.draw(rng) * scale
+    jz = pr.junctional_zone_mm.draw(rng)
     canal = np.array([1.6, 2.6])
-    inner = canal + rng.uniform(4.0, 6.0)
+    inner = canal + pr.cervical_stroma_mm.draw(rng)
     cervix_tilt = vag_tilt + version
     corpus_tilt = cervix_tilt + flexion
     bend = 14.0 * scale
@@ -252,6 +254,19 @@ def _densify(points: np.ndarray, step: float = 3.0) -> np.ndarray:
     return np.array(out)
 
 
+@dataclass(frozen=True)
+class _Body:
+    """Pelvic size, body wall and sacrum of one subject."""
+
+    scale: float
+    fat_ant: float
+    fat_post: float
+    rectus: float
+    belly: float
+    sacrum_pts: np.ndarray
+    sacrum_r: np.ndarray
+
+
 def sample_subject(
     rng: np.random.Generator,
     cfg: PhantomConfig,
@@ -260,77 +275,132 @@ def sample_subject(
     orientation: str | None = None,
     field_strength: str | None = None,
 ) -> Subject:
-    """Draw one subject. ``orientation`` / ``field_strength`` force a class (used by previews)."""
-    an, acq = cfg.anatomy, cfg.acquisition
+    """Draw one subject. ``orientation`` / ``field_strength`` force a class (used by previews).
+
+    The organs are drawn in a fixed order (class, body, bladder, vagina, uterus, rectum,
+    myomas, cysts, ovaries, acquisition): that order is what makes a seed reproduce a cohort.
+    """
+    an, acq, pr = cfg.anatomy, cfg.acquisition, cfg.priors
     weights = np.array([an.class_weights.get(c, 0.0) for c in ORIENTATIONS], float)
     cls = ORIENTATIONS[int(rng.choice(4, p=weights / weights.sum()))]
     fs = FIELD_STRENGTHS[int(rng.random() < acq.p_3t)]
     cls = orientation or cls
     fs = field_strength or fs
-    scale = float(rng.uniform(0.93, 1.07))
-    fat_ant = _uniform(rng, an.fat_thickness_mm)
-    fat_post = fat_ant * float(rng.uniform(0.7, 1.15)) + float(rng.uniform(0, 8))
-    rectus = float(rng.uniform(7, 12))
-    belly = float(rng.uniform(0, 10)) + 0.35 * fat_ant
-    sacrum_pts, sacrum_r = _sacrum(scale)
+    body = _sample_body(rng, an, pr)
 
     # Bladder: radii grow with filling; base behind the symphysis.
     fill = _uniform(rng, an.bladder_filling)
-    b_size = float(rng.uniform(0.92, 1.08))
-    b_x = float(rng.uniform(-4, 4))
-    b_tilt = float(rng.uniform(-30, -12))
+    b_size = pr.bladder.size.draw(rng)
+    b_x = pr.bladder.x_mm.draw(rng)
+    b_tilt = pr.bladder.tilt_deg.draw(rng)
 
     # Vagina from the introitus up and back; the cervix sits in its vault.
-    vag_tilt = _uniform(rng, VAGINA_TILT)
-    introitus = np.array([float(rng.uniform(-2, 2)), -22 * scale + float(rng.uniform(-3, 3)), -44 * scale])
-    vag_len = float(rng.uniform(62, 80))
-
-    uterus_scale = _uniform(rng, an.uterus_scale)
-    retries = 0
-    while True:
-        version = _uniform(rng, VERSION_AV if cls.startswith("AV") else VERSION_RV)
-        if cls.startswith("AV"):
-            version = max(version, MIN_CERVIX_TILT_AV - vag_tilt)
-        else:
-            version = min(version, MAX_CERVIX_TILT_RV - vag_tilt)
-        flexion = _uniform(rng, FLEXION_AF if cls.endswith("AF") else FLEXION_RF)
-        cervix_tilt = vag_tilt + version  # keep the corpus between "forward over the bladder" and "down to the sacrum"
-        if cls.endswith("AF"):
-            flexion = max(min(flexion, 120.0 - cervix_tilt), FLEXION_AF[0])
-        else:
-            flexion = min(max(flexion, -150.0 - cervix_tilt), FLEXION_RF[1])
-        lateral_dev = float(rng.uniform(-12, 12))
-        vag_top = introitus + vag_len * direction(vag_tilt)
-        ext_os = vag_top - 8 * direction(vag_tilt)
-        ut = _uterus(rng, uterus_scale, ext_os, vag_tilt, version, flexion, lateral_dev, introitus[0])
-        if _clearance_ok(ut, sacrum_pts, sacrum_r, fat_ant, rectus, belly) or retries >= 40:
-            break
-        retries += 1
-        vag_tilt = _uniform(rng, VAGINA_TILT)
-        if retries % 4 == 0:
-            uterus_scale = max(0.8, uterus_scale * 0.97)
-            vag_len = max(55.0, vag_len * 0.98)
+    vag_tilt = pr.vagina.tilt_deg.draw(rng)
+    introitus = np.array([pr.vagina.introitus_x_mm.draw(rng),
+                          -22 * body.scale + pr.vagina.introitus_y_mm.draw(rng), -44 * body.scale])
+    vag_len = pr.vagina.length_mm.draw(rng)
+    ut, vag_tilt, vag_len, retries = _sample_uterus(rng, cfg, cls, body, introitus, vag_tilt, vag_len)
 
     vag_pts = np.array([introitus + f * vag_len * direction(vag_tilt) for f in (0.0, 0.35, 0.7, 1.0)])
     vag_outer = np.array([[5, 10], [7, 15], [8, 17], [11, 20]], float)
     vag_lumen = np.array([[1.2, 6], [1.4, 10], [1.8, 12], [6, 15]], float)
     vag_radii = np.stack([vag_outer, vag_lumen])
+    b_r, b_center = _fit_bladder(fill, b_size, b_x, b_tilt, ut, vag_pts, body.scale)
+    rect_pts, rect_radii, gas = _sample_rectum(rng, an, pr.rectum, body, ut)
+    myomas = _sample_myomas(rng, an, pr.myoma, ut)
+    cysts = _sample_cysts(rng, an, pr, ut)
+    ovaries = _sample_ovaries(rng, an, pr.ovary, ut)
 
-    # The bladder yields to the uterus (which then indents its dome) and to the vagina.
-    b_axes = rotation_x(b_tilt)
+    shift = rng.uniform(-1, 1, size=3) * np.array(an.shift_mm)
+    rot = rng.uniform(-1, 1, size=3) * np.array(an.rotation_deg)
+    snr = _uniform(rng, acq.snr_3t if fs == "3T" else acq.snr_15t)
+    bias = (acq.bias_3t if fs == "3T" else acq.bias_15t) * pr.bias_jitter.draw(rng)
+    bias_coeffs = rng.standard_normal(8)
+    gain = _uniform(rng, acq.gain)
+    jitter = np.clip(1 + acq.tissue_jitter * rng.standard_normal(N_TISSUES), 0.6, 1.4).astype(np.float32)
+    return Subject(
+        index=index, orientation=cls, field_strength=fs, version_angle=float(ut.cervix_tilt - vag_tilt),
+        flexion_angle=float(ut.corpus_tilt - ut.cervix_tilt), vagina_tilt=vag_tilt, pelvis_scale=body.scale,
+        fat_ant=body.fat_ant, fat_post=body.fat_post, rectus=body.rectus, belly=body.belly, bladder_filling=fill,
+        bladder_center=b_center, bladder_radii=b_r, bladder_tilt=b_tilt, bladder_wall=float(5.5 - 2.5 * fill),
+        vagina_points=vag_pts, vagina_radii=vag_radii, uterus=ut, rectum_points=rect_pts,
+        rectum_radii=rect_radii, rectal_gas=gas, sacrum_points=body.sacrum_pts, sacrum_radii=body.sacrum_r,
+        myomas=myomas, cysts=cysts, ovaries=ovaries, shift=shift, rotation_deg=rot, snr=snr,
+        bias_strength=bias, bias_coeffs=bias_coeffs, gain=gain, tissue_jitter=jitter,
+        bowel_seed=int(rng.integers(2**31)), sampling_retries=retries,
+    )
+
+
+def _sample_body(rng: np.random.Generator, an: AnatomyConfig, pr: PriorsConfig) -> _Body:
+    scale = pr.pelvis.scale.draw(rng)
+    fat_ant = _uniform(rng, an.fat_thickness_mm)
+    fat_post = fat_ant * pr.pelvis.fat_post_ratio.draw(rng) + pr.pelvis.fat_post_extra_mm.draw(rng)
+    rectus = pr.pelvis.rectus_mm.draw(rng)
+    belly = pr.pelvis.belly_mm.draw(rng) + 0.35 * fat_ant
+    return _Body(scale, fat_ant, fat_post, rectus, belly, *_sacrum(scale))
+
+
+def _sample_uterus(rng: np.random.Generator, cfg: PhantomConfig, cls: str, body: _Body, introitus: np.ndarray,
+                   vag_tilt: float, vag_len: float) -> tuple[Uterus, float, float, int]:
+    """The uterus of class ``cls``, redrawn (with a new vaginal tilt) until it fits the pelvis.
+
+    Returns ``(uterus, vagina_tilt, vagina_length, retries)``.
+    """
+    pr = cfg.priors.uterus
+    uterus_scale = _uniform(rng, cfg.anatomy.uterus_scale)
+    retries = 0
+    while True:
+        version = _version(rng, pr, cls, vag_tilt)
+        flexion = _flexion(rng, pr, cls, vag_tilt + version)
+        lateral_dev = pr.lateral_deviation_deg.draw(rng)
+        vag_top = introitus + vag_len * direction(vag_tilt)
+        ext_os = vag_top - 8 * direction(vag_tilt)
+        ut = _uterus(rng, pr, uterus_scale, ext_os, vag_tilt, version, flexion, lateral_dev, introitus[0])
+        if _clearance_ok(ut, body.sacrum_pts, body.sacrum_r, body.fat_ant, body.rectus, body.belly) or retries >= 40:
+            return ut, vag_tilt, vag_len, retries
+        retries += 1
+        vag_tilt = cfg.priors.vagina.tilt_deg.draw(rng)
+        if retries % 4 == 0:
+            uterus_scale = max(0.8, uterus_scale * 0.97)
+            vag_len = max(55.0, vag_len * 0.98)
+
+
+def _version(rng: np.random.Generator, pr: UterusPriors, cls: str, vag_tilt: float) -> float:
+    if cls.startswith("AV"):
+        return max(pr.version_av.draw(rng), pr.min_cervix_tilt_av - vag_tilt)
+    return min(pr.version_rv.draw(rng), pr.max_cervix_tilt_rv - vag_tilt)
+
+
+def _flexion(rng: np.random.Generator, pr: UterusPriors, cls: str, cervix_tilt: float) -> float:
+    """Flexion keeping the corpus between "forward over the bladder" and "down to the sacrum"."""
+    if cls.endswith("AF"):
+        return max(min(pr.flexion_af.draw(rng), 120.0 - cervix_tilt), pr.flexion_af.lo)
+    return min(max(pr.flexion_rf.draw(rng), -150.0 - cervix_tilt), pr.flexion_rf.hi)
+
+
+def _fit_bladder(fill: float, size: float, x: float, tilt_deg: float, ut: Uterus, vag_pts: np.ndarray,
+                 scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The bladder yields to the uterus (which then indents its dome) and to the vagina."""
+    b_axes = rotation_x(tilt_deg)
     ut_line = _densify(ut.points)
     shrink = 1.0
     while True:
-        b_r, b_center = _bladder(fill, b_size, shrink)
-        b_center[0] = b_x
+        b_r, b_center = _bladder(fill, size, shrink)
+        b_center[0] = x
         clash = (_inside(ut_line, b_center, b_r, b_axes) or _inside(_densify(vag_pts), b_center, b_r, b_axes, 2.0)
                  or _inside(SYMPHYSIS_BACK * scale, b_center, b_r, b_axes, 1.0))
         if shrink <= 0.45 or not clash:
-            break
+            return b_r, b_center
         shrink *= 0.95
 
-    # Rectum along the sacral curve, sigmoid looping to the left and up.
-    r_amp = float(rng.uniform(12, 21))
+
+def _sample_rectum(rng: np.random.Generator, an: AnatomyConfig, pr: RectumPriors, body: _Body, ut: Uterus):
+    """Rectum along the sacral curve, sigmoid looping to the left and up; optional gas.
+
+    Returns ``(points, radii (2, K, 2), gas or None)``.
+    """
+    scale, sacrum_pts, sacrum_r = body.scale, body.sacrum_pts, body.sacrum_r
+    r_amp = pr.radius_mm.draw(rng)
     rect = [np.array([0, -64 * scale, -50 * scale]), np.array([0, -70 * scale, -33 * scale])]
     rad = [(8.0, 8.0), (10.0, 10.0)]
     for z, r in ((-14 * scale, 0.8 * r_amp), (10 * scale, r_amp), (34 * scale, 0.9 * r_amp), (56 * scale, 13.0)):
@@ -338,38 +408,44 @@ def sample_subject(
         rect.append(np.array([0.0, y, z]))
         rad.append((r, r * 1.1))
     top = rect[-1]
-    loop = rng.uniform(-1, 1, size=2)
+    loop = pr.sigmoid_loop.draw(rng, 2)
     for dx, dy, dz in ((-10, 18, 16), (-24, 34 + 8 * loop[0], 24), (-36, 44 + 10 * loop[1], 10)):
         rect.append(top + np.array([dx, dy, dz]))
         rad.append((12.0, 12.0))
     rect_pts = np.array(rect, float)
     rect_outer = np.array(rad, float)
     # The rectum and sigmoid yield to the uterus (compressible bowel).
+    ut_line = _densify(ut.points)
     ut_r_line = np.interp(np.linspace(0, 1, len(ut_line)), np.linspace(0, 1, len(ut.points)), ut.radii[0, :, 0])
     for i, p in enumerate(rect_pts[2:], start=2):
         gap = np.linalg.norm(ut_line - p, axis=1) - 0.6 * ut_r_line
         rect_outer[i] = np.minimum(rect_outer[i], max(float(gap.min()), 7.0))
     rect_lumen = np.maximum(rect_outer - 3.0, 1.5)
     rect_lumen[0] = (1.5, 1.5)
-    rect_radii = np.stack([rect_outer, rect_lumen])
     gas = None
     if rng.random() < an.p_gas:
-        k = int(rng.integers(3, 5))
-        g = float(rng.uniform(0.25, 0.65))
+        k = pr.gas_segment.draw(rng)
+        g = pr.gas_level.draw(rng)
         r_l = rect_lumen[k, 0]
         gas = (rect_pts[k], float(r_l * 1.6), float(rect_pts[k][1] + r_l * (1 - 2 * g)))
+    return rect_pts, np.stack([rect_outer, rect_lumen]), gas
 
-    # Leiomyomas around the corpus.
-    ut_pts, ut_r = ut.points, ut.radii
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(ut_pts, axis=0), axis=1))])
+
+def _arc(ut: Uterus) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(ut.points, axis=0), axis=1))])
+
+
+def _sample_myomas(rng: np.random.Generator, an: AnatomyConfig, pr: MyomaPriors, ut: Uterus) -> list[Myoma]:
+    """Leiomyomas around the corpus."""
+    ut_pts, ut_r, arc = ut.points, ut.radii, _arc(ut)
     myomas: list[Myoma] = []
-    n_my = 0 if rng.random() >= an.p_myoma or an.max_myomas == 0 else min(an.max_myomas, int(rng.geometric(0.5)))
+    n_my = 0 if rng.random() >= an.p_myoma or an.max_myomas == 0 else min(an.max_myomas, int(rng.geometric(pr.count_p)))
     for _ in range(n_my):
-        kind = str(rng.choice(["intramural", "subserosal", "submucosal"], p=[0.5, 0.3, 0.2]))
+        kind = pr.kind.draw(rng)
         lo, hi = an.myoma_diameter_mm
         diam = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         if kind == "submucosal":
-            diam = min(diam, 24.0)
+            diam = min(diam, pr.submucosal_max_mm)
         r = diam / 2
         a = float(rng.uniform(ut.cervix_length + 0.25 * (arc[-1] - ut.cervix_length), arc[-1]))
         (cdir, ro, ri), base = _point_in_wall(ut_pts, ut_r, arc, a, float(rng.uniform(0, 2 * np.pi)))
@@ -380,56 +456,49 @@ def sample_subject(
         else:
             rad_pos = ro + 0.2 * r
         c = base + cdir * rad_pos
-        radii = np.array([r, r * rng.uniform(0.82, 1.0), r * rng.uniform(0.82, 1.0)])
-        myomas.append(Myoma(c, radii, _random_axes(rng), kind, bool(diam > 25 and rng.random() < 0.2)))
+        radii = np.array([r, r * pr.aspect.draw(rng), r * pr.aspect.draw(rng)])
+        axes = _random_axes(rng)  # drawn before the degeneration
+        degenerated = bool(diam > pr.degenerated_min_mm and rng.random() < pr.p_degenerated)
+        myomas.append(Myoma(c, radii, axes, kind, degenerated))
+    return myomas
 
-    # Nabothian cysts in the cervical stroma.
+
+def _sample_cysts(rng: np.random.Generator, an: AnatomyConfig, pr: PriorsConfig,
+                  ut: Uterus) -> list[tuple[np.ndarray, float]]:
+    """Nabothian cysts in the cervical stroma: ``[(centre, radius), ...]``."""
+    arc = _arc(ut)
     cysts: list[tuple[np.ndarray, float]] = []
     n_cy = 0 if rng.random() >= an.p_cyst or an.max_cysts == 0 else int(rng.integers(1, an.max_cysts + 1))
     for _ in range(n_cy):
         a = float(rng.uniform(3, ut.cervix_length - 2))
-        (cdir, ro, ri), base = _point_in_wall(ut_pts, ut_r, arc, a, float(rng.uniform(0, 2 * np.pi)))
+        (cdir, ro, ri), base = _point_in_wall(ut.points, ut.radii, arc, a, float(rng.uniform(0, 2 * np.pi)))
         canal = 2.5
-        r = float(rng.uniform(1.5, 6.0))
+        r = pr.cyst.radius_mm.draw(rng)
         r = min(r, max((ro - canal) / 2 - 1.0, 1.2))
         pos = float(rng.uniform(canal + r + 0.8, max(ro - r - 0.8, canal + r + 0.9)))
         cysts.append((base + cdir * pos, r))
+    return cysts
 
-    # Ovaries lateral to the corpus, with follicles.
+
+def _sample_ovaries(rng: np.random.Generator, an: AnatomyConfig, pr: OvaryPriors, ut: Uterus):
+    """Ovaries lateral to the corpus, with follicles: ``[(centre, radii, axes, follicles), ...]``."""
+    arc = _arc(ut)
     ovaries = []
     for side in (-1, 1):
         if rng.random() >= an.p_ovary:
             continue
         a = ut.cervix_length + 0.55 * (arc[-1] - ut.cervix_length)
-        base = _interp_points(ut_pts, arc, a)
-        lat_r = float(np.interp(a, arc, ut_r[0, :, 1]))
-        c = base + np.array([side * (lat_r + rng.uniform(14, 24)), rng.uniform(-12, 12), rng.uniform(-12, 12)])
-        radii = np.array([rng.uniform(12, 17), rng.uniform(8, 12), rng.uniform(10, 14)])
+        base = _interp_points(ut.points, arc, a)
+        lat_r = float(np.interp(a, arc, ut.radii[0, :, 1]))
+        c = base + np.array([side * (lat_r + pr.gap_mm.draw(rng)), pr.offset_mm.draw(rng), pr.offset_mm.draw(rng)])
+        radii = np.array([u.draw(rng) for u in pr.radii_mm])
         axes = _random_axes(rng)
         foll = []
-        for _ in range(int(rng.integers(2, 8))):
-            off = rng.uniform(-0.55, 0.55, size=3) * radii
-            foll.append((c + axes @ off, float(rng.uniform(1.5, 5.0))))
+        for _ in range(pr.follicles.draw(rng)):
+            off = pr.follicle_offset.draw(rng, 3) * radii
+            foll.append((c + axes @ off, pr.follicle_radius_mm.draw(rng)))
         ovaries.append((c, radii, axes, foll))
-
-    shift = rng.uniform(-1, 1, size=3) * np.array(an.shift_mm)
-    rot = rng.uniform(-1, 1, size=3) * np.array(an.rotation_deg)
-    snr = _uniform(rng, acq.snr_3t if fs == "3T" else acq.snr_15t)
-    bias = (acq.bias_3t if fs == "3T" else acq.bias_15t) * float(rng.uniform(0.7, 1.3))
-    bias_coeffs = rng.standard_normal(8)
-    gain = _uniform(rng, acq.gain)
-    jitter = np.clip(1 + acq.tissue_jitter * rng.standard_normal(N_TISSUES), 0.6, 1.4).astype(np.float32)
-    return Subject(
-        index=index, orientation=cls, field_strength=fs, version_angle=float(ut.cervix_tilt - vag_tilt),
-        flexion_angle=float(ut.corpus_tilt - ut.cervix_tilt), vagina_tilt=vag_tilt, pelvis_scale=scale,
-        fat_ant=fat_ant, fat_post=fat_post, rectus=rectus, belly=belly, bladder_filling=fill,
-        bladder_center=b_center, bladder_radii=b_r, bladder_tilt=b_tilt, bladder_wall=float(5.5 - 2.5 * fill),
-        vagina_points=vag_pts, vagina_radii=vag_radii, uterus=ut, rectum_points=rect_pts,
-        rectum_radii=rect_radii, rectal_gas=gas, sacrum_points=sacrum_pts, sacrum_radii=sacrum_r,
-        myomas=myomas, cysts=cysts, ovaries=ovaries, shift=shift, rotation_deg=rot, snr=snr,
-        bias_strength=bias, bias_coeffs=bias_coeffs, gain=gain, tissue_jitter=jitter,
-        bowel_seed=int(rng.integers(2**31)), sampling_retries=retries,
-    )
+    return ovaries
 
 
 def _interp_points(pts: np.ndarray, arc: np.ndarray, a: float) -> np.ndarray:

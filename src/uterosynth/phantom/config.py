@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ..core.config import StrictModel
@@ -14,7 +15,11 @@ __all__ = [
     "GeometryConfig",
     "AcquisitionConfig",
     "AnatomyConfig",
+    "Choice",
+    "Integers",
     "PhantomConfig",
+    "PriorsConfig",
+    "Uniform",
 ]
 
 ORIENTATIONS: tuple[str, ...] = ("AVAF", "AVRF", "RVAF", "RVRF")
@@ -27,6 +32,149 @@ def _check_range(value: Range, name: str) -> Range:
     if value[0] > value[1]:
         raise ValueError(f"{name}: lower bound {value[0]} is above upper bound {value[1]}")
     return value
+
+
+class Uniform(StrictModel):
+    """Uniform distribution on ``[lo, hi)``; one ``rng.uniform`` call per draw."""
+
+    lo: float
+    hi: float
+
+    @model_validator(mode="after")
+    def _order(self) -> Uniform:
+        _check_range((self.lo, self.hi), "uniform")
+        return self
+
+    def draw(self, rng: np.random.Generator, size: int | None = None):
+        """A float (``size=None``) or an array of ``size`` draws."""
+        value = rng.uniform(self.lo, self.hi, size)
+        return float(value) if size is None else value
+
+
+class Integers(StrictModel):
+    """Uniform integers in ``[lo, hi)`` (``rng.integers``)."""
+
+    lo: int
+    hi: int
+
+    @model_validator(mode="after")
+    def _order(self) -> Integers:
+        if self.lo >= self.hi:
+            raise ValueError(f"integers: lower bound {self.lo} must be below the (exclusive) upper bound {self.hi}")
+        return self
+
+    def draw(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.lo, self.hi))
+
+
+class Choice(StrictModel):
+    """One of ``values`` with probabilities ``p``."""
+
+    values: tuple[str, ...]
+    p: tuple[float, ...]
+
+    @model_validator(mode="after")
+    def _match(self) -> Choice:
+        if len(self.values) != len(self.p) or not self.values:
+            raise ValueError(f"choice: {len(self.values)} values but {len(self.p)} probabilities; give one per value")
+        if any(q < 0 for q in self.p) or abs(sum(self.p) - 1.0) > 1e-9:
+            raise ValueError(f"choice: probabilities must be >= 0 and sum to 1, got {list(self.p)}")
+        return self
+
+    def draw(self, rng: np.random.Generator) -> str:
+        return str(rng.choice(list(self.values), p=list(self.p)))
+
+
+def _u(lo: float, hi: float) -> Uniform:
+    return Uniform(lo=lo, hi=hi)
+
+
+class PelvisPriors(StrictModel):
+    """Pelvic size and the body wall (the anterior fat itself is ``anatomy.fat_thickness_mm``)."""
+
+    scale: Uniform = _u(0.93, 1.07)
+    fat_post_ratio: Uniform = Field(_u(0.7, 1.15), description="posterior / anterior fat")
+    fat_post_extra_mm: Uniform = _u(0.0, 8.0)
+    rectus_mm: Uniform = _u(7.0, 12.0)
+    belly_mm: Uniform = Field(_u(0.0, 10.0), description="plus 0.35 x the anterior fat")
+
+
+class BladderPriors(StrictModel):
+    size: Uniform = _u(0.92, 1.08)
+    x_mm: Uniform = _u(-4.0, 4.0)
+    tilt_deg: Uniform = _u(-30.0, -12.0)
+
+
+class VaginaPriors(StrictModel):
+    """Anterior-surface tilt ranges (degrees) that keep the classes separable from the image alone."""
+
+    tilt_deg: Uniform = _u(-40.0, -24.0)
+    introitus_x_mm: Uniform = _u(-2.0, 2.0)
+    introitus_y_mm: Uniform = _u(-3.0, 3.0)
+    length_mm: Uniform = _u(62.0, 80.0)
+
+
+class UterusPriors(StrictModel):
+    """Angles (degrees) per class and the uterine dimensions (mm, before ``anatomy.uterus_scale``)."""
+
+    version_av: Uniform = _u(40.0, 100.0)
+    version_rv: Uniform = _u(-50.0, -12.0)
+    min_cervix_tilt_av: float = 8.0
+    max_cervix_tilt_rv: float = -38.0
+    flexion_af: Uniform = _u(20.0, 85.0)
+    flexion_rf: Uniform = _u(-85.0, -20.0)
+    lateral_deviation_deg: Uniform = _u(-12.0, 12.0)
+    cervix_length: Uniform = _u(25.0, 35.0)
+    corpus_length: Uniform = _u(48.0, 70.0)
+    cervix_radii: tuple[Uniform, Uniform] = Field((_u(12.0, 15.0), _u(13.0, 17.0)), description="AP, LR")
+    corpus_radii: tuple[Uniform, Uniform] = Field((_u(20.0, 27.0), _u(25.0, 31.0)), description="AP, LR")
+    endometrium_mm: Uniform = Field(_u(1.0, 6.5), description="half thickness (unscaled)")
+    endometrium_width: Uniform = _u(10.0, 16.0)
+    junctional_zone_mm: Uniform = _u(2.5, 6.0)
+    cervical_stroma_mm: Uniform = Field(_u(4.0, 6.0), description="inner stroma beyond the canal")
+
+
+class RectumPriors(StrictModel):
+    radius_mm: Uniform = Field(_u(12.0, 21.0), description="rectal radius along the sacral curve")
+    sigmoid_loop: Uniform = _u(-1.0, 1.0)
+    gas_segment: Integers = Integers(lo=3, hi=5)
+    gas_level: Uniform = Field(_u(0.25, 0.65), description="fraction of the lumen filled with gas")
+
+
+class MyomaPriors(StrictModel):
+    count_p: float = Field(0.5, gt=0, le=1, description="geometric distribution of the count")
+    kind: Choice = Choice(values=("intramural", "subserosal", "submucosal"), p=(0.5, 0.3, 0.2))
+    submucosal_max_mm: float = 24.0
+    aspect: Uniform = Field(_u(0.82, 1.0), description="second and third radii / first")
+    degenerated_min_mm: float = 25.0
+    p_degenerated: float = Field(0.2, ge=0, le=1)
+
+
+class CystPriors(StrictModel):
+    radius_mm: Uniform = _u(1.5, 6.0)
+
+
+class OvaryPriors(StrictModel):
+    gap_mm: Uniform = Field(_u(14.0, 24.0), description="lateral distance from the corpus")
+    offset_mm: Uniform = Field(_u(-12.0, 12.0), description="anterior and superior offsets")
+    radii_mm: tuple[Uniform, Uniform, Uniform] = (_u(12.0, 17.0), _u(8.0, 12.0), _u(10.0, 14.0))
+    follicles: Integers = Integers(lo=2, hi=8)
+    follicle_offset: Uniform = Field(_u(-0.55, 0.55), description="follicle centre / ovary radii")
+    follicle_radius_mm: Uniform = _u(1.5, 5.0)
+
+
+class PriorsConfig(StrictModel):
+    """The distributions of the per-subject draws, organ by organ (their order of use is fixed)."""
+
+    pelvis: PelvisPriors = PelvisPriors()
+    bladder: BladderPriors = BladderPriors()
+    vagina: VaginaPriors = VaginaPriors()
+    uterus: UterusPriors = UterusPriors()
+    rectum: RectumPriors = RectumPriors()
+    myoma: MyomaPriors = MyomaPriors()
+    cyst: CystPriors = CystPriors()
+    ovary: OvaryPriors = OvaryPriors()
+    bias_jitter: Uniform = Field(_u(0.7, 1.3), description="factor on the field strength's bias strength")
 
 
 class GeometryConfig(StrictModel):
@@ -125,3 +273,4 @@ class PhantomConfig(StrictModel):
     geometry: GeometryConfig = GeometryConfig()
     acquisition: AcquisitionConfig = AcquisitionConfig()
     anatomy: AnatomyConfig = AnatomyConfig()
+    priors: PriorsConfig = PriorsConfig()

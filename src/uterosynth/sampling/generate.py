@@ -32,7 +32,7 @@ from ..data.synthetic import (
 )
 from ..diffusion.conditions import Condition
 from ..diffusion.generate import sample_batch
-from ..diffusion.guidance import guided_denoiser
+from ..diffusion.guidance import check_guidance, guided_denoiser
 from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
 from ..models.diffusion import load_diffusion
 from .plan import PlannedItem, plan_items
@@ -67,6 +67,63 @@ def _batches(items: Sequence[PlannedItem], size: int) -> list[list[PlannedItem]]
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def _plan(cfg: SampleConfig, model: Any) -> list[PlannedItem]:
+    """The items of the run, after checking the steps and the guidance against the model.
+
+    Raises:
+        UserError: more steps than training timesteps; a condition the model does not know;
+            guidance on an unconditional model, an unknown name, a negative scale.
+    """
+    if cfg.sampler.steps > model.schedule.num_train_timesteps:
+        raise UserError(f"--steps: at most {model.schedule.num_train_timesteps} (the training timesteps)")
+    items = plan_items(model.vocab, n=cfg.n, per_class=cfg.per_class, conditions=cfg.conditions, prompt=cfg.prompt)
+    if cfg.guidance is not None:
+        check_guidance(model.vocab, cfg.guidance, has_condition=model.codec is not None)
+    return items
+
+
+def _run_shard(
+    mine: Sequence[PlannedItem], batch_size: int, run: Callable[[Sequence[PlannedItem]], torch.Tensor],
+    prompt_of: Callable[[PlannedItem], str | None], partial: Path, affine: np.ndarray, cfg: SampleConfig,
+    model_hash: str, on_item: Callable[[int, int], None] | None,
+) -> list[dict[str, Any]]:
+    """Sample this rank's items batch by batch, write each into ``partial``; return their metadata records."""
+    records = []
+    for batch in _batches(mine, batch_size):
+        t0 = time.perf_counter()
+        images = run(batch)
+        seconds = (time.perf_counter() - t0) / len(batch)
+        for it, image in zip(batch, images, strict=True):
+            rel, preview = write_item(partial, it.index, image[0].numpy(), affine)
+            records.append({
+                "index": it.index, "path": rel, "preview": preview, "seed": cfg.seed,
+                "condition": it.condition,
+                "prompt": prompt_of(it),
+                "sampler": cfg.sampler.name, "steps": cfg.sampler.steps, "spacing": cfg.sampler.spacing,
+                "guidance": cfg.guidance, "model_hash": model_hash, "seconds": round(seconds, 4),
+            })
+            if on_item is not None:
+                on_item(len(records), len(mine))
+    return records
+
+
+def _write_set_info(partial: Path, config_json: dict[str, Any], cfg: SampleConfig, model: Any, items: int,
+                    world_size: int, batch_size: int) -> None:
+    """``synthetic.json``: provenance, model, sampler and geometry of the set."""
+    write_json(partial / "synthetic.json", {
+        **provenance(config_json, cfg.seed),
+        "dims": model.spatial_dims,
+        "model": {"path": str(model.checkpoint), "sha256": model.sha256, "space": model.meta.get("space")},
+        "sampler": cfg.sampler.model_dump(mode="json"),
+        "guidance": cfg.guidance,
+        COUNT_KEY: items,
+        "image_shape": model.meta.get("image_shape"),
+        "geometry": model.meta.get("geometry", {}),
+        "world_size": world_size,
+        "batch_size": batch_size,
+    })
+
+
 def generate(
     model_path: str | Path,
     cfg: SampleConfig,
@@ -88,11 +145,7 @@ def generate(
     device = dist.device
     model = load_diffusion(model_path, device=device)
     sampler = build_sampler(cfg.sampler.name, model.schedule, spacing=cfg.sampler.spacing)
-    if cfg.sampler.steps > model.schedule.num_train_timesteps:
-        raise UserError(f"--steps: at most {model.schedule.num_train_timesteps} (the training timesteps)")
-    items = plan_items(model.vocab, n=cfg.n, per_class=cfg.per_class, conditions=cfg.conditions, prompt=cfg.prompt)
-    if cfg.guidance is not None:
-        guided_denoiser(model.unet, model.codec.null(1) if model.codec else None, model.vocab, cfg.guidance)
+    items = _plan(cfg, model)
     mine = [it for it in items if it.index % dist.world_size == dist.rank]
     unet = prepare_model(model.unet, cfg.runtime, device, spatial_dims=model.spatial_dims)
     affine = _affine(model.meta)
@@ -134,41 +187,15 @@ def generate(
         (partial / "items").mkdir(parents=True)
         (partial / "previews").mkdir()
     barrier(dist)
-    records = []
     config_json = cfg.model_dump(mode="json")
     try:
-        for batch in _batches(mine, batch_size):
-            t0 = time.perf_counter()
-            images = run(batch)
-            seconds = (time.perf_counter() - t0) / len(batch)
-            for it, image in zip(batch, images, strict=True):
-                rel, preview = write_item(partial, it.index, image[0].numpy(), affine)
-                records.append({
-                    "index": it.index, "path": rel, "preview": preview, "seed": cfg.seed,
-                    "condition": it.condition,
-                    "prompt": prompt_of(it),
-                    "sampler": cfg.sampler.name, "steps": cfg.sampler.steps, "spacing": cfg.sampler.spacing,
-                    "guidance": cfg.guidance, "model_hash": model.sha256, "seconds": round(seconds, 4),
-                })
-                if on_item is not None:
-                    on_item(len(records), len(mine))
+        records = _run_shard(mine, batch_size, run, prompt_of, partial, affine, cfg, model.sha256, on_item)
         write_metadata_shard(partial, dist.rank, records)
         barrier(dist)
         if not dist.is_main:
             return {"out": str(out), "rank": dist.rank, "items": len(records)}
         merged = merge_metadata_shards(partial)
-        write_json(partial / "synthetic.json", {
-            **provenance(config_json, cfg.seed),
-            "dims": model.spatial_dims,
-            "model": {"path": str(model.checkpoint), "sha256": model.sha256, "space": model.meta.get("space")},
-            "sampler": cfg.sampler.model_dump(mode="json"),
-            "guidance": cfg.guidance,
-            COUNT_KEY: len(merged),
-            "image_shape": model.meta.get("image_shape"),
-            "geometry": model.meta.get("geometry", {}),
-            "world_size": dist.world_size,
-            "batch_size": batch_size,
-        })
+        _write_set_info(partial, config_json, cfg, model, len(merged), dist.world_size, batch_size)
         replace_dir(partial, out)
     except BaseException:
         if dist.is_main:

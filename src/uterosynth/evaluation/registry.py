@@ -1,0 +1,170 @@
+"""The evaluation's metrics in one ordered registry: name, what each one needs, how it is computed.
+
+:func:`~uterosynth.evaluation.runner.run_evaluation` prepares the inputs once (features,
+radiomics features, image-pair values, the classifier) and then loops over :data:`METRICS` in
+registration order, which is the order of the metrics in ``metrics.json``. A metric runs for a
+set when every input it needs is available (FRD needs the radiomics extras, LPIPS its local
+weights, conditioning fidelity a classifier).
+
+===========================  ==========================  ==============================
+metric                       needs                       results
+===========================  ==========================  ==============================
+``fid``                      features                    ``fid`` (``fid_2.5d`` for volumes)
+``kid``                      features                    ``kid``
+``prdc``                     features                    ``precision, recall, density, coverage``
+``frd``                      radiomics                   ``frd``
+``msssim_diversity``         images                      ``msssim_diversity``
+``lpips_diversity``          images, lpips               ``lpips_diversity``
+``slice_consistency_ssim``   images                      ``slice_consistency_ssim`` (volumes)
+``slice_consistency_corr``   images                      ``slice_consistency_corr`` (volumes)
+``conditioning_fidelity``    images, classifier          ``conditioning_fidelity``
+===========================  ==========================  ==============================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .bootstrap import MetricResult
+from .classifier import ConditionClassifier, fidelity_result, predict_labels
+from .config import EvaluationConfig
+from .image_metrics import similarity_result
+from .metrics import fid_result, kid_result, prdc_results
+from .radiomics import frd_result
+from .sets import EvalSet
+
+__all__ = ["METRICS", "Metric", "MetricInputs", "Need", "register_metric"]
+
+Need = Literal["features", "images", "radiomics", "lpips", "classifier"]
+
+
+@dataclass(frozen=True)
+class MetricInputs:
+    """What a metric may read: one evaluated set against the reference.
+
+    Attributes:
+        cfg: evaluation settings (bootstrap, KID, PRDC, FRD ...).
+        reference: the real reference set.
+        candidate: the evaluated set.
+        seed: bootstrap seed of this set.
+        features: ``(reference, candidate)`` extractor features ``(N, F)``.
+        radiomics: ``(reference, candidate)`` radiomics features, ``None`` without FRD.
+        pairs: ``{key: values}`` image-pair values of the candidate (``msssim``, ``lpips``,
+            ``slice_ssim``, ``slice_corr``; keys missing when not computable).
+        reference_pairs: the same for the reference.
+        classifier: the conditioning classifier, ``None`` without one.
+    """
+
+    cfg: EvaluationConfig
+    reference: EvalSet
+    candidate: EvalSet
+    seed: int
+    features: tuple[torch.Tensor, torch.Tensor]
+    radiomics: tuple[np.ndarray, np.ndarray] | None
+    pairs: dict[str, np.ndarray]
+    reference_pairs: dict[str, np.ndarray]
+    classifier: ConditionClassifier | None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric.
+
+    Attributes:
+        name: registry key.
+        needs: inputs that must be available for the metric to run.
+        compute: ``MetricInputs -> [MetricResult, ...]`` (empty when the set cannot be scored).
+        measured_with: the need whose identity (extractor, radiomics versions, LPIPS weights,
+            classifier) goes under ``measured_with`` in ``metrics.json``; ``None``: none.
+        timed: its time is reported as ``timings_s["metrics.<name>"]``.
+    """
+
+    name: str
+    needs: frozenset[Need]
+    compute: Callable[[MetricInputs], list[MetricResult]]
+    measured_with: Need | None = None
+    timed: bool = False
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, *, needs: tuple[Need, ...], measured_with: Need | None = None,
+                    timed: bool = False) -> Callable[[Callable[[MetricInputs], list[MetricResult]]], Metric]:
+    """Decorator registering ``compute`` as metric ``name`` (after those already registered)."""
+
+    def deco(compute: Callable[[MetricInputs], list[MetricResult]]) -> Metric:
+        if name in METRICS:
+            raise ValueError(f"metric '{name}' is already registered")
+        METRICS[name] = Metric(name, frozenset(needs), compute, measured_with, timed)
+        return METRICS[name]
+
+    return deco
+
+
+@register_metric("fid", needs=("features",), measured_with="features", timed=True)
+def _fid(x: MetricInputs) -> list[MetricResult]:
+    boot = x.cfg.bootstrap
+    return [fid_result(*x.features, n_boot=boot.n, confidence=boot.confidence, seed=x.seed,
+                       name="fid_2.5d" if x.reference.spatial_dims == 3 else "fid")]
+
+
+@register_metric("kid", needs=("features",), measured_with="features", timed=True)
+def _kid(x: MetricInputs) -> list[MetricResult]:
+    boot, kid = x.cfg.bootstrap, x.cfg.kid
+    return [kid_result(*x.features, subsets=kid.subsets, subset_size=kid.subset_size,
+                       bootstrap_subsets=kid.bootstrap_subsets, n_boot=boot.n, confidence=boot.confidence,
+                       seed=x.seed)]
+
+
+@register_metric("prdc", needs=("features",), measured_with="features", timed=True)
+def _prdc(x: MetricInputs) -> list[MetricResult]:
+    r_f, s_f = x.features
+    gen = np.random.default_rng(x.seed)
+    ri = gen.permutation(len(r_f))[: x.cfg.prdc.max_items]
+    si = gen.permutation(len(s_f))[: x.cfg.prdc.max_items]
+    return prdc_results(r_f[ri], s_f[si], k=x.cfg.prdc.k, confidence=x.cfg.bootstrap.confidence, seed=x.seed)
+
+
+@register_metric("frd", needs=("radiomics",), measured_with="radiomics", timed=True)
+def _frd(x: MetricInputs) -> list[MetricResult]:
+    if x.radiomics is None:
+        return []
+    boot = x.cfg.bootstrap
+    return [frd_result(*x.radiomics, version=x.cfg.frd.version, n_boot=boot.n, confidence=boot.confidence,
+                       seed=x.seed)]
+
+
+def _pair_metric(name: str, key: str, needs: tuple[Need, ...], measured_with: Need | None = None) -> None:
+    """Register a per-pair (per-volume) metric: the candidate's mean beside the reference's."""
+
+    def compute(x: MetricInputs) -> list[MetricResult]:
+        if key not in x.pairs:
+            return []
+        return [similarity_result(name, x.pairs[key], x.reference_pairs.get(key),
+                                  n_items={"synthetic": len(x.candidate), "real": len(x.reference)},
+                                  better="closer_to_real", n_boot=x.cfg.bootstrap.n,
+                                  confidence=x.cfg.bootstrap.confidence, seed=x.seed)]
+
+    register_metric(name, needs=needs, measured_with=measured_with)(compute)
+
+
+_pair_metric("msssim_diversity", "msssim", ("images",))
+_pair_metric("lpips_diversity", "lpips", ("images", "lpips"), measured_with="lpips")
+_pair_metric("slice_consistency_ssim", "slice_ssim", ("images",))
+_pair_metric("slice_consistency_corr", "slice_corr", ("images",))
+
+
+@register_metric("conditioning_fidelity", needs=("images", "classifier"), measured_with="classifier")
+def _fidelity(x: MetricInputs) -> list[MetricResult]:
+    clf, s = x.classifier, x.candidate
+    if clf is None:
+        return []
+    result = fidelity_result(s.attribute(clf.task), predict_labels(clf, s.images), clf.classes, task=clf.task,
+                             confidence=x.cfg.bootstrap.confidence, seed=x.seed)
+    return [] if result is None else [result]
