@@ -27,12 +27,12 @@ app.add_typer(evaluate_app, name="evaluate")
 
 
 def _parse_baselines(items: list[str] | None) -> dict[str, Path]:
+    from ..core.config import split_assignment
+
     out: dict[str, Path] = {}
     for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise typer.BadParameter(f"'{item}': expected NAME=DIR, e.g. --baseline reconstruction=runs/recon",
-                                     param_hint="--baseline")
+        name, path = split_assignment(item, what="--baseline",
+                                      expected="NAME=DIR, e.g. --baseline reconstruction=runs/recon")
         if name in out:
             raise typer.BadParameter(f"'{name}' given twice", param_hint="--baseline")
         out[name] = Path(path)

@@ -11,14 +11,12 @@ from .common import JsonOpt, OverwriteOpt, emit_summary, progress_bar
 
 
 def _parse_conditions(items: list[str] | None) -> dict[str, str]:
-    from ..core.errors import UserError
+    from ..core.config import split_assignment
 
     out: dict[str, str] = {}
     for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise UserError(f"--condition '{item}': expected NAME=VALUE, e.g. --condition orientation=AVAF")
-        out[name.strip()] = value.strip()
+        name, value = split_assignment(item, what="--condition", expected="NAME=VALUE, e.g. --condition orientation=AVAF")
+        out[name] = value.strip()
     return out
 
 
