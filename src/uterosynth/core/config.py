@@ -7,7 +7,8 @@ key and the reason.
 
 A YAML file may start from another one: ``base: ldm2d_demo.yaml`` (a path relative to the file
 that names it) loads that file first and lays this file's keys over it, section by section
-(mappings merge key by key; lists and scalars replace). Bases may have bases; a cycle is refused.
+(mappings merge key by key; lists and scalars replace). ``base`` may list several files, laid
+over each other in order; bases may have bases; a cycle is refused.
 
 Every ``NAME=VALUE`` text of the command line and of pipeline files is split by
 :func:`split_assignment`, the one parser of that syntax.
@@ -130,7 +131,8 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
 def read_config_file(path: str | Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The keys of the YAML file ``path``, laid over its ``base:`` file (recursively), if it names one.
 
-    ``base`` is a path relative to the folder of the file that names it.
+    ``base`` is a path relative to the folder of the file that names it, or a list of such paths
+    (laid over each other in order).
 
     Raises:
         ConfigError: a file is missing, not YAML or not a mapping, ``base`` is not a path, or the
@@ -140,16 +142,19 @@ def read_config_file(path: str | Path, *, _chain: tuple[Path, ...] = ()) -> dict
     data = _read_yaml_mapping(path)
     if "base" not in data:
         return data
-    base = data.pop("base")
-    if not isinstance(base, str) or not base.strip():
-        raise ConfigError(f"{path}: key 'base': expected the path of another config file, got {base!r}")
-    here = path.resolve()
-    chain = (*_chain, here)
-    base_path = (path.parent / base).resolve()
-    if base_path in chain:
-        cycle = " -> ".join(str(p) for p in (*chain[chain.index(base_path):], base_path))
-        raise ConfigError(f"{path}: key 'base': the bases form a cycle ({cycle}); remove one 'base'")
-    return merge_config(read_config_file(base_path, _chain=chain), data)
+    bases = data.pop("base")
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) and b.strip() for b in bases):
+        raise ConfigError(f"{path}: key 'base': expected the path of another config file (or a list), got {bases!r}")
+    chain = (*_chain, path.resolve())
+    merged: dict[str, Any] = {}
+    for base in bases:
+        base_path = (path.parent / base).resolve()
+        if base_path in chain:
+            cycle = " -> ".join(str(p) for p in (*chain[chain.index(base_path):], base_path))
+            raise ConfigError(f"{path}: key 'base': the bases form a cycle ({cycle}); remove one 'base'")
+        merged = merge_config(merged, read_config_file(base_path, _chain=chain))
+    return merge_config(merged, data)
 
 
 def validate_config(model: type[M], data: Mapping[str, Any], *, source: str = "config") -> M:
