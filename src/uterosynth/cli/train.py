@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, emit_summary, load_stage_config
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, emit_summary
 
 train_app = typer.Typer(help="Train a model (autoencoder, diffusion) on a prepared dataset.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -29,10 +29,10 @@ def autoencoder(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train the KL autoencoder (2D or 3D); runs under torchrun for several processes."""
-    from ..training.autoencoder import AutoencoderTrainConfig, train_autoencoder
+    from ..stages.training import run_train_autoencoder
 
-    cfg = load_stage_config(AutoencoderTrainConfig, config, overrides, seed=seed)
-    _run(train_autoencoder, cfg, data, out, resume=resume, overwrite=overwrite, as_json=as_json, title="autoencoder")
+    _run(run_train_autoencoder, data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
+         as_json=as_json, title="autoencoder")
 
 
 @train_app.command("diffusion")
@@ -47,22 +47,22 @@ def diffusion(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a diffusion model (pixel DDPM or latent LDM; 2D or 3D; conditions); runs under torchrun."""
-    from ..training.diffusion import DiffusionTrainConfig, train_diffusion
+    from ..stages.training import run_train_diffusion
 
-    cfg = load_stage_config(DiffusionTrainConfig, config, overrides, seed=seed)
-    _run(train_diffusion, cfg, data, out, resume=resume, overwrite=overwrite, as_json=as_json, title="diffusion")
+    _run(run_train_diffusion, data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
+         as_json=as_json, title="diffusion")
 
 
-def _run(train, cfg, data: Path, out: Path, *, resume: bool, overwrite: bool, as_json: bool, title: str) -> None:
-    """Train on this process (or this torchrun rank); rank 0 writes ``summary.json`` (the mark
-    of a finished run) and prints the summary."""
-    from ..core.artifacts import provenance, write_json
-    from ..core.distributed import init_distributed, shutdown_distributed
+def _run(run, data: Path, out: Path, config: Path | None, overrides: list[str] | None, *, seed: int | None,
+         resume: bool, overwrite: bool, as_json: bool, title: str) -> None:
+    """Train on this process (or this torchrun rank); rank 0 prints the summary."""
+    import os
 
-    try:
-        summary = train(cfg, data, out, resume=resume, overwrite=overwrite)
-        if init_distributed(cfg.train.device).is_main:
-            write_json(Path(out) / "summary.json", {**provenance(cfg.model_dump(mode="json"), cfg.seed), **summary})
-            emit_summary(summary, as_json=as_json, title=title)
-    finally:
-        shutdown_distributed()
+    from ..core.config import parse_overrides
+    from ..stages.training import TrainJob
+
+    job = TrainJob(data=data, out=out, config=config, overrides=parse_overrides(overrides or []), seed=seed,
+                   resume=resume, overwrite=overwrite)
+    summary = run(job)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 prints
+        emit_summary(summary, as_json=as_json, title=title)
