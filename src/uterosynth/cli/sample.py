@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt, emit_summary, progress_bar
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt
 
 
 @app.command()
@@ -39,7 +39,8 @@ def sample(
     sampler, runtime); --set and the other options override it."""
     from ..core.config import parse_overrides
     from ..core.errors import UserError
-    from ..stages.sampling import SampleJob, run_sample
+    from ..stages.sampling import SampleJob
+    from .stages import show_stage
 
     if batch_size is not None and batch_size != "auto" and not batch_size.isdigit():
         raise UserError(f"--batch-size: expected a positive integer or 'auto', got '{batch_size}'")
@@ -49,7 +50,4 @@ def sample(
         seed=seed, batch_size=None if batch_size is None else batch_size if batch_size == "auto" else int(batch_size),
         device=device, precision=precision, compile=compile or None, decode_memory_mb=decode_memory_mb,
         overwrite=overwrite)
-    with progress_bar(transient=True) as progress:
-        task = progress.add_task("sample", total=None)
-        summary = run_sample(job, on_item=lambda done, total: progress.update(task, completed=done, total=total))
-    emit_summary(summary, as_json=as_json, title="sample")
+    show_stage("sample", job, as_json=as_json)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, emit_summary
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt
 
 train_app = typer.Typer(help="Train a model (autoencoder, diffusion) on a prepared dataset.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -29,10 +29,8 @@ def autoencoder(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train the KL autoencoder (2D or 3D); runs under torchrun for several processes."""
-    from ..stages.training import run_train_autoencoder
-
-    _run(run_train_autoencoder, data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
-         as_json=as_json, title="autoencoder")
+    _run("train autoencoder", data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
+         as_json=as_json)
 
 
 @train_app.command("diffusion")
@@ -47,22 +45,16 @@ def diffusion(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a diffusion model (pixel DDPM or latent LDM; 2D or 3D; conditions); runs under torchrun."""
-    from ..stages.training import run_train_diffusion
-
-    _run(run_train_diffusion, data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
-         as_json=as_json, title="diffusion")
+    _run("train diffusion", data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
+         as_json=as_json)
 
 
-def _run(run, data: Path, out: Path, config: Path | None, overrides: list[str] | None, *, seed: int | None,
-         resume: bool, overwrite: bool, as_json: bool, title: str) -> None:
+def _run(command: str, data: Path, out: Path, config: Path | None, overrides: list[str] | None, *,
+         seed: int | None, resume: bool, overwrite: bool, as_json: bool) -> None:
     """Train on this process (or this torchrun rank); rank 0 prints the summary."""
-    import os
-
     from ..core.config import parse_overrides
     from ..stages.training import TrainJob
+    from .stages import show_stage
 
-    job = TrainJob(data=data, out=out, config=config, overrides=parse_overrides(overrides or []), seed=seed,
-                   resume=resume, overwrite=overwrite)
-    summary = run(job)
-    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 prints
-        emit_summary(summary, as_json=as_json, title=title)
+    show_stage(command, TrainJob(data=data, out=out, config=config, overrides=parse_overrides(overrides or []),
+                                 seed=seed, resume=resume, overwrite=overwrite), as_json=as_json)
