@@ -34,7 +34,7 @@ from .core.errors import UserError
 from .stages import PRESETS
 from .stages import stage as find_stage
 
-__all__ = ["PRESETS", "PipelineConfig", "Stage", "StageSpec", "pipeline_stages", "run_stages", "write_report"]
+__all__ = ["PRESETS", "PipelineConfig", "RunJob", "Stage", "StageSpec", "pipeline_stages", "run_stages", "write_report"]
 
 _REF = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 
@@ -195,7 +195,16 @@ def pipeline_stages(
     return root, stages
 
 
-def _in_process(stage: Stage, resume: bool) -> None:
+RunJob = Callable[[str, Any], Any]
+"""How a stage is run on its job: ``run_job(command, job)``; the command line passes one that shows
+progress bars and the stage's summary."""
+
+
+def _run_plain(command: str, job: Any) -> Any:
+    return find_stage(command).run(job)
+
+
+def _in_process(stage: Stage, resume: bool, run_job: RunJob) -> None:
     """Run ``stage``'s ``run`` function on its job."""
     definition = find_stage(stage.command)
     options = dict(stage.options)
@@ -203,7 +212,7 @@ def _in_process(stage: Stage, resume: bool) -> None:
         options.pop("overrides", None)
     if resume:
         options["resume"] = True
-    definition.run(validate_config(definition.job, options, source=f"stage '{stage.name}'"))
+    run_job(definition.command, validate_config(definition.job, options, source=f"stage '{stage.name}'"))
 
 
 def _torchrun(args: Sequence[str], nproc: int | str) -> None:
@@ -218,12 +227,13 @@ def _torchrun(args: Sequence[str], nproc: int | str) -> None:
         raise UserError(f"stage 'torchrun uterosynth {' '.join(args[:2])}' failed (exit code {code})")
 
 
-def run_stage(stage: Stage, args: Sequence[str]) -> None:
-    """Run one stage in this process, or its command under torchrun (``--resume`` in ``args``: resume it)."""
+def run_stage(stage: Stage, args: Sequence[str], *, run_job: RunJob = _run_plain) -> None:
+    """Run one stage in this process through ``run_job``, or its command under torchrun
+    (``--resume`` in ``args``: resume it)."""
     if stage.launcher == "torchrun":
         _torchrun(args, stage.nproc)
     else:
-        _in_process(stage, "--resume" in args)
+        _in_process(stage, "--resume" in args, run_job)
 
 
 def run_stages(
