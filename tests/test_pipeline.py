@@ -28,7 +28,8 @@ def _command(args):
 def test_every_stage_uses_options_its_command_has(path, tmp_path):
     assert len(PIPELINES) >= 2
     root, stages = pipeline_stages(path, out=tmp_path)
-    assert stages and all(s.args[-1] == str(tmp_path / s.name) for s in stages if "--out" in s.args)
+    assert stages and all(s.args[s.args.index("--out") + 1] == str(tmp_path / s.name)
+                          for s in stages if "--out" in s.args)
     for stage in stages:
         cmd, rest = _command(stage.args)
         known = {opt for p in cmd.params for opt in p.opts}

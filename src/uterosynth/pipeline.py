@@ -124,10 +124,10 @@ class PipelineConfig(StrictModel):
     def _refs_known(self) -> PipelineConfig:
         known = {"out", "here", "presets"}
         for stage in self.stages:
+            known.add(stage.name)  # a stage may place its own folder among its args
             for ref in _REF.findall(json.dumps(stage.model_dump(mode="json"))):
                 if ref not in known:
                     raise ValueError(f"stage '{stage.name}': ${{{ref}}} is not an earlier stage, out, here or presets")
-            known.add(stage.name)
         return self
 
 
@@ -144,7 +144,8 @@ def _option_args(args: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[
     for key, value in overrides.items():
         if value is None:
             continue
-        out += ["--set", f"{key}={json.dumps(value) if isinstance(value, list | dict) else value}"]
+        text = json.dumps(value, separators=(",", ":")) if isinstance(value, list | dict | bool) else value
+        out += ["--set", f"{key}={text}"]
     return out
 
 
@@ -186,7 +187,7 @@ def pipeline_stages(
         args = [*spec.command.split(), *_option_args(spec.args, spec.set)]
         options = {_option_name(k): resolve(v) for k, v in spec.args.items() if v is not None}
         options["overrides"] = {k: resolve(v) for k, v in spec.set.items() if v is not None}
-        if spec.out_option:
+        if spec.out_option and _option_name(spec.out_option) not in options:
             args += [spec.out_option, str(root / folder)]
             options[_option_name(spec.out_option)] = str(root / folder)
         stages.append(Stage(folder, spec.title or spec.name, tuple(resolve(a) for a in args),
