@@ -205,7 +205,7 @@ def make_synthetic_set(
 
 def assert_no_identifiers(folder: Path, identifiers: list[str]) -> None:
     """Fail if any identifier occurs in the bytes of any file under ``folder`` (gzip content too)."""
-    from uterosynth.privacy.deid import find_identifiers
+    from uterosynth.data.deid import find_identifiers
 
     hits = find_identifiers(folder, identifiers)
     assert not hits, f"identifiers found in written files: {hits[:10]}"

@@ -3,7 +3,15 @@ from pathlib import Path
 import pytest
 from pydantic import Field, ValidationError
 
-from uterosynth.core.config import StrictModel, config_hash, load_config, parse_overrides
+from uterosynth.core.config import (
+    StrictModel,
+    config_hash,
+    load_config,
+    merge_config,
+    parse_overrides,
+    read_config_file,
+    split_assignment,
+)
 from uterosynth.core.errors import ConfigError
 
 
@@ -63,3 +71,55 @@ def test_config_is_frozen_and_hash_stable():
     assert config_hash(a) != config_hash(Stage(name="z"))
     with pytest.raises(ValidationError):
         a.name = "changed"  # type: ignore[misc]
+
+
+def test_base_file_is_laid_under_the_file(tmp_path: Path):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "base.yaml").write_text("name: base\ntrain:\n  lr: 0.01\n  steps: 7\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: presets/base.yaml\ntrain:\n  steps: 3\n")
+    cfg = load_config(Stage, child, overrides={"name": "top"})
+    assert (cfg.name, cfg.train.lr, cfg.train.steps) == ("top", 0.01, 3)
+
+
+def test_bases_chain_and_lists_replace(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("x: [1, 2, 3]\ny: {p: 1, q: 2}\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\ny: {q: 5}\n")
+    (tmp_path / "c.yaml").write_text("base: b.yaml\nx: [9]\n")
+    assert read_config_file(tmp_path / "c.yaml") == {"x": [9], "y": {"p": 1, "q": 5}}
+
+
+def test_base_cycle_is_refused_naming_the_files(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"cycle .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config(Stage, tmp_path / "a.yaml")
+
+
+def test_missing_base_names_the_file(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: config file not found"):
+        load_config(Stage, tmp_path / "a.yaml")
+
+
+def test_base_must_be_a_path(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("base: [1]\n")
+    with pytest.raises(ConfigError, match="key 'base'"):
+        load_config(Stage, tmp_path / "a.yaml")
+
+
+def test_merge_config_keeps_the_base_unchanged():
+    base = {"train": {"lr": 1, "steps": 2}}
+    assert merge_config(base, {"train": {"steps": 3}, "name": "n"}) == {"train": {"lr": 1, "steps": 3}, "name": "n"}
+    assert base == {"train": {"lr": 1, "steps": 2}}
+
+
+@pytest.mark.parametrize(("text", "pair"), [("a=1", ("a", "1")), (" a.b = x=y", ("a.b", " x=y")), ("k=", ("k", ""))])
+def test_split_assignment(text, pair):
+    assert split_assignment(text, empty_value=True) == pair
+
+
+@pytest.mark.parametrize("text", ["novalue", "=1", "k=", "k= "])
+def test_split_assignment_refuses(text):
+    with pytest.raises(ConfigError, match=f"--thing '{text}': expected A=B"):
+        split_assignment(text, what="--thing", expected="A=B")

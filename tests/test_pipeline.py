@@ -28,7 +28,8 @@ def _command(args):
 def test_every_stage_uses_options_its_command_has(path, tmp_path):
     assert len(PIPELINES) >= 2
     root, stages = pipeline_stages(path, out=tmp_path)
-    assert stages and all(s.args[-1] == str(tmp_path / s.name) for s in stages if "--out" in s.args)
+    assert stages and all(s.args[s.args.index("--out") + 1] == str(tmp_path / s.name)
+                          for s in stages if "--out" in s.args)
     for stage in stages:
         cmd, rest = _command(stage.args)
         known = {opt for p in cmd.params for opt in p.opts}
@@ -78,3 +79,27 @@ def test_run_resume_and_report(tmp_path, capsys):
         main(["run", str(path), "--json"])
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(again["stages"].values()) == {"done earlier"}
+
+
+def test_run_shows_every_stage_summary(tmp_path, capsys):
+    path = _write(tmp_path / "p.yaml", [
+        {"name": "cohort", "command": "phantom", "args": {"subjects": 2, "seed": 1, "workers": 1},
+         "set": {"geometry.matrix": [32, 32], "geometry.slices": 4}, "done": "labels.csv"},
+    ])
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path)])
+    assert info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "phantom cohort" in out and "subjects_per_second" in out  # the stage's own summary table
+
+
+def test_run_stage_hands_the_job_to_run_job(tmp_path):
+    from uterosynth.pipeline import run_stage
+    from uterosynth.stages.data import PhantomJob
+
+    path = _write(tmp_path / "p.yaml", [{"name": "cohort", "command": "phantom", "args": {"subjects": 3}}])
+    (stage,) = pipeline_stages(path)[1]
+    seen = []
+    run_stage(stage, list(stage.args), run_job=lambda command, job: seen.append((command, job)))
+    assert [(c, type(j), j.subjects, j.out) for c, j in seen] == [
+        ("phantom", PhantomJob, 3, tmp_path / "out" / "cohort")]

@@ -50,3 +50,19 @@ def test_3d_demo_ldm_stage_builds_at_its_latent_size(tmp_path, quick: bool):
     assert out.shape == x.shape
     out.square().mean().backward()
     assert all(p.grad is not None for p in unet.parameters() if p.requires_grad)
+
+
+def test_every_preset_resolves_as_before():
+    """Each shipped preset (with its ``base:`` chain) resolves to the values recorded before the
+    presets shared content (tests/fixtures/presets_resolved.json)."""
+    import json
+    from pathlib import Path
+
+    from preset_models import PRESET_OVERRIDES, preset_model
+
+    expected = json.loads((Path(__file__).parent / "fixtures" / "presets_resolved.json").read_text())
+    names = sorted(p.name for p in PRESETS.glob("*.yaml"))
+    assert names == sorted(expected)
+    for name in names:
+        cfg = load_config(preset_model(name), PRESETS / name, overrides=PRESET_OVERRIDES.get(name))
+        assert cfg.model_dump(mode="json") == expected[name], name

@@ -1,8 +1,11 @@
-"""A pipeline: a chain of ``uterosynth`` commands, each writing one stage folder, resumable.
+"""A pipeline: a chain of stages (:mod:`uterosynth.stages`), each writing one folder, resumable.
 
-``uterosynth demo`` builds its stages in code; ``uterosynth run pipeline.yaml`` reads them from a
-file a user copies for their own data (``configs/pipeline_*.yaml``). Both run through
-:func:`run_stages`: a stage whose ``done`` file exists is skipped, a training stage whose folder
+``uterosynth run pipeline.yaml`` reads the chain from a file a user copies for their own data
+(``configs/pipeline_*.yaml``); ``uterosynth demo`` is ``configs/pipeline_cpu*.yaml``. A pipeline
+file may start from another one (``base:``) and change some of its stages through ``override:``
+(stage name → the keys of its spec to change; ``null`` removes an option or a ``set`` key).
+Stages run through :func:`run_stages`, which calls each stage's ``run`` in this process (or the
+``uterosynth`` command under ``torchrun`` for ``launcher: torchrun``): a stage whose ``done`` file exists is skipped, a training stage whose folder
 exists unfinished is resumed (``--resume``), every other command writes its folder atomically,
 so Ctrl-C never leaves a half-written stage. ``report.html`` links every stage's files and pictures.
 
@@ -20,27 +23,30 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .core.config import StrictModel, load_config
+from .core.config import StrictModel, load_config, merge_config, validate_config
 from .core.errors import UserError
+from .stages import PRESETS
+from .stages import stage as find_stage
 
-__all__ = ["PRESETS", "PipelineConfig", "Stage", "StageSpec", "pipeline_stages", "run_stages", "write_report"]
+__all__ = ["PRESETS", "PipelineConfig", "RunJob", "Stage", "StageSpec", "pipeline_stages", "run_stages", "write_report"]
 
-PRESETS = Path(__file__).resolve().parent / "configs"
 _REF = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One step: a folder name, what it is, the CLI arguments that make it, and its done mark.
+    """One step: a folder name, what it is, the command line that makes it, and its done mark.
 
-    ``launcher='torchrun'`` runs the command in ``nproc`` processes (one per GPU); ``resumable``
-    stages get ``--resume`` when their folder exists unfinished.
+    ``command`` and ``options`` are the stage (:data:`uterosynth.stages.STAGES`) and the fields of
+    its job; ``args`` the same as ``uterosynth`` arguments (shown in the report, and run under
+    ``launcher='torchrun'`` in ``nproc`` processes, one per GPU). ``resumable`` stages resume
+    when their folder exists unfinished.
     """
 
     name: str
@@ -50,6 +56,8 @@ class Stage:
     resumable: bool = False
     launcher: str = "inprocess"
     nproc: int | str = 1
+    command: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class StageSpec(StrictModel):
@@ -61,7 +69,8 @@ class StageSpec(StrictModel):
     args: dict[str, Any] = Field(default_factory=dict, description="--key value; true: a flag; list: repeated")
     set: dict[str, Any] = Field(default_factory=dict, description="config overrides (--set key=value)")
     out_option: str | None = Field("--out", description="the option that receives the stage folder")
-    done: str = Field(min_length=1, description="file in the stage folder that marks it finished")
+    done: str | None = Field(None, min_length=1, description="file in the stage folder that marks it finished "
+                             "(default: the stage's own mark)")
     launcher: Literal["inprocess", "torchrun"] = "inprocess"
     nproc: int | Literal["auto"] = Field(1, description="torchrun processes on this node; auto: one per visible GPU")
 
@@ -78,6 +87,29 @@ class PipelineConfig(StrictModel):
 
     out: str
     stages: list[StageSpec] = Field(min_length=1)
+    override: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="stage name -> keys of its spec to change (files that start from a base)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_overrides(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("override") or not isinstance(data.get("stages"), list):
+            return data
+        changes = dict(data["override"])
+        stages = []
+        for spec in data["stages"]:
+            name = spec.get("name") if isinstance(spec, dict) else None
+            stages.append(merge_config(spec, changes.pop(name)) if name in changes else spec)
+        if changes:
+            raise ValueError(f"override of unknown stage(s): {', '.join(sorted(changes))}")
+        return {**data, "stages": stages}
+
+    @field_validator("stages")
+    @classmethod
+    def _known_commands(cls, stages: list[StageSpec]) -> list[StageSpec]:
+        for spec in stages:
+            find_stage(spec.command)
+        return stages
 
     @field_validator("stages")
     @classmethod
@@ -92,10 +124,10 @@ class PipelineConfig(StrictModel):
     def _refs_known(self) -> PipelineConfig:
         known = {"out", "here", "presets"}
         for stage in self.stages:
+            known.add(stage.name)  # a stage may place its own folder among its args
             for ref in _REF.findall(json.dumps(stage.model_dump(mode="json"))):
                 if ref not in known:
                     raise ValueError(f"stage '{stage.name}': ${{{ref}}} is not an earlier stage, out, here or presets")
-            known.add(stage.name)
         return self
 
 
@@ -110,43 +142,78 @@ def _option_args(args: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[
             elif v is not False and v is not None:
                 out += [flag, str(v)]
     for key, value in overrides.items():
-        out += ["--set", f"{key}={json.dumps(value) if isinstance(value, list | dict) else value}"]
+        if value is None:
+            continue
+        text = json.dumps(value, separators=(",", ":")) if isinstance(value, list | dict | bool) else value
+        out += ["--set", f"{key}={text}"]
     return out
 
 
-def pipeline_stages(path: str | Path, *, out: str | Path | None = None) -> tuple[Path, list[Stage]]:
+def _option_name(key: str) -> str:
+    return key.lstrip("-").replace("-", "_")
+
+
+def pipeline_stages(
+    path: str | Path, *, out: str | Path | None = None, numbered: bool = False,
+) -> tuple[Path, list[Stage]]:
     """The output folder and the stages of the pipeline file ``path`` (``out`` overrides its ``out``).
 
+    ``numbered`` names the stage folders ``01_<name>``, ``02_<name>``, ... (the demo's layout).
+
     Raises:
-        ConfigError: the file is missing, malformed, or refers to an unknown stage.
+        ConfigError: the file is missing, malformed, names an unknown command, or refers to an
+            unknown stage.
     """
     path = Path(path)
     cfg = load_config(PipelineConfig, path)
     root = Path(out) if out is not None else Path(cfg.out.replace("${here}", str(path.parent.resolve())))
+    folders = {s.name: f"{i + 1:02d}_{s.name}" if numbered else s.name for i, s in enumerate(cfg.stages)}
     places = {"out": str(root), "here": str(path.parent.resolve()), "presets": str(PRESETS),
-              **{s.name: str(root / s.name) for s in cfg.stages}}
+              **{name: str(root / folder) for name, folder in folders.items()}}
 
-    def resolve(text: str) -> str:
-        return _REF.sub(lambda m: places[m.group(1)], text)
+    def resolve(value: Any) -> Any:
+        if isinstance(value, str):
+            return _REF.sub(lambda m: places[m.group(1)], value)
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
 
     stages = []
     for spec in cfg.stages:
+        definition = find_stage(spec.command)
+        folder = folders[spec.name]
         args = [*spec.command.split(), *_option_args(spec.args, spec.set)]
-        if spec.out_option:
-            args += [spec.out_option, str(root / spec.name)]
-        stages.append(Stage(spec.name, spec.title or spec.name, tuple(resolve(a) for a in args), spec.done,
-                            resumable=spec.command.split()[0] == "train", launcher=spec.launcher, nproc=spec.nproc))
+        options = {_option_name(k): resolve(v) for k, v in spec.args.items() if v is not None}
+        options["overrides"] = {k: resolve(v) for k, v in spec.set.items() if v is not None}
+        if spec.out_option and _option_name(spec.out_option) not in options:
+            args += [spec.out_option, str(root / folder)]
+            options[_option_name(spec.out_option)] = str(root / folder)
+        stages.append(Stage(folder, spec.title or spec.name, tuple(resolve(a) for a in args),
+                            spec.done or definition.done, resumable=definition.resumable, launcher=spec.launcher,
+                            nproc=spec.nproc, command=definition.command, options=options))
     return root, stages
 
 
-def _in_process(args: Sequence[str]) -> None:
-    from .cli import main
+RunJob = Callable[[str, Any], Any]
+"""How a stage is run on its job: ``run_job(command, job)``; the command line passes one that shows
+progress bars and the stage's summary."""
 
-    try:
-        main(list(args))
-    except SystemExit as exit_:
-        if exit_.code not in (0, None):
-            raise UserError(f"stage 'uterosynth {' '.join(args[:2])}' failed (exit code {exit_.code})") from None
+
+def _run_plain(command: str, job: Any) -> Any:
+    return find_stage(command).run(job)
+
+
+def _in_process(stage: Stage, resume: bool, run_job: RunJob) -> None:
+    """Run ``stage``'s ``run`` function on its job."""
+    definition = find_stage(stage.command)
+    options = dict(stage.options)
+    if "overrides" not in definition.job.model_fields and not options.get("overrides"):
+        options.pop("overrides", None)
+    if resume:
+        options["resume"] = True
+    run_job(definition.command, validate_config(definition.job, options, source=f"stage '{stage.name}'"))
 
 
 def _torchrun(args: Sequence[str], nproc: int | str) -> None:
@@ -161,12 +228,13 @@ def _torchrun(args: Sequence[str], nproc: int | str) -> None:
         raise UserError(f"stage 'torchrun uterosynth {' '.join(args[:2])}' failed (exit code {code})")
 
 
-def run_stage(stage: Stage, args: Sequence[str]) -> None:
-    """Run one stage's command in this process, or under torchrun."""
+def run_stage(stage: Stage, args: Sequence[str], *, run_job: RunJob = _run_plain) -> None:
+    """Run one stage in this process through ``run_job``, or its command under torchrun
+    (``--resume`` in ``args``: resume it)."""
     if stage.launcher == "torchrun":
         _torchrun(args, stage.nproc)
     else:
-        _in_process(args)
+        _in_process(stage, "--resume" in args, run_job)
 
 
 def run_stages(

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt, emit_summary
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt
 
 
 @app.command("audit")
@@ -24,14 +24,10 @@ def audit(
     as_json: bool = JsonOpt,
 ) -> None:
     """Find every synthetic sample's nearest training items (NCC, SSIM, embedding) and flag near-copies."""
-    from ..core.config import load_config, parse_overrides
-    from ..privacy.config import AuditConfig
-    from ..privacy.report import write_audit
+    from ..core.config import parse_overrides
+    from ..stages.release import AuditJob
+    from .stages import show_stage
 
-    cfg = load_config(AuditConfig, config, overrides={**parse_overrides(overrides or []), "holdout": holdout,
-                                                      "quantile": quantile})
-    summary = write_audit(train, str(synthetic), str(out), config=cfg,
-                          encoder=None if encoder is None else str(encoder), overwrite=overwrite)
-    if not as_json:
-        summary.pop("flagged_indices", None)
-    emit_summary(summary, as_json=as_json, title="audit")
+    show_stage("audit", AuditJob(train=train, synthetic=synthetic, out=out, holdout=holdout, encoder=encoder,
+                                 quantile=quantile, config=config, overrides=parse_overrides(overrides or []),
+                                 overwrite=overwrite), as_json=as_json)

@@ -45,15 +45,6 @@ def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
         yield progress
 
 
-def load_stage_config(model: Any, config: Path | None, overrides: list[str] | None, **flags: Any) -> Any:
-    """A stage's config: YAML file, then ``--set`` overrides, then the command's own flags (unset ones skipped)."""
-    from ..core.config import load_config, parse_overrides
-
-    values = parse_overrides(overrides or [])
-    values.update({key: value for key, value in flags.items() if value is not None})
-    return load_config(model, config, overrides=values)
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)

@@ -21,7 +21,16 @@ def demo(
     → downstream gain → audit → release → reader study, with one report.html."""
     from ..demo import run_demo
 
-    emit_summary(run_demo(out, quick=quick, dims=dims, on_stage=announce_stage("demo")), as_json=as_json, title="demo")
+    emit_summary(run_demo(out, quick=quick, dims=dims, run_command=run_shown, on_stage=announce_stage("demo")),
+                 as_json=as_json, title="demo")
+
+
+def run_shown(stage, args) -> None:
+    """Run a pipeline stage with the progress display and summary its own command shows."""
+    from ..pipeline import run_stage
+    from .stages import show_stage
+
+    run_stage(stage, args, run_job=show_stage)
 
 
 def announce_stage(what: str):

@@ -8,16 +8,7 @@ import typer
 
 from ..core.errors import UserError
 from . import app
-from .common import (
-    ConfigOpt,
-    JsonOpt,
-    OverwriteOpt,
-    SeedOpt,
-    SetOpt,
-    emit_summary,
-    load_stage_config,
-    progress_bar,
-)
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt
 
 downstream_app = typer.Typer(
     invoke_without_command=True,
@@ -25,9 +16,6 @@ downstream_app = typer.Typer(
     help="Does synthetic data help a classifier? Protocols × label budgets × seeds, tested on real data.",
 )
 app.add_typer(downstream_app, name="downstream")
-
-QUICK_PRESET = "configs/downstream_quick.yaml"
-
 
 @downstream_app.callback()
 def downstream(
@@ -57,32 +45,13 @@ def downstream(
     if real is None or out is None:
         raise UserError("uterosynth downstream: --real PREPARED and --out DIR are required (see --help)")
 
-    from ..downstream.config import DownstreamConfig
-    from ..downstream.experiment import parse_synthetic_specs, run_downstream
+    from ..core.config import parse_overrides
+    from ..stages.downstream import DownstreamJob
+    from .stages import show_stage
 
-    if quick and config is not None:
-        raise UserError("--quick and --config both choose a preset; give one of them")
-    if quick:
-        config = _preset(QUICK_PRESET)
-    cfg = load_stage_config(DownstreamConfig, config, overrides, task=task, seed=seed)
-    sets = parse_synthetic_specs(synthetic)
-    with progress_bar() as bar:
-        job = bar.add_task("downstream", total=None)
-
-        def _progress(desc: str, done: int, total: int) -> None:
-            bar.update(job, completed=done, total=total, description=desc)
-
-        results = run_downstream(real, sets, cfg, out, overwrite=overwrite, progress=_progress)
-    low = min(results["budgets"])
-    headline = {
-        r["protocol"]: round(r["balanced_accuracy"]["mean"], 4)
-        for r in results["summary"] if r["budget"] == low and r["balanced_accuracy"]["mean"] is not None
-    }
-    emit_summary(
-        {"out": str(out), "task": results["task"], "runs": len(results["runs"]), "seconds": results["seconds"],
-         f"balanced_accuracy@{low:g}": headline},
-        as_json=as_json, title="downstream",
-    )
+    show_stage("downstream", DownstreamJob(real=real, synthetic=synthetic or [], task=task, out=out, quick=quick,
+                                           config=config, seed=seed, overrides=parse_overrides(overrides or []),
+                                           overwrite=overwrite), as_json=as_json)
 
 
 @downstream_app.command("train-classifier")
@@ -97,24 +66,10 @@ def train_classifier_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train and freeze the judge classifier (TorchScript) used by evaluation and acceptance checks."""
-    from ..downstream.config import JudgeConfig
-    from ..downstream.judge import train_judge
+    from ..core.config import parse_overrides
+    from ..stages.downstream import JudgeJob
+    from .stages import show_stage
 
-    cfg = load_stage_config(JudgeConfig, config, overrides, task=task, seed=seed)
-    meta = train_judge(data, cfg, out, overwrite=overwrite)
-    emit_summary(
-        {"out": str(out), "task": meta["task"], "classes": meta["classes"],
-         "val_balanced_accuracy": round(meta["val_balanced_accuracy"], 4),
-         "test_accuracy": round(meta["test_accuracy"], 4), "sha256": meta["sha256"]},
-        as_json=as_json, title="train-classifier",
-    )
-
-
-def _preset(relative: str) -> Path:
-    """A preset: ``relative`` under the working folder if present there, else the one shipped with uterosynth."""
-    from ..pipeline import PRESETS
-
-    for path in (Path.cwd() / relative, PRESETS / Path(relative).name):
-        if path.is_file():
-            return path
-    raise UserError(f"{relative}: preset not found; pass --config")
+    show_stage("downstream train-classifier", JudgeJob(data=data, task=task, out=out, config=config, seed=seed,
+                                                       overrides=parse_overrides(overrides or []),
+                                                       overwrite=overwrite), as_json=as_json)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import JsonOpt, OverwriteOpt, emit_summary, progress_bar
+from .common import JsonOpt, OverwriteOpt
 
 
 @app.command("encode")
@@ -21,12 +21,8 @@ def encode(
     as_json: bool = JsonOpt,
 ) -> None:
     """Encode every item to latent μ and σ, and fix the latent scale factor (1/std over training latents)."""
-    from ..models.latent import encode_dataset
+    from ..stages.training import EncodeJob
+    from .stages import show_stage
 
-    with progress_bar(transient=True) as progress:
-        task = progress.add_task("encode", total=None)
-        summary = encode_dataset(
-            model, data, out, batch_size=batch_size, device=device, overwrite=overwrite,
-            on_batch=lambda done, total: progress.update(task, completed=done, total=total),
-        )
-    emit_summary(summary, as_json=as_json, title="encode")
+    show_stage("encode", EncodeJob(model=model, data=data, out=out, batch_size=batch_size, device=device,
+                                   overwrite=overwrite), as_json=as_json)

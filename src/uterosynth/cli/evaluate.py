@@ -7,36 +7,13 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import (
-    ConfigOpt,
-    JsonOpt,
-    OverwriteOpt,
-    SeedOpt,
-    SetOpt,
-    emit_summary,
-    err_console,
-    load_stage_config,
-    progress_bar,
-)
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt
 
 evaluate_app = typer.Typer(
     help="Evaluate synthetic sets against real data (FID/KID/PRDC/FRD/MS-SSIM/LPIPS/fidelity with 95 % CIs).",
     add_completion=False,
 )
 app.add_typer(evaluate_app, name="evaluate")
-
-
-def _parse_baselines(items: list[str] | None) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise typer.BadParameter(f"'{item}': expected NAME=DIR, e.g. --baseline reconstruction=runs/recon",
-                                     param_hint="--baseline")
-        if name in out:
-            raise typer.BadParameter(f"'{name}' given twice", param_hint="--baseline")
-        out[name] = Path(path)
-    return out
 
 
 @evaluate_app.callback(invoke_without_command=True)
@@ -62,22 +39,14 @@ def evaluate(
         return
     if real is None or out is None:
         raise typer.BadParameter("--real and --out are required (see 'uterosynth evaluate --help')")
-    from ..evaluation.config import EvaluationConfig
-    from ..evaluation.runner import evaluate as run
+    from ..core.config import parse_overrides
+    from ..stages.evaluation import EvaluateJob
+    from .stages import show_stage
 
-    flags = {"seed": seed, "extractor.path": extractor, "extractor.kind": extractor_kind,
-             "classifier.path": classifier, "lpips.weights": lpips_weights}
-    cfg = load_stage_config(EvaluationConfig, config, set_, **{k: str(v) if isinstance(v, Path) else v
-                                                               for k, v in flags.items()})
-    metrics = run(real, synthetic, out, cfg, baselines=_parse_baselines(baseline), downstream=downstream,
-                  overwrite=overwrite,
-                  log=lambda line: err_console.print(f"[dim]{line}[/]"))
-    summary = {"out": str(out), "extractor": metrics["extractor"]["name"], "warnings": len(metrics["warnings"])}
-    for name, s in metrics["sets"].items():
-        for key in ("fid", "fid_2.5d", "kid", "frd", "conditioning_fidelity"):
-            if key in s["metrics"]:
-                summary[f"{name}.{key}"] = s["metrics"][key]["value"]
-    emit_summary(summary, as_json=json_, title="evaluation")
+    show_stage("evaluate", EvaluateJob(real=real, synthetic=synthetic, baseline=baseline or [], out=out,
+                                       extractor=extractor, extractor_kind=extractor_kind, classifier=classifier,
+                                       lpips_weights=lpips_weights, downstream=downstream, config=config, seed=seed,
+                                       overrides=parse_overrides(set_ or []), overwrite=overwrite), as_json=json_)
 
 
 @evaluate_app.command("baselines")
@@ -94,13 +63,12 @@ def baselines(
     json_: bool = JsonOpt,
 ) -> None:
     """Write the autoencoder baselines: reconstructions of the real split and decoded prior samples."""
-    from ..evaluation.baselines import make_baselines
+    from ..stages.evaluation import BaselinesJob
+    from .stages import show_stage
 
-    made = make_baselines(autoencoder, real, out, n_prior=n_prior, seed=seed or 0, device=device, overwrite=overwrite,
-                          prior_by=prior_by or ())
-    emit_summary({"out": str(out), **{name: str(path) for name, path in made.items()},
-                  "use": " ".join(f"--baseline {name}={path}" for name, path in made.items())},
-                 as_json=json_, title="baselines")
+    show_stage("evaluate baselines", BaselinesJob(autoencoder=autoencoder, real=real, out=out, n_prior=n_prior,
+                                                  prior_by=prior_by or [], device=device, seed=seed,
+                                                  overwrite=overwrite), as_json=json_)
 
 
 @evaluate_app.command("train-encoder")
@@ -114,14 +82,10 @@ def train_encoder(
     json_: bool = JsonOpt,
 ) -> None:
     """Train the in-domain feature encoder (SimCLR) on real training data and freeze it."""
-    from ..evaluation.config import EncoderTrainConfig
-    from ..evaluation.contrastive import train_encoder as train
+    from ..core.config import parse_overrides
+    from ..stages.evaluation import EncoderJob
+    from .stages import show_stage
 
-    cfg = load_stage_config(EncoderTrainConfig, config, set_, seed=seed)
-    with progress_bar() as progress:
-        task = progress.add_task("train encoder", total=cfg.epochs)
-        info = train(data, out, cfg, overwrite=overwrite,
-                     progress=lambda epoch, loss: progress.update(task, completed=epoch, description=f"loss {loss:.3f}"))
-    emit_summary({"out": str(out), "name": info["name"], "sha256": info["sha256"], "feature_dim": info["feature_dim"],
-                  "images": info["data"]["images"], "final_loss": info["training"]["final_loss"]},
-                 as_json=json_, title="encoder")
+    show_stage("evaluate train-encoder", EncoderJob(data=data, out=out, config=config, seed=seed,
+                                                    overrides=parse_overrides(set_ or []), overwrite=overwrite),
+               as_json=json_)

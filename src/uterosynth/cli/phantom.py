@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt, emit_summary, load_stage_config, progress_bar
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt
 
 
 @app.command("phantom")
@@ -23,23 +23,10 @@ def phantom(
     as_json: bool = JsonOpt,
 ) -> None:
     """Generate a labelled female-pelvis phantom cohort (sagittal T2, four orientation classes)."""
-    from ..phantom import PhantomConfig, write_cohort
+    from ..core.config import parse_overrides
+    from ..stages.data import PhantomJob
+    from .stages import show_stage
 
-    cfg = load_stage_config(PhantomConfig, config, overrides, subjects=subjects, seed=seed, workers=workers)
-    with progress_bar(transient=True) as bar:
-        task = bar.add_task("phantom", total=cfg.subjects)
-        summary = write_cohort(cfg, out, overwrite=overwrite, preview=preview,
-                               progress=lambda n: bar.advance(task, n))
-    emit_summary(
-        {
-            "out": summary.out,
-            "subjects": summary.subjects,
-            "seconds": round(summary.seconds, 2),
-            "subjects_per_second": round(summary.subjects / max(summary.seconds, 1e-9), 3),
-            "classes": summary.class_counts,
-            "field_strengths": summary.field_counts,
-            "preview": summary.preview,
-        },
-        as_json=as_json,
-        title="phantom cohort",
-    )
+    show_stage("phantom", PhantomJob(out=out, subjects=subjects, seed=seed, config=config, preview=preview,
+                                     workers=workers, overrides=parse_overrides(overrides or []), overwrite=overwrite),
+               as_json=as_json)

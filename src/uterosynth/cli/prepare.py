@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, emit_summary, progress_bar
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt
 
 
 class Source(str, Enum):
@@ -33,24 +33,11 @@ def prepare(
     as_json: bool = JsonOpt,
 ) -> None:
     """Read, check and preprocess scans into items + manifest.csv + dataset.json (splits by subject)."""
-    from ..core.config import load_config, parse_overrides
-    from ..data.config import PrepareConfig
-    from ..data.prepare import prepare_dataset
+    from ..core.config import parse_overrides
+    from ..stages.data import PrepareJob
+    from .stages import show_stage
 
-    overrides = parse_overrides(set_ or [])
-    overrides.update({"seed": seed, "workers": workers})
-    cfg = load_config(PrepareConfig, config, overrides=overrides)
-    with progress_bar(transient=True) as progress:
-        task = progress.add_task("prepare", total=None)
-        result = prepare_dataset(
-            source.value,
-            input,
-            out,
-            cfg,
-            labels=labels,
-            skip_bad=skip_bad,
-            overwrite=overwrite,
-            on_start=lambda n: progress.update(task, total=n),
-            on_subject=lambda subject: progress.update(task, advance=1, description=f"prepare {subject}"),
-        )
-    emit_summary(result.summary(), as_json=as_json, title="prepared dataset")
+    show_stage("prepare", PrepareJob(source=source.value, input=input, out=out, labels=labels, config=config,
+                                     seed=seed, workers=workers, skip_bad=skip_bad,
+                                     overrides=parse_overrides(set_ or []), overwrite=overwrite),
+               as_json=as_json)

@@ -7,17 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import (
-    ConfigOpt,
-    JsonOpt,
-    OverwriteOpt,
-    SeedOpt,
-    SetOpt,
-    console,
-    emit_summary,
-    err_console,
-    progress_bar,
-)
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, err_console
 
 reader_app = typer.Typer(
     help="Blinded reader study: experts tell real from synthetic images and rate realism.",
@@ -46,34 +36,14 @@ def create(
     as_json: bool = JsonOpt,
 ) -> None:
     """Build a balanced, randomised, blinded study and print one secret link per rater."""
-    from ..core.config import load_config, parse_overrides
-    from ..reader_study.config import StudyConfig
-    from ..reader_study.create import create_study
+    from ..core.config import parse_overrides
+    from ..stages.release import StudyJob
+    from .stages import show_stage
 
-    flags = {
-        "per_source": per_source, "seed": seed, "size": size, "base_url": base_url, "title": title,
-        "raters": [r.strip() for r in raters.split(",")] if raters is not None else None,
-        "class_by": (
-            None if class_by is None
-            else [] if class_by.strip().lower() == "none"
-            else [c.strip() for c in class_by.split(",") if c.strip()]
-        ),
-    }
-    cfg = load_config(StudyConfig, config, overrides={**parse_overrides(overrides or []), **flags})
-    with progress_bar(transient=True) as progress:
-        task = progress.add_task("rendering", total=None)
-        made = create_study(real, synthetic, out, cfg, overwrite=overwrite,
-                            on_item=lambda done, total: progress.update(task, completed=done, total=total))
-    summary = {"study": str(made.root), "items": made.n_items, "per_class": made.classes,
-               "links": made.links, "admin_token": made.admin_token}
-    if as_json:
-        emit_summary(summary, as_json=True)
-        return
-    console.print(f"[bold]study[/] {made.root}: {made.n_items} images, {len(made.links)} raters")
-    console.print("Secret links (shown only now; only their hashes are stored):")
-    for name, link in made.links.items():
-        console.print(f"  {name}: {link}", soft_wrap=True, highlight=False)
-    console.print(f"Admin token: {made.admin_token}", soft_wrap=True, highlight=False)
+    show_stage("reader-study create", StudyJob(real=real, synthetic=synthetic, per_source=per_source, raters=raters,
+                                               out=out, size=size, class_by=class_by, base_url=base_url, title=title,
+                                               config=config, seed=seed, overrides=parse_overrides(overrides or []),
+                                               overwrite=overwrite), as_json=as_json)
 
 
 @reader_app.command("serve")
@@ -110,10 +80,8 @@ def analyze(
     as_json: bool = JsonOpt,
 ) -> None:
     """Accuracy, sensitivity, specificity, AUC, binomial test, κ, realism U-test, per class."""
-    from ..reader_study.report import run_analysis
+    from ..stages.release import AnalyzeJob
+    from .stages import show_stage
 
-    res = run_analysis(study, out, db_url=db_url, overwrite=overwrite)
-    pooled = res.results["pooled"]
-    emit_summary({"out": str(res.out), "answers": res.results["n_answers"], "accuracy": pooled["accuracy"],
-                  "auc": pooled["auc"], "binomial_p": pooled["binomial_p"],
-                  "kappa": res.results["agreement"]["kappa"]}, as_json=as_json, title="reader study")
+    show_stage("reader-study analyze", AnalyzeJob(study=study, out=out, db_url=db_url, overwrite=overwrite),
+               as_json=as_json)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import JsonOpt, OverwriteOpt, emit_summary
+from .common import JsonOpt, OverwriteOpt
 
 LicenceOpt = typer.Option("CC-BY-4.0", "--licence", help="Licence written into the datasheet / model card.")
 NoAuditOpt = typer.Option(False, "--no-audit", help="Release without an audit (stated loudly in the datasheet).")
@@ -28,11 +28,12 @@ def release(
     as_json: bool = JsonOpt,
 ) -> None:
     """Release the audited synthetic samples as NIfTI, PNG (and DICOM) with metadata.csv, DATASHEET.md, SHA256SUMS."""
-    from ..release.release import release_dataset
+    from ..stages.release import ReleaseJob
+    from .stages import show_stage
 
-    summary = release_dataset(synthetic, audit, out, no_audit=no_audit, dicom=dicom, dicom_reference=dicom_reference,
-                              licence=licence, overwrite=overwrite)
-    emit_summary(summary, as_json=as_json, title="release")
+    show_stage("release", ReleaseJob(synthetic=synthetic, out=out, audit=audit, no_audit=no_audit, dicom=dicom,
+                                     dicom_reference=dicom_reference, licence=licence, overwrite=overwrite),
+               as_json=as_json)
 
 
 @app.command("release-model")
@@ -47,8 +48,9 @@ def release_model(
     as_json: bool = JsonOpt,
 ) -> None:
     """Release a model checkpoint with MODEL_CARD.md (including its audit results) and SHA256SUMS."""
-    from ..release.release import release_model as _release_model
+    from ..stages.release import ReleaseModelJob
+    from .stages import show_stage
 
-    summary = _release_model(model, audit, out, no_audit=no_audit, licence=licence,
-                             include_train_state=include_train_state, overwrite=overwrite)
-    emit_summary(summary, as_json=as_json, title="release-model")
+    show_stage("release-model", ReleaseModelJob(model=model, out=out, audit=audit, no_audit=no_audit,
+                                                include_train_state=include_train_state, licence=licence,
+                                                overwrite=overwrite), as_json=as_json)

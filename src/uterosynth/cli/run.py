@@ -8,7 +8,7 @@ import typer
 
 from . import app
 from .common import JsonOpt, emit_summary
-from .demo import announce_stage
+from .demo import announce_stage, run_shown
 
 
 @app.command("run")
@@ -27,6 +27,7 @@ def run(
             launcher = f"torchrun --nproc_per_node={stage.nproc} -m " if stage.launcher == "torchrun" else ""
             typer.echo(f"{launcher}uterosynth {' '.join(stage.args)}")
         return
-    timings = run_stages(root, stages, title=f"uterosynth pipeline {pipeline.name}", on_stage=announce_stage("stage"))
+    timings = run_stages(root, stages, title=f"uterosynth pipeline {pipeline.name}", run_command=run_shown,
+                         on_stage=announce_stage("stage"))
     emit_summary({"out": str(root), "report": str(root / "report.html"), "stages": timings}, as_json=as_json,
                  title="pipeline")

@@ -7,61 +7,47 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import JsonOpt, OverwriteOpt, emit_summary, progress_bar
-
-
-def _parse_conditions(items: list[str] | None) -> dict[str, str]:
-    from ..core.errors import UserError
-
-    out: dict[str, str] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise UserError(f"--condition '{item}': expected NAME=VALUE, e.g. --condition orientation=AVAF")
-        out[name.strip()] = value.strip()
-    return out
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt
 
 
 @app.command()
 def sample(
     model: Path = typer.Option(..., "--model", "-m", help="Diffusion checkpoint or training run folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Synthetic set folder to write."),
+    config: Path | None = ConfigOpt,
+    overrides: list[str] | None = SetOpt,
     n: int = typer.Option(None, "--n", "-n", help="Number of items (all with the same --condition); use -n under torchrun."),
     per_class: int = typer.Option(None, "--per-class", help="Items per class, balanced over every class."),
     condition: list[str] = typer.Option(None, "--condition", help="NAME=VALUE, repeatable."),
     prompt: str = typer.Option(None, "--prompt", help="Text prompt (text-conditioned models)."),
     guidance: str = typer.Option(None, "--guidance", help="One scale (3.0) or per condition (orientation=4,field_strength=1.5)."),
-    sampler: str = typer.Option("dpmpp", "--sampler", help="ddpm | ddim | dpmpp | unipc | rflow."),
-    steps: int = typer.Option(20, "--steps", help="Sampling steps."),
-    spacing: str = typer.Option("trailing", "--spacing", help="Timestep spacing: trailing | leading | linspace."),
-    seed: int = typer.Option(0, "--seed", help="Run seed; item i always uses the same noise."),
-    batch_size: str = typer.Option("auto", "--batch-size", help="Items per batch, or auto."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the network."),
+    sampler: str = typer.Option(None, "--sampler", help="ddpm | ddim | dpmpp (default) | unipc | rflow."),
+    steps: int = typer.Option(None, "--steps", help="Sampling steps (default 20)."),
+    spacing: str = typer.Option(None, "--spacing", help="Timestep spacing: trailing (default) | leading | linspace."),
+    seed: int = typer.Option(None, "--seed", help="Run seed (default 0); item i always uses the same noise."),
+    batch_size: str = typer.Option(None, "--batch-size", help="Items per batch, or auto (default)."),
+    device: str = typer.Option(None, "--device", help="auto (default) | cpu | cuda."),
+    precision: str = typer.Option(None, "--precision", help="auto (default) | fp32 | bf16."),
+    compile: bool = typer.Option(None, "--compile", help="torch.compile the network."),
     decode_memory_mb: float = typer.Option(None, "--decode-memory-mb", help="Tile 3D latent decoding under this budget."),
     overwrite: bool = OverwriteOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Sample a synthetic set (NIfTI + PNG + metadata.jsonl) from a trained diffusion model."""
-    from ..core.config import validate_config
+    """Sample a synthetic set (NIfTI + PNG + metadata.jsonl) from a trained diffusion model.
+
+    --config is a YAML file of the sampling settings (seed, n, per_class, conditions, guidance,
+    sampler, runtime); --set and the other options override it."""
+    from ..core.config import parse_overrides
     from ..core.errors import UserError
-    from ..diffusion.guidance import parse_guidance
-    from ..sampling.generate import SampleConfig, generate
+    from ..stages.sampling import SampleJob
+    from .stages import show_stage
 
-    if batch_size != "auto" and not batch_size.isdigit():
+    if batch_size is not None and batch_size != "auto" and not batch_size.isdigit():
         raise UserError(f"--batch-size: expected a positive integer or 'auto', got '{batch_size}'")
-
-    cfg = validate_config(SampleConfig, {
-        "seed": seed, "n": n, "per_class": per_class, "conditions": _parse_conditions(condition), "prompt": prompt,
-        "guidance": parse_guidance(guidance) if guidance is not None else None,
-        "sampler": {"name": sampler, "steps": steps, "spacing": spacing},
-        "runtime": {"device": device, "precision": precision, "compile": compile,
-                    "batch_size": batch_size if batch_size == "auto" else int(batch_size)},
-        "decode_memory_mb": decode_memory_mb,
-    }, source="command line")
-    with progress_bar(transient=True) as progress:
-        task = progress.add_task("sample", total=None)
-        summary = generate(model, cfg, out, overwrite=overwrite,
-                           on_item=lambda done, total: progress.update(task, completed=done, total=total))
-    emit_summary(summary, as_json=as_json, title="sample")
+    job = SampleJob(
+        model=model, out=out, config=config, overrides=parse_overrides(overrides or []), n=n, per_class=per_class,
+        condition=condition or [], prompt=prompt, guidance=guidance, sampler=sampler, steps=steps, spacing=spacing,
+        seed=seed, batch_size=None if batch_size is None else batch_size if batch_size == "auto" else int(batch_size),
+        device=device, precision=precision, compile=compile or None, decode_memory_mb=decode_memory_mb,
+        overwrite=overwrite)
+    show_stage("sample", job, as_json=as_json)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, emit_summary, load_stage_config
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt
 
 train_app = typer.Typer(help="Train a model (autoencoder, diffusion) on a prepared dataset.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -29,10 +29,8 @@ def autoencoder(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train the KL autoencoder (2D or 3D); runs under torchrun for several processes."""
-    from ..training.autoencoder import AutoencoderTrainConfig, train_autoencoder
-
-    cfg = load_stage_config(AutoencoderTrainConfig, config, overrides, seed=seed)
-    _run(train_autoencoder, cfg, data, out, resume=resume, overwrite=overwrite, as_json=as_json, title="autoencoder")
+    _run("train autoencoder", data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
+         as_json=as_json)
 
 
 @train_app.command("diffusion")
@@ -47,22 +45,16 @@ def diffusion(
     as_json: bool = JsonOpt,
 ) -> None:
     """Train a diffusion model (pixel DDPM or latent LDM; 2D or 3D; conditions); runs under torchrun."""
-    from ..training.diffusion import DiffusionTrainConfig, train_diffusion
-
-    cfg = load_stage_config(DiffusionTrainConfig, config, overrides, seed=seed)
-    _run(train_diffusion, cfg, data, out, resume=resume, overwrite=overwrite, as_json=as_json, title="diffusion")
+    _run("train diffusion", data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
+         as_json=as_json)
 
 
-def _run(train, cfg, data: Path, out: Path, *, resume: bool, overwrite: bool, as_json: bool, title: str) -> None:
-    """Train on this process (or this torchrun rank); rank 0 writes ``summary.json`` (the mark
-    of a finished run) and prints the summary."""
-    from ..core.artifacts import provenance, write_json
-    from ..core.distributed import init_distributed, shutdown_distributed
+def _run(command: str, data: Path, out: Path, config: Path | None, overrides: list[str] | None, *,
+         seed: int | None, resume: bool, overwrite: bool, as_json: bool) -> None:
+    """Train on this process (or this torchrun rank); rank 0 prints the summary."""
+    from ..core.config import parse_overrides
+    from ..stages.training import TrainJob
+    from .stages import show_stage
 
-    try:
-        summary = train(cfg, data, out, resume=resume, overwrite=overwrite)
-        if init_distributed(cfg.train.device).is_main:
-            write_json(Path(out) / "summary.json", {**provenance(cfg.model_dump(mode="json"), cfg.seed), **summary})
-            emit_summary(summary, as_json=as_json, title=title)
-    finally:
-        shutdown_distributed()
+    show_stage(command, TrainJob(data=data, out=out, config=config, overrides=parse_overrides(overrides or []),
+                                 seed=seed, resume=resume, overwrite=overwrite), as_json=as_json)

@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..core.errors import UserError
+from ..core.config import split_assignment
+from ..core.errors import ConfigError, UserError
 from .conditions import Condition, ConditionVocabulary
 from .samplers import DenoiseFn
 
@@ -53,12 +54,10 @@ def parse_guidance(text: str) -> float | dict[str, float]:
         pass
     scales: dict[str, float] = {}
     for part in text.split(","):
-        name, sep, value = part.partition("=")
         try:
-            if not sep or not name.strip():
-                raise ValueError
-            scales[name.strip()] = float(value)
-        except ValueError as err:
+            name, value = split_assignment(part, what="guidance", expected="name=number", empty_value=True)
+            scales[name] = float(value)
+        except (ConfigError, ValueError) as err:
             raise UserError(
                 f"guidance '{text}': expected a number (3.0) or name=number pairs (orientation=4,field_strength=1.5)"
             ) from err

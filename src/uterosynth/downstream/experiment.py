@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..core.artifacts import atomic_output_dir, provenance, write_json
+from ..core.config import split_assignment
 from ..core.errors import UserError
+from ..data.downstream_results import PLOT_FILE, REPORT_FILE, RESULTS_FILE
 from ..data.manifest import PreparedDataset
 from .budgets import budget_subjects, check_classes_present, subject_labels, subject_order
 from .classifier import predict_logits, train_classifier
@@ -28,9 +30,6 @@ __all__ = ["parse_synthetic_specs", "run_downstream", "summarise", "RESULTS_FILE
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
-PLOT_FILE = "balanced_accuracy_vs_budget.png"
-REPORT_FILE = "report_section.html"
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -50,11 +49,11 @@ def parse_synthetic_specs(specs: Sequence[str] | None) -> dict[str, Path]:
             entry = entry.strip()
             if not entry:
                 raise UserError(f"--synthetic '{spec}': empty entry; give NAME=DIR or DIR")
-            name, sep, path = entry.partition("=")
-            if not sep:
-                name, path = Path(entry).name, entry
-            name = name.strip()
-            if not name or not path:
+            if "=" in entry:
+                name, path = split_assignment(entry, what="--synthetic", expected="NAME=DIR, e.g. diffusion=runs/samples")
+            else:
+                name, path = Path(entry).name.strip(), entry
+            if not name:
                 raise UserError(f"--synthetic '{entry}': expected NAME=DIR, e.g. diffusion=runs/samples")
             if not all(ch.isalnum() or ch in "_-." for ch in name):
                 raise UserError(f"--synthetic '{entry}': name '{name}' may hold letters, digits, '_', '-', '.' only")

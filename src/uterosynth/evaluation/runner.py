@@ -18,6 +18,7 @@ import torch
 
 from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
 from ..core.errors import DataError, UserError
+from ..data.downstream_results import read_downstream
 from ..data.manifest import parse_dataset_ref
 from ..models.extractor import FeatureExtractor
 from .classifier import ConditionClassifier, load_classifier
@@ -262,19 +263,12 @@ def _downstream_section(folder: Path) -> tuple[str, dict[str, Any]]:
     """The downstream experiment's HTML section and a summary of its gains over real only.
 
     Raises:
-        UserError: ``folder`` is not a finished ``uterosynth downstream`` output.
+        DataError: ``folder`` is not a finished ``uterosynth downstream`` output.
     """
-    import json
-
-    from ..downstream.experiment import REPORT_FILE, RESULTS_FILE
-
-    section, results = folder / REPORT_FILE, folder / RESULTS_FILE
-    for path in (section, results):
-        if not path.is_file():
-            raise UserError(f"{path}: not found (--downstream expects a 'uterosynth downstream' output folder)")
-    data = json.loads(results.read_text())
+    downstream = read_downstream(folder)
+    data = downstream.results
     gains = [{"protocol": r["protocol"], "budget": r["budget"],
               "balanced_accuracy": r["balanced_accuracy"]["mean"],
               "diff_vs_real": (r["diff_vs_real"] or {}).get("balanced_accuracy")}
              for r in data["summary"] if r.get("diff_vs_real")]
-    return section.read_text(), {"path": str(folder), "task": data["task"], "gains": gains}
+    return downstream.section_html, {"path": str(folder), "task": data["task"], "gains": gains}

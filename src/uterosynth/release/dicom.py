@@ -12,7 +12,7 @@ array axis 0 and the columns array axis 1, hence
 * ``ImagePositionPatient`` of slice ``k`` = LPS of ``affine @ (0, 0, k, 1)``.
 
 Intensities in ``[0, 1]`` are stored as 12-bit integers (``round(4095 x)``). Every dataset
-passes through :func:`uterosynth.privacy.deid.scrub_dataset` before it is written, so
+passes through :func:`uterosynth.data.deid.scrub_dataset` before it is written, so
 attributes copied from an optional reference series can never carry identifiers.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
-from ..privacy.deid import scrub_dataset
+from ..data.deid import scrub_dataset
 
 __all__ = ["REFERENCE_ATTRIBUTES", "LPS_FROM_RAS", "read_reference", "reformat", "sitk_affine", "write_dicom_series"]
 

@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from conftest import assert_no_identifiers, make_anatomy_dataset, make_anatomy_subject, make_synthetic_set
 from uterosynth.cli import main
-from uterosynth.privacy.deid import REMOVE_ATTRIBUTES, find_identifiers, scrub_dataset
+from uterosynth.data.deid import REMOVE_ATTRIBUTES, find_identifiers, scrub_dataset
 
 IDENTIFIERS = {
     "PatientName": "DOEXAMPLE^JANEQUINN",

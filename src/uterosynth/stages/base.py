@@ -1,0 +1,52 @@
+"""What every stage job shares: the job model base, list options, and the stage's own config.
+
+A stage *job* is one run of a stage: its inputs and output folder, the stage config file, its
+``overrides`` (dotted keys, as ``--set`` gives them) and the options the command line offers as
+flags. The command line and the pipeline runner both build a job and call the stage's ``run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, Field
+
+from ..core.config import StrictModel, load_config
+
+__all__ = ["PRESETS", "Job", "Many", "Overrides", "stage_config"]
+
+PRESETS = Path(__file__).resolve().parent.parent / "configs"
+"""The shipped presets (``configs/`` at the repository root links here)."""
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str | Path) else value
+
+
+Many = Annotated[list[str], BeforeValidator(_as_list)]
+"""An option that may be repeated (``--synthetic A --synthetic B``); one value is a list of one."""
+
+
+class Job(StrictModel):
+    """Base of every stage job: the output folder and whether it may be replaced."""
+
+    out: Path
+    overwrite: bool = False
+
+
+def stage_config(model: type[M], path: str | Path | None, overrides: Mapping[str, Any], **flags: Any) -> M:
+    """A stage's config: the YAML file, then ``overrides``, then the job's flags (``None``: not given).
+
+    Raises:
+        ConfigError: the file is missing or invalid, or a value does not fit the model.
+    """
+    values = dict(overrides)
+    values.update({key: value for key, value in flags.items() if value is not None})
+    return load_config(model, path, overrides=values)
+
+
+Overrides = Annotated[dict[str, Any], Field(default_factory=dict, description="dotted-key config overrides")]

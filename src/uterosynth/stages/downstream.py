@@ -1,0 +1,73 @@
+"""The downstream stages: ``downstream`` (the utility grid) and ``downstream train-classifier`` (the judge)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from ..core.errors import UserError
+from .base import PRESETS, Job, Many, Overrides, stage_config
+
+__all__ = ["QUICK_PRESET", "DownstreamJob", "JudgeJob", "run_downstream_grid", "run_judge"]
+
+QUICK_PRESET = "configs/downstream_quick.yaml"
+
+
+class DownstreamJob(Job):
+    """Protocols × label budgets × seeds on real data (``results.json`` marks it finished)."""
+
+    real: Path
+    synthetic: Many = Field(default_factory=list, description="NAME=DIR or DIR; comma-separated allowed")
+    task: str | None = None
+    quick: bool = False
+    config: Path | None = None
+    seed: int | None = None
+    overrides: Overrides
+
+
+def _preset(relative: str) -> Path:
+    """A preset: ``relative`` under the working folder if present there, else the one shipped with uterosynth."""
+    for path in (Path.cwd() / relative, PRESETS / Path(relative).name):
+        if path.is_file():
+            return path
+    raise UserError(f"{relative}: preset not found; pass --config")
+
+
+def run_downstream_grid(job: DownstreamJob, *,
+                        progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Run the grid; returns ``results.json``'s content.
+
+    Raises:
+        UserError: ``quick`` and ``config`` both given, or a synthetic set is malformed.
+    """
+    from ..downstream.config import DownstreamConfig
+    from ..downstream.experiment import parse_synthetic_specs, run_downstream
+
+    if job.quick and job.config is not None:
+        raise UserError("--quick and --config both choose a preset; give one of them")
+    config = _preset(QUICK_PRESET) if job.quick else job.config
+    cfg = stage_config(DownstreamConfig, config, job.overrides, task=job.task, seed=job.seed)
+    sets = parse_synthetic_specs(job.synthetic)
+    return run_downstream(job.real, sets, cfg, job.out, overwrite=job.overwrite, progress=progress)
+
+
+class JudgeJob(Job):
+    """The frozen judge classifier (``classifier.json`` marks it finished)."""
+
+    data: Path
+    task: str | None = None
+    config: Path | None = None
+    seed: int | None = None
+    overrides: Overrides
+
+
+def run_judge(job: JudgeJob) -> dict[str, Any]:
+    """Train, test and freeze the judge; returns ``classifier.json``'s content."""
+    from ..downstream.config import JudgeConfig
+    from ..downstream.judge import train_judge
+
+    cfg = stage_config(JudgeConfig, job.config, job.overrides, task=job.task, seed=job.seed)
+    return train_judge(job.data, cfg, job.out, overwrite=job.overwrite)

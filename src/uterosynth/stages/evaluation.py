@@ -1,0 +1,103 @@
+"""The evaluation stages: ``evaluate``, ``evaluate baselines`` and ``evaluate train-encoder``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from .base import Job, Many, Overrides, stage_config
+
+__all__ = ["BaselinesJob", "EncoderJob", "EvaluateJob", "parse_baselines", "run_baselines", "run_encoder",
+           "run_evaluate"]
+
+
+class EvaluateJob(Job):
+    """Every metric of a synthetic set and its baselines against real data (``report.html`` marks it finished)."""
+
+    real: str
+    synthetic: Path | None = None
+    baseline: Many = Field(default_factory=list, description="NAME=DIR")
+    extractor: Path | None = None
+    extractor_kind: str | None = None
+    classifier: Path | None = None
+    lpips_weights: Path | None = None
+    downstream: Path | None = None
+    config: Path | None = None
+    seed: int | None = None
+    overrides: Overrides
+
+
+def parse_baselines(items: list[str]) -> dict[str, Path]:
+    """``NAME=DIR`` baselines by name.
+
+    Raises:
+        ConfigError: an item is not ``NAME=DIR`` or a name is given twice.
+    """
+    from ..core.config import split_assignment
+    from ..core.errors import ConfigError
+
+    out: dict[str, Path] = {}
+    for item in items:
+        name, path = split_assignment(item, what="--baseline",
+                                      expected="NAME=DIR, e.g. --baseline reconstruction=runs/recon")
+        if name in out:
+            raise ConfigError(f"--baseline: '{name}' given twice; give every baseline its own name")
+        out[name] = Path(path)
+    return out
+
+
+def run_evaluate(job: EvaluateJob, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Evaluate; returns ``metrics.json``'s content."""
+    from ..evaluation.config import EvaluationConfig
+    from ..evaluation.runner import evaluate
+
+    flags = {"seed": job.seed, "extractor.path": job.extractor, "extractor.kind": job.extractor_kind,
+             "classifier.path": job.classifier, "lpips.weights": job.lpips_weights}
+    cfg = stage_config(EvaluationConfig, job.config, job.overrides,
+                       **{k: str(v) if isinstance(v, Path) else v for k, v in flags.items()})
+    kwargs = {} if log is None else {"log": log}
+    return evaluate(job.real, job.synthetic, job.out, cfg, baselines=parse_baselines(job.baseline),
+                    downstream=job.downstream, overwrite=job.overwrite, **kwargs)
+
+
+class BaselinesJob(Job):
+    """Autoencoder baselines: reconstructions, prior and class-prior samples."""
+
+    autoencoder: Path
+    real: str
+    n_prior: int | None = None
+    prior_by: Many = Field(default_factory=list)
+    device: str = "cpu"
+    seed: int | None = None
+
+
+def run_baselines(job: BaselinesJob) -> dict[str, Path]:
+    """Write the baseline synthetic sets; returns their folders by name."""
+    from ..evaluation.baselines import make_baselines
+
+    return make_baselines(job.autoencoder, job.real, job.out, n_prior=job.n_prior, seed=job.seed or 0,
+                          device=job.device, overwrite=job.overwrite, prior_by=job.prior_by or ())
+
+
+class EncoderJob(Job):
+    """The in-domain feature encoder (``encoder.json`` marks it finished)."""
+
+    data: str
+    config: Path | None = None
+    seed: int | None = None
+    overrides: Overrides
+
+
+def run_encoder(job: EncoderJob, *, on_start: Callable[[int], None] | None = None,
+                progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Train and freeze the encoder; returns ``encoder.json``'s content."""
+    from ..evaluation.config import EncoderTrainConfig
+    from ..evaluation.contrastive import train_encoder
+
+    cfg = stage_config(EncoderTrainConfig, job.config, job.overrides, seed=job.seed)
+    if on_start is not None:
+        on_start(cfg.epochs)
+    return train_encoder(job.data, job.out, cfg, overwrite=job.overwrite, progress=progress)

@@ -1,0 +1,33 @@
+"""Which configuration model each shipped preset is read into (shared by the preset tests)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+def preset_model(name: str) -> type[BaseModel]:
+    """The pydantic model of the preset file ``name`` (e.g. ``ldm2d_demo.yaml``)."""
+    from uterosynth.data.config import PrepareConfig
+    from uterosynth.downstream.config import DownstreamConfig
+    from uterosynth.evaluation.config import EncoderTrainConfig, EvaluationConfig
+    from uterosynth.phantom import PhantomConfig
+    from uterosynth.pipeline import PipelineConfig
+    from uterosynth.privacy.config import AuditConfig
+    from uterosynth.reader_study.config import StudyConfig
+    from uterosynth.training.autoencoder import AutoencoderTrainConfig
+    from uterosynth.training.diffusion import DiffusionTrainConfig
+
+    by_prefix: list[tuple[str, type[BaseModel]]] = [
+        ("ae", AutoencoderTrainConfig), ("ddpm", DiffusionTrainConfig), ("ldm", DiffusionTrainConfig),
+        ("audit", AuditConfig), ("downstream", DownstreamConfig), ("encoder", EncoderTrainConfig),
+        ("evaluate", EvaluationConfig), ("phantom", PhantomConfig), ("pipeline", PipelineConfig),
+        ("prepare", PrepareConfig), ("reader_study", StudyConfig),
+    ]
+    for prefix, model in by_prefix:
+        if name.startswith(prefix):
+            return model
+    raise KeyError(f"{name}: no configuration model known for this preset")
+
+
+# What a preset needs on top to validate (the command line supplies it).
+PRESET_OVERRIDES: dict[str, dict] = {"reader_study.yaml": {"raters": ["reader1"]}}
