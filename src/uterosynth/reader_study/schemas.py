@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
 
 from .study import ASSIGNMENT_ID_PATTERN
+from .text import check_no_control
 
 __all__ = [
     "AssignmentId",
@@ -29,6 +30,8 @@ __all__ = [
 MAX_COMMENT = 2000
 AssignmentId = Annotated[str, StringConstraints(pattern=ASSIGNMENT_ID_PATTERN)]
 Score = Annotated[StrictInt, Field(ge=1, le=5)]
+Comment = Annotated[str, StringConstraints(max_length=MAX_COMMENT, strip_whitespace=True),
+                    AfterValidator(check_no_control)]
 
 
 class RatingCreate(BaseModel):
@@ -40,8 +43,8 @@ class RatingCreate(BaseModel):
     choice: Literal["real", "synthetic"]
     confidence: Score
     realism: Score
-    comment: Annotated[str, StringConstraints(max_length=MAX_COMMENT, strip_whitespace=True)] | None = None
-    seconds: Annotated[StrictFloat | StrictInt, Field(ge=0, le=86_400)] | None = None
+    comment: Comment | None = None
+    seconds: Annotated[StrictFloat | StrictInt, Field(ge=0, le=86_400, allow_inf_nan=False)] | None = None
 
 
 class RatingPublic(BaseModel):
