@@ -1,4 +1,4 @@
-"""``uterosynth reader-study create | serve | analyze``: the blinded expert reader study."""
+"""``uterosynth reader-study create | serve | analyze | revoke | check``: the blinded expert reader study."""
 
 from __future__ import annotations
 
@@ -117,3 +117,22 @@ def analyze(
     emit_summary({"out": str(res.out), "answers": res.results["n_answers"], "accuracy": pooled["accuracy"],
                   "auc": pooled["auc"], "binomial_p": pooled["binomial_p"],
                   "kappa": res.results["agreement"]["kappa"]}, as_json=as_json, title="reader study")
+
+
+@reader_app.command("revoke")
+def revoke(
+    study: Path = typer.Argument(..., help="Study folder made by 'reader-study create'."),
+    rater: str = typer.Argument(..., help="Name of the rater whose link is replaced."),
+    db_url: str = typer.Option(None, "--db-url", help="The database the server uses (default: STUDY/study.db)."),
+    base_url: str = typer.Option(None, "--base-url", help="Where the server is reachable (default: as created)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Replace a rater's secret link: the old one fails at once (no restart), the new one is printed."""
+    from ..reader_study.revoke import revoke_rater
+
+    res = revoke_rater(study, rater, db_url=db_url, base_url=base_url)
+    if as_json:
+        emit_summary({"rater": res.rater, "link": res.link}, as_json=True)
+        return
+    console.print(f"New secret link for {res.rater} (shown only now; the old link no longer works):")
+    console.print(f"  {res.link}", soft_wrap=True, highlight=False)
