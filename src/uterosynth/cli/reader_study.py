@@ -136,3 +136,30 @@ def revoke(
         return
     console.print(f"New secret link for {res.rater} (shown only now; the old link no longer works):")
     console.print(f"  {res.link}", soft_wrap=True, highlight=False)
+
+
+@reader_app.command("check")
+def check(
+    study: Path = typer.Argument(..., help="Study folder made by 'reader-study create'."),
+    out: Path = typer.Option(None, "--out", help="Where to write check.json (default: STUDY/check.json)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Leak audit: can a trivial rule on position, PNG size or image statistics tell the sources apart?"""
+    from rich.table import Table
+
+    from ..reader_study.check import check_study, write_check
+
+    res = check_study(study)
+    path = write_check(res, out or study / "check.json", study_dir=study)
+    if as_json:
+        emit_summary({"check": str(path), **res.to_dict()}, as_json=True)
+        return
+    table = Table(title=f"leak audit of {study} ({res.n_items} images, {res.n_raters} raters)", title_justify="left")
+    for column in ("rule", "accuracy (CV)", "95 % CI", "n", "fitted on all", "verdict"):
+        table.add_column(column)
+    for r in res.rules:
+        acc = "–" if r.accuracy is None else f"{r.accuracy:.3f}"
+        ci = "–" if r.ci95 is None else f"{r.ci95[0]:.3f}–{r.ci95[1]:.3f}"
+        table.add_row(r.rule, acc, ci, str(r.n), r.fitted, "[red]LEAKS[/]" if r.leaks else "[green]chance[/]")
+    console.print(table)
+    console.print(f"written {path}", highlight=False)

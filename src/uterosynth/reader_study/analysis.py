@@ -21,6 +21,7 @@ from scipy import stats
 
 __all__ = [
     "Answer",
+    "wilson_ci",
     "detection_metrics",
     "auc_from_scores",
     "cohen_kappa",
@@ -56,6 +57,16 @@ def auc_from_scores(positive: Sequence[float], negative: Sequence[float]) -> flo
     return float(u) / (len(positive) * len(negative))
 
 
+def wilson_ci(correct: int, n: int) -> tuple[float, float]:
+    """Wilson score 95 % interval of the proportion ``correct / n`` (Wilson 1927); ``n`` ≥ 1.
+
+    >>> [round(v, 3) for v in wilson_ci(8, 10)]
+    [0.49, 0.943]
+    """
+    ci = stats.binomtest(correct, n, p=0.5).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
@@ -76,10 +87,8 @@ def detection_metrics(answers: Sequence[Answer]) -> dict[str, Any]:
         "binomial_p": None,
     }
     if n:
-        test = stats.binomtest(correct, n, p=0.5, alternative="two-sided")
-        ci = test.proportion_ci(confidence_level=0.95, method="wilson")
-        out["binomial_p"] = float(test.pvalue)
-        out["accuracy_ci95"] = [float(ci.low), float(ci.high)]
+        out["binomial_p"] = float(stats.binomtest(correct, n, p=0.5, alternative="two-sided").pvalue)
+        out["accuracy_ci95"] = list(wilson_ci(correct, n))
     return out
 
 
