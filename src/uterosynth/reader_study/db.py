@@ -7,7 +7,7 @@ queue instead of failing; ``postgresql://`` URLs use the psycopg 3 driver.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -92,6 +92,7 @@ def init_db(engine: Engine, study: StudyFolder) -> None:
     for attempt in range(3):
         try:
             Base.metadata.create_all(engine)
+            _add_new_columns(engine)
             break
         except OperationalError as err:
             raise DataError(
@@ -118,6 +119,22 @@ def init_db(engine: Engine, study: StudyFolder) -> None:
                 f"but {study.root}/study.json lists {len(study.raters)}"
             )
         _sync_tokens(session, study)
+
+
+def _add_new_columns(engine: Engine) -> None:
+    """Add nullable columns introduced after a database was created (e.g. ``rs_rating.display``).
+
+    ``create_all`` makes missing tables only; an older study database lacks later columns.
+    Only nullable columns are ever added, so old rows stay valid (NULL).
+    """
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _sync_tokens(session: Session, study: StudyFolder) -> None:

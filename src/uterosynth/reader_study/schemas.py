@@ -15,6 +15,8 @@ from .text import check_no_control
 
 __all__ = [
     "AssignmentId",
+    "DisplaySettings",
+    "DEFAULT_DISPLAY",
     "RatingCreate",
     "RatingPublic",
     "AssignmentPublic",
@@ -34,6 +36,29 @@ Comment = Annotated[str, StringConstraints(max_length=MAX_COMMENT, strip_whitesp
                     AfterValidator(check_no_control)]
 
 
+Finite = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
+
+
+class DisplaySettings(BaseModel):
+    """How the rater looked at the image when answering (the viewer's state at submission).
+
+    The window maps grey levels ``center ± width / 2`` of the served 8-bit image to black–white
+    (the default, 127.5 / 255, shows it as rendered); ``zoom`` is a magnification and
+    ``pan_x``/``pan_y`` a shift in screen pixels.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_center: Annotated[Finite, Field(ge=-255, le=510)]
+    window_width: Annotated[Finite, Field(ge=1, le=1020)]
+    zoom: Annotated[Finite, Field(ge=0.1, le=32)]
+    pan_x: Annotated[Finite, Field(ge=-100_000, le=100_000)] = 0
+    pan_y: Annotated[Finite, Field(ge=-100_000, le=100_000)] = 0
+
+
+DEFAULT_DISPLAY = DisplaySettings(window_center=127.5, window_width=255, zoom=1)
+
+
 class RatingCreate(BaseModel):
     """A rater's answer for one of their assignments."""
 
@@ -44,7 +69,8 @@ class RatingCreate(BaseModel):
     confidence: Score
     realism: Score
     comment: Comment | None = None
-    seconds: Annotated[StrictFloat | StrictInt, Field(ge=0, le=86_400, allow_inf_nan=False)] | None = None
+    seconds: Annotated[Finite, Field(ge=0, le=86_400)] | None = None
+    display: DisplaySettings | None = None
 
 
 class RatingPublic(BaseModel):
@@ -118,6 +144,7 @@ class ExportRow(BaseModel):
     realism: int
     comment: str | None
     seconds: float | None
+    display: dict[str, float] | None
     created_at: dt.datetime
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -36,9 +37,13 @@ def check_no_control(text: str) -> str:
 def safe_cell(value: object) -> object:
     """A CSV cell a spreadsheet shows as text: control characters removed, formulas defused.
 
+    Dicts and lists (e.g. display settings) become JSON text first.
+
     >>> safe_cell("x;=1+1"), safe_cell("=SUM(A1)"), safe_cell("a\\x00b"), safe_cell(3)
     ("x;'=1+1", "'=SUM(A1)", 'ab', 3)
     """
+    if isinstance(value, dict | list):
+        value = json.dumps(value, sort_keys=True)
     if not isinstance(value, str):
         return value
     return _FORMULA.sub(r"\1\2'\3", _EXPORT_CONTROL.sub("", value))

@@ -62,7 +62,7 @@ def export_rows(session: SessionDep, study_id: str) -> list[ExportRow]:
         ExportRow(rater=rater.name, position=a.position, assignment_id=a.id, item_id=item.id,
                   source=item.source, class_label=item.class_label, origin=item.origin, choice=r.choice,
                   correct=r.choice == item.source, confidence=r.confidence, realism=r.realism,
-                  comment=r.comment, seconds=r.seconds, created_at=r.created_at)
+                  comment=r.comment, seconds=r.seconds, display=r.display, created_at=r.created_at)
         for r, a, item, rater in session.execute(q).all()
     ]
 

@@ -88,6 +88,7 @@ def create_rating(body: RatingCreate, session: SessionDep, rater: CurrentRater) 
         assignment_id=a.id, rater_id=rater.id, item_id=a.item_id, choice=body.choice,
         confidence=body.confidence, realism=body.realism, comment=body.comment or None,
         seconds=float(body.seconds) if body.seconds is not None else None,
+        display=body.display.model_dump() if body.display is not None else None,
     )
     session.add(rating)
     try:
