@@ -71,11 +71,12 @@ class Study:
 
 
 def build_study(tmp: Path, *, dims: int = 2, per_source: int = 4, raters: list[str] | None = None,
-                class_by: list[str] | None = None, seed: int = 0) -> Study:
+                class_by: list[str] | None = None, seed: int = 0, subjects: int = 8,
+                n_synthetic: int = 8) -> Study:
     shape = (24, 24) if dims == 2 else (12, 12, 4)
-    real = make_prepared_dataset(tmp / f"real{dims}", dims=dims, shape=shape, subjects=8,
+    real = make_prepared_dataset(tmp / f"real{dims}", dims=dims, shape=shape, subjects=subjects,
                                  items_per_subject=2 if dims == 2 else 1)
-    syn = make_synthetic_set(tmp / f"syn{dims}", dims=dims, shape=shape, n=8)
+    syn = make_synthetic_set(tmp / f"syn{dims}", dims=dims, shape=shape, n=n_synthetic)
     cfg = StudyConfig(per_source=per_source, raters=raters or ["alice", "bob"], size=32, seed=seed,
                       class_by=class_by)
     made = create_study(real, syn, tmp / f"study{dims}", cfg)

@@ -120,6 +120,8 @@ def test_analyze_cli_writes_results_and_report(tmp_path):
             for k, item in enumerate(c.get("/api/rater/items", headers=h).json()):
                 body = {"assignment_id": item["id"], "choice": "synthetic" if (k + len(name)) % 2 else "real",
                         "confidence": 1 + k % 5, "realism": 1 + (k * 3) % 5}
+                if name == "alice":  # alice zooms every image 2x
+                    body["display"] = {"window_center": 127.5, "window_width": 255, "zoom": 2}
                 assert c.post("/api/rater/ratings", json=body, headers=h).status_code == 201
     app.state.engine.dispose()
     out = tmp_path / "analysis"
@@ -130,8 +132,11 @@ def test_analyze_cli_writes_results_and_report(tmp_path):
     assert set(results["per_rater"]) == {"alice", "bob", "carol"}
     assert all(results["per_rater"][r]["n"] == 8 for r in results["per_rater"])
     assert len(results["per_class"]) == 4 and results["realism"]["pooled"]["p"] is not None
+    display = results["display"]
+    assert display["per_rater"]["alice"]["zoomed"] == 1.0 and display["per_rater"]["alice"]["window_changed"] == 0.0
+    assert display["per_rater"]["bob"]["n_without"] == 8 and display["pooled"]["n_with"] == 8
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and "Fleiss" in html and "http://" not in html
+    assert "Viewer use" in html and html.count("data:image/png;base64,") == 3 and "Fleiss" in html and "http://" not in html
     # a second run into the same folder needs --overwrite
     assert run_cli(["reader-study", "analyze", str(study.root), "--db-url", db, "--out", str(out)]) == 2
 

@@ -58,7 +58,7 @@ def test_pages_are_served_without_secrets(client, path):
     assert res.headers["x-content-type-options"] == "nosniff" and res.headers["referrer-policy"] == "no-referrer"
 
 
-@pytest.mark.parametrize("asset", ["app.css", "common.js", "rate.js", "admin.js"])
+@pytest.mark.parametrize("asset", ["app.css", "common.js", "viewer.js", "rate.js", "admin.js"])
 def test_static_assets(client, asset):
     res = client.get(f"/static/{asset}")
     assert res.status_code == 200 and len(res.content) > 200

@@ -32,6 +32,24 @@ def _stored(app, rater: str) -> list[tuple]:
     return [tuple(r) for r in rows]
 
 
+def _displays(app, rater: str) -> list:
+    with Session(app.state.engine) as s:
+        return list(s.scalars(
+            select(models.Rating.display).join(models.Assignment, models.Rating.assignment_id == models.Assignment.id)
+            .join(models.Rater, models.Rater.id == models.Rating.rater_id)
+            .where(models.Rater.name == rater).order_by(models.Assignment.position)))
+
+
+# JS: the canvas pixel and the served PNG's pixel at the image centre
+_PIXELS = """() => {
+  const img = document.getElementById('image'), c = document.getElementById('canvas');
+  const off = document.createElement('canvas'); off.width = img.naturalWidth; off.height = img.naturalHeight;
+  const o = off.getContext('2d'); o.drawImage(img, 0, 0);
+  const x = img.naturalWidth >> 1, y = img.naturalHeight >> 1;
+  return [o.getImageData(x, y, 1, 1).data[0], c.getContext('2d').getImageData(x, y, 1, 1).data[0]];
+}"""
+
+
 def _shot(page, tmp_path: Path, name: str) -> Path:
     path = tmp_path / name
     page.screenshot(path=str(path))
@@ -56,10 +74,23 @@ def test_rate_with_keyboard_resume_and_admin(tmp_path, chromium):  # noqa: F811
         assert page.inner_text("#progress-text") == "0 / 8"
         assert page.inner_text("#who") == "alice"
 
-        # image 1: synthetic, confidence 4, realism 2, Enter
+        # image 1: synthetic, confidence 4, realism 2; window/level and zoom changed; Enter
         for key in ["s", "4", "2"]:
             page.keyboard.press(key)
         assert page.get_attribute("#choice-synthetic", "aria-pressed") == "true"
+        raw, shown = page.evaluate(_PIXELS)
+        assert raw == shown  # the default window shows the image as rendered
+        page.keyboard.press("w")  # preset "soft tissue": level 110, width 160
+        box = page.locator("#canvas").bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx + 20, cy - 10)  # right: window 40 wider; up: level 10 lower
+        page.mouse.up()
+        page.keyboard.press("+")
+        expect(page.locator("#view-state")).to_have_text("L 100 · W 200 · 125 %")
+        raw, shown = page.evaluate(_PIXELS)
+        assert shown == max(0, min(255, round((raw - 0) / 200 * 255)))  # level 100 ± 100 → 0..255
         _shot(page, tmp_path, "reader_study_rater.png")
         page.keyboard.press("Enter")
         expect(page.locator("#progress-text")).to_have_text("1 / 8")
@@ -79,6 +110,10 @@ def test_rate_with_keyboard_resume_and_admin(tmp_path, chromium):  # noqa: F811
         assert page.inner_text("#progress-text") == "2 / 8"
         assert page.is_disabled("#submit")
 
+        assert _displays(app, "alice") == [
+            {"window_center": 100, "window_width": 200, "zoom": 1.25, "pan_x": 0, "pan_y": 0},
+            {"window_center": 127.5, "window_width": 255, "zoom": 1, "pan_x": 0, "pan_y": 0},  # reset per image
+        ]
         stored = _stored(app, "alice")
         assert [r[:5] for r in stored] == [(0, "synthetic", 4, 2, None), (1, "real", 1, 5, "sharp edges, looks real")]
         assert all(r[5] is not None and r[5] >= 0 for r in stored)

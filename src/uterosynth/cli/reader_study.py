@@ -1,4 +1,4 @@
-"""``uterosynth reader-study create | serve | analyze``: the blinded expert reader study."""
+"""``uterosynth reader-study create | serve | analyze | revoke | check``: the blinded expert reader study."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, err_console
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, console, emit_summary, err_console
 
 reader_app = typer.Typer(
     help="Blinded reader study: experts tell real from synthetic images and rate realism.",
@@ -85,3 +85,49 @@ def analyze(
 
     show_stage("reader-study analyze", AnalyzeJob(study=study, out=out, db_url=db_url, overwrite=overwrite),
                as_json=as_json)
+
+
+@reader_app.command("revoke")
+def revoke(
+    study: Path = typer.Argument(..., help="Study folder made by 'reader-study create'."),
+    rater: str = typer.Argument(..., help="Name of the rater whose link is replaced."),
+    db_url: str = typer.Option(None, "--db-url", help="The database the server uses (default: STUDY/study.db)."),
+    base_url: str = typer.Option(None, "--base-url", help="Where the server is reachable (default: as created)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Replace a rater's secret link: the old one fails at once (no restart), the new one is printed."""
+    from ..reader_study.revoke import revoke_rater
+
+    res = revoke_rater(study, rater, db_url=db_url, base_url=base_url)
+    if as_json:
+        emit_summary({"rater": res.rater, "link": res.link}, as_json=True)
+        return
+    console.print(f"New secret link for {res.rater} (shown only now; the old link no longer works):")
+    console.print(f"  {res.link}", soft_wrap=True, highlight=False)
+
+
+@reader_app.command("check")
+def check(
+    study: Path = typer.Argument(..., help="Study folder made by 'reader-study create'."),
+    out: Path = typer.Option(None, "--out", help="Where to write check.json (default: STUDY/check.json)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Leak audit: can a trivial rule on position, PNG size or image statistics tell the sources apart?"""
+    from rich.table import Table
+
+    from ..reader_study.check import CHECK_FILE, check_study, write_check
+
+    res = check_study(study)
+    path = write_check(res, out or study / CHECK_FILE, study_dir=study)
+    if as_json:
+        emit_summary({"check": str(path), **res.to_dict()}, as_json=True)
+        return
+    table = Table(title=f"leak audit of {study} ({res.n_items} images, {res.n_raters} raters)", title_justify="left")
+    for column in ("rule", "accuracy (CV)", "95 % CI", "n", "fitted on all", "verdict"):
+        table.add_column(column)
+    for r in res.rules:
+        acc = "–" if r.accuracy is None else f"{r.accuracy:.3f}"
+        ci = "–" if r.ci95 is None else f"{r.ci95[0]:.3f}–{r.ci95[1]:.3f}"
+        table.add_row(r.rule, acc, ci, str(r.n), r.fitted, "[red]LEAKS[/]" if r.leaks else "[green]chance[/]")
+    console.print(table)
+    console.print(f"written {path}", highlight=False)

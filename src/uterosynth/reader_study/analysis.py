@@ -12,7 +12,7 @@ trial, ignoring that answers of one rater are correlated; per-rater results do n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +21,14 @@ from scipy import stats
 
 __all__ = [
     "Answer",
+    "wilson_ci",
     "detection_metrics",
     "auc_from_scores",
     "cohen_kappa",
     "fleiss_kappa",
     "agreement",
     "realism_test",
+    "display_summary",
     "analyze",
 ]
 
@@ -42,6 +44,7 @@ class Answer:
     confidence: int
     realism: int
     class_label: str = ""
+    display: Mapping[str, float] | None = None  # viewer state at submission (window, zoom, pan)
 
     @property
     def signed_confidence(self) -> int:
@@ -54,6 +57,16 @@ def auc_from_scores(positive: Sequence[float], negative: Sequence[float]) -> flo
         return None
     u = stats.mannwhitneyu(positive, negative, alternative="two-sided").statistic
     return float(u) / (len(positive) * len(negative))
+
+
+def wilson_ci(correct: int, n: int) -> tuple[float, float]:
+    """Wilson score 95 % interval of the proportion ``correct / n`` (Wilson 1927); ``n`` ≥ 1.
+
+    >>> [round(v, 3) for v in wilson_ci(8, 10)]
+    [0.49, 0.943]
+    """
+    ci = stats.binomtest(correct, n, p=0.5).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -76,10 +89,8 @@ def detection_metrics(answers: Sequence[Answer]) -> dict[str, Any]:
         "binomial_p": None,
     }
     if n:
-        test = stats.binomtest(correct, n, p=0.5, alternative="two-sided")
-        ci = test.proportion_ci(confidence_level=0.95, method="wilson")
-        out["binomial_p"] = float(test.pvalue)
-        out["accuracy_ci95"] = [float(ci.low), float(ci.high)]
+        out["binomial_p"] = float(stats.binomtest(correct, n, p=0.5, alternative="two-sided").pvalue)
+        out["accuracy_ci95"] = list(wilson_ci(correct, n))
     return out
 
 
@@ -166,6 +177,30 @@ def realism_test(answers: Sequence[Answer]) -> dict[str, Any]:
     return out
 
 
+DEFAULT_VIEW = {"window_center": 127.5, "window_width": 255.0, "zoom": 1.0, "pan_x": 0.0, "pan_y": 0.0}
+
+
+def display_summary(answers: Sequence[Answer]) -> dict[str, Any]:
+    """How raters used the viewer: share of answers given with a changed window or zoom, medians.
+
+    Answers without stored settings (older databases) are counted in ``n_without``.
+    """
+    shown = [a.display for a in answers if a.display is not None]
+    out: dict[str, Any] = {"n_with": len(shown), "n_without": len(answers) - len(shown),
+                           "window_changed": None, "zoomed": None, "panned": None}
+    if shown:
+        def share(test: Any) -> float:
+            return float(np.mean([bool(test(d)) for d in shown]))
+
+        out["window_changed"] = share(lambda d: (d["window_center"], d["window_width"])
+                                      != (DEFAULT_VIEW["window_center"], DEFAULT_VIEW["window_width"]))
+        out["zoomed"] = share(lambda d: d["zoom"] != 1.0)
+        out["panned"] = share(lambda d: (d.get("pan_x", 0), d.get("pan_y", 0)) != (0, 0))
+    for key in ("window_center", "window_width", "zoom"):
+        out[f"median_{key}"] = float(np.median([d[key] for d in shown])) if shown else None
+    return out
+
+
 def analyze(answers: Iterable[Answer], raters: Sequence[str] | None = None) -> dict[str, Any]:
     """Everything the report shows: per rater, pooled, per class, agreement, realism."""
     answers = list(answers)
@@ -178,6 +213,8 @@ def analyze(answers: Iterable[Answer], raters: Sequence[str] | None = None) -> d
         "per_rater": {r: detection_metrics([a for a in answers if a.rater == r]) for r in raters},
         "per_class": {c: detection_metrics([a for a in answers if a.class_label == c]) for c in classes},
         "agreement": agreement(answers),
+        "display": {"pooled": display_summary(answers),
+                    "per_rater": {r: display_summary([a for a in answers if a.rater == r]) for r in raters}},
         "realism": {
             "pooled": realism_test(answers),
             "per_rater": {r: realism_test([a for a in answers if a.rater == r]) for r in raters},

@@ -10,7 +10,7 @@ from ..core.config import StrictModel
 
 __all__ = ["StudyConfig", "RATER_NAME_PATTERN"]
 
-RATER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,63}$"
+RATER_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,63}"  # whole name: re.fullmatch
 
 
 class StudyConfig(StrictModel):
@@ -20,7 +20,9 @@ class StudyConfig(StrictModel):
         per_source: images drawn from each source (real and synthetic); every rater rates all
             ``2 * per_source`` images, each rater in their own random order.
         raters: rater names (unique; letters, digits, space and ``._@+-``; at most 64 chars).
-        seed: fixes which items are drawn and every rater's order.
+        seed: fixes which items are drawn, nothing else: the orders raters see (and the
+            order images are written in) come from a cryptographic source and are stored in
+            the study, so they cannot be recomputed from the seed.
         size: long side, in pixels, of every displayed image (both sources resampled to it).
         low_pct, high_pct: per-image percentile window mapped to grey levels 0–255.
         class_by: condition attributes to balance on (per class, equal numbers from each
@@ -46,7 +48,7 @@ class StudyConfig(StrictModel):
         if not raters:
             raise ValueError("at least one rater name is needed, e.g. --raters alice,bob")
         for name in raters:
-            if not re.match(RATER_NAME_PATTERN, name):
+            if not re.fullmatch(RATER_NAME_PATTERN, name):
                 raise ValueError(
                     f"rater name {name!r} is not allowed (letters, digits, space and ._@+-, 1-64 characters)"
                 )
@@ -58,7 +60,7 @@ class StudyConfig(StrictModel):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, url: str) -> str:
-        if not re.match(r"^https?://[^\s#?]+$", url):
+        if not re.fullmatch(r"https?://[^\s#?]+", url):
             raise ValueError(f"expected an http(s) URL without query or fragment, got {url!r}")
         return url.rstrip("/")
 

@@ -2,10 +2,17 @@
 
 Selection: ``per_source`` real and ``per_source`` synthetic items; when the two sources share
 condition attributes (``class_by``) every class gets the same number of items from each
-source, spread as evenly over the classes as the data allow. Every rater rates every item in
-their own order (a seeded permutation per rater). Items are rendered by one code path
-(:mod:`.render`) in a shuffled order under random ids, so neither file names, ids, sizes,
-grey-level windows, PNG chunks nor file times tell the sources apart.
+source, spread as evenly over the classes as the data allow. The seed chooses *which* items
+are drawn and nothing else.
+
+Blinding: every order a rater could observe comes from the operating system's CSPRNG
+(:func:`.security.secure_permutation`), not from the seed: the list of chosen items is shuffled
+(so real and synthetic items are interleaved, also in ``key.json``), every rater gets their own
+permutation, and items are rendered to disk in another one. The drawn orders are stored in
+``study.json``, so a study is reproducible from its own files but not from its inputs: knowing
+the code, the seed and the data predicts nothing about a position. Items are rendered by one
+code path (:mod:`.render`) under random ids, so neither file names, ids, sizes, grey-level
+windows, PNG chunks nor file times tell the sources apart.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from ..data.manifest import PreparedDataset
 from ..data.synthetic import SyntheticSet
 from .config import StudyConfig
 from .render import display_shape, render_slices
-from .security import hash_token, new_id, new_token
+from .security import hash_token, new_id, new_token, secure_permutation
 
 __all__ = ["CreatedStudy", "create_study", "allocate", "rater_link"]
 
@@ -163,25 +170,26 @@ def create_study(
         ConfigError: a ``class_by`` attribute is not shared by both sources.
     """
     cands, dims = _candidates(str(real), synthetic, cfg)
-    chosen = _select(cands, cfg, numpy_rng(cfg.seed, 0, salt="select"))
+    selected = _select(cands, cfg, numpy_rng(cfg.seed, 0, salt="select"))  # which items: seeded
+    chosen = [selected[i] for i in secure_permutation(len(selected))]  # their order: secret
     first_real = next(c for c in chosen if c.source == "real").load()
     shape = display_shape(first_real.shape, cfg.size)
     n_slices = 1 if dims == 2 else int(shape[2])
 
-    # Render in a shuffled order under random ids: nothing on disk orders the sources.
-    render_order = numpy_rng(cfg.seed, 0, salt="render").permutation(len(chosen))
+    # Render in a secret order under random ids: nothing on disk orders the sources.
+    render_order = secure_permutation(len(chosen))
     item_ids = [new_id(16) for _ in chosen]
     raters, links = [], {}
-    for r, name in enumerate(cfg.raters):
-        order = numpy_rng(cfg.seed, r, salt="rater-order").permutation(len(chosen))
+    for name in cfg.raters:
+        order = secure_permutation(len(chosen))
         token = new_token()
         links[name] = rater_link(cfg.base_url, token)
         raters.append({"name": name, "token_sha256": hash_token(token),
-                       "assignments": [[new_id(12), item_ids[i]] for i in order.tolist()]})
+                       "assignments": [[new_id(12), item_ids[i]] for i in order]})
     admin_token = new_token()
 
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        for done, i in enumerate(render_order.tolist(), start=1):
+        for done, i in enumerate(render_order, start=1):
             array = chosen[i].load()
             if array.ndim != dims:
                 raise DataError(f"{chosen[i].origin}: expected a {dims}D item, found shape {array.shape}")

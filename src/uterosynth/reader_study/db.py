@@ -7,7 +7,7 @@ queue instead of failing; ``postgresql://`` URLs use the psycopg 3 driver.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,7 +78,9 @@ def init_db(engine: Engine, study: StudyFolder) -> None:
     """Create the tables and load ``study`` (raters, items, assignments) once; idempotent.
 
     Several server processes may start at once: a lost race (IntegrityError) is ignored and
-    the study loaded by the winner is checked instead.
+    the study loaded by the winner is checked instead. Token hashes are then copied from
+    ``study.json`` on every call, so ``study.json`` stays the one place that says which links
+    are valid (``reader-study revoke`` relies on this).
 
     Raises:
         DataError: the database holds a study with this id whose raters differ.
@@ -90,6 +92,7 @@ def init_db(engine: Engine, study: StudyFolder) -> None:
     for attempt in range(3):
         try:
             Base.metadata.create_all(engine)
+            _add_new_columns(engine)
             break
         except OperationalError as err:
             raise DataError(
@@ -115,6 +118,37 @@ def init_db(engine: Engine, study: StudyFolder) -> None:
                 f"database {safe_url(str(engine.url))} holds study {study.study_id} with {n_raters} raters, "
                 f"but {study.root}/study.json lists {len(study.raters)}"
             )
+        _sync_tokens(session, study)
+
+
+def _add_new_columns(engine: Engine) -> None:
+    """Add nullable columns introduced after a database was created (e.g. ``rs_rating.display``).
+
+    ``create_all`` makes missing tables only; an older study database lacks later columns.
+    Only nullable columns are ever added, so old rows stay valid (NULL).
+    """
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+def _sync_tokens(session: Session, study: StudyFolder) -> None:
+    """Make the stored token hashes those of ``study.json`` (a revoked link stops working)."""
+    hashes = {spec.name: spec.token_hash for spec in study.raters}
+    changed = False
+    for rater in session.scalars(select(Rater).where(Rater.study_id == study.study_id)):
+        if rater.name in hashes and rater.token_hash != hashes[rater.name]:
+            rater.token_hash, changed = hashes[rater.name], True
+    row = session.get(Study, study.study_id)
+    if row is not None and row.admin_token_hash != study.admin_token_hash:
+        row.admin_token_hash, changed = study.admin_token_hash, True
+    if changed:
+        session.commit()
 
 
 def _load(session: Session, study: StudyFolder) -> None:

@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
 from .db import init_db, make_engine, make_session_factory
+from .handlers import validation_error
 from .middleware import BodySizeLimit, SecurityHeaders
 from .routes import admin, images, pages, rater
 from .settings import Settings, get_settings
@@ -51,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeaders)  # outermost: also on 413 answers
+    app.add_middleware(SecurityHeaders)  # outermost but for Starlette's error layer: also on 413 and 500
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (pages, rater, images, admin):
         app.include_router(module.router)

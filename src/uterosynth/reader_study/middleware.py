@@ -1,4 +1,9 @@
-"""Pure ASGI middleware: a request-body size limit and security headers on every response."""
+"""Pure ASGI middleware: a request-body size limit and security headers on every response.
+
+Starlette's own error layer sits outside every user middleware and answers an unhandled
+exception with a bare 500; :class:`SecurityHeaders` therefore sends that 500 itself (with its
+headers) and re-raises, so the error is still logged and nothing is sent twice.
+"""
 
 from __future__ import annotations
 
@@ -31,11 +36,15 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"request body larger than {limit} bytes")
 
 
-async def _reject(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _reject(send: Send, limit: int) -> None:
+    await _send_json(send, 413, f"request body larger than {limit} bytes")
 
 
 class BodySizeLimit:
@@ -89,9 +98,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         is_static = scope.get("path", "").startswith("/static/")
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [h for h in message.get("headers", []) if h[0].lower() != b"cache-control" or is_static]
                 headers += _HEADERS
                 if not is_static:
@@ -99,4 +111,9 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if not started:
+                await _send_json(send_with_headers, 500, "internal server error")
+            raise

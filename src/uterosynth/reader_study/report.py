@@ -52,7 +52,8 @@ def load_answers(study_dir: str | Path, db_url: str | None = None) -> tuple[list
                 .where(models.Rater.study_id == study.study_id)
                 .order_by(models.Rater.id, models.Rating.id)
             ).all()
-            answers = [Answer(rater.name, item.id, item.source, r.choice, r.confidence, r.realism, item.class_label)
+            answers = [Answer(rater.name, item.id, item.source, r.choice, r.confidence, r.realism, item.class_label,
+                              r.display)
                        for r, item, rater in rows]
     finally:
         engine.dispose()

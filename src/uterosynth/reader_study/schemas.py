@@ -8,12 +8,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StringConstraints
 
 from .study import ASSIGNMENT_ID_PATTERN
+from .text import check_no_control
 
 __all__ = [
     "AssignmentId",
+    "DisplaySettings",
+    "DEFAULT_DISPLAY",
     "RatingCreate",
     "RatingPublic",
     "AssignmentPublic",
@@ -29,6 +32,31 @@ __all__ = [
 MAX_COMMENT = 2000
 AssignmentId = Annotated[str, StringConstraints(pattern=ASSIGNMENT_ID_PATTERN)]
 Score = Annotated[StrictInt, Field(ge=1, le=5)]
+Comment = Annotated[str, StringConstraints(max_length=MAX_COMMENT, strip_whitespace=True),
+                    AfterValidator(check_no_control)]
+
+
+Finite = Annotated[StrictFloat | StrictInt, Field(allow_inf_nan=False)]
+
+
+class DisplaySettings(BaseModel):
+    """How the rater looked at the image when answering (the viewer's state at submission).
+
+    The window maps grey levels ``center ± width / 2`` of the served 8-bit image to black–white
+    (the default, 127.5 / 255, shows it as rendered); ``zoom`` is a magnification and
+    ``pan_x``/``pan_y`` a shift in screen pixels.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_center: Annotated[Finite, Field(ge=-255, le=510)]
+    window_width: Annotated[Finite, Field(ge=1, le=1020)]
+    zoom: Annotated[Finite, Field(ge=0.1, le=32)]
+    pan_x: Annotated[Finite, Field(ge=-100_000, le=100_000)] = 0
+    pan_y: Annotated[Finite, Field(ge=-100_000, le=100_000)] = 0
+
+
+DEFAULT_DISPLAY = DisplaySettings(window_center=127.5, window_width=255, zoom=1)
 
 
 class RatingCreate(BaseModel):
@@ -40,8 +68,9 @@ class RatingCreate(BaseModel):
     choice: Literal["real", "synthetic"]
     confidence: Score
     realism: Score
-    comment: Annotated[str, StringConstraints(max_length=MAX_COMMENT, strip_whitespace=True)] | None = None
-    seconds: Annotated[StrictFloat | StrictInt, Field(ge=0, le=86_400)] | None = None
+    comment: Comment | None = None
+    seconds: Annotated[Finite, Field(ge=0, le=86_400)] | None = None
+    display: DisplaySettings | None = None
 
 
 class RatingPublic(BaseModel):
@@ -115,6 +144,7 @@ class ExportRow(BaseModel):
     realism: int
     comment: str | None
     seconds: float | None
+    display: dict[str, float] | None
     created_at: dt.datetime
 
 

@@ -96,17 +96,17 @@ class StudyFolder:
 
     def _check(self) -> None:
         for item_id, entry in self.key.items():
-            if not re.match(ITEM_ID_PATTERN, item_id) or entry.source not in SOURCES:
+            if not re.fullmatch(ITEM_ID_PATTERN, item_id) or entry.source not in SOURCES:
                 raise DataError(f"{self.root}/key.json: bad item {item_id!r} (source {entry.source!r})")
         for rater in self.raters:
             for assignment_id, item_id in rater.assignments:
-                if not re.match(ASSIGNMENT_ID_PATTERN, assignment_id) or item_id not in self.key:
+                if not re.fullmatch(ASSIGNMENT_ID_PATTERN, assignment_id) or item_id not in self.key:
                     raise DataError(
                         f"{self.root}/study.json: rater {rater.name!r} has a bad assignment {assignment_id!r}"
                     )
 
     def image_path(self, item_id: str, slice_index: int) -> Path:
         """Path of slice ``slice_index`` of ``item_id``; both are validated, never user text."""
-        if not re.match(ITEM_ID_PATTERN, item_id) or not 0 <= slice_index < self.n_slices:
+        if not re.fullmatch(ITEM_ID_PATTERN, item_id) or not 0 <= slice_index < self.n_slices:
             raise DataError(f"no image {item_id!r} slice {slice_index}")
         return self.root / "images" / item_id / f"{slice_index:04d}.png"

@@ -97,13 +97,17 @@ def _names(value: str | list[str] | None, *, none_word: bool) -> list[str] | Non
 
 def run_study(job: StudyJob, *, on_item: Callable[[int, int], None] | None = None):
     """Create the study; returns :func:`~uterosynth.reader_study.create.create_study`'s result (links, tokens)."""
+    from ..reader_study.check import CHECK_FILE, check_study, write_check
     from ..reader_study.config import StudyConfig
     from ..reader_study.create import create_study
 
     cfg = stage_config(StudyConfig, job.config, job.overrides, per_source=job.per_source, seed=job.seed,
                        size=job.size, base_url=job.base_url, title=job.title,
                        raters=_names(job.raters, none_word=False), class_by=_names(job.class_by, none_word=True))
-    return create_study(job.real, job.synthetic, job.out, cfg, overwrite=job.overwrite, on_item=on_item)
+    created = create_study(job.real, job.synthetic, job.out, cfg, overwrite=job.overwrite, on_item=on_item)
+    # the leak audit of what raters receive, beside the study, before any link is sent
+    write_check(check_study(job.out), job.out / CHECK_FILE, study_dir=job.out)
+    return created
 
 
 class AnalyzeJob(Job):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Literal
 
 from fastapi import APIRouter, Response
@@ -12,6 +10,7 @@ from sqlalchemy import func, select
 from .. import models
 from ..deps import AdminDep, SessionDep
 from ..schemas import CloseResult, ExportRow, RaterProgress, StudyProgress
+from ..text import to_csv
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -63,16 +62,9 @@ def export_rows(session: SessionDep, study_id: str) -> list[ExportRow]:
         ExportRow(rater=rater.name, position=a.position, assignment_id=a.id, item_id=item.id,
                   source=item.source, class_label=item.class_label, origin=item.origin, choice=r.choice,
                   correct=r.choice == item.source, confidence=r.confidence, realism=r.realism,
-                  comment=r.comment, seconds=r.seconds, created_at=r.created_at)
+                  comment=r.comment, seconds=r.seconds, display=r.display, created_at=r.created_at)
         for r, a, item, rater in session.execute(q).all()
     ]
-
-
-def _cell(value: object) -> object:
-    # Spreadsheet formula injection: free text starting with = + - @ is neutralised.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 @router.get("/export")
@@ -82,10 +74,6 @@ def export(session: SessionDep, study: AdminDep, format: Literal["csv", "json"] 
         body = "[" + ",".join(r.model_dump_json() for r in rows) + "]"
         return Response(body, media_type="application/json",
                         headers={"Content-Disposition": 'attachment; filename="answers.json"'})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(ExportRow.model_fields))
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: _cell(v) for k, v in r.model_dump(mode="json").items()})
-    return Response(buf.getvalue(), media_type="text/csv",
+    body = to_csv((r.model_dump(mode="json") for r in rows), list(ExportRow.model_fields))
+    return Response(body, media_type="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="answers.csv"'})

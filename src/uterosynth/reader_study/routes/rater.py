@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, status
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from .. import models
 from ..deps import CurrentRater, SessionDep, StudyDep
@@ -78,7 +78,8 @@ def read_item(assignment_id: AssignmentPath, session: SessionDep, rater: Current
 @router.post("/ratings", response_model=RatingPublic, status_code=status.HTTP_201_CREATED)
 def create_rating(body: RatingCreate, session: SessionDep, rater: CurrentRater) -> RatingPublic:
     """Store one answer. 403 once the study is closed, 404 for ids not the rater's own,
-    409 when the image already has an answer (enforced by the database, so also under races)."""
+    409 when the image already has an answer (enforced by the database, so also under races),
+    422 when the database refuses a value the schema let through; nothing is stored then."""
     row = session.get(models.Study, rater.study_id)
     if row is None or row.closed_at is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the study is closed")
@@ -87,6 +88,7 @@ def create_rating(body: RatingCreate, session: SessionDep, rater: CurrentRater) 
         assignment_id=a.id, rater_id=rater.id, item_id=a.item_id, choice=body.choice,
         confidence=body.confidence, realism=body.realism, comment=body.comment or None,
         seconds=float(body.seconds) if body.seconds is not None else None,
+        display=body.display.model_dump() if body.display is not None else None,
     )
     session.add(rating)
     try:
@@ -94,4 +96,7 @@ def create_rating(body: RatingCreate, session: SessionDep, rater: CurrentRater) 
     except IntegrityError:
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, "this image already has an answer") from None
+    except DataError:
+        session.rollback()
+        raise HTTPException(422, "the database refused a value") from None
     return RatingPublic.model_validate(rating)

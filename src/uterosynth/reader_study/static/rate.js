@@ -9,6 +9,18 @@
     active: "confidence", shownAt: 0, busy: false,
   };
 
+  const viewer = RSViewer.create($("canvas"), $("image"), (v) => {
+    $("view-state").textContent = "L " + Math.round(v.window_center) + " · W " + Math.round(v.window_width) +
+      " · " + Math.round(v.zoom * 100) + " %";
+  });
+  RSViewer.PRESETS.forEach((p, k) => {
+    const b = document.createElement("button");
+    b.type = "button"; b.textContent = p.name; b.dataset.preset = String(k);
+    b.addEventListener("click", () => viewer.usePreset(k));
+    $("view-presets").appendChild(b);
+  });
+  $("view-reset").addEventListener("click", () => viewer.reset());
+
   function message(title, text) {
     RS.show($("rate-main"), false);
     RS.show($("message"), true);
@@ -63,6 +75,7 @@
     Object.assign(state, { item: item, slices: [], choice: null, confidence: null, realism: null,
       active: "confidence", busy: false });
     $("comment").value = "";
+    viewer.reset();  // every image starts as rendered
     setError("");
     setProgress(answered, total);
     $("item-heading").textContent = "Image " + (answered + 1) + " of " + total;
@@ -99,6 +112,7 @@
     const body = {
       assignment_id: state.item.id, choice: state.choice, confidence: state.confidence,
       realism: state.realism, seconds: Math.round((performance.now() - state.shownAt) / 100) / 10,
+      display: viewer.state(),
     };
     const comment = $("comment").value.trim();
     if (comment) body.comment = comment;
@@ -148,6 +162,12 @@
     else if (key === "arrowup" || key === "k") showSlice(state.slice - 1);
     else if (key === "arrowdown" || key === "j") showSlice(state.slice + 1);
     else if (key === "?") $("help").open = !$("help").open;
+    else if (key === "w") viewer.nextPreset();
+    else if (key === "[" || key === "]") viewer.set({ window_width: viewer.state().window_width + (key === "]" ? 10 : -10) });
+    else if (key === "," || key === ".") viewer.set({ window_center: viewer.state().window_center + (key === "." ? 5 : -5) });
+    else if (key === "+" || key === "=") viewer.zoomBy(1.25);
+    else if (key === "-") viewer.zoomBy(1 / 1.25);
+    else if (key === "0") viewer.reset();
     else handled = false;
     if (handled) ev.preventDefault();
   });
@@ -160,7 +180,8 @@
   $("submit").addEventListener("click", submit);
   $("slice").addEventListener("input", () => showSlice(Number($("slice").value)));
   $("viewer").addEventListener("wheel", (ev) => {
-    if (state.slices.length > 1) { ev.preventDefault(); showSlice(state.slice + Math.sign(ev.deltaY)); }
+    if (ev.ctrlKey) { ev.preventDefault(); viewer.zoomBy(ev.deltaY < 0 ? 1.25 : 1 / 1.25); }
+    else if (state.slices.length > 1) { ev.preventDefault(); showSlice(state.slice + Math.sign(ev.deltaY)); }
   }, { passive: false });
 
   if (!token) message("Personal link needed", "Open this page with the personal link you were sent.");
