@@ -18,6 +18,7 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 from ..core.errors import UserError
+from ..core.precision import resolve_precision
 
 __all__ = [
     "RuntimeConfig",
@@ -40,7 +41,8 @@ class RuntimeConfig(StrictModel):
 
     Attributes:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        precision: ``auto`` (bf16 autocast on CUDA with bf16 support, else fp32), ``fp32``, ``bf16``.
+        precision: ``auto`` (bf16 autocast where the device runs bf16 natively: a CUDA GPU with
+            bf16, a CPU with AVX-512 BF16 or AMX; else fp32), ``fp32``, ``bf16``.
         channels_last: ``auto`` (on CUDA), or force on/off.
         compile: wrap the network in ``torch.compile``.
         batch_size: a number, or ``auto`` (largest that fits; on CPU ``cpu_max_batch``).
@@ -83,11 +85,7 @@ def apply_threads(cfg: RuntimeConfig, device: torch.device) -> None:
 
 def use_bf16(cfg: RuntimeConfig, device: torch.device) -> bool:
     """Whether the network runs under bf16 autocast."""
-    if cfg.precision == "bf16":
-        return True
-    if cfg.precision == "fp32":
-        return False
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return resolve_precision(cfg.precision, device) == "bf16"
 
 
 def use_channels_last(cfg: RuntimeConfig, device: torch.device) -> bool:

@@ -24,7 +24,8 @@ class LoopConfig(StrictModel):
     """How to train: length, batching, precision, device, logging and checkpoint cadence.
 
     ``precision``: ``fp32``; ``bf16`` (autocast, on CPU and CUDA); ``fp16`` (autocast +
-    GradScaler, CUDA only). ``device``: ``auto`` picks CUDA when present. ``compile`` wraps the
+    GradScaler, CUDA only); ``auto`` (bf16 where the device runs it natively, else fp32; see
+    :func:`uterosynth.core.precision.resolve_precision`). ``device``: ``auto`` picks CUDA when present. ``compile`` wraps the
     trained networks in ``torch.compile``. ``channels_last`` stores activations NHWC(D).
     """
 
@@ -34,7 +35,7 @@ class LoopConfig(StrictModel):
     )
     batch_size: int = Field(8, ge=1, description="items per micro-batch per process")
     grad_accum: int = Field(1, ge=1)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False
     channels_last: bool = False

@@ -27,6 +27,7 @@ from ..core import checkpoint as ckpt
 from ..core.artifacts import atomic_write_text, provenance
 from ..core.distributed import DistInfo, all_true, barrier, gather_objects
 from ..core.errors import UserError
+from ..core.precision import cpu_flags, resolve_precision
 from .config import LoopConfig, OptimizerConfig
 from .data import resumable_loader
 
@@ -212,7 +213,8 @@ class Trainer:
         self.step_fn, self.train_data, self.transform = step_fn, train_data, transform
         self.model_meta, self.config, self.validate_fn = dict(model_meta), config, validate
         self.on_step_end, self.progress = on_step_end, progress
-        enabled = cfg.precision == "fp16"
+        self.precision = resolve_precision(cfg.precision, self.device)
+        enabled = self.precision == "fp16"
         self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=enabled) for name in self.groups}
         self.ema: torch.optim.swa_utils.AveragedModel | None = None
         if cfg.ema_decay is not None:
@@ -300,6 +302,8 @@ class Trainer:
                 **self.model_meta,
                 "step": self.step,
                 "weights": "ema" if self.ema is not None else "raw",
+                "precision": self.precision,
+                "cpu_flags": list(cpu_flags()) if self.device.type == "cpu" else None,
             }
             path = ckpt.write_checkpoint(
                 self.out, weights=self.export_weights(), model_json=meta, train_state=self.state_dict(rng_all)
@@ -388,7 +392,7 @@ class Trainer:
             group.optimizer.zero_grad(set_to_none=True)
             for m, batch in enumerate(micro_batches):
                 with self._sync_context(group, m == accum - 1):
-                    with autocast_context(self.cfg.precision, self.device):
+                    with autocast_context(self.precision, self.device):
                         loss, terms = self.step_fn.loss(phase, batch, self.parts, step=self.step, cache=caches[m])
                     value = float(loss.detach())
                     if not all_true(math.isfinite(value), self.dist):

@@ -1,0 +1,63 @@
+"""Which floating-point precision a run uses, chosen at run time from the device it lands on.
+
+``auto`` means the fastest precision the hardware runs natively: bf16 autocast on a CUDA GPU
+with bf16 support, bf16 on a CPU with native bf16 instructions (AVX-512 BF16 or AMX, as oneDNN
+reports them), fp32 otherwise. On a CPU without them bf16 is emulated and several times slower
+than fp32, which is why the choice is made per machine and recorded with every run.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+__all__ = ["Precision", "cpu_flags", "cpu_native_bf16", "resolve_precision"]
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+#: the CPU flags that decide the speed of a precision, recorded beside benchmark numbers
+RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> tuple[str, ...]:
+    """The :data:`RELEVANT_FLAGS` this CPU has (from ``/proc/cpuinfo``; empty where unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ()
+    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+    present = set(line.split(":", 1)[-1].split())
+    return tuple(f for f in RELEVANT_FLAGS if f in present)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's own check, else the CPU flags)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if check is not None and torch.backends.mkldnn.is_available():
+        try:
+            return bool(check()) and bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+        except RuntimeError:
+            pass
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+
+
+def resolve_precision(precision: Precision, device: torch.device | str) -> Literal["fp32", "bf16", "fp16"]:
+    """The concrete precision for ``precision`` on ``device``.
+
+    >>> resolve_precision("fp32", "cpu")
+    'fp32'
+    """
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_native_bf16() else "fp32"
