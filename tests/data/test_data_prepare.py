@@ -10,14 +10,14 @@ from umd_fixtures import make_umd, native_affine, phantom_volume, save_nifti, wr
 from uterosynth.cli import main
 from uterosynth.data.config import SplitConfig
 from uterosynth.data.dataset import make_loader
-from uterosynth.data.manifest import CORE_COLUMNS, PreparedDataset, read_manifest
+from uterosynth.data.manifest import CORE_COLUMNS, PAD_COLUMNS, PreparedDataset, read_manifest
 from uterosynth.data.prepare import assign_splits
 
 REPO = Path(__file__).resolve().parents[2]
 PRESET = {2: REPO / "configs" / "prepare2d.yaml", 3: REPO / "configs" / "prepare3d.yaml"}
 SMALL = {
     2: ["--set", "preprocess.output.shape=[32,32]", "--set", "preprocess.output.min_uterus_voxels=1"],
-    3: ["--set", "preprocess.output.shape=[32,32,8]", "--set", "preprocess.roi.mode=uterus"],
+    3: ["--set", "preprocess.output.shape=[32,32,8]"],
 }
 
 
@@ -46,13 +46,13 @@ def test_prepare_umd_end_to_end(tmp_path: Path, capsys, spatial_dims: int):
     rows = read_manifest(out / "manifest.csv")
     with open(out / "manifest.csv") as fh:
         header = fh.readline().strip().split(",")
-    assert header == [*CORE_COLUMNS, "orientation", "field_strength", "myoma_count"]
+    assert header == [*CORE_COLUMNS, *PAD_COLUMNS, "orientation", "field_strength", "myoma_count"]
     info = json.loads((out / "dataset.json").read_text())
     assert info["dims"] == spatial_dims and info["seed"] == 3
     assert info["attributes"] == ["orientation", "field_strength", "myoma_count"]
     assert info["attribute_types"]["myoma_count"] == "numeric"
     assert info["attribute_types"]["orientation"] == "categorical"
-    assert info["config"]["preprocess"]["roi"]["mode"] == "uterus" and info["uterosynth_version"]
+    assert info["config"]["preprocess"]["roi"]["mode"] == "window" and info["uterosynth_version"]
     assert np.asarray(info["affine"]).shape == (4, 4) and len(info["spacing"]) == 3
     assert info["unlabelled_subjects"] == [] and info["splits"] == summary["splits"]
 
@@ -69,6 +69,9 @@ def test_prepare_umd_end_to_end(tmp_path: Path, capsys, spatial_dims: int):
     assert array.shape == ((32, 32) if spatial_dims == 2 else (32, 32, 8))
     assert array.min() >= 0.0 and array.max() <= 1.0 and array.max() > 0.5
     assert nib.aff2axcodes(affine) == ("I", "P", "R")
+    pad = data.load_pad(data.rows[0])
+    assert pad is not None and pad.shape == array.shape
+    assert abs(float(pad.mean()) - float(data.rows[0]["pad_fraction"])) < 1e-5
     if spatial_dims == 2:
         assert all(r["item_id"] == f"{r['subject']}_{int(r['slice_index']):03d}" for r in rows)
 
