@@ -303,3 +303,34 @@ def test_error_stratify_unknown_column(tmp_path: Path, capsys):
     raw = make_umd(tmp_path / "raw", n=3, quirks=False)
     code, _, err = run(capsys, *prepare_args(raw, tmp_path / "out", 2, "--set", "split.stratify=flexion"))
     assert code == 2 and "split.stratify 'flexion': no such column" in err
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("sizes", [(5, 8, 14, 5), (4, 4, 4, 4), (3, 9, 2, 30), (1, 6, 6, 6)])
+def test_stratified_splits_hold_every_class_when_counts_allow(sizes, seed: int):
+    """Split sizes follow the fractions; every split holds every class that has a subject to
+    spare for it (class size >= number of splits) once the split has room for all classes."""
+    subjects = [f"S{i:03d}" for i in range(sum(sizes))]
+    classes = [c for c, n in zip("ABCD", sizes, strict=True) for _ in range(n)]
+    groups = dict(zip(subjects, classes, strict=True))
+    cfg = SplitConfig(train=0.7, val=0.1, test=0.2)
+    out = assign_splits(subjects, cfg, seed=seed, groups=groups)
+    unstratified = assign_splits(subjects, cfg, seed=seed)
+    for name in ("train", "val", "test"):  # same split sizes as without strata
+        assert sum(v == name for v in out.values()) == sum(v == name for v in unstratified.values())
+        present = {groups[s] for s, v in out.items() if v == name}
+        if sum(v == name for v in out.values()) >= 4:
+            assert present >= {c for c, n in zip("ABCD", sizes, strict=True) if n >= 3}, (name, present)
+
+
+def test_prepare_stratifies_by_orientation_by_default(tmp_path: Path, capsys):
+    raw = make_umd(tmp_path / "raw", n=8, quirks=False)
+    assert run(capsys, *prepare_args(raw, tmp_path / "out", 2, "--set", "split.val=0.25", "--set", "split.test=0.25",
+                                     "--set", "split.train=0.5"))[0] == 0
+    info = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert info["stratify"] == "orientation"
+    rows = read_manifest(tmp_path / "out" / "manifest.csv")
+    by_subject = {r["subject"]: (r["split"], r["orientation"]) for r in rows}
+    for name, per_class in info["split_counts"].items():
+        assert per_class == {c: sum(v == (name, c) for v in by_subject.values()) for c in per_class}
+    assert sum(sum(p.values()) for p in info["split_counts"].values()) == 8
