@@ -10,14 +10,14 @@ from umd_fixtures import make_umd, native_affine, phantom_volume, save_nifti, wr
 from uterosynth.cli import main
 from uterosynth.data.config import SplitConfig
 from uterosynth.data.dataset import make_loader
-from uterosynth.data.manifest import CORE_COLUMNS, PreparedDataset, read_manifest
+from uterosynth.data.manifest import CORE_COLUMNS, PAD_COLUMNS, PreparedDataset, read_manifest
 from uterosynth.data.prepare import assign_splits
 
 REPO = Path(__file__).resolve().parents[2]
 PRESET = {2: REPO / "configs" / "prepare2d.yaml", 3: REPO / "configs" / "prepare3d.yaml"}
 SMALL = {
     2: ["--set", "preprocess.output.shape=[32,32]", "--set", "preprocess.output.min_uterus_voxels=1"],
-    3: ["--set", "preprocess.output.shape=[32,32,8]", "--set", "preprocess.roi.mode=uterus"],
+    3: ["--set", "preprocess.output.shape=[32,32,8]"],
 }
 
 
@@ -46,13 +46,13 @@ def test_prepare_umd_end_to_end(tmp_path: Path, capsys, spatial_dims: int):
     rows = read_manifest(out / "manifest.csv")
     with open(out / "manifest.csv") as fh:
         header = fh.readline().strip().split(",")
-    assert header == [*CORE_COLUMNS, "orientation", "field_strength", "myoma_count"]
+    assert header == [*CORE_COLUMNS, *PAD_COLUMNS, "orientation", "field_strength", "myoma_count"]
     info = json.loads((out / "dataset.json").read_text())
     assert info["dims"] == spatial_dims and info["seed"] == 3
     assert info["attributes"] == ["orientation", "field_strength", "myoma_count"]
     assert info["attribute_types"]["myoma_count"] == "numeric"
     assert info["attribute_types"]["orientation"] == "categorical"
-    assert info["config"]["preprocess"]["roi"]["mode"] == "uterus" and info["uterosynth_version"]
+    assert info["config"]["preprocess"]["roi"]["mode"] == "window" and info["uterosynth_version"]
     assert np.asarray(info["affine"]).shape == (4, 4) and len(info["spacing"]) == 3
     assert info["unlabelled_subjects"] == [] and info["splits"] == summary["splits"]
 
@@ -69,6 +69,9 @@ def test_prepare_umd_end_to_end(tmp_path: Path, capsys, spatial_dims: int):
     assert array.shape == ((32, 32) if spatial_dims == 2 else (32, 32, 8))
     assert array.min() >= 0.0 and array.max() <= 1.0 and array.max() > 0.5
     assert nib.aff2axcodes(affine) == ("I", "P", "R")
+    pad = data.load_pad(data.rows[0])
+    assert pad is not None and pad.shape == array.shape
+    assert abs(float(pad.mean()) - float(data.rows[0]["pad_fraction"])) < 1e-5
     if spatial_dims == 2:
         assert all(r["item_id"] == f"{r['subject']}_{int(r['slice_index']):03d}" for r in rows)
 
@@ -300,3 +303,34 @@ def test_error_stratify_unknown_column(tmp_path: Path, capsys):
     raw = make_umd(tmp_path / "raw", n=3, quirks=False)
     code, _, err = run(capsys, *prepare_args(raw, tmp_path / "out", 2, "--set", "split.stratify=flexion"))
     assert code == 2 and "split.stratify 'flexion': no such column" in err
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("sizes", [(5, 8, 14, 5), (4, 4, 4, 4), (3, 9, 2, 30), (1, 6, 6, 6)])
+def test_stratified_splits_hold_every_class_when_counts_allow(sizes, seed: int):
+    """Split sizes follow the fractions; every split holds every class that has a subject to
+    spare for it (class size >= number of splits) once the split has room for all classes."""
+    subjects = [f"S{i:03d}" for i in range(sum(sizes))]
+    classes = [c for c, n in zip("ABCD", sizes, strict=True) for _ in range(n)]
+    groups = dict(zip(subjects, classes, strict=True))
+    cfg = SplitConfig(train=0.7, val=0.1, test=0.2)
+    out = assign_splits(subjects, cfg, seed=seed, groups=groups)
+    unstratified = assign_splits(subjects, cfg, seed=seed)
+    for name in ("train", "val", "test"):  # same split sizes as without strata
+        assert sum(v == name for v in out.values()) == sum(v == name for v in unstratified.values())
+        present = {groups[s] for s, v in out.items() if v == name}
+        if sum(v == name for v in out.values()) >= 4:
+            assert present >= {c for c, n in zip("ABCD", sizes, strict=True) if n >= 3}, (name, present)
+
+
+def test_prepare_stratifies_by_orientation_by_default(tmp_path: Path, capsys):
+    raw = make_umd(tmp_path / "raw", n=8, quirks=False)
+    assert run(capsys, *prepare_args(raw, tmp_path / "out", 2, "--set", "split.val=0.25", "--set", "split.test=0.25",
+                                     "--set", "split.train=0.5"))[0] == 0
+    info = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert info["stratify"] == "orientation"
+    rows = read_manifest(tmp_path / "out" / "manifest.csv")
+    by_subject = {r["subject"]: (r["split"], r["orientation"]) for r in rows}
+    for name, per_class in info["split_counts"].items():
+        assert per_class == {c: sum(v == (name, c) for v in by_subject.values()) for c in per_class}
+    assert sum(sum(p.values()) for p in info["split_counts"].values()) == 8

@@ -201,3 +201,42 @@ def test_resize_same_for_c_and_fortran_order(axis: int):
     centre = size[axis] // 2
     expected = (centre + 0.5) * r - 0.5
     assert np.take(out, centre, axis=axis).mean() == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_window_items_keep_geometry_spacing_and_pad_outside_only(spatial_dims: int):
+    """``roi.mode: window``: spacing window_mm / shape exactly, values where the scanner saw them,
+    padding exactly where the window leaves the field of view (recorded in ``Item.pad``)."""
+    image, label = ramp_scan()
+    window = (48.0, 48.0) if spatial_dims == 2 else (48.0, 48.0, 30.0)
+    shape = (32, 32) if spatial_dims == 2 else (32, 32, 10)
+    cfg = cfg_for(spatial_dims, roi={"mode": "window", "window_mm": window},
+                  output={"shape": shape, "fit": "crop_pad"})
+    items = preprocess_subject(cfg, image, label)
+    assert items
+    for item in items:
+        assert item.array.shape == shape and item.pad is not None and item.pad.shape == shape
+        assert item.spacing[:2] == pytest.approx((1.5, 1.5), abs=1e-12)
+        if spatial_dims == 3:
+            assert item.spacing[2] == pytest.approx(3.0, abs=1e-12)
+        idx = np.stack(np.meshgrid(*[np.arange(n) for n in item.array.shape], indexing="ij"), axis=-1).reshape(-1, 2 if spatial_dims == 2 else 3)
+        full = np.c_[idx, np.zeros((len(idx), 3 - idx.shape[1]))]
+        world = full @ item.affine[:3, :3].T + item.affine[:3, 3]
+        vox = np.c_[world, np.ones(len(world))] @ np.linalg.inv(image.affine).T
+        inside = np.all((vox[:, :3] >= -0.5) & (vox[:, :3] <= np.asarray(image.shape) - 0.5), axis=1)
+        np.testing.assert_array_equal(item.pad.reshape(-1), ~inside)
+        assert 0 < item.pad.mean() < 1  # a 48 mm window leaves the 30 x 25 mm in-plane field of view
+        deep = np.all((vox[:, :3] >= 2) & (vox[:, :3] <= np.asarray(image.shape) - 3), axis=1)
+        np.testing.assert_allclose(item.array.reshape(-1)[deep], world[deep] @ COEF + 100.0, atol=2e-3)
+    if spatial_dims == 2:  # same spacing for every item, so item affines differ by a slice step only
+        assert len({tuple(np.round(i.spacing, 12)) for i in items}) == 1
+
+
+def test_window_centre_needs_labels():
+    image, _ = ramp_scan()
+    cfg = cfg_for(2, roi={"mode": "window", "window_mm": (20.0, 20.0)}, output={"fit": "crop_pad", "slices": "central"})
+    with pytest.raises(DataError, match="roi.centre 'uterus_centroid' needs a label map"):
+        preprocess_subject(cfg, image, None)
+    ok = cfg_for(2, roi={"mode": "window", "window_mm": (20.0, 20.0), "centre": "image_centre"},
+                 output={"fit": "crop_pad", "slices": "central"})
+    assert len(preprocess_subject(ok, image, None)) == 5

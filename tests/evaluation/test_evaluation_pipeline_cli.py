@@ -34,6 +34,18 @@ def test_baselines_from_checkpoint_then_report_with_downstream(tmp_path, prepare
     ae = tmp_path / "ae"
     assert _run(["train", "autoencoder", "--config", "configs/ae2d_cpu.yaml", "--data", str(prepared_2d),
                  "--out", str(ae)]) == 0
+    meta = json.loads(next(ae.rglob("model.json")).read_text())
+    train_subjects = PreparedDataset.load(prepared_2d, "train").subjects()
+    assert meta["training_subjects"]["splits"] == ["train"] and len(meta["training_subjects"]["ids"]) == len(
+        train_subjects) and not set(train_subjects) & set(meta["training_subjects"]["ids"])  # hashed, not raw
+    capsys.readouterr()
+    assert _run(["evaluate", "baselines", "--autoencoder", str(ae), "--real", f"{prepared_2d}:train",
+                 "--out", str(tmp_path / "leak")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{len(train_subjects)} of {len(train_subjects)} evaluated subjects" in err[0]
+    assert _run(["evaluate", "baselines", "--autoencoder", str(ae), "--real", f"{prepared_2d}:train",
+                 "--n-prior", "2", "--allow-overlap", "--out", str(tmp_path / "leak")]) == 0
+    capsys.readouterr()
     assert _run(["evaluate", "baselines", "--autoencoder", str(ae), "--real", f"{prepared_2d}:test",
                  "--n-prior", "5", "--prior-by", "orientation", "--out", str(tmp_path / "base"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -58,6 +58,8 @@ def baselines(
     prior_by: list[str] = typer.Option(None, "--prior-by", help="Also write class_prior/: per-class latent Gaussians "
                                        "of the train split by this attribute (repeatable), labelled samples."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Reconstruct subjects the autoencoder was "
+                                       "trained on (refused by default: the reconstruction would flatter it)."),
     seed: int = SeedOpt,
     overwrite: bool = OverwriteOpt,
     json_: bool = JsonOpt,
@@ -68,7 +70,7 @@ def baselines(
 
     show_stage("evaluate baselines", BaselinesJob(autoencoder=autoencoder, real=real, out=out, n_prior=n_prior,
                                                   prior_by=prior_by or [], device=device, seed=seed,
-                                                  overwrite=overwrite), as_json=json_)
+                                                  overwrite=overwrite, allow_overlap=allow_overlap), as_json=json_)
 
 
 @evaluate_app.command("train-encoder")

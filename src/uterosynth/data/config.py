@@ -84,19 +84,31 @@ class RoiConfig(StrictModel):
     """Region of interest.
 
     Attributes:
-        mode: ``uterus`` (bounding box of ``labels`` plus ``margin_mm``; needs a label map),
+        mode: ``window`` (a fixed ``window_mm`` window around ``centre``, sampled at the one
+            spacing ``window_mm / output.shape``: every item has the same spacing and shape,
+            and only the part outside the field of view is padded, recorded in a pad mask),
+            ``uterus`` (bounding box of ``labels`` plus ``margin_mm``; needs a label map),
             ``box`` (a ``box_mm`` box centred on the field of view, shifted by
             ``box_offset_mm``) or ``full`` (the whole field of view).
         labels: label values that make up the uterus (1 wall, 2 cavity, 3 myoma).
         margin_mm: margin around the uterus box along (rows, columns, slices).
         box_mm: size of the fixed box along (rows, columns[, slices]); slices default to all.
+        window_mm: ``window`` size along (rows, columns) for 2D items, (rows, columns, slices)
+            for 3D items.
+        centre: where the window is centred: ``uterus_centroid`` (mean position of the
+            uterus voxels), ``uterus_box_centre`` (centre of their bounding box) or
+            ``image_centre``; the first two need a label map.
+        centre_offset_mm: shift of the window centre along (rows, columns, slices).
     """
 
-    mode: Literal["uterus", "box", "full"] = "full"
+    mode: Literal["window", "uterus", "box", "full"] = "full"
     labels: tuple[int, ...] = (1, 2, 3)
     margin_mm: tuple[float, float, float] = (10.0, 10.0, 0.0)
     box_mm: tuple[float, ...] | None = None
     box_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    window_mm: tuple[float, ...] | None = None
+    centre: Literal["uterus_centroid", "uterus_box_centre", "image_centre"] = "uterus_centroid"
+    centre_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @model_validator(mode="after")
     def _box(self) -> RoiConfig:
@@ -104,6 +116,10 @@ class RoiConfig(StrictModel):
             raise ValueError("roi mode 'box' needs box_mm (size in mm along rows, columns[, slices])")
         if self.box_mm is not None and (len(self.box_mm) not in (2, 3) or min(self.box_mm) <= 0):
             raise ValueError(f"box_mm must hold 2 or 3 positive sizes, got {list(self.box_mm)}")
+        if self.mode == "window" and self.window_mm is None:
+            raise ValueError("roi mode 'window' needs window_mm (size in mm along rows, columns[, slices])")
+        if self.window_mm is not None and (len(self.window_mm) not in (2, 3) or min(self.window_mm) <= 0):
+            raise ValueError(f"window_mm must hold 2 or 3 positive sizes, got {list(self.window_mm)}")
         if min(self.margin_mm) < 0:
             raise ValueError("margin_mm must be >= 0")
         return self
@@ -115,10 +131,12 @@ class OutputConfig(StrictModel):
     Attributes:
         dims: 2 (one item per sagittal slice) or 3 (one volume per subject).
         shape: fixed in-plane ``(H, W)`` for 2D, ``(H, W, D)`` for 3D.
-        fit: how the ROI reaches the in-plane shape: ``pad_resize`` pads the ROI to the target
-            aspect ratio, then resizes it (spacing changes per subject, recorded in each
-            item's affine) — ``crop_pad`` centre-crops/pads at the resampled spacing. The slice
-            axis of 3D items is always centre-cropped/padded to ``D``.
+        fit: how a ``uterus``/``box``/``full`` ROI reaches the in-plane shape: ``crop_pad``
+            centre-crops/pads at the resampled spacing; ``pad_resize`` pads the ROI to the
+            target aspect ratio, then resizes it — a shortcut: the pad bands and the spacing
+            then follow the ROI's aspect ratio, which gives the class away (warned at use).
+            The slice axis of 3D items is always centre-cropped/padded to ``D``. Ignored by
+            ``roi.mode: window``, which fixes spacing and shape itself.
         slices: 2D only — ``uterus`` (every slice holding at least ``min_uterus_voxels``
             uterus voxels; needs a label map) or ``central`` (the ``k`` slices around the ROI
             centre).
@@ -126,7 +144,7 @@ class OutputConfig(StrictModel):
 
     dims: Literal[2, 3] = 2
     shape: tuple[int, ...] = (128, 128)
-    fit: Literal["pad_resize", "crop_pad"] = "pad_resize"
+    fit: Literal["pad_resize", "crop_pad"] = "crop_pad"
     slices: Literal["uterus", "central"] = "central"
     k: int = Field(default=5, ge=1)
     min_uterus_voxels: int = Field(default=1, ge=1)
@@ -151,19 +169,39 @@ class PreprocessConfig(StrictModel):
     output: OutputConfig = OutputConfig()
     geometry_tolerance_mm: float = Field(default=0.01, gt=0)
 
+    @model_validator(mode="after")
+    def _window(self) -> PreprocessConfig:
+        if self.roi.mode != "window":
+            return self
+        need = self.output.dims
+        if self.roi.window_mm is not None and len(self.roi.window_mm) != need:
+            raise ValueError(
+                f"roi.window_mm must have {need} entries for output.dims={need} "
+                f"(rows, columns{', slices' if need == 3 else ''}), got {list(self.roi.window_mm)}"
+            )
+        return self
+
+    def window_spacing(self) -> tuple[float, ...]:
+        """The one item spacing (mm) of ``roi.mode: window``: ``window_mm / output.shape`` per axis."""
+        window = self.roi.window_mm or ()
+        return tuple(float(w) / int(n) for w, n in zip(window, self.output.shape, strict=True))
+
 
 class SplitConfig(StrictModel):
-    """Subject-level split fractions (they must sum to 1), optionally stratified.
+    """Subject-level split fractions (they must sum to 1), stratified by the class attribute.
 
     Attributes:
-        stratify: an attribute column (e.g. ``orientation``) whose values should be spread
-            over the splits in proportion to the fractions.
+        stratify: an attribute column (e.g. ``orientation``) whose values are spread over the
+            splits in proportion to the fractions, every split holding every value when the
+            counts allow; ``auto`` (default): ``orientation`` when the labels table has it,
+            else the first attribute declared in ``labels.attributes`` that it has, else none;
+            ``null``: not stratified.
     """
 
     train: float = Field(default=0.8, ge=0, le=1)
     val: float = Field(default=0.1, ge=0, le=1)
     test: float = Field(default=0.1, ge=0, le=1)
-    stratify: str | None = None
+    stratify: str | None = "auto"
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:

@@ -27,6 +27,7 @@ from ..core.errors import DataError
 
 __all__ = [
     "CORE_COLUMNS",
+    "PAD_COLUMNS",
     "SPLITS",
     "PreparedDataset",
     "parse_dataset_ref",
@@ -48,11 +49,16 @@ CORE_COLUMNS: tuple[str, ...] = (
     "prep_hash",
 )
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+# ``roi.mode: window`` datasets: the fraction of the item outside the scan's field of view and
+# its pad mask (``pad/<item_id>.nii.gz``, uint8, 1 = padded), written after the core columns.
+PAD_COLUMNS: tuple[str, ...] = ("pad_fraction", "pad_path")
 
 
 def write_manifest(path: str | Path, rows: Iterable[Mapping[str, Any]], attributes: Sequence[str]) -> None:
-    """Write ``manifest.csv`` with the core columns followed by ``attributes``."""
-    columns = list(CORE_COLUMNS) + [a for a in attributes if a not in CORE_COLUMNS]
+    """Write ``manifest.csv``: the core columns, the pad columns when rows have them, ``attributes``."""
+    rows = list(rows)
+    pad = [c for c in PAD_COLUMNS if any(c in r for r in rows)]
+    columns = list(CORE_COLUMNS) + pad + [a for a in attributes if a not in CORE_COLUMNS and a not in pad]
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="raise")
         writer.writeheader()
@@ -150,6 +156,17 @@ class PreparedDataset:
         if self.dims == 2 and data.ndim == 3:
             data = data[:, :, 0]
         return data, np.asarray(img.affine, dtype=np.float64)
+
+    def load_pad(self, row: Mapping[str, str]) -> np.ndarray | None:
+        """The item's pad mask (True outside the scan's field of view), same shape as its array;
+        ``None`` for datasets prepared without ``roi.mode: window``."""
+        import nibabel as nib
+
+        rel = row.get("pad_path", "")
+        if not rel:
+            return None
+        mask = np.asarray(nib.load(str(self.root / rel)).dataobj) > 0
+        return mask[:, :, 0] if self.dims == 2 and mask.ndim == 3 else mask
 
     def load_array(self, row: Mapping[str, str]) -> np.ndarray:
         """The item's array only (see :meth:`load_item`)."""

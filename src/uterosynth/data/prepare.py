@@ -59,10 +59,10 @@ def assign_splits(
 
     Split sizes are the fractions times the number of subjects, rounded (a non-zero fraction
     gets at least one subject when there are at least three, and train keeps at least one).
-    Subjects are ordered group by group (``groups``: subject → stratum, e.g. orientation; one
-    stratum when ``None``), shuffled within each group by a generator derived from ``seed``,
-    and dealt out along that order so each split's share stays as even as possible
-    (largest-deficit rule) — every stratum is thus spread over the splits in proportion.
+    With ``groups`` (subject → stratum, e.g. orientation) each stratum is shuffled by a
+    generator derived from ``seed`` and split in proportion, every split holding every stratum
+    when the counts allow (:func:`_stratum_quota`). Without, subjects are shuffled and dealt
+    out so each split's share stays as even as possible (largest-deficit rule).
     """
     from ..core.seeding import numpy_rng  # imports torch: keep it out of the worker processes
 
@@ -80,6 +80,8 @@ def assign_splits(
     strata: dict[str, list[str]] = {}
     for subject in subs:
         strata.setdefault(str((groups or {}).get(subject, "")), []).append(subject)
+    if len(strata) > 1:
+        return _deal_stratified(strata, counts, seed)
     order: list[str] = []
     for key in sorted(strata):
         members = strata[key]
@@ -93,6 +95,47 @@ def assign_splits(
         name = max(deficits, key=lambda k: deficits[k])
         dealt[name] += 1
         out[subject] = name
+    return out
+
+
+def _stratum_quota(sizes: dict[str, int], counts: dict[str, int]) -> dict[tuple[str, str], int]:
+    """Subjects per (stratum, split): in proportion, one in every cell when the counts allow.
+
+    A cell gets one subject first when its split holds at least one subject per stratum and its
+    stratum at least one subject per non-empty split; the rest go one by one to the cell
+    furthest below its proportional share (rows and columns always add up).
+    """
+    n = sum(sizes.values())
+    names = [k for k in ("test", "val", "train") if counts[k] > 0]
+    quota = {(g, k): 0 for g in sizes for k in names}
+    for g, size in sizes.items():
+        for k in names:
+            if counts[k] >= len(sizes) and size >= len(names):
+                quota[(g, k)] = 1
+    left = {g: sizes[g] - sum(quota[(g, k)] for k in names) for g in sizes}
+    room = {k: counts[k] - sum(quota[(g, k)] for g in sizes) for k in names}
+    while any(left.values()):
+        cells = [(g, k) for g in sorted(sizes) for k in names if left[g] > 0 and room[k] > 0]
+        g, k = max(cells, key=lambda c: sizes[c[0]] * counts[c[1]] / n - quota[c])
+        quota[(g, k)] += 1
+        left[g] -= 1
+        room[k] -= 1
+    return quota
+
+
+def _deal_stratified(strata: dict[str, list[str]], counts: dict[str, int], seed: int) -> dict[str, str]:
+    from ..core.seeding import numpy_rng
+
+    quota = _stratum_quota({g: len(m) for g, m in strata.items()}, counts)
+    out: dict[str, str] = {}
+    for key in sorted(strata):
+        members = strata[key]
+        perm = numpy_rng(seed, salt=f"split:{key}").permutation(len(members))
+        shuffled = [members[i] for i in perm]
+        for name in ("test", "val", "train"):
+            take = quota.get((key, name), 0)
+            out.update(dict.fromkeys(shuffled[:take], name))
+            shuffled = shuffled[take:]
     return out
 
 
@@ -173,6 +216,10 @@ def process_subject(
         digest = hashlib.blake2b(
             f"{prep}:{image.digest}:{label.digest if label else ''}:{item.slice_index}".encode(), digest_size=8
         ).hexdigest()
+        pad = {}
+        if item.pad is not None:
+            pad = {"pad_fraction": f"{float(item.pad.mean()):.6g}", "pad_path": f"pad/{item_id}{suffix}"}
+            write_nifti(out_dir / pad["pad_path"], as_volume(item.pad.astype(np.uint8)), item.affine, dtype=np.uint8)
         rows.append(
             {
                 "item_id": item_id,
@@ -185,6 +232,7 @@ def process_subject(
                 "source": source,
                 "source_path": record.source_path,
                 "prep_hash": digest,
+                **pad,
                 **attributes,
             }
         )
@@ -256,20 +304,41 @@ def _process_subjects(
     return results
 
 
-def _split_groups(cfg: PrepareConfig, table, good: dict[str, list[dict[str, Any]]]) -> dict[str, str] | None:
-    """Each subject's ``split.stratify`` value (``None`` when splits are not stratified).
+def stratify_column(cfg: PrepareConfig, table) -> str | None:
+    """The attribute the splits are stratified by (``split.stratify``; ``auto`` resolved).
 
     Raises:
-        DataError: the stratify column is not in the labels table (or there is no table).
+        DataError: an explicit ``split.stratify`` column is not in the labels table (or there is no table).
     """
-    if cfg.split.stratify is None:
+    wanted = cfg.split.stratify
+    columns = list(table.columns) if table is not None else []
+    if wanted == "auto":
+        candidates = ["orientation", *cfg.labels.attributes]
+        return next((c for c in candidates if c in columns), None)
+    if wanted is None:
         return None
-    if table is None or cfg.split.stratify not in table.columns:
+    if wanted not in columns:
         raise DataError(
-            f"split.stratify '{cfg.split.stratify}': no such column in the labels table "
+            f"split.stratify '{wanted}': no such column in the labels table "
             f"({table.path if table is not None else 'none given'}); use one of its attribute columns"
         )
-    return {s: str(rows[0].get(cfg.split.stratify, "")) for s, rows in good.items() if rows}
+    return wanted
+
+
+def _split_groups(column: str | None, good: dict[str, list[dict[str, Any]]]) -> dict[str, str] | None:
+    """Each subject's value of the stratify ``column`` (``None`` when splits are not stratified)."""
+    if column is None:
+        return None
+    return {s: str(rows[0].get(column, "")) for s, rows in good.items() if rows}
+
+
+def _class_counts(splits: dict[str, str], groups: dict[str, str] | None) -> dict[str, dict[str, int]]:
+    """``{split: {class: subjects}}`` for the stratify attribute (``{split: {"all": n}}`` without one)."""
+    values = sorted(set((groups or {}).values())) or ["all"]
+    counts = {name: dict.fromkeys(values, 0) for name in SPLITS}
+    for subject, name in splits.items():
+        counts[name][(groups or {}).get(subject, "all")] += 1
+    return counts
 
 
 def prepare_dataset(
@@ -312,6 +381,8 @@ def prepare_dataset(
                 table_path, subject_column=cfg.labels.subject_column, required=tuple(cfg.labels.attributes)
             )
         (tmp / "items").mkdir()
+        if cfg.preprocess.roi.mode == "window":
+            (tmp / "pad").mkdir()
         if on_start is not None:
             on_start(len(records))
         results = _process_subjects(records, cfg, tmp, source, table, skip_bad=skip_bad, on_subject=on_subject)
@@ -321,7 +392,9 @@ def prepare_dataset(
         if not good:
             detail = f" (first problem: {skipped[0]['reason']})" if skipped else ""
             raise DataError(f"{input_dir}: no usable subject found{detail}")
-        splits = assign_splits(list(good), cfg.split, cfg.seed, groups=_split_groups(cfg, table, good))
+        stratify = stratify_column(cfg, table)
+        groups = _split_groups(stratify, good)
+        splits = assign_splits(list(good), cfg.split, cfg.seed, groups=groups)
         all_rows = []
         for subject in sorted(good):
             for row in good[subject]:
@@ -358,6 +431,8 @@ def prepare_dataset(
             "subjects": len(good),
             "items": len(all_rows),
             "splits": split_counts,
+            "stratify": stratify,
+            "split_counts": _class_counts(splits, groups),
             "skipped": skipped,
             "unlabelled_subjects": unlabelled,
         }

@@ -20,6 +20,7 @@ pre-filter folded into the operator.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,7 +42,10 @@ __all__ = [
     "resample_matrix",
     "resize_array",
     "roi_region",
+    "sample_window",
     "scale_affine",
+    "window_centre",
+    "window_matrix",
 ]
 
 
@@ -53,6 +57,7 @@ class Item:
     array: np.ndarray
     affine: np.ndarray
     slice_index: int = -1
+    pad: np.ndarray | None = None  # ``roi.mode: window``: True where the window left the field of view
 
     @property
     def spacing(self) -> tuple[float, ...]:
@@ -115,13 +120,13 @@ def resample_matrix(n_in: int, n_out: int, *, antialias: bool = True):
     return op.astype(np.float32).tocsr()
 
 
-def _apply_along(array: np.ndarray, n_out: int, axis: int) -> np.ndarray:
-    """Resample ``axis`` of ``array`` to ``n_out`` samples with :func:`resample_matrix`."""
-    op = resample_matrix(array.shape[axis], n_out)
+def _apply_along(array: np.ndarray, n_out: int, axis: int, op=None) -> np.ndarray:
+    """Resample ``axis`` of ``array`` to ``n_out`` samples with ``op`` (default :func:`resample_matrix`)."""
+    op = resample_matrix(array.shape[axis], n_out) if op is None else op
     if array.flags.f_contiguous and not array.flags.c_contiguous:  # NIfTI (Fortran-ordered) data
         if axis == 0 and array.ndim == 3:  # slice by slice: each transpose fits in cache
             return np.stack([op @ np.ascontiguousarray(array[:, :, z]) for z in range(array.shape[2])], axis=2)
-        return _apply_along(array.T, n_out, array.ndim - 1 - axis).T
+        return _apply_along(array.T, n_out, array.ndim - 1 - axis, op).T
     shape = array.shape
     pre, n, post = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1 :]))
     block = np.ascontiguousarray(array, dtype=np.float32).reshape(pre, n, post)
@@ -234,6 +239,124 @@ def crop_or_pad(array: np.ndarray, affine: np.ndarray, start: Sequence[int], siz
     return out, translate_affine(affine, start)
 
 
+def window_matrix(n_in: int, n_out: int, origin: float, ratio: float) -> tuple[object, np.ndarray]:
+    """Sparse ``(n_out, n_in)`` operator sampling input positions ``origin + i' * ratio`` linearly.
+
+    Like :func:`resample_matrix` (Gaussian anti-aliasing with ``sigma = (ratio - 1) / 2`` when
+    shrinking), but for a window that may leave the grid: ``valid[i']`` is False where the
+    position lies more than half a voxel outside ``[0, n_in - 1]``; those rows are zero.
+
+    Returns:
+        ``(op, valid)``.
+    """
+    from scipy import sparse
+
+    pos = origin + np.arange(n_out) * ratio
+    valid = (pos >= -0.5) & (pos <= n_in - 0.5)
+    centres = np.clip(pos, 0, n_in - 1)
+    k0 = np.floor(centres).astype(np.int64)
+    k1 = np.minimum(k0 + 1, n_in - 1)
+    frac = centres - k0
+    weights = np.stack([1 - frac, frac], axis=1) * valid[:, None]
+    op = sparse.csr_matrix(
+        (weights.ravel(), (np.repeat(np.arange(n_out), 2), np.stack([k0, k1], axis=1).ravel())), shape=(n_out, n_in)
+    )
+    sigma = (ratio - 1.0) / 2.0
+    if sigma > 0.05:
+        radius = max(1, int(3.0 * sigma + 0.5))
+        taps = np.arange(-radius, radius + 1)
+        kernel = np.exp(-0.5 * (taps / sigma) ** 2)
+        kernel /= kernel.sum()
+        cols = np.clip(np.arange(n_in)[:, None] + taps[None, :], 0, n_in - 1).ravel()
+        gauss = sparse.csr_matrix(
+            (np.tile(kernel, n_in), (np.repeat(np.arange(n_in), len(taps)), cols)), shape=(n_in, n_in)
+        )
+        op = op @ gauss
+    return op.astype(np.float32).tocsr(), valid
+
+
+def sample_window(
+    array: np.ndarray,
+    affine: np.ndarray,
+    origin: Sequence[float],
+    ratio: Sequence[float],
+    size: Sequence[int],
+    *,
+    label: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample the window whose voxel ``i`` lies at input index ``origin + i * ratio`` (per axis).
+
+    Linear (anti-aliased) for images, nearest for labels; outside the field of view the window
+    holds 0. The affine is updated exactly: ``A' = A @ [[diag(ratio), origin], [0, 1]]``, so
+    the output spacing is the input spacing times ``ratio``.
+
+    Args:
+        array: ``(X, Y, Z)`` input.
+        affine: its voxel-to-world affine.
+        origin, ratio, size: per axis, the input index of output voxel 0, the step in input
+            voxels, and the number of output voxels.
+
+    Returns:
+        ``(window, affine, pad)`` — ``pad`` is True where the window left the field of view.
+    """
+    out = array
+    valids = []
+    for axis in range(3):
+        n_in, o, r, n = array.shape[axis], float(origin[axis]), float(ratio[axis]), int(size[axis])
+        if n == n_in and o == 0.0 and r == 1.0:
+            valids.append(np.ones(n, dtype=bool))
+            continue
+        if label:
+            pos = o + np.arange(n) * r
+            valids.append((pos >= -0.5) & (pos <= n_in - 0.5))
+            idx = np.clip(np.floor(pos + 0.5).astype(np.int64), 0, n_in - 1)
+            out = np.take(out, idx, axis=axis)
+            continue
+        op, valid = window_matrix(n_in, n, o, r)
+        valids.append(valid)
+        out = _apply_along(out, n, axis, op)
+    pad = ~(valids[0][:, None, None] & valids[1][None, :, None] & valids[2][None, None, :])
+    if label:
+        out = np.where(pad, 0, out).astype(array.dtype, copy=False)
+    else:
+        out = np.asarray(out, dtype=np.float32)
+    t = np.eye(4)
+    t[:3, :3] = np.diag(np.asarray(ratio, dtype=np.float64))
+    t[:3, 3] = np.asarray(origin, dtype=np.float64)
+    return out, affine @ t, pad
+
+
+def window_centre(cfg: PreprocessConfig, scan: Scan, label: np.ndarray | None, *, where: str,
+                  label_where: str = "") -> list[float]:
+    """Continuous voxel index of the ``roi.mode: window`` centre (``roi.centre`` + ``roi.centre_offset_mm``).
+
+    Raises:
+        DataError: a uterus centre without a label map, or with no uterus voxel in it.
+    """
+    roi = cfg.roi
+    if roi.centre == "image_centre":
+        centre = [(n - 1) / 2 for n in scan.shape]
+    else:
+        if label is None:
+            raise DataError(f"{where}: roi.centre '{roi.centre}' needs a label map, none found beside the image; "
+                            "use roi.centre: image_centre")
+        mask = np.isin(label, roi.labels)
+        if not mask.any():
+            raise DataError(
+                f"{label_where or where}: label map has no uterus voxels (labels {', '.join(map(str, roi.labels))}); "
+                f"roi.centre '{roi.centre}' needs them (fix the segmentation, or use roi.centre: image_centre)"
+            )
+        centre = []
+        for axis in range(3):
+            counts = mask.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64)
+            hits = np.flatnonzero(counts)
+            if roi.centre == "uterus_centroid":
+                centre.append(float((counts * np.arange(len(counts))).sum() / counts.sum()))
+            else:
+                centre.append((hits[0] + hits[-1]) / 2)
+    return [c + o / s for c, o, s in zip(centre, roi.centre_offset_mm, scan.spacing, strict=True)]
+
+
 def _centred_start(length: int, target: int) -> int:
     return (length - target) // 2
 
@@ -280,8 +403,17 @@ def fit_inplane(array: np.ndarray, affine: np.ndarray, shape: Sequence[int], fit
     """Bring axes 0 and 1 of ``(X, Y, Z)`` to ``shape`` (``crop_pad`` or ``pad_resize``).
 
     ``pad_resize`` pads the region symmetrically to the aspect ratio of ``shape`` (so nothing is
-    distorted), then resizes it (bilinear, Gaussian anti-aliasing when shrinking).
+    distorted), then resizes it (bilinear, Gaussian anti-aliasing when shrinking). That is a
+    shortcut a classifier can read: the pad bands and the spacing follow the ROI's aspect
+    ratio, i.e. the uterus orientation — use ``roi.mode: window`` instead.
     """
+    if fit == "pad_resize":
+        warnings.warn(
+            "output.fit 'pad_resize' pads the ROI with bands and rescales it per item: band widths and spacing follow "
+            "the uterus box's aspect ratio and so give the orientation class away; use roi.mode: window",
+            UserWarning,
+            stacklevel=2,
+        )
     h, w = int(shape[0]), int(shape[1])
     x, y, z = array.shape
     if fit == "crop_pad":
@@ -334,8 +466,11 @@ def preprocess_subject(cfg: PreprocessConfig, image: Scan, label: Scan | None = 
     """
     where = str(image.path) if image.path is not None else "image"
     label_where = str(label.path) if label is not None and label.path is not None else ""
+    windowed = cfg.roi.mode == "window"
     if cfg.resample.enabled:  # resample first (per-axis, so it commutes with reorienting): less to copy
         canonical = [*cfg.resample.spacing, cfg.resample.slice_thickness]
+        if windowed:  # the window samples its own spacing; 2D keeps (or resamples) the slice axis
+            canonical = [None, None, cfg.resample.slice_thickness if cfg.output.dims == 2 else None]
         target = canonical
         if cfg.reorient:
             transform = nio.ornt_transform(nio.io_orientation(image.affine), nio.axcodes2ornt(CANONICAL))
@@ -349,6 +484,9 @@ def preprocess_subject(cfg: PreprocessConfig, image: Scan, label: Scan | None = 
     if cfg.n4.enabled:
         array = n4_correct(array, image.spacing, cfg.n4)
     label_array = label.array if label is not None else None
+    if windowed:
+        return _window_items(cfg, Scan(array=array, affine=image.affine, path=image.path), label_array,
+                             where=where, label_where=label_where)
 
     start, stop = roi_region(cfg, image, label_array, where=where, label_where=label_where)
     inner_lo = [max(0, s) for s in start]
@@ -387,3 +525,54 @@ def preprocess_subject(cfg: PreprocessConfig, image: Scan, label: Scan | None = 
         items.append(Item(array=np.ascontiguousarray(stack[:, :, local]), affine=translate_affine(affine, [0, 0, local]),
                           slice_index=start[2] + k))
     return items
+
+
+def _window_items(cfg: PreprocessConfig, image: Scan, label: np.ndarray | None, *, where: str,
+                  label_where: str) -> list[Item]:
+    """``roi.mode: window``: sample a ``window_mm`` window at the one spacing ``window_mm / shape``.
+
+    3D: one ``(H, W, D)`` window. 2D: the in-plane window on every sagittal slice, then the
+    slices picked by ``output.slices`` (``central``: ``k`` around the window centre). Intensities
+    are normalised on the selected voxels inside the field of view; outside it the items hold
+    the range's low end and ``Item.pad`` is True.
+    """
+    out = cfg.output
+    centre = window_centre(cfg, image, label, where=where, label_where=label_where)
+    target = cfg.window_spacing()
+    ratio = [t / s for t, s in zip(target, image.spacing, strict=False)]
+    size = [int(n) for n in out.shape[:2]]
+    if out.dims == 3:
+        size.append(int(out.shape[2]))
+    else:
+        ratio.append(1.0)
+        size.append(image.shape[2])
+    origin = [c - (n - 1) / 2 * r for c, n, r in zip(centre, size, ratio, strict=True)]
+    if out.dims == 2:
+        origin[2] = 0.0
+    volume, affine, pad = sample_window(image.array, image.affine, origin, ratio, size)
+    label_win = sample_window(label, np.eye(4), origin, ratio, size, label=True)[0] if label is not None else None
+    if out.dims == 3:
+        indices = [0]
+    elif out.slices == "central":
+        mid = int(round(centre[2]))
+        first = min(max(0, mid - out.k // 2), max(0, image.shape[2] - out.k))
+        indices = list(range(first, min(image.shape[2], first + out.k)))
+    else:
+        indices = _slice_indices(cfg, image.shape[2], label_win, where=where, label_where=label_where)
+    if out.dims == 2:
+        volume, pad = volume[:, :, indices], pad[:, :, indices]
+    inside = ~pad
+    if cfg.normalize.enabled:
+        normed = normalize_intensity(volume[inside], cfg.normalize) if inside.any() else np.empty(0, np.float32)
+        fill = float(cfg.normalize.range[0])
+        volume = np.full(volume.shape, fill, dtype=np.float32)
+        volume[inside] = normed
+    else:
+        volume = np.where(pad, float(volume[inside].min()) if inside.any() else 0.0, volume).astype(np.float32)
+    if out.dims == 3:
+        return [Item(array=volume, affine=affine, slice_index=-1, pad=pad)]
+    return [
+        Item(array=np.ascontiguousarray(volume[:, :, j]), affine=translate_affine(affine, [0, 0, k]), slice_index=k,
+             pad=np.ascontiguousarray(pad[:, :, j]))
+        for j, k in enumerate(indices)
+    ]

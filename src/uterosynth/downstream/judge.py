@@ -28,6 +28,7 @@ import torch
 from ..core.artifacts import atomic_output_dir, provenance
 from ..core.errors import UserError
 from ..data.manifest import PreparedDataset
+from ..data.subjects import training_subjects
 from ..models.judge import (
     CLASSIFIER_FILE,
     META_FILE,
@@ -93,6 +94,7 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
             "sha256": digest,
             "seconds": round(time.perf_counter() - t0, 2),
             "provenance": provenance(cfg, cfg.seed, data=str(data.root)),
+            "training_subjects": training_subjects(data, ("train", "val")),
         }
         write_classifier_meta(tmp, meta)
     return meta

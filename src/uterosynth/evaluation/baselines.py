@@ -30,6 +30,7 @@ from ..core.artifacts import atomic_output_dir, provenance
 from ..core.errors import DataError
 from ..core.seeding import index_generator
 from ..data.manifest import PreparedDataset, parse_dataset_ref
+from ..data.subjects import check_disjoint
 from ..data.synthetic import write_synthetic_set
 from ..models.latent import load_autoencoder
 
@@ -211,7 +212,7 @@ def make_class_prior_baseline(
 
 def make_baselines(
     autoencoder_path: str | Path, real: str | Path, out: str | Path, *, n_prior: int | None = None, seed: int = 0,
-    device: str = "cpu", overwrite: bool = False, prior_by: Sequence[str] = (),
+    device: str = "cpu", overwrite: bool = False, prior_by: Sequence[str] = (), allow_overlap: bool = False,
 ) -> dict[str, Path]:
     """The baselines of a trained autoencoder checkpoint: ``out/reconstruction``, ``out/prior``
     and, when ``prior_by`` names attributes, ``out/class_prior`` (fitted on the ``train`` split of
@@ -223,11 +224,14 @@ def make_baselines(
 
     Raises:
         UserError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
-        DataError: the split is empty; a ``prior_by`` attribute the manifest lacks.
+        DataError: the split is empty; a ``prior_by`` attribute the manifest lacks; the
+            autoencoder was trained on subjects of the split (unless ``allow_overlap``).
     """
     out = Path(out)
     module, meta, _ = load_autoencoder(autoencoder_path, device=device)
     root, split, dataset = _load_split(real, "test")
+    check_disjoint(meta.get("training_subjects"), dataset.subjects(), allow_overlap=allow_overlap,
+                   what=f"autoencoder {autoencoder_path} vs the reconstructed split {root}:{split}")
     adapter = AutoencoderAdapter(module, image_shape=[int(s) for s in dataset.info["shape"]],
                                  name=f"autoencoder:{Path(autoencoder_path).name}", sha256=meta.get("sha256"))
     n = n_prior or len(dataset)

@@ -29,6 +29,7 @@ from ..core.artifacts import atomic_output_dir, provenance, sha256_file, write_j
 from ..core.errors import DataError
 from ..core.imageio import middle_slice
 from ..data.manifest import PreparedDataset, parse_dataset_ref
+from ..data.subjects import training_subjects
 from .config import EncoderTrainConfig
 
 __all__ = ["FrozenEncoder", "build_backbone", "slices_for_training", "train_encoder", "view_transform"]
@@ -168,6 +169,7 @@ def train_encoder(
                      "prep_hash": sorted({r.get("prep_hash", "") for r in dataset.rows})},
             "training": {"losses": losses, "final_loss": losses[-1] if losses else None},
             "provenance": provenance(cfg, cfg.seed),
+            "training_subjects": training_subjects(dataset, {r["split"] for r in dataset.rows}),
         }
         write_json(tmp / "encoder.json", info)
     return info

@@ -72,6 +72,7 @@ class BaselinesJob(Job):
     prior_by: Many = Field(default_factory=list)
     device: str = "cpu"
     seed: int | None = None
+    allow_overlap: bool = False
 
 
 def run_baselines(job: BaselinesJob) -> dict[str, Path]:
@@ -79,7 +80,8 @@ def run_baselines(job: BaselinesJob) -> dict[str, Path]:
     from ..evaluation.baselines import make_baselines
 
     return make_baselines(job.autoencoder, job.real, job.out, n_prior=job.n_prior, seed=job.seed or 0,
-                          device=job.device, overwrite=job.overwrite, prior_by=job.prior_by or ())
+                          device=job.device, overwrite=job.overwrite, prior_by=job.prior_by or (),
+                          allow_overlap=job.allow_overlap)
 
 
 class EncoderJob(Job):

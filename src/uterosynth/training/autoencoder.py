@@ -26,6 +26,7 @@ from ..core.imageio import middle_slice
 from ..core.seeding import seed_everything
 from ..data.dataset import ImageDataset, default_augmentation, make_loader
 from ..data.manifest import PreparedDataset
+from ..data.subjects import training_subjects
 from ..models.autoencoder import (
     AutoencoderConfig,
     DiscriminatorConfig,
@@ -225,6 +226,7 @@ def model_meta(cfg: AutoencoderTrainConfig, data) -> dict[str, Any]:
         "data_range": cfg.data_range,
         "image_shape": [int(s) for s in data.info.get("shape", [])],
         "dataset": str(data.root),
+        "training_subjects": training_subjects(data, ("train",)),
     }
 
 

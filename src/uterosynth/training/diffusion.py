@@ -26,6 +26,7 @@ from ..core.errors import ConfigError, UserError
 from ..core.seeding import seed_everything
 from ..data.dataset import ImageDataset
 from ..data.manifest import PreparedDataset
+from ..data.subjects import training_subjects
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from ..models.conditioning import ConditionCodec, ConditioningConfig
 from ..models.diffusion_unet import ConditionedUNet, UNetConfig
@@ -146,7 +147,8 @@ def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
         raise UserError(f"dataset {data.root}: no items in split 'train'")
     meta: dict[str, Any] = {"space": cfg.space, "spatial_dims": cfg.spatial_dims, "dataset": str(data.root),
                             "image_shape": [int(s) for s in data.info.get("shape", [])],
-                            "geometry": _geometry(data.info), "attributes_available": data.attributes}
+                            "geometry": _geometry(data.info), "attributes_available": data.attributes,
+                            "training_subjects": training_subjects(data, ("train",))}
     if cfg.space == "pixel":
         train = ImageDataset(data.split("train"))
         val = ImageDataset(data.split("val")) if data.split("val").rows else train
