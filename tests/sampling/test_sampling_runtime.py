@@ -70,9 +70,12 @@ def test_inference_context_and_memory_format(spatial_dims):
     assert out.dtype == torch.bfloat16 and out.shape == x.shape
 
 
-def test_precision_auto_is_fp32_on_cpu():
-    assert not use_bf16(RuntimeConfig(), torch.device("cpu"))
+def test_precision_auto_on_cpu_is_bf16_only_where_native():
+    from uterosynth.core.precision import cpu_native_bf16
+
+    assert use_bf16(RuntimeConfig(), torch.device("cpu")) is cpu_native_bf16()
     assert use_bf16(RuntimeConfig(precision="bf16"), torch.device("cpu"))
+    assert not use_bf16(RuntimeConfig(precision="fp32"), torch.device("cpu"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
