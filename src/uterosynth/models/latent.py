@@ -20,13 +20,16 @@ the autoencoder it decodes with.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..core.artifacts import atomic_output_dir, provenance, read_json, write_json
 from ..core.checkpoint import load_model_json, load_weights
@@ -36,6 +39,7 @@ from ..data.manifest import PreparedDataset
 from .autoencoder import AutoencoderConfig, build_autoencoder
 
 __all__ = [
+    "LatentCache",
     "load_autoencoder",
     "encode_dataset",
     "latent_std",
@@ -46,6 +50,54 @@ __all__ = [
 ]
 
 LATENT_SCALE_FILE = "latent_scale.json"
+
+
+@dataclass
+class LatentCache:
+    """A latent cache folder: its rows (one per item) and ``latents.json``."""
+
+    root: Path
+    rows: list[dict[str, str]]
+    info: dict[str, Any]
+
+    @classmethod
+    def load(cls, root: str | Path) -> LatentCache:
+        root = Path(root)
+        info_path, table = root / "latents.json", root / "latents.csv"
+        for path in (info_path, table):
+            if not path.is_file():
+                raise DataError(f"{path}: not found (is this a latent cache? run 'uterosynth encode')")
+        info = json.loads(info_path.read_text())
+        with open(table, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        return cls(root, rows, info)
+
+    @property
+    def scale_factor(self) -> float:
+        return float(self.info["scale_factor"])
+
+    @property
+    def autoencoder_sha256(self) -> str:
+        return str(self.info["autoencoder"]["sha256"])
+
+    @property
+    def dims(self) -> int:
+        return int(self.info["dims"])
+
+    def split(self, name: str) -> list[dict[str, str]]:
+        return [r for r in self.rows if r["split"] == name]
+
+    def load_item(self, row: dict[str, str]) -> dict[str, torch.Tensor]:
+        """The cached moments ``{"mean", "std"}`` of one row.
+
+        Raises:
+            DataError: the item's file cannot be read.
+        """
+        path = self.root / row["path"]
+        try:
+            return load_file(str(path))
+        except Exception as err:
+            raise DataError(f"{path}: cannot read cached latent ({err})") from err
 
 
 def load_autoencoder(path: str | Path, *, device: str | torch.device = "cpu"):
@@ -93,8 +145,6 @@ def encode_dataset(
         DataError: the dataset is missing, or has no training items while no scale factor exists.
         ConfigError: the dataset's dimensionality or shape does not fit the autoencoder.
     """
-    from safetensors.torch import save_file
-
 
     dev = _resolve_device(device)
     dataset = PreparedDataset.load(data)

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import html
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
+from ..core.artifacts import atomic_output_dir, provenance, sha256_file
 from ..core.errors import UserError
 from ..core.imageio import figure_data_uri, middle_slice
+from ..data.audit_file import write_audit_files
 from ..data.manifest import parse_dataset_ref
 from ..models.extractor import load_torchscript_extractor
 from .audit import AuditResult, ItemSet, ModeResult, load_prepared_items, load_synthetic_items, run_audit
@@ -226,18 +229,13 @@ def write_audit(
     Returns:
         The ``summary`` block of ``audit.json`` plus the thresholds.
     """
-    from pathlib import Path
-
-
     cfg = config or AuditConfig()
     root, split = parse_dataset_ref(train_ref)
     split = split or "train"
     if split == cfg.holdout:
-
         raise UserError(f"--train {train_ref}: the training split and --holdout are both '{split}'; choose different splits")
     extractor = None
     if encoder is not None:
-
         extractor = load_torchscript_extractor(encoder)
     synthetic = load_synthetic_items(synthetic_dir)
     train = load_prepared_items(root, split)
@@ -245,8 +243,6 @@ def write_audit(
     result = run_audit(train, synthetic, holdout, config=cfg, extractor=extractor)
     syn_root = Path(synthetic_dir)
     syn_info_path = syn_root / "synthetic.json"
-    import json
-
     syn_info = json.loads(syn_info_path.read_text()) if syn_info_path.is_file() else {}
     inputs = {
         "train": {"dataset": str(root), "split": split, "items": len(train), "subjects": len(set(train.subjects))},
@@ -258,7 +254,6 @@ def write_audit(
     doc = audit_document(result, train, synthetic, holdout, provenance=provenance(cfg), inputs=inputs)
     page = audit_html(result, doc, train, synthetic)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        write_json(tmp / "audit.json", doc)
-        atomic_write_text(tmp / "audit.html", page)
+        write_audit_files(tmp, doc, page)
     return {**doc["summary"], "thresholds": doc["calibration"]["thresholds"],
             "false_flag_rate_any": doc["calibration"]["false_flag_rate"].get("any"), "out": str(out)}

@@ -22,9 +22,10 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from .. import __version__
-from ..core.artifacts import atomic_output_dir, atomic_write_text, read_json, sha256_file
+from ..core.artifacts import atomic_output_dir, atomic_write_text, sha256_file
 from ..core.errors import DataError, UserError
 from ..core.imageio import middle_slice, write_nifti, write_png
+from ..data.audit_file import read_audit
 from ..data.synthetic import SyntheticSet
 from .cards import datasheet_md, model_card_md
 from .checksums import write_sha256sums
@@ -44,12 +45,7 @@ def load_audit(audit_dir: str | Path | None, no_audit: bool) -> dict[str, Any] |
             raise UserError("release: no audit given; run 'uterosynth audit' and pass --audit DIR "
                             "(or --no-audit to release unaudited data, which the datasheet will state)")
         return None
-    path = Path(audit_dir) / "audit.json"
-    audit = read_json(path)
-    for key in ("summary", "calibration", "samples", "inputs"):
-        if key not in audit:
-            raise DataError(f"{path}: lacks '{key}' (is this an audit made by 'uterosynth audit'?)")
-    return audit
+    return read_audit(audit_dir)
 
 
 def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:

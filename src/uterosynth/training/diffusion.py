@@ -30,9 +30,9 @@ from ..data.subjects import training_subjects
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from ..models.conditioning import ConditionCodec, ConditioningConfig
 from ..models.diffusion_unet import ConditionedUNet, UNetConfig
-from ..models.latent import load_autoencoder
+from ..models.latent import LatentCache, load_autoencoder
 from .config import LoopConfig, OptimizerConfig
-from .latents import LatentCache, LatentDataset, latent_sample
+from .latents import LatentDataset, latent_sample
 from .loop import OptimGroup, Parts, Trainer, claim_run_folder, make_adamw
 from .preview import PreviewWriter
 
