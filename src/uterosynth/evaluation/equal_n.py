@@ -41,7 +41,7 @@ import torch
 from scipy import stats
 
 from .bootstrap import MetricResult
-from .metrics import FID_STABLE_N, feature_statistics, frechet_distance, prdc_items
+from .metrics import FID_STABLE_N, _single_thread, feature_statistics, frechet_distance, prdc_items
 from .resampling import (
     Groups,
     block_assignment,
@@ -204,13 +204,14 @@ def fid_extrapolated(
     ns = sorted({int(round(1 / v)) for v in np.linspace(1 / n, 1 / lowest, points)})
     rng = np.random.default_rng(seed)
     values = []
-    for size in ns:
-        per = []
-        for _ in range(draws):
-            i = torch.as_tensor(rng.choice(x.shape[0], size, replace=False))
-            j = torch.as_tensor(rng.choice(y.shape[0], size, replace=False))
-            per.append(frechet_distance(*feature_statistics(x[i]), *feature_statistics(y[j])))
-        values.append(float(np.mean(per)))
+    with _single_thread():
+        for size in ns:
+            per = []
+            for _ in range(draws):
+                i = torch.as_tensor(rng.choice(x.shape[0], size, replace=False))
+                j = torch.as_tensor(rng.choice(y.shape[0], size, replace=False))
+                per.append(frechet_distance(*feature_statistics(x[i]), *feature_statistics(y[j])))
+            values.append(float(np.mean(per)))
     slope, intercept = np.polyfit(1.0 / np.asarray(ns, dtype=np.float64), values, 1) if len(ns) > 1 else (0.0, values[0])
     return FIDExtrapolation(float(intercept), float(slope), tuple(ns), tuple(values))
 
@@ -310,9 +311,10 @@ def mmd2_jackknife(
     bx = block_assignment(group_codes(groups_x, x.shape[0]), n_blocks, seed)
     by = block_assignment(group_codes(groups_y, y.shape[0]), n_blocks, seed + 1)
     kw = {"degree": degree, "gamma": gamma, "coef": coef}
-    sxx = _kernel_block_sums(x, x, bx, bx, same=True, **kw)
-    syy = _kernel_block_sums(y, y, by, by, same=True, **kw)
-    sxy = _kernel_block_sums(x, y, bx, by, same=False, **kw)
+    with _single_thread():
+        sxx = _kernel_block_sums(x, x, bx, bx, same=True, **kw)
+        syy = _kernel_block_sums(y, y, by, by, same=True, **kw)
+        sxy = _kernel_block_sums(x, y, bx, by, same=False, **kw)
     cx = torch.bincount(torch.as_tensor(bx)).to(torch.float64)
     cy = torch.bincount(torch.as_tensor(by)).to(torch.float64)
 
