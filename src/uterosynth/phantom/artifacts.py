@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 
 from .config import AppearancePriors
 
@@ -114,9 +115,9 @@ def _breathing(signal: np.ndarray, body: np.ndarray, im: Imaging, spacing: tuple
                pe: int) -> tuple[np.ndarray, np.ndarray]:
     """k-spaces (axes 0, 1) of the static part and of the moving anterior wall after its per-line motion."""
     ant, _ = _depth_from_skin(body, spacing[1])
-    moving = np.clip((im.ghost_depth_mm - ant) / 10.0, 0, 1) * body  # smooth inner edge of the moving layer
-    k_static = np.fft.fft2(signal * (1 - moving), axes=(0, 1))
-    k_moving = np.fft.fft2(signal * moving, axes=(0, 1))
+    moving = (np.clip((im.ghost_depth_mm - ant) / 10.0, 0, 1) * body).astype(np.float32)  # smooth inner edge of the moving layer
+    k_static = sfft.fft2(signal * (1 - moving), axes=(0, 1))
+    k_moving = sfft.fft2(signal * moving, axes=(0, 1))
     n_pe = signal.shape[pe]
     order = np.fft.fftfreq(n_pe) * n_pe + n_pe // 2  # acquisition order: lines from -k_max to +k_max
     disp = im.ghost_amplitude_mm / spacing[1] * np.sin(2 * np.pi * order / im.ghost_period + im.ghost_phase)
@@ -170,5 +171,5 @@ def acquire(signal: np.ndarray, body: np.ndarray, im: Imaging, spacing: tuple[fl
     k = k_static + k_moving
     del k_static, k_moving
     _truncate(k, im, pe)
-    img = np.fft.ifft2(k, axes=(0, 1)).astype(np.complex64)
+    img = sfft.ifft2(k, axes=(0, 1)).astype(np.complex64, copy=False)
     return _wrap(img, im, spacing, pe)

@@ -196,7 +196,7 @@ class AppearancePriors(StrictModel):
     """Version 2: texture, acquisition and artefact draws (see ``phantom/texture.py``, ``phantom/artifacts.py``)."""
 
     texture_gain: Uniform = Field(_u(0.7, 1.6), description="factor on every tissue's texture amplitude")
-    fat_septa: Uniform = Field(_u(0.15, 0.45), description="signal drop on fibrous septa in fat")
+    fat_septa: Uniform = Field(_u(0.0, 0.2), description="signal drop on fibrous septa in fat")
     snr_factor: Uniform = Field(_u(0.55, 1.25), description="factor on the field strength's SNR draw")
     resolution: Uniform = Field(_u(0.45, 1.0), description="acquired / reconstructed in-plane matrix (k-space)")
     slice_mix: Uniform = Field(_u(0.0, 0.3), description="weight of each neighbouring slice (slice profile)")
