@@ -30,12 +30,12 @@ def _summary(cfg, k):
 
 @pytest.mark.parametrize("k", range(len(EXPECTED)))
 def test_draws_reproduce_the_stored_subjects(k):
-    cfg = PhantomConfig(anatomy={"p_myoma": 1.0, "p_cyst": 1.0, "p_gas": 1.0})
+    cfg = PhantomConfig(version=1, anatomy={"p_myoma": 1.0, "p_cyst": 1.0, "p_gas": 1.0})
     assert _summary(cfg, k) == pytest.approx(EXPECTED[k])
 
 
 def test_priors_are_configuration():
-    cfg = PhantomConfig(priors={"vagina": {"tilt_deg": {"lo": -30.0, "hi": -29.0}},
+    cfg = PhantomConfig(version=1, priors={"vagina": {"tilt_deg": {"lo": -30.0, "hi": -29.0}},
                                 "uterus": {"version_av": {"lo": 60.0, "hi": 61.0}}})
     s = sample_subject(numpy_rng(0, 0), cfg, 0, orientation="AVAF")
     assert -30.0 <= s.vagina_tilt < -29.0 and 60.0 <= s.version_angle < 61.0

@@ -1,4 +1,7 @@
-"""Tests that would catch an unrealistic phantom: contrast, SNR by field strength, edges, bias field."""
+"""Tests that would catch an unrealistic phantom: contrast, SNR by field strength, edges, bias field.
+
+They pin version 1 (no acquisition artefacts); version 2 is checked in test_phantom_v2.py.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from uterosynth.phantom.render import _bias_field
 from uterosynth.phantom.tissues import Tissue
 
 SMALL = {"matrix": (160, 160), "spacing": (1.6, 1.6, 4.0), "slices": 18, "supersample": 2}
-CFG = PhantomConfig(geometry=SMALL, seed=21, anatomy={"p_myoma": 1.0, "p_cyst": 1.0})
+CFG = PhantomConfig(version=1, geometry=SMALL, seed=21, anatomy={"p_myoma": 1.0, "p_cyst": 1.0})
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def _snr(r) -> float:
 
 
 def test_3t_has_higher_snr_than_15t():
-    cfg = PhantomConfig(geometry=SMALL, seed=4)
+    cfg = PhantomConfig(version=1, geometry=SMALL, seed=4)
     for k in range(2):
         _, r15 = generate_subject(cfg, k, field_strength="1.5T")
         _, r3 = generate_subject(cfg, k, field_strength="3T")
@@ -58,7 +61,7 @@ def test_3t_has_higher_snr_than_15t():
 
 
 def test_bias_field_is_smooth_and_stronger_at_3t():
-    cfg = PhantomConfig(geometry=SMALL, seed=4)
+    cfg = PhantomConfig(version=1, geometry=SMALL, seed=4)
     s15 = sample_subject(numpy_rng(4, 0), cfg, 0, field_strength="1.5T")
     s3 = sample_subject(numpy_rng(4, 0), cfg, 0, field_strength="3T")
     b15 = _bias_field(cfg, s15, (160, 160, 18))
@@ -87,7 +90,7 @@ def test_masks_align_with_image_edges(subjects):
 
 def test_partial_volume_mixes_values_at_edges():
     """Supersampling produces intermediate values at tissue boundaries (not a hard label image)."""
-    cfg = PhantomConfig(geometry=SMALL, seed=2, acquisition={"tissue_jitter": 0.0})
+    cfg = PhantomConfig(version=1, geometry=SMALL, seed=2, acquisition={"tissue_jitter": 0.0})
     _, r = generate_subject(cfg, 0)
     urine = r.tissue == int(Tissue.URINE)
     boundary = ndimage.binary_dilation(urine, np.ones((3, 3, 1), bool)) & ~ndimage.binary_erosion(urine, np.ones((3, 3, 1), bool))

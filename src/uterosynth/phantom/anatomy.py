@@ -9,7 +9,15 @@ Uterine orientation follows the clinical definitions: **version** is the angle b
 cervical axis and the vaginal axis (anteverted when the cervix is tilted forward relative to
 the vagina), **flexion** the angle between the corpus axis and the cervical axis (anteflexed
 when the corpus is bent forward). Both angles are signed (positive = anterior) and their signs
-give the four classes AVAF, AVRF, RVAF, RVRF.
+give the four classes AVAF, AVRF, RVAF, RVRF: version angle > 0 ⇔ anteverted, flexion angle
+> 0 ⇔ anteflexed.
+
+Version 1 keeps a gap around each class boundary (anteverted cervices point anteriorly of the
+superior direction, |flexion| ≥ 20°). Version 2 (``anatomy.difficulty``) moves the
+near-boundary limits of the class-conditional ranges towards ``anatomy.boundary_margin_deg``,
+so the pooled angle distributions are continuous across the boundary and near-neutral uteri
+occur; it also draws the menstrual-cycle phase and the imaging draws (:mod:`.artifacts`)
+after everything version 1 draws, so version 1 cohorts are reproduced exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .artifacts import Imaging, sample_imaging
 from .config import (
     FIELD_STRENGTHS,
     ORIENTATIONS,
@@ -27,6 +36,7 @@ from .config import (
     PhantomConfig,
     PriorsConfig,
     RectumPriors,
+    Uniform,
     UterusPriors,
 )
 from .shapes import rotation_x, rotation_xyz
@@ -115,6 +125,8 @@ class Subject:
     tissue_jitter: np.ndarray
     bowel_seed: int
     sampling_retries: int = 0
+    cycle_phase: str = ""  # version 2
+    imaging: Imaging | None = None  # version 2
     extras: dict = field(default_factory=dict)
 
     @property
@@ -160,14 +172,15 @@ def anterior_wall(subject_fat: float, rectus: float, belly: float, z: np.ndarray
     return skin, skin - subject_fat - rectus
 
 
-def _uterus(rng, pr: UterusPriors, scale, external_os, vag_tilt, version, flexion, lateral_dev, x0) -> Uterus:
+def _uterus(rng, pr: UterusPriors, scale, external_os, vag_tilt, version, flexion, lateral_dev, x0,
+            cycle: tuple[Uniform, float] | None = None) -> Uterus:
     l_cx = pr.cervix_length.draw(rng) * scale
     l_co = pr.corpus_length.draw(rng) * scale
     r_cx = np.array([pr.cervix_radii[0].draw(rng), pr.cervix_radii[1].draw(rng)]) * scale
     r_co = np.array([pr.corpus_radii[0].draw(rng), pr.corpus_radii[1].draw(rng)]) * scale
-    endo = pr.endometrium_mm.draw(rng)
+    endo = (cycle[0] if cycle else pr.endometrium_mm).draw(rng)
     endo_w = pr.endometrium_width.draw(rng) * scale
-    jz = pr.junctional_zone_mm.draw(rng)
+    jz = pr.junctional_zone_mm.draw(rng) * (cycle[1] if cycle else 1.0)
     canal = np.array([1.6, 2.6])
     inner = canal + pr.cervical_stroma_mm.draw(rng)
     cervix_tilt = vag_tilt + version
@@ -299,7 +312,8 @@ def sample_subject(
     introitus = np.array([pr.vagina.introitus_x_mm.draw(rng),
                           -22 * body.scale + pr.vagina.introitus_y_mm.draw(rng), -44 * body.scale])
     vag_len = pr.vagina.length_mm.draw(rng)
-    ut, vag_tilt, vag_len, retries = _sample_uterus(rng, cfg, cls, body, introitus, vag_tilt, vag_len)
+    phase = pr.cycle.phase.draw(rng) if cfg.version == 2 else ""
+    ut, vag_tilt, vag_len, retries = _sample_uterus(rng, cfg, cls, body, introitus, vag_tilt, vag_len, phase)
 
     vag_pts = np.array([introitus + f * vag_len * direction(vag_tilt) for f in (0.0, 0.35, 0.7, 1.0)])
     vag_outer = np.array([[5, 10], [7, 15], [8, 17], [11, 20]], float)
@@ -318,6 +332,9 @@ def sample_subject(
     bias_coeffs = rng.standard_normal(8)
     gain = _uniform(rng, acq.gain)
     jitter = np.clip(1 + acq.tissue_jitter * rng.standard_normal(N_TISSUES), 0.6, 1.4).astype(np.float32)
+    imaging = sample_imaging(rng, pr.appearance) if cfg.version == 2 else None
+    if imaging is not None:
+        snr *= imaging.snr_factor
     return Subject(
         index=index, orientation=cls, field_strength=fs, version_angle=float(ut.cervix_tilt - vag_tilt),
         flexion_angle=float(ut.corpus_tilt - ut.cervix_tilt), vagina_tilt=vag_tilt, pelvis_scale=body.scale,
@@ -327,7 +344,8 @@ def sample_subject(
         rectum_radii=rect_radii, rectal_gas=gas, sacrum_points=body.sacrum_pts, sacrum_radii=body.sacrum_r,
         myomas=myomas, cysts=cysts, ovaries=ovaries, shift=shift, rotation_deg=rot, snr=snr,
         bias_strength=bias, bias_coeffs=bias_coeffs, gain=gain, tissue_jitter=jitter,
-        bowel_seed=int(rng.integers(2**31)), sampling_retries=retries,
+        bowel_seed=int(rng.integers(2**31)), sampling_retries=retries, cycle_phase=phase,
+        imaging=imaging,
     )
 
 
@@ -341,21 +359,24 @@ def _sample_body(rng: np.random.Generator, an: AnatomyConfig, pr: PriorsConfig) 
 
 
 def _sample_uterus(rng: np.random.Generator, cfg: PhantomConfig, cls: str, body: _Body, introitus: np.ndarray,
-                   vag_tilt: float, vag_len: float) -> tuple[Uterus, float, float, int]:
+                   vag_tilt: float, vag_len: float, phase: str = "") -> tuple[Uterus, float, float, int]:
     """The uterus of class ``cls``, redrawn (with a new vaginal tilt) until it fits the pelvis.
 
     Returns ``(uterus, vagina_tilt, vagina_length, retries)``.
     """
     pr = cfg.priors.uterus
+    # Version 1 keeps its separated ranges (difficulty 0), whatever anatomy.difficulty says.
+    near = _NearBoundary(cfg.anatomy.difficulty if cfg.version == 2 else 0.0, cfg.anatomy.boundary_margin_deg)
+    cycle = (cfg.priors.cycle.endometrium(phase), 0.6 if phase == "postmenopausal" else 1.0) if phase else None
     uterus_scale = _uniform(rng, cfg.anatomy.uterus_scale)
     retries = 0
     while True:
-        version = _version(rng, pr, cls, vag_tilt)
-        flexion = _flexion(rng, pr, cls, vag_tilt + version)
+        version = _version(rng, pr, cls, vag_tilt, near)
+        flexion = _flexion(rng, pr, cls, vag_tilt + version, near)
         lateral_dev = pr.lateral_deviation_deg.draw(rng)
         vag_top = introitus + vag_len * direction(vag_tilt)
         ext_os = vag_top - 8 * direction(vag_tilt)
-        ut = _uterus(rng, pr, uterus_scale, ext_os, vag_tilt, version, flexion, lateral_dev, introitus[0])
+        ut = _uterus(rng, pr, uterus_scale, ext_os, vag_tilt, version, flexion, lateral_dev, introitus[0], cycle)
         if _clearance_ok(ut, body.sacrum_pts, body.sacrum_r, body.fat_ant, body.rectus, body.belly) or retries >= 40:
             return ut, vag_tilt, vag_len, retries
         retries += 1
@@ -365,17 +386,34 @@ def _sample_uterus(rng: np.random.Generator, cfg: PhantomConfig, cls: str, body:
             vag_len = max(55.0, vag_len * 0.98)
 
 
-def _version(rng: np.random.Generator, pr: UterusPriors, cls: str, vag_tilt: float) -> float:
+@dataclass(frozen=True)
+class _NearBoundary:
+    """Moves a class's near-boundary angle limit ``v1`` towards ``±margin`` by ``difficulty`` (0: unchanged)."""
+
+    difficulty: float
+    margin: float
+
+    def __call__(self, v1: float) -> float:
+        target = self.margin if v1 > 0 else -self.margin
+        return v1 if self.difficulty == 0 else (1 - self.difficulty) * v1 + self.difficulty * target
+
+
+def _version(rng: np.random.Generator, pr: UterusPriors, cls: str, vag_tilt: float, near: _NearBoundary) -> float:
+    """Version angle of class ``cls``; at difficulty 0 the cervix also clears a fixed tilt (version 1)."""
     if cls.startswith("AV"):
-        return max(pr.version_av.draw(rng), pr.min_cervix_tilt_av - vag_tilt)
-    return min(pr.version_rv.draw(rng), pr.max_cervix_tilt_rv - vag_tilt)
+        lo = near(pr.version_av.lo)
+        return max(float(rng.uniform(lo, pr.version_av.hi)), near(max(pr.min_cervix_tilt_av - vag_tilt, lo)))
+    hi = near(pr.version_rv.hi)
+    return min(float(rng.uniform(pr.version_rv.lo, hi)), near(min(pr.max_cervix_tilt_rv - vag_tilt, hi)))
 
 
-def _flexion(rng: np.random.Generator, pr: UterusPriors, cls: str, cervix_tilt: float) -> float:
+def _flexion(rng: np.random.Generator, pr: UterusPriors, cls: str, cervix_tilt: float, near: _NearBoundary) -> float:
     """Flexion keeping the corpus between "forward over the bladder" and "down to the sacrum"."""
     if cls.endswith("AF"):
-        return max(min(pr.flexion_af.draw(rng), 120.0 - cervix_tilt), pr.flexion_af.lo)
-    return min(max(pr.flexion_rf.draw(rng), -150.0 - cervix_tilt), pr.flexion_rf.hi)
+        lo = near(pr.flexion_af.lo)
+        return max(min(float(rng.uniform(lo, pr.flexion_af.hi)), 120.0 - cervix_tilt), lo)
+    hi = near(pr.flexion_rf.hi)
+    return min(max(float(rng.uniform(pr.flexion_rf.lo, hi)), -150.0 - cervix_tilt), hi)
 
 
 def _fit_bladder(fill: float, size: float, x: float, tilt_deg: float, ut: Uterus, vag_pts: np.ndarray,
@@ -563,4 +601,6 @@ def subject_row(subject: Subject) -> dict:
         "rotation_z_deg": round(float(subject.rotation_deg[2]), 2),
         "snr": round(subject.snr, 2),
         "bias_strength": round(subject.bias_strength, 3),
+        **({"cycle_phase": subject.cycle_phase} if subject.cycle_phase else {}),
+        **(subject.imaging.row() if subject.imaging is not None else {}),
     }

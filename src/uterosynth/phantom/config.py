@@ -12,6 +12,8 @@ from ..core.config import StrictModel
 __all__ = [
     "ORIENTATIONS",
     "FIELD_STRENGTHS",
+    "AppearancePriors",
+    "CyclePriors",
     "GeometryConfig",
     "AcquisitionConfig",
     "AnatomyConfig",
@@ -163,6 +165,52 @@ class OvaryPriors(StrictModel):
     follicle_radius_mm: Uniform = _u(1.5, 5.0)
 
 
+class CyclePriors(StrictModel):
+    """Version 2: menstrual-cycle phase and its endometrial half thickness (mm, unscaled).
+
+    After Nalaboff et al., "Imaging the endometrium: disease and normal variants" (Radiographics
+    2001): thin and bright-lined in the menstrual/early proliferative phase, thickest in the
+    secretory phase, thin after the menopause (with a thinner junctional zone).
+    """
+
+    phase: Choice = Choice(values=("menstrual", "proliferative", "secretory", "postmenopausal"),
+                           p=(0.15, 0.35, 0.35, 0.15))
+    menstrual_mm: Uniform = _u(0.6, 2.0)
+    proliferative_mm: Uniform = _u(2.0, 5.5)
+    secretory_mm: Uniform = _u(3.5, 8.0)
+    postmenopausal_mm: Uniform = _u(0.5, 2.0)
+
+    def endometrium(self, phase: str) -> Uniform:
+        return getattr(self, f"{phase}_mm")
+
+    @model_validator(mode="after")
+    def _phases(self) -> CyclePriors:
+        unknown = set(self.phase.values) - {"menstrual", "proliferative", "secretory", "postmenopausal"}
+        if unknown:
+            raise ValueError(f"cycle.phase: unknown phases {sorted(unknown)}; use menstrual, proliferative, "
+                             "secretory, postmenopausal")
+        return self
+
+
+class AppearancePriors(StrictModel):
+    """Version 2: texture, acquisition and artefact draws (see ``phantom/texture.py``, ``phantom/artifacts.py``)."""
+
+    texture_gain: Uniform = Field(_u(0.7, 1.6), description="factor on every tissue's texture amplitude")
+    fat_septa: Uniform = Field(_u(0.0, 0.2), description="signal drop on fibrous septa in fat")
+    snr_factor: Uniform = Field(_u(0.55, 1.25), description="factor on the field strength's SNR draw")
+    resolution: Uniform = Field(_u(0.45, 1.0), description="acquired / reconstructed in-plane matrix (k-space)")
+    slice_mix: Uniform = Field(_u(0.0, 0.3), description="weight of each neighbouring slice (slice profile)")
+    phase_encode: Choice = Field(Choice(values=("AP", "SI"), p=(0.7, 0.3)), description="phase-encode axis")
+    ghost_amplitude: Uniform = Field(_u(0.0, 2.5), description="peak breathing displacement (mm) of the anterior wall")
+    ghost_period: Uniform = Field(_u(6.0, 24.0), description="phase-encode lines per breathing cycle")
+    ghost_depth_mm: Uniform = Field(_u(40.0, 80.0), description="depth of the moving anterior abdominal wall")
+    p_wrap: float = Field(0.3, ge=0, le=1, description="probability of wrap-around along the phase-encode axis")
+    wrap_mm: Uniform = Field(_u(10.0, 35.0), description="width of the folded-in band")
+    wrap_gain: Uniform = Field(_u(0.3, 0.8), description="coil sensitivity of the folded-in anatomy")
+    coil_shading: Uniform = Field(_u(0.1, 0.6), description="surface-coil brightening at the anterior/posterior edges")
+    coil_depth_mm: Uniform = Field(_u(30.0, 70.0), description="decay length of the surface-coil profile")
+
+
 class PriorsConfig(StrictModel):
     """The distributions of the per-subject draws, organ by organ (their order of use is fixed)."""
 
@@ -175,6 +223,8 @@ class PriorsConfig(StrictModel):
     cyst: CystPriors = CystPriors()
     ovary: OvaryPriors = OvaryPriors()
     bias_jitter: Uniform = Field(_u(0.7, 1.3), description="factor on the field strength's bias strength")
+    cycle: CyclePriors = CyclePriors()
+    appearance: AppearancePriors = AppearancePriors()
 
 
 class GeometryConfig(StrictModel):
@@ -244,6 +294,12 @@ class AnatomyConfig(StrictModel):
     bladder_filling: Range = Field((0.0, 1.0), description="0 = nearly empty (~60 ml), 1 = full (~470 ml)")
     fat_thickness_mm: Range = Field((8.0, 40.0), description="anterior subcutaneous fat")
     uterus_scale: Range = Field((0.85, 1.15), description="overall uterine size factor")
+    difficulty: float = Field(
+        1.0, ge=0, le=1,
+        description="version 2: 0 keeps the angle ranges of version 1 (a gap around each class boundary), 1 lets "
+        "them reach the boundary (near-neutral uteri); in between interpolates the near-boundary limits",
+    )
+    boundary_margin_deg: float = Field(1.0, ge=0, le=20, description="version 2 at difficulty 1: closest angle to 0")
     shift_mm: tuple[float, float, float] = Field((6.0, 12.0, 12.0), description="max |shift| x, y, z (mm)")
     rotation_deg: tuple[float, float, float] = Field((4.0, 3.0, 3.0), description="max |rotation| about x, y, z")
 
@@ -266,6 +322,10 @@ class AnatomyConfig(StrictModel):
 class PhantomConfig(StrictModel):
     """Everything that defines a phantom cohort (with the seed and subject count)."""
 
+    version: Literal[1, 2] = Field(
+        2, description="phantom model: 1 reproduces the first cohorts exactly; 2 adds continuous angles up to the "
+        "class boundary, cycle-dependent endometrium, texture, acquisition variety and artefacts",
+    )
     subjects: int = Field(8, ge=1, le=100000)
     seed: int = Field(0, ge=0)
     study_date: str = Field("240101", pattern=r"^\d{6}$", description="YYMMDD used in subject ids")

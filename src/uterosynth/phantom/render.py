@@ -16,6 +16,9 @@ Pipeline (per subject, ``float32`` throughout):
    are applied.
 4. *Noise.* Rician magnitude noise ``|s + n_1 + i n_2|`` with ``n_k ~ N(0, sigma^2)`` and
    ``sigma = signal(myometrium) / SNR`` (Gudbjartsson & Patz, MRM 1995).
+   Version 2 (``Subject.imaging`` set) uses two-scale texture with fat septa
+   (:mod:`.texture`), a surface-coil profile, a slice profile, breathing ghosts, the acquired
+   k-space matrix and wrap-around (:mod:`.artifacts`), and adds the noise to the complex image.
 5. *Storage.* int16 scaled like scanner data, in a dcm2niix-like sagittal layout
    (:data:`SCANNER_AXCODES`), not the project's canonical IPR layout.
 """
@@ -27,10 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .anatomy import Subject
+from .artifacts import Imaging, acquire, coil_shading, mix_slices
 from .config import PhantomConfig
 from .fields import smooth_field
 from .scene import build_scene
 from .shapes import Grid
+from .texture import texture
 from .tissues import T2_SIGNAL, TEXTURE, Tissue, seg_lut, tissue_lut
 
 __all__ = ["Rendered", "SCANNER_AXCODES", "render_subject", "to_scanner", "scanner_affine", "ipr_affine"]
@@ -190,6 +195,15 @@ def relative_signal(cfg: PhantomConfig, s: Subject) -> np.ndarray:
     return lut.astype(np.float32)
 
 
+def _acquire_v2(cfg: PhantomConfig, signal: np.ndarray, tissue: np.ndarray, im: Imaging) -> np.ndarray:
+    """Version 2: coil shading, slice profile, then the k-space artefacts; a complex64 image."""
+    body = tissue != int(Tissue.AIR)
+    spacing = (cfg.geometry.spacing[0], cfg.geometry.spacing[1])
+    signal = signal * coil_shading(body, im, spacing[1])
+    signal = mix_slices(signal, im.slice_mix)
+    return acquire(signal, body, im, spacing)
+
+
 def render_subject(s: Subject, cfg: PhantomConfig, rng: np.random.Generator) -> Rendered:
     """Render subject ``s``; ``rng`` drives texture and noise (deterministic given its state)."""
     f = cfg.geometry.supersample
@@ -212,20 +226,31 @@ def render_subject(s: Subject, cfg: PhantomConfig, rng: np.random.Generator) -> 
         del fine_map
     centre = tissue
     seg = seg_lut()[centre]
-    tex = smooth_field(rng, base.shape, (7.0, 7.0, 2.5))
-    tex *= tissue_lut(TEXTURE)[centre]
-    tex += 1.0
-    np.maximum(tex, 0.2, out=tex)
+    if s.imaging is None:
+        tex = smooth_field(rng, base.shape, (7.0, 7.0, 2.5))
+        tex *= tissue_lut(TEXTURE)[centre]
+        tex += 1.0
+        np.maximum(tex, 0.2, out=tex)
+    else:
+        tex = texture(rng, centre, s.imaging, cfg.geometry.spacing[0])
     tex *= _bias_field(cfg, s, base.shape)
     signal *= tex
     del tex
+    cplx = None if s.imaging is None else _acquire_v2(cfg, signal, centre, s.imaging)
+    if cplx is not None:
+        signal = np.abs(cplx)
 
     sigma = np.float32(rel[int(Tissue.MYOMETRIUM)] / s.snr)
     real = rng.standard_normal(base.shape, dtype=np.float32)
     imag = rng.standard_normal(base.shape, dtype=np.float32)
     real *= sigma
-    real += signal
     imag *= sigma
+    if cplx is None:
+        real += signal
+    else:
+        real += cplx.real
+        imag += cplx.imag
+        del cplx
     noisy = np.hypot(real, imag, out=real)  # Rician magnitude
     noisy += 0.5
     np.minimum(noisy, 32767.0, out=noisy)
