@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.seeding import seed_everything
+from ..data.image_set import ImageSet
 from .augment import augment_batch, build_augmentation
 from .config import AugmentConfig, ClassifierConfig, TrainConfig
-from .data import LabelledImages
 from .metrics import classification_metrics
 
 __all__ = ["Classifier", "TrainResult", "build_classifier", "predict_logits", "train_classifier"]
@@ -95,7 +95,7 @@ def _batch_indices(labels: torch.Tensor, n: int, balance: str, generator: torch.
 
 @torch.no_grad()
 def _precise_bn(
-    model: nn.Module, train: LabelledImages, cfg: TrainConfig, generator: torch.Generator, num_classes: int,
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, generator: torch.Generator, num_classes: int,
     device: torch.device,
 ) -> None:
     """Recompute BatchNorm running statistics on training batches ("precise BN").
@@ -113,8 +113,8 @@ def _precise_bn(
 
 
 def train_classifier(
-    train: LabelledImages,
-    val: LabelledImages,
+    train: ImageSet,
+    val: ImageSet,
     *,
     num_classes: int,
     spatial_dims: int,
@@ -151,8 +151,8 @@ def train_classifier(
 
 
 def _train(
-    train: LabelledImages,
-    val: LabelledImages,
+    train: ImageSet,
+    val: ImageSet,
     *,
     num_classes: int,
     spatial_dims: int,

@@ -30,13 +30,13 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..data.image_set import ImageSet
 from .bootstrap import MetricResult
 from .classifier import ConditionClassifier, fidelity_result, predict_labels
 from .config import EvaluationConfig
 from .image_metrics import similarity_result
 from .metrics import fid_result, kid_result, prdc_results
 from .radiomics import frd_result
-from .sets import EvalSet
 
 __all__ = ["METRICS", "Metric", "MetricInputs", "Need", "register_metric"]
 
@@ -61,8 +61,8 @@ class MetricInputs:
     """
 
     cfg: EvaluationConfig
-    reference: EvalSet
-    candidate: EvalSet
+    reference: ImageSet
+    candidate: ImageSet
     seed: int
     features: tuple[torch.Tensor, torch.Tensor]
     radiomics: tuple[np.ndarray, np.ndarray] | None

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..core.imageio import figure_data_uri, png_bytes, png_data_uri, preview_plane
+from ..data.image_set import ImageSet
 from .config import ReportConfig
-from .sets import EvalSet
 
 __all__ = ["image_grid_png", "render_report"]
 
@@ -49,7 +49,7 @@ def image_grid_png(images: Sequence[np.ndarray], *, columns: int = 4, pad: int =
     return png_data_uri(png_bytes(lambda buf: img.save(buf, format="PNG")))
 
 
-def _grids(sets: list[EvalSet], group_by: str | None, per_class: int) -> dict[str, Any]:
+def _grids(sets: list[ImageSet], group_by: str | None, per_class: int) -> dict[str, Any]:
     values = {s.name: (s.attribute(group_by) if group_by else [None] * len(s)) for s in sets}
     classes: list[str | None] = []
     for s in sets:

@@ -19,6 +19,7 @@ import torch
 from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
 from ..core.errors import DataError, UserError
 from ..data.downstream_results import read_downstream
+from ..data.image_set import ImageSet, load_prepared, load_synthetic
 from ..data.manifest import parse_dataset_ref
 from ..models.extractor import FeatureExtractor
 from .classifier import ConditionClassifier, load_classifier
@@ -27,7 +28,6 @@ from .features import PlanarExtractor, build_extractor, extract_features, extrac
 from .image_metrics import load_lpips, lpips_pair_values, msssim_pair_values, random_pairs, slice_consistency
 from .radiomics import frd_available, radiomics_features
 from .registry import METRICS, MetricInputs
-from .sets import EvalSet, load_real, load_synthetic, subsample
 
 __all__ = ["evaluate", "run_evaluation"]
 
@@ -38,8 +38,8 @@ def _noop(_: str) -> None:
     pass
 
 
-def _candidates(real: str | Path, reference: EvalSet, synthetic: str | Path | None, baselines: Mapping[str, str | Path],
-                cfg: EvaluationConfig, notes: list[str]) -> list[EvalSet]:
+def _candidates(real: str | Path, reference: ImageSet, synthetic: str | Path | None, baselines: Mapping[str, str | Path],
+                cfg: EvaluationConfig, notes: list[str]) -> list[ImageSet]:
     sets = []
     if synthetic is not None:
         sets.append(load_synthetic(synthetic, name="synthetic", dims=reference.spatial_dims))
@@ -54,9 +54,7 @@ def _candidates(real: str | Path, reference: EvalSet, synthetic: str | Path | No
     if split is not None and split != reference.info["split"]:
         root, _ = parse_dataset_ref(real)
         try:
-            floor = load_real(f"{root}:{split}", name="real_vs_real")
-            floor.kind = "real"
-            sets.append(floor)
+            sets.append(load_prepared(f"{root}:{split}", name="real_vs_real"))
         except DataError as err:
             notes.append(f"real-vs-real noise floor skipped: {err}")
     for s in sets:
@@ -66,7 +64,7 @@ def _candidates(real: str | Path, reference: EvalSet, synthetic: str | Path | No
     return sets
 
 
-def _diversity(s: EvalSet, cfg: EvaluationConfig, seed: int, lpips_model: torch.nn.Module | None) -> dict[str, np.ndarray]:
+def _diversity(s: ImageSet, cfg: EvaluationConfig, seed: int, lpips_model: torch.nn.Module | None) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     if len(s) < 2:
         return out
@@ -102,8 +100,8 @@ def run_evaluation(
     t0 = time.perf_counter()
     # models first: a wrong path fails before any data is read
     extractor, classifier, lpips_model, use_frd = _load_models(cfg, extractor, classifier, notes)
-    reference = subsample(load_real(real, default_split="train"), cfg.max_items, cfg.seed)
-    sets = [subsample(s, cfg.max_items, cfg.seed + 1 + k)
+    reference = load_prepared(real, "train").subsample(cfg.max_items, cfg.seed)
+    sets = [s.subsample(cfg.max_items, cfg.seed + 1 + k)
             for k, s in enumerate(_candidates(real, reference, synthetic, baselines or {}, cfg, notes))]
     if not sets:
         raise UserError("nothing to evaluate: give --synthetic, a --baseline, or a real split for the noise floor")
@@ -201,11 +199,11 @@ def _load_models(
     return extractor, classifier, lpips_model, use_frd
 
 
-def _radiomics(sets: list[EvalSet], cfg: EvaluationConfig, spacing) -> dict[str, np.ndarray]:
+def _radiomics(sets: list[ImageSet], cfg: EvaluationConfig, spacing) -> dict[str, np.ndarray]:
     """Radiomics features of (a subsample of) each set, by set name."""
     out: dict[str, np.ndarray] = {}
     for k, s in enumerate(sets):
-        sub = subsample(s, cfg.frd.max_items, cfg.seed + 100 + k)
+        sub = s.subsample(cfg.frd.max_items, cfg.seed + 100 + k)
         out[s.name] = radiomics_features(sub.images[:, 0].numpy(), spacing=spacing, version=cfg.frd.version,
                                          num_workers=cfg.frd.num_workers)
     return out
