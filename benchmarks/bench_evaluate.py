@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update the Evaluation section of docs/BENCHMARKS.md")
     parser.add_argument("--lpips-weights", default=LPIPS_WEIGHTS, help="AlexNet features safetensors (skipped if absent)")
     parser.add_argument("--frd-items", type=int, default=500, help="items per set for FRD (config frd.max_items)")
+    parser.add_argument("--frd-workers", type=int, default=1,
+                        help="radiomics processes (config frd.num_workers; 0 = one per core)")
     parser.add_argument("--contended", default="yes", help="say whether the machine was shared while measuring")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_evaluate_"))
@@ -105,7 +107,8 @@ def main() -> None:
         prepared, synthetic = write_data(tmp, args.n)
         encoder = write_encoder(tmp / "encoder")
         setup = time.perf_counter() - t
-        overrides = {"extractor": {"kind": "encoder", "path": str(encoder)}, "frd": {"max_items": args.frd_items}}
+        overrides = {"extractor": {"kind": "encoder", "path": str(encoder)}, "frd": {"max_items": args.frd_items,
+                                                                                    "num_workers": args.frd_workers}}
         lpips_weights = Path(args.lpips_weights) if Path(args.lpips_weights).is_absolute() else ROOT / args.lpips_weights
         if lpips_weights.is_file():
             overrides["lpips"] = {"weights": str(lpips_weights)}
@@ -124,12 +127,14 @@ def main() -> None:
     print(f"(data setup, not timed: {setup:.0f} s)")
     if args.write:
         cmd = (f"PYTHONPATH=src python benchmarks/bench_evaluate.py --n {args.n} --frd-items {args.frd_items} "
+               f"--frd-workers {args.frd_workers} "
                f"--lpips-weights {args.lpips_weights} --write")
         lpips = f"LPIPS 200 pairs with {args.lpips_weights}" if lpips_weights.is_file() else "LPIPS skipped (no weights)"
         section = (
             "## Evaluation\n\n"
             f"`uterosynth evaluate` with the default configuration (in-domain encoder architecture, 256 features; FID, "
-            f"KID 100x1000 subsets, precision/recall/density/coverage on all items, FRD v1 on {args.frd_items} items per set, "
+            f"KID 100x1000 subsets, precision/recall/density/coverage on all items, FRD v1 on {args.frd_items} items per set "
+            f"({args.frd_workers} radiomics processes), "
             f"MS-SSIM 1000 pairs, {lpips}, real-vs-real floor, 100 bootstrap replicates, report).\n\n"
             f"- {line}\n"
             f"- machine: {os.cpu_count()}-core CPU, no GPU, torch {torch.__version__}, Python {platform.python_version()}; "

@@ -37,7 +37,8 @@ def test_paired_difference_matches_scipy_t_interval():
     # the paired t interval excludes 0 exactly when scipy's paired t-test has p < 0.05
     p = stats.ttest_rel(a, b).pvalue
     assert (out["ci_low"] > 0) == (p < 0.05)
-    assert out["n"] == 5 and out["method"] == "paired t"
+    assert out["n"] == 5 and out["method"] == "paired t over seeds"
+    assert out["p_value"] == pytest.approx(p)
 
 
 def test_paired_difference_single_seed_has_no_interval():

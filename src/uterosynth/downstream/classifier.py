@@ -4,7 +4,9 @@ Training is plain supervised learning with AdamW (Loshchilov & Hutter 2019) and 
 class balance by a weighted sampler (each class drawn equally often) or by inverse-frequency
 loss weights, BatchNorm statistics recomputed before each validation ("precise BN", Wu &
 Johnson 2021, "Rethinking 'Batch' in BatchNorm"), and early stopping on the validation
-balanced accuracy (the weights of the best epoch are kept). Everything is seeded: the same seed gives the same weights on CPU.
+balanced accuracy (the weights of the best epoch are kept) — or, with ``selection:
+fixed_epochs`` (the downstream grid's default), a fixed number of epochs and no look at the
+validation labels while training. Everything is seeded: the same seed gives the same weights on CPU.
 """
 
 from __future__ import annotations
@@ -125,7 +127,11 @@ def train_classifier(
     augment: AugmentConfig | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train a fresh classifier on ``train``; early stopping on ``val`` balanced accuracy.
+    """Train a fresh classifier on ``train``; model selection by ``train_cfg.selection``.
+
+    ``fixed_epochs``: ``max_epochs`` epochs, the last epoch's weights; ``val`` is measured once
+    at the end for the record (it may be empty). ``validation``: early stopping on ``val``
+    balanced accuracy, as below.
 
     An epoch is ``ceil(max(len(train), min_samples_per_epoch) / batch_size)`` batches, so that
     tiny label budgets still get enough updates. Training stops after ``patience`` epochs
@@ -195,6 +201,12 @@ def _train(
             total += float(loss.detach())
         if train_cfg.precise_bn_batches:
             _precise_bn(model, train, train_cfg, generator, num_classes, device)
+        if train_cfg.selection == "fixed_epochs":
+            record = {"epoch": epoch, "train_loss": total / steps}
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(epoch, record)
+            continue
         val_logits = predict_logits(model, val.images, batch_size=train_cfg.eval_batch_size, device=str(device))
         val_loss = float(F.cross_entropy(val_logits, val.labels))
         m = classification_metrics(val.labels.numpy(), val_logits.argmax(1).numpy(), num_classes)
@@ -211,7 +223,16 @@ def _train(
         stale = 0 if improved else stale + 1
         if stale >= train_cfg.patience and epoch >= train_cfg.min_epochs:
             break
-    model.load_state_dict(best_state)
+    if train_cfg.selection == "fixed_epochs":
+        # the last epoch's weights; validation is only measured, never used to choose
+        best_epoch = epoch
+        best = (float("nan"), float("nan"))
+        if len(val):
+            val_logits = predict_logits(model, val.images, batch_size=train_cfg.eval_batch_size, device=str(device))
+            m = classification_metrics(val.labels.numpy(), val_logits.argmax(1).numpy(), num_classes)
+            best, best_val_acc = (m["balanced_accuracy"], float("nan")), m["accuracy"]
+    else:
+        model.load_state_dict(best_state)
     model.eval()
     return TrainResult(
         model=model,

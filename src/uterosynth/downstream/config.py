@@ -70,8 +70,16 @@ class AugmentConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """One training run: AdamW, class balancing, early stopping on validation balanced accuracy."""
+    """One training run: AdamW, class balancing, and how the final weights are chosen.
 
+    ``selection``: ``fixed_epochs`` (default) trains ``max_epochs`` epochs and keeps the last
+    weights, so no label outside the training budget chooses the model; ``validation`` stops
+    early on the validation balanced accuracy (``min_epochs``, ``patience``) and keeps the best
+    epoch — for the judge, which is trained on all labels anyway. Early stopping on a
+    validation split larger than the budget would spend labels the budget does not have.
+    """
+
+    selection: Literal["fixed_epochs", "validation"] = "fixed_epochs"
     max_epochs: int = Field(15, ge=1)
     min_epochs: int = Field(3, ge=1)
     patience: int = Field(4, ge=1)
@@ -128,6 +136,8 @@ class DownstreamConfig(StrictModel):
     n_seeds: int = Field(3, ge=1)
     diffusion_set: str | None = None
     confidence: float = Field(0.95, gt=0, lt=1)
+    correction: Literal["holm", "bh"] = Field("holm", description="multiple-comparison correction across the grid")
+    bootstrap: int = Field(2000, ge=100, description="hierarchical bootstrap replicates (seeds x test subjects)")
     classifier: ClassifierConfig = ClassifierConfig()
     train: TrainConfig = TrainConfig()
     augment: AugmentConfig = AugmentConfig()
@@ -161,5 +171,13 @@ class JudgeConfig(StrictModel):
     seed: int = 0
     augment_training: bool = True
     classifier: ClassifierConfig = ClassifierConfig()
-    train: TrainConfig = TrainConfig(max_epochs=30, patience=8, min_samples_per_epoch=256)
+    train: TrainConfig = TrainConfig(selection="validation", max_epochs=30, patience=8, min_samples_per_epoch=256)
     augment: AugmentConfig = AugmentConfig()
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _judge_selects_on_validation(cls, v: object) -> object:
+        """The judge trains on every label: early stopping on validation unless ``selection`` says otherwise."""
+        if isinstance(v, dict) and "selection" not in v:
+            return {**v, "selection": "validation"}
+        return v

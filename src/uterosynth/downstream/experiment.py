@@ -26,6 +26,7 @@ from .data import load_real_splits, load_synthetic, resolve_size, task_classes
 from .metrics import METRICS, classification_metrics, mean_std, paired_difference
 from .protocols import Protocol, build_protocols, choose_diffusion_set, class_counts, training_set
 from .report import write_plot, write_report_section
+from .stats import Correction, adjust_pvalues, hierarchical_bootstrap_diff
 
 __all__ = ["parse_synthetic_specs", "run_downstream", "summarise", "RESULTS_FILE", "PLOT_FILE", "REPORT_FILE"]
 
@@ -66,11 +67,25 @@ def parse_synthetic_specs(specs: Sequence[str] | None) -> dict[str, Path]:
     return out
 
 
+BOOTSTRAPPED: tuple[str, ...] = ("accuracy", "balanced_accuracy")
+"""Metrics whose gain gets the hierarchical bootstrap (macro-F1 keeps the paired t over seeds)."""
+
+
 def summarise(
     runs: Sequence[Mapping], protocols: Sequence[Protocol], budgets: Sequence[float], classes: Sequence[str],
-    *, level: float = 0.95,
+    *, level: float = 0.95, test: Mapping | None = None, correction: Correction = "holm", n_boot: int = 2000,
+    seed: int = 0,
 ) -> list[dict]:
-    """One row per (protocol, budget): mean ± std over seeds and the paired difference vs real only."""
+    """One row per (protocol, budget): mean ± std over seeds and the paired gain over real only.
+
+    With ``test`` (``{"labels": [...], "subjects": [...]}`` of the test split) and per-run
+    ``predictions``, the gains in accuracy and balanced accuracy get a hierarchical bootstrap
+    over seeds and test subjects (:func:`~uterosynth.downstream.stats.hierarchical_bootstrap_diff`);
+    otherwise, and for macro-F1, the paired t over seeds. Then every metric's p-values are
+    adjusted across all protocol × budget cells (``correction``: Holm or Benjamini–Hochberg):
+    each gain gets ``p_adjusted``, ``significant`` (``p_adjusted < 1 - level``), ``correction``
+    and ``n_comparisons``.
+    """
     by_key: dict[tuple[str, float | None], dict[int, Mapping]] = {}
     for r in runs:
         by_key.setdefault((r["protocol"], r["budget"]), {})[r["seed"]] = r
@@ -90,12 +105,30 @@ def summarise(
                 c: mean_std([mine[s]["metrics"]["per_class_recall"][c] for s in seeds]) for c in classes
             }
             paired = [s for s in seeds if s in ref]
-            row["diff_vs_real"] = (
-                None if p.id == "real" else
-                {m: paired_difference([mine[s]["metrics"][m] for s in paired],
-                                      [ref[s]["metrics"][m] for s in paired], level=level) for m in METRICS}
-            )
+            if p.id == "real":
+                row["diff_vs_real"] = None
+            else:
+                diff = {}
+                for m in METRICS:
+                    with_preds = test is not None and paired and all(
+                        "predictions" in mine[s] and "predictions" in ref[s] for s in paired)
+                    if m in BOOTSTRAPPED and with_preds:
+                        diff[m] = hierarchical_bootstrap_diff(
+                            {s: mine[s]["predictions"] for s in paired}, {s: ref[s]["predictions"] for s in paired},
+                            test["labels"], test["subjects"], len(classes), metric=m, n_boot=n_boot,
+                            confidence=level, seed=seed)
+                    else:
+                        diff[m] = paired_difference([mine[s]["metrics"][m] for s in paired],
+                                                    [ref[s]["metrics"][m] for s in paired], level=level)
+                row["diff_vs_real"] = diff
             rows.append(row)
+    compared = [r for r in rows if r["diff_vs_real"] is not None]
+    for m in METRICS:
+        adjusted = adjust_pvalues([r["diff_vs_real"][m]["p_value"] for r in compared], correction)
+        n_comp = sum(a is not None for a in adjusted)
+        for r, a in zip(compared, adjusted, strict=True):
+            r["diff_vs_real"][m].update({"p_adjusted": a, "significant": None if a is None else a < 1 - level,
+                                         "correction": correction, "n_comparisons": n_comp})
     return rows
 
 
@@ -104,7 +137,7 @@ def _evaluate(model, test: ImageSet, classes: Sequence[str], batch_size: int, de
     pred = predict_logits(model, test.images, batch_size=batch_size, device=device).argmax(1)
     m = classification_metrics(test.labels.numpy(), pred.numpy(), len(classes))
     m["per_class_recall"] = dict(zip(classes, m["per_class_recall"], strict=True))
-    return m
+    return m, [int(k) for k in pred.tolist()]
 
 
 def run_downstream(
@@ -179,7 +212,8 @@ def run_downstream(
             model_cfg=cfg.classifier, train_cfg=cfg.train, seed=seed,
             augment=cfg.augment if p.augment else None,
         )
-        metrics = _evaluate(result.model, splits["test"], classes, cfg.train.eval_batch_size, cfg.train.device)
+        metrics, predictions = _evaluate(result.model, splits["test"], classes, cfg.train.eval_batch_size,
+                                         cfg.train.device)
         n_syn = sum(1 for s in train_set.origins if s != "real")
         runs.append({
             "protocol": p.id, "budget": b, "seed": seed,
@@ -189,13 +223,15 @@ def run_downstream(
             "train_class_counts": class_counts(train_set, classes),
             "best_epoch": result.best_epoch, "epochs": result.epochs,
             "val_balanced_accuracy": result.val_balanced_accuracy,
-            "seconds": round(result.seconds, 3), "metrics": metrics,
+            "seconds": round(result.seconds, 3), "metrics": metrics, "predictions": predictions,
         })
         if progress is not None:
             budget = "all" if b is None else f"{b:.0%}"
             progress(f"{p.id} · budget {budget} · seed {seed}", i + 1, len(jobs))
 
-    summary = summarise(runs, protocols, cfg.budgets, classes, level=cfg.confidence)
+    test_items = {"labels": [int(k) for k in splits["test"].labels.tolist()], "subjects": list(splits["test"].subjects)}
+    summary = summarise(runs, protocols, cfg.budgets, classes, level=cfg.confidence, test=test_items,
+                        correction=cfg.correction, n_boot=cfg.bootstrap, seed=cfg.seed)
     results = {
         "provenance": provenance(cfg, cfg.seed, real=str(data.root),
                                  synthetic={n: str(p) for n, p in synthetic.items()}),
@@ -207,8 +243,19 @@ def run_downstream(
         "budgets": cfg.budgets,
         "seeds": cfg.seeds,
         "evaluated_on": "real test split",
-        "confidence_interval": {"level": cfg.confidence, "method": "paired t (scipy.stats.t) over seeds, "
-                                "pairs = same seed and budget as real only"},
+        "confidence_interval": {
+            "level": cfg.confidence,
+            "method": f"accuracy, balanced accuracy: hierarchical bootstrap ({cfg.bootstrap} replicates) over "
+                      "training seeds and test subjects; macro-F1: paired t over seeds; pairs = same seed and budget "
+                      "as real only",
+            "correction": {"method": cfg.correction, "family": "all protocol x budget comparisons with real only, "
+                                                               "per metric"},
+        },
+        "model_selection": (
+            f"fixed {cfg.train.max_epochs} epochs, last weights (no validation labels used)"
+            if cfg.train.selection == "fixed_epochs" else
+            "early stopping on the full validation split (uses labels outside the budget)"),
+        "test_items": test_items,
         "real": {
             "path": str(data.root),
             "n_items": {k: len(v) for k, v in splits.items()},

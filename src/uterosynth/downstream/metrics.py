@@ -75,16 +75,21 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = 
         level: confidence level of the interval.
 
     Returns:
-        ``{"mean", "std", "n", "ci_low", "ci_high", "level", "method"}``; the interval is
-        ``None`` when ``n < 2``.
+        ``{"mean", "std", "n", "ci_low", "ci_high", "p_value", "level", "method"}``; the
+        interval and the two-sided t-test p-value are ``None`` when ``n < 2``.
     """
     from scipy import stats
 
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     n = int(d.size)
     out = {"mean": float(d.mean()) if n else None, "std": float(d.std(ddof=1)) if n > 1 else None, "n": n,
-           "ci_low": None, "ci_high": None, "level": level, "method": "paired t"}
+           "ci_low": None, "ci_high": None, "p_value": None, "level": level, "method": "paired t over seeds"}
     if n >= 2:
-        half = float(stats.t.ppf((1 + level) / 2, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
+        sd = float(d.std(ddof=1))
+        half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
         out["ci_low"], out["ci_high"] = float(d.mean()) - half, float(d.mean()) + half
+        if sd > 0:
+            out["p_value"] = float(2 * stats.t.sf(abs(float(d.mean())) / (sd / math.sqrt(n)), n - 1))
+        else:
+            out["p_value"] = 1.0 if float(d.mean()) == 0 else 0.0
     return out

@@ -17,6 +17,7 @@ __all__ = [
     "BootstrapConfig",
     "ClassifierConfig",
     "EncoderTrainConfig",
+    "EqualNConfig",
     "EvaluationConfig",
     "ExtractorConfig",
     "FRDConfig",
@@ -33,23 +34,59 @@ class ExtractorConfig(StrictModel):
 
     ``kind``: ``encoder`` (the project's in-domain encoder folder or its ``encoder.pt``),
     ``inception`` (FID Inception-v3 weights, a local ``pt_inception-2015-12-05`` state dict),
-    ``torchscript`` (any TorchScript module ``(N, 1, H, W) -> (N, F)``).
+    ``torchscript`` (any TorchScript module ``(N, 1, H, W) -> (N, F)``), ``torchvision`` (a
+    torchvision ImageNet backbone named by ``arch`` with local weights at ``path``, e.g. AlexNet).
     """
 
-    kind: Literal["encoder", "inception", "torchscript"] = "encoder"
+    kind: Literal["encoder", "inception", "torchscript", "torchvision"] = "encoder"
     path: Path | None = None
+    arch: str | None = Field(None, description="torchvision model name for kind torchvision (path: its local weights)")
+    input_size: int = Field(224, ge=32, description="torchvision: images are resized to input_size x input_size")
     batch_size: int = Field(64, ge=1)
     # 2.5D features of volumes: the 2D extractor over slices of the three orthogonal planes.
     slices_per_plane: int = Field(3, ge=1, description="slices around the centre of each plane, averaged")
     slice_spacing: int = Field(2, ge=1, description="voxels between the averaged slices of one plane")
 
+    @model_validator(mode="after")
+    def _arch(self) -> ExtractorConfig:
+        if self.kind == "torchvision" and not self.arch:
+            raise ValueError("extractor.kind torchvision needs extractor.arch (e.g. alexnet) and extractor.path")
+        if self.kind != "torchvision" and self.arch:
+            raise ValueError(f"extractor.arch is only used with kind torchvision, not {self.kind}")
+        return self
+
 
 class BootstrapConfig(StrictModel):
-    """Percentile bootstrap for the 95 % confidence intervals (items resampled with replacement)."""
+    """Confidence intervals: their level, replicates, seed, and the unit resampled.
+
+    ``unit: subject`` (default) resamples subjects — all slices of a drawn subject together — for
+    real sets with subject ids; ``item`` treats every item as independent (too narrow when items
+    share subjects). Intervals of biased set statistics (FID, FRD) and of KID use the
+    delete-a-group jackknife with ``jackknife_blocks`` blocks per set (see ``evaluation.equal_n``).
+    """
 
     n: int = Field(100, ge=10)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     seed: int = 0
+    unit: Literal["subject", "item"] = "subject"
+    jackknife_blocks: int = Field(20, ge=2)
+
+
+class EqualNConfig(StrictModel):
+    """Distributional metrics (FID, KID, PRDC, FRD) compare every set with the reference at one common N.
+
+    ``n``: the common N (default: the smallest set of the evaluation, reference included). Larger
+    sets are subsampled without replacement ``draws`` times and the metric averaged. An ``n`` above
+    a set's size is an error unless ``allow_unequal_n``, which compares whole sets (not comparable
+    between sets; flagged in the warnings). FID∞ extrapolates FID in ``1/N`` (Chong & Forsyth 2020)
+    from ``extrapolation_points`` sizes between ``extrapolation_min_fraction · n`` and ``n``.
+    """
+
+    n: int | None = Field(None, ge=2)
+    draws: int = Field(10, ge=1)
+    allow_unequal_n: bool = False
+    extrapolation_points: int = Field(5, ge=2)
+    extrapolation_min_fraction: float = Field(0.2, gt=0, lt=1)
 
 
 class KIDConfig(StrictModel):
@@ -89,7 +126,7 @@ class FRDConfig(StrictModel):
     enabled: bool = True
     version: Literal["v0", "v1"] = "v1"
     max_items: int = Field(500, ge=10, description="items per set (radiomics is slow; random subset)")
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=0, description="radiomics processes; 0 = one per CPU core")
 
 
 class ClassifierConfig(StrictModel):
@@ -115,7 +152,10 @@ class EvaluationConfig(StrictModel):
     real_vs_real_split: Literal["train", "val", "test"] | None = "test"
     max_items: int | None = Field(None, ge=2, description="cap on items per set (random subset)")
     extractor: ExtractorConfig = ExtractorConfig()
+    comparable_extractor: ExtractorConfig | None = Field(
+        None, description="a second extractor reported beside the in-domain one (e.g. torchvision alexnet)")
     bootstrap: BootstrapConfig = BootstrapConfig()
+    equal_n: EqualNConfig = EqualNConfig()
     kid: KIDConfig = KIDConfig()
     prdc: PRDCConfig = PRDCConfig()
     msssim: MSSSIMConfig = MSSSIMConfig()

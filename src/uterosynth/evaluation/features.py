@@ -8,6 +8,8 @@ Three kinds, chosen by ``extractor.kind`` in the evaluation config:
   pytorch-fid) from a local state-dict file such as ``pt_inception-2015-12-05-6726825d.pth``;
   never downloaded.
 * ``torchscript`` — any TorchScript module ``(N, 1, H, W) -> (N, F)``.
+* ``torchvision`` — a torchvision ImageNet backbone (``extractor.arch``, e.g. ``alexnet``) with a
+  local weight file: a comparable, non-medical extractor to report beside the in-domain one.
 
 Volumes get **2.5D features**: :class:`PlanarExtractor` runs the 2D extractor on
 ``slices_per_plane`` slices around the centre of each of the three orthogonal planes
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from ..core.artifacts import sha256_file
 from ..core.errors import UserError
 from ..models.encoder_artifact import load_encoder
-from ..models.extractor import FeatureExtractor, TorchScriptExtractor
+from ..models.extractor import FeatureExtractor, TorchScriptExtractor, TorchvisionExtractor
 from .config import ExtractorConfig
 
 __all__ = [
@@ -140,6 +142,9 @@ def build_extractor(cfg: ExtractorConfig, *, device: str = "cpu") -> PlanarExtra
         inner: FeatureExtractor = load_encoder(cfg.path, device=device, batch_size=cfg.batch_size)
     elif cfg.kind == "inception":
         inner = InceptionExtractor(cfg.path, device=device, batch_size=cfg.batch_size)
+    elif cfg.kind == "torchvision":
+        inner = TorchvisionExtractor(str(cfg.arch), cfg.path, device=device, batch_size=cfg.batch_size,
+                                     size=cfg.input_size)
     else:
         inner = TorchScriptExtractor(cfg.path, device=device, batch_size=cfg.batch_size)
     return PlanarExtractor(inner, slices_per_plane=cfg.slices_per_plane, slice_spacing=cfg.slice_spacing)
@@ -160,7 +165,11 @@ def extract_features(extractor: FeatureExtractor, images: torch.Tensor, *, batch
 def extractor_identity(extractor: FeatureExtractor, cfg: ExtractorConfig, spatial_dims: int) -> dict[str, Any]:
     """What ``metrics.json`` records about the extractor: name, sha256, kind, path, 2.5D settings."""
     ident: dict[str, Any] = {"name": extractor.name, "sha256": extractor.sha256, "kind": cfg.kind,
-                             "path": str(cfg.path) if cfg.path else None}
+                             "path": str(cfg.path) if cfg.path else None,
+                             "sha256_of": "weights file" if cfg.kind in ("inception", "torchvision") else "TorchScript file"}
+    if cfg.kind == "torchvision":
+        ident.update({"arch": cfg.arch, "input_size": cfg.input_size, "pretraining": "ImageNet (local weights)",
+                      "features": "trunk output averaged over space"})
     if spatial_dims == 3:
         ident["2.5d"] = {"planes": 3, "slices_per_plane": cfg.slices_per_plane, "slice_spacing": cfg.slice_spacing,
                          "combine": "mean over slices, concatenated over planes"}

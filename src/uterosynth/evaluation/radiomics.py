@@ -90,8 +90,13 @@ def radiomics_features(
         version: ``frd-score`` version (``v1`` default: Original + LoG + wavelet images).
         features, image_types: override the feature classes / filtered images (``None``: the
             version's defaults, which published FRD values use).
-        num_workers: processes (forked) sharing the items; the result does not depend on it.
+        num_workers: processes (forked) sharing the items (0: one per CPU core); the result does not
+            depend on it.
     """
+    if num_workers == 0:
+        import os
+
+        num_workers = os.cpu_count() or 1
     if num_workers > 1 and len(arrays) > num_workers:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -100,7 +105,8 @@ def radiomics_features(
         work = partial(radiomics_features, spacing=spacing, version=version, features=features,
                        image_types=image_types)
         with ProcessPoolExecutor(num_workers, mp_context=mp.get_context("fork")) as pool:
-            return np.concatenate(list(pool.map(work, np.array_split(arrays, num_workers))))
+            chunks = np.array_split(arrays, min(len(arrays), 4 * num_workers))  # small chunks balance the load
+            return np.concatenate(list(pool.map(work, chunks)))
     spatial_dims = arrays.ndim - 1
     extractor = _extractor(spatial_dims, version, features, image_types)
     spacing = tuple(spacing)[:3] + (1.0,) * (3 - len(tuple(spacing)[:3]))
