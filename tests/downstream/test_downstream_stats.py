@@ -128,3 +128,22 @@ def test_judge_keeps_early_stopping_on_validation():
     assert JudgeConfig().train.selection == "validation"
     assert JudgeConfig.model_validate({"train": {"max_epochs": 5}}).train.selection == "validation"
     assert JudgeConfig.model_validate({"train": {"selection": "fixed_epochs"}}).train.selection == "fixed_epochs"
+
+
+def test_report_section_marks_significant_gains(tmp_path):
+    from uterosynth.downstream.report import write_report_section
+
+    def row(protocol, significant):
+        diff = {"mean": 0.05, "ci_low": 0.01, "ci_high": 0.09, "p_adjusted": 0.01 if significant else 0.4,
+                "significant": significant, "correction": "holm"}
+        return {"protocol": protocol, "budget": 1.0, "balanced_accuracy": {"mean": 0.7, "std": 0.01},
+                "diff_vs_real": {"balanced_accuracy": diff}}
+
+    results = {"budgets": [1.0], "protocols": [{"id": "a"}, {"id": "b"}], "summary": [row("a", True), row("b", False)],
+               "confidence_interval": {"level": 0.95}, "synthetic": {}, "task": "orientation", "spatial_dims": 2,
+               "real": {"n_items": {"test": 4}, "n_subjects": {"test": 2}}, "classes": ["x", "y"], "seeds": [0]}
+    plot = tmp_path / "p.png"
+    plot.write_bytes(b"png")
+    write_report_section(results, tmp_path / "s.html", plot=plot)
+    text = (tmp_path / "s.html").read_text()
+    assert text.count("] *</small>") == 1 and "after holm" in text
