@@ -50,7 +50,8 @@ def smooth_images(n: int, size: int, seed: int) -> torch.Tensor:
 
 
 def main() -> None:
-    from uterosynth.privacy.audit import ItemSet, run_audit
+    from uterosynth.data.image_set import ImageSet
+    from uterosynth.privacy.audit import run_audit
     from uterosynth.privacy.config import AuditConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,11 +62,11 @@ def main() -> None:
     p.add_argument("--write", action="store_true", help="update '## Privacy audit' in docs/BENCHMARKS.md")
     args = p.parse_args()
     t0 = time.perf_counter()
-    train = ItemSet(smooth_images(args.train, args.size, 0), [f"t{i}" for i in range(args.train)],
+    train = ImageSet(smooth_images(args.train, args.size, 0)[:, None], [f"t{i}" for i in range(args.train)],
                     [f"S{i // 10}" for i in range(args.train)])
-    hold = ItemSet(smooth_images(args.holdout, args.size, 1), [f"h{i}" for i in range(args.holdout)],
+    hold = ImageSet(smooth_images(args.holdout, args.size, 1)[:, None], [f"h{i}" for i in range(args.holdout)],
                    [f"H{i // 10}" for i in range(args.holdout)])
-    syn = ItemSet(smooth_images(args.synthetic, args.size, 2), [str(i) for i in range(args.synthetic)], [""] * args.synthetic)
+    syn = ImageSet(smooth_images(args.synthetic, args.size, 2)[:, None], [str(i) for i in range(args.synthetic)], [""] * args.synthetic)
     t1, c1 = time.perf_counter(), time.process_time()
     result = run_audit(train, syn, hold, config=AuditConfig())
     t2, c2 = time.perf_counter(), time.process_time()

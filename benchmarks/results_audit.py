@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_anatomy_subject  # noqa: E402
-from uterosynth.privacy.audit import ItemSet, run_audit  # noqa: E402
+from uterosynth.data.image_set import ImageSet  # noqa: E402
+from uterosynth.privacy.audit import run_audit  # noqa: E402
 from uterosynth.privacy.config import AuditConfig  # noqa: E402
 
 TRANSFORMS = ("exact", "noise", "shift", "rotate", "flip", "rescale")
@@ -75,9 +76,9 @@ def make_experiment(*, train_subjects: int, holdout_subjects: int, new_subjects:
     syn = np.concatenate([new, np.stack(copies)])
     is_copy = np.r_[np.zeros(len(new), bool), np.ones(len(copies), bool)]
     kinds = ["new"] * len(new) + kinds
-    train = ItemSet(torch.from_numpy(tr), [f"t{i}" for i in range(len(tr))], tr_s)
-    hold = ItemSet(torch.from_numpy(ho), [f"h{i}" for i in range(len(ho))], ho_s)
-    synthetic = ItemSet(torch.from_numpy(syn), [str(i) for i in range(len(syn))], [""] * len(syn))
+    train = ImageSet(torch.from_numpy(tr)[:, None], [f"t{i}" for i in range(len(tr))], tr_s)
+    hold = ImageSet(torch.from_numpy(ho)[:, None], [f"h{i}" for i in range(len(ho))], ho_s)
+    synthetic = ImageSet(torch.from_numpy(syn)[:, None], [str(i) for i in range(len(syn))], [""] * len(syn))
     return train, hold, synthetic, is_copy, np.array(kinds)
 
 

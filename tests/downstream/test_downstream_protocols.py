@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from uterosynth.core.errors import ConfigError, UserError
+from uterosynth.data.image_set import ImageSet
 from uterosynth.downstream.config import DownstreamConfig
-from uterosynth.downstream.data import LabelledImages
 from uterosynth.downstream.experiment import parse_synthetic_specs
 from uterosynth.downstream.protocols import (
     build_protocols,
@@ -16,10 +16,10 @@ from uterosynth.downstream.protocols import (
 )
 
 
-def _images(n: int, source: str, labels: list[int] | None = None) -> LabelledImages:
+def _images(n: int, source: str, labels: list[int] | None = None) -> ImageSet:
     labels = labels if labels is not None else [i % 4 for i in range(n)]
-    return LabelledImages(torch.rand(n, 1, 8, 8), torch.tensor(labels), tuple(f"S{i}" if source == "real" else ""
-                          for i in range(n)), (source,) * n)
+    return ImageSet(torch.rand(n, 1, 8, 8), labels=torch.tensor(labels),
+                    subjects=tuple(f"S{i}" if source == "real" else "" for i in range(n)), origins=(source,) * n)
 
 
 def test_protocol_grid_and_roles():
@@ -57,9 +57,9 @@ def test_synthetic_only_uses_only_synthetic_items():
     protocols = {p.kind: p for p in build_protocols(cfg, ["diffusion"])}
     real, pool = _images(12, "real"), _images(30, "diffusion")
     only = training_set(protocols["synthetic_only"], real, {"diffusion": pool}, num_classes=4, seed=0)
-    assert len(only) == 30 and set(only.source) == {"diffusion"} and set(only.subjects) == {""}
+    assert len(only) == 30 and set(only.origins) == {"diffusion"} and set(only.subjects) == {""}
     mix = training_set(protocols["mix"], real, {"diffusion": pool}, num_classes=4, seed=0)
-    assert mix.source.count("real") == 12 and mix.source.count("diffusion") == 6
+    assert mix.origins.count("real") == 12 and mix.origins.count("diffusion") == 6
 
 
 def test_parse_synthetic_specs():

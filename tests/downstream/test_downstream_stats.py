@@ -1,10 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from uterosynth.data.image_set import ImageSet
 from uterosynth.downstream.classifier import train_classifier
 from uterosynth.downstream.config import ClassifierConfig, JudgeConfig, TrainConfig
-from uterosynth.downstream.data import LabelledImages
 from uterosynth.downstream.experiment import summarise
 from uterosynth.downstream.protocols import Protocol
 from uterosynth.downstream.stats import adjust_pvalues, benjamini_hochberg, hierarchical_bootstrap_diff, holm
@@ -104,7 +106,7 @@ def _bars(n, seed):
     labels = torch.arange(n) % 2
     images = torch.rand(n, 1, 12, 12, generator=g) * 0.2
     images[labels == 1, :, :, 4:8] += 0.8
-    return LabelledImages(images, labels, tuple(f"s{k}" for k in range(n)), ("real",) * n)
+    return ImageSet(images, labels=labels, subjects=tuple(f"s{k}" for k in range(n)), origins=("real",) * n)
 
 
 def test_fixed_epoch_selection_never_uses_validation():
@@ -112,7 +114,7 @@ def test_fixed_epoch_selection_never_uses_validation():
     assert cfg.selection == "fixed_epochs"
     model_cfg = ClassifierConfig(image_size=12, widen_factor=0.0625)
     train, val = _bars(16, 0), _bars(8, 1)
-    flipped = LabelledImages(val.images, 1 - val.labels, val.subjects, val.source)  # a validation set that lies
+    flipped = replace(val, labels=1 - val.labels)  # a validation set that lies
     a = train_classifier(train, val, num_classes=2, spatial_dims=2, size=(12, 12), model_cfg=model_cfg,
                          train_cfg=cfg, seed=0)
     b = train_classifier(train, flipped, num_classes=2, spatial_dims=2, size=(12, 12), model_cfg=model_cfg,
@@ -126,3 +128,22 @@ def test_judge_keeps_early_stopping_on_validation():
     assert JudgeConfig().train.selection == "validation"
     assert JudgeConfig.model_validate({"train": {"max_epochs": 5}}).train.selection == "validation"
     assert JudgeConfig.model_validate({"train": {"selection": "fixed_epochs"}}).train.selection == "fixed_epochs"
+
+
+def test_report_section_marks_significant_gains(tmp_path):
+    from uterosynth.downstream.report import write_report_section
+
+    def row(protocol, significant):
+        diff = {"mean": 0.05, "ci_low": 0.01, "ci_high": 0.09, "p_adjusted": 0.01 if significant else 0.4,
+                "significant": significant, "correction": "holm"}
+        return {"protocol": protocol, "budget": 1.0, "balanced_accuracy": {"mean": 0.7, "std": 0.01},
+                "diff_vs_real": {"balanced_accuracy": diff}}
+
+    results = {"budgets": [1.0], "protocols": [{"id": "a"}, {"id": "b"}], "summary": [row("a", True), row("b", False)],
+               "confidence_interval": {"level": 0.95}, "synthetic": {}, "task": "orientation", "spatial_dims": 2,
+               "real": {"n_items": {"test": 4}, "n_subjects": {"test": 2}}, "classes": ["x", "y"], "seeds": [0]}
+    plot = tmp_path / "p.png"
+    plot.write_bytes(b"png")
+    write_report_section(results, tmp_path / "s.html", plot=plot)
+    text = (tmp_path / "s.html").read_text()
+    assert text.count("] *</small>") == 1 and "after holm" in text

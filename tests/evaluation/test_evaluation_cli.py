@@ -42,11 +42,22 @@ def test_evaluate_writes_metrics_and_self_contained_report(tmp_path, prepared_2d
     assert info.value.code in (0, None)
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert set(metrics["sets"]) == {"synthetic", "noisy", "real_vs_real"}
+    # the 3D fixture's test split holds one volume: too few for an equal-N floor, which is skipped
+    assert set(metrics["sets"]) == {"synthetic", "noisy"} | ({"real_vs_real"} if spatial_dims == 2 else set())
     fid_key = "fid" if spatial_dims == 2 else "fid_2.5d"
-    n_train = len(PreparedDataset.load(prepared, "train"))
+    n_test = len(PreparedDataset.load(prepared, "test" if spatial_dims == 2 else "train"))
     fid = metrics["sets"]["synthetic"]["metrics"][fid_key]
-    assert fid["ci_low"] <= fid["ci_high"] and fid["n"] == {"real": n_train, "synthetic": n_train} and fid["warnings"]
+    # every set at one N: the smallest set (here the test-split noise floor)
+    assert metrics["equal_n"]["n"] == n_test
+    for name, s in metrics["sets"].items():
+        for key in ("kid", fid_key, f"{fid_key}_inf", "precision", "coverage"):
+            m = s["metrics"][key]
+            assert m["n"] == {"real": n_test, "synthetic": n_test}, (name, key)
+            # a one-subject floor has no subject-level interval (NaN), never a wrong one
+            if None not in (m["ci_low"], m["value"], m["ci_high"]):
+                assert m["ci_low"] <= m["value"] <= m["ci_high"], (name, key)
+    assert list(metrics["sets"]["synthetic"]["metrics"])[0] == "kid"
+    assert fid["warnings"]
     assert summary[f"synthetic.{fid_key}"] == pytest.approx(fid["value"])
     assert metrics["extractor"]["sha256"] and metrics["provenance"]["uterosynth_version"]
     assert fid["measured_with"]["sha256"] == metrics["extractor"]["sha256"]

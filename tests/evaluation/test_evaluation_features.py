@@ -11,8 +11,8 @@ from uterosynth.evaluation.features import (
     build_extractor,
     extract_features,
     extractor_identity,
-    load_encoder,
 )
+from uterosynth.models.encoder_artifact import load_encoder
 
 
 class MeanStd:

@@ -2,7 +2,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from uterosynth.evaluation.radiomics import frd_available, frd_from_features, frd_result, radiomics_features
+from uterosynth.evaluation.equal_n import frd_at_n
+from uterosynth.evaluation.radiomics import frd_available, frd_from_features, radiomics_features
 
 pytestmark = pytest.mark.skipif(not frd_available(), reason="frd-score / pyradiomics-bhklab not installed")
 
@@ -47,7 +48,7 @@ def test_frd_ranks_a_different_set_higher(spatial_dims):
     faithful = radiomics_features(_blobs(16, shape, 1), **kw)
     noised = radiomics_features(np.clip(_blobs(16, shape, 2) + 0.3 * np.random.default_rng(3).standard_normal((16, *shape)),
                                         0, 1).astype(np.float32), **kw)
-    good = frd_result(real, faithful, n_boot=10)
-    bad = frd_result(real, noised, n_boot=10)
+    good = frd_at_n(real, faithful, n=12, n_blocks=4)
+    bad = frd_at_n(real, noised, n=12, n_blocks=4)
     assert bad.value > good.value and bad.details["log_transformed"]
-    assert good.n == {"real": 16, "synthetic": 16}
+    assert good.n == {"real": 12, "synthetic": 12} and good.ci_low <= good.value <= good.ci_high

@@ -13,7 +13,8 @@ import torch
 from conftest import make_anatomy_dataset, make_anatomy_subject, make_synthetic_set
 from uterosynth.cli import main
 from uterosynth.core.errors import UserError
-from uterosynth.privacy.audit import ItemSet, run_audit
+from uterosynth.data.image_set import ImageSet
+from uterosynth.privacy.audit import run_audit
 from uterosynth.privacy.config import AuditConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -106,22 +107,22 @@ def test_audit_refuses_same_split_for_train_and_holdout(tmp_path):
 
 
 def test_audit_refuses_holdout_subjects_all_in_training():
-    x = ItemSet(torch.rand(4, 16, 16), ["a", "b", "c", "d"], ["S1", "S1", "S2", "S2"])
+    x = ImageSet(torch.rand(4, 1, 16, 16), ["a", "b", "c", "d"], ["S1", "S1", "S2", "S2"])
     with pytest.raises(UserError, match="held-out subject"):
         run_audit(x, x, x)
 
 
 def test_audit_refuses_shape_mismatch():
-    t = ItemSet(torch.rand(4, 16, 16), list("abcd"), ["S1", "S1", "S2", "S2"])
-    s = ItemSet(torch.rand(2, 16, 12), ["0", "1"], ["", ""])
+    t = ImageSet(torch.rand(4, 1, 16, 16), list("abcd"), ["S1", "S1", "S2", "S2"])
+    s = ImageSet(torch.rand(2, 1, 16, 12), ["0", "1"], ["", ""])
     with pytest.raises(UserError, match="shapes differ"):
-        run_audit(t, s, ItemSet(torch.rand(2, 16, 16), ["h", "i"], ["S3", "S4"]))
+        run_audit(t, s, ImageSet(torch.rand(2, 1, 16, 16), ["h", "i"], ["S3", "S4"]))
 
 
 def test_audit_refuses_empty_set():
-    t = ItemSet(torch.rand(4, 16, 16), list("abcd"), ["S1", "S1", "S2", "S2"])
+    t = ImageSet(torch.rand(4, 1, 16, 16), list("abcd"), ["S1", "S1", "S2", "S2"])
     with pytest.raises(UserError, match="empty"):
-        run_audit(t, ItemSet(torch.empty(0, 16, 16), [], []), t)
+        run_audit(t, ImageSet(torch.empty(0, 1, 16, 16), [], []), t)
 
 
 def test_audit_missing_encoder_file_exits_2(tmp_path):

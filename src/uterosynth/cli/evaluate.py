@@ -28,6 +28,8 @@ def evaluate(
     classifier: Path = typer.Option(None, "--classifier", help="Condition classifier folder or classifier.pt."),
     lpips_weights: Path = typer.Option(None, "--lpips-weights", help="AlexNet features safetensors for LPIPS."),
     downstream: Path = typer.Option(None, "--downstream", help="A 'uterosynth downstream' output folder to include."),
+    floor: str = typer.Option(None, "--floor", help="DIR[:split]: real subjects disjoint from --real for the "
+                              "real-vs-real noise floor (default: real_vs_real_split of --real)."),
     config: Path = ConfigOpt,
     seed: int = SeedOpt,
     set_: list[str] = SetOpt,
@@ -45,7 +47,8 @@ def evaluate(
 
     show_stage("evaluate", EvaluateJob(real=real, synthetic=synthetic, baseline=baseline or [], out=out,
                                        extractor=extractor, extractor_kind=extractor_kind, classifier=classifier,
-                                       lpips_weights=lpips_weights, downstream=downstream, config=config, seed=seed,
+                                       lpips_weights=lpips_weights, downstream=downstream, floor=floor, config=config,
+                                       seed=seed,
                                        overrides=parse_overrides(set_ or []), overwrite=overwrite), as_json=json_)
 
 

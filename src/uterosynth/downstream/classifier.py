@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.seeding import seed_everything
+from ..data.image_set import ImageSet
 from .augment import augment_batch, build_augmentation
 from .config import AugmentConfig, ClassifierConfig, TrainConfig
-from .data import LabelledImages
 from .metrics import classification_metrics
 
 __all__ = ["Classifier", "TrainResult", "build_classifier", "predict_logits", "train_classifier"]
@@ -97,7 +97,7 @@ def _batch_indices(labels: torch.Tensor, n: int, balance: str, generator: torch.
 
 @torch.no_grad()
 def _precise_bn(
-    model: nn.Module, train: LabelledImages, cfg: TrainConfig, generator: torch.Generator, num_classes: int,
+    model: nn.Module, train: ImageSet, cfg: TrainConfig, generator: torch.Generator, num_classes: int,
     device: torch.device,
 ) -> None:
     """Recompute BatchNorm running statistics on training batches ("precise BN").
@@ -115,8 +115,8 @@ def _precise_bn(
 
 
 def train_classifier(
-    train: LabelledImages,
-    val: LabelledImages,
+    train: ImageSet,
+    val: ImageSet,
     *,
     num_classes: int,
     spatial_dims: int,
@@ -157,8 +157,8 @@ def train_classifier(
 
 
 def _train(
-    train: LabelledImages,
-    val: LabelledImages,
+    train: ImageSet,
+    val: ImageSet,
     *,
     num_classes: int,
     spatial_dims: int,

@@ -1,8 +1,8 @@
-"""Labelled image tensors for the downstream task: real splits and synthetic sets.
+"""Labelled image sets for the downstream task: real splits and synthetic sets.
 
 Everything is loaded once, resized once to the classifier's input size and kept in memory as
-``(N, 1, *spatial)`` float tensors — phantom-scale data fits easily and training then never
-touches the disk.
+:class:`~uterosynth.data.image_set.ImageSet` with ``labels`` (``(N, 1, *spatial)`` float
+tensors) — phantom-scale data fits easily and training then never touches the disk.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import DataError, UserError
+from ..data.image_set import ImageSet
 from ..data.manifest import PreparedDataset
 from ..data.synthetic import SyntheticSet
 
 __all__ = [
-    "LabelledImages",
     "MAX_CLASSES",
     "resize",
     "resolve_size",
@@ -35,40 +34,6 @@ log = logging.getLogger(__name__)
 
 MAX_CLASSES = 32
 """An attribute with more distinct values than this is not treated as categorical."""
-
-
-@dataclass(frozen=True)
-class LabelledImages:
-    """Images ``(N, 1, *spatial)``, integer labels ``(N,)`` and where each image came from.
-
-    ``subjects`` holds the subject of each real image (``""`` for synthetic ones); ``source``
-    names the origin (``"real"`` or the synthetic set's name).
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    subjects: tuple[str, ...]
-    source: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def subset(self, index: Sequence[int] | torch.Tensor) -> LabelledImages:
-        idx = torch.as_tensor(index, dtype=torch.long)
-        ids = idx.tolist()
-        return LabelledImages(
-            self.images[idx], self.labels[idx], tuple(self.subjects[i] for i in ids), tuple(self.source[i] for i in ids)
-        )
-
-    @staticmethod
-    def concat(parts: Sequence[LabelledImages]) -> LabelledImages:
-        parts = [p for p in parts if len(p)]
-        return LabelledImages(
-            torch.cat([p.images for p in parts]),
-            torch.cat([p.labels for p in parts]),
-            tuple(s for p in parts for s in p.subjects),
-            tuple(s for p in parts for s in p.source),
-        )
 
 
 def resolve_size(image_size: int | Sequence[int] | None, shape: Sequence[int]) -> tuple[int, ...]:
@@ -134,8 +99,8 @@ def task_classes(data: PreparedDataset, task: str) -> list[str]:
 
 def load_real_splits(
     data: PreparedDataset, task: str, classes: Sequence[str], size: Sequence[int]
-) -> dict[str, LabelledImages]:
-    """Load the train/val/test splits of ``data`` as :class:`LabelledImages` resized to ``size``.
+) -> dict[str, ImageSet]:
+    """Load the train/val/test splits of ``data`` as labelled :class:`ImageSet` resized to ``size``.
 
     Items with an empty ``task`` value are left out (and logged).
 
@@ -143,7 +108,7 @@ def load_real_splits(
         DataError: a split is empty.
     """
     index = {c: i for i, c in enumerate(classes)}
-    out: dict[str, LabelledImages] = {}
+    out: dict[str, ImageSet] = {}
     for split in ("train", "val", "test"):
         rows = [r for r in data.split(split).rows]
         unlabelled = [r for r in rows if not r.get(task, "")]
@@ -156,11 +121,15 @@ def load_real_splits(
                 "(the downstream experiment needs train, val and test subjects)"
             )
         arrays = [data.load_array(r) for r in rows]
-        out[split] = LabelledImages(
-            images=_stack(arrays, size, f"{data.root}:{split}"),
-            labels=torch.tensor([index[r[task]] for r in rows], dtype=torch.long),
+        out[split] = ImageSet(
+            _stack(arrays, size, f"{data.root}:{split}"),
+            ids=tuple(r["item_id"] for r in rows),
             subjects=tuple(r["subject"] for r in rows),
-            source=("real",) * len(rows),
+            conditions=tuple({a: r.get(a, "") for a in data.attributes} for r in rows),
+            origins=("real",) * len(rows),
+            labels=torch.tensor([index[r[task]] for r in rows], dtype=torch.long),
+            name=split,
+            source=f"{data.root}:{split}",
         )
     return out
 
@@ -173,7 +142,7 @@ def load_synthetic(
     size: Sequence[int],
     *,
     spatial_dims: int,
-) -> LabelledImages:
+) -> ImageSet:
     """Load a synthetic set; the label of each item is ``condition[task]`` from ``metadata.jsonl``.
 
     Raises:
@@ -214,9 +183,14 @@ def load_synthetic(
         )
     counts = Counter(labels)
     log.info("synthetic set %s: %d items, per class %s", name, len(labels), dict(counts))
-    return LabelledImages(
-        images=_stack(arrays, size, str(syn.root)),
-        labels=torch.tensor(labels, dtype=torch.long),
+    return ImageSet(
+        _stack(arrays, size, str(syn.root)),
+        ids=tuple(str(r["index"]) for r in syn.records),
         subjects=("",) * len(labels),
-        source=(name,) * len(labels),
+        conditions=tuple(dict(r.get("condition") or {}) for r in syn.records),
+        origins=(name,) * len(labels),
+        labels=torch.tensor(labels, dtype=torch.long),
+        name=name,
+        kind="synthetic",
+        source=str(syn.root),
     )

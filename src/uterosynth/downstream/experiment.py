@@ -17,11 +17,12 @@ from ..core.artifacts import atomic_output_dir, provenance, write_json
 from ..core.config import split_assignment
 from ..core.errors import UserError
 from ..data.downstream_results import PLOT_FILE, REPORT_FILE, RESULTS_FILE
+from ..data.image_set import ImageSet
 from ..data.manifest import PreparedDataset
 from .budgets import budget_subjects, check_classes_present, subject_labels, subject_order
 from .classifier import predict_logits, train_classifier
 from .config import DownstreamConfig
-from .data import LabelledImages, load_real_splits, load_synthetic, resolve_size, task_classes
+from .data import load_real_splits, load_synthetic, resolve_size, task_classes
 from .metrics import METRICS, classification_metrics, mean_std, paired_difference
 from .protocols import Protocol, build_protocols, choose_diffusion_set, class_counts, training_set
 from .report import write_plot, write_report_section
@@ -131,7 +132,7 @@ def summarise(
     return rows
 
 
-def _evaluate(model, test: LabelledImages, classes: Sequence[str], batch_size: int, device: str) -> dict:
+def _evaluate(model, test: ImageSet, classes: Sequence[str], batch_size: int, device: str) -> dict:
 
     pred = predict_logits(model, test.images, batch_size=batch_size, device=device).argmax(1)
     m = classification_metrics(test.labels.numpy(), pred.numpy(), len(classes))
@@ -213,7 +214,7 @@ def run_downstream(
         )
         metrics, predictions = _evaluate(result.model, splits["test"], classes, cfg.train.eval_batch_size,
                                          cfg.train.device)
-        n_syn = sum(1 for s in train_set.source if s != "real")
+        n_syn = sum(1 for s in train_set.origins if s != "real")
         runs.append({
             "protocol": p.id, "budget": b, "seed": seed,
             "train_subjects": sorted(chosen),

@@ -28,8 +28,8 @@ import torch
 
 from ..core.errors import UserError
 from ..core.seeding import numpy_rng
+from ..data.image_set import ImageSet
 from .config import DownstreamConfig, parse_ratio
-from .data import LabelledImages
 
 __all__ = [
     "Protocol",
@@ -106,9 +106,9 @@ def synthetic_count(ratio: str, n_real: int) -> int:
     return int(round(n_real * syn / real))
 
 
-def select_synthetic(pool: LabelledImages, n: int, num_classes: int, seed: int) -> LabelledImages:
+def select_synthetic(pool: ImageSet, n: int, num_classes: int, seed: int) -> ImageSet:
     """``n`` images of ``pool`` drawn round-robin over classes (nested in ``n``; seeded)."""
-    rng = numpy_rng(seed, 0, salt=f"downstream-synthetic-{pool.source[0] if len(pool) else ''}")
+    rng = numpy_rng(seed, 0, salt=f"downstream-synthetic-{pool.origins[0] if len(pool) else ''}")
     labels = pool.labels.numpy()
     queues = []
     for c in range(num_classes):
@@ -125,13 +125,13 @@ def select_synthetic(pool: LabelledImages, n: int, num_classes: int, seed: int) 
 
 def training_set(
     protocol: Protocol,
-    real_budget: LabelledImages,
-    synthetic: Mapping[str, LabelledImages],
+    real_budget: ImageSet,
+    synthetic: Mapping[str, ImageSet],
     *,
     num_classes: int,
     seed: int,
     synthetic_only_max_items: int | None = None,
-) -> LabelledImages:
+) -> ImageSet:
     """The images ``protocol`` trains on for one budget and seed."""
     if protocol.kind in ("real", "augment"):
         return real_budget
@@ -140,10 +140,10 @@ def training_set(
         n = len(pool) if synthetic_only_max_items is None else min(len(pool), synthetic_only_max_items)
         return select_synthetic(pool, n, num_classes, seed)
     n = synthetic_count(protocol.ratio, len(real_budget))
-    return LabelledImages.concat([real_budget, select_synthetic(pool, n, num_classes, seed)])
+    return ImageSet.concat([real_budget, select_synthetic(pool, n, num_classes, seed)])
 
 
-def class_counts(images: LabelledImages, classes: Sequence[str]) -> dict[str, int]:
+def class_counts(images: ImageSet, classes: Sequence[str]) -> dict[str, int]:
     counts = torch.bincount(images.labels, minlength=len(classes)).tolist() if len(images) else [0] * len(classes)
     return dict(zip(classes, (int(c) for c in counts), strict=True))
 

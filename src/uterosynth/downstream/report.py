@@ -61,6 +61,15 @@ def format_diff(d: Mapping | None, scale: float = 100.0) -> str:
     return text
 
 
+def _correction(results: Mapping) -> str:
+    """The multiplicity correction named in the results (``none`` for results without one)."""
+    for row in results["summary"]:
+        diff = (row.get("diff_vs_real") or {}).get("balanced_accuracy") or {}
+        if diff.get("correction"):
+            return str(diff["correction"])
+    return "no"
+
+
 def write_report_section(results: Mapping, path: str | Path, *, plot: str | Path) -> None:
     """A self-contained HTML fragment (``<section>``) with the plot (base64 PNG) and the table."""
     png = base64.b64encode(Path(plot).read_bytes()).decode("ascii")
@@ -74,7 +83,9 @@ def write_report_section(results: Mapping, path: str | Path, *, plot: str | Path
             ba = row["balanced_accuracy"]
             cell = f"{100 * ba['mean']:.1f} ± {100 * (ba['std'] or 0):.1f}" if ba["mean"] is not None else "–"
             if row["diff_vs_real"] is not None:
-                cell += f"<br><small>Δ {html.escape(format_diff(row['diff_vs_real']['balanced_accuracy']))}</small>"
+                diff = row["diff_vs_real"]["balanced_accuracy"]
+                mark = " *" if diff.get("significant") else ""
+                cell += f"<br><small>Δ {html.escape(format_diff(diff))}{mark}</small>"
             cells.append(f"<td>{cell}</td>")
         body.append(f"<tr><th>{html.escape(p['id'])}</th>{''.join(cells)}</tr>")
     level = results["confidence_interval"]["level"]
@@ -94,7 +105,8 @@ Synthetic sets: {syn or 'none'}. Seeds: {', '.join(map(str, results['seeds']))}.
 </tbody>
 </table>
 <p><small>Balanced accuracy in % (mean ± std over seeds). Δ: paired difference to real only (same seed and
-budget) in points with its {100 * level:g}% paired-t confidence interval. Budget-independent protocols
+budget) in points with its {100 * level:g}% confidence interval; <b>*</b>: significant after {html.escape(_correction(results))}
+correction over all compared protocols and budgets (adjusted p &lt; {1 - level:g}). Budget-independent protocols
 (synthetic only) repeat one result in every column.</small></p>
 </section>
 """

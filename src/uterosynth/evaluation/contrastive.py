@@ -9,7 +9,7 @@ up-down property the features must keep.
 
 The frozen encoder is saved as TorchScript ``encoder.pt`` (resizing to the training size is
 part of the scripted module, so it accepts any ``(N, 1, H, W)`` in ``[0, 1]``) with
-``encoder.json`` (sha256, feature size, data and training provenance). Volumes are trained on
+``encoder.json`` (:mod:`uterosynth.models.encoder_artifact`; sha256, feature size, data and training provenance). Volumes are trained on
 their three central orthogonal planes, matching the 2.5D features of
 :class:`~uterosynth.evaluation.features.PlanarExtractor`.
 """
@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.artifacts import atomic_output_dir, provenance, sha256_file, write_json
+from ..core.artifacts import atomic_output_dir, provenance
 from ..core.errors import DataError
 from ..core.imageio import middle_slice
 from ..data.manifest import PreparedDataset, parse_dataset_ref
 from ..data.subjects import training_subjects
+from ..models.encoder_artifact import write_encoder
 from .config import EncoderTrainConfig
 
 __all__ = ["FrozenEncoder", "build_backbone", "slices_for_training", "train_encoder", "view_transform"]
@@ -156,10 +157,7 @@ def train_encoder(
     with torch.no_grad():
         scripted = torch.jit.trace(frozen, torch.rand(2, 1, cfg.image_size, cfg.image_size))
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        torch.jit.save(scripted, str(tmp / "encoder.pt"))
-        info = {
-            "name": f"uterosynth-encoder-{sha256_file(tmp / 'encoder.pt')[:12]}",
-            "sha256": sha256_file(tmp / "encoder.pt"),
+        info = write_encoder(tmp, scripted, {
             "feature_dim": feat_dim,
             "image_size": cfg.image_size,
             "input": "(N, 1, H, W) float in [0, 1]; resized inside to image_size",
@@ -170,6 +168,5 @@ def train_encoder(
             "training": {"losses": losses, "final_loss": losses[-1] if losses else None},
             "provenance": provenance(cfg, cfg.seed),
             "training_subjects": training_subjects(dataset, {r["split"] for r in dataset.rows}),
-        }
-        write_json(tmp / "encoder.json", info)
+        })
     return info

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..core.artifacts import read_json, sha256_file
+from ..core.artifacts import sha256_file
 from ..core.errors import UserError
+from ..models.encoder_artifact import load_encoder
 from ..models.extractor import FeatureExtractor, TorchScriptExtractor, TorchvisionExtractor
 from .config import ExtractorConfig
 
@@ -38,35 +39,7 @@ __all__ = [
     "build_extractor",
     "extractor_identity",
     "extract_features",
-    "load_encoder",
 ]
-
-ENCODER_FILE = "encoder.pt"
-ENCODER_INFO = "encoder.json"
-
-
-def load_encoder(path: str | Path, *, device: str = "cpu", batch_size: int = 64) -> TorchScriptExtractor:
-    """Load the in-domain encoder from its folder (or ``encoder.pt``) and check its recorded hash.
-
-    Raises:
-        UserError: ``encoder.pt``/``encoder.json`` missing, or the file's sha256 differs from
-            the one recorded at training time (the encoder was changed: numbers would not be
-            comparable).
-    """
-    path = Path(path)
-    pt = path / ENCODER_FILE if path.is_dir() else path
-    info_path = pt.with_name(ENCODER_INFO)
-    if not pt.is_file():
-        raise UserError(f"{pt}: in-domain encoder not found (train one with 'uterosynth evaluate train-encoder')")
-    info = read_json(info_path)
-    extractor = TorchScriptExtractor(pt, device=device, batch_size=batch_size)
-    if info.get("sha256") != extractor.sha256:
-        raise UserError(f"{pt}: sha256 {extractor.sha256[:12]}… differs from {str(info.get('sha256'))[:12]}… "
-                        f"recorded in {info_path}; the encoder was modified, retrain or restore it")
-    extractor.name = str(info.get("name", "uterosynth-encoder"))
-    extractor.info = info  # type: ignore[attr-defined]
-    return extractor
-
 
 def _fid_inception(path: Path) -> torch.nn.Module:
     from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2

@@ -18,19 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .bootstrap import MetricResult, bootstrap_ci, bootstrap_mean
-
 __all__ = [
     "PRDCItems",
     "feature_statistics",
-    "fid_result",
     "frechet_distance",
     "frechet_distance_from_features",
     "kid",
-    "kid_result",
     "mmd2_unbiased",
     "prdc_items",
-    "prdc_results",
 ]
 
 FID_STABLE_N = 2000
@@ -76,8 +71,14 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     Args:
         mu1, mu2: means ``(F,)``.
         sigma1, sigma2: covariances ``(F, F)``.
+
+    Returns:
+        The distance; NaN when a statistic is not finite (a covariance of fewer than two items).
     """
     mu1, mu2, sigma1, sigma2 = (_as64(t) for t in (mu1, mu2, sigma1, sigma2))
+    if not all(bool(torch.isfinite(t).all()) for t in (mu1, mu2, sigma1, sigma2)):
+        # a covariance of fewer than two items (a jackknife replicate of a one-subject set)
+        return float("nan")
     with _single_thread():
         root1 = _sqrt_psd(sigma1)
         middle = root1 @ sigma2 @ root1
@@ -89,35 +90,6 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
 def frechet_distance_from_features(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor) -> float:
     """Fréchet distance between the Gaussian fits of two feature sets ``(N, F)`` and ``(M, F)``."""
     return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
-
-
-def _fid_warnings(n_min: int, dim: int, label: str = "FID") -> tuple[str, ...]:
-    out = []
-    if n_min <= dim:
-        out.append(f"{label}: N={n_min} <= feature dimension {dim}: the covariance is singular; the value is unstable")
-    if n_min < FID_STABLE_N:
-        out.append(
-            f"{label}: N={n_min} < {FID_STABLE_N}: the estimate is biased upwards at small N "
-            "(Chong & Forsyth 2020); compare only sets of equal size"
-        )
-    return tuple(out)
-
-
-def fid_result(
-    real: torch.Tensor, fake: torch.Tensor, *, n_boot: int = 100, confidence: float = 0.95, seed: int = 0,
-    name: str = "fid",
-) -> MetricResult:
-    """FID with a bootstrap interval over features (both sets resampled with replacement)."""
-    real64, fake64 = _as64(real), _as64(fake)
-    value = frechet_distance_from_features(real64, fake64)
-    low, high = bootstrap_ci(
-        lambda i, j: frechet_distance_from_features(real64[torch.as_tensor(i)], fake64[torch.as_tensor(j)]),
-        [real64.shape[0], fake64.shape[0]], n_boot=n_boot, confidence=confidence, seed=seed,
-    )
-    n_min = min(real64.shape[0], fake64.shape[0])
-    return MetricResult(name, value, low, high, {"real": real64.shape[0], "synthetic": fake64.shape[0]},
-                        "lower", confidence, _fid_warnings(n_min, real64.shape[1], name.upper()),
-                        {"feature_dim": int(real64.shape[1])})
 
 
 def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, *, degree: int = 3, gamma: float | None = None, coef: float = 1.0) -> float:
@@ -161,31 +133,6 @@ def kid(
         values.append(mmd2_unbiased(real[i], fake[j], degree=degree, gamma=gamma, coef=coef))
     arr = np.asarray(values)
     return float(arr.mean()), float(arr.std())
-
-
-def kid_result(
-    real: torch.Tensor, fake: torch.Tensor, *, subsets: int = 100, subset_size: int = 1000, bootstrap_subsets: int = 10,
-    n_boot: int = 100, confidence: float = 0.95, seed: int = 0,
-) -> MetricResult:
-    """KID with a bootstrap interval over features (each replicate uses ``bootstrap_subsets`` subsets)."""
-    real64, fake64 = _as64(real), _as64(fake)
-    value, std = kid(real64, fake64, subsets=subsets, subset_size=subset_size, seed=seed)
-    counter = iter(range(1, n_boot + 1))
-
-    def stat(i: np.ndarray, j: np.ndarray) -> float:
-        return kid(real64[torch.as_tensor(i)], fake64[torch.as_tensor(j)], subsets=bootstrap_subsets,
-                   subset_size=subset_size, seed=seed + next(counter))[0]
-
-    low, high = bootstrap_ci(stat, [real64.shape[0], fake64.shape[0]], n_boot=n_boot, confidence=confidence, seed=seed)
-    n_min = min(real64.shape[0], fake64.shape[0])
-    warnings = []
-    if n_min < subset_size:
-        warnings.append(f"KID: N={n_min} < subset size {subset_size}: subsets use all {n_min} items")
-    if n_min < 100:
-        warnings.append(f"KID: N={n_min} < 100: the estimate is noisy")
-    return MetricResult("kid", value, low, high, {"real": real64.shape[0], "synthetic": fake64.shape[0]}, "lower",
-                        confidence, tuple(warnings),
-                        {"subset_std": std, "subset_size": min(subset_size, n_min), "subsets": subsets})
 
 
 @dataclass(frozen=True)
@@ -235,27 +182,3 @@ def prdc_items(real: torch.Tensor, fake: torch.Tensor, *, k: int = 5, chunk: int
         coverage.append(d.min(1).values < r_real[s : s + chunk])
     cat = lambda parts: torch.cat(parts).double().numpy()  # noqa: E731
     return PRDCItems(cat(precision), cat(density), cat(recall), cat(coverage))
-
-
-def prdc_results(
-    real: torch.Tensor, fake: torch.Tensor, *, k: int = 5, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-) -> list[MetricResult]:
-    """Precision, recall, density and coverage with bootstrap intervals.
-
-    The intervals resample the evaluated items (synthetic items for precision/density, real
-    items for recall/coverage) with the k-NN manifolds held fixed: they describe the sampling
-    of the items, not the variability of the manifold estimate itself.
-    """
-    items = prdc_items(real, fake, k=k)
-    n = {"real": int(real.shape[0]), "synthetic": int(fake.shape[0])}
-    warnings = ()
-    if min(n.values()) < 1000:
-        warnings = (f"k-NN manifold metrics with N={min(n.values())} < 1000 items per set are unstable "
-                    "(Naeem et al. 2020 use 10 000)",)
-    out = []
-    for name, values in (("precision", items.precision), ("recall", items.recall),
-                         ("density", items.density), ("coverage", items.coverage)):
-        value, low, high = bootstrap_mean(values, n_boot=n_boot, confidence=confidence, seed=seed)
-        better = "closer_to_1" if name == "density" else "higher"
-        out.append(MetricResult(name, value, low, high, n, better, confidence, warnings, {"k": k}))
-    return out

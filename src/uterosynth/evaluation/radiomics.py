@@ -22,10 +22,9 @@ import numpy as np
 
 from ..core.errors import UserError
 from ..core.imageio import as_volume
-from .bootstrap import MetricResult, bootstrap_ci
 from .metrics import frechet_distance_from_features
 
-__all__ = ["frd_available", "frd_from_features", "frd_result", "radiomics_features"]
+__all__ = ["frd_available", "frd_from_features", "radiomics_features"]
 
 
 def frd_available() -> bool:
@@ -141,24 +140,3 @@ def frd_from_features(real: np.ndarray, fake: np.ndarray, *, version: str = "v1"
     if version == "v1":
         return float(np.log(value)) if value > 0 else float("-inf")
     return value
-
-
-def frd_result(
-    real: np.ndarray, fake: np.ndarray, *, version: str = "v1", n_boot: int = 100, confidence: float = 0.95, seed: int = 0,
-) -> MetricResult:
-    """FRD of two radiomics feature sets with a bootstrap interval over items."""
-    import warnings as _w
-
-    with _w.catch_warnings():
-        _w.simplefilter("ignore")
-        value = frd_from_features(real, fake, version=version)
-        low, high = bootstrap_ci(lambda i, j: frd_from_features(real[i], fake[j], version=version),
-                                 [len(real), len(fake)], n_boot=n_boot, confidence=confidence, seed=seed)
-    n_min = min(len(real), len(fake))
-    warnings = []
-    if n_min <= real.shape[1]:
-        warnings.append(f"FRD: N={n_min} <= {real.shape[1]} radiomics features: the covariance is singular; "
-                        "the value is unstable")
-    return MetricResult("frd", value, low, high, {"real": len(real), "synthetic": len(fake)}, "lower", confidence,
-                        tuple(warnings), {"version": version, "radiomics_features": int(real.shape[1]),
-                                          "log_transformed": version == "v1"})

@@ -2,15 +2,17 @@
 
 :func:`~uterosynth.evaluation.runner.run_evaluation` prepares the inputs once (features,
 radiomics features, image-pair values, the classifier) and then loops over :data:`METRICS` in
-registration order, which is the order of the metrics in ``metrics.json``. A metric runs for a
+registration order, which is the order of the metrics in ``metrics.json``. The distributional
+metrics (KID, FID, PRDC, FRD) compare every set with the reference at one common N with
+intervals over subjects (:mod:`.equal_n`). A metric runs for a
 set when every input it needs is available (FRD needs the radiomics extras, LPIPS its local
 weights, conditioning fidelity a classifier).
 
 ===========================  ==========================  ==============================
 metric                       needs                       results
 ===========================  ==========================  ==============================
-``fid``                      features                    ``fid`` (``fid_2.5d`` for volumes)
-``kid``                      features                    ``kid``
+``kid``                      features                    ``kid`` (unbiased: read it first)
+``fid``                      features                    ``fid``, ``fid_inf`` (``fid_2.5d``, ``fid_2.5d_inf`` for volumes)
 ``prdc``                     features                    ``precision, recall, density, coverage``
 ``frd``                      radiomics                   ``frd``
 ``msssim_diversity``         images                      ``msssim_diversity``
@@ -30,13 +32,12 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..data.image_set import ImageSet
 from .bootstrap import MetricResult
 from .classifier import ConditionClassifier, fidelity_result, predict_labels
 from .config import EvaluationConfig
+from .equal_n import fid_at_n, frd_at_n, kid_at_n, prdc_at_n
 from .image_metrics import similarity_result
-from .metrics import fid_result, kid_result, prdc_results
-from .radiomics import frd_result
-from .sets import EvalSet
 
 __all__ = ["METRICS", "Metric", "MetricInputs", "Need", "register_metric"]
 
@@ -58,17 +59,24 @@ class MetricInputs:
             ``slice_ssim``, ``slice_corr``; keys missing when not computable).
         reference_pairs: the same for the reference.
         classifier: the conditioning classifier, ``None`` without one.
+        n: the common N of the distributional metrics (``None``: whole sets, ``allow_unequal_n``).
+        groups: ``(reference, candidate)`` subject id per item (``None``: items independent).
+        radiomics_n, radiomics_groups: the same for the radiomics subsample.
     """
 
     cfg: EvaluationConfig
-    reference: EvalSet
-    candidate: EvalSet
+    reference: ImageSet
+    candidate: ImageSet
     seed: int
     features: tuple[torch.Tensor, torch.Tensor]
     radiomics: tuple[np.ndarray, np.ndarray] | None
     pairs: dict[str, np.ndarray]
     reference_pairs: dict[str, np.ndarray]
     classifier: ConditionClassifier | None
+    n: int | None = None
+    groups: tuple[list[str] | None, list[str] | None] = (None, None)
+    radiomics_n: int | None = None
+    radiomics_groups: tuple[list[str] | None, list[str] | None] = (None, None)
 
 
 @dataclass(frozen=True)
@@ -107,37 +115,38 @@ def register_metric(name: str, *, needs: tuple[Need, ...], measured_with: Need |
     return deco
 
 
-@register_metric("fid", needs=("features",), measured_with="features", timed=True)
-def _fid(x: MetricInputs) -> list[MetricResult]:
-    boot = x.cfg.bootstrap
-    return [fid_result(*x.features, n_boot=boot.n, confidence=boot.confidence, seed=x.seed,
-                       name="fid_2.5d" if x.reference.spatial_dims == 3 else "fid")]
+def _at_n(x: MetricInputs) -> dict:
+    """The keywords every equal-N metric shares: common N, draws, subject groups, interval level, seed."""
+    eq, boot = x.cfg.equal_n, x.cfg.bootstrap
+    return dict(n=x.n, draws=eq.draws, groups_real=x.groups[0], groups_fake=x.groups[1],
+                allow_unequal_n=eq.allow_unequal_n, confidence=boot.confidence, seed=x.seed)
 
 
 @register_metric("kid", needs=("features",), measured_with="features", timed=True)
 def _kid(x: MetricInputs) -> list[MetricResult]:
-    boot, kid = x.cfg.bootstrap, x.cfg.kid
-    return [kid_result(*x.features, subsets=kid.subsets, subset_size=kid.subset_size,
-                       bootstrap_subsets=kid.bootstrap_subsets, n_boot=boot.n, confidence=boot.confidence,
-                       seed=x.seed)]
+    return [kid_at_n(*x.features, **_at_n(x), n_blocks=x.cfg.bootstrap.jackknife_blocks)]
+
+
+@register_metric("fid", needs=("features",), measured_with="features", timed=True)
+def _fid(x: MetricInputs) -> list[MetricResult]:
+    eq = x.cfg.equal_n
+    return fid_at_n(*x.features, **_at_n(x), n_blocks=x.cfg.bootstrap.jackknife_blocks,
+                    extrapolation_points=eq.extrapolation_points,
+                    extrapolation_min_fraction=eq.extrapolation_min_fraction,
+                    name="fid_2.5d" if x.reference.spatial_dims == 3 else "fid")
 
 
 @register_metric("prdc", needs=("features",), measured_with="features", timed=True)
 def _prdc(x: MetricInputs) -> list[MetricResult]:
-    r_f, s_f = x.features
-    gen = np.random.default_rng(x.seed)
-    ri = gen.permutation(len(r_f))[: x.cfg.prdc.max_items]
-    si = gen.permutation(len(s_f))[: x.cfg.prdc.max_items]
-    return prdc_results(r_f[ri], s_f[si], k=x.cfg.prdc.k, confidence=x.cfg.bootstrap.confidence, seed=x.seed)
+    return prdc_at_n(*x.features, **_at_n(x), k=x.cfg.prdc.k)
 
 
 @register_metric("frd", needs=("radiomics",), measured_with="radiomics", timed=True)
 def _frd(x: MetricInputs) -> list[MetricResult]:
     if x.radiomics is None:
         return []
-    boot = x.cfg.bootstrap
-    return [frd_result(*x.radiomics, version=x.cfg.frd.version, n_boot=boot.n, confidence=boot.confidence,
-                       seed=x.seed)]
+    kw = {**_at_n(x), "n": x.radiomics_n, "groups_real": x.radiomics_groups[0], "groups_fake": x.radiomics_groups[1]}
+    return [frd_at_n(*x.radiomics, **kw, version=x.cfg.frd.version)]
 
 
 def _pair_metric(name: str, key: str, needs: tuple[Need, ...], measured_with: Need | None = None) -> None:

@@ -14,15 +14,16 @@ from typing import Any
 import numpy as np
 
 from ..core.imageio import figure_data_uri, png_bytes, png_data_uri, preview_plane
+from ..data.image_set import ImageSet
 from .config import ReportConfig
-from .sets import EvalSet
 
 __all__ = ["image_grid_png", "render_report"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 LABELS = {
-    "fid": "FID", "fid_2.5d": "FID (2.5D)", "kid": "KID", "precision": "Precision", "recall": "Recall",
+    "kid": "KID", "fid": "FID at N", "fid_inf": "FID∞ (bias-corrected)", "fid_2.5d": "FID (2.5D) at N",
+    "fid_2.5d_inf": "FID∞ (2.5D, bias-corrected)", "precision": "Precision", "recall": "Recall",
     "density": "Density", "coverage": "Coverage", "frd": "FRD", "msssim_diversity": "MS-SSIM within set",
     "lpips_diversity": "LPIPS within set", "slice_consistency_ssim": "Adjacent-slice SSIM",
     "slice_consistency_corr": "Adjacent-slice correlation", "conditioning_fidelity": "Conditioning fidelity",
@@ -49,7 +50,7 @@ def image_grid_png(images: Sequence[np.ndarray], *, columns: int = 4, pad: int =
     return png_data_uri(png_bytes(lambda buf: img.save(buf, format="PNG")))
 
 
-def _grids(sets: list[EvalSet], group_by: str | None, per_class: int) -> dict[str, Any]:
+def _grids(sets: list[ImageSet], group_by: str | None, per_class: int) -> dict[str, Any]:
     values = {s.name: (s.attribute(group_by) if group_by else [None] * len(s)) for s in sets}
     classes: list[str | None] = []
     for s in sets:
@@ -153,7 +154,9 @@ def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConf
     names = list(dict.fromkeys(n for s in sets for n in metrics["sets"][s]["metrics"]))
     table = []
     for name in names:
-        row = {"name": name, "label": LABELS.get(name, name), "cells": [], "better": None}
+        base = name.removesuffix("_comparable")
+        label = LABELS.get(base, base) + (" (comparable extractor)" if base != name else "")
+        row = {"name": name, "label": label, "cells": [], "better": None}
         for s in sets:
             m = metrics["sets"][s]["metrics"].get(name)
             row["cells"].append(m)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,18 @@ import numpy as np
 import torch
 
 from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
-from ..core.errors import DataError, UserError
+from ..core.errors import ConfigError, DataError, UserError
 from ..data.downstream_results import read_downstream
+from ..data.image_set import ImageSet, load_prepared, load_synthetic
 from ..data.manifest import parse_dataset_ref
 from ..models.extractor import FeatureExtractor
 from .classifier import ConditionClassifier, load_classifier
 from .config import EvaluationConfig
+from .equal_n import common_n, per_item_groups
 from .features import PlanarExtractor, build_extractor, extract_features, extractor_identity
 from .image_metrics import load_lpips, lpips_pair_values, msssim_pair_values, random_pairs, slice_consistency
 from .radiomics import frd_available, radiomics_features
 from .registry import METRICS, MetricInputs
-from .sets import EvalSet, load_real, load_synthetic, subsample
 
 __all__ = ["evaluate", "run_evaluation"]
 
@@ -38,8 +40,8 @@ def _noop(_: str) -> None:
     pass
 
 
-def _candidates(real: str | Path, reference: EvalSet, synthetic: str | Path | None, baselines: Mapping[str, str | Path],
-                cfg: EvaluationConfig, notes: list[str]) -> list[EvalSet]:
+def _candidates(real: str | Path, reference: ImageSet, synthetic: str | Path | None, baselines: Mapping[str, str | Path],
+                cfg: EvaluationConfig, notes: list[str], floor: str | Path | None = None) -> list[ImageSet]:
     sets = []
     if synthetic is not None:
         sets.append(load_synthetic(synthetic, name="synthetic", dims=reference.spatial_dims))
@@ -47,18 +49,9 @@ def _candidates(real: str | Path, reference: EvalSet, synthetic: str | Path | No
         if name in ("synthetic", "reference", "real_vs_real"):
             raise UserError(f"--baseline {name}=...: the name '{name}' is reserved; choose another")
         sets.append(load_synthetic(path, name=name, kind="baseline", dims=reference.spatial_dims))
-    split = cfg.real_vs_real_split
-    if split == reference.info["split"]:
-        notes.append(f"real-vs-real noise floor skipped: the reference is already the '{split}' split "
-                     "(set real_vs_real_split to another split)")
-    if split is not None and split != reference.info["split"]:
-        root, _ = parse_dataset_ref(real)
-        try:
-            floor = load_real(f"{root}:{split}", name="real_vs_real")
-            floor.kind = "real"
-            sets.append(floor)
-        except DataError as err:
-            notes.append(f"real-vs-real noise floor skipped: {err}")
+    floor_set = _floor(real, reference, cfg, notes, floor)
+    if floor_set is not None:
+        sets.append(floor_set)
     for s in sets:
         if s.spatial_dims != reference.spatial_dims:
             raise DataError(f"{s.source}: {s.spatial_dims}D items, but the real data {reference.source} is "
@@ -66,7 +59,45 @@ def _candidates(real: str | Path, reference: EvalSet, synthetic: str | Path | No
     return sets
 
 
-def _diversity(s: EvalSet, cfg: EvaluationConfig, seed: int, lpips_model: torch.nn.Module | None) -> dict[str, np.ndarray]:
+def _floor(real: str | Path, reference: ImageSet, cfg: EvaluationConfig, notes: list[str],
+           floor: str | Path | None) -> ImageSet | None:
+    """The real-vs-real noise floor: real items of subjects disjoint from the reference's.
+
+    ``floor`` (``DIR[:split]``, e.g. a second cohort) or else the ``real_vs_real_split`` of the
+    reference's dataset.
+
+    Raises:
+        DataError: the floor shares subjects with the reference (it would sit too low).
+    """
+    if floor is None:
+        split = cfg.real_vs_real_split
+        if split == reference.info["split"]:
+            notes.append(f"real-vs-real noise floor skipped: the reference is already the '{split}' split "
+                         "(set real_vs_real_split to another split, or give --floor DIR[:split])")
+            return None
+        if split is None:
+            return None
+        root, _ = parse_dataset_ref(real)
+        try:
+            found = load_prepared(f"{root}:{split}", name="real_vs_real")
+        except DataError as err:
+            notes.append(f"real-vs-real noise floor skipped: {err}")
+            return None
+    else:
+        found = load_prepared(floor, cfg.real_vs_real_split or "test", name="real_vs_real")
+    if len(found) < 2:
+        notes.append(f"real-vs-real noise floor skipped: {found.source} has {len(found)} item(s); "
+                     "the equal-N comparison needs at least 2")
+        return None
+    shared = sorted(set(found.subjects) & set(reference.subjects) - {""})
+    if shared:
+        raise DataError(f"{found.source}: the noise floor shares {len(shared)} subject(s) with the reference "
+                        f"{reference.source} (e.g. {shared[0]}); give a floor of other subjects (another split or "
+                        "cohort, --floor DIR[:split])")
+    return found
+
+
+def _diversity(s: ImageSet, cfg: EvaluationConfig, seed: int, lpips_model: torch.nn.Module | None) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     if len(s) < 2:
         return out
@@ -84,7 +115,7 @@ def _diversity(s: EvalSet, cfg: EvaluationConfig, seed: int, lpips_model: torch.
 def run_evaluation(
     real: str | Path, synthetic: str | Path | None, cfg: EvaluationConfig, *,
     baselines: Mapping[str, str | Path] | None = None, extractor: FeatureExtractor | None = None,
-    classifier: ConditionClassifier | None = None, log: Log = _noop,
+    classifier: ConditionClassifier | None = None, floor: str | Path | None = None, log: Log = _noop,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Compute all metrics; return ``(metrics_json, report_data)`` without writing anything.
 
@@ -95,38 +126,49 @@ def run_evaluation(
         baselines: ``{name: synthetic-set folder}`` evaluated side by side.
         extractor: overrides ``cfg.extractor`` (tests, programmatic use).
         classifier: overrides ``cfg.classifier.path``.
+        floor: ``DIR[:split]`` of real subjects disjoint from the reference for the noise floor
+            (default: the reference dataset's ``real_vs_real_split``).
         log: receives one line per stage.
+
+    Raises:
+        DataError: the floor shares subjects with the reference; sets differ in dimensionality.
+        ConfigError: ``equal_n.n`` exceeds a set without ``equal_n.allow_unequal_n``.
     """
     timings: dict[str, float] = {}
     notes: list[str] = []
     t0 = time.perf_counter()
     # models first: a wrong path fails before any data is read
     extractor, classifier, lpips_model, use_frd = _load_models(cfg, extractor, classifier, notes)
-    reference = subsample(load_real(real, default_split="train"), cfg.max_items, cfg.seed)
-    sets = [subsample(s, cfg.max_items, cfg.seed + 1 + k)
-            for k, s in enumerate(_candidates(real, reference, synthetic, baselines or {}, cfg, notes))]
+    comparable = build_extractor(cfg.comparable_extractor, device=cfg.device) if cfg.comparable_extractor else None
+    reference = load_prepared(real, "train").subsample(cfg.max_items, cfg.seed)
+    sets = [s.subsample(cfg.max_items, cfg.seed + 1 + k)
+            for k, s in enumerate(_candidates(real, reference, synthetic, baselines or {}, cfg, notes, floor))]
     if not sets:
         raise UserError("nothing to evaluate: give --synthetic, a --baseline, or a real split for the noise floor")
+    n = _common_n(reference, sets, cfg)
     timings["models_and_load"] = time.perf_counter() - t0
-    log(f"loaded reference ({len(reference)} items) and {len(sets)} set(s)")
+    log(f"loaded reference ({len(reference)} items) and {len(sets)} set(s); distributional metrics at N={n}")
 
     dims = reference.spatial_dims
-
     t = time.perf_counter()
-    feats = {"reference": extract_features(extractor, reference.images)}
-    for s in sets:
-        feats[s.name] = extract_features(extractor, s.images)
+    feats = _features(extractor, [reference, *sets])
+    comparable_feats = _features(comparable, [reference, *sets]) if comparable is not None else None
     timings["features"] = time.perf_counter() - t
     log(f"features ({feats['reference'].shape[1]} dims) for {1 + len(sets)} set(s)")
 
-    radiomics: dict[str, np.ndarray] = {}
+    radiomics: dict[str, tuple[np.ndarray, list[str] | None]] = {}
+    radiomics_n = None
     if use_frd:
         t = time.perf_counter()
-        radiomics = _radiomics([reference, *sets], cfg, reference.info.get("spacing") or (1.0, 1.0, 1.0))
+        radiomics_n = min(n, cfg.frd.max_items) if n is not None else None
+        radiomics = _radiomics([reference, *sets], cfg, reference.info.get("spacing") or (1.0, 1.0, 1.0),
+                               radiomics_n or cfg.frd.max_items)
         timings["radiomics"] = time.perf_counter() - t
         log("radiomics features")
 
     identities = _identities(cfg, extractor, lpips_model, classifier, use_frd)
+    if comparable is not None:
+        identities["comparable"] = {"name": comparable.name, "sha256": comparable.sha256}
     t = time.perf_counter()
     stage: dict[str, float] = {}
     start = time.perf_counter()
@@ -140,19 +182,15 @@ def run_evaluation(
         stage["diversity"] += time.perf_counter() - start
         inputs = MetricInputs(cfg=cfg, reference=reference, candidate=s, seed=seed,
                               features=(feats["reference"], feats[s.name]),
-                              radiomics=(radiomics["reference"], radiomics[s.name]) if use_frd else None,
-                              pairs=pairs, reference_pairs=ref_pairs, classifier=classifier)
-        metric_json = {}
-        for metric in METRICS.values():
-            if not metric.needs <= identities.keys():
-                continue
-            start = time.perf_counter()
-            for m in metric.compute(inputs):
-                metric_json[m.name] = {**m.to_json(), "measured_with": identities.get(metric.measured_with)}
-            if metric.timed:
-                stage[metric.name] = stage.get(metric.name, 0.0) + time.perf_counter() - start
+                              radiomics=(radiomics["reference"][0], radiomics[s.name][0]) if use_frd else None,
+                              pairs=pairs, reference_pairs=ref_pairs, classifier=classifier, n=n,
+                              groups=(_groups(reference, cfg), _groups(s, cfg)), radiomics_n=radiomics_n,
+                              radiomics_groups=(radiomics["reference"][1], radiomics[s.name][1]) if use_frd
+                              else (None, None))
+        comparable_inputs = None if comparable_feats is None else \
+            replace(inputs, features=(comparable_feats["reference"], comparable_feats[s.name]))
         results[s.name] = {"kind": s.kind, "source": s.source, "n": len(s), "shape": list(s.images.shape[2:]),
-                           "metrics": metric_json}
+                           "metrics": _score(inputs, comparable_inputs, identities, stage)}
         log(f"metrics for {s.name}")
     timings["metrics"] = time.perf_counter() - t
     timings.update({f"metrics.{k}": v for k, v in stage.items()})
@@ -164,8 +202,15 @@ def run_evaluation(
     metrics_json = {
         "provenance": provenance(cfg, cfg.seed),
         "reference": {"source": reference.source, "split": reference.info["split"], "n": len(reference),
-                      "dims": dims, "shape": list(reference.images.shape[2:])},
+                      "dims": dims, "shape": list(reference.images.shape[2:]),
+                      "subjects": len(set(reference.subjects))},
+        "equal_n": {"n": n, "draws": cfg.equal_n.draws, "allow_unequal_n": cfg.equal_n.allow_unequal_n,
+                    "radiomics_n": radiomics_n, "unit": cfg.bootstrap.unit,
+                    "set_sizes": {"reference": len(reference), **{s.name: len(s) for s in sets}}},
         "extractor": ident,
+        "comparable_extractor": None if comparable is None else {
+            **extractor_identity(comparable, cfg.comparable_extractor, dims),
+            "feature_dim": int(comparable_feats["reference"].shape[1])},
         "classifier": None if classifier is None else {"name": classifier.name, "sha256": classifier.sha256,
                                                        "task": classifier.task, "classes": list(classifier.classes)},
         "sets": results,
@@ -178,6 +223,51 @@ def run_evaluation(
         group_by = reference.info["attributes"][0]
     report_data = {"reference": reference, "sets": sets, "features": feats, "group_by": group_by}
     return metrics_json, report_data
+
+
+COMPARABLE_SUFFIX = "_comparable"
+"""Key suffix of the feature metrics repeated with ``comparable_extractor`` (e.g. ``kid_comparable``)."""
+
+
+def _score(inputs: MetricInputs, comparable: MetricInputs | None, identities: dict[str, Any],
+           stage: dict[str, float]) -> dict[str, Any]:
+    """Every registered metric whose needs are available, in registry order; feature metrics
+    again on the comparable extractor's features when one is configured."""
+    out: dict[str, Any] = {}
+    for metric in METRICS.values():
+        if not metric.needs <= identities.keys():
+            continue
+        start = time.perf_counter()
+        for m in metric.compute(inputs):
+            out[m.name] = {**m.to_json(), "measured_with": identities.get(metric.measured_with)}
+        if comparable is not None and metric.measured_with == "features":
+            for m in metric.compute(comparable):
+                out[m.name + COMPARABLE_SUFFIX] = {**m.to_json(), "measured_with": identities["comparable"]}
+        if metric.timed:
+            stage[metric.name] = stage.get(metric.name, 0.0) + time.perf_counter() - start
+    return out
+
+
+def _features(extractor: FeatureExtractor, sets: list[ImageSet]) -> dict[str, torch.Tensor]:
+    return {s.name: extract_features(extractor, s.images) for s in sets}
+
+
+def _groups(s: ImageSet, cfg: EvaluationConfig) -> list[str] | None:
+    """Subject id per item when intervals are taken over subjects (``None``: items independent)."""
+    return per_item_groups(s.subjects) if cfg.bootstrap.unit == "subject" else None
+
+
+def _common_n(reference: ImageSet, sets: list[ImageSet], cfg: EvaluationConfig) -> int | None:
+    """The one N of every distributional metric (``None``: whole sets, ``allow_unequal_n``).
+
+    Raises:
+        ConfigError: ``equal_n.n`` exceeds a set without ``equal_n.allow_unequal_n``.
+    """
+    sizes = {"reference": len(reference), **{s.name: len(s) for s in sets}}
+    try:
+        return common_n(sizes, n=cfg.equal_n.n, allow_unequal_n=cfg.equal_n.allow_unequal_n)
+    except ValueError as err:
+        raise ConfigError(f"equal_n.n: {err}") from err
 
 
 def _load_models(
@@ -201,13 +291,14 @@ def _load_models(
     return extractor, classifier, lpips_model, use_frd
 
 
-def _radiomics(sets: list[EvalSet], cfg: EvaluationConfig, spacing) -> dict[str, np.ndarray]:
-    """Radiomics features of (a subsample of) each set, by set name."""
-    out: dict[str, np.ndarray] = {}
+def _radiomics(sets: list[ImageSet], cfg: EvaluationConfig, spacing,
+               n: int) -> dict[str, tuple[np.ndarray, list[str] | None]]:
+    """Radiomics features of a random ``n`` items of each set (all when smaller) with their subject groups."""
+    out: dict[str, tuple[np.ndarray, list[str] | None]] = {}
     for k, s in enumerate(sets):
-        sub = subsample(s, cfg.frd.max_items, cfg.seed + 100 + k)
-        out[s.name] = radiomics_features(sub.images[:, 0].numpy(), spacing=spacing, version=cfg.frd.version,
-                                         num_workers=cfg.frd.num_workers)
+        sub = s.subsample(n, cfg.seed + 100 + k)
+        out[s.name] = (radiomics_features(sub.images[:, 0].numpy(), spacing=spacing, version=cfg.frd.version,
+                                          num_workers=cfg.frd.num_workers), _groups(sub, cfg))
     return out
 
 
@@ -232,7 +323,7 @@ def evaluate(
     real: str | Path, synthetic: str | Path | None, out: str | Path, cfg: EvaluationConfig, *,
     baselines: Mapping[str, str | Path] | None = None, extractor: FeatureExtractor | None = None,
     classifier: ConditionClassifier | None = None, downstream: str | Path | None = None, overwrite: bool = False,
-    log: Log = _noop,
+    floor: str | Path | None = None, log: Log = _noop,
 ) -> dict[str, Any]:
     """Run :func:`run_evaluation` and write ``out/metrics.json`` and ``out/report.html``.
 
@@ -249,7 +340,7 @@ def evaluate(
         section, summary = _downstream_section(Path(downstream))
         sections.append(section)
     metrics, data = run_evaluation(real, synthetic, cfg, baselines=baselines, extractor=extractor,
-                                   classifier=classifier, log=log)
+                                   classifier=classifier, floor=floor, log=log)
     if downstream is not None:
         metrics["downstream"] = summary
     html = render_report(metrics, data, cfg.report, extra_sections=sections)
@@ -267,8 +358,14 @@ def _downstream_section(folder: Path) -> tuple[str, dict[str, Any]]:
     """
     downstream = read_downstream(folder)
     data = downstream.results
-    gains = [{"protocol": r["protocol"], "budget": r["budget"],
-              "balanced_accuracy": r["balanced_accuracy"]["mean"],
-              "diff_vs_real": (r["diff_vs_real"] or {}).get("balanced_accuracy")}
-             for r in data["summary"] if r.get("diff_vs_real")]
+    gains = []
+    for r in data["summary"]:
+        if not r.get("diff_vs_real"):
+            continue
+        diff = r["diff_vs_real"].get("balanced_accuracy") or {}
+        gain = {"protocol": r["protocol"], "budget": r["budget"], "balanced_accuracy": r["balanced_accuracy"]["mean"],
+                "diff_vs_real": diff or None}
+        # multiplicity-corrected p-values (results written before the correction existed lack them)
+        gain.update({k: diff[k] for k in ("p_value", "p_adjusted", "significant", "correction") if k in diff})
+        gains.append(gain)
     return downstream.section_html, {"path": str(folder), "task": data["task"], "gains": gains}

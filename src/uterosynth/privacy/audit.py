@@ -23,15 +23,13 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..core.errors import DataError, UserError
-from ..data.manifest import PreparedDataset
-from ..data.synthetic import SyntheticSet
+from ..core.errors import UserError
+from ..data.image_set import ImageSet
 from .config import AuditConfig
 from .similarity import (
     alignments,
@@ -43,59 +41,11 @@ from .similarity import (
     to_working_grid,
 )
 
-__all__ = ["ItemSet", "AuditResult", "run_audit", "load_prepared_items", "load_synthetic_items", "MEASURES"]
+__all__ = ["AuditResult", "run_audit", "MEASURES"]
 
 log = logging.getLogger(__name__)
 
 MEASURES = ("ncc", "ssim", "embedding")
-
-
-@dataclass
-class ItemSet:
-    """Images ``(N, *spatial)`` in memory with their identities.
-
-    Attributes:
-        images: ``(N, H, W)`` or ``(N, H, W, D)`` float tensor.
-        ids: item identifiers (prepared ``item_id`` or synthetic ``index``).
-        subjects: subject of every item (synthetic items: ``""``).
-    """
-
-    images: torch.Tensor
-    ids: list[str]
-    subjects: list[str]
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def spatial_dims(self) -> int:
-        return self.images.dim() - 1
-
-
-def load_prepared_items(ref: str | Path, split: str) -> ItemSet:
-    """Load every item of ``split`` of a prepared dataset (``DIR`` or ``DIR:split``)."""
-
-    ds = PreparedDataset.load(ref, split)
-    arrays = [ds.load_array(r) for r in ds.rows]
-    _check_shapes(arrays, ds.root)
-    return ItemSet(torch.from_numpy(np.stack(arrays)), [r["item_id"] for r in ds.rows], [r["subject"] for r in ds.rows])
-
-
-def load_synthetic_items(root: str | Path) -> ItemSet:
-    """Load every item of a synthetic set."""
-
-    syn = SyntheticSet.load(root)
-    if len(syn) == 0:
-        raise DataError(f"{root}: synthetic set has no items")
-    arrays = [syn.load_array(r) for r in syn.records]
-    _check_shapes(arrays, syn.root)
-    return ItemSet(torch.from_numpy(np.stack(arrays)), [str(r["index"]) for r in syn.records], [""] * len(arrays))
-
-
-def _check_shapes(arrays: Sequence[np.ndarray], root: Path) -> None:
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise DataError(f"{root}: items differ in shape ({sorted(shapes)[:3]}...); the audit needs one shape")
 
 
 @dataclass
@@ -252,9 +202,9 @@ def _slices(images: torch.Tensor, min_std: float) -> tuple[torch.Tensor, np.ndar
 
 
 def run_audit(
-    train: ItemSet,
-    synthetic: ItemSet,
-    holdout: ItemSet,
+    train: ImageSet,
+    synthetic: ImageSet,
+    holdout: ImageSet,
     *,
     config: AuditConfig | None = None,
     extractor: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -262,7 +212,8 @@ def run_audit(
     """Audit ``synthetic`` against ``train``, with thresholds calibrated on ``holdout``.
 
     Args:
-        train: training items ``(N, *spatial)`` with subjects.
+        train: training items ``(N, 1, *spatial)`` with subjects (the audit works on
+            :meth:`~uterosynth.data.image_set.ImageSet.planes`).
         synthetic: synthetic items of the same shape.
         holdout: held-out real items (other subjects) of the same shape.
         config: audit settings.
@@ -276,10 +227,11 @@ def run_audit(
     for name, s in (("training", train), ("synthetic", synthetic), ("held-out", holdout)):
         if len(s) == 0:
             raise UserError(f"audit: the {name} set is empty")
-    if synthetic.images.shape[1:] != train.images.shape[1:] or holdout.images.shape[1:] != train.images.shape[1:]:
+    train_x, syn_x, hold_x = train.planes(), synthetic.planes(), holdout.planes()
+    if syn_x.shape[1:] != train_x.shape[1:] or hold_x.shape[1:] != train_x.shape[1:]:
         raise UserError(
-            f"audit: item shapes differ (training {tuple(train.images.shape[1:])}, synthetic "
-            f"{tuple(synthetic.images.shape[1:])}, held-out {tuple(holdout.images.shape[1:])}); audit sets of one shape"
+            f"audit: item shapes differ (training {tuple(train_x.shape[1:])}, synthetic "
+            f"{tuple(syn_x.shape[1:])}, held-out {tuple(hold_x.shape[1:])}); audit sets of one shape"
         )
     codes = _codes(list(train.subjects) + list(holdout.subjects))
     train_groups, holdout_groups = codes[: len(train)], codes[len(train) :]
@@ -293,20 +245,20 @@ def run_audit(
         log.warning("only %d held-out items calibrate the thresholds; the %.3g quantile is unstable", len(holdout),
                     cfg.quantile)
     modes: list[ModeResult] = []
-    dims = train.spatial_dims
+    dims = train_x.dim() - 1
     mode_name = "image" if dims == 2 else "volume"
     notes: dict[str, str] = {}
-    feats = _train_features(extractor, train.images, mode_name, notes)
+    feats = _train_features(extractor, train_x, mode_name, notes)
     kw = dict(cfg=cfg, train_groups=train_groups, extractor=extractor, train_features=feats, notes=notes)
-    syn = _nearest(synthetic.images, train.images, query_groups=None, **kw)
-    hold = _nearest(holdout.images, train.images, query_groups=holdout_groups, **kw)
+    syn = _nearest(syn_x, train_x, query_groups=None, **kw)
+    hold = _nearest(hold_x, train_x, query_groups=holdout_groups, **kw)
     modes.append(_mode(mode_name, _measure_results(syn, len(synthetic)), _measure_results(hold, len(holdout)), cfg,
-                       _mode_alignments(train.images, cfg), notes))
+                       _mode_alignments(train_x, cfg), notes))
 
     if dims == 3 and cfg.per_slice:
-        t_sl, t_own, t_idx = _slices(train.images, cfg.min_slice_std)
-        s_sl, s_own, s_idx = _slices(synthetic.images, cfg.min_slice_std)
-        h_sl, h_own, h_idx = _slices(holdout.images, cfg.min_slice_std)
+        t_sl, t_own, t_idx = _slices(train_x, cfg.min_slice_std)
+        s_sl, s_own, s_idx = _slices(syn_x, cfg.min_slice_std)
+        h_sl, h_own, h_idx = _slices(hold_x, cfg.min_slice_std)
         if len(t_sl) and len(s_sl) and len(h_sl):
             notes = {}
             feats = _train_features(extractor, t_sl, "slice", notes)

@@ -15,9 +15,10 @@ from ..core.artifacts import atomic_output_dir, provenance, sha256_file
 from ..core.errors import UserError
 from ..core.imageio import figure_data_uri, middle_slice
 from ..data.audit_file import write_audit_files
+from ..data.image_set import ImageSet, load_prepared, load_synthetic
 from ..data.manifest import parse_dataset_ref
-from ..models.extractor import load_torchscript_extractor
-from .audit import AuditResult, ItemSet, ModeResult, load_prepared_items, load_synthetic_items, run_audit
+from ..models.encoder_artifact import load_encoder
+from .audit import AuditResult, ModeResult, run_audit
 from .config import AuditConfig
 
 __all__ = ["audit_document", "audit_html"]
@@ -43,9 +44,9 @@ def _transform(mode: ModeResult, measure: str, t: int, flip_axes: list[int | Non
 
 def audit_document(
     result: AuditResult,
-    train: ItemSet,
-    synthetic: ItemSet,
-    holdout: ItemSet,
+    train: ImageSet,
+    synthetic: ImageSet,
+    holdout: ImageSet,
     *,
     provenance: dict[str, Any],
     inputs: dict[str, Any],
@@ -141,20 +142,20 @@ def _show(images, i: int, slice_index: int) -> np.ndarray:
     return arr
 
 
-def _pair_figure(result: AuditResult, mode: ModeResult, i: int, train: ItemSet, synthetic: ItemSet) -> str:
+def _pair_figure(result: AuditResult, mode: ModeResult, i: int, train: ImageSet, synthetic: ImageSet) -> str:
     import matplotlib.pyplot as plt
 
     names = list(mode.thresholds)
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(2.4 * (1 + len(names)), 2.6))
     first = mode.synthetic[names[0]]
-    axes[0].imshow(_show(synthetic.images, i, int(first.query_slice[i])), cmap="gray", vmin=0, vmax=1)
+    axes[0].imshow(_show(synthetic.planes(), i, int(first.query_slice[i])), cmap="gray", vmin=0, vmax=1)
     axes[0].set_title(f"synthetic {synthetic.ids[i]}" + (" FLAGGED" if result.flagged[i] else ""), fontsize=8,
                       color="red" if result.flagged[i] else "black")
     for ax, name in zip(axes[1:], names, strict=True):
         res = mode.synthetic[name]
         j = int(res.ref_index[i])
         if j >= 0:
-            ax.imshow(_show(train.images, j, int(res.ref_slice[i])), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(_show(train.planes(), j, int(res.ref_slice[i])), cmap="gray", vmin=0, vmax=1)
         over = res.similarity[i] > mode.thresholds[name]
         ax.set_title(f"{name} {res.similarity[i]:.3f} (thr {mode.thresholds[name]:.3f})\n"
                      f"train {train.ids[j] if j >= 0 else '-'}", fontsize=7, color="red" if over else "black")
@@ -163,7 +164,7 @@ def _pair_figure(result: AuditResult, mode: ModeResult, i: int, train: ItemSet, 
     return figure_data_uri(fig, dpi=80, bbox_inches="tight", metadata={"Software": None})
 
 
-def audit_html(result: AuditResult, document: dict[str, Any], train: ItemSet, synthetic: ItemSet) -> str:
+def audit_html(result: AuditResult, document: dict[str, Any], train: ImageSet, synthetic: ImageSet) -> str:
     """A self-contained HTML page (PNG figures inlined as base64)."""
     summary, calib = document["summary"], document["calibration"]
     mode = result.modes[-1] if len(result.modes) > 1 else result.modes[0]  # slices show best for volumes
@@ -236,10 +237,11 @@ def write_audit(
         raise UserError(f"--train {train_ref}: the training split and --holdout are both '{split}'; choose different splits")
     extractor = None
     if encoder is not None:
-        extractor = load_torchscript_extractor(encoder)
-    synthetic = load_synthetic_items(synthetic_dir)
-    train = load_prepared_items(root, split)
-    holdout = load_prepared_items(root, cfg.holdout)
+
+        extractor = load_encoder(encoder, require_info=False)
+    synthetic = load_synthetic(synthetic_dir, clip=False, needs="the audit")
+    train = load_prepared(root, split, name="train", clip=False, needs="the audit")
+    holdout = load_prepared(root, cfg.holdout, name="holdout", clip=False, needs="the audit")
     result = run_audit(train, synthetic, holdout, config=cfg, extractor=extractor)
     syn_root = Path(synthetic_dir)
     syn_info_path = syn_root / "synthetic.json"

@@ -25,6 +25,7 @@ class EvaluateJob(Job):
     classifier: Path | None = None
     lpips_weights: Path | None = None
     downstream: Path | None = None
+    floor: str | None = None
     config: Path | None = None
     seed: int | None = None
     overrides: Overrides
@@ -60,7 +61,7 @@ def run_evaluate(job: EvaluateJob, *, log: Callable[[str], None] | None = None) 
                        **{k: str(v) if isinstance(v, Path) else v for k, v in flags.items()})
     kwargs = {} if log is None else {"log": log}
     return evaluate(job.real, job.synthetic, job.out, cfg, baselines=parse_baselines(job.baseline),
-                    downstream=job.downstream, overwrite=job.overwrite, **kwargs)
+                    downstream=job.downstream, floor=job.floor, overwrite=job.overwrite, **kwargs)
 
 
 class BaselinesJob(Job):
