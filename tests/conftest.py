@@ -237,3 +237,14 @@ def make_blob_synthetic_set(
         arrays.append(np.exp(-r2 / 0.25) + 0.02 * rng.standard_normal(shape))
     conds = [dict(conditions[i % len(conditions)]) if conditions else {} for i in range(n)]
     return make_synthetic_set(root, np.stack(arrays).astype(np.float32), conds, dims=dims)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP overhead on a shared CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,13 +13,7 @@ from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 N = 256
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP overhead on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _two_blobs(schedule: NoiseSchedule, shape: tuple[int, ...]) -> GaussianMixtureDenoiser:

@@ -16,13 +16,7 @@ ALL_SAMPLERS = [*VP_SAMPLERS, "rflow"]
 STEPS = {"ddpm": 12, "ddim": 6, "dpmpp": 6, "unipc": 6, "rflow": 6}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP overhead on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _schedule(name: str) -> NoiseSchedule:
