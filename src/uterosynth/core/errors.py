@@ -33,7 +33,7 @@ class UserError(Exception):
 
 
 class DataError(UserError):
-    """A scan, label map, table or dataset on disk is unusable."""
+    """A scan, label map, table or dataset on disk is unusable, or arrays handed in do not fit."""
 
 
 class ConfigError(UserError):
