@@ -79,11 +79,16 @@ def _command_flags(args: list[str]) -> set[str]:
     return {flag for p in command.params for flag in [*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ())]}
 
 
+_FLAG_ALIASES = {"extractor.path": "--extractor", "extractor.kind": "--extractor-kind"}
+"""Config keys whose option is not named after them."""
+
+
 def flag_hint(keys: tuple[str, ...], args: list[str]) -> str:
     """The flags of the command in ``args`` that set ``keys`` (an error's parameters or config keys).
 
-    A key is the option of the same name (``allow_overlap`` -> ``--allow-overlap``), or of its
-    last dotted part (``sampler.steps`` -> ``--steps``), else ``--set KEY=...`` where the
+    A key is the option of the same name (``allow_overlap`` -> ``--allow-overlap``), of its
+    last dotted part (``sampler.steps`` -> ``--steps``) or, for a repeatable option, of that
+    part in the singular (``baselines`` -> ``--baseline``); else ``--set KEY=...`` where the
     command takes ``--set``. ``""`` when no key has a flag; else `` (command line: --a, --b)``.
     """
     if not keys:
@@ -91,7 +96,9 @@ def flag_hint(keys: tuple[str, ...], args: list[str]) -> str:
     known = _command_flags(args)
     flags: list[str] = []
     for key in keys:
-        spelled = ["--" + name.replace("_", "-") for name in (key, key.rsplit(".", 1)[-1])]
+        tail = key.rsplit(".", 1)[-1]
+        names = (key, tail, tail.removesuffix("s"))
+        spelled = [_FLAG_ALIASES.get(key, ""), *("--" + name.replace("_", "-") for name in names)]
         found = [flag for flag in spelled if flag in known]
         if found:
             flags.append(found[0])
