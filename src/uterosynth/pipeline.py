@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .core.config import StrictModel, load_config, merge_config, validate_config
-from .core.errors import UserError
+from .core.errors import DataError
 from .stages import PRESETS
 from .stages import stage as find_stage
 
@@ -225,7 +225,8 @@ def _torchrun(args: Sequence[str], nproc: int | str) -> None:
            "-m", "uterosynth", *args]
     code = subprocess.run(cmd, check=False).returncode
     if code != 0:
-        raise UserError(f"stage 'torchrun uterosynth {' '.join(args[:2])}' failed (exit code {code})")
+        raise DataError(f"stage 'torchrun uterosynth {' '.join(args[:2])}' failed (exit code {code}); its own message "
+                        "is above")
 
 
 def run_stage(stage: Stage, args: Sequence[str], *, run_job: RunJob = _run_plain) -> None:
@@ -248,7 +249,8 @@ def run_stages(
     """Run (or resume) every stage into ``out``; write ``report.html``; per-stage seconds.
 
     Raises:
-        UserError: a stage failed (its message was printed by the stage itself).
+        UserError: a stage failed: the stage's own DataError or ConfigError, or a DataError for a
+            torchrun stage (its message was printed by the stage itself).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ def test_plan_balanced_and_interleaved():
         ({"n": 3, "per_class": 1}, "exactly one of"),
         ({"n": 2, "conditions": {"colour": "red"}}, "condition 'colour'"),
         ({"n": 2, "prompt": "a uterus"}, "takes no text"),
-        ({"n": None, "per_class": 1, "conditions": {"orientation": "AVAF", "field_strength": "3T"}}, "use --n"),
+        ({"n": None, "per_class": 1, "conditions": {"orientation": "AVAF", "field_strength": "3T"}}, "use n"),
     ],
 )
 def test_plan_errors(kwargs, message):

@@ -77,6 +77,7 @@ def check_disjoint(
     if overlap and not allow_overlap:
         raise DataError(
             f"{what}: {overlap} of {len(evaluated)} evaluated subjects were used to train this model; evaluate "
-            "subjects it never saw (another split or cohort), or allow the overlap explicitly (--allow-overlap)"
+            "subjects it never saw (another split or cohort), or allow the overlap explicitly (allow_overlap)",
+            keys=("allow_overlap",),
         )
     return overlap

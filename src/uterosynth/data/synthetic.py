@@ -66,7 +66,7 @@ def write_synthetic_set(
     ``model_hash`` of every record come from ``info``, which becomes ``synthetic.json``.
 
     Raises:
-        UserError: ``out`` exists and ``overwrite`` is false.
+        DataError: ``out`` exists and ``overwrite`` is false.
     """
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     dims = arrays.ndim - 1

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from ..core.artifacts import atomic_output_dir, provenance, write_json
+from ..core.artifacts import atomic_output_dir, check_output_free, provenance, write_json
 from ..core.config import split_assignment
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..data.downstream_results import PLOT_FILE, REPORT_FILE, RESULTS_FILE
 from ..data.image_set import ImageSet
 from ..data.manifest import PreparedDataset
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 
 ProgressFn = Callable[[str, int, int], None]
+_SYNTHETIC = ("synthetic",)  # the parameter (and config key) the synthetic set specs come in
 
 
 def parse_synthetic_specs(specs: Sequence[str] | None) -> dict[str, Path]:
@@ -43,26 +44,29 @@ def parse_synthetic_specs(specs: Sequence[str] | None) -> dict[str, Path]:
     (then named after the folder).
 
     Raises:
-        UserError: an entry is empty or two sets get the same name.
+        ConfigError: an entry is empty or two sets get the same name.
     """
     out: dict[str, Path] = {}
     for spec in specs or []:
         for entry in str(spec).split(","):
             entry = entry.strip()
             if not entry:
-                raise UserError(f"--synthetic '{spec}': empty entry; give NAME=DIR or DIR")
+                raise ConfigError(f"synthetic '{spec}': empty entry; give NAME=DIR or DIR", keys=_SYNTHETIC)
             if "=" in entry:
-                name, path = split_assignment(entry, what="--synthetic", expected="NAME=DIR, e.g. diffusion=runs/samples")
+                name, path = split_assignment(entry, what="synthetic", expected="NAME=DIR, e.g. diffusion=runs/samples",
+                                              keys=_SYNTHETIC)
             else:
                 name, path = Path(entry).name.strip(), entry
             if not name:
-                raise UserError(f"--synthetic '{entry}': expected NAME=DIR, e.g. diffusion=runs/samples")
+                raise ConfigError(f"synthetic '{entry}': expected NAME=DIR, e.g. diffusion=runs/samples", keys=_SYNTHETIC)
             if not all(ch.isalnum() or ch in "_-." for ch in name):
-                raise UserError(f"--synthetic '{entry}': name '{name}' may hold letters, digits, '_', '-', '.' only")
+                raise ConfigError(f"synthetic '{entry}': name '{name}' may hold letters, digits, '_', '-', '.' only",
+                                  keys=_SYNTHETIC)
             if name == "real":
-                raise UserError(f"--synthetic '{entry}': the name 'real' is reserved for the real data; choose another")
+                raise ConfigError(f"synthetic '{entry}': the name 'real' is reserved for the real data; choose another",
+                                  keys=_SYNTHETIC)
             if name in out:
-                raise UserError(f"--synthetic: two sets are named '{name}'; name them NAME=DIR")
+                raise ConfigError(f"synthetic: two sets are named '{name}'; name them NAME=DIR", keys=_SYNTHETIC)
             out[name] = Path(path)
     return out
 
@@ -163,14 +167,13 @@ def run_downstream(
         The ``results.json`` content.
 
     Raises:
-        UserError: unknown task, unusable synthetic set, a budget too small for one subject
-            per class, an existing output folder without ``overwrite``.
+        ConfigError: unknown task, a budget too small for one subject per class.
+        DataError: unusable synthetic set, an existing output folder without ``overwrite``.
     """
 
     t0 = time.perf_counter()
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    check_output_free(out, overwrite=overwrite)
     data = PreparedDataset.load(real)
     classes = task_classes(data, cfg.task)
     shape = data.load_array(data.rows[0]).shape

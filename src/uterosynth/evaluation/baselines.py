@@ -223,7 +223,7 @@ def make_baselines(
     train split for the class prior (enough for the downstream ratios).
 
     Raises:
-        UserError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
+        DataError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
         DataError: the split is empty; a ``prior_by`` attribute the manifest lacks; the
             autoencoder was trained on subjects of the split (unless ``allow_overlap``).
     """

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..core.errors import UserError
+from ..core.errors import DataError
 from ..models.judge import read_classifier
 from .bootstrap import MetricResult, bootstrap_mean
 
@@ -70,7 +70,7 @@ def predict_labels(classifier: ConditionClassifier, images: torch.Tensor, *, bat
     for s in range(0, images.shape[0], batch_size):
         logits = classifier(images[s : s + batch_size])
         if logits.ndim != 2 or logits.shape[1] != len(classifier.classes):
-            raise UserError(f"classifier {classifier.name}: returned logits of shape {tuple(logits.shape)}, "
+            raise DataError(f"classifier {classifier.name}: returned logits of shape {tuple(logits.shape)}, "
                             f"expected (N, {len(classifier.classes)}) for classes {classifier.classes}")
         labels.extend(classifier.classes[i] for i in logits.argmax(1).tolist())
     return labels

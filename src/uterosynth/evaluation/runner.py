@@ -17,8 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
-from ..core.errors import ConfigError, DataError, UserError
+from ..core.artifacts import (
+    atomic_output_dir,
+    atomic_write_text,
+    check_output_free,
+    provenance,
+    sha256_file,
+    write_json,
+)
+from ..core.errors import ConfigError, DataError
 from ..data.downstream_results import read_downstream
 from ..data.image_set import ImageSet, load_prepared, load_synthetic
 from ..data.manifest import parse_dataset_ref
@@ -47,7 +54,8 @@ def _candidates(real: str | Path, reference: ImageSet, synthetic: str | Path | N
         sets.append(load_synthetic(synthetic, name="synthetic", dims=reference.spatial_dims))
     for name, path in baselines.items():
         if name in ("synthetic", "reference", "real_vs_real"):
-            raise UserError(f"--baseline {name}=...: the name '{name}' is reserved; choose another")
+            raise ConfigError(f"baselines: the name '{name}' is reserved (synthetic, reference, real_vs_real); "
+                              "choose another", keys=("baselines",))
         sets.append(load_synthetic(path, name=name, kind="baseline", dims=reference.spatial_dims))
     floor_set = _floor(real, reference, cfg, notes, floor)
     if floor_set is not None:
@@ -73,7 +81,7 @@ def _floor(real: str | Path, reference: ImageSet, cfg: EvaluationConfig, notes: 
         split = cfg.real_vs_real_split
         if split == reference.info["split"]:
             notes.append(f"real-vs-real noise floor skipped: the reference is already the '{split}' split "
-                         "(set real_vs_real_split to another split, or give --floor DIR[:split])")
+                         "(set real_vs_real_split to another split, or give a floor DIR[:split])")
             return None
         if split is None:
             return None
@@ -93,7 +101,7 @@ def _floor(real: str | Path, reference: ImageSet, cfg: EvaluationConfig, notes: 
     if shared:
         raise DataError(f"{found.source}: the noise floor shares {len(shared)} subject(s) with the reference "
                         f"{reference.source} (e.g. {shared[0]}); give a floor of other subjects (another split or "
-                        "cohort, --floor DIR[:split])")
+                        "cohort: floor DIR[:split])", keys=("floor",))
     return found
 
 
@@ -144,7 +152,8 @@ def run_evaluation(
     sets = [s.subsample(cfg.max_items, cfg.seed + 1 + k)
             for k, s in enumerate(_candidates(real, reference, synthetic, baselines or {}, cfg, notes, floor))]
     if not sets:
-        raise UserError("nothing to evaluate: give --synthetic, a --baseline, or a real split for the noise floor")
+        raise ConfigError("nothing to evaluate: give a synthetic set, a baseline, or a real split for the noise floor "
+                          "(real_vs_real_split)", keys=("synthetic", "baselines"))
     n = _common_n(reference, sets, cfg)
     timings["models_and_load"] = time.perf_counter() - t0
     log(f"loaded reference ({len(reference)} items) and {len(sets)} set(s); distributional metrics at N={n}")
@@ -333,8 +342,7 @@ def evaluate(
     from .report import render_report
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    check_output_free(out, overwrite=overwrite)
     sections = []
     if downstream is not None:
         section, summary = _downstream_section(Path(downstream))

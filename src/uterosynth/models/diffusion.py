@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..core.checkpoint import load_model_json, load_weights
-from ..core.errors import UserError
+from ..core.errors import DataError
 from ..diffusion.conditions import ConditionVocabulary
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from .autoencoder import AutoencoderConfig
@@ -81,13 +81,13 @@ def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> D
     """Rebuild a diffusion model (and its autoencoder, for LDMs) from a checkpoint or run folder.
 
     Raises:
-        UserError: no checkpoint, not a diffusion model, or its autoencoder is missing or differs
+        DataError: no checkpoint, not a diffusion model, or its autoencoder is missing or differs
             (sha256) from the one it was trained with.
     """
 
     ckpt, meta = load_model_json(path)
     if meta.get("kind") != "diffusion":
-        raise UserError(f"{ckpt / 'model.json'}: kind is {meta.get('kind')!r}, expected 'diffusion'")
+        raise DataError(f"{ckpt / 'model.json'}: kind is {meta.get('kind')!r}, expected 'diffusion'")
     codec = ConditionCodec.from_json(meta["conditioning"]) if meta.get("conditioning") else None
     unet = ConditionedUNet(int(meta["spatial_dims"]), int(meta["in_channels"]),
                            UNetConfig.model_validate(meta["network"]), codec)
@@ -102,7 +102,7 @@ def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> D
             ae_path = ckpt / ae_path
         autoencoder, ae_meta, _ = load_autoencoder(ae_path, device=device)
         if ae_meta.get("sha256") != ae_ref["sha256"]:
-            raise UserError(
+            raise DataError(
                 f"{ae_path}: autoencoder sha256 {str(ae_meta.get('sha256'))[:12]}… differs from the "
                 f"{ae_ref['sha256'][:12]}… this model was trained with"
             )

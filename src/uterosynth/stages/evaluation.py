@@ -42,10 +42,10 @@ def parse_baselines(items: list[str]) -> dict[str, Path]:
 
     out: dict[str, Path] = {}
     for item in items:
-        name, path = split_assignment(item, what="--baseline",
-                                      expected="NAME=DIR, e.g. --baseline reconstruction=runs/recon")
+        name, path = split_assignment(item, what="baselines", expected="NAME=DIR, e.g. reconstruction=runs/recon",
+                                      keys=("baselines",))
         if name in out:
-            raise ConfigError(f"--baseline: '{name}' given twice; give every baseline its own name")
+            raise ConfigError(f"baselines: '{name}' given twice; give every baseline its own name", keys=("baselines",))
         out[name] = Path(path)
     return out
 
