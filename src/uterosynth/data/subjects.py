@@ -139,12 +139,14 @@ def merge_subjects(**records: Mapping[str, Any] | None) -> dict[str, Any] | None
     """One record for a model made of several trained parts (a latent diffusion model and its autoencoder).
 
     The ids are the union; ``parts`` keeps each part's ``dataset``, ``preprocess_hash`` and
-    ``splits`` under its name. ``None`` when no part recorded its subjects or the parts were
+    ``splits`` under its name (one recorded part: its record unchanged). ``None`` when no part recorded its subjects or the parts were
     hashed with different salts (the union would mean nothing).
     """
     present = {name: r for name, r in records.items() if r}
     if not present:
         return None
+    if len(present) == 1:
+        return dict(next(iter(present.values())))
     salts = {_salt(r) for r in present.values()}
     if len(salts) > 1:
         return None
