@@ -193,4 +193,5 @@ def load_synthetic(
         name=name,
         kind="synthetic",
         source=str(syn.root),
+        info=dict(syn.info),
     )

@@ -1,7 +1,8 @@
 """The downstream-utility experiment: protocols × label budgets × seeds, tested on real data.
 
 ``run_downstream`` loads the real prepared dataset and the synthetic sets, checks everything
-up front (task, labels, budgets), trains one classifier per (protocol, budget, seed), tests
+up front (task, labels, budgets, and that no synthetic set's generator was trained on, or
+reconstructs, a subject of the real test split: the gain would be inflated), trains one classifier per (protocol, budget, seed), tests
 each on the real test split, and writes ``results.json``, the balanced-accuracy plot and the
 HTML fragment for the evaluation report into an atomically created output folder.
 """
@@ -19,6 +20,8 @@ from ..core.errors import ConfigError
 from ..data.downstream_results import PLOT_FILE, REPORT_FILE, RESULTS_FILE
 from ..data.image_set import ImageSet
 from ..data.manifest import PreparedDataset
+from ..data.subjects import OverlapChecks
+from ..data.synthetic import generator_subjects, source_subjects
 from .budgets import budget_subjects, check_classes_present, subject_labels, subject_order
 from .classifier import predict_logits, train_classifier
 from .config import DownstreamConfig
@@ -28,7 +31,7 @@ from .protocols import Protocol, build_protocols, choose_diffusion_set, class_co
 from .report import write_plot, write_report_section
 from .stats import Correction, adjust_pvalues, hierarchical_bootstrap_diff
 
-__all__ = ["parse_synthetic_specs", "run_downstream", "summarise", "RESULTS_FILE", "PLOT_FILE", "REPORT_FILE"]
+__all__ = ["check_test_overlap", "parse_synthetic_specs", "run_downstream", "summarise", "RESULTS_FILE", "PLOT_FILE", "REPORT_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +147,23 @@ def _evaluate(model, test: ImageSet, classes: Sequence[str], batch_size: int, de
     return m, [int(k) for k in pred.tolist()]
 
 
+def check_test_overlap(pools: Mapping[str, ImageSet], test: ImageSet, *, allow_overlap: bool) -> OverlapChecks:
+    """Check that no synthetic set's generator saw, and no set reproduces, a subject of the real test split.
+
+    Raises:
+        DataError: an overlap, unless ``allow_overlap``.
+    """
+    checks = OverlapChecks(allow_overlap=allow_overlap)
+    against = f"the real test split {test.source}"
+    for name, pool in pools.items():
+        checks.subjects(f"the generator of synthetic set '{name}' ({pool.source})", generator_subjects(pool.info),
+                        test.subjects, against=against)
+        if source_subjects(pool.info):
+            checks.subjects(f"synthetic set '{name}' ({pool.source}), reconstructions of real subjects,",
+                            source_subjects(pool.info), test.subjects, against=against)
+    return checks
+
+
 def run_downstream(
     real: str | Path,
     synthetic: Mapping[str, str | Path],
@@ -169,6 +189,8 @@ def run_downstream(
     Raises:
         ConfigError: unknown task, a budget too small for one subject per class.
         DataError: unusable synthetic set, an existing output folder without ``overwrite``.
+        DataError: a synthetic set's generator was trained on (or the set reconstructs)
+            subjects of the test split, unless ``cfg.allow_overlap``.
     """
 
     t0 = time.perf_counter()
@@ -182,6 +204,7 @@ def run_downstream(
     names = list(synthetic)
     choose_diffusion_set(names, cfg.diffusion_set)
     pools = {n: load_synthetic(p, n, cfg.task, classes, size, spatial_dims=data.dims) for n, p in synthetic.items()}
+    overlap = check_test_overlap(pools, splits["test"], allow_overlap=cfg.allow_overlap)
 
     train = splits["train"]
     subj_class = subject_labels(train.subjects, train.labels.tolist())
@@ -271,6 +294,8 @@ def run_downstream(
             for n, pool in pools.items()
         },
         "protocols": [p.as_dict() for p in protocols],
+        "subject_overlap": overlap.to_json(),
+        "warnings": overlap.warnings(),
         "summary": summary,
         "runs": runs,
         "seconds": round(time.perf_counter() - t0, 2),

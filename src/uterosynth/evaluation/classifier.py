@@ -10,7 +10,9 @@ here through :mod:`uterosynth.models.judge`, which checks the recorded sha256):
   column), ``classes`` name the logits in order; ``sha256``, when present, must match
   ``classifier.pt``. Other keys (provenance, metrics) are kept but not needed.
 
-Any Python callable with ``task``, ``classes``, ``name``, ``sha256`` works too (tests use one).
+Any Python callable with ``task``, ``classes``, ``name``, ``sha256`` works too (tests use one); an
+optional ``training_subjects`` attribute (the hashed record of ``classifier.json``) lets the
+evaluation refuse a judge trained on the subjects it judges.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class TorchScriptClassifier:
         self.task, self.classes = loaded.meta["task"], [str(c) for c in loaded.meta["classes"]]
         self.name = str(loaded.meta.get("name", loaded.file.parent.name or loaded.file.stem))
         self.sha256 = loaded.sha256
+        self.path = loaded.file.parent
+        self.training_subjects = loaded.meta.get("training_subjects")
         self.device, self.batch_size = device, batch_size
 
     @torch.inference_mode()

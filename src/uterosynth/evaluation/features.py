@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..core.artifacts import sha256_file
 from ..core.errors import ConfigError, DataError
 from ..models.encoder_artifact import load_encoder
-from ..models.extractor import FeatureExtractor, TorchScriptExtractor, TorchvisionExtractor
+from ..models.extractor import FeatureExtractor, TorchvisionExtractor
 from .config import ExtractorConfig
 
 __all__ = [
@@ -111,6 +111,8 @@ class PlanarExtractor:
         self.slice_spacing = slice_spacing
         self.sha256 = inner.sha256
         self.name = inner.name
+        self.path = getattr(inner, "path", None)
+        self.training_subjects = getattr(inner, "training_subjects", None)
 
     def planes(self, volumes: torch.Tensor) -> list[list[torch.Tensor]]:
         """For each plane (slice axis D, then W, then H), the list of 2D slices ``(N, 1, a, b)``."""
@@ -147,8 +149,8 @@ def build_extractor(cfg: ExtractorConfig, *, device: str = "cpu") -> PlanarExtra
     elif cfg.kind == "torchvision":
         inner = TorchvisionExtractor(str(cfg.arch), cfg.path, device=device, batch_size=cfg.batch_size,
                                      size=cfg.input_size)
-    else:
-        inner = TorchScriptExtractor(cfg.path, device=device, batch_size=cfg.batch_size)
+    else:  # a TorchScript file; an encoder.json beside it is checked and read (training subjects)
+        inner = load_encoder(cfg.path, device=device, batch_size=cfg.batch_size, require_info=False)
     return PlanarExtractor(inner, slices_per_plane=cfg.slices_per_plane, slice_spacing=cfg.slice_spacing)
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..core.checkpoint import load_model_json, load_weights
 from ..core.errors import DataError
+from ..data.subjects import merge_subjects
 from ..diffusion.conditions import ConditionVocabulary
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from .autoencoder import AutoencoderConfig
@@ -40,6 +41,12 @@ class DiffusionModel:
     checkpoint: Path
     autoencoder: nn.Module | None = None
     autoencoder_config: AutoencoderConfig | None = None
+    autoencoder_subjects: dict[str, Any] | None = None
+
+    @property
+    def training_subjects(self) -> dict[str, Any] | None:
+        """Hashed subjects of every trained part: the denoiser and, for LDMs, the decoding autoencoder."""
+        return merge_subjects(diffusion=self.meta.get("training_subjects"), autoencoder=self.autoencoder_subjects)
 
     @property
     def vocab(self) -> ConditionVocabulary:
@@ -108,4 +115,5 @@ def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> D
             )
         model.autoencoder = autoencoder
         model.autoencoder_config = AutoencoderConfig.model_validate(ae_meta["network"])
+        model.autoencoder_subjects = ae_meta.get("training_subjects")
     return model

@@ -79,4 +79,5 @@ def load_encoder(
                         f"recorded in {info_path}; the encoder was modified, retrain or restore it")
     extractor.name = str(info.get("name", "uterosynth-encoder"))
     extractor.info = info  # type: ignore[attr-defined]
+    extractor.training_subjects = info.get("training_subjects")  # type: ignore[attr-defined]
     return extractor

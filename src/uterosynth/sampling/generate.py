@@ -114,7 +114,8 @@ def _write_set_info(partial: Path, config_json: dict[str, Any], cfg: SampleConfi
     write_json(partial / "synthetic.json", {
         **provenance(config_json, cfg.seed),
         "dims": model.spatial_dims,
-        "model": {"path": str(model.checkpoint), "sha256": model.sha256, "space": model.meta.get("space")},
+        "model": {"path": str(model.checkpoint), "sha256": model.sha256, "space": model.meta.get("space"),
+                  "training_subjects": model.training_subjects},
         "sampler": cfg.sampler.model_dump(mode="json"),
         "guidance": cfg.guidance,
         COUNT_KEY: items,

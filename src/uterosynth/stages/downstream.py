@@ -23,6 +23,7 @@ class DownstreamJob(Job):
     synthetic: Many = Field(default_factory=list, description="NAME=DIR or DIR; comma-separated allowed")
     task: str | None = None
     quick: bool = False
+    allow_overlap: bool = False
     config: Path | None = None
     seed: int | None = None
     overrides: Overrides
@@ -50,7 +51,8 @@ def run_downstream_grid(job: DownstreamJob, *,
     if job.quick and job.config is not None:
         raise ConfigError("quick and config both choose a preset; give one of them", keys=("quick", "config"))
     config = _preset(QUICK_PRESET) if job.quick else job.config
-    cfg = stage_config(DownstreamConfig, config, job.overrides, task=job.task, seed=job.seed)
+    cfg = stage_config(DownstreamConfig, config, job.overrides, task=job.task, seed=job.seed,
+                       allow_overlap=job.allow_overlap or None)
     sets = parse_synthetic_specs(job.synthetic)
     return run_downstream(job.real, sets, cfg, job.out, overwrite=job.overwrite, progress=progress)
 
