@@ -21,8 +21,12 @@ def make_prepared_dataset(
     items_per_subject: int = 2,
     attributes: dict[str, list[str]] | None = None,
     seed: int = 0,
+    subject_prefix: str = "S",
 ) -> Path:
-    """Write a small prepared dataset of smooth random blobs with the manifest contract."""
+    """Write a small prepared dataset of smooth random blobs with the manifest contract.
+
+    Subjects are ``<subject_prefix><NNN>``: another prefix gives a cohort of other subjects.
+    """
     attributes = attributes or {"orientation": ["AVAF", "AVRF", "RVAF", "RVRF"], "field_strength": ["1.5T", "3T"]}
     rng = np.random.default_rng(seed)
     (root / "items").mkdir(parents=True)
@@ -31,7 +35,7 @@ def make_prepared_dataset(
     rows = []
     splits = ["train"] * (subjects - 2) + ["val", "test"]
     for s in range(subjects):
-        subject = f"S{s:03d}"
+        subject = f"{subject_prefix}{s:03d}"
         attrs = {name: values[s % len(values)] for name, values in attributes.items()}
         for k in range(items_per_subject):
             grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")

@@ -69,7 +69,7 @@ def test_unfinished_training_stage_is_resumed(tmp_path):
 
 
 def test_dims_must_be_2_or_3(tmp_path):
-    with pytest.raises(UserError, match="--dims"):
+    with pytest.raises(UserError, match="dims: expected 2 or 3"):
         demo_stages(tmp_path, quick=True, dims=4)
 
 

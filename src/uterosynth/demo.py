@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .core.errors import UserError
+from .core.errors import ConfigError, DataError
 from .pipeline import PRESETS, PipelineFailed, Stage, pipeline_stages, run_stage, run_stages
 
 __all__ = ["QUICK_NOTICE", "demo_pipeline", "demo_stages", "run_demo"]
@@ -39,13 +39,14 @@ def demo_pipeline(*, quick: bool, dims: int = 2) -> Path:
     """The pipeline file of the demo: ``pipeline_cpu.yaml`` or its ``--quick`` / ``--dims 3`` variant.
 
     Raises:
-        UserError: ``dims`` is not 2 or 3, or the file is missing from the installation.
+        ConfigError: ``dims`` is not 2 or 3.
+        DataError: the file is missing from the installation.
     """
     if dims not in (2, 3):
-        raise UserError(f"--dims: 2 or 3, got {dims}")
+        raise ConfigError(f"dims: expected 2 or 3, got {dims}", keys=("dims",))
     path = PRESETS / f"pipeline_cpu{'_3d' if dims == 3 else ''}{'_quick' if quick else ''}.yaml"
     if not path.is_file():
-        raise UserError(f"{path}: demo preset not found (the uterosynth installation is incomplete; reinstall it)")
+        raise DataError(f"{path}: demo preset not found (the uterosynth installation is incomplete; reinstall it)")
     return path
 
 

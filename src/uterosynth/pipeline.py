@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .core.config import StrictModel, load_config, merge_config, validate_config
-from .core.errors import UserError
+from .core.errors import DataError, UserError
 from .pipeline_report import write_report
 from .stages import PRESETS
 from .stages import stage as find_stage
@@ -234,7 +234,8 @@ def _torchrun(args: Sequence[str], nproc: int | str) -> None:
            "-m", "uterosynth", *args]
     code = subprocess.run(cmd, check=False).returncode
     if code != 0:
-        raise UserError(f"stage 'torchrun uterosynth {' '.join(args[:2])}' failed (exit code {code})")
+        raise DataError(f"stage 'torchrun uterosynth {' '.join(args[:2])}' failed (exit code {code}); its own message "
+                        "is above")
 
 
 def run_stage(stage: Stage, args: Sequence[str], *, run_job: RunJob = _run_plain) -> None:
@@ -246,8 +247,9 @@ def run_stage(stage: Stage, args: Sequence[str], *, run_job: RunJob = _run_plain
         _in_process(stage, "--resume" in args, run_job)
 
 
-class PipelineFailed(UserError):
-    """One or more stages failed; ``report.html`` was written. ``timings`` holds every stage's outcome."""
+class PipelineFailed(DataError):
+    """One or more stages failed; ``report.html`` was written. ``timings`` holds every stage's outcome,
+    ``failures`` each failed stage's message."""
 
     def __init__(self, message: str, timings: dict[str, float | str], failures: dict[str, str]) -> None:
         super().__init__(message)
@@ -270,7 +272,8 @@ def run_stages(
     ``notice`` opens the report (the quick demo's "smoke run").
 
     Raises:
-        PipelineFailed: a stage failed (``on_stage`` was told its message).
+        PipelineFailed: a stage failed (the stage's own DataError or ConfigError, or a DataError for a
+            torchrun stage, whose message it printed itself); ``on_stage`` was told its message.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

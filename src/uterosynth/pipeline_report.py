@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import UserError
+from .core.errors import DataError
 from .core.html_images import EmbeddedImages, thumbnail_png
 from .core.imageio import preview_plane
 from .data.evaluation_results import FLOOR_SET, METRICS_FILE, Evaluation, read_evaluation
@@ -79,7 +79,7 @@ def _sample_grid(out: Path, stages: Sequence[Stage], task: str | None, images: E
     if prepared is not None and (out / prepared.name / "manifest.csv").is_file():
         try:
             real = PreparedDataset.load(out / prepared.name, "train")
-        except UserError:
+        except DataError:
             real = None
     classes = sorted({str((r.get("condition") or {}).get(task)) for r in syn.records}) if task else [None]
     rows = [f"<tr><th>{_esc(task or 'samples')}</th><th>synthetic</th><th>real (training items)</th></tr>"]

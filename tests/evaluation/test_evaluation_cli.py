@@ -80,12 +80,22 @@ def test_train_encoder_then_evaluate_with_it(tmp_path, prepared_2d, capsys):
     encoder = json.loads((enc / "encoder.json").read_text())
     assert encoder["feature_dim"] == 8 and encoder["data"]["split"] == ["train"] and len(encoder["sha256"]) == 64
     syn = _synthetic_from(prepared_2d, tmp_path / "syn")
+    args = ["evaluate", "--real", f"{prepared_2d}:train", "--synthetic", str(syn), "--extractor", str(enc),
+            "--out", str(tmp_path / "out"), *FAST]
+    capsys.readouterr()
+    # the encoder saw the reference's subjects: refused in one line naming it and the count
     with pytest.raises(SystemExit) as info:
-        main(["evaluate", "--real", f"{prepared_2d}:train", "--synthetic", str(syn), "--extractor", str(enc),
-              "--out", str(tmp_path / "out"), *FAST])
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    n_train = len(PreparedDataset.load(prepared_2d, "train").subjects())
+    assert info.value.code == 2 and len(err) == 1 and str(enc / "encoder.pt") in err[0]
+    assert f"{n_train} of {n_train} evaluated subjects" in err[0] and not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--allow-overlap"])
     assert info.value.code in (0, None)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["extractor"]["sha256"] == encoder["sha256"] and metrics["extractor"]["feature_dim"] == 8
+    assert metrics["subject_overlap"]["allow_overlap"] and metrics["subject_overlap"]["total"] == n_train
 
 
 def test_bad_baseline_spec_exits_2(tmp_path, prepared_2d):

@@ -45,7 +45,7 @@ def test_allocate_balances_and_respects_capacity():
     assert allocate({"a": 10, "b": 10, "c": 10}, 9, rng) == {"a": 3, "b": 3, "c": 3}
     q = allocate({"a": 1, "b": 10}, 6, rng)
     assert q == {"a": 1, "b": 5}
-    with pytest.raises(DataError, match="per-source 7"):
+    with pytest.raises(DataError, match="per_source 7"):
         allocate({"a": 3, "b": 3}, 7, rng)
 
 
@@ -114,7 +114,7 @@ def test_dimension_mismatch_is_a_data_error(tmp_path):
 def test_too_few_items_is_a_data_error(tmp_path):
     real = make_prepared_dataset(tmp_path / "r", shape=(16, 16))
     syn = make_synthetic_set(tmp_path / "s", shape=(16, 16), n=4)
-    with pytest.raises(DataError, match="lower --per-source"):
+    with pytest.raises(DataError, match="lower per_source"):
         create_study(real, syn, tmp_path / "out", StudyConfig(per_source=50, raters=["a"]))
 
 

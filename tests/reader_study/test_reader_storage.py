@@ -152,7 +152,7 @@ def test_urls():
     assert normalise_url("postgres://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
     assert "secret" not in safe_url("postgresql://u:secret@h/db")
-    with pytest.raises(ConfigError, match="--db-url"):
+    with pytest.raises(ConfigError, match="db_url"):
         make_engine("not a url")
 
 

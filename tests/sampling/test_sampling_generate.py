@@ -16,8 +16,11 @@ from conftest import make_prepared_dataset
 from uterosynth.cli import main
 from uterosynth.core.config import load_config
 from uterosynth.core.errors import UserError
+from uterosynth.data.manifest import PreparedDataset
+from uterosynth.data.subjects import training_subjects
 from uterosynth.data.synthetic import SyntheticSet
 from uterosynth.diffusion.conditions import ConditionVocabulary
+from uterosynth.models.diffusion import DiffusionModel
 from uterosynth.sampling.generate import SampleConfig, generate
 from uterosynth.sampling.plan import plan_items
 from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
@@ -53,7 +56,7 @@ def test_plan_balanced_and_interleaved():
         ({"n": 3, "per_class": 1}, "exactly one of"),
         ({"n": 2, "conditions": {"colour": "red"}}, "condition 'colour'"),
         ({"n": 2, "prompt": "a uterus"}, "takes no text"),
-        ({"n": None, "per_class": 1, "conditions": {"orientation": "AVAF", "field_strength": "3T"}}, "use --n"),
+        ({"n": None, "per_class": 1, "conditions": {"orientation": "AVAF", "field_strength": "3T"}}, "use n"),
     ],
 )
 def test_plan_errors(kwargs, message):
@@ -85,6 +88,20 @@ def test_generate_writes_a_synthetic_set_in_training_geometry(tmp_path, models):
     assert (tmp_path / "syn" / first["preview"]).is_file()
     info = json.loads((tmp_path / "syn" / "synthetic.json").read_text())
     assert info["uterosynth_version"] and info["seed"] == 0 and info["config"]["sampler"]["name"] == "ddim"
+    # the generator's training subjects, hashed, for the overlap checks of evaluate and downstream
+    train = PreparedDataset.load(models["data"], "train")
+    assert info["model"]["training_subjects"] == training_subjects(train, ("train",))
+
+
+def test_a_latent_models_training_subjects_include_its_autoencoders():
+    data = PreparedDataset(root="p", rows=[{"subject": s, "split": sp} for s, sp in [("a", "train"), ("b", "val")]],
+                           info={})  # type: ignore[arg-type]
+    ldm, ae = training_subjects(data, ("train",)), training_subjects(data, ("val",))
+    model = DiffusionModel(None, None, None, {"training_subjects": ldm}, Path("m"),  # type: ignore[arg-type]
+                           autoencoder_subjects=ae)
+    assert model.training_subjects["ids"] == sorted(ldm["ids"] + ae["ids"])
+    assert DiffusionModel(None, None, None, {"training_subjects": ldm}, Path("m")).training_subjects["ids"] == \
+        ldm["ids"]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "dpmpp"])

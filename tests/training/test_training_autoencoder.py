@@ -123,7 +123,7 @@ def test_missing_dataset_is_data_error(tmp_path):
 def test_existing_output_without_resume_is_refused(tmp_path):
     data = _data(tmp_path, 2)
     (tmp_path / "run").mkdir()
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(UserError, match="set resume"):
         train_autoencoder(_cfg(2), data, tmp_path / "run", progress=False)
 
 

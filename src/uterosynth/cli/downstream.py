@@ -27,6 +27,9 @@ def downstream(
     task: str | None = typer.Option(None, "--task", help="Categorical attribute to classify (default: orientation)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder."),
     quick: bool = typer.Option(False, "--quick", help="The quick CPU preset (2 budgets, 2 seeds, few epochs)."),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Run even when a synthetic set's generator was "
+                                       "trained on (or reconstructs) subjects of the real test split (refused by "
+                                       "default; the overlaps are recorded in results.json)."),
     config: Path | None = ConfigOpt,
     seed: int | None = SeedOpt,
     overrides: list[str] | None = SetOpt,
@@ -50,7 +53,7 @@ def downstream(
     from .stages import show_stage
 
     show_stage("downstream", DownstreamJob(real=real, synthetic=synthetic or [], task=task, out=out, quick=quick,
-                                           config=config, seed=seed, overrides=parse_overrides(overrides or []),
+                                           allow_overlap=allow_overlap, config=config, seed=seed, overrides=parse_overrides(overrides or []),
                                            overwrite=overwrite), as_json=as_json)
 
 

@@ -30,6 +30,9 @@ def evaluate(
     downstream: Path = typer.Option(None, "--downstream", help="A 'uterosynth downstream' output folder to include."),
     floor: str = typer.Option(None, "--floor", help="DIR[:split]: real subjects disjoint from --real for the "
                               "real-vs-real noise floor (default: real_vs_real_split of --real)."),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Evaluate even when the judge or the extractor "
+                                       "was trained on evaluated real subjects or on a generator's training subjects "
+                                       "(refused by default; the overlaps are recorded in metrics.json)."),
     config: Path = ConfigOpt,
     seed: int = SeedOpt,
     set_: list[str] = SetOpt,
@@ -47,8 +50,8 @@ def evaluate(
 
     show_stage("evaluate", EvaluateJob(real=real, synthetic=synthetic, baseline=baseline or [], out=out,
                                        extractor=extractor, extractor_kind=extractor_kind, classifier=classifier,
-                                       lpips_weights=lpips_weights, downstream=downstream, floor=floor, config=config,
-                                       seed=seed,
+                                       lpips_weights=lpips_weights, downstream=downstream, floor=floor,
+                                       allow_overlap=allow_overlap, config=config, seed=seed,
                                        overrides=parse_overrides(set_ or []), overwrite=overwrite), as_json=json_)
 
 

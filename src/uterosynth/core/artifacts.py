@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .errors import UserError
+from .errors import DataError
 
 __all__ = [
     "atomic_output_dir",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_output_free",
     "provenance",
     "read_json",
     "replace_dir",
@@ -33,16 +34,27 @@ __all__ = [
 ]
 
 
+def check_output_free(out: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse an existing output folder ``out`` unless ``overwrite`` is set.
+
+    Raises:
+        DataError: ``out`` exists and ``overwrite`` is false.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DataError(f"{out}: output folder already exists; choose another output folder or set overwrite "
+                        "to replace it", keys=("out", "overwrite"))
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``out`` when the block finishes without error.
 
     Raises:
-        UserError: ``out`` exists and ``overwrite`` is false.
+        DataError: ``out`` exists and ``overwrite`` is false.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    check_output_free(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -127,14 +139,14 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
-    """Read a JSON artifact; a missing or broken file is a :class:`UserError` naming it."""
+    """Read a JSON artifact; a missing or broken file is a :class:`DataError` naming it."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: file not found")
+        raise DataError(f"{path}: file not found")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+        raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
 
 
 def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:

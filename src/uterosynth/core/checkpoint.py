@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .artifacts import atomic_output_dir, sha256_file, write_json
-from .errors import UserError
+from .errors import DataError
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -111,11 +111,11 @@ def load_model_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """``(checkpoint_dir, model.json)`` for a checkpoint or run folder.
 
     Raises:
-        UserError: no checkpoint there.
+        DataError: no checkpoint there.
     """
     ckpt = find_checkpoint(path)
     if ckpt is None:
-        raise UserError(f"{path}: no model checkpoint found (expected model.json + model.safetensors, or a run folder holding checkpoint/)")
+        raise DataError(f"{path}: no model checkpoint found (expected model.json + model.safetensors, or a run folder holding checkpoint/)")
     return ckpt, json.loads((ckpt / "model.json").read_text())
 
 
@@ -126,11 +126,11 @@ def load_weights(ckpt: str | Path, *, verify: bool = True) -> dict[str, torch.Te
     ckpt = Path(ckpt)
     path = ckpt / "model.safetensors"
     if not path.is_file():
-        raise UserError(f"{path}: weights file not found")
+        raise DataError(f"{path}: weights file not found")
     if verify:
         meta = json.loads((ckpt / "model.json").read_text())
         if meta.get("sha256") and meta["sha256"] != sha256_file(path):
-            raise UserError(f"{path}: sha256 differs from the one in model.json (file changed or corrupt)")
+            raise DataError(f"{path}: sha256 differs from the one in model.json (file changed or corrupt)")
     return load_file(str(path))
 
 
@@ -138,5 +138,5 @@ def load_train_state(ckpt: str | Path) -> dict[str, Any]:
     """``train_state.pt`` of a checkpoint (loaded on CPU)."""
     path = Path(ckpt) / "train_state.pt"
     if not path.is_file():
-        raise UserError(f"{path}: not found (this checkpoint cannot be resumed)")
+        raise DataError(f"{path}: not found (this checkpoint cannot be resumed)")
     return torch.load(path, map_location="cpu", weights_only=False)

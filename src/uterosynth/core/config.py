@@ -65,15 +65,16 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 def split_assignment(
     text: str, *, what: str = "override", expected: str = "KEY=VALUE, e.g. train.steps=100",
-    empty_value: bool = False,
+    empty_value: bool = False, keys: tuple[str, ...] = (),
 ) -> tuple[str, str]:
     """Split ``NAME=VALUE`` at the first ``=``: the stripped name and the value as given.
 
     Args:
         text: the assignment, e.g. ``"orientation=AVAF"``.
-        what: what the text is, for the message (``"--condition"``).
+        what: what the text is, for the message (``"conditions"``).
         expected: the form expected, with an example, for the message.
         empty_value: whether ``NAME=`` (an empty value) is accepted.
+        keys: the parameters or config keys the text was given as (the error's ``keys``).
 
     Raises:
         ConfigError: no ``=``, an empty name, or an empty value where none is accepted.
@@ -83,7 +84,7 @@ def split_assignment(
     """
     name, sep, value = text.partition("=")
     if not sep or not name.strip() or not (empty_value or value.strip()):
-        raise ConfigError(f"{what} '{text}': expected {expected}")
+        raise ConfigError(f"{what} '{text}': expected {expected}", keys=keys)
     return name.strip(), value
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import DataError
 
 __all__ = [
     "MSSSIM_WEIGHTS",
@@ -108,7 +108,7 @@ def ms_ssim(
 
 
 def _missing(path: Path) -> None:
-    raise UserError(
+    raise DataError(
         f"{path}: perceptual weights file not found (expected ImageNet AlexNet features as "
         "safetensors with keys features.0.weight … features.10.bias; set the weights path, "
         "or leave it empty to skip LPIPS)"
@@ -119,7 +119,7 @@ def load_alexnet_features(path: str | Path) -> dict[str, torch.Tensor]:
     """Read torchvision-named AlexNet ``features.*`` weights.
 
     Raises:
-        UserError: the file is missing or unreadable, holds an unexpected key or lacks one.
+        DataError: the file is missing or unreadable, holds an unexpected key or lacks one.
     """
     from safetensors.torch import load_file
 
@@ -129,15 +129,15 @@ def load_alexnet_features(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises several types for broken files
-        raise UserError(f"{path}: not a readable safetensors file ({err})") from err
+        raise DataError(f"{path}: not a readable safetensors file ({err})") from err
     for key in state:
         parts = key.split(".")
         if len(parts) != 3 or parts[0] != "features" or not parts[1].isdigit() or int(parts[1]) not in _ALEX_SLICES:
-            raise UserError(f"{path}: unexpected key '{key}' (expected torchvision AlexNet 'features.N.weight/bias')")
+            raise DataError(f"{path}: unexpected key '{key}' (expected torchvision AlexNet 'features.N.weight/bias')")
     expected = {f"features.{i}.{p}" for i in _ALEX_SLICES for p in ("weight", "bias")}
     missing = sorted(expected - set(state))
     if missing:
-        raise UserError(f"{path}: missing AlexNet tensor(s) {', '.join(missing)}")
+        raise DataError(f"{path}: missing AlexNet tensor(s) {', '.join(missing)}")
     return state
 
 
@@ -150,7 +150,7 @@ def load_lpips(weights: str | Path | None, *, device: str | torch.device = "cpu"
     only: such numbers are not LPIPS).
 
     Raises:
-        UserError: see :func:`load_alexnet_features`.
+        DataError: see :func:`load_alexnet_features`.
     """
     import lpips
 

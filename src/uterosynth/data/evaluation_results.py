@@ -126,7 +126,8 @@ class Evaluation:
         entry = self.set_entry()
         where = self.folder / METRICS_FILE
         if entry is None:
-            raise DataError(f"{where}: evaluates no synthetic set (run 'uterosynth evaluate --synthetic DIR')")
+            raise DataError(f"{where}: evaluates no synthetic set (evaluate the synthetic set, giving it as synthetic)",
+                            keys=("evaluation",))
         meta = Path(synthetic_dir) / "metadata.jsonl"
         recorded = entry.get("metadata_sha256")
         if recorded is not None:
@@ -135,7 +136,7 @@ class Evaluation:
             same = Path(str(entry.get("source", ""))).resolve() == Path(synthetic_dir).resolve()
         if not same:
             raise DataError(f"{where}: this evaluation was made for another synthetic set ({entry.get('source')}), "
-                            f"not {synthetic_dir}; evaluate this set first")
+                            f"not {synthetic_dir}; evaluate this set first", keys=("evaluation",))
 
 
 def read_evaluation(folder: str | Path) -> Evaluation:

@@ -382,7 +382,7 @@ def prepare_dataset(
 
     Raises:
         DataError: bad input (first bad subject unless ``skip_bad``), or no usable subject.
-        UserError: ``out`` exists and ``overwrite`` is false.
+        DataError: ``out`` exists and ``overwrite`` is false.
     """
     t0 = time.perf_counter()
     input_dir = Path(input_dir)

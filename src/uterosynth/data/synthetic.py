@@ -5,7 +5,10 @@ baselines, both through this module)::
 
     synthetic.json    provenance (version, config, seed), dims, ``items`` (the item count; sets
                       written before it was unified record it as ``count``), model hash, sampler
-                      settings
+                      settings, and the generator's hashed ``training_subjects``
+                      (:func:`generator_subjects`; the sampler: ``model.training_subjects``, the
+                      autoencoder baselines: top-level ``training_subjects`` and, for
+                      reconstructions, ``source_subjects``: the reconstructed real subjects)
     metadata.jsonl    one JSON object per item: index, path, preview, seed, condition (dict of
                       attribute → value), prompt, sampler, steps, guidance, model_hash, seconds
     items/            one NIfTI per item, same array convention and geometry as the training data
@@ -29,14 +32,30 @@ from ..core.artifacts import atomic_output_dir, write_json
 from ..core.errors import DataError
 from ..core.imageio import as_volume, preview_plane, squeeze_2d, write_nifti, write_png
 
-__all__ = ["COUNT_KEY", "SyntheticSet", "merge_metadata_shards", "write_item", "write_metadata", "write_metadata_shard",
-           "write_synthetic_set"]
+__all__ = ["COUNT_KEY", "SyntheticSet", "generator_subjects", "merge_metadata_shards", "source_subjects", "write_item",
+           "write_metadata", "write_metadata_shard", "write_synthetic_set"]
 
 REQUIRED_KEYS = ("index", "path")
 COUNT_KEY = "items"
 """Key of the item count in ``synthetic.json``."""
 LEGACY_COUNT_KEYS = ("count",)
 """Keys older writers used for the item count, still read."""
+
+
+def generator_subjects(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The hashed ``training_subjects`` record of the generator of a set (its ``synthetic.json``).
+
+    Read from ``model.training_subjects`` (``uterosynth sample``) or the top-level
+    ``training_subjects`` (autoencoder baselines); ``None`` for sets written before it was recorded.
+    """
+    model = info.get("model")
+    record = model.get("training_subjects") if isinstance(model, Mapping) else None
+    return record or info.get("training_subjects") or None
+
+
+def source_subjects(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The hashed real subjects a set reproduces item by item (reconstructions), or ``None``."""
+    return info.get("source_subjects") or None
 
 
 def write_item(folder: str | Path, index: int, image: np.ndarray, affine: np.ndarray) -> tuple[str, str]:
@@ -66,7 +85,7 @@ def write_synthetic_set(
     ``model_hash`` of every record come from ``info``, which becomes ``synthetic.json``.
 
     Raises:
-        UserError: ``out`` exists and ``overwrite`` is false.
+        DataError: ``out`` exists and ``overwrite`` is false.
     """
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     dims = arrays.ndim - 1

@@ -30,7 +30,7 @@ import torch
 from pydantic import Field, model_validator
 
 from ..core.config import StrictModel
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 
 __all__ = ["Condition", "ConditionVocabulary", "TEXT"]
 
@@ -82,7 +82,7 @@ class ConditionVocabulary(StrictModel):
     def check_name(self, name: str, *, what: str = "condition") -> None:
         if name not in self.names:
             known = ", ".join(self.names) or "none (the model is unconditional)"
-            raise UserError(f"{what} '{name}': the model was not trained on it; known: {known}")
+            raise ConfigError(f"{what} '{name}': the model was not trained on it; known: {known}")
 
     def encode(
         self,
@@ -96,7 +96,7 @@ class ConditionVocabulary(StrictModel):
         Attributes an item leaves out get their null token (continuous: ``NaN``).
 
         Raises:
-            UserError: a name or a value the model was not trained on.
+            ConfigError: a name or a value the model was not trained on.
         """
         n = len(conditions)
         attrs = {name: torch.full((n,), self.null_index(name), dtype=torch.long) for name in self.attributes}
@@ -107,7 +107,7 @@ class ConditionVocabulary(StrictModel):
                 if name in attrs:
                     values = self.attributes[name]
                     if str(value) not in values:
-                        raise UserError(
+                        raise ConfigError(
                             f"condition {name}={value}: not a value the model was trained on; "
                             f"choose one of {', '.join(values)}"
                         )
@@ -116,13 +116,13 @@ class ConditionVocabulary(StrictModel):
                     try:
                         cont[name][i] = float(value)
                     except (TypeError, ValueError) as err:
-                        raise UserError(f"condition {name}={value}: expected a number") from err
+                        raise ConfigError(f"condition {name}={value}: expected a number") from err
                 else:
-                    raise UserError(f"condition '{name}': give the prompt as text tokens, not as a condition")
+                    raise ConfigError(f"condition '{name}': give the prompt as text tokens, not as a condition")
         if text is not None and self.text_null_tokens is None:
-            raise UserError("prompt given but the model takes no text: drop the prompt")
+            raise ConfigError("prompt given but the model takes no text: drop the prompt", keys=("prompt",))
         if text is not None and (text.ndim != 2 or text.shape != (n, len(self.text_null_tokens or []))):
-            raise UserError(
+            raise DataError(
                 f"text tokens: expected shape ({n}, {len(self.text_null_tokens or [])}) (items, the model's "
                 f"prompt length), got {tuple(text.shape)}"
             )

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from ..core.config import split_assignment
-from ..core.errors import ConfigError, UserError
+from ..core.errors import ConfigError, DataError
 from .conditions import Condition, ConditionVocabulary
 from .samplers import DenoiseFn
 
@@ -45,7 +45,7 @@ def parse_guidance(text: str) -> float | dict[str, float]:
     """Parse ``"3.0"`` or ``"orientation=4,field_strength=1.5"`` (the ``--guidance`` syntax).
 
     Raises:
-        UserError: not a number nor ``name=number`` pairs.
+        ConfigError: not a number nor ``name=number`` pairs.
     """
     text = text.strip()
     try:
@@ -58,7 +58,7 @@ def parse_guidance(text: str) -> float | dict[str, float]:
             name, value = split_assignment(part, what="guidance", expected="name=number", empty_value=True)
             scales[name] = float(value)
         except (ConfigError, ValueError) as err:
-            raise UserError(
+            raise ConfigError(
                 f"guidance '{text}': expected a number (3.0) or name=number pairs (orientation=4,field_strength=1.5)"
             ) from err
     return scales
@@ -67,7 +67,7 @@ def parse_guidance(text: str) -> float | dict[str, float]:
 def _check_scale(name: str, value: float) -> float:
     value = float(value)
     if not value >= 0:  # also rejects NaN
-        raise UserError(f"guidance {name}={value}: expected a scale >= 0 (0 = unconditional, 1 = conditional)")
+        raise ConfigError(f"guidance {name}={value}: expected a scale >= 0 (0 = unconditional, 1 = conditional)")
     return value
 
 
@@ -76,17 +76,18 @@ def check_guidance(vocab: ConditionVocabulary, guidance: float | Mapping[str, fl
     """Validate guidance for a model with ``vocab``; return the scales (``{"": scale}`` for one scale).
 
     Raises:
-        UserError: guidance for an unconditional model or without a condition, an empty
+        ConfigError: guidance for an unconditional model or without a condition, an empty
             mapping, an unknown name, a negative scale.
     """
     if not vocab.is_conditional:
-        raise UserError("guidance: the model is unconditional; drop --guidance (or train a conditional model)")
+        raise ConfigError("guidance: the model is unconditional; leave guidance unset (or train a conditional model)",
+                          keys=("guidance",))
     if not has_condition:
-        raise UserError("guidance: no condition given for the batch; build one with ConditionVocabulary.encode")
+        raise ConfigError("guidance: no condition given for the batch; build one with ConditionVocabulary.encode")
     if not isinstance(guidance, Mapping):
         return {"": _check_scale("scale", guidance)}
     if not guidance:
-        raise UserError("guidance: empty mapping; give a scale or name=scale pairs")
+        raise ConfigError("guidance: empty mapping; give a scale or name=scale pairs")
     scales = {name: _check_scale(name, w) for name, w in guidance.items()}
     for name in scales:
         vocab.check_name(name, what="guidance")
@@ -108,7 +109,8 @@ def guided_denoiser(
         guidance: ``None`` (no guidance: the conditional output), one scale, or ``{name: scale}``.
 
     Raises:
-        UserError: guidance for an unconditional model, an unknown name, a negative scale.
+        ConfigError: guidance for an unconditional model, an unknown name, a negative scale.
+        DataError: (when called) ``condition`` does not hold one entry per item of the batch.
     """
     if guidance is None:
         return lambda x, t: model(x, t, condition)
@@ -130,7 +132,7 @@ def guided_denoiser(
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != len(condition):
-            raise UserError(f"condition: {len(condition)} items for a batch of {x.shape[0]}")
+            raise DataError(f"condition: {len(condition)} items for a batch of {x.shape[0]}")
         out = model(torch.cat([x] * (k + 1)), torch.cat([t] * (k + 1)), batched)
         chunks = out.chunk(k + 1)
         result = chunks[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 
 __all__ = ["Registry"]
 
@@ -13,7 +13,7 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Objects registered under names; an unknown name is a :class:`UserError` listing the known ones."""
+    """Objects registered under names; an unknown name is a :class:`~uterosynth.core.errors.ConfigError` listing the known ones."""
 
     def __init__(self, what: str) -> None:
         self.what = what
@@ -32,7 +32,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            raise UserError(f"{self.what} '{name}': unknown; choose one of {', '.join(self.names())}")
+            raise ConfigError(f"{self.what} '{name}': unknown; choose one of {', '.join(self.names())}")
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -42,7 +42,7 @@ import torch
 from pydantic import Field
 
 from ..core.config import StrictModel
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 from .registry import Registry
 from .schedule import NoiseSchedule, Spacing, make_timesteps
 
@@ -88,10 +88,10 @@ def initial_noise(
     """``x_T`` of shape ``(N, C, *spatial)``: item *i* drawn from ``generators[i]`` on its device.
 
     Raises:
-        UserError: the number of generators is not ``N``.
+        DataError: the number of generators is not ``N``.
     """
     if len(generators) != shape[0]:
-        raise UserError(f"generators: expected one per item ({shape[0]}), got {len(generators)}")
+        raise DataError(f"generators: expected one per item ({shape[0]}), got {len(generators)}")
     return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generators])
 
 
@@ -106,7 +106,7 @@ class Sampler(ABC):
         spacing: timestep spacing (``trailing``, ``leading``, ``linspace``).
 
     Raises:
-        UserError: the sampler does not fit the schedule's objective.
+        ConfigError: the sampler does not fit the schedule's objective.
     """
 
     name: ClassVar[str] = ""
@@ -116,7 +116,7 @@ class Sampler(ABC):
     def __init__(self, schedule: NoiseSchedule, *, spacing: Spacing = "trailing") -> None:
         if schedule.objective not in self.objectives:
             fits = ", ".join(n for n in SAMPLERS.names() if schedule.objective in SAMPLERS.get(n).objectives)
-            raise UserError(
+            raise ConfigError(
                 f"sampler '{self.name}': the model was trained with objective '{schedule.objective}'; "
                 f"use one of: {fits}"
             )
@@ -132,11 +132,11 @@ class Sampler(ABC):
 
     def _check(self, x_T: torch.Tensor, steps: int, generators: Sequence[torch.Generator] | None) -> None:
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-            raise UserError(f"steps: expected an integer >= 1, got {steps!r}")
+            raise ConfigError(f"steps: expected an integer >= 1, got {steps!r}")
         if x_T.ndim < 3:
-            raise UserError(f"x_T: expected (N, C, *spatial), got shape {tuple(x_T.shape)}")
+            raise DataError(f"x_T: expected (N, C, *spatial), got shape {tuple(x_T.shape)}")
         if generators is not None and len(generators) != x_T.shape[0]:
-            raise UserError(f"generators: expected one per item ({x_T.shape[0]}), got {len(generators)}")
+            raise DataError(f"generators: expected one per item ({x_T.shape[0]}), got {len(generators)}")
 
     def sample(
         self,
@@ -150,7 +150,8 @@ class Sampler(ABC):
         """Integrate from ``x_T`` (N, C, *spatial) to a sample of the same shape in ``steps`` model calls.
 
         Raises:
-            UserError: ``steps`` < 1 or > T, a bad shape or a wrong number of generators.
+            ConfigError: ``steps`` < 1 or > T.
+            DataError: ``x_T`` of a bad shape or a wrong number of generators.
         """
         self._check(x_T, steps, generators)
         steps = int(steps)
@@ -182,7 +183,7 @@ def build_sampler(name: str, schedule: NoiseSchedule, *, spacing: Spacing = "tra
     """The registered sampler ``name`` for ``schedule``.
 
     Raises:
-        UserError: unknown name, or the sampler does not fit the schedule's objective.
+        ConfigError: unknown name, or the sampler does not fit the schedule's objective.
     """
     return SAMPLERS.get(name)(schedule, spacing=spacing)
 
@@ -267,13 +268,13 @@ class RFlowSampler(Sampler):
     def __init__(self, schedule: NoiseSchedule, *, spacing: Spacing = "trailing") -> None:
         super().__init__(schedule, spacing=spacing)
         if spacing != "trailing":
-            raise UserError(f"sampler 'rflow': spacing '{spacing}' is not supported; its grid always starts at pure noise (trailing)")
+            raise ConfigError(f"sampler 'rflow': spacing '{spacing}' is not supported; its grid always starts at pure noise (trailing)")
 
     def _scheduler(self, steps: int):
         from monai.networks.schedulers import RFlowScheduler
 
         if steps > self.schedule.num_train_timesteps:
-            raise UserError(f"steps: expected 1 to {self.schedule.num_train_timesteps} (the training timesteps), got {steps}")
+            raise ConfigError(f"steps: expected 1 to {self.schedule.num_train_timesteps} (the training timesteps), got {steps}")
         sched = RFlowScheduler(num_train_timesteps=self.schedule.num_train_timesteps, use_discrete_timesteps=True)
         sched.set_timesteps(steps)
         return sched

@@ -27,7 +27,7 @@ import torch
 from pydantic import Field, model_validator
 
 from ..core.config import StrictModel
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 
 __all__ = [
     "NoiseScheduleConfig",
@@ -148,10 +148,10 @@ def make_timesteps(spacing: Spacing, steps: int, num_train_timesteps: int) -> to
     * ``linspace``: ``round(linspace(0, T - 1, steps + 1))``, reversed, last dropped.
 
     Raises:
-        UserError: ``steps`` is smaller than 1 or larger than ``T``.
+        ConfigError: ``steps`` is smaller than 1 or larger than ``T``.
     """
     if not 1 <= steps <= num_train_timesteps:
-        raise UserError(f"steps: expected 1 to {num_train_timesteps} (the training timesteps), got {steps}")
+        raise ConfigError(f"steps: expected 1 to {num_train_timesteps} (the training timesteps), got {steps}")
     T = num_train_timesteps
     if spacing == "trailing":
         ts = np.arange(T, 0, -T / steps).round().astype(np.int64) - 1
@@ -160,9 +160,9 @@ def make_timesteps(spacing: Spacing, steps: int, num_train_timesteps: int) -> to
     elif spacing == "linspace":
         ts = np.linspace(0, T - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
     else:
-        raise UserError(f"spacing: expected trailing, leading or linspace, got '{spacing}'")
+        raise ConfigError(f"spacing: expected trailing, leading or linspace, got '{spacing}'")
     if len(np.unique(ts)) != steps:
-        raise UserError(
+        raise ConfigError(
             f"steps: {steps} steps repeat timesteps with '{spacing}' spacing over T={T}; "
             "use fewer steps or the trailing spacing"
         )
@@ -284,7 +284,7 @@ class NoiseSchedule:
         (``SNR + 1`` in the variance-preserving case), 1 for ``sample``. A zero SNR gives weight 0.
         """
         if gamma <= 0:
-            raise UserError(f"min_snr_gamma: expected a positive number, got {gamma}")
+            raise ConfigError(f"min_snr_gamma: expected a positive number, got {gamma}")
         like = torch.zeros(torch.as_tensor(t).reshape(-1).shape[0])
         alpha, sigma = self.alpha_sigma(t, like)
         snr = alpha**2 / sigma**2

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 from ..core.seeding import numpy_rng
 
 __all__ = ["budget_size", "budget_subjects", "check_classes_present", "subject_labels", "subject_order"]
@@ -54,14 +54,15 @@ def budget_subjects(order: Sequence[str], fraction: float, n_classes: int, *, wh
     """The subjects of budget ``fraction``: a prefix of ``order``.
 
     Raises:
-        UserError: the budget holds fewer subjects than there are classes.
+        ConfigError: the budget holds fewer subjects than there are classes.
+        DataError: a class has no subject in ``order``.
     """
     k = budget_size(fraction, len(order))
     if k < n_classes:
-        raise UserError(
+        raise ConfigError(
             f"budget {fraction:g} of the {len(order)} subjects in the {where} is {k} subject(s), fewer than "
             f"the {n_classes} classes (one subject per class is needed); raise the smallest value in "
-            "'budgets' or use a dataset with more training subjects"
+            "'budgets' or use a dataset with more training subjects", keys=("budgets",)
         )
     return list(order[:k])
 
@@ -71,7 +72,7 @@ def check_classes_present(subject_class: dict[str, int], classes: Sequence[str],
     present = set(subject_class.values())
     missing = [c for i, c in enumerate(classes) if i not in present]
     if missing:
-        raise UserError(
+        raise DataError(
             f"{where}: class(es) {', '.join(missing)} have no subject in the training split; "
             "re-split the dataset so that every class is in training"
         )

@@ -142,6 +142,9 @@ class DownstreamConfig(StrictModel):
     train: TrainConfig = TrainConfig()
     augment: AugmentConfig = AugmentConfig()
     protocols: ProtocolsConfig = ProtocolsConfig()
+    allow_overlap: bool = Field(
+        False, description="run even when a synthetic set's generator was trained on (or reconstructs) subjects of "
+        "the real test split; the overlaps are recorded in results.json and warned about in the report section")
 
     @field_validator("budgets")
     @classmethod

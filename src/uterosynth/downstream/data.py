@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import DataError, UserError
+from ..core.errors import ConfigError, DataError
 from ..data.image_set import ImageSet
 from ..data.manifest import PreparedDataset
 from ..data.synthetic import SyntheticSet
@@ -43,9 +43,9 @@ def resolve_size(image_size: int | Sequence[int] | None, shape: Sequence[int]) -
     if isinstance(image_size, int):
         return (int(image_size),) * len(shape)
     if len(image_size) != len(shape):
-        raise UserError(
+        raise ConfigError(
             f"classifier.image_size {list(image_size)} has {len(image_size)} axes but the data is "
-            f"{len(shape)}D {list(shape)}; give one size per axis or a single int"
+            f"{len(shape)}D {list(shape)}; give one size per axis or a single int", keys=("classifier.image_size",)
         )
     return tuple(int(s) for s in image_size)
 
@@ -74,25 +74,25 @@ def task_classes(data: PreparedDataset, task: str) -> list[str]:
     """Sorted class names of attribute ``task`` over every split of ``data``.
 
     Raises:
-        UserError: ``task`` is not an attribute column, has fewer than 2 values, or too many
+        ConfigError: ``task`` is not an attribute column, has fewer than 2 values, or too many
             to be categorical.
     """
     if task not in data.attributes:
         available = ", ".join(data.attributes) or "none"
-        raise UserError(
+        raise ConfigError(
             f"{data.root / 'manifest.csv'}: task '{task}' is not an attribute of this dataset "
-            f"(attributes: {available}); pass --task with one of them"
+            f"(attributes: {available}); set task to one of them", keys=("task",)
         )
     values = sorted({r.get(task, "") for r in data.rows} - {""})
     if len(values) < 2:
-        raise UserError(
+        raise ConfigError(
             f"{data.root / 'manifest.csv'}: attribute '{task}' has {len(values)} distinct value(s) "
-            f"({', '.join(values) or 'none'}); a classification task needs at least 2"
+            f"({', '.join(values) or 'none'}); a classification task needs at least 2", keys=("task",)
         )
     if len(values) > MAX_CLASSES:
-        raise UserError(
+        raise ConfigError(
             f"{data.root / 'manifest.csv'}: attribute '{task}' has {len(values)} distinct values; "
-            f"only categorical attributes (<= {MAX_CLASSES} values) can be a task"
+            f"only categorical attributes (<= {MAX_CLASSES} values) can be a task", keys=("task",)
         )
     return values
 
@@ -193,4 +193,5 @@ def load_synthetic(
         name=name,
         kind="synthetic",
         source=str(syn.root),
+        info=dict(syn.info),
     )

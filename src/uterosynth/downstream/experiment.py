@@ -1,7 +1,8 @@
 """The downstream-utility experiment: protocols × label budgets × seeds, tested on real data.
 
 ``run_downstream`` loads the real prepared dataset and the synthetic sets, checks everything
-up front (task, labels, budgets), trains one classifier per (protocol, budget, seed), tests
+up front (task, labels, budgets, and that no synthetic set's generator was trained on, or
+reconstructs, a subject of the real test split: the gain would be inflated), trains one classifier per (protocol, budget, seed), tests
 each on the real test split, and writes ``results.json``, the balanced-accuracy plot and the
 HTML fragment for the evaluation report into an atomically created output folder.
 """
@@ -13,12 +14,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from ..core.artifacts import atomic_output_dir, provenance, write_json
+from ..core.artifacts import atomic_output_dir, check_output_free, provenance, write_json
 from ..core.config import split_assignment
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..data.downstream_results import PLOT_FILE, REPORT_FILE, RESULTS_FILE
 from ..data.image_set import ImageSet
 from ..data.manifest import PreparedDataset
+from ..data.subjects import OverlapChecks
+from ..data.synthetic import generator_subjects, source_subjects
 from .budgets import budget_subjects, check_classes_present, subject_labels, subject_order
 from .classifier import predict_logits, train_classifier
 from .config import DownstreamConfig
@@ -28,12 +31,13 @@ from .protocols import Protocol, build_protocols, choose_diffusion_set, class_co
 from .report import write_plot, write_report_section
 from .stats import Correction, adjust_pvalues, hierarchical_bootstrap_diff
 
-__all__ = ["parse_synthetic_specs", "run_downstream", "summarise", "RESULTS_FILE", "PLOT_FILE", "REPORT_FILE"]
+__all__ = ["check_test_overlap", "parse_synthetic_specs", "run_downstream", "summarise", "RESULTS_FILE", "PLOT_FILE", "REPORT_FILE"]
 
 log = logging.getLogger(__name__)
 
 
 ProgressFn = Callable[[str, int, int], None]
+_SYNTHETIC = ("synthetic",)  # the parameter (and config key) the synthetic set specs come in
 
 
 def parse_synthetic_specs(specs: Sequence[str] | None) -> dict[str, Path]:
@@ -43,26 +47,29 @@ def parse_synthetic_specs(specs: Sequence[str] | None) -> dict[str, Path]:
     (then named after the folder).
 
     Raises:
-        UserError: an entry is empty or two sets get the same name.
+        ConfigError: an entry is empty or two sets get the same name.
     """
     out: dict[str, Path] = {}
     for spec in specs or []:
         for entry in str(spec).split(","):
             entry = entry.strip()
             if not entry:
-                raise UserError(f"--synthetic '{spec}': empty entry; give NAME=DIR or DIR")
+                raise ConfigError(f"synthetic '{spec}': empty entry; give NAME=DIR or DIR", keys=_SYNTHETIC)
             if "=" in entry:
-                name, path = split_assignment(entry, what="--synthetic", expected="NAME=DIR, e.g. diffusion=runs/samples")
+                name, path = split_assignment(entry, what="synthetic", expected="NAME=DIR, e.g. diffusion=runs/samples",
+                                              keys=_SYNTHETIC)
             else:
                 name, path = Path(entry).name.strip(), entry
             if not name:
-                raise UserError(f"--synthetic '{entry}': expected NAME=DIR, e.g. diffusion=runs/samples")
+                raise ConfigError(f"synthetic '{entry}': expected NAME=DIR, e.g. diffusion=runs/samples", keys=_SYNTHETIC)
             if not all(ch.isalnum() or ch in "_-." for ch in name):
-                raise UserError(f"--synthetic '{entry}': name '{name}' may hold letters, digits, '_', '-', '.' only")
+                raise ConfigError(f"synthetic '{entry}': name '{name}' may hold letters, digits, '_', '-', '.' only",
+                                  keys=_SYNTHETIC)
             if name == "real":
-                raise UserError(f"--synthetic '{entry}': the name 'real' is reserved for the real data; choose another")
+                raise ConfigError(f"synthetic '{entry}': the name 'real' is reserved for the real data; choose another",
+                                  keys=_SYNTHETIC)
             if name in out:
-                raise UserError(f"--synthetic: two sets are named '{name}'; name them NAME=DIR")
+                raise ConfigError(f"synthetic: two sets are named '{name}'; name them NAME=DIR", keys=_SYNTHETIC)
             out[name] = Path(path)
     return out
 
@@ -140,6 +147,23 @@ def _evaluate(model, test: ImageSet, classes: Sequence[str], batch_size: int, de
     return m, [int(k) for k in pred.tolist()]
 
 
+def check_test_overlap(pools: Mapping[str, ImageSet], test: ImageSet, *, allow_overlap: bool) -> OverlapChecks:
+    """Check that no synthetic set's generator saw, and no set reproduces, a subject of the real test split.
+
+    Raises:
+        DataError: an overlap, unless ``allow_overlap``.
+    """
+    checks = OverlapChecks(allow_overlap=allow_overlap)
+    against = f"the real test split {test.source}"
+    for name, pool in pools.items():
+        checks.subjects(f"the generator of synthetic set '{name}' ({pool.source})", generator_subjects(pool.info),
+                        test.subjects, against=against)
+        if source_subjects(pool.info):
+            checks.subjects(f"synthetic set '{name}' ({pool.source}), reconstructions of real subjects,",
+                            source_subjects(pool.info), test.subjects, against=against)
+    return checks
+
+
 def run_downstream(
     real: str | Path,
     synthetic: Mapping[str, str | Path],
@@ -163,14 +187,15 @@ def run_downstream(
         The ``results.json`` content.
 
     Raises:
-        UserError: unknown task, unusable synthetic set, a budget too small for one subject
-            per class, an existing output folder without ``overwrite``.
+        ConfigError: unknown task, a budget too small for one subject per class.
+        DataError: unusable synthetic set, an existing output folder without ``overwrite``.
+        DataError: a synthetic set's generator was trained on (or the set reconstructs)
+            subjects of the test split, unless ``cfg.allow_overlap``.
     """
 
     t0 = time.perf_counter()
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    check_output_free(out, overwrite=overwrite)
     data = PreparedDataset.load(real)
     classes = task_classes(data, cfg.task)
     shape = data.load_array(data.rows[0]).shape
@@ -179,6 +204,7 @@ def run_downstream(
     names = list(synthetic)
     choose_diffusion_set(names, cfg.diffusion_set)
     pools = {n: load_synthetic(p, n, cfg.task, classes, size, spatial_dims=data.dims) for n, p in synthetic.items()}
+    overlap = check_test_overlap(pools, splits["test"], allow_overlap=cfg.allow_overlap)
 
     train = splits["train"]
     subj_class = subject_labels(train.subjects, train.labels.tolist())
@@ -268,6 +294,8 @@ def run_downstream(
             for n, pool in pools.items()
         },
         "protocols": [p.as_dict() for p in protocols],
+        "subject_overlap": overlap.to_json(),
+        "warnings": overlap.warnings(),
         "summary": summary,
         "runs": runs,
         "seconds": round(time.perf_counter() - t0, 2),

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.artifacts import atomic_output_dir, provenance
-from ..core.errors import UserError
+from ..core.artifacts import atomic_output_dir, check_output_free, provenance
+from ..core.errors import DataError
 from ..data.manifest import PreparedDataset
 from ..data.subjects import training_subjects
 from ..models.judge import (
@@ -51,12 +51,12 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
     """Train, test and freeze the judge classifier; returns the ``classifier.json`` content.
 
     Raises:
-        UserError: unknown task attribute, an empty split, an existing output folder.
+        ConfigError: unknown task attribute.
+        DataError: an empty split, an existing output folder.
     """
     t0 = time.perf_counter()
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    check_output_free(out, overwrite=overwrite)
     data = PreparedDataset.load(data_dir)
     classes = task_classes(data, cfg.task)
     shape = data.load_array(data.rows[0]).shape
@@ -104,7 +104,7 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
     """Load ``(module, meta)`` from a ``train-classifier`` folder, checking the sha256.
 
     Raises:
-        UserError: files missing, not TorchScript, or ``classifier.pt`` differs from its sha256.
+        DataError: files missing, not TorchScript, or ``classifier.pt`` differs from its sha256.
     """
     loaded = read_classifier(path, device=device, required=("task", "classes", "spatial_dims", "sha256"))
     return loaded.module, loaded.meta
@@ -115,7 +115,7 @@ def _as_batch(arrays: np.ndarray | torch.Tensor | Sequence[np.ndarray], spatial_
     if x.ndim == spatial_dims + 1:
         x = x[:, None]
     if x.ndim != spatial_dims + 2 or x.shape[1] != 1:
-        raise UserError(
+        raise DataError(
             f"predict: expected images (N, *spatial) or (N, 1, *spatial) with {spatial_dims} spatial axes, "
             f"got shape {tuple(x.shape)}"
         )

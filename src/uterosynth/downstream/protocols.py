@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..core.seeding import numpy_rng
 from ..data.image_set import ImageSet
 from .config import DownstreamConfig, parse_ratio
@@ -68,13 +68,13 @@ def choose_diffusion_set(names: Sequence[str], configured: str | None) -> str | 
     """The set used for mixing ratios: ``configured``, else one named ``diffusion``, else the first.
 
     Raises:
-        UserError: ``configured`` names no given set.
+        ConfigError: ``configured`` names no given set.
     """
     if configured is not None:
         if configured not in names:
-            raise UserError(
+            raise ConfigError(
                 f"diffusion_set '{configured}' is not among the synthetic sets given "
-                f"({', '.join(names) or 'none'}); name a set NAME=DIR with --synthetic"
+                f"({', '.join(names) or 'none'}); name a set NAME=DIR in synthetic", keys=("synthetic", "diffusion_set")
             )
         return configured
     if not names:

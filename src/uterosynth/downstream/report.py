@@ -90,13 +90,14 @@ def write_report_section(results: Mapping, path: str | Path, *, plot: str | Path
         body.append(f"<tr><th>{html.escape(p['id'])}</th>{''.join(cells)}</tr>")
     level = results["confidence_interval"]["level"]
     syn = ", ".join(f"{html.escape(n)} ({s['role']}, {s['n_items']} images)" for n, s in results["synthetic"].items())
+    warnings = "".join(f'<p class="warn"><b>Warning:</b> {html.escape(w)}</p>\n' for w in results.get("warnings", []))
     text = f"""<section class="uterosynth-downstream" id="downstream">
 <h2>Downstream utility: {html.escape(results['task'])} classifier</h2>
 <p>MONAI ResNet-18 ({results['spatial_dims']}D) trained per protocol on a label budget of real training
 subjects and tested on the real test split only ({results['real']['n_items']['test']} images,
 {results['real']['n_subjects']['test']} subjects). Classes: {html.escape(', '.join(results['classes']))}.
 Synthetic sets: {syn or 'none'}. Seeds: {', '.join(map(str, results['seeds']))}.</p>
-<img alt="balanced accuracy vs label budget" style="max-width:100%"
+{warnings}<img alt="balanced accuracy vs label budget" style="max-width:100%"
  src="data:image/png;base64,{png}">
 <table class="downstream-table">
 <thead><tr><th>protocol</th>{head}</tr></thead>

@@ -30,7 +30,7 @@ from ..core.artifacts import atomic_output_dir, provenance
 from ..core.errors import DataError
 from ..core.seeding import index_generator
 from ..data.manifest import PreparedDataset, parse_dataset_ref
-from ..data.subjects import check_disjoint
+from ..data.subjects import check_disjoint, merge_subjects, training_subjects
 from ..data.synthetic import write_synthetic_set
 from ..models.latent import load_autoencoder
 
@@ -58,12 +58,15 @@ class AutoencoderAdapter:
         latent_shape: ``(C, *latent_spatial)``; inferred from ``image_shape`` when omitted.
         image_shape: ``(H, W[, D])`` used to infer the latent shape.
         name: recorded in ``synthetic.json``; ``sha256``: the checkpoint's hash if known.
+        training_subjects: the checkpoint's hashed training subjects, recorded in ``synthetic.json``.
     """
 
     def __init__(self, module: torch.nn.Module, *, latent_shape: Sequence[int] | None = None,
-                 image_shape: Sequence[int] | None = None, name: str = "autoencoder", sha256: str | None = None) -> None:
+                 image_shape: Sequence[int] | None = None, name: str = "autoencoder", sha256: str | None = None,
+                 training_subjects: dict[str, Any] | None = None) -> None:
         self.module = module.eval()
         self.name, self.sha256 = name, sha256
+        self.training_subjects = training_subjects
         if latent_shape is None:
             if image_shape is None:
                 raise ValueError("give latent_shape or image_shape")
@@ -83,8 +86,10 @@ class AutoencoderAdapter:
 
 
 def _model_info(autoencoder: Autoencoder) -> dict[str, Any]:
+    """What ``synthetic.json`` says of the generator, its hashed ``training_subjects`` included."""
     return {"model": getattr(autoencoder, "name", type(autoencoder).__name__),
-            "model_hash": getattr(autoencoder, "sha256", None), "latent_shape": list(autoencoder.latent_shape)}
+            "model_hash": getattr(autoencoder, "sha256", None), "latent_shape": list(autoencoder.latent_shape),
+            "training_subjects": getattr(autoencoder, "training_subjects", None)}
 
 
 @torch.inference_mode()
@@ -120,7 +125,8 @@ def make_reconstruction_baseline(
 ) -> Path:
     """Reconstructions ``decode(mu)`` of a prepared split (``DIR:split``, default ``test``) as a synthetic set.
 
-    Each item keeps the real item's attributes as its ``condition``.
+    Each item keeps the real item's attributes as its ``condition``; ``synthetic.json`` records the
+    reconstructed subjects, hashed, as ``source_subjects``.
 
     Raises:
         DataError: the split is empty.
@@ -129,6 +135,7 @@ def make_reconstruction_baseline(
     arrays = _decode(autoencoder, _encode_split(autoencoder, dataset, batch_size, device), batch_size, device)
     conditions = [{a: r.get(a, "") for a in dataset.attributes} for r in dataset.rows]
     info = {"kind": "reconstruction", "source": f"{root}:{split}", "seed": seed, **_model_info(autoencoder),
+            "source_subjects": training_subjects(dataset, (split,)),
             "provenance": provenance({"kind": "reconstruction", "source": str(real)}, seed)}
     return write_synthetic_set(out, arrays, conditions, affine=dataset.info.get("affine"), info=info,
                                overwrite=overwrite)
@@ -171,7 +178,8 @@ def make_class_prior_baseline(
     attributes' values found there (items lacking one are left out and counted in
     ``synthetic.json``). Item ``i`` belongs to class ``i mod K`` (classes sorted), so the set is
     balanced, and is ``mean_c + std_c * eps_i`` with ``eps_i`` seeded by ``(seed, i)``. Like the
-    reconstruction baseline it uses the labels of every item of ``fit``.
+    reconstruction baseline it uses the labels of every item of ``fit``. Its generator's
+    ``training_subjects`` are the autoencoder's and those of ``fit``.
 
     Raises:
         DataError: ``n < 1``, no attribute given, an attribute the manifest lacks, no item
@@ -203,6 +211,8 @@ def make_class_prior_baseline(
                      for i, c in enumerate(item_class)])
     conditions = [dict(zip(by, c, strict=True)) for c in item_class]
     info = {"kind": "class_prior", "fit": f"{root}:{split}", "by": by, "seed": seed, **_model_info(autoencoder),
+            "training_subjects": merge_subjects(autoencoder=getattr(autoencoder, "training_subjects", None),
+                                                class_prior=training_subjects(dataset, (split,))),
             "fit_items_per_class": {"/".join(c): counts[c] for c in classes},
             "fit_items_left_out": sum(not all(k) for k in keys),
             "provenance": provenance({"kind": "class_prior", "n": n, "by": by, "fit": str(fit)}, seed)}
@@ -223,7 +233,7 @@ def make_baselines(
     train split for the class prior (enough for the downstream ratios).
 
     Raises:
-        UserError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
+        DataError: the checkpoint is not an autoencoder; ``out`` exists without ``overwrite``.
         DataError: the split is empty; a ``prior_by`` attribute the manifest lacks; the
             autoencoder was trained on subjects of the split (unless ``allow_overlap``).
     """
@@ -233,7 +243,8 @@ def make_baselines(
     check_disjoint(meta.get("training_subjects"), dataset.subjects(), allow_overlap=allow_overlap,
                    what=f"autoencoder {autoencoder_path} vs the reconstructed split {root}:{split}")
     adapter = AutoencoderAdapter(module, image_shape=[int(s) for s in dataset.info["shape"]],
-                                 name=f"autoencoder:{Path(autoencoder_path).name}", sha256=meta.get("sha256"))
+                                 name=f"autoencoder:{Path(autoencoder_path).name}", sha256=meta.get("sha256"),
+                                 training_subjects=meta.get("training_subjects"))
     n = n_prior or len(dataset)
     if prior_by:
         _check_attributes(dataset, prior_by)

@@ -10,7 +10,9 @@ here through :mod:`uterosynth.models.judge`, which checks the recorded sha256):
   column), ``classes`` name the logits in order; ``sha256``, when present, must match
   ``classifier.pt``. Other keys (provenance, metrics) are kept but not needed.
 
-Any Python callable with ``task``, ``classes``, ``name``, ``sha256`` works too (tests use one).
+Any Python callable with ``task``, ``classes``, ``name``, ``sha256`` works too (tests use one); an
+optional ``training_subjects`` attribute (the hashed record of ``classifier.json``) lets the
+evaluation refuse a judge trained on the subjects it judges.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..core.errors import UserError
+from ..core.errors import DataError
 from ..models.judge import read_classifier
 from .bootstrap import MetricResult, bootstrap_mean
 
@@ -50,6 +52,8 @@ class TorchScriptClassifier:
         self.task, self.classes = loaded.meta["task"], [str(c) for c in loaded.meta["classes"]]
         self.name = str(loaded.meta.get("name", loaded.file.parent.name or loaded.file.stem))
         self.sha256 = loaded.sha256
+        self.path = loaded.file.parent
+        self.training_subjects = loaded.meta.get("training_subjects")
         self.device, self.batch_size = device, batch_size
 
     @torch.inference_mode()
@@ -70,7 +74,7 @@ def predict_labels(classifier: ConditionClassifier, images: torch.Tensor, *, bat
     for s in range(0, images.shape[0], batch_size):
         logits = classifier(images[s : s + batch_size])
         if logits.ndim != 2 or logits.shape[1] != len(classifier.classes):
-            raise UserError(f"classifier {classifier.name}: returned logits of shape {tuple(logits.shape)}, "
+            raise DataError(f"classifier {classifier.name}: returned logits of shape {tuple(logits.shape)}, "
                             f"expected (N, {len(classifier.classes)}) for classes {classifier.classes}")
         labels.extend(classifier.classes[i] for i in logits.argmax(1).tolist())
     return labels

@@ -163,6 +163,9 @@ class EvaluationConfig(StrictModel):
     frd: FRDConfig = FRDConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     report: ReportConfig = ReportConfig()
+    allow_overlap: bool = Field(
+        False, description="evaluate even when the judge or the extractor was trained on subjects of an evaluated "
+        "real set or of a generator; the overlaps are recorded in metrics.json and warned about in the report")
 
 
 class EncoderTrainConfig(StrictModel):

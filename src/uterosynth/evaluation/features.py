@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from ..core.artifacts import sha256_file
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 from ..models.encoder_artifact import load_encoder
-from ..models.extractor import FeatureExtractor, TorchScriptExtractor, TorchvisionExtractor
+from ..models.extractor import FeatureExtractor, TorchvisionExtractor
 from .config import ExtractorConfig
 
 __all__ = [
@@ -59,7 +59,7 @@ def _fid_inception(path: Path) -> torch.nn.Module:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
         net.load_state_dict(state)
     except Exception as err:
-        raise UserError(f"{path}: not an FID Inception-v3 state dict (pt_inception-2015-12-05 layout expected: "
+        raise DataError(f"{path}: not an FID Inception-v3 state dict (pt_inception-2015-12-05 layout expected: "
                         f"{str(err).splitlines()[0]})") from err
     net.fc = torch.nn.Identity()
     net.dropout = torch.nn.Identity()
@@ -73,13 +73,13 @@ class InceptionExtractor:
     ``[-1, 1]`` as in pytorch-fid.
 
     Raises:
-        UserError: the weight file is missing (it is never downloaded) or does not fit.
+        DataError: the weight file is missing (it is never downloaded) or does not fit.
     """
 
     def __init__(self, path: str | Path, *, device: str | torch.device = "cpu", batch_size: int = 32) -> None:
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"{path}: Inception-v3 FID weights not found (nothing is downloaded; put the "
+            raise DataError(f"{path}: Inception-v3 FID weights not found (nothing is downloaded; put the "
                             "pt_inception-2015-12-05-6726825d.pth state dict there or use extractor.kind: encoder)")
         self.path = path
         self.name = "inception-v3-fid"
@@ -111,6 +111,8 @@ class PlanarExtractor:
         self.slice_spacing = slice_spacing
         self.sha256 = inner.sha256
         self.name = inner.name
+        self.path = getattr(inner, "path", None)
+        self.training_subjects = getattr(inner, "training_subjects", None)
 
     def planes(self, volumes: torch.Tensor) -> list[list[torch.Tensor]]:
         """For each plane (slice axis D, then W, then H), the list of 2D slices ``(N, 1, a, b)``."""
@@ -134,10 +136,12 @@ def build_extractor(cfg: ExtractorConfig, *, device: str = "cpu") -> PlanarExtra
     """The extractor the config names, wrapped for 2.5D use on volumes.
 
     Raises:
-        UserError: ``extractor.path`` is unset or the file is missing.
+        ConfigError: ``extractor.path`` is unset.
+        DataError: the file is missing or unusable.
     """
     if cfg.path is None:
-        raise UserError(f"extractor.path: no {cfg.kind} path given (set it in the config or pass --extractor PATH)")
+        raise ConfigError(f"extractor.path: no {cfg.kind} path given; set extractor.path in the config",
+                          keys=("extractor.path",))
     if cfg.kind == "encoder":
         inner: FeatureExtractor = load_encoder(cfg.path, device=device, batch_size=cfg.batch_size)
     elif cfg.kind == "inception":
@@ -145,8 +149,8 @@ def build_extractor(cfg: ExtractorConfig, *, device: str = "cpu") -> PlanarExtra
     elif cfg.kind == "torchvision":
         inner = TorchvisionExtractor(str(cfg.arch), cfg.path, device=device, batch_size=cfg.batch_size,
                                      size=cfg.input_size)
-    else:
-        inner = TorchScriptExtractor(cfg.path, device=device, batch_size=cfg.batch_size)
+    else:  # a TorchScript file; an encoder.json beside it is checked and read (training subjects)
+        inner = load_encoder(cfg.path, device=device, batch_size=cfg.batch_size, require_info=False)
     return PlanarExtractor(inner, slices_per_plane=cfg.slices_per_plane, slice_spacing=cfg.slice_spacing)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..core.errors import UserError
+from ..core.errors import DataError
 from ..core.similarity import LPIPSDistance, load_lpips, ms_ssim, ssim
 from .bootstrap import MetricResult, bootstrap_mean
 
@@ -35,7 +35,7 @@ def msssim_pair_values(
 def random_pairs(n: int, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``pairs`` random index pairs ``(i, j)`` with ``i != j`` from ``range(n)``."""
     if n < 2:
-        raise UserError(f"diversity needs at least 2 items, found {n}")
+        raise DataError(f"diversity needs at least 2 items, found {n}")
     rng = np.random.default_rng(seed)
     i = rng.integers(0, n, size=pairs)
     j = (i + rng.integers(1, n, size=pairs)) % n

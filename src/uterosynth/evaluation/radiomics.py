@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..core.imageio import as_volume
 from .metrics import frechet_distance_from_features
 
@@ -42,8 +42,8 @@ def _extractor(spatial_dims: int, version: str, features: Sequence[str] | None =
     from frd_score import frd
 
     if not frd_available():
-        raise UserError("FRD needs the 'frd-score' and 'pyradiomics-bhklab' packages: "
-                        "pip install frd-score pyradiomics-bhklab (or set frd.enabled: false)")
+        raise ConfigError("FRD needs the 'frd-score' and 'pyradiomics-bhklab' packages: "
+                          "pip install frd-score pyradiomics-bhklab (or set frd.enabled: false)", keys=("frd.enabled",))
     frd._ensure_radiomics()
     logging.getLogger("radiomics").setLevel(logging.ERROR)
     frd.setVerbosity(60)

@@ -4,6 +4,10 @@ The reference is the real training split (``--real DIR`` or ``DIR:split``). Each
 is compared with it the same way: the model's synthetic set, any named baselines, and the
 **real-vs-real noise floor** (another real split, ``test`` by default, treated as if it were
 synthetic): a metric is only meaningful relative to that floor.
+
+Nothing that measures was trained on what it measures: the judge and the extractors must not
+have seen the subjects of an evaluated real set, nor those a synthetic set's generator was
+trained on (:func:`_subject_overlap`; ``allow_overlap`` records instead of refusing).
 """
 
 from __future__ import annotations
@@ -17,12 +21,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.artifacts import atomic_output_dir, atomic_write_text, provenance, sha256_file, write_json
-from ..core.errors import ConfigError, DataError, UserError
+from ..core.artifacts import (
+    atomic_output_dir,
+    atomic_write_text,
+    check_output_free,
+    provenance,
+    sha256_file,
+    write_json,
+)
+from ..core.errors import ConfigError, DataError
 from ..data.downstream_results import read_downstream
 from ..data.evaluation_results import METRICS_FILE, REPORT_FILE
 from ..data.image_set import ImageSet, load_prepared, load_synthetic
 from ..data.manifest import parse_dataset_ref
+from ..data.subjects import OverlapChecks
+from ..data.synthetic import generator_subjects, source_subjects
 from ..models.extractor import FeatureExtractor
 from .classifier import ConditionClassifier, load_classifier
 from .config import EvaluationConfig
@@ -48,7 +61,8 @@ def _candidates(real: str | Path, reference: ImageSet, synthetic: str | Path | N
         sets.append(load_synthetic(synthetic, name="synthetic", dims=reference.spatial_dims))
     for name, path in baselines.items():
         if name in ("synthetic", "reference", "real_vs_real"):
-            raise UserError(f"--baseline {name}=...: the name '{name}' is reserved; choose another")
+            raise ConfigError(f"baselines: the name '{name}' is reserved (synthetic, reference, real_vs_real); "
+                              "choose another", keys=("baselines",))
         sets.append(load_synthetic(path, name=name, kind="baseline", dims=reference.spatial_dims))
     floor_set = _floor(real, reference, cfg, notes, floor)
     if floor_set is not None:
@@ -74,7 +88,7 @@ def _floor(real: str | Path, reference: ImageSet, cfg: EvaluationConfig, notes: 
         split = cfg.real_vs_real_split
         if split == reference.info["split"]:
             notes.append(f"real-vs-real noise floor skipped: the reference is already the '{split}' split "
-                         "(set real_vs_real_split to another split, or give --floor DIR[:split])")
+                         "(set real_vs_real_split to another split, or give a floor DIR[:split])")
             return None
         if split is None:
             return None
@@ -94,7 +108,7 @@ def _floor(real: str | Path, reference: ImageSet, cfg: EvaluationConfig, notes: 
     if shared:
         raise DataError(f"{found.source}: the noise floor shares {len(shared)} subject(s) with the reference "
                         f"{reference.source} (e.g. {shared[0]}); give a floor of other subjects (another split or "
-                        "cohort, --floor DIR[:split])")
+                        "cohort: floor DIR[:split])", keys=("floor",))
     return found
 
 
@@ -132,7 +146,8 @@ def run_evaluation(
         log: receives one line per stage.
 
     Raises:
-        DataError: the floor shares subjects with the reference; sets differ in dimensionality.
+        DataError: the floor shares subjects with the reference; sets differ in dimensionality; the
+            judge or an extractor was trained on evaluated subjects (unless ``cfg.allow_overlap``).
         ConfigError: ``equal_n.n`` exceeds a set without ``equal_n.allow_unequal_n``.
     """
     timings: dict[str, float] = {}
@@ -145,7 +160,10 @@ def run_evaluation(
     sets = [s.subsample(cfg.max_items, cfg.seed + 1 + k)
             for k, s in enumerate(_candidates(real, reference, synthetic, baselines or {}, cfg, notes, floor))]
     if not sets:
-        raise UserError("nothing to evaluate: give --synthetic, a --baseline, or a real split for the noise floor")
+        raise ConfigError("nothing to evaluate: give a synthetic set, a baseline, or a real split for the noise floor "
+                          "(real_vs_real_split)", keys=("synthetic", "baselines"))
+    overlap = _subject_overlap({"judge": classifier, "extractor": extractor, "comparable extractor": comparable},
+                               reference, sets, allow_overlap=cfg.allow_overlap)
     n = _common_n(reference, sets, cfg)
     timings["models_and_load"] = time.perf_counter() - t0
     log(f"loaded reference ({len(reference)} items) and {len(sets)} set(s); distributional metrics at N={n}")
@@ -199,7 +217,8 @@ def run_evaluation(
 
     ident = extractor_identity(extractor, cfg.extractor, dims)
     ident["feature_dim"] = int(feats["reference"].shape[1])
-    warnings = sorted({f"{name}: {w}" for name, r in results.items() for m in r["metrics"].values() for w in m["warnings"]})
+    warnings = overlap.warnings() + sorted(
+        {f"{name}: {w}" for name, r in results.items() for m in r["metrics"].values() for w in m["warnings"]})
     metrics_json = {
         "provenance": provenance(cfg, cfg.seed),
         "reference": {"source": reference.source, "split": reference.info["split"], "n": len(reference),
@@ -215,6 +234,7 @@ def run_evaluation(
         "classifier": None if classifier is None else {"name": classifier.name, "sha256": classifier.sha256,
                                                        "task": classifier.task, "classes": list(classifier.classes)},
         "sets": results,
+        "subject_overlap": overlap.to_json(),
         "notes": notes,
         "warnings": warnings,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
@@ -253,6 +273,34 @@ def _score(inputs: MetricInputs, comparable: MetricInputs | None, identities: di
         if metric.timed:
             stage[metric.name] = stage.get(metric.name, 0.0) + time.perf_counter() - start
     return out
+
+
+def _subject_overlap(models: Mapping[str, Any], reference: ImageSet, sets: list[ImageSet], *,
+                     allow_overlap: bool) -> OverlapChecks:
+    """Check every model that measures against every evaluated set; the counts for ``metrics.json``.
+
+    A model (judge, extractor) is checked when it records ``training_subjects``: against the
+    subjects of each real set (reference, noise floor), the training subjects of each synthetic
+    set's generator, and the real subjects a reconstruction baseline reproduces.
+
+    Raises:
+        DataError: an overlap, unless ``allow_overlap``.
+    """
+    checks = OverlapChecks(allow_overlap=allow_overlap)
+    for role, model in models.items():
+        if model is None:
+            continue
+        record = getattr(model, "training_subjects", None)
+        label = f"{role} {getattr(model, 'path', None) or model.name}"
+        for s in (reference, *sets):
+            where = f"{s.kind} set '{s.name}' ({s.source})"
+            if s.kind == "real":
+                checks.subjects(label, record, s.subjects, against=f"the {where}")
+                continue
+            checks.models(label, record, generator_subjects(s.info), against=f"the generator of the {where}")
+            if source_subjects(s.info):
+                checks.models(label, record, source_subjects(s.info), against=f"the real subjects of the {where}")
+    return checks
 
 
 def _features(extractor: FeatureExtractor, sets: list[ImageSet]) -> dict[str, torch.Tensor]:
@@ -341,8 +389,7 @@ def evaluate(
     from .report import render_report
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    check_output_free(out, overwrite=overwrite)
     sections = []
     if downstream is not None:
         section, summary = _downstream_section(Path(downstream))

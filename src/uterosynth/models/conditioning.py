@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ..core.config import StrictModel
-from ..core.errors import UserError
+from ..core.errors import DataError
 from ..diffusion.conditions import Condition, ConditionVocabulary
 from .text import (
     PretrainedTextEncoder,
@@ -92,18 +92,18 @@ class ConditionCodec:
         """Build vocabularies, continuous statistics and the text tokenizer from training records.
 
         Raises:
-            UserError: no records, or a configured attribute the records lack / a non-numeric
+            DataError: no records, or a configured attribute the records lack / a non-numeric
                 continuous value.
         """
         if not records:
-            raise UserError(f"{source}: no training items to build condition vocabularies from")
+            raise DataError(f"{source}: no training items to build condition vocabularies from")
         needed = list(config.attributes) + list(config.continuous)
         if config.text == "column" and config.text_column:
             needed.append(config.text_column)
         missing = [name for name in needed if name not in records[0]]
         if missing:
             available = ", ".join(sorted(k for k in records[0] if not k.startswith("_")))
-            raise UserError(
+            raise DataError(
                 f"{source}: condition attribute(s) {', '.join(missing)} not in the manifest (available: {available})"
             )
         stats = {}
@@ -111,7 +111,7 @@ class ConditionCodec:
             try:
                 values = torch.tensor([float(r[name]) for r in records], dtype=torch.float64)
             except ValueError as err:
-                raise UserError(f"{source}: continuous attribute '{name}' holds a non-numeric value") from err
+                raise DataError(f"{source}: continuous attribute '{name}' holds a non-numeric value") from err
             stats[name] = (float(values.mean()), float(values.std(unbiased=False)) or 1.0)
         text_encoder = cls._make_text_encoder(config, records)
         vocab = ConditionVocabulary(

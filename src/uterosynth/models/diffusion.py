@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..core.checkpoint import load_model_json, load_weights
-from ..core.errors import UserError
+from ..core.errors import DataError
+from ..data.subjects import merge_subjects
 from ..diffusion.conditions import ConditionVocabulary
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from .autoencoder import AutoencoderConfig
@@ -40,6 +41,12 @@ class DiffusionModel:
     checkpoint: Path
     autoencoder: nn.Module | None = None
     autoencoder_config: AutoencoderConfig | None = None
+    autoencoder_subjects: dict[str, Any] | None = None
+
+    @property
+    def training_subjects(self) -> dict[str, Any] | None:
+        """Hashed subjects of every trained part: the denoiser and, for LDMs, the decoding autoencoder."""
+        return merge_subjects(diffusion=self.meta.get("training_subjects"), autoencoder=self.autoencoder_subjects)
 
     @property
     def vocab(self) -> ConditionVocabulary:
@@ -81,13 +88,13 @@ def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> D
     """Rebuild a diffusion model (and its autoencoder, for LDMs) from a checkpoint or run folder.
 
     Raises:
-        UserError: no checkpoint, not a diffusion model, or its autoencoder is missing or differs
+        DataError: no checkpoint, not a diffusion model, or its autoencoder is missing or differs
             (sha256) from the one it was trained with.
     """
 
     ckpt, meta = load_model_json(path)
     if meta.get("kind") != "diffusion":
-        raise UserError(f"{ckpt / 'model.json'}: kind is {meta.get('kind')!r}, expected 'diffusion'")
+        raise DataError(f"{ckpt / 'model.json'}: kind is {meta.get('kind')!r}, expected 'diffusion'")
     codec = ConditionCodec.from_json(meta["conditioning"]) if meta.get("conditioning") else None
     unet = ConditionedUNet(int(meta["spatial_dims"]), int(meta["in_channels"]),
                            UNetConfig.model_validate(meta["network"]), codec)
@@ -102,10 +109,11 @@ def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> D
             ae_path = ckpt / ae_path
         autoencoder, ae_meta, _ = load_autoencoder(ae_path, device=device)
         if ae_meta.get("sha256") != ae_ref["sha256"]:
-            raise UserError(
+            raise DataError(
                 f"{ae_path}: autoencoder sha256 {str(ae_meta.get('sha256'))[:12]}… differs from the "
                 f"{ae_ref['sha256'][:12]}… this model was trained with"
             )
         model.autoencoder = autoencoder
         model.autoencoder_config = AutoencoderConfig.model_validate(ae_meta["network"])
+        model.autoencoder_subjects = ae_meta.get("training_subjects")
     return model

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..core.artifacts import read_json, sha256_file, write_json
-from ..core.errors import UserError
+from ..core.errors import DataError
 from .extractor import TorchScriptExtractor
 
 __all__ = ["ENCODER_FILE", "ENCODER_INFO", "load_encoder", "write_encoder"]
@@ -59,7 +59,7 @@ def load_encoder(
             TorchScript extractor file (checked against ``encoder.json`` when one lies beside it).
 
     Raises:
-        UserError: ``encoder.pt``/``encoder.json`` missing, or the file's sha256 differs from
+        DataError: ``encoder.pt``/``encoder.json`` missing, or the file's sha256 differs from
             the one recorded at training time (the encoder was changed: numbers would not be
             comparable).
     """
@@ -68,15 +68,16 @@ def load_encoder(
     info_path = pt.with_name(ENCODER_INFO)
     if not pt.is_file():
         if not require_info:
-            raise UserError(f"{pt}: feature extractor file not found")
-        raise UserError(f"{pt}: in-domain encoder not found (train one with 'uterosynth evaluate train-encoder')")
+            raise DataError(f"{pt}: feature extractor file not found")
+        raise DataError(f"{pt}: in-domain encoder not found (train one with 'uterosynth evaluate train-encoder')")
     if not require_info and not info_path.is_file():
         return TorchScriptExtractor(pt, device=device, batch_size=batch_size)
     info = read_json(info_path)
     extractor = TorchScriptExtractor(pt, device=device, batch_size=batch_size)
     if info.get("sha256") != extractor.sha256:
-        raise UserError(f"{pt}: sha256 {extractor.sha256[:12]}… differs from {str(info.get('sha256'))[:12]}… "
+        raise DataError(f"{pt}: sha256 {extractor.sha256[:12]}… differs from {str(info.get('sha256'))[:12]}… "
                         f"recorded in {info_path}; the encoder was modified, retrain or restore it")
     extractor.name = str(info.get("name", "uterosynth-encoder"))
     extractor.info = info  # type: ignore[attr-defined]
+    extractor.training_subjects = info.get("training_subjects")  # type: ignore[attr-defined]
     return extractor

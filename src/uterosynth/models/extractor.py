@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from ..core.artifacts import sha256_file
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 
 __all__ = ["FeatureExtractor", "TorchScriptExtractor", "TorchvisionExtractor", "load_torchscript_extractor"]
 
@@ -43,11 +43,11 @@ class TorchScriptExtractor:
     def __init__(self, path: str | Path, *, device: str | torch.device = "cpu", batch_size: int = 64) -> None:
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"{path}: feature extractor file not found")
+            raise DataError(f"{path}: feature extractor file not found")
         try:
             self.module = torch.jit.load(str(path), map_location=device).eval()
         except Exception as err:
-            raise UserError(f"{path}: not a TorchScript module ({str(err).splitlines()[0]})") from err
+            raise DataError(f"{path}: not a TorchScript module ({str(err).splitlines()[0]})") from err
         self.path = path
         self.name = path.stem
         self.sha256 = sha256_file(path)
@@ -79,9 +79,9 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"{path}: cannot read weights ({str(err).splitlines()[0]})") from err
+        raise DataError(f"{path}: cannot read weights ({str(err).splitlines()[0]})") from err
     if not isinstance(state, dict):
-        raise UserError(f"{path}: expected a state dict (name -> tensor), found {type(state).__name__}")
+        raise DataError(f"{path}: expected a state dict (name -> tensor), found {type(state).__name__}")
     return state
 
 
@@ -101,7 +101,8 @@ class TorchvisionExtractor:
         weights: the local weight file; its sha256 identifies the extractor.
 
     Raises:
-        UserError: unknown ``arch``, missing file, or weights that do not fit the trunk.
+        ConfigError: unknown ``arch``.
+        DataError: missing file, or weights that do not fit the trunk.
     """
 
     def __init__(self, arch: str, weights: str | Path, *, device: str | torch.device = "cpu", batch_size: int = 64,
@@ -110,20 +111,20 @@ class TorchvisionExtractor:
 
         weights = Path(weights)
         if not weights.is_file():
-            raise UserError(f"{weights}: weights for torchvision '{arch}' not found (nothing is downloaded; give a "
+            raise DataError(f"{weights}: weights for torchvision '{arch}' not found (nothing is downloaded; give a "
                             "local state dict, e.g. ../shared/weights/alexnet_imagenet_features.safetensors)")
         builder = getattr(tvm, arch, None) if not arch.startswith("_") else None
         if builder is None or not callable(builder) or arch not in tvm.list_models(module=tvm):
-            raise UserError(f"extractor.arch '{arch}': not a torchvision classification model "
-                            f"(e.g. alexnet, resnet18, vgg16, squeezenet1_1)")
+            raise ConfigError(f"extractor.arch '{arch}': not a torchvision classification model "
+                              f"(e.g. alexnet, resnet18, vgg16, squeezenet1_1)", keys=("extractor.arch",))
         net = builder(weights=None)
         if hasattr(net, "features"):
             trunk, prefix = net.features, "features."
         elif hasattr(net, "fc"):
             trunk, prefix = torch.nn.Sequential(*[m for n, m in net.named_children() if n not in ("fc", "avgpool")]), ""
         else:
-            raise UserError(f"extractor.arch '{arch}': no 'features' trunk or 'fc' head to strip; use a TorchScript "
-                            "extractor instead")
+            raise ConfigError(f"extractor.arch '{arch}': no 'features' trunk or 'fc' head to strip; use a TorchScript "
+                              "extractor instead", keys=("extractor.arch",))
         state = _load_state(weights)
         own = net.state_dict()
         unexpected = sorted(set(state) - set(own))
@@ -132,12 +133,12 @@ class TorchvisionExtractor:
             [k for k in own if not k.startswith("fc.")]
         missing = [k for k in needed if k not in state]
         if unexpected or missing:
-            raise UserError(f"{weights}: does not fit torchvision '{arch}' "
+            raise DataError(f"{weights}: does not fit torchvision '{arch}' "
                             f"(missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
                             f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''})")
         shapes = [k for k in state if state[k].shape != own[k].shape]
         if shapes:
-            raise UserError(f"{weights}: tensor shapes differ from torchvision '{arch}' for {shapes[:3]}")
+            raise DataError(f"{weights}: tensor shapes differ from torchvision '{arch}' for {shapes[:3]}")
         net.load_state_dict(state, strict=False)
         self.module = trunk.eval().to(device)
         self.arch = arch

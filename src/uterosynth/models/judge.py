@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..core.artifacts import read_json, sha256_file, write_json
-from ..core.errors import UserError
+from ..core.errors import DataError
 
 __all__ = ["CLASSIFIER_FILE", "META_FILE", "ClassifierArtifact", "read_classifier", "save_torchscript",
            "write_classifier_meta"]
@@ -66,33 +66,33 @@ def read_classifier(
         required: keys ``classifier.json`` must hold (``task`` and ``classes`` are always checked).
 
     Raises:
-        UserError: a file is missing; ``classifier.json`` lacks a required key or holds no class;
+        DataError: a file is missing; ``classifier.json`` lacks a required key or holds no class;
             ``classifier.pt`` differs from the recorded sha256 or is not TorchScript.
     """
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     info_path = folder / META_FILE
     if not info_path.is_file():
-        raise UserError(f"{info_path}: file not found ({_WRITTEN_BY})")
+        raise DataError(f"{info_path}: file not found ({_WRITTEN_BY})")
     meta = read_json(info_path)
     for key in dict.fromkeys(("task", "classes", *required)):
         if key not in meta:
-            raise UserError(f"{info_path}: key '{key}' missing (write it with 'uterosynth downstream train-classifier')")
+            raise DataError(f"{info_path}: key '{key}' missing (write it with 'uterosynth downstream train-classifier')")
     task, classes = meta["task"], meta["classes"]
     if not isinstance(task, str) or not isinstance(classes, list) or not classes:
-        raise UserError(f"{info_path}: expected keys 'task' (attribute name) and 'classes' (non-empty list), "
+        raise DataError(f"{info_path}: expected keys 'task' (attribute name) and 'classes' (non-empty list), "
                         f"found task={task!r}, classes={classes!r}")
     weights = path if not path.is_dir() else folder / meta.get("file", CLASSIFIER_FILE)
     if not weights.is_file():
-        raise UserError(f"{weights}: classifier file not found ({_WRITTEN_BY})")
+        raise DataError(f"{weights}: classifier file not found ({_WRITTEN_BY})")
     digest = sha256_file(weights)
     if meta.get("sha256") is not None and digest != meta["sha256"]:
-        raise UserError(f"{weights}: sha256 {digest[:12]}… does not match {META_FILE} ({meta['sha256'][:12]}…); "
+        raise DataError(f"{weights}: sha256 {digest[:12]}… does not match {META_FILE} ({meta['sha256'][:12]}…); "
                         "the checkpoint was changed, retrain it")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = torch.jit.load(str(weights), map_location=device).eval()
     except Exception as err:
-        raise UserError(f"{weights}: not a TorchScript module ({str(err).splitlines()[0]})") from err
+        raise DataError(f"{weights}: not a TorchScript module ({str(err).splitlines()[0]})") from err
     return ClassifierArtifact(module, meta, weights, digest)

@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from ..core.artifacts import atomic_output_dir, provenance, read_json, write_json
 from ..core.checkpoint import load_model_json, load_weights
-from ..core.errors import ConfigError, DataError, UserError
+from ..core.errors import ConfigError, DataError
 from ..data.dataset import make_loader
 from ..data.manifest import PreparedDataset
 from .autoencoder import AutoencoderConfig, build_autoencoder
@@ -104,12 +104,12 @@ def load_autoencoder(path: str | Path, *, device: str | torch.device = "cpu"):
     """``(autoencoder in eval mode, model.json, checkpoint_dir)`` from a checkpoint or run folder.
 
     Raises:
-        UserError: no checkpoint, not an autoencoder, or weights that do not match model.json.
+        DataError: no checkpoint, not an autoencoder, or weights that do not match model.json.
     """
 
     ckpt, meta = load_model_json(path)
     if meta.get("kind") != "autoencoder":
-        raise UserError(f"{ckpt / 'model.json'}: kind is {meta.get('kind')!r}, expected 'autoencoder'")
+        raise DataError(f"{ckpt / 'model.json'}: kind is {meta.get('kind')!r}, expected 'autoencoder'")
     model = build_autoencoder(AutoencoderConfig.model_validate(meta["network"]))
     model.load_state_dict(load_weights(ckpt))
     return model.to(device).eval(), meta, ckpt
@@ -250,15 +250,16 @@ def pick_tile(
     """Largest latent tile (halving the longest side) whose decode, halo included, fits ``memory_budget_mb``.
 
     Raises:
-        UserError: even the smallest tile exceeds the budget.
+        ConfigError: even the smallest tile exceeds the budget.
     """
     budget = memory_budget_mb * 2**20
     tile = [int(s) for s in latent_shape]
     while estimate_decode_bytes(cfg, [min(t + 2 * halo, n) for t, n in zip(tile, latent_shape, strict=True)]) > budget:
         axis = max(range(len(tile)), key=lambda i: tile[i])
         if tile[axis] <= min_side:
-            raise UserError(
-                f"memory budget {memory_budget_mb} MB is too small to decode even a {tile} latent tile; raise it"
+            raise ConfigError(
+                f"decode_memory_mb: a budget of {memory_budget_mb} MB is too small to decode even a {tile} latent "
+                "tile; raise it", keys=("decode_memory_mb",)
             )
         tile[axis] = max(min_side, tile[axis] // 2)
     return tuple(tile)

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..core.config import StrictModel
-from ..core.errors import UserError
+from ..core.errors import DataError
 from ..core.similarity import LPIPSDistance
 
 __all__ = ["PerceptualConfig", "build_perceptual", "check_weights_file"]
@@ -51,7 +51,7 @@ class PerceptualConfig(StrictModel):
 def check_weights_file(cfg: PerceptualConfig) -> None:
     """Fail early (before any network is built) when the configured weights file is missing."""
     if cfg.network != "none" and cfg.weights is not None and not Path(cfg.weights).is_file():
-        raise UserError(
+        raise DataError(
             f"{cfg.weights}: perceptual weights file not found (expected ImageNet AlexNet features as "
             "safetensors with keys features.0.weight … features.10.bias; set perceptual.weights, "
             "or perceptual.network=none)"
@@ -62,7 +62,7 @@ def build_perceptual(cfg: PerceptualConfig, *, spatial_dims: int) -> LPIPSDistan
     """The configured perceptual distance, or ``None`` for ``network: none``.
 
     Raises:
-        UserError: the weights file is missing or unreadable.
+        DataError: the weights file is missing or unreadable.
     """
     if cfg.network == "none":
         return None

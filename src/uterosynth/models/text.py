@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 
 __all__ = [
     "PretrainedTextEncoder",
@@ -146,18 +146,19 @@ class PretrainedTextEncoder(nn.Module):
         max_tokens: prompts are padded/truncated to this many tokens.
 
     Raises:
-        UserError: the folder is missing or ``sentence-transformers`` is not installed.
+        DataError: the folder holds no text encoder.
+        ConfigError: ``sentence-transformers`` is not installed.
     """
 
     def __init__(self, path: str | Path, *, dim: int = 64, max_tokens: int = 32) -> None:
         super().__init__()
         path = Path(path)
         if not (path / "config.json").is_file():
-            raise UserError(f"{path}: no text encoder here (expected config.json and model weights)")
+            raise DataError(f"{path}: no text encoder here (expected config.json and model weights)")
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as err:
-            raise UserError(
+            raise ConfigError(
                 "text encoder 'pretrained' needs the sentence-transformers package: pip install -e '.[text]'"
             ) from err
         self.path = path
@@ -194,4 +195,4 @@ def build_text_encoder(spec: Mapping[str, Any]) -> SmallTextEncoder | Pretrained
         return SmallTextEncoder(WordTokenizer.from_json(spec["tokenizer"]), dim=int(spec["dim"]))
     if spec["kind"] == "pretrained":
         return PretrainedTextEncoder(spec["path"], dim=int(spec["dim"]), max_tokens=int(spec["max_tokens"]))
-    raise UserError(f"text encoder kind '{spec['kind']}' is unknown (expected 'small' or 'pretrained')")
+    raise DataError(f"text encoder kind '{spec['kind']}' is unknown (expected 'small' or 'pretrained')")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.artifacts import atomic_output_dir, provenance, write_json
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..core.imageio import write_nifti
 from .anatomy import Subject, subject_row
 from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
@@ -99,12 +99,13 @@ def write_cohort(
     """Generate ``cfg.subjects`` subjects into ``out`` (atomically) and optionally a preview PNG.
 
     Raises:
-        UserError: ``out`` exists and ``overwrite`` is false, or ``preview`` is not a ``.png`` path.
+        DataError: ``out`` exists and ``overwrite`` is false.
+        ConfigError: ``preview`` is not a ``.png`` path.
     """
     t0 = time.perf_counter()
     out = Path(out)
     if preview is not None and Path(preview).suffix.lower() != ".png":
-        raise UserError(f"--preview {preview}: expected a .png file name")
+        raise ConfigError(f"preview {preview}: expected a .png file name", keys=("preview",))
     rows: list[dict[str, Any]] = []
     examples: dict[tuple[str, str], Example] = {}
     with atomic_output_dir(out, overwrite=overwrite) as tmp:

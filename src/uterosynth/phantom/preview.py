@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 from .config import FIELD_STRENGTHS, ORIENTATIONS, PhantomConfig
 from .subject import generate_subject, mid_slice
 
@@ -41,7 +41,8 @@ def write_preview(examples: dict[tuple[str, str], Example], path: str | Path, *,
     """Write the 4 × 4 PNG grid to ``path`` and return it.
 
     Raises:
-        UserError: ``path`` does not end in ``.png`` or its folder cannot be created.
+        ConfigError: ``path`` does not end in ``.png``.
+        DataError: its folder cannot be created.
     """
     import matplotlib
 
@@ -50,11 +51,11 @@ def write_preview(examples: dict[tuple[str, str], Example], path: str | Path, *,
 
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise UserError(f"--preview {path}: expected a .png file name")
+        raise ConfigError(f"preview {path}: expected a .png file name", keys=("preview",))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"--preview {path}: cannot create its folder ({err.strerror})") from err
+        raise DataError(f"preview {path}: cannot create its folder ({err.strerror})", keys=("preview",)) from err
     dpi = 100
     fig, axes = plt.subplots(len(ORIENTATIONS), 2 * len(FIELD_STRENGTHS),
                              figsize=(4 * panel_px / dpi, 4 * panel_px / dpi * 1.04), dpi=dpi, squeeze=False)

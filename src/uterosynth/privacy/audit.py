@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.errors import UserError
+from ..core.errors import DataError
 from ..data.image_set import ImageSet
 from .config import AuditConfig
 from .similarity import (
@@ -221,15 +221,15 @@ def run_audit(
             to skip the embedding measure.
 
     Raises:
-        UserError: shapes differ, a set is empty, or held-out subjects are all in training.
+        DataError: shapes differ, a set is empty, or held-out subjects are all in training.
     """
     cfg = config or AuditConfig()
     for name, s in (("training", train), ("synthetic", synthetic), ("held-out", holdout)):
         if len(s) == 0:
-            raise UserError(f"audit: the {name} set is empty")
+            raise DataError(f"audit: the {name} set is empty")
     train_x, syn_x, hold_x = train.planes(), synthetic.planes(), holdout.planes()
     if syn_x.shape[1:] != train_x.shape[1:] or hold_x.shape[1:] != train_x.shape[1:]:
-        raise UserError(
+        raise DataError(
             f"audit: item shapes differ (training {tuple(train_x.shape[1:])}, synthetic "
             f"{tuple(syn_x.shape[1:])}, held-out {tuple(hold_x.shape[1:])}); audit sets of one shape"
         )
@@ -239,7 +239,8 @@ def run_audit(
     if overlap:
         log.warning("%d held-out subject(s) also occur in training; their training items are excluded", len(overlap))
     if len(overlap) == len(set(holdout.subjects)):
-        raise UserError("audit: every held-out subject also occurs in the training set; use a subject-level held-out split")
+        raise DataError("audit: every held-out subject also occurs in the training set; use a subject-level held-out "
+                        "split", keys=("holdout",))
 
     if len(holdout) < 100:
         log.warning("only %d held-out items calibrate the thresholds; the %.3g quantile is unstable", len(holdout),

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.artifacts import atomic_output_dir, provenance, sha256_file
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..core.imageio import figure_data_uri, middle_slice
 from ..data.audit_file import write_audit_files
 from ..data.image_set import ImageSet, load_prepared, load_synthetic
@@ -234,7 +234,8 @@ def write_audit(
     root, split = parse_dataset_ref(train_ref)
     split = split or "train"
     if split == cfg.holdout:
-        raise UserError(f"--train {train_ref}: the training split and --holdout are both '{split}'; choose different splits")
+        raise ConfigError(f"train {train_ref}: the training split and holdout are both '{split}'; choose different "
+                          "splits", keys=("train", "holdout"))
     extractor = None
     if encoder is not None:
 

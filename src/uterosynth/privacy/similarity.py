@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 
 __all__ = [
     "Alignment",
@@ -213,16 +213,18 @@ def ncc_search(
         :class:`Neighbours`; ``transforms`` index ``alignments(dims, max_shift, flip_axes)``.
 
     Raises:
-        UserError: the grids differ or are too small for ``max_shift``.
+        DataError: the grids differ.
+        ConfigError: they are too small for ``max_shift``.
     """
     if query.shape[1:] != reference.shape[1:]:
-        raise UserError(
+        raise DataError(
             f"NCC search: synthetic items {tuple(query.shape[1:])} and training items {tuple(reference.shape[1:])} "
             "differ in shape; audit items of one shape (resample the synthetic set to the training grid)"
         )
     spatial_dims = query.dim() - 1
     if min(query.shape[1:]) <= 2 * max_shift + 1:
-        raise UserError(f"NCC search: grid {tuple(query.shape[1:])} is too small for max_shift={max_shift}; lower max_shift")
+        raise ConfigError(f"NCC search: grid {tuple(query.shape[1:])} is too small for max_shift={max_shift}; "
+                          "lower max_shift")
     aligns = alignments(spatial_dims, max_shift, flip_axes)
     ref = _unit_rows(_window(reference.float(), max_shift, (0,) * spatial_dims).flatten(1))
 
@@ -248,7 +250,7 @@ def cosine_search(
 ) -> Neighbours:
     """Exact top-k references under cosine similarity of feature vectors ``(Q, F)`` / ``(R, F)``."""
     if query.shape[1] != reference.shape[1]:
-        raise UserError(f"embedding search: feature sizes differ ({query.shape[1]} vs {reference.shape[1]})")
+        raise DataError(f"embedding search: feature sizes differ ({query.shape[1]} vs {reference.shape[1]})")
     ref = F.normalize(reference.float(), dim=1)
     return _search(lambda b: F.normalize(b.float(), dim=1).unsqueeze(0), query, ref, n_views=1, k=k,
                    query_groups=_groups(query_groups), reference_groups=_groups(reference_groups),
@@ -324,7 +326,7 @@ def ssim_search(
         along ``flip_axes[i]``).
     """
     if query.shape[1:] != reference.shape[1:]:
-        raise UserError(
+        raise DataError(
             f"SSIM: synthetic items {tuple(query.shape[1:])} and training items {tuple(reference.shape[1:])} differ in shape"
         )
     spatial_dims = query.dim() - 1

@@ -46,7 +46,7 @@ class StudyConfig(StrictModel):
     @classmethod
     def _check_raters(cls, raters: list[str]) -> list[str]:
         if not raters:
-            raise ValueError("at least one rater name is needed, e.g. --raters alice,bob")
+            raise ValueError("at least one rater name is needed, e.g. raters: [alice, bob]")
         for name in raters:
             if not re.fullmatch(RATER_NAME_PATTERN, name):
                 raise ValueError(

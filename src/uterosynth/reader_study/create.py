@@ -69,8 +69,9 @@ def allocate(capacity: Mapping[str, int], total: int, rng: np.random.Generator) 
     if sum(capacity.values()) < total:
         detail = ", ".join(f"{c or 'all'}: {n}" for c, n in capacity.items())
         raise DataError(
-            f"--per-source {total} needs {total} items from each source, but only "
-            f"{sum(capacity.values())} can be balanced ({detail}); lower --per-source or use --class-by none"
+            f"per_source {total} needs {total} items from each source, but only "
+            f"{sum(capacity.values())} can be balanced ({detail}); lower per_source or set class_by to none",
+            keys=("per_source", "class_by"),
         )
     order = list(capacity)
     rng.shuffle(order)
@@ -131,7 +132,8 @@ def _select(cands: list[_Candidate], cfg: StudyConfig, rng: np.random.Generator)
         by.setdefault((c.source, c.class_label), []).append(c)
     classes = sorted({lab for (src, lab) in by if src == "real"} & {lab for (src, lab) in by if src == "synthetic"})
     if not classes:
-        raise DataError("no class is present in both the real and the synthetic set; use --class-by none")
+        raise DataError("no class is present in both the real and the synthetic set; set class_by to none",
+                        keys=("class_by",))
     capacity = {c: min(len(by[("real", c)]), len(by[("synthetic", c)])) for c in classes}
     quota = allocate(capacity, cfg.per_source, rng)
     chosen: list[_Candidate] = []

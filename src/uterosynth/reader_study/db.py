@@ -46,8 +46,8 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as err:
-        raise ConfigError(f"--db-url: not a database URL ({err}); e.g. sqlite:///study.db or "
-                          "postgresql://user:pass@127.0.0.1/db") from err
+        raise ConfigError(f"db_url: not a database URL ({err}); e.g. sqlite:///study.db or "
+                          "postgresql://user:pass@127.0.0.1/db", keys=("db_url",)) from err
     try:
         if parsed.get_backend_name() == "sqlite":
             connect_args = {"check_same_thread": False, "timeout": 30}
@@ -67,7 +67,7 @@ def make_engine(url: str) -> Engine:
             return engine
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     except (ArgumentError, ImportError) as err:
-        raise ConfigError(f"--db-url {safe_url(url)}: cannot create an engine ({err})") from err
+        raise ConfigError(f"db_url {safe_url(url)}: cannot create an engine ({err})", keys=("db_url",)) from err
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -56,7 +56,7 @@ def read_reference(path: str | Path):
             return pydicom.dcmread(str(f), stop_before_pixels=True)
         except Exception:  # noqa: S112 - non-DICOM files in a folder are skipped
             continue
-    raise DataError(f"{path}: no readable DICOM file found for --dicom-reference")
+    raise DataError(f"{path}: no readable DICOM file found for the DICOM reference", keys=("dicom_reference",))
 
 
 def _letters(vector: np.ndarray) -> str:

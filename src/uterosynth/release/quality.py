@@ -70,7 +70,7 @@ def _passes(c: ClassAccuracy, bar: QualityBar) -> bool:
 
 def _failures(classes: list[ClassAccuracy] | None, bar: QualityBar) -> tuple[str, ...]:
     if classes is None:
-        return ("the evaluation has no judge accuracy (evaluate with --classifier on a conditional synthetic set)",)
+        return ("the evaluation has no judge accuracy (evaluate a conditional synthetic set with a classifier as judge)",)
     if not classes:
         return ("the evaluation scored no requested class",)
     return tuple(_class_text(c) for c in classes if not _passes(c, bar))
@@ -92,8 +92,8 @@ def assess_quality(evaluation_dir: str | Path | None, synthetic_dir: str | Path,
     failures = _failures(classes, bar)
     if failures and not force:
         raise DataError(f"release: the samples fail the fidelity bar ({bar.describe()}): {'; '.join(failures)} "
-                        f"(from {Path(evaluation_dir) / METRICS_FILE}); improve the model, or pass --force to "
-                        "release anyway with a datasheet that says so")
+                        f"(from {Path(evaluation_dir) / METRICS_FILE}); improve the model, or set force to release "
+                        "anyway with a datasheet that says so", keys=("force",))
     return Quality(evaluation, bar, classes, failures, forced=bool(failures))
 
 

@@ -26,7 +26,7 @@ from pydicom.uid import generate_uid
 
 from .. import __version__
 from ..core.artifacts import atomic_output_dir, atomic_write_text, sha256_file
-from ..core.errors import DataError, UserError
+from ..core.errors import ConfigError, DataError
 from ..core.imageio import middle_slice, write_nifti, write_png
 from ..data.audit_file import read_audit
 from ..data.synthetic import SyntheticSet
@@ -42,13 +42,14 @@ ORIENTATIONS = ("sagittal", "axial", "coronal")
 
 
 def load_audit(audit_dir: str | Path | None, no_audit: bool) -> dict[str, Any] | None:
-    """Read ``audit.json`` from ``audit_dir``; enforce "audit or explicit --no-audit"."""
+    """Read ``audit.json`` from ``audit_dir``; enforce "audit or explicit ``no_audit``"."""
     if audit_dir is not None and no_audit:
-        raise UserError("release: both --audit and --no-audit given; pass one of them")
+        raise ConfigError("release: both audit and no_audit given; give one of them", keys=("audit", "no_audit"))
     if audit_dir is None:
         if not no_audit:
-            raise UserError("release: no audit given; run 'uterosynth audit' and pass --audit DIR "
-                            "(or --no-audit to release unaudited data, which the datasheet will state)")
+            raise ConfigError("release: no audit given; run the memorisation audit and give its folder as audit "
+                              "(or set no_audit to release unaudited data, which the datasheet will state)",
+                              keys=("audit", "no_audit"))
         return None
     return read_audit(audit_dir)
 
@@ -93,9 +94,9 @@ def release_dataset(
     the datasheet. Without it the datasheet says quality was not evaluated.
 
     Raises:
-        UserError: no audit and no ``no_audit``; the audit belongs to another synthetic set.
-        DataError: an item cannot be read or has no usable geometry; the evaluation belongs to
-            another synthetic set; the samples fail the fidelity bar (without ``force``).
+        ConfigError: no audit and no ``no_audit``, or both.
+        DataError: the audit or the evaluation belongs to another synthetic set; an item cannot be
+            read or has no usable geometry; the samples fail the fidelity bar (without ``force``).
     """
     syn = SyntheticSet.load(synthetic_dir)
     audit = load_audit(audit_dir, no_audit)
@@ -106,7 +107,7 @@ def release_dataset(
         expected = audit["inputs"].get("synthetic", {}).get("metadata_sha256")
         actual = sha256_file(syn.root / "metadata.jsonl")
         if expected != actual:
-            raise UserError(f"{audit_dir}: this audit was made for another synthetic set (metadata.jsonl checksum "
+            raise DataError(f"{audit_dir}: this audit was made for another synthetic set (metadata.jsonl checksum "
                             f"differs from {syn.root}); audit this set first")
         flagged = set(audit["summary"]["flagged_indices"])
         for s in audit["samples"]:

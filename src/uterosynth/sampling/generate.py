@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..core.artifacts import provenance, replace_dir, write_json
+from ..core.artifacts import check_output_free, provenance, replace_dir, write_json
 from ..core.config import StrictModel
 from ..core.distributed import barrier, init_distributed
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..core.seeding import index_generator
 from ..data.synthetic import (
     COUNT_KEY,
@@ -71,11 +71,12 @@ def _plan(cfg: SampleConfig, model: Any) -> list[PlannedItem]:
     """The items of the run, after checking the steps and the guidance against the model.
 
     Raises:
-        UserError: more steps than training timesteps; a condition the model does not know;
+        ConfigError: more steps than training timesteps; a condition the model does not know;
             guidance on an unconditional model, an unknown name, a negative scale.
     """
     if cfg.sampler.steps > model.schedule.num_train_timesteps:
-        raise UserError(f"--steps: at most {model.schedule.num_train_timesteps} (the training timesteps)")
+        raise ConfigError(f"sampler.steps: at most {model.schedule.num_train_timesteps} (the training timesteps), "
+                          f"got {cfg.sampler.steps}", keys=("sampler.steps",))
     items = plan_items(model.vocab, n=cfg.n, per_class=cfg.per_class, conditions=cfg.conditions, prompt=cfg.prompt)
     if cfg.guidance is not None:
         check_guidance(model.vocab, cfg.guidance, has_condition=model.codec is not None)
@@ -113,7 +114,8 @@ def _write_set_info(partial: Path, config_json: dict[str, Any], cfg: SampleConfi
     write_json(partial / "synthetic.json", {
         **provenance(config_json, cfg.seed),
         "dims": model.spatial_dims,
-        "model": {"path": str(model.checkpoint), "sha256": model.sha256, "space": model.meta.get("space")},
+        "model": {"path": str(model.checkpoint), "sha256": model.sha256, "space": model.meta.get("space"),
+                  "training_subjects": model.training_subjects},
         "sampler": cfg.sampler.model_dump(mode="json"),
         "guidance": cfg.guidance,
         COUNT_KEY: items,
@@ -135,12 +137,12 @@ def generate(
     """Sample the planned items and write the synthetic set ``out``.
 
     Raises:
-        UserError: unknown sampler, steps < 1, a condition or value the model was not trained
-            on, guidance on an unconditional model, ``out`` exists without ``overwrite``.
+        ConfigError: unknown sampler, steps < 1, a condition or value the model was not trained
+            on, guidance on an unconditional model.
+        DataError: ``out`` exists without ``overwrite``; the model cannot be loaded.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: output folder already exists (choose another --out or pass --overwrite)")
+    check_output_free(out, overwrite=overwrite)
     dist = init_distributed(cfg.runtime.device)
     device = dist.device
     model = load_diffusion(model_path, device=device)

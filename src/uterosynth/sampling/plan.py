@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..diffusion.conditions import ConditionVocabulary
 
 __all__ = ["PlannedItem", "plan_items"]
@@ -37,27 +37,27 @@ def plan_items(
     the run stays balanced); otherwise ``n`` items share ``conditions``.
 
     Raises:
-        UserError: neither or both of ``n`` / ``per_class``; ``per_class`` for an unconditional
+        ConfigError: neither or both of ``n`` / ``per_class``; ``per_class`` for an unconditional
             model; a condition or prompt the model was not trained on.
     """
     conditions = dict(conditions or {})
     for name in conditions:
         vocab.check_name(name)
     if prompt is not None and vocab.text_null_tokens is None:
-        raise UserError("--prompt: the model takes no text; drop the prompt")
+        raise ConfigError("prompt: the model takes no text; drop the prompt", keys=("prompt",))
     if (n is None) == (per_class is None):
-        raise UserError("give exactly one of --n (items) or --per-class (items per class)")
+        raise ConfigError("give exactly one of n (items) or per_class (items per class)", keys=("n", "per_class"))
     if n is not None:
         if n < 1:
-            raise UserError(f"--n: expected at least 1 item, got {n}")
+            raise ConfigError(f"n: expected at least 1 item, got {n}", keys=("n",))
         return [PlannedItem(i, dict(conditions), prompt) for i in range(n)]
     if per_class is None or per_class < 1:
-        raise UserError(f"--per-class: expected at least 1, got {per_class}")
+        raise ConfigError(f"per_class: expected at least 1, got {per_class}", keys=("per_class",))
     free = [name for name in vocab.attributes if name not in conditions]
     if not free:
-        raise UserError(
-            "--per-class needs a categorical attribute to balance over; the model has none left "
-            "(unconditional model, or every attribute fixed by --condition): use --n"
+        raise ConfigError(
+            "per_class needs a categorical attribute to balance over; the model has none left "
+            "(unconditional model, or every attribute fixed by conditions): use n", keys=("n",)
         )
     classes = list(itertools.product(*(vocab.attributes[name] for name in free)))
     items = []

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 
 from ..core.config import StrictModel
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 from ..core.precision import resolve_precision
 
 __all__ = [
@@ -68,10 +68,10 @@ def resolve_device(cfg: RuntimeConfig) -> torch.device:
     """The torch device for ``cfg.device``.
 
     Raises:
-        UserError: ``cuda`` asked for but not available.
+        ConfigError: ``cuda`` asked for but not available.
     """
     if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device: 'cuda' requested but no CUDA GPU is available; use device: cpu or auto")
+        raise ConfigError("device: 'cuda' requested but no CUDA GPU is available; use device: cpu or auto")
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg.device)
@@ -135,7 +135,7 @@ def find_max_batch(trial: Callable[[int], None], *, limit: int, start: int = 1) 
     inside :func:`auto_batch_size`).
 
     Raises:
-        UserError: even ``start`` items do not fit.
+        ConfigError: even ``start`` items do not fit.
     """
 
     def fits(batch: int) -> bool:
@@ -148,7 +148,7 @@ def find_max_batch(trial: Callable[[int], None], *, limit: int, start: int = 1) 
             return False
 
     if not fits(start):
-        raise UserError(f"batch size: even {start} item(s) do not fit in memory; use a smaller model, image or budget")
+        raise ConfigError(f"batch size: even {start} item(s) do not fit in memory; use a smaller model, image or budget")
     good, bad = start, None
     while bad is None and good < limit:
         candidate = min(good * 2, limit)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 from .base import PRESETS, Job, Many, Overrides, stage_config
 
 __all__ = ["QUICK_PRESET", "DownstreamJob", "JudgeJob", "run_downstream_grid", "run_judge"]
@@ -23,6 +23,7 @@ class DownstreamJob(Job):
     synthetic: Many = Field(default_factory=list, description="NAME=DIR or DIR; comma-separated allowed")
     task: str | None = None
     quick: bool = False
+    allow_overlap: bool = False
     config: Path | None = None
     seed: int | None = None
     overrides: Overrides
@@ -33,7 +34,8 @@ def _preset(relative: str) -> Path:
     for path in (Path.cwd() / relative, PRESETS / Path(relative).name):
         if path.is_file():
             return path
-    raise UserError(f"{relative}: preset not found; pass --config")
+    raise DataError(f"{relative}: preset not found in the working folder nor among the shipped presets; "
+                    "give a config file", keys=("config",))
 
 
 def run_downstream_grid(job: DownstreamJob, *,
@@ -41,15 +43,16 @@ def run_downstream_grid(job: DownstreamJob, *,
     """Run the grid; returns ``results.json``'s content.
 
     Raises:
-        UserError: ``quick`` and ``config`` both given, or a synthetic set is malformed.
+        ConfigError: ``quick`` and ``config`` both given, or a synthetic set is malformed.
     """
     from ..downstream.config import DownstreamConfig
     from ..downstream.experiment import parse_synthetic_specs, run_downstream
 
     if job.quick and job.config is not None:
-        raise UserError("--quick and --config both choose a preset; give one of them")
+        raise ConfigError("quick and config both choose a preset; give one of them", keys=("quick", "config"))
     config = _preset(QUICK_PRESET) if job.quick else job.config
-    cfg = stage_config(DownstreamConfig, config, job.overrides, task=job.task, seed=job.seed)
+    cfg = stage_config(DownstreamConfig, config, job.overrides, task=job.task, seed=job.seed,
+                       allow_overlap=job.allow_overlap or None)
     sets = parse_synthetic_specs(job.synthetic)
     return run_downstream(job.real, sets, cfg, job.out, overwrite=job.overwrite, progress=progress)
 

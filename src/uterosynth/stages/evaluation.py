@@ -26,6 +26,7 @@ class EvaluateJob(Job):
     lpips_weights: Path | None = None
     downstream: Path | None = None
     floor: str | None = None
+    allow_overlap: bool = False
     config: Path | None = None
     seed: int | None = None
     overrides: Overrides
@@ -42,10 +43,10 @@ def parse_baselines(items: list[str]) -> dict[str, Path]:
 
     out: dict[str, Path] = {}
     for item in items:
-        name, path = split_assignment(item, what="--baseline",
-                                      expected="NAME=DIR, e.g. --baseline reconstruction=runs/recon")
+        name, path = split_assignment(item, what="baselines", expected="NAME=DIR, e.g. reconstruction=runs/recon",
+                                      keys=("baselines",))
         if name in out:
-            raise ConfigError(f"--baseline: '{name}' given twice; give every baseline its own name")
+            raise ConfigError(f"baselines: '{name}' given twice; give every baseline its own name", keys=("baselines",))
         out[name] = Path(path)
     return out
 
@@ -56,7 +57,8 @@ def run_evaluate(job: EvaluateJob, *, log: Callable[[str], None] | None = None) 
     from ..evaluation.runner import evaluate
 
     flags = {"seed": job.seed, "extractor.path": job.extractor, "extractor.kind": job.extractor_kind,
-             "classifier.path": job.classifier, "lpips.weights": job.lpips_weights}
+             "classifier.path": job.classifier, "lpips.weights": job.lpips_weights,
+             "allow_overlap": job.allow_overlap or None}
     cfg = stage_config(EvaluationConfig, job.config, job.overrides,
                        **{k: str(v) if isinstance(v, Path) else v for k, v in flags.items()})
     kwargs = {} if log is None else {"log": log}

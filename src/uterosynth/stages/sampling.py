@@ -41,7 +41,8 @@ def _conditions(items: list[str]) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for item in items:
-        name, value = split_assignment(item, what="--condition", expected="NAME=VALUE, e.g. --condition orientation=AVAF")
+        name, value = split_assignment(item, what="conditions", expected="NAME=VALUE, e.g. orientation=AVAF",
+                                       keys=("conditions",))
         out[name] = value.strip()
     return out
 
@@ -50,7 +51,7 @@ def sample_config(job: SampleJob):
     """The :class:`~uterosynth.sampling.generate.SampleConfig` of ``job``.
 
     Raises:
-        UserError: a condition or the guidance is malformed, or a value does not fit.
+        ConfigError: a condition or the guidance is malformed, or a value does not fit.
     """
     from ..diffusion.guidance import parse_guidance
     from ..sampling.generate import SampleConfig

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 from ..core.distributed import init_distributed
-from ..core.errors import ConfigError, UserError
+from ..core.errors import ConfigError, DataError
 from ..core.imageio import middle_slice
 from ..core.seeding import seed_everything
 from ..data.dataset import ImageDataset, default_augmentation, make_loader
@@ -202,7 +202,8 @@ def _check_data(cfg: AutoencoderTrainConfig, data) -> None:
     if data.dims != cfg.model.spatial_dims:
         raise ConfigError(
             f"config model.spatial_dims={cfg.model.spatial_dims} but dataset {data.root} holds {data.dims}D items "
-            f"(dataset.json dims={data.dims}); use configs/ae{data.dims}d.yaml or --set model.spatial_dims={data.dims}"
+            f"(dataset.json dims={data.dims}); use configs/ae{data.dims}d.yaml or set model.spatial_dims={data.dims}",
+            keys=("model.spatial_dims",),
         )
     shape = [int(s) for s in data.info.get("shape", [])]
     factor = downsample_factor(cfg.model)
@@ -213,7 +214,7 @@ def _check_data(cfg: AutoencoderTrainConfig, data) -> None:
             f"factor {factor} (2**(len(model.channels)-1)); use fewer levels or prepare another shape"
         )
     if not any(r["split"] == "train" for r in data.rows):
-        raise UserError(f"dataset {data.root}: no items in split 'train'")
+        raise DataError(f"dataset {data.root}: no items in split 'train'")
 
 
 def model_meta(cfg: AutoencoderTrainConfig, data) -> dict[str, Any]:
@@ -247,8 +248,8 @@ def train_autoencoder(
     Raises:
         DataError: the dataset is missing or unusable.
         ConfigError: the config does not fit the dataset (dimensionality, shape).
-        UserError: perceptual weights missing; ``out`` exists without ``--resume``/``--overwrite``;
-            a loss became NaN/Inf (the last good checkpoint is kept).
+        DataError: perceptual weights missing; ``out`` exists without ``resume``/``overwrite``.
+        NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint is kept); a ConfigError.
     """
 
 

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 
 from ..core.config import StrictModel
 from ..core.distributed import init_distributed
-from ..core.errors import ConfigError, UserError
+from ..core.errors import ConfigError, DataError
 from ..core.seeding import seed_everything
 from ..data.dataset import ImageDataset
 from ..data.manifest import PreparedDataset
@@ -140,11 +140,11 @@ def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
     if data.dims != cfg.spatial_dims:
         raise ConfigError(
             f"config spatial_dims={cfg.spatial_dims} but dataset {data.root} holds {data.dims}D items; "
-            f"use a {data.dims}D preset or --set spatial_dims={data.dims}"
+            f"use a {data.dims}D preset or set spatial_dims={data.dims}", keys=("spatial_dims",)
         )
     train_rows = data.split("train").rows
     if not train_rows:
-        raise UserError(f"dataset {data.root}: no items in split 'train'")
+        raise DataError(f"dataset {data.root}: no items in split 'train'")
     meta: dict[str, Any] = {"space": cfg.space, "spatial_dims": cfg.spatial_dims, "dataset": str(data.root),
                             "image_shape": [int(s) for s in data.info.get("shape", [])],
                             "geometry": _geometry(data.info), "attributes_available": data.attributes,
@@ -162,7 +162,7 @@ def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
             f"autoencoder {ae_ckpt} is {ae_meta['spatial_dims']}D but the config trains a {cfg.spatial_dims}D model"
         )
     if cache.autoencoder_sha256 != ae_meta["sha256"]:
-        raise UserError(
+        raise DataError(
             f"{cfg.latents}: latents were encoded with autoencoder {cache.autoencoder_sha256[:12]}…, not with "
             f"{ae_ckpt} ({str(ae_meta['sha256'])[:12]}…); re-run 'uterosynth encode' with this autoencoder"
         )
@@ -178,12 +178,12 @@ def class_balanced_weights(records: Sequence[dict[str, Any]], column: str, *, so
     """Per-item weights ``1 / count(value)``, so every value of ``column`` is drawn equally often.
 
     Raises:
-        UserError: ``column`` is not in the manifest.
+        ConfigError: ``column`` is not in the manifest.
     """
     from collections import Counter
 
     if column not in records[0]:
-        raise UserError(f"{source}: balance_by column '{column}' not in the manifest")
+        raise ConfigError(f"{source}: balance_by column '{column}' not in the manifest", keys=("balance_by",))
     counts = Counter(str(r[column]) for r in records)
     return [1.0 / counts[str(r[column])] for r in records]
 
@@ -214,8 +214,9 @@ def train_diffusion(
     Raises:
         DataError: the dataset or latent cache is missing or unusable.
         ConfigError: dimensionality mismatch between config, dataset and autoencoder.
-        UserError: a condition or ``balance_by`` attribute the manifest lacks; latents from another autoencoder;
-            ``out`` exists without ``--resume``/``--overwrite``; a NaN/Inf loss.
+        ConfigError: a ``balance_by`` attribute the manifest lacks; a NaN/Inf loss (NonFiniteLossError).
+        DataError: a condition attribute the manifest lacks; latents from another autoencoder;
+            ``out`` exists without ``resume``/``overwrite``.
     """
 
     out = Path(out)

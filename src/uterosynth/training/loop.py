@@ -26,7 +26,7 @@ from torch import nn
 from ..core import checkpoint as ckpt
 from ..core.artifacts import atomic_write_text, provenance
 from ..core.distributed import DistInfo, all_true, barrier, gather_objects
-from ..core.errors import UserError
+from ..core.errors import ConfigError, DataError
 from ..core.precision import cpu_flags, resolve_precision
 from .config import LoopConfig, OptimizerConfig
 from .data import resumable_loader
@@ -43,8 +43,11 @@ __all__ = [
 ]
 
 
-class NonFiniteLossError(UserError):
-    """A loss became NaN or infinite; training stopped and the last good checkpoint was kept."""
+class NonFiniteLossError(ConfigError):
+    """A loss became NaN or infinite; training stopped and the last good checkpoint was kept.
+
+    A config error: the fix is a lower learning rate or another precision.
+    """
 
 
 class Parts:
@@ -121,13 +124,14 @@ def claim_run_folder(out: Path, *, resume: bool, overwrite: bool, dist_info: Dis
     """Make ``out`` ready for a run: keep it to resume, clear it with ``overwrite``, else refuse.
 
     Raises:
-        UserError: ``out`` exists and neither ``resume`` nor ``overwrite`` is set.
+        DataError: ``out`` exists and neither ``resume`` nor ``overwrite`` is set.
     """
     import shutil
 
     if out.exists() and not resume:
         if not overwrite:
-            raise UserError(f"{out}: output folder already exists (pass --resume to continue it, or --overwrite)")
+            raise DataError(f"{out}: output folder already exists; set resume to continue it or overwrite to "
+                            "replace it", keys=("resume", "overwrite"))
         if dist_info.is_main:
             shutil.rmtree(out)
 
@@ -374,12 +378,13 @@ class Trainer:
 
     def _nonfinite(self, phase: str, name: str, value: float) -> NonFiniteLossError:
         where = (
-            f"the last good checkpoint {self._last_ckpt} was kept (resume from it with --resume, "
+            f"the last good checkpoint {self._last_ckpt} was kept (resume from it, with resume set, "
             "after lowering the learning rate or using precision=fp32)"
             if self._last_ckpt is not None
             else "no checkpoint had been written yet"
         )
-        return NonFiniteLossError(f"training stopped at step {self.step + 1}: {phase} loss '{name}' is {value}; {where}")
+        return NonFiniteLossError(f"training stopped at step {self.step + 1}: {phase} loss '{name}' is {value}; {where}",
+                                  keys=("resume",) if self._last_ckpt is not None else ())
 
     def train_step(self, micro_batches: Sequence[dict[str, Any]]) -> dict[str, float]:
         """One optimiser step per phase over ``micro_batches``; returns the logged terms."""
