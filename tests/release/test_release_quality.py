@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_synthetic_set
+from conftest import fake_evaluation, make_synthetic_set
 from uterosynth.cli import main
 from uterosynth.core.artifacts import sha256_file
 from uterosynth.core.errors import DataError
@@ -21,43 +21,6 @@ from uterosynth.release.config import ReleaseConfig
 from uterosynth.release.release import release_dataset
 
 CLASSES = ("AVAF", "RVRF")
-
-
-def _kid(value: float, n: int = 20) -> dict:
-    return {"name": "kid", "value": value, "ci_low": value - 0.01, "ci_high": value + 0.01, "n": {"real": n},
-            "details": {"n": n}}
-
-
-def _fidelity(correct: dict[str, int], n: int) -> dict:
-    per_class = {c: {"value": k / n, "ci_low": 0.0, "ci_high": 1.0, "n": n, "correct": k} for c, k in correct.items()}
-    return {"name": "conditioning_fidelity", "value": float(np.mean([k / n for k in correct.values()])),
-            "details": {"task": "orientation", "per_class": per_class, "classes": list(correct)}}
-
-
-def fake_evaluation(folder: Path, syn: Path, correct: dict[str, int], n: int, *, judge: bool = True) -> Path:
-    """A metrics.json of the shape 'uterosynth evaluate' writes (only what the release reads)."""
-    folder.mkdir()
-    synthetic = {"kid": _kid(0.012)}
-    floor = {"kid": _kid(0.010)}
-    if judge:
-        synthetic["conditioning_fidelity"] = _fidelity(correct, n)
-        floor["conditioning_fidelity"] = _fidelity(dict.fromkeys(correct, n), n)
-    doc = {
-        "provenance": {"uterosynth_version": "test", "created": "2025-01-01T00:00:00"},
-        "reference": {"source": "prepared:train", "n": 40},
-        "extractor": {"name": "test-encoder", "sha256": "e" * 64},
-        "classifier": {"name": "judge", "sha256": "j" * 64, "task": "orientation", "classes": list(CLASSES)}
-        if judge else None,
-        "sets": {
-            "synthetic": {"kind": "synthetic", "source": str(syn), "n": 2 * n,
-                          "metadata_sha256": sha256_file(syn / "metadata.jsonl"), "metrics": synthetic},
-            "reconstruction": {"kind": "baseline", "source": "rec", "n": 20, "metrics": {"kid": _kid(0.004)}},
-            "prior": {"kind": "baseline", "source": "prior", "n": 20, "metrics": {"kid": _kid(0.050)}},
-            "real_vs_real": {"kind": "real", "source": "prepared:test", "n": 20, "metrics": floor},
-        },
-    }
-    (folder / METRICS_FILE).write_text(json.dumps(doc))
-    return folder
 
 
 def _syn(tmp_path: Path, n: int = 4) -> Path:
