@@ -135,3 +135,11 @@ def test_a_failed_stage_stops_the_chain_and_still_writes_the_report(tmp_path):
     with pytest.raises(PipelineFailed):
         run_stages(tmp_path, todo, title="t", run_command=fake)
     assert ran == ["a"] and "Stage a failed:</b> broken" in (tmp_path / "report.html").read_text()
+
+
+def test_an_unreadable_artifact_is_named_not_fatal(tmp_path):
+    stages = _pipeline(tmp_path)
+    (tmp_path / "samples" / "metadata.jsonl").write_text("x\n")  # a stage cut short, or a broken file
+    answer = _answer(write_report(tmp_path, stages, title="t").read_text())
+    assert "Not shown:" in answer and "metadata.jsonl: line 1 is not valid JSON" in answer
+    assert "Does the judge see the requested class?" in answer  # the rest of the answer is still there

@@ -186,12 +186,21 @@ def _release(out: Path, stages: Sequence[Stage], failures: Mapping[str, str]) ->
 
 
 def _answer(out: Path, stages: Sequence[Stage], failures: Mapping[str, str], images: EmbeddedImages) -> dict[str, Any]:
+    """The answer's parts; an artifact that cannot be read is named in ``unreadable``, never fatal."""
     evaluate = _find(stages, "evaluate")
-    ev = None
+    ev, grid, unreadable = None, None, []
     if evaluate is not None and (out / evaluate.name / METRICS_FILE).is_file():
-        ev = read_evaluation(out / evaluate.name)
+        try:
+            ev = read_evaluation(out / evaluate.name)
+        except DataError as err:
+            unreadable.append(str(err))
+    try:
+        grid = _sample_grid(out, stages, (ev.judge or {}).get("task") if ev is not None else None, images)
+    except DataError as err:
+        unreadable.append(str(err))
     return {
-        "grid": _sample_grid(out, stages, (ev.judge or {}).get("task") if ev is not None else None, images),
+        "grid": grid,
+        "unreadable": unreadable,
         "evaluation": str((out / evaluate.name / METRICS_FILE).relative_to(out)) if ev is not None else None,
         "judge": ev.judge if ev is not None else None,
         "judge_rows": _judge_rows(ev) if ev is not None else None,
