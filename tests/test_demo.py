@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
+import numpy as np
 import pytest
 from markupsafe import escape
 
@@ -56,6 +58,12 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path, capsys, one_thread, d
     downstream = json.loads((out / f["downstream"] / "results.json").read_text())
     assert {"real+vae_prior@1:1", "real+diffusion@1:1"} <= {row["protocol"] for row in downstream["summary"]}
     assert json.loads((out / f["ldm"] / "summary.json").read_text())["steps"] == 20
+    # the latent model's samples carry the training geometry: the dataset's affine, the items' spacing
+    prepared = json.loads((out / f["prepared"] / "dataset.json").read_text())
+    sample = nib.load(str(next((out / f["samples"] / "items").glob("*.nii.gz"))))
+    item = nib.load(str(next((out / f["prepared"] / "items").glob("*.nii.gz"))))
+    assert np.array_equal(sample.affine, np.asarray(prepared["affine"], dtype=np.float32).astype(np.float64))
+    assert sample.header.get_zooms() == item.header.get_zooms() and sample.shape == item.shape
     calls = []
     again = run_demo(out, quick=True, dims=dims, run_command=lambda stage, args: calls.append(args))
     assert calls == [] and set(again["stages"].values()) == {"done earlier"}
