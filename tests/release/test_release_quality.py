@@ -59,7 +59,7 @@ def test_release_refuses_samples_below_the_bar_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     lo, hi = wilson_ci(18, 20)
     assert len(err.splitlines()) == 1 and "fidelity bar" in err and f"RVRF 0.90 [{lo:.2f}, {hi:.2f}] (18/20)" in err
-    assert "AVAF" not in err.split("):", 1)[1].split("(from")[0] and "--force" in err
+    assert "AVAF" not in err.split("):", 1)[1].split("(from")[0] and err.endswith("(command line: --force)")
     assert not out.exists() and not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".rel*"))
 
 
