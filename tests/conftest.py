@@ -9,6 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from uterosynth.core.artifacts import sha256_file
+from uterosynth.data.evaluation_results import METRICS_FILE
 from uterosynth.data.manifest import write_manifest
 
 
@@ -241,6 +243,46 @@ def make_blob_synthetic_set(
         arrays.append(np.exp(-r2 / 0.25) + 0.02 * rng.standard_normal(shape))
     conds = [dict(conditions[i % len(conditions)]) if conditions else {} for i in range(n)]
     return make_synthetic_set(root, np.stack(arrays).astype(np.float32), conds, dims=dims)
+
+
+def _kid(value: float, n: int = 20) -> dict:
+    return {"name": "kid", "value": value, "ci_low": value - 0.01, "ci_high": value + 0.01, "n": {"real": n},
+            "details": {"n": n}}
+
+
+def _fidelity(correct: dict[str, int], n: int) -> dict:
+    per_class = {c: {"value": k / n, "ci_low": 0.0, "ci_high": 1.0, "n": n, "correct": k} for c, k in correct.items()}
+    return {"name": "conditioning_fidelity", "value": float(np.mean([k / n for k in correct.values()])),
+            "details": {"task": "orientation", "per_class": per_class, "classes": list(correct)}}
+
+
+def fake_evaluation(folder: Path, syn: Path, correct: dict[str, int], n: int, *, judge: bool = True,
+                    classes: tuple[str, ...] = ("AVAF", "RVRF")) -> Path:
+    """A ``metrics.json`` of the shape ``uterosynth evaluate`` writes (what the release and the pipeline
+    report read): the judge got ``correct[c]`` of ``n`` synthetic samples of class ``c`` right (every
+    real held-out one), KID of the synthetic set 0.012, the floor 0.010, two baselines 0.004 and 0.050."""
+    folder.mkdir()
+    synthetic = {"kid": _kid(0.012)}
+    floor = {"kid": _kid(0.010)}
+    if judge:
+        synthetic["conditioning_fidelity"] = _fidelity(correct, n)
+        floor["conditioning_fidelity"] = _fidelity(dict.fromkeys(correct, n), n)
+    doc = {
+        "provenance": {"uterosynth_version": "test", "created": "2025-01-01T00:00:00"},
+        "reference": {"source": "prepared:train", "n": 40},
+        "extractor": {"name": "test-encoder", "sha256": "e" * 64},
+        "classifier": {"name": "judge", "sha256": "j" * 64, "task": "orientation", "classes": list(classes)}
+        if judge else None,
+        "sets": {
+            "synthetic": {"kind": "synthetic", "source": str(syn), "n": 2 * n,
+                          "metadata_sha256": sha256_file(syn / "metadata.jsonl"), "metrics": synthetic},
+            "reconstruction": {"kind": "baseline", "source": "rec", "n": 20, "metrics": {"kid": _kid(0.004)}},
+            "prior": {"kind": "baseline", "source": "prior", "n": 20, "metrics": {"kid": _kid(0.050)}},
+            "real_vs_real": {"kind": "real", "source": "prepared:test", "n": 20, "metrics": floor},
+        },
+    }
+    (folder / METRICS_FILE).write_text(json.dumps(doc))
+    return folder
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ def preset_model(name: str) -> type[BaseModel]:
     from uterosynth.pipeline import PipelineConfig
     from uterosynth.privacy.config import AuditConfig
     from uterosynth.reader_study.config import StudyConfig
+    from uterosynth.release.config import ReleaseConfig
     from uterosynth.training.autoencoder import AutoencoderTrainConfig
     from uterosynth.training.diffusion import DiffusionTrainConfig
 
@@ -21,7 +22,7 @@ def preset_model(name: str) -> type[BaseModel]:
         ("ae", AutoencoderTrainConfig), ("ddpm", DiffusionTrainConfig), ("ldm", DiffusionTrainConfig),
         ("audit", AuditConfig), ("downstream", DownstreamConfig), ("encoder", EncoderTrainConfig),
         ("evaluate", EvaluationConfig), ("phantom", PhantomConfig), ("pipeline", PipelineConfig),
-        ("prepare", PrepareConfig), ("reader_study", StudyConfig),
+        ("prepare", PrepareConfig), ("reader_study", StudyConfig), ("release", ReleaseConfig),
     ]
     for prefix, model in by_prefix:
         if name.startswith(prefix):

@@ -31,7 +31,9 @@ def test_wheel_ships_every_preset_the_demo_uses(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
     wheel, = (tmp_path / "dist").glob("uterosynth-*.whl")
-    shipped = {Path(n).name for n in zipfile.ZipFile(wheel).namelist() if n.startswith("uterosynth/configs/")}
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "uterosynth/templates/pipeline_report.html.j2" in names  # the pipeline report's page
+    shipped = {Path(n).name for n in names if n.startswith("uterosynth/configs/")}
     assert {p.name for p in PRESETS.glob("*.yaml")} <= shipped
     used = {Path(a).name for dims in (2, 3) for stage in demo_stages(tmp_path / "demo", quick=False, dims=dims)
             for a in stage.args if a.endswith(".yaml")}

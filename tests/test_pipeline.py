@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -103,3 +104,56 @@ def test_run_stage_hands_the_job_to_run_job(tmp_path):
     run_stage(stage, list(stage.args), run_job=lambda command, job: seen.append((command, job)))
     assert [(c, type(j), j.subjects, j.out) for c, j in seen] == [
         ("phantom", PhantomJob, 3, tmp_path / "out" / "cohort")]
+
+
+def _by_name(path: Path, tmp_path: Path) -> dict:
+    """Stage name (without the demo's number) → stage, of the pipeline file ``path``."""
+    return {s.name: s for s in pipeline_stages(path, out=tmp_path)[1]}
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
+def test_judge_and_encoder_learn_from_a_reference_cohort_prepared_alike(path, tmp_path):
+    """Evaluate refuses a judge or an extractor trained on the evaluated subjects: every pipeline
+    trains them on a second cohort, prepared exactly as the data the generator learns from."""
+    stages = _by_name(path, tmp_path)
+    data, reference = stages["prepared"], stages["prepared_reference"]
+    assert reference.options["input"] == str(tmp_path / "phantom_reference") != data.options["input"]
+    same = {k: v for k, v in data.options.items() if k not in ("input", "out")}
+    assert {k: v for k, v in reference.options.items() if k not in ("input", "out")} == same
+    for name in ("judge", "encoder"):
+        assert stages[name].options["data"] == str(tmp_path / "prepared_reference"), name
+    names = list(stages)
+    assert names.index("prepared_reference") < names.index("judge") < names.index("evaluation")
+    assert stages["evaluation"].options["real"].startswith(str(tmp_path / "prepared") + ":")
+
+
+def _subject_hashes(stage) -> set[str]:
+    from uterosynth.data.subjects import hash_subject
+    from uterosynth.phantom import PhantomConfig
+    from uterosynth.phantom.cohort import subject_id
+    from uterosynth.stages.base import stage_config
+
+    options = stage.options
+    cfg = stage_config(PhantomConfig, options.get("config"), options.get("overrides", {}),
+                       subjects=options.get("subjects"), seed=options.get("seed"))
+    return {hash_subject(subject_id(cfg, k)) for k in range(cfg.subjects)}
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
+def test_the_reference_cohort_shares_no_subject_id_with_the_data(path, tmp_path):
+    """Phantom subject ids do not depend on the seed (UMD_<study_date>_<NNN>): the reference
+    cohort draws other subjects (another seed) under other ids (another study date)."""
+    from uterosynth.phantom import PhantomConfig
+    from uterosynth.phantom.cohort import subject_id
+
+    assert subject_id(PhantomConfig(seed=1000), 0) == subject_id(PhantomConfig(seed=0), 0)  # why a date is needed
+    stages = _by_name(path, tmp_path)
+    reference = stages["phantom_reference"]
+    ids = _subject_hashes(reference)
+    assert reference.command == "phantom" and len(ids) == reference.options["subjects"]
+    if "phantom" in stages:
+        assert reference.options["seed"] != stages["phantom"].options["seed"]
+        assert ids.isdisjoint(_subject_hashes(stages["phantom"]))
+    else:  # the GPU file's own data: at least not the ids of a default phantom cohort
+        default_date = dataclasses.replace(reference, options={**reference.options, "overrides": {}})
+        assert ids.isdisjoint(_subject_hashes(default_date))

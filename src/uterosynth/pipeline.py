@@ -7,7 +7,9 @@ file may start from another one (``base:``) and change some of its stages throug
 Stages run through :func:`run_stages`, which calls each stage's ``run`` in this process (or the
 ``uterosynth`` command under ``torchrun`` for ``launcher: torchrun``): a stage whose ``done`` file exists is skipped, a training stage whose folder
 exists unfinished is resumed (``--resume``), every other command writes its folder atomically,
-so Ctrl-C never leaves a half-written stage. ``report.html`` links every stage's files and pictures.
+so Ctrl-C never leaves a half-written stage. ``report.html`` (:mod:`uterosynth.pipeline_report`)
+leads with the answer (samples per class, judge accuracy, KID against floor and baselines) and
+links every stage's files and pictures; it is written even when a stage fails.
 
 In a pipeline file, strings may refer to ``${out}`` (the pipeline folder), ``${here}`` (the
 folder of the pipeline file), ``${presets}`` (uterosynth's ``configs/`` folder) and ``${NAME}``
@@ -16,7 +18,6 @@ folder of the pipeline file), ``${presets}`` (uterosynth's ``configs/`` folder) 
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import subprocess
@@ -30,11 +31,13 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .core.config import StrictModel, load_config, merge_config, validate_config
-from .core.errors import DataError
+from .core.errors import DataError, UserError
+from .pipeline_report import write_report
 from .stages import PRESETS
 from .stages import stage as find_stage
 
-__all__ = ["PRESETS", "PipelineConfig", "RunJob", "Stage", "StageSpec", "pipeline_stages", "run_stages", "write_report"]
+__all__ = ["PRESETS", "PipelineConfig", "PipelineFailed", "RunJob", "Stage", "StageSpec", "pipeline_stages", "run_stages",
+           "write_report"]
 
 _REF = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 
@@ -46,7 +49,8 @@ class Stage:
     ``command`` and ``options`` are the stage (:data:`uterosynth.stages.STAGES`) and the fields of
     its job; ``args`` the same as ``uterosynth`` arguments (shown in the report, and run under
     ``launcher='torchrun'`` in ``nproc`` processes, one per GPU). ``resumable`` stages resume
-    when their folder exists unfinished.
+    when their folder exists unfinished. ``on_failure='continue'``: when the stage fails, the
+    later stages still run (the chain fails at its end).
     """
 
     name: str
@@ -58,6 +62,7 @@ class Stage:
     nproc: int | str = 1
     command: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    on_failure: str = "stop"
 
 
 class StageSpec(StrictModel):
@@ -73,6 +78,9 @@ class StageSpec(StrictModel):
                              "(default: the stage's own mark)")
     launcher: Literal["inprocess", "torchrun"] = "inprocess"
     nproc: int | Literal["auto"] = Field(1, description="torchrun processes on this node; auto: one per visible GPU")
+    on_failure: Literal["stop", "continue"] = Field(
+        "stop", description="continue: when this stage fails, run the later stages anyway and fail at the end "
+        "(e.g. a release refused below its fidelity bar); the report is written either way")
 
     @field_validator("nproc")
     @classmethod
@@ -192,7 +200,8 @@ def pipeline_stages(
             options[_option_name(spec.out_option)] = str(root / folder)
         stages.append(Stage(folder, spec.title or spec.name, tuple(resolve(a) for a in args),
                             spec.done or definition.done, resumable=definition.resumable, launcher=spec.launcher,
-                            nproc=spec.nproc, command=definition.command, options=options))
+                            nproc=spec.nproc, command=definition.command, options=options,
+                            on_failure=spec.on_failure))
     return root, stages
 
 
@@ -238,6 +247,15 @@ def run_stage(stage: Stage, args: Sequence[str], *, run_job: RunJob = _run_plain
         _in_process(stage, "--resume" in args, run_job)
 
 
+class PipelineFailed(DataError):
+    """One or more stages failed; ``report.html`` was written. ``timings`` holds every stage's outcome,
+    ``failures`` each failed stage's message."""
+
+    def __init__(self, message: str, timings: dict[str, float | str], failures: dict[str, str]) -> None:
+        super().__init__(message)
+        self.timings, self.failures = timings, failures
+
+
 def run_stages(
     out: str | Path,
     stages: Sequence[Stage],
@@ -245,16 +263,22 @@ def run_stages(
     title: str,
     run_command: Callable[[Stage, Sequence[str]], None] = run_stage,
     on_stage: Callable[[int, int, Stage, str], None] | None = None,
+    notice: str | None = None,
 ) -> dict[str, float | str]:
     """Run (or resume) every stage into ``out``; write ``report.html``; per-stage seconds.
 
+    A failing stage stops the chain, unless its ``on_failure`` is ``continue``; either way
+    ``report.html`` is written (naming the failure at its top) before the error is raised.
+    ``notice`` opens the report (the quick demo's "smoke run").
+
     Raises:
-        UserError: a stage failed: the stage's own DataError or ConfigError, or a DataError for a
-            torchrun stage (its message was printed by the stage itself).
+        PipelineFailed: a stage failed (the stage's own DataError or ConfigError, or a DataError for a
+            torchrun stage, whose message it printed itself); ``on_stage`` was told its message.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float | str] = {}
+    failures: dict[str, str] = {}
     for i, stage in enumerate(stages):
         folder = out / stage.name
         if (folder / stage.done_marker).is_file():
@@ -269,32 +293,20 @@ def run_stages(
         if on_stage:
             on_stage(i, len(stages), stage, "resuming" if resuming else "running")
         t0 = time.perf_counter()
-        run_command(stage, args)
+        try:
+            run_command(stage, args)
+        except UserError as err:
+            failures[stage.name] = str(err)
+            timings[stage.name] = f"failed: {err}"
+            if on_stage:
+                on_stage(i, len(stages), stage, f"failed: {err}")
+            if stage.on_failure != "continue":
+                break
+            continue
         timings[stage.name] = round(time.perf_counter() - t0, 1)
-    write_report(out, stages, title=title)
+    write_report(out, stages, title=title, notice=notice, failures=failures)
+    if failures:
+        names = ", ".join(failures)
+        first = next(iter(failures.values()))
+        raise PipelineFailed(f"stage(s) {names} failed ({first}); report: {out / 'report.html'}", timings, failures)
     return timings
-
-
-def _pictures(folder: Path) -> list[Path]:
-    pictures = sorted(folder.glob("images/*.png"))[-1:] + sorted(folder.glob("previews/*.png"))[:8]
-    return pictures + sorted(folder.glob("*.png"))
-
-
-def write_report(out: Path, stages: Sequence[Stage], *, title: str) -> Path:
-    """``report.html``: one section per stage with its command, links to its files and its pictures."""
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{height:128px;margin:2px}</style>",
-             f"<h1>{html.escape(title)}</h1>"]
-    if (out / "phantom_preview.png").is_file():
-        parts.append("<img src='phantom_preview.png' style='height:360px'>")
-    for stage in stages:
-        folder = out / stage.name
-        parts.append(f"<h2>{html.escape(stage.title)}</h2><p><code>uterosynth {html.escape(' '.join(stage.args))}</code></p>")
-        files = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
-        links = " · ".join(f"<a href='{html.escape(str(p.relative_to(out)))}'>{html.escape(p.name)}</a>" for p in files)
-        parts.append(f"<p>{links or 'not run'}</p>")
-        parts += [f"<img src='{html.escape(str(p.relative_to(out)))}'>" for p in _pictures(folder)] if folder.is_dir() else []
-    path = out / "report.html"
-    path.write_text("\n".join(parts) + "\n")
-    return path
-

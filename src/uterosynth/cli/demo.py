@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from . import app
 from .common import JsonOpt, emit_summary, err_console
@@ -19,8 +20,10 @@ def demo(
 ) -> None:
     """Phantom → prepare → autoencoder → latent diffusion → samples → judge → evaluation with baselines
     → downstream gain → audit → release → reader study, with one report.html."""
-    from ..demo import run_demo
+    from ..demo import QUICK_NOTICE, run_demo
 
+    if quick:
+        err_console.print(f"[bold yellow]{escape(QUICK_NOTICE)}[/]")
     emit_summary(run_demo(out, quick=quick, dims=dims, run_command=run_shown, on_stage=announce_stage("demo")),
                  as_json=as_json, title="demo")
 
@@ -37,6 +40,6 @@ def announce_stage(what: str):
     """A progress line per stage: ``demo 3/14 KL autoencoder: running``."""
 
     def announce(i: int, total: int, stage, state: str) -> None:
-        err_console.print(f"[bold]{what} {i + 1}/{total}[/] {stage.title}: {state}")
+        err_console.print(f"[bold]{what} {i + 1}/{total}[/] {escape(stage.title)}: {escape(state)}")
 
     return announce

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import JsonOpt, OverwriteOpt
+from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt
 
 LicenceOpt = typer.Option("CC-BY-4.0", "--licence", help="Licence written into the datasheet / model card.")
 NoAuditOpt = typer.Option(False, "--no-audit", help="Release without an audit (stated loudly in the datasheet).")
@@ -24,15 +24,26 @@ def release(
         None, "--dicom-reference", help="Real DICOM file/folder whose acquisition descriptors (field strength, "
         "sequence, TR/TE) are copied into the DICOM files; identifiers are never copied. Implies --dicom."),
     licence: str = LicenceOpt,
+    evaluation: Path = typer.Option(
+        None, "--evaluation", help="Evaluation folder of this set (from 'uterosynth evaluate', with metrics.json): "
+        "its judge accuracy per class, KID and the audit go into DATASHEET.md, and the samples must pass the "
+        "fidelity bar (config 'quality')."),
+    force: bool = typer.Option(False, "--force", help="Release samples that fail the fidelity bar (stated at the top "
+                               "of DATASHEET.md)."),
+    config: Path = ConfigOpt,
+    overrides: list[str] = SetOpt,
     overwrite: bool = OverwriteOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Release the audited synthetic samples as NIfTI, PNG (and DICOM) with metadata.csv, DATASHEET.md, SHA256SUMS."""
+    from ..core.config import parse_overrides
     from ..stages.release import ReleaseJob
     from .stages import show_stage
 
     show_stage("release", ReleaseJob(synthetic=synthetic, out=out, audit=audit, no_audit=no_audit, dicom=dicom,
-                                     dicom_reference=dicom_reference, licence=licence, overwrite=overwrite),
+                                     dicom_reference=dicom_reference, licence=licence, overwrite=overwrite,
+                                     evaluation=evaluation, force=force, config=config,
+                                     overrides=parse_overrides(overrides or [])),
                as_json=as_json)
 
 

@@ -169,6 +169,20 @@ def _check_label_geometry(image, label, tol: float) -> None:
         )
 
 
+def _dataset_spacing(cfg: PrepareConfig, rows: Sequence[dict[str, Any]]) -> np.ndarray:
+    """The spacing of ``dataset.json`` (and of its reference affine, which synthetic items carry).
+
+    ``roi.mode: window`` samples every item at exactly ``window_mm / shape``: those axes take that
+    value at full precision (the manifest's column is rounded to 6 digits). Other axes (the
+    acquired slice spacing of 2D items) and other modes take the median over the items.
+    """
+    spacing = np.median(np.asarray([[float(v) for v in r["spacing"].split("x")] for r in rows]), axis=0)
+    if cfg.preprocess.roi.mode == "window" and cfg.preprocess.roi.window_mm is not None:
+        window = cfg.preprocess.window_spacing()
+        spacing[: len(window)] = window
+    return spacing
+
+
 def _fmt(values: Sequence[float]) -> str:
     return "x".join(f"{float(v):.6g}" for v in values)
 
@@ -405,7 +419,7 @@ def prepare_dataset(
         write_manifest(tmp / "manifest.csv", all_rows, columns)
 
         dims = cfg.preprocess.output.dims
-        spacing = np.median(np.asarray([[float(v) for v in r["spacing"].split("x")] for r in all_rows]), axis=0)
+        spacing = _dataset_spacing(cfg, all_rows)
         shape = list(cfg.preprocess.output.shape)
         types, values = _attribute_info(columns, all_rows, cfg)
         split_counts = {
@@ -422,7 +436,7 @@ def prepare_dataset(
             "attribute_types": types,
             "attribute_values": values,
             "shape": shape,
-            "spacing": [round(float(v), 6) for v in spacing],
+            "spacing": [float(v) for v in spacing],
             "affine": reference_affine(shape, spacing).tolist(),
             "array_orientation": "IPR" if cfg.preprocess.reorient else "native",
             "source": source,

@@ -101,7 +101,7 @@ def fidelity_result(
     for c in sorted(set(req)):
         m = req == c
         v, lo, hi = bootstrap_mean(hits[m], n_boot=n_boot, confidence=confidence, seed=seed)
-        per_class[c] = {"value": v, "ci_low": lo, "ci_high": hi, "n": int(m.sum())}
+        per_class[c] = {"value": v, "ci_low": lo, "ci_high": hi, "n": int(m.sum()), "correct": int(hits[m].sum())}
         if m.sum() < min_per_class:
             warnings.append(f"fidelity[{c}]: only {int(m.sum())} items (< {min_per_class}); the fraction is noisy")
     # macro mean: bootstrap resamples within each class

@@ -1,7 +1,9 @@
 """The self-contained HTML report: metric tables with intervals, plots and image grids.
 
 Everything is inlined (base64 PNG, inline CSS), so ``report.html`` opens offline and can be
-mailed or archived alone. The page is a Jinja2 template (``templates/report.html.j2``).
+mailed or archived alone; each distinct picture is embedded once
+(:class:`~uterosynth.core.html_images.EmbeddedImages`) and grid tiles are thumbnails of at most
+``THUMBNAIL`` pixels a side. The page is a Jinja2 template (``templates/report.html.j2``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ..core.imageio import figure_data_uri, png_bytes, png_data_uri, preview_plane
+from ..core.html_images import EmbeddedImages, png_size
+from ..core.imageio import figure_png, png_bytes, preview_plane
 from ..data.image_set import ImageSet
 from .config import ReportConfig
 
-__all__ = ["image_grid_png", "render_report"]
+__all__ = ["THUMBNAIL", "image_grid_png", "render_report"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -30,13 +33,28 @@ LABELS = {
 }
 
 
-def image_grid_png(images: Sequence[np.ndarray], *, columns: int = 4, pad: int = 2) -> str:
-    """Tile items ``(1, *spatial)`` into one grey PNG (data URI)."""
+THUMBNAIL = 128
+"""Largest side (pixels) of one tile of an image grid; larger items are shrunk."""
+
+
+def _thumb(plane: np.ndarray, max_side: int) -> np.ndarray:
+    if max(plane.shape) <= max_side:
+        return plane
     from PIL import Image
 
-    planes = [preview_plane(np.asarray(im)[0]) for im in images]
+    scale = max_side / max(plane.shape)
+    size = (max(1, round(plane.shape[1] * scale)), max(1, round(plane.shape[0] * scale)))
+    return np.asarray(Image.fromarray(np.asarray(plane, dtype=np.float32), mode="F").resize(size, Image.BOX))
+
+
+def image_grid_png(images: Sequence[np.ndarray], *, columns: int = 4, pad: int = 2,
+                   max_side: int = THUMBNAIL) -> bytes:
+    """Tile items ``(1, *spatial)`` (their preview plane, shrunk to ``max_side``) into one grey PNG; ``b""``: none."""
+    from PIL import Image
+
+    planes = [_thumb(preview_plane(np.asarray(im)[0]), max_side) for im in images]
     if not planes:
-        return ""
+        return b""
     h, w = planes[0].shape
     rows = math.ceil(len(planes) / columns)
     canvas = np.ones((rows * (h + pad) - pad, min(columns, len(planes)) * (w + pad) - pad), dtype=np.float32)
@@ -44,31 +62,30 @@ def image_grid_png(images: Sequence[np.ndarray], *, columns: int = 4, pad: int =
         r, c = divmod(k, columns)
         canvas[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = p
     img = Image.fromarray((np.clip(canvas, 0, 1) * 255).astype(np.uint8))
-    if img.width < 256:
-        scale = math.ceil(256 / img.width)
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    return png_data_uri(png_bytes(lambda buf: img.save(buf, format="PNG")))
+    return png_bytes(lambda buf: img.save(buf, format="PNG", optimize=True))
 
 
-def _grids(sets: list[ImageSet], group_by: str | None, per_class: int) -> dict[str, Any]:
+def _grids(sets: list[ImageSet], group_by: str | None, per_class: int, images: EmbeddedImages) -> dict[str, Any]:
     values = {s.name: (s.attribute(group_by) if group_by else [None] * len(s)) for s in sets}
-    classes: list[str | None] = []
-    for s in sets:
-        classes += [v for v in values[s.name] if v not in classes]
-    classes = sorted(c for c in classes if c is not None) + ([None] if None in classes else [])
+    seen = list(dict.fromkeys(v for s in sets for v in values[s.name]))  # each class once
+    classes = sorted(c for c in seen if c is not None) + ([None] if None in seen else [])
     rows = []
     for cls in classes:
         cells = []
         for s in sets:
             idx = [i for i, v in enumerate(values[s.name]) if v == cls]
+            png = image_grid_png([s.images[i].numpy() for i in idx[:per_class]])
+            label = cls if cls is not None else "all"
+            zoom = max(1, THUMBNAIL // max(s.images.shape[2:4]))  # small items shown enlarged, tiles alike
             cells.append({"set": s.name, "n": len(idx),
-                          "png": image_grid_png([s.images[i].numpy() for i in idx[:per_class]])})
+                          "img": images.show(png, alt=f"{s.name} {label}", height=png_size(png)[1] * zoom,
+                                             pixelated=True) if png else ""})
         label = cls if cls is not None else ("all items" if not group_by else f"(no {group_by})")
         rows.append({"cls": label, "cells": cells})
     return {"rows": rows, "sets": [s.name for s in sets]}
 
 
-def _metric_plot(metrics: dict[str, Any]) -> str:
+def _metric_plot(metrics: dict[str, Any]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,7 +94,7 @@ def _metric_plot(metrics: dict[str, Any]) -> str:
     sets = list(metrics["sets"])
     names = list(dict.fromkeys(n for s in sets for n in metrics["sets"][s]["metrics"]))
     if not names:
-        return ""
+        return b""
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 0.45 * len(sets) * rows + 1.2 * rows), squeeze=False)
@@ -103,10 +120,10 @@ def _metric_plot(metrics: dict[str, Any]) -> str:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.tight_layout()
-    return figure_data_uri(fig, dpi=90)
+    return figure_png(fig, dpi=90)
 
 
-def _pca_plot(features: dict[str, Any], max_points: int, seed: int = 0) -> str:
+def _pca_plot(features: dict[str, Any], max_points: int, seed: int = 0) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,7 +131,7 @@ def _pca_plot(features: dict[str, Any], max_points: int, seed: int = 0) -> str:
 
     ref = np.asarray(features["reference"], dtype=np.float64)
     if ref.shape[0] < 3 or ref.shape[1] < 2:
-        return ""
+        return b""
     mean = ref.mean(0)
     _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
     basis = vt[:2].T
@@ -129,7 +146,7 @@ def _pca_plot(features: dict[str, Any], max_points: int, seed: int = 0) -> str:
     ax.set_ylabel("PC 2")
     ax.legend(fontsize=7, markerscale=2)
     fig.tight_layout()
-    return figure_data_uri(fig, dpi=90)
+    return figure_png(fig, dpi=90)
 
 
 def _fmt(v: float | None) -> str:
@@ -168,9 +185,12 @@ def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConf
         fid_ = metrics["sets"][s]["metrics"].get("conditioning_fidelity")
         if fid_:
             per_class.append({"set": s, "classes": fid_["details"]["per_class"]})
-    grids = _grids([data["reference"], *data["sets"]], data.get("group_by"), cfg.grid_per_class)
+    images = EmbeddedImages()
+    grids = _grids([data["reference"], *data["sets"]], data.get("group_by"), cfg.grid_per_class, images)
+    metric_plot, pca_plot = _metric_plot(metrics), _pca_plot(data["features"], cfg.pca_points)
     return env.get_template("report.html.j2").render(
         m=metrics, sets=sets, table=table, per_class=per_class, grids=grids, group_by=data.get("group_by"),
-        metric_plot=_metric_plot(metrics), pca_plot=_pca_plot(data["features"], cfg.pca_points),
-        extra_sections=list(extra_sections),
+        metric_plot=images.show(metric_plot, alt="metrics with confidence intervals") if metric_plot else "",
+        pca_plot=images.show(pca_plot, alt="PCA of features") if pca_plot else "",
+        extra_sections=list(extra_sections), image_defs=images.defs(),
     )

@@ -31,6 +31,7 @@ from ..core.artifacts import (
 )
 from ..core.errors import ConfigError, DataError
 from ..data.downstream_results import read_downstream
+from ..data.evaluation_results import METRICS_FILE, REPORT_FILE
 from ..data.image_set import ImageSet, load_prepared, load_synthetic
 from ..data.manifest import parse_dataset_ref
 from ..data.subjects import OverlapChecks
@@ -208,7 +209,7 @@ def run_evaluation(
         comparable_inputs = None if comparable_feats is None else \
             replace(inputs, features=(comparable_feats["reference"], comparable_feats[s.name]))
         results[s.name] = {"kind": s.kind, "source": s.source, "n": len(s), "shape": list(s.images.shape[2:]),
-                           "metrics": _score(inputs, comparable_inputs, identities, stage)}
+                           **_set_checksum(s), "metrics": _score(inputs, comparable_inputs, identities, stage)}
         log(f"metrics for {s.name}")
     timings["metrics"] = time.perf_counter() - t
     timings.update({f"metrics.{k}": v for k, v in stage.items()})
@@ -243,6 +244,12 @@ def run_evaluation(
         group_by = reference.info["attributes"][0]
     report_data = {"reference": reference, "sets": sets, "features": feats, "group_by": group_by}
     return metrics_json, report_data
+
+
+def _set_checksum(s: ImageSet) -> dict[str, str]:
+    """``metadata_sha256`` of a synthetic or baseline set (a release checks it names the set it releases)."""
+    meta = Path(s.source) / "metadata.jsonl"
+    return {"metadata_sha256": sha256_file(meta)} if s.kind != "real" and meta.is_file() else {}
 
 
 COMPARABLE_SUFFIX = "_comparable"
@@ -373,7 +380,8 @@ def evaluate(
     classifier: ConditionClassifier | None = None, downstream: str | Path | None = None, overwrite: bool = False,
     floor: str | Path | None = None, log: Log = _noop,
 ) -> dict[str, Any]:
-    """Run :func:`run_evaluation` and write ``out/metrics.json`` and ``out/report.html``.
+    """Run :func:`run_evaluation` and write ``out/metrics.json`` and ``out/report.html``
+    (:mod:`uterosynth.data.evaluation_results` names and reads them).
 
     ``downstream``: a ``uterosynth downstream`` output folder whose report section and gains
     go into the report and ``metrics.json``.
@@ -392,8 +400,8 @@ def evaluate(
         metrics["downstream"] = summary
     html = render_report(metrics, data, cfg.report, extra_sections=sections)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        write_json(tmp / "metrics.json", metrics)
-        atomic_write_text(tmp / "report.html", html)
+        write_json(tmp / METRICS_FILE, metrics)
+        atomic_write_text(tmp / REPORT_FILE, html)
     return metrics
 
 

@@ -1,4 +1,4 @@
-"""Configuration of the memorisation audit and of the release."""
+"""Configuration of the memorisation audit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 
-__all__ = ["AuditConfig", "ReleaseConfig"]
+__all__ = ["AuditConfig"]
 
 
 class AuditConfig(StrictModel):
@@ -43,16 +43,3 @@ class AuditConfig(StrictModel):
     report_pairs: int = Field(16, ge=0)
     block_elements: int = Field(1 << 25, ge=1 << 16)
 
-
-class ReleaseConfig(StrictModel):
-    """Settings of ``uterosynth release``.
-
-    Attributes:
-        licence: licence of the released data, written into the datasheet.
-        dicom: also write DICOM series.
-        require_audit: refuse to release without an audit.
-    """
-
-    licence: str = "CC-BY-4.0"
-    dicom: bool = False
-    require_audit: bool = True

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ..core.stats import wilson_ci
+
 __all__ = [
     "Answer",
     "wilson_ci",
@@ -57,16 +59,6 @@ def auc_from_scores(positive: Sequence[float], negative: Sequence[float]) -> flo
         return None
     u = stats.mannwhitneyu(positive, negative, alternative="two-sided").statistic
     return float(u) / (len(positive) * len(negative))
-
-
-def wilson_ci(correct: int, n: int) -> tuple[float, float]:
-    """Wilson score 95 % interval of the proportion ``correct / n`` (Wilson 1927); ``n`` ≥ 1.
-
-    >>> [round(v, 3) for v in wilson_ci(8, 10)]
-    [0.49, 0.943]
-    """
-    ci = stats.binomtest(correct, n, p=0.5).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..core.artifacts import provenance, write_json
-from .analysis import wilson_ci
+from ..core.stats import wilson_ci
 from .study import StudyFolder
 from .threshold import cv_accuracy, fit_threshold
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-__all__ = ["audit_summary_md", "datasheet_md", "model_card_md", "NO_AUDIT_WARNING"]
+from .quality import Quality, failed_bar_warning, quality_md
+
+__all__ = ["audit_line_md", "audit_summary_md", "datasheet_md", "model_card_md", "NO_AUDIT_WARNING"]
 
 NO_AUDIT_WARNING = (
     "> **WARNING: NO MEMORISATION AUDIT.** This release was made with `--no-audit`. No sample was checked\n"
@@ -60,6 +62,15 @@ def audit_summary_md(audit: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+def audit_line_md(audit: dict[str, Any] | None, dropped: int) -> str:
+    """One line on the memorisation audit for the datasheet's quality section."""
+    if audit is None:
+        return "- Memorisation audit: **none** (released with `--no-audit`; see the warning above)."
+    s = audit["summary"]
+    return (f"- Memorisation audit: {s['flagged']} of {s['samples']} samples flagged as near-copies of training "
+            f"images; {dropped} dropped from this release (details under \"Privacy audit\").")
+
+
 def _counts(records: list[dict[str, Any]]) -> str:
     keys = sorted({k for r in records for k in (r.get("condition") or {})})
     if not keys:
@@ -82,18 +93,21 @@ def datasheet_md(
     dims: int,
     formats: list[str],
     version: str,
+    quality: Quality,
 ) -> str:
-    """The release's ``DATASHEET.md``."""
+    """The release's ``DATASHEET.md``: a forced release that failed its fidelity bar says so first."""
     first = records[0] if records else {}
     info = synthetic_info
     model_hashes = sorted({str(r.get("model_hash")) for r in records if r.get("model_hash")}) or [str(info.get("model_hash"))]
-    head = NO_AUDIT_WARNING + "\n\n" if audit is None else ""
+    warnings = [w for w in (failed_bar_warning(quality), NO_AUDIT_WARNING if audit is None else "") if w]
+    head = "".join(w + "\n\n" for w in warnings)
     return f"""# Datasheet: synthetic sagittal T2-weighted pelvic MRI
 
 {head}## Summary
 
 - {len(released)} synthetic {'volumes' if dims == 3 else 'slices'} released ({dropped} dropped by the memorisation audit
   out of {len(records)} generated).
+- Quality: {quality.status}{'' if quality.evaluation is not None else ' (no `--evaluation`)'}; see "Quality".
 - Formats: {', '.join(formats)}. Checksums: `SHA256SUMS` (`sha256sum -c SHA256SUMS`).
 - Licence: {licence}
 
@@ -112,6 +126,10 @@ def datasheet_md(
 ## Composition (released samples per class)
 
 {_counts(released)}
+
+## Quality
+
+{quality_md(quality, audit_line_md(audit, dropped))}
 
 ## Privacy audit
 

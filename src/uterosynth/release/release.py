@@ -7,6 +7,9 @@ Release layout::
     png/synthetic_000000.png                 2D; 3D: _sagittal/_axial/_coronal middle slices
     dicom/synthetic_000000/<orientation>/    optional, one DICOM series per orientation
     metadata.csv  DATASHEET.md  SHA256SUMS
+
+The datasheet states the release's quality from its evaluation (``--evaluation``; see
+:mod:`.quality`), which must pass a fidelity bar unless forced.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from ..data.audit_file import read_audit
 from ..data.synthetic import SyntheticSet
 from .cards import datasheet_md, model_card_md
 from .checksums import write_sha256sums
+from .config import ReleaseConfig
 from .dicom import read_reference, reformat, write_dicom_series
+from .quality import assess_quality
 
 __all__ = ["load_audit", "release_dataset", "release_model"]
 
@@ -77,16 +82,25 @@ def release_dataset(
     dicom_reference: str | Path | None = None,
     licence: str = "CC-BY-4.0",
     overwrite: bool = False,
+    evaluation_dir: str | Path | None = None,
+    config: ReleaseConfig | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Write the release of a synthetic set, dropping the samples the audit flagged.
 
+    ``evaluation_dir`` (an ``uterosynth evaluate`` folder of this set) puts the judge's
+    per-class accuracy, KID against the floor and baselines into the datasheet, and holds the
+    samples to ``config.quality``; ``force`` releases a set that fails it, stated at the top of
+    the datasheet. Without it the datasheet says quality was not evaluated.
+
     Raises:
         ConfigError: no audit and no ``no_audit``, or both.
-        DataError: the audit belongs to another synthetic set.
-        DataError: an item cannot be read or has no usable geometry.
+        DataError: the audit or the evaluation belongs to another synthetic set; an item cannot be
+            read or has no usable geometry; the samples fail the fidelity bar (without ``force``).
     """
     syn = SyntheticSet.load(synthetic_dir)
     audit = load_audit(audit_dir, no_audit)
+    quality = assess_quality(evaluation_dir, syn.root, (config or ReleaseConfig()).quality, force=force)
     flagged: set = set()
     audit_scores: dict[Any, dict[str, Any]] = {}
     if audit is not None:
@@ -151,9 +165,10 @@ def release_dataset(
         formats = ["NIfTI", "PNG"] + (["DICOM"] if dicom else [])
         atomic_write_text(tmp / "DATASHEET.md", datasheet_md(
             synthetic_info=syn.info, records=syn.records, released=released, dropped=len(syn.records) - len(released),
-            audit=audit, licence=licence, dims=dims or 2, formats=formats, version=__version__))
+            audit=audit, licence=licence, dims=dims or 2, formats=formats, version=__version__, quality=quality))
         write_sha256sums(tmp)
     return {"released": len(released), "dropped": len(syn.records) - len(released), "audited": audit is not None,
+            "quality": quality.status, **({"failing": list(quality.failures)} if quality.failures else {}),
             "dicom": dicom, "out": str(out)}
 
 

@@ -43,14 +43,21 @@ class ReleaseJob(Job):
     dicom: bool = False
     dicom_reference: Path | None = None
     licence: str = "CC-BY-4.0"
+    evaluation: Path | None = None
+    force: bool = False
+    config: Path | None = None
+    overrides: Overrides
 
 
 def run_release(job: ReleaseJob) -> dict[str, Any]:
-    """Release the audited samples; returns the release summary."""
+    """Release the audited samples (held to the fidelity bar with an evaluation); returns the release summary."""
+    from ..release.config import ReleaseConfig
     from ..release.release import release_dataset
 
+    cfg = stage_config(ReleaseConfig, job.config, job.overrides)
     return release_dataset(job.synthetic, job.audit, job.out, no_audit=job.no_audit, dicom=job.dicom,
-                           dicom_reference=job.dicom_reference, licence=job.licence, overwrite=job.overwrite)
+                           dicom_reference=job.dicom_reference, licence=job.licence, overwrite=job.overwrite,
+                           evaluation_dir=job.evaluation, config=cfg, force=job.force)
 
 
 class ReleaseModelJob(Job):

@@ -1,0 +1,156 @@
+"""The evaluation artifact on disk: ``metrics.json`` (+ ``report.html``), its file names and its reader.
+
+``uterosynth evaluate`` writes it (importing the file names from here); ``uterosynth release``
+reads it to state the released samples' quality in the datasheet and to hold them to a fidelity
+bar, and the pipeline report leads with it. Only numbers are read: the judge's per-class
+accuracy on the synthetic set (conditioning fidelity) with a Wilson 95 % interval from its counts,
+and KID of the synthetic set beside the real-vs-real floor and the baselines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.artifacts import read_json, sha256_file
+from ..core.errors import DataError
+from ..core.stats import wilson_ci
+
+__all__ = ["FLOOR_SET", "METRICS_FILE", "REPORT_FILE", "SYNTHETIC_SET", "ClassAccuracy", "Evaluation", "MetricRow",
+           "read_evaluation"]
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+SYNTHETIC_SET = "synthetic"
+"""The name of the model's synthetic set in ``metrics.json`` ``sets``."""
+FLOOR_SET = "real_vs_real"
+"""The name of the real-vs-real noise floor in ``metrics.json`` ``sets``."""
+REQUIRED_KEYS = ("sets", "reference", "provenance")
+
+
+@dataclass(frozen=True)
+class ClassAccuracy:
+    """The judge's accuracy on the items of one requested class, with its Wilson 95 % interval."""
+
+    cls: str
+    correct: int
+    n: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_ci(self.correct, self.n) if self.n else (float("nan"), float("nan"))
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One set's value of one metric: ``set`` (its name in ``metrics.json``), ``kind``
+    (``synthetic``, ``baseline`` or ``real``), value, interval and the N it was measured at."""
+
+    set: str
+    kind: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A finished ``uterosynth evaluate`` folder: ``metrics`` is ``metrics.json`` as read."""
+
+    folder: Path
+    metrics: dict[str, Any]
+    sha256: str
+
+    @property
+    def judge(self) -> dict[str, Any] | None:
+        """The judge (conditioning classifier): ``name``, ``sha256``, ``task``, ``classes``; ``None``: none."""
+        return self.metrics.get("classifier")
+
+    @property
+    def created(self) -> str:
+        return str(self.metrics.get("provenance", {}).get("created", "?"))
+
+    @property
+    def version(self) -> str:
+        return str(self.metrics.get("provenance", {}).get("uterosynth_version", "?"))
+
+    def set_entry(self, name: str = SYNTHETIC_SET) -> dict[str, Any] | None:
+        return self.metrics["sets"].get(name)
+
+    def judge_accuracy(self, name: str = SYNTHETIC_SET) -> list[ClassAccuracy] | None:
+        """Per requested class of set ``name``: items the judge classified as requested, of how many.
+
+        ``None`` when the set was not scored by a judge (no classifier, or unconditional items).
+        """
+        entry = self.set_entry(name)
+        fidelity = (entry or {}).get("metrics", {}).get("conditioning_fidelity")
+        if not fidelity:
+            return None
+        out = []
+        for cls, v in fidelity.get("details", {}).get("per_class", {}).items():
+            n = int(v["n"])
+            correct = int(v["correct"]) if "correct" in v else int(round(float(v["value"]) * n))
+            out.append(ClassAccuracy(str(cls), correct, n))
+        return out
+
+    def metric_rows(self, metric: str = "kid") -> list[MetricRow]:
+        """``metric`` for the synthetic set, the real-vs-real floor, then each baseline (those present)."""
+        sets = self.metrics["sets"]
+        order = [n for n in (SYNTHETIC_SET, FLOOR_SET) if n in sets]
+        order += [n for n, e in sets.items() if e.get("kind") == "baseline" and n not in order]
+        rows = []
+        for name in order:
+            m = sets[name].get("metrics", {}).get(metric)
+            if not m:
+                continue
+            n = (m.get("details") or {}).get("n")
+            rows.append(MetricRow(name, str(sets[name].get("kind", "")), m.get("value"), m.get("ci_low"),
+                                  m.get("ci_high"), int(n) if isinstance(n, int) else None))
+        return rows
+
+    def check_synthetic_set(self, synthetic_dir: str | Path) -> None:
+        """Refuse an evaluation made for another synthetic set than ``synthetic_dir``.
+
+        The ``metadata.jsonl`` checksum recorded with the synthetic set is compared (evaluations
+        made before it was recorded: the set's resolved folder).
+
+        Raises:
+            DataError: no synthetic set in the evaluation, or another one.
+        """
+        entry = self.set_entry()
+        where = self.folder / METRICS_FILE
+        if entry is None:
+            raise DataError(f"{where}: evaluates no synthetic set (evaluate the synthetic set, giving it as synthetic)",
+                            keys=("evaluation",))
+        meta = Path(synthetic_dir) / "metadata.jsonl"
+        recorded = entry.get("metadata_sha256")
+        if recorded is not None:
+            same = meta.is_file() and recorded == sha256_file(meta)
+        else:
+            same = Path(str(entry.get("source", ""))).resolve() == Path(synthetic_dir).resolve()
+        if not same:
+            raise DataError(f"{where}: this evaluation was made for another synthetic set ({entry.get('source')}), "
+                            f"not {synthetic_dir}; evaluate this set first", keys=("evaluation",))
+
+
+def read_evaluation(folder: str | Path) -> Evaluation:
+    """Read ``metrics.json`` from an evaluation folder.
+
+    Raises:
+        DataError: the file is missing, not JSON, or lacks a block of an evaluation document.
+    """
+    folder = Path(folder)
+    path = folder / METRICS_FILE
+    if not path.is_file():
+        raise DataError(f"{path}: not found (expected a folder written by 'uterosynth evaluate')")
+    metrics = read_json(path)
+    for key in REQUIRED_KEYS:
+        if key not in metrics:
+            raise DataError(f"{path}: lacks '{key}' (is this a folder written by 'uterosynth evaluate'?)")
+    return Evaluation(folder, metrics, sha256_file(path))
