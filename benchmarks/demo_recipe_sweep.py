@@ -1,0 +1,150 @@
+"""The demo recipe sweep: train a 2D diffusion model for fixed step budgets, sample each class, judge it.
+
+Each trial trains one configuration (a preset plus ``--set`` overrides) to each milestone in turn
+(the run resumes between milestones; the learning rate is constant, so a resumed run is the
+longer run; the preset's wall-clock budget is lifted, so every milestone is reached whatever the load), samples ``--per-class`` items of every orientation class, and records:
+
+- the judge's accuracy on the requested class, per class, with its 95 % Wilson interval;
+- KID of the samples to the real training split at the samples' N, beside the real-vs-real
+  floor at the same N (items of the *reference* cohort, whose subjects the generator never saw);
+- training steps, cumulative training seconds, sampling seconds, threads and the CPU flags.
+
+The judge and the encoder must be trained on the reference cohort (never on the generator's
+subjects): ``uterosynth downstream train-classifier --data REF --out JUDGE`` and
+``uterosynth evaluate train-encoder --data REF --out ENCODER``.
+
+    python benchmarks/demo_recipe_sweep.py trial p4_noattn --data prep --reference prep_ref \\
+        --judge judge --encoder encoder --milestones 1500,2500 --set unet.patch_size=4
+    python benchmarks/demo_recipe_sweep.py table --out sweep   # the markdown table of every trial
+
+Every trial appends one line per milestone to ``<out>/trials.jsonl``; none is dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from uterosynth.core.precision import cpu_flags
+from uterosynth.core.stats import wilson_ci
+from uterosynth.data.image_set import load_prepared, load_synthetic
+from uterosynth.downstream.judge import load_classifier, predict
+from uterosynth.evaluation.features import extract_features
+from uterosynth.evaluation.metrics import kid
+from uterosynth.models.encoder_artifact import load_encoder
+
+DEFAULT_SAMPLE = "dpmpp:20:orientation=3,field_strength=1.5"
+
+
+def judge_per_class(samples: Path, judge: str) -> dict[str, dict]:
+    s = load_synthetic(samples, dims=2)
+    pred = predict(load_classifier(judge), s.images)
+    want = [c["orientation"] for c in s.conditions]
+    out = {}
+    for cls in sorted(set(want)):
+        hits = [p == cls for p, w in zip(pred, want, strict=True) if w == cls]
+        out[cls] = {"acc": round(float(np.mean(hits)), 3), "n": len(hits), "wilson95": [round(v, 3) for v in wilson_ci(sum(hits), len(hits))]}
+    return out
+
+
+def kid_with_floor(samples: Path, data: str, reference: str, encoder: str, seed: int = 0) -> dict:
+    """KID (x1e3) of the samples and of reference-cohort items, each to the training split, at one N."""
+    feats = lambda images: extract_features(load_encoder(encoder), torch.as_tensor(images))  # noqa: E731
+    train = feats(load_prepared(data, split="train").images)
+    fake = feats(load_synthetic(samples, dims=2).images)
+    ref = load_prepared(reference).images
+    n = min(len(fake), len(ref), len(train))
+    idx = np.random.default_rng(seed).choice(len(ref), n, replace=False)
+    floor = feats(ref[idx])
+    k_fake, _ = kid(train, fake[:n], subset_size=n, seed=seed)
+    k_floor, _ = kid(train, floor, subset_size=n, seed=seed)
+    return {"n": n, "kid_x1e3": round(1e3 * k_fake, 2), "floor_kid_x1e3": round(1e3 * k_floor, 2)}
+
+
+def train_to(run: Path, args, steps: int) -> float:
+    cmd = ["uterosynth", "train", "diffusion", "--config", args.config, "--data", args.data, "--out", str(run),
+           "--set", "train.max_minutes=100000", "--set", "train.val_every=100000", "--set", "train.checkpoint_every=100000",
+           "--set", f"train.steps={steps}", *(("--resume",) if (run / "summary.json").exists() else ("--overwrite",))]
+    for s in args.set:
+        cmd += ["--set", s]
+    summary = run / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("steps") == steps:
+        return 0.0
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def trial(args) -> None:
+    out = Path(args.out)
+    run = out / "runs" / args.name
+    train_s = 0.0
+    for steps in (int(v) for v in args.milestones.split(",")):
+        train_s += train_to(run, args, steps)
+        results = {}
+        for spec in args.sample or [DEFAULT_SAMPLE]:
+            sampler, n_steps, guidance = spec.split(":")
+            folder = run / f"samples{steps}_{sampler}{n_steps}_g{guidance.replace(',', '_').replace('=', '')}"
+            t0 = time.perf_counter()
+            subprocess.run(["uterosynth", "sample", "--model", str(run), "--out", str(folder), "--overwrite",
+                            "--per-class", str(args.per_class), "--sampler", sampler, "--steps", n_steps,
+                            "--guidance", guidance, "--seed", str(args.sample_seed)], check=True, stdout=subprocess.DEVNULL)
+            per_class = judge_per_class(folder, args.judge)
+            results[spec] = {"per_class": per_class, "worst": min(v["acc"] for v in per_class.values()),
+                             "sample_s": round(time.perf_counter() - t0, 1),
+                             **(kid_with_floor(folder, args.data, args.reference, args.encoder) if args.encoder else {})}
+        summary = json.loads((run / "summary.json").read_text())
+        record = {"name": args.name, "config": args.config, "set": args.set, "steps": summary.get("steps"),
+                  "train_s": round(train_s, 1), "threads": torch.get_num_threads(), "cpu_flags": list(cpu_flags()),
+                  "busy": args.busy, "results": results}
+        print(json.dumps(record), flush=True)
+        with open(out / "trials.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def table(args) -> None:
+    print("| trial | overrides | steps | train min | sampler | worst class | per class (AVAF/AVRF/RVAF/RVRF) | KID×1e3 (floor) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for line in (Path(args.out) / "trials.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        for spec, res in r["results"].items():
+            per = "/".join(f"{v['acc']:.2f}" for _, v in sorted(res["per_class"].items()))
+            k = f"{res['kid_x1e3']} ({res['floor_kid_x1e3']})" if "kid_x1e3" in res else "-"
+            sets = ", ".join(s for s in r["set"])
+            print(f"| {r['name']} | {sets} | {r['steps']} | {r['train_s'] / 60:.1f}{' (busy)' if r.get('busy') else ''} "
+                  f"| {spec} | {res['worst']:.2f} | {per} | {k} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("trial")
+    t.add_argument("name")
+    t.add_argument("--data", required=True, help="prepared dataset the generator trains on")
+    t.add_argument("--reference", required=True, help="prepared dataset of other subjects (judge, encoder, floor)")
+    t.add_argument("--judge", required=True)
+    t.add_argument("--encoder", default=None)
+    t.add_argument("--config", default=str(Path(__file__).parents[1] / "src/uterosynth/configs/ddpm2d_demo.yaml"))
+    t.add_argument("--milestones", required=True, help="comma-separated training steps")
+    t.add_argument("--set", action="append", default=[])
+    t.add_argument("--sample", action="append", default=[], help="sampler:steps:guidance (repeatable)")
+    t.add_argument("--per-class", type=int, default=32)
+    t.add_argument("--sample-seed", type=int, default=1)
+    t.add_argument("--busy", action="store_true", help="record that other jobs shared the CPU (times not comparable)")
+    t.add_argument("--out", default="sweep")
+    tb = sub.add_parser("table")
+    tb.add_argument("--out", default="sweep")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    trial(args) if args.cmd == "trial" else table(args)
+
+
+if __name__ == "__main__":
+    main()
