@@ -18,6 +18,8 @@ import numpy as np
 from numpy.typing import DTypeLike
 from PIL import Image
 
+from .errors import DataError
+
 __all__ = [
     "as_volume",
     "figure_data_uri",
@@ -26,6 +28,7 @@ __all__ = [
     "png_bytes",
     "png_data_uri",
     "preview_plane",
+    "read_nifti",
     "squeeze_2d",
     "to_uint8",
     "write_nifti",
@@ -105,6 +108,20 @@ def write_nifti(
     if description is not None:
         img.header["descrip"] = description.encode("ascii")
     nib.save(img, str(path))
+
+
+def read_nifti(path: str | Path, *, what: str = "item") -> tuple[np.ndarray, np.ndarray]:
+    """``(array, affine)`` of a NIfTI file as stored (float32, float64; a 2D item is ``(H, W, 1)``).
+
+    Raises:
+        DataError: the file cannot be read; the message names it as ``what``.
+    """
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as err:  # nibabel raises many types for broken files
+        raise DataError(f"{path}: cannot read {what} ({err})") from err
+    return data, np.asarray(img.affine, dtype=np.float64)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

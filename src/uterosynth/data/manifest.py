@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import DataError
+from .item_folder import ItemFolder
 
 __all__ = [
     "CORE_COLUMNS",
@@ -89,12 +90,10 @@ def parse_dataset_ref(ref: str | Path) -> tuple[Path, str | None]:
 
 
 @dataclass
-class PreparedDataset:
-    """A prepared dataset on disk: its rows, its ``dataset.json`` and item loading."""
+class PreparedDataset(ItemFolder):
+    """A prepared dataset on disk: its rows, its ``dataset.json`` (``info``) and item loading."""
 
-    root: Path
-    rows: list[dict[str, str]]
-    info: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
     def load(cls, root: str | Path, split: str | None = None) -> PreparedDataset:
@@ -128,8 +127,8 @@ class PreparedDataset:
         """2 for slice items, 3 for volumes."""
         return int(self.info["dims"])
 
-    def __len__(self) -> int:
-        return len(self.rows)
+    def _listing(self) -> list[dict[str, str]]:
+        return self.rows
 
     def split(self, name: str) -> PreparedDataset:
         """A view holding only the rows of split ``name``."""
@@ -140,22 +139,14 @@ class PreparedDataset:
         """Distinct subjects, in manifest order."""
         return list(dict.fromkeys(r["subject"] for r in self.rows))
 
-    def item_path(self, row: Mapping[str, str]) -> Path:
-        return self.root / row["path"]
-
     def load_item(self, row: Mapping[str, str]) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(array, affine)``: array ``(H, W)`` for 2D items, ``(H, W, D)`` for 3D."""
-        import nibabel as nib
+        from ..core.imageio import read_nifti
 
-        path = self.item_path(row)
-        try:
-            img = nib.load(str(path))
-            data = np.asarray(img.dataobj, dtype=np.float32)
-        except Exception as err:  # nibabel raises many types for broken files
-            raise DataError(f"{path}: cannot read item ({err})") from err
+        data, affine = read_nifti(self.item_path(row))
         if self.dims == 2 and data.ndim == 3:
             data = data[:, :, 0]
-        return data, np.asarray(img.affine, dtype=np.float64)
+        return data, affine
 
     def load_pad(self, row: Mapping[str, str]) -> np.ndarray | None:
         """The item's pad mask (True outside the scan's field of view), same shape as its array;
@@ -167,11 +158,3 @@ class PreparedDataset:
             return None
         mask = np.asarray(nib.load(str(self.root / rel)).dataobj) > 0
         return mask[:, :, 0] if self.dims == 2 and mask.ndim == 3 else mask
-
-    def load_array(self, row: Mapping[str, str]) -> np.ndarray:
-        """The item's array only (see :meth:`load_item`)."""
-        return self.load_item(row)[0]
-
-    def stack(self) -> np.ndarray:
-        """All items as one array ``(N, H, W[, D])`` (items share a shape by construction)."""
-        return np.stack([self.load_array(r) for r in self.rows])

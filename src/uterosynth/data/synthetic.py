@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from ..core.artifacts import atomic_output_dir, write_json
 from ..core.errors import DataError
-from ..core.imageio import as_volume, preview_plane, squeeze_2d, write_nifti, write_png
+from ..core.imageio import as_volume, preview_plane, read_nifti, squeeze_2d, write_nifti, write_png
+from .item_folder import ItemFolder
 
 __all__ = ["COUNT_KEY", "SyntheticSet", "generator_subjects", "merge_metadata_shards", "source_subjects", "write_item",
            "write_metadata", "write_metadata_shard", "write_synthetic_set"]
@@ -127,12 +127,10 @@ def merge_metadata_shards(folder: str | Path) -> list[dict[str, Any]]:
 
 
 @dataclass
-class SyntheticSet:
-    """A synthetic set on disk: its records, its ``synthetic.json`` and item loading."""
+class SyntheticSet(ItemFolder):
+    """A synthetic set on disk: its records, its ``synthetic.json`` (``info``) and item loading."""
 
-    root: Path
-    records: list[dict[str, Any]]
-    info: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def load(cls, root: str | Path) -> SyntheticSet:
@@ -159,8 +157,8 @@ class SyntheticSet:
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         return cls(root=root, records=records, info=info)
 
-    def __len__(self) -> int:
-        return len(self.records)
+    def _listing(self) -> list[dict[str, Any]]:
+        return self.records
 
     @property
     def dims(self) -> int | None:
@@ -174,24 +172,9 @@ class SyntheticSet:
                 return int(self.info[key])
         return None
 
-    def item_path(self, record: Mapping[str, Any]) -> Path:
-        return self.root / record["path"]
-
     def load_item(self, record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(array, affine)``; 2D items come back ``(H, W)``."""
-        path = self.item_path(record)
-        try:
-            img = nib.load(str(path))
-            data = np.asarray(img.dataobj, dtype=np.float32)
-        except Exception as err:
-            raise DataError(f"{path}: cannot read synthetic item ({err})") from err
+        data, affine = read_nifti(self.item_path(record), what="synthetic item")
         if self.dims != 3:
             data = squeeze_2d(data)
-        return data, np.asarray(img.affine, dtype=np.float64)
-
-    def load_array(self, record: Mapping[str, Any]) -> np.ndarray:
-        return self.load_item(record)[0]
-
-    def stack(self) -> np.ndarray:
-        """All items as one array ``(N, H, W[, D])``."""
-        return np.stack([self.load_array(r) for r in self.records])
+        return data, affine

@@ -20,6 +20,7 @@ equals MONAI's ``add_noise``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -130,6 +131,23 @@ def predict_x0_from_flow(x_t: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor
 def predict_eps_from_flow(x_t: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """``eps = x_t - (1 - sigma) * v``."""
     return x_t - (1.0 - sigma) * v
+
+
+_Conversion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _as_is(x_t: torch.Tensor, output: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    return output
+
+
+_IMPLIED: dict[str, dict[str, _Conversion]] = {
+    # what the network outputs -> x0 and eps from ``(x_t, output, alpha, sigma)``
+    "sample": {"x0": _as_is, "eps": predict_eps_from_x0},
+    "epsilon": {"x0": predict_x0_from_eps, "eps": _as_is},
+    "v_prediction": {"x0": predict_x0_from_v, "eps": predict_eps_from_v},
+    "flow": {"x0": lambda x_t, v, alpha, sigma: predict_x0_from_flow(x_t, v, sigma),
+             "eps": lambda x_t, v, alpha, sigma: predict_eps_from_flow(x_t, v, sigma)},
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,25 +317,18 @@ class NoiseSchedule:
 
     def predict_x0(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The clean sample implied by a model output (any prediction type)."""
-        alpha, sigma = self.alpha_sigma(t, x_t)
-        if self.prediction_type == "sample":
-            return model_output
-        if self.prediction_type == "epsilon":
-            return predict_x0_from_eps(x_t, model_output, alpha, sigma)
-        if self.objective == "rflow":
-            return predict_x0_from_flow(x_t, model_output, sigma)
-        return predict_x0_from_v(x_t, model_output, alpha, sigma)
+        return self._implied("x0", model_output, x_t, t)
 
     def predict_eps(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The noise implied by a model output (any prediction type)."""
+        return self._implied("eps", model_output, x_t, t)
+
+    def _implied(self, what: Literal["x0", "eps"], model_output: torch.Tensor, x_t: torch.Tensor,
+                 t: torch.Tensor) -> torch.Tensor:
+        """``x0`` or ``eps`` implied by a model output, through the conversion pair of what the network outputs."""
         alpha, sigma = self.alpha_sigma(t, x_t)
-        if self.prediction_type == "epsilon":
-            return model_output
-        if self.prediction_type == "sample":
-            return predict_eps_from_x0(x_t, model_output, alpha, sigma)
-        if self.objective == "rflow":
-            return predict_eps_from_flow(x_t, model_output, sigma)
-        return predict_eps_from_v(x_t, model_output, alpha, sigma)
+        output = "flow" if self.objective == "rflow" else self.prediction_type
+        return _IMPLIED[output][what](x_t, model_output, alpha, sigma)
 
     def model_output_from(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The output a perfect network would give for this ``(x0, eps)`` pair (inverse of the above)."""

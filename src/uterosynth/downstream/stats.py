@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -32,13 +32,7 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
     [0.03, 0.06, 0.06]
     """
-    p = np.asarray(pvalues, dtype=np.float64)
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = adjusted
-    return out
+    return _adjust_sorted(pvalues, lambda p, m: np.maximum.accumulate((m - np.arange(m)) * p))
 
 
 def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
@@ -47,13 +41,20 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
     >>> benjamini_hochberg([0.01, 0.04, 0.03]).round(3).tolist()
     [0.03, 0.04, 0.04]
     """
+    return _adjust_sorted(pvalues, lambda p, m: np.minimum.accumulate((p * m / np.arange(1, m + 1))[::-1])[::-1])
+
+
+def _adjust_sorted(pvalues: Sequence[float], step: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """Adjusted p-values of a step-down or step-up procedure, capped at 1, in the input's order.
+
+    ``step(p, m)`` maps the ascending p-values ``p`` (stable order) of a family of ``m`` to their
+    adjusted values.
+    """
     p = np.asarray(pvalues, dtype=np.float64)
     m = p.size
     order = np.argsort(p, kind="stable")
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
     out = np.empty(m)
-    out[order] = adjusted
+    out[order] = np.minimum(1.0, step(p[order], m))
     return out
 
 
