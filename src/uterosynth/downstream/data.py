@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,6 +28,8 @@ __all__ = [
     "resolve_size",
     "task_classes",
     "load_real_splits",
+    "load_task_data",
+    "TaskData",
     "load_synthetic",
 ]
 
@@ -132,6 +135,31 @@ def load_real_splits(
             source=f"{data.root}:{split}",
         )
     return out
+
+
+class TaskData(NamedTuple):
+    """A prepared dataset's labelled splits for one task, at the classifier's input size."""
+
+    data: PreparedDataset
+    classes: list[str]
+    shape: tuple[int, ...]
+    """The items' own shape."""
+    size: tuple[int, ...]
+    """The classifier's input size (``image_size`` resolved against ``shape``)."""
+    splits: dict[str, ImageSet]
+
+
+def load_task_data(path: str | Path, task: str, image_size: int | Sequence[int] | None) -> TaskData:
+    """Load ``path``'s train/val/test splits labelled by ``task``, resized to the classifier's size.
+
+    Raises:
+        DataError: a split is empty; ConfigError: ``task`` is not a categorical attribute.
+    """
+    data = PreparedDataset.load(path)
+    classes = task_classes(data, task)
+    shape = tuple(data.load_array(data.rows[0]).shape)
+    size = resolve_size(image_size, shape)
+    return TaskData(data, classes, shape, size, load_real_splits(data, task, classes, size))
 
 
 def load_synthetic(

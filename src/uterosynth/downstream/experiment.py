@@ -19,13 +19,12 @@ from ..core.config import split_assignment
 from ..core.errors import ConfigError
 from ..data.downstream_results import PLOT_FILE, REPORT_FILE, RESULTS_FILE
 from ..data.image_set import ImageSet
-from ..data.manifest import PreparedDataset
 from ..data.subjects import OverlapChecks
 from ..data.synthetic import generator_subjects, source_subjects
 from .budgets import budget_subjects, check_classes_present, subject_labels, subject_order
 from .classifier import predict_logits, train_classifier
 from .config import DownstreamConfig
-from .data import load_real_splits, load_synthetic, resolve_size, task_classes
+from .data import load_synthetic, load_task_data
 from .metrics import METRICS, classification_metrics, mean_std, paired_difference
 from .protocols import Protocol, build_protocols, choose_diffusion_set, class_counts, training_set
 from .report import write_plot, write_report_section
@@ -196,11 +195,7 @@ def run_downstream(
     t0 = time.perf_counter()
     out = Path(out)
     check_output_free(out, overwrite=overwrite)
-    data = PreparedDataset.load(real)
-    classes = task_classes(data, cfg.task)
-    shape = data.load_array(data.rows[0]).shape
-    size = resolve_size(cfg.classifier.image_size, shape)
-    splits = load_real_splits(data, cfg.task, classes, size)
+    data, classes, shape, size, splits = load_task_data(real, cfg.task, cfg.classifier.image_size)
     names = list(synthetic)
     choose_diffusion_set(names, cfg.diffusion_set)
     pools = {n: load_synthetic(p, n, cfg.task, classes, size, spatial_dims=data.dims) for n, p in synthetic.items()}

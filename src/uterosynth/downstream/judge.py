@@ -27,7 +27,6 @@ import torch
 
 from ..core.artifacts import atomic_output_dir, check_output_free, provenance
 from ..core.errors import DataError
-from ..data.manifest import PreparedDataset
 from ..data.subjects import training_subjects
 from ..models.judge import (
     CLASSIFIER_FILE,
@@ -38,7 +37,7 @@ from ..models.judge import (
 )
 from .classifier import predict_logits, train_classifier
 from .config import JudgeConfig
-from .data import load_real_splits, resolve_size, task_classes
+from .data import load_task_data
 from .metrics import classification_metrics
 
 __all__ = ["CLASSIFIER_FILE", "META_FILE", "LoadedClassifier", "load_classifier", "predict", "predict_logits_judge",
@@ -57,11 +56,7 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
     t0 = time.perf_counter()
     out = Path(out)
     check_output_free(out, overwrite=overwrite)
-    data = PreparedDataset.load(data_dir)
-    classes = task_classes(data, cfg.task)
-    shape = data.load_array(data.rows[0]).shape
-    size = resolve_size(cfg.classifier.image_size, shape)
-    splits = load_real_splits(data, cfg.task, classes, size)
+    data, classes, shape, size, splits = load_task_data(data_dir, cfg.task, cfg.classifier.image_size)
     result = train_classifier(
         splits["train"], splits["val"], num_classes=len(classes), spatial_dims=data.dims, size=size,
         model_cfg=cfg.classifier, train_cfg=cfg.train, seed=cfg.seed,
