@@ -37,12 +37,12 @@ class _Regression:
         return err, {"main/mse": err.detach()}
 
 
-def _train(tmp_path, name, **loop):
+def _train(tmp_path, name, optimizer: OptimizerConfig | None = None, **loop):
     torch.manual_seed(0)
     net = nn.Linear(3, 1)
     cfg = LoopConfig(**{"steps": 4, "batch_size": 2, "device": "cpu", "log_every": 1, "val_every": 100,
                         "checkpoint_every": 2, **loop})
-    group = OptimGroup("main", make_adamw(net.parameters(), OptimizerConfig(lr=0.05), device=torch.device("cpu")),
+    group = OptimGroup("main", make_adamw(net.parameters(), optimizer or OptimizerConfig(lr=0.05), device=torch.device("cpu")),
                        ("net",))
     trainer = Trainer({"net": net}, [group], _Regression(), _Points(), cfg=cfg, out=tmp_path / name, seed=1,
                       export="net", model_meta={"kind": "toy"}, progress=False)
@@ -72,6 +72,17 @@ def test_loss_decreases_and_is_logged(tmp_path, precision):
     records = [json.loads(x) for x in (tmp_path / precision / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 7))
     assert records[-1]["main/mse"] < records[0]["main/mse"]
+
+
+def test_warmup_ramps_the_learning_rate_linearly(tmp_path):
+    plain, _ = _train(tmp_path, "plain")
+    warm, _ = _train(tmp_path, "warm", optimizer=OptimizerConfig(lr=0.05, warmup_steps=8))
+    assert warm.groups["main"].optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 4 / 8)  # rate of step 4 of 8
+    assert plain.groups["main"].optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    moved = lambda t: sum((p - p0).abs().sum() for p, p0 in zip(t.parts.raw["net"].parameters(), start, strict=True))  # noqa: E731
+    torch.manual_seed(0)
+    start = list(nn.Linear(3, 1).parameters())
+    assert moved(warm) < moved(plain)
 
 
 def test_time_budget_stops_and_checkpoints_the_step_reached(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ class OptimizerConfig(StrictModel):
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up from lr/warmup_steps to lr")
 
 
 class LoopConfig(StrictModel):

@@ -38,6 +38,7 @@ __all__ = [
     "Trainer",
     "TrainResult",
     "NonFiniteLossError",
+    "apply_warmup",
     "make_adamw",
     "autocast_context",
 ]
@@ -137,13 +138,24 @@ def claim_run_folder(out: Path, *, resume: bool, overwrite: bool, dist_info: Dis
 
 
 def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with the fused kernel where the device has one."""
-    params = [p for p in params if p.requires_grad]
+    """AdamW with the fused kernel where the device has one.
+
+    The parameter group carries ``base_lr`` and ``warmup_steps`` (saved with the optimiser's
+    state, so a resumed run warms up the same way); :func:`apply_warmup` sets the step's rate.
+    """
+    group = {"params": [p for p in params if p.requires_grad], "base_lr": cfg.lr, "warmup_steps": cfg.warmup_steps}
     kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay}
     try:
-        return torch.optim.AdamW(params, fused=True, **kwargs)
+        return torch.optim.AdamW([group], fused=True, **kwargs)
     except (RuntimeError, TypeError):  # fused unsupported for this device/dtype
-        return torch.optim.AdamW(params, foreach=device.type == "cuda", **kwargs)
+        return torch.optim.AdamW([group], foreach=device.type == "cuda", **kwargs)
+
+
+def apply_warmup(optimizer: torch.optim.Optimizer, step: int) -> None:
+    """Linear warm-up: the rate of optimiser step ``step`` (0-based) is ``base_lr * min(1, (step + 1) / warmup_steps)``."""
+    for group in optimizer.param_groups:
+        if group.get("warmup_steps"):
+            group["lr"] = group["base_lr"] * min(1.0, (step + 1) / group["warmup_steps"])
 
 
 def autocast_context(precision: str, device: torch.device):
@@ -395,6 +407,7 @@ class Trainer:
             group, scaler = self.groups[phase], self.scalers[phase]
             self._set_trainable(group)
             group.optimizer.zero_grad(set_to_none=True)
+            apply_warmup(group.optimizer, self.step)
             for m, batch in enumerate(micro_batches):
                 with self._sync_context(group, m == accum - 1):
                     with autocast_context(self.precision, self.device):
