@@ -43,3 +43,22 @@ def test_a_changed_value_or_file_is_reported(tmp_path):
     assert "differs: 11_evaluation/metrics.json" in problems
     assert "differs: items.bin" in problems
     assert any(p.startswith("only in") and p.endswith("extra.txt") for p in problems)
+
+
+def test_reader_study_files_are_compared_apart_from_their_random_draw(tmp_path):
+    """Ids, tokens, presentation order and the position rule follow the study's random draw; long
+    decimals are numbers, not ids."""
+    def study(root: Path, ids: list[str], position_correct: int, ci: float) -> Path:
+        folder = root / "16_reader_study"
+        folder.mkdir(parents=True)
+        entries = [{"source": "real", "origin": "a.nii.gz"}, {"source": "synthetic", "origin": "b.nii.gz"}]
+        (folder / "key.json").write_text(json.dumps({"items": dict(zip(ids, entries, strict=True))}))
+        (folder / "check.json").write_text(json.dumps({"study_id": ids[0], "rules": [
+            {"rule": "position", "correct": position_correct}, {"rule": "png_bytes", "correct": 5, "ci95": [ci, 0.9]}]}))
+        return root
+
+    a = study(tmp_path / "a", ["ab" * 16, "cd" * 16], 7, 0.30283093372222634)
+    b = study(tmp_path / "b", ["ef" * 16, "0a" * 16][::-1], 4, 0.30283093372222634)
+    assert demo_identity.compare(a, b) == []
+    c = study(tmp_path / "c", ["ab" * 16, "cd" * 16], 7, 0.10182067491213048)
+    assert demo_identity.compare(a, c) == ["differs: 16_reader_study/check.json"]

@@ -66,3 +66,16 @@ def test_every_preset_resolves_as_before():
     for name in names:
         cfg = load_config(preset_model(name), PRESETS / name, overrides=PRESET_OVERRIDES.get(name))
         assert cfg.model_dump(mode="json") == expected[name], name
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_2d_demo_trains_for_a_step_budget_not_a_wall_clock_one(tmp_path, quick: bool):
+    """The 2D demo's models stop at a fixed step count, so a busy machine trains the same model (slower)."""
+    from uterosynth.demo import demo_stages
+
+    stages = {s.name: s.args for s in demo_stages(tmp_path, quick=quick, dims=2)}
+    for stage, preset in (("03_autoencoder", AutoencoderTrainConfig), ("05_ldm", DiffusionTrainConfig)):
+        args = stages[stage]
+        cfg = load_config(preset, args[args.index("--config") + 1], overrides=_sets(args))
+        assert cfg.train.steps < 1000, stage  # the budget, not the presets' 100000-step ceilings
+        assert cfg.train.max_minutes is None or cfg.train.max_minutes >= 30, stage  # at most a safety cap

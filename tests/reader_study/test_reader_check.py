@@ -77,3 +77,16 @@ def test_check_of_a_missing_study_exits_2(tmp_path, capsys):
 def test_position_rule_counts_every_rater(tmp_path, n_raters):
     s = build_study(tmp_path, per_source=2, raters=[f"r{k}" for k in range(n_raters)], class_by=[])
     assert check_study(s.root).rules[0].n == 4 * n_raters
+
+
+def test_image_rules_do_not_depend_on_the_random_item_ids(tmp_path):
+    """Two studies of the same images (ids and order drawn afresh) get the same image-statistics rules."""
+    noise = np.random.default_rng(0)
+    real = make_prepared_dataset(tmp_path / "r", shape=(24, 24), subjects=8)
+    syn = _root_conftest().make_synthetic_set(tmp_path / "s", noise.random((10, 24, 24), dtype=np.float32))
+    results = []
+    for name in ("one", "two"):
+        create_study(real, syn, tmp_path / name, StudyConfig(per_source=10, raters=["a"], size=24, class_by=[]))
+        results.append([r for r in check_study(tmp_path / name).rules if r.rule != "position"])
+    assert [r.correct for r in results[0]] == [r.correct for r in results[1]]
+    assert results[0] == results[1]

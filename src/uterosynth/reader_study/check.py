@@ -93,7 +93,8 @@ def check_study(study_dir: str | Path) -> CheckResult:
         DataError: the study folder is unusable.
     """
     study = StudyFolder.load(study_dir)
-    items = sorted(study.key)
+    # by content, not by the random item ids, so the rules' cross-validation folds are reproducible
+    items = sorted(study.key, key=lambda i: (study.key[i].source, study.key[i].origin))
     is_syn = np.array([study.key[i].source == "synthetic" for i in items])
     feats = [_image_features(study, i) for i in items]
     positions = [(p, study.key[item].source == "synthetic") for spec in study.raters
