@@ -16,6 +16,7 @@ subjects): ``uterosynth downstream train-classifier --data REF --out JUDGE`` and
     python benchmarks/demo_recipe_sweep.py trial p4_noattn --data prep --reference prep_ref \\
         --judge judge --encoder encoder --milestones 1500,2500 --set unet.patch_size=4
     python benchmarks/demo_recipe_sweep.py table --out sweep   # the markdown table of every trial
+    python benchmarks/demo_recipe_sweep.py ceiling --data prep --judge judge   # the judge on the real items
 
 Every trial appends one line per milestone to ``<out>/trials.jsonl``; none is dropped.
 """
@@ -45,8 +46,10 @@ DEFAULT_SAMPLE = "dpmpp:20:orientation=3,field_strength=1.5"
 
 def judge_per_class(samples: Path, judge: str) -> dict[str, dict]:
     s = load_synthetic(samples, dims=2)
-    pred = predict(load_classifier(judge), s.images)
-    want = [c["orientation"] for c in s.conditions]
+    return _accuracy_per_class(predict(load_classifier(judge), s.images), [c["orientation"] for c in s.conditions])
+
+
+def _accuracy_per_class(pred, want) -> dict[str, dict]:
     out = {}
     for cls in sorted(set(want)):
         hits = [p == cls for p, w in zip(pred, want, strict=True) if w == cls]
@@ -109,6 +112,15 @@ def trial(args) -> None:
             f.write(json.dumps(record) + "\n")
 
 
+def ceiling(args) -> None:
+    """The judge on the real items of the generator's own cohort (subjects the judge never saw):
+    what a generator that reproduces its training data exactly would score."""
+    real = load_prepared(args.data)
+    per_class = _accuracy_per_class(predict(load_classifier(args.judge), real.images), real.attribute("orientation"))
+    print(json.dumps({"data": args.data, "judge": args.judge, "items": len(real.images),
+                      "subjects": len(set(real.subjects)), "per_class": per_class}))
+
+
 def table(args) -> None:
     print("| trial | overrides | steps | train min | sampler | worst class | per class (AVAF/AVRF/RVAF/RVRF) | KID×1e3 (floor) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -139,11 +151,15 @@ def main() -> None:
     t.add_argument("--sample-seed", type=int, default=1)
     t.add_argument("--busy", action="store_true", help="record that other jobs shared the CPU (times not comparable)")
     t.add_argument("--out", default="sweep")
+    c = sub.add_parser("ceiling", help="the judge's per-class accuracy on the generator's real items")
+    c.add_argument("--data", required=True)
+    c.add_argument("--judge", required=True)
+    c.add_argument("--out", default="sweep")
     tb = sub.add_parser("table")
     tb.add_argument("--out", default="sweep")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    trial(args) if args.cmd == "trial" else table(args)
+    {"trial": trial, "ceiling": ceiling, "table": table}[args.cmd](args)
 
 
 if __name__ == "__main__":
