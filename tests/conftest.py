@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from uterosynth.core.artifacts import sha256_file
 from uterosynth.data.evaluation_results import METRICS_FILE
@@ -294,3 +295,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class IdentityAutoencoder(torch.nn.Module):
+    """An "autoencoder" whose latents are the images (one trainable scale): reconstructions are exact."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def encode(self, x):
+        return x * self.scale, torch.ones_like(x)
+
+    def decode(self, z):
+        return z

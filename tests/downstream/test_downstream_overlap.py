@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from downstream_fixtures import bar_arrays, make_bar_dataset
 
+from conftest import IdentityAutoencoder
 from uterosynth.cli import main
 from uterosynth.core.errors import DataError
 from uterosynth.data.manifest import PreparedDataset
@@ -27,18 +27,6 @@ def _sampled(real, out, splits):
     arrays, cond = bar_arrays(8, (16, 16))
     record = training_subjects(PreparedDataset.load(real), splits)
     return write_synthetic_set(out, arrays, cond, info={"model": {"path": "gen", "training_subjects": record}})
-
-
-class _Identity(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.ones(1))
-
-    def encode(self, x):
-        return x * self.scale, torch.ones_like(x)
-
-    def decode(self, z):
-        return z
 
 
 @pytest.fixture
@@ -62,7 +50,7 @@ def test_generator_trained_on_test_subjects_is_refused(tmp_path, real):
 
 
 def test_reconstructions_of_test_subjects_are_refused(tmp_path, real):
-    recon = make_reconstruction_baseline(AutoencoderAdapter(_Identity(), latent_shape=(1, 16, 16)), f"{real}:test",
+    recon = make_reconstruction_baseline(AutoencoderAdapter(IdentityAutoencoder(), latent_shape=(1, 16, 16)), f"{real}:test",
                                          tmp_path / "recon")
     with pytest.raises(DataError) as info:
         run_downstream(real, {"diffusion": _sampled(real, tmp_path / "clean", ("train",)), "recon": recon},

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_prepared_dataset
+from conftest import IdentityAutoencoder, make_prepared_dataset
 from uterosynth.cli import main
 from uterosynth.core.config import load_config
 from uterosynth.core.errors import DataError
@@ -147,23 +147,11 @@ def test_encoder_trained_on_the_reference_is_refused_also_as_torchscript(cohorts
     assert not (tmp_path / "out").exists()
 
 
-class _Identity(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.ones(1))
-
-    def encode(self, x):
-        return x * self.scale, torch.ones_like(x)
-
-    def decode(self, z):
-        return z
-
-
 def test_baseline_sets_record_their_generator_and_reconstructed_subjects(tmp_path):
     c = {"A": make_prepared_dataset(tmp_path / "A", shape=(16, 16)),
          "B": make_prepared_dataset(tmp_path / "B", shape=(16, 16), subject_prefix="T")}
     ae_record = training_subjects(PreparedDataset.load(c["A"]), ("train",))
-    adapter = AutoencoderAdapter(_Identity(), latent_shape=(1, 16, 16), training_subjects=ae_record)
+    adapter = AutoencoderAdapter(IdentityAutoencoder(), latent_shape=(1, 16, 16), training_subjects=ae_record)
     recon = SyntheticSet.load(make_reconstruction_baseline(adapter, f"{c['B']}:val", tmp_path / "recon"))
     assert generator_subjects(recon.info) == ae_record
     assert source_subjects(recon.info)["ids"] == training_subjects(PreparedDataset.load(c["B"]), ("val",))["ids"]
@@ -177,7 +165,7 @@ def test_baseline_sets_record_their_generator_and_reconstructed_subjects(tmp_pat
 @pytest.mark.slow
 def test_judge_trained_on_reconstructed_real_subjects_is_refused(cohorts, tmp_path):
     c = cohorts
-    recon = make_reconstruction_baseline(AutoencoderAdapter(_Identity(), latent_shape=(1, 16, 16)),
+    recon = make_reconstruction_baseline(AutoencoderAdapter(IdentityAutoencoder(), latent_shape=(1, 16, 16)),
                                          f"{c['B']}:val", tmp_path / "recon")
     with pytest.raises(DataError) as info:
         evaluate(f"{c['A']}:train", None, tmp_path / "out", _cfg(c, classifier={"path": str(c["judge_B"])}),

@@ -17,36 +17,29 @@ OutOpt = typer.Option(..., "--out", help="Run folder: checkpoint/, metrics.jsonl
 ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
 
 
-@train_app.command("autoencoder")
-def autoencoder(
-    data: Path = DataOpt,
-    out: Path = OutOpt,
-    config: Path | None = ConfigOpt,
-    resume: bool = ResumeOpt,
-    seed: int | None = SeedOpt,
-    overrides: list[str] | None = SetOpt,
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
-    """Train the KL autoencoder (2D or 3D); runs under torchrun for several processes."""
-    _run("train autoencoder", data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
-         as_json=as_json)
+def _train_command(model: str, help_text: str) -> None:
+    """Register ``uterosynth train <model>``: every model takes the same options."""
+
+    def command(
+        data: Path = DataOpt,
+        out: Path = OutOpt,
+        config: Path | None = ConfigOpt,
+        resume: bool = ResumeOpt,
+        seed: int | None = SeedOpt,
+        overrides: list[str] | None = SetOpt,
+        overwrite: bool = OverwriteOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        _run(f"train {model}", data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
+             as_json=as_json)
+
+    command.__doc__ = help_text
+    train_app.command(model, help=help_text)(command)
 
 
-@train_app.command("diffusion")
-def diffusion(
-    data: Path = DataOpt,
-    out: Path = OutOpt,
-    config: Path | None = ConfigOpt,
-    resume: bool = ResumeOpt,
-    seed: int | None = SeedOpt,
-    overrides: list[str] | None = SetOpt,
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
-    """Train a diffusion model (pixel DDPM or latent LDM; 2D or 3D; conditions); runs under torchrun."""
-    _run("train diffusion", data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
-         as_json=as_json)
+_train_command("autoencoder", "Train the KL autoencoder (2D or 3D); runs under torchrun for several processes.")
+_train_command("diffusion",
+               "Train a diffusion model (pixel DDPM or latent LDM; 2D or 3D; conditions); runs under torchrun.")
 
 
 def _run(command: str, data: Path, out: Path, config: Path | None, overrides: list[str] | None, *,
