@@ -12,6 +12,7 @@ validation labels while training. Everything is seeded: the same seed gives the 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.seeding import seed_everything
+from ..core.threads import torch_threads
 from ..data.image_set import ImageSet
 from .augment import augment_batch, build_augmentation
 from .config import AugmentConfig, ClassifierConfig, TrainConfig
@@ -114,6 +116,18 @@ def _precise_bn(
     update_bn(batches, model)
 
 
+def _on_configured_threads(fn):
+    """Run ``fn`` on ``train_cfg.threads`` CPU threads (when set), leaving the process as it was."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, train_cfg: TrainConfig, **kwargs):
+        with torch_threads(train_cfg.threads):
+            return fn(*args, train_cfg=train_cfg, **kwargs)
+
+    return wrapper
+
+
+@_on_configured_threads
 def train_classifier(
     train: ImageSet,
     val: ImageSet,
@@ -146,29 +160,6 @@ def train_classifier(
     Returns:
         TrainResult with the model restored to its best epoch, in eval mode.
     """
-    threads = torch.get_num_threads()
-    if train_cfg.threads:
-        torch.set_num_threads(train_cfg.threads)
-    try:
-        return _train(train, val, num_classes=num_classes, spatial_dims=spatial_dims, size=size, model_cfg=model_cfg,
-                      train_cfg=train_cfg, seed=seed, augment=augment, on_epoch=on_epoch)
-    finally:
-        torch.set_num_threads(threads)  # leave the process as it was
-
-
-def _train(
-    train: ImageSet,
-    val: ImageSet,
-    *,
-    num_classes: int,
-    spatial_dims: int,
-    size: Sequence[int],
-    model_cfg: ClassifierConfig,
-    train_cfg: TrainConfig,
-    seed: int,
-    augment: AugmentConfig | None,
-    on_epoch: Callable[[int, dict[str, float]], None] | None,
-) -> TrainResult:
     start = time.perf_counter()
     seed_everything(seed)
     device = torch.device(train_cfg.device)

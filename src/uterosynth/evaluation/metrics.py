@@ -11,12 +11,12 @@ torch implementation returns the per-item indicators the bootstrap resamples.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from ..core.threads import torch_threads
 
 __all__ = [
     "PRDCItems",
@@ -44,16 +44,10 @@ def feature_statistics(features: np.ndarray | torch.Tensor) -> tuple[torch.Tenso
     return mu, sigma
 
 
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
+def _single_thread():
     """Run small dense linear algebra on one thread: on a shared CPU, multi-threaded ``eigh`` of a
     256x256 matrix was measured 60x slower than single-threaded (threads spin waiting for each other)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(1)
 
 
 def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
