@@ -50,3 +50,14 @@ def stage_config(model: type[M], path: str | Path | None, overrides: Mapping[str
 
 
 Overrides = Annotated[dict[str, Any], Field(default_factory=dict, description="dotted-key config overrides")]
+
+
+class ConfiguredJob(Job):
+    """A job whose settings come from a YAML file (or the model's defaults) and dotted-key overrides."""
+
+    config: Path | None = None
+    overrides: Overrides
+
+    def settings(self, model: type[M], **flags: Any) -> M:
+        """The settings: :func:`stage_config` of this job's file and overrides, then ``flags``."""
+        return stage_config(model, self.config, self.overrides, **flags)

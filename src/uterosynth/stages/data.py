@@ -6,20 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from .base import Job, Overrides, stage_config
+from .base import ConfiguredJob
 
 __all__ = ["PhantomJob", "PrepareJob", "run_phantom", "run_prepare"]
 
 
-class PhantomJob(Job):
+class PhantomJob(ConfiguredJob):
     """A phantom cohort in the UMD layout (``labels.csv`` marks it finished)."""
 
     subjects: int | None = None
     seed: int | None = None
-    config: Path | None = None
     preview: Path | None = None
     workers: int | None = None
-    overrides: Overrides
 
 
 def run_phantom(job: PhantomJob, *, progress: Callable[[int], None] | None = None,
@@ -27,7 +25,7 @@ def run_phantom(job: PhantomJob, *, progress: Callable[[int], None] | None = Non
     """Write the cohort; returns its summary (subjects, seconds, class and field-strength counts)."""
     from ..phantom import PhantomConfig, write_cohort
 
-    cfg = stage_config(PhantomConfig, job.config, job.overrides, subjects=job.subjects, seed=job.seed,
+    cfg = job.settings(PhantomConfig, subjects=job.subjects, seed=job.seed,
                        workers=job.workers)
     if on_start is not None:
         on_start(cfg.subjects)
@@ -43,17 +41,15 @@ def run_phantom(job: PhantomJob, *, progress: Callable[[int], None] | None = Non
     }
 
 
-class PrepareJob(Job):
+class PrepareJob(ConfiguredJob):
     """Raw scans (UMD layout or a folder) → a prepared dataset (``manifest.csv`` marks it finished)."""
 
     source: Literal["umd", "folder"]
     input: Path
     labels: Path | None = None
-    config: Path | None = None
     seed: int | None = None
     workers: int | None = None
     skip_bad: bool = False
-    overrides: Overrides
 
 
 def run_prepare(job: PrepareJob, *, on_start: Callable[[int], None] | None = None,
@@ -62,7 +58,7 @@ def run_prepare(job: PrepareJob, *, on_start: Callable[[int], None] | None = Non
     from ..data.config import PrepareConfig
     from ..data.prepare import prepare_dataset
 
-    cfg = stage_config(PrepareConfig, job.config, job.overrides, seed=job.seed, workers=job.workers)
+    cfg = job.settings(PrepareConfig, seed=job.seed, workers=job.workers)
     result = prepare_dataset(job.source, job.input, job.out, cfg, labels=job.labels, skip_bad=job.skip_bad,
                              overwrite=job.overwrite, on_start=on_start, on_subject=on_subject)
     return result.summary()

@@ -9,14 +9,14 @@ from typing import Any
 from pydantic import Field
 
 from ..core.errors import ConfigError, DataError
-from .base import PRESETS, Job, Many, Overrides, stage_config
+from .base import PRESETS, ConfiguredJob, Many, stage_config
 
 __all__ = ["QUICK_PRESET", "DownstreamJob", "JudgeJob", "run_downstream_grid", "run_judge"]
 
 QUICK_PRESET = "configs/downstream_quick.yaml"
 
 
-class DownstreamJob(Job):
+class DownstreamJob(ConfiguredJob):
     """Protocols × label budgets × seeds on real data (``results.json`` marks it finished)."""
 
     real: Path
@@ -24,9 +24,7 @@ class DownstreamJob(Job):
     task: str | None = None
     quick: bool = False
     allow_overlap: bool = False
-    config: Path | None = None
     seed: int | None = None
-    overrides: Overrides
 
 
 def _preset(relative: str) -> Path:
@@ -57,14 +55,12 @@ def run_downstream_grid(job: DownstreamJob, *,
     return run_downstream(job.real, sets, cfg, job.out, overwrite=job.overwrite, progress=progress)
 
 
-class JudgeJob(Job):
+class JudgeJob(ConfiguredJob):
     """The frozen judge classifier (``classifier.json`` marks it finished)."""
 
     data: Path
     task: str | None = None
-    config: Path | None = None
     seed: int | None = None
-    overrides: Overrides
 
 
 def run_judge(job: JudgeJob) -> dict[str, Any]:
@@ -72,5 +68,5 @@ def run_judge(job: JudgeJob) -> dict[str, Any]:
     from ..downstream.config import JudgeConfig
     from ..downstream.judge import train_judge
 
-    cfg = stage_config(JudgeConfig, job.config, job.overrides, task=job.task, seed=job.seed)
+    cfg = job.settings(JudgeConfig, task=job.task, seed=job.seed)
     return train_judge(job.data, cfg, job.out, overwrite=job.overwrite)

@@ -8,13 +8,13 @@ from typing import Any
 
 from pydantic import Field
 
-from .base import Job, Many, Overrides, stage_config
+from .base import ConfiguredJob, Job, Many
 
 __all__ = ["BaselinesJob", "EncoderJob", "EvaluateJob", "parse_baselines", "run_baselines", "run_encoder",
            "run_evaluate"]
 
 
-class EvaluateJob(Job):
+class EvaluateJob(ConfiguredJob):
     """Every metric of a synthetic set and its baselines against real data (``report.html`` marks it finished)."""
 
     real: str
@@ -27,9 +27,7 @@ class EvaluateJob(Job):
     downstream: Path | None = None
     floor: str | None = None
     allow_overlap: bool = False
-    config: Path | None = None
     seed: int | None = None
-    overrides: Overrides
 
 
 def parse_baselines(items: list[str]) -> dict[str, Path]:
@@ -59,7 +57,7 @@ def run_evaluate(job: EvaluateJob, *, log: Callable[[str], None] | None = None) 
     flags = {"seed": job.seed, "extractor.path": job.extractor, "extractor.kind": job.extractor_kind,
              "classifier.path": job.classifier, "lpips.weights": job.lpips_weights,
              "allow_overlap": job.allow_overlap or None}
-    cfg = stage_config(EvaluationConfig, job.config, job.overrides,
+    cfg = job.settings(EvaluationConfig,
                        **{k: str(v) if isinstance(v, Path) else v for k, v in flags.items()})
     kwargs = {} if log is None else {"log": log}
     return evaluate(job.real, job.synthetic, job.out, cfg, baselines=parse_baselines(job.baseline),
@@ -87,13 +85,11 @@ def run_baselines(job: BaselinesJob) -> dict[str, Path]:
                           allow_overlap=job.allow_overlap)
 
 
-class EncoderJob(Job):
+class EncoderJob(ConfiguredJob):
     """The in-domain feature encoder (``encoder.json`` marks it finished)."""
 
     data: str
-    config: Path | None = None
     seed: int | None = None
-    overrides: Overrides
 
 
 def run_encoder(job: EncoderJob, *, on_start: Callable[[int], None] | None = None,
@@ -102,7 +98,7 @@ def run_encoder(job: EncoderJob, *, on_start: Callable[[int], None] | None = Non
     from ..evaluation.config import EncoderTrainConfig
     from ..evaluation.contrastive import train_encoder
 
-    cfg = stage_config(EncoderTrainConfig, job.config, job.overrides, seed=job.seed)
+    cfg = job.settings(EncoderTrainConfig, seed=job.seed)
     if on_start is not None:
         on_start(cfg.epochs)
     return train_encoder(job.data, job.out, cfg, overwrite=job.overwrite, progress=progress)

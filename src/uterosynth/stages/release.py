@@ -6,13 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .base import Job, Overrides, stage_config
+from .base import ConfiguredJob, Job
 
 __all__ = ["AnalyzeJob", "AuditJob", "ReleaseJob", "ReleaseModelJob", "StudyJob", "run_analyze", "run_audit",
            "run_release", "run_release_model", "run_study"]
 
 
-class AuditJob(Job):
+class AuditJob(ConfiguredJob):
     """A calibrated memorisation audit (``audit.json`` marks it finished)."""
 
     train: str
@@ -20,8 +20,6 @@ class AuditJob(Job):
     holdout: str | None = None
     encoder: Path | None = None
     quantile: float | None = None
-    config: Path | None = None
-    overrides: Overrides
 
 
 def run_audit(job: AuditJob) -> dict[str, Any]:
@@ -29,12 +27,12 @@ def run_audit(job: AuditJob) -> dict[str, Any]:
     from ..privacy.config import AuditConfig
     from ..privacy.report import write_audit
 
-    cfg = stage_config(AuditConfig, job.config, job.overrides, holdout=job.holdout, quantile=job.quantile)
+    cfg = job.settings(AuditConfig, holdout=job.holdout, quantile=job.quantile)
     return write_audit(job.train, str(job.synthetic), str(job.out), config=cfg,
                        encoder=None if job.encoder is None else str(job.encoder), overwrite=job.overwrite)
 
 
-class ReleaseJob(Job):
+class ReleaseJob(ConfiguredJob):
     """A released synthetic dataset (``SHA256SUMS`` marks it finished)."""
 
     synthetic: Path
@@ -45,8 +43,6 @@ class ReleaseJob(Job):
     licence: str = "CC-BY-4.0"
     evaluation: Path | None = None
     force: bool = False
-    config: Path | None = None
-    overrides: Overrides
 
 
 def run_release(job: ReleaseJob) -> dict[str, Any]:
@@ -54,7 +50,7 @@ def run_release(job: ReleaseJob) -> dict[str, Any]:
     from ..release.config import ReleaseConfig
     from ..release.release import release_dataset
 
-    cfg = stage_config(ReleaseConfig, job.config, job.overrides)
+    cfg = job.settings(ReleaseConfig)
     return release_dataset(job.synthetic, job.audit, job.out, no_audit=job.no_audit, dicom=job.dicom,
                            dicom_reference=job.dicom_reference, licence=job.licence, overwrite=job.overwrite,
                            evaluation_dir=job.evaluation, config=cfg, force=job.force)
@@ -78,7 +74,7 @@ def run_release_model(job: ReleaseModelJob) -> dict[str, Any]:
                          include_train_state=job.include_train_state, overwrite=job.overwrite)
 
 
-class StudyJob(Job):
+class StudyJob(ConfiguredJob):
     """A blinded reader study, ready to serve (``study.json`` marks it finished)."""
 
     real: str
@@ -89,9 +85,7 @@ class StudyJob(Job):
     class_by: str | list[str] | None = None
     base_url: str | None = None
     title: str | None = None
-    config: Path | None = None
     seed: int | None = None
-    overrides: Overrides
 
 
 def _names(value: str | list[str] | None, *, none_word: bool) -> list[str] | None:
@@ -108,7 +102,7 @@ def run_study(job: StudyJob, *, on_item: Callable[[int, int], None] | None = Non
     from ..reader_study.config import StudyConfig
     from ..reader_study.create import create_study
 
-    cfg = stage_config(StudyConfig, job.config, job.overrides, per_source=job.per_source, seed=job.seed,
+    cfg = job.settings(StudyConfig, per_source=job.per_source, seed=job.seed,
                        size=job.size, base_url=job.base_url, title=job.title,
                        raters=_names(job.raters, none_word=False), class_by=_names(job.class_by, none_word=True))
     created = create_study(job.real, job.synthetic, job.out, cfg, overwrite=job.overwrite, on_item=on_item)

@@ -8,18 +8,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .base import Job, Many, Overrides, stage_config
+from .base import ConfiguredJob, Many
 
 __all__ = ["SampleJob", "run_sample", "sample_config"]
 
 
-class SampleJob(Job):
+class SampleJob(ConfiguredJob):
     """A sampling run (``metadata.jsonl`` marks it finished). The options left ``None`` keep the
     value of ``config`` (or of :class:`~uterosynth.sampling.generate.SampleConfig`)."""
 
     model: Path
-    config: Path | None = None
-    overrides: Overrides
     n: int | None = None
     per_class: int | None = None
     condition: Many = Field(default_factory=list, description="NAME=VALUE")
@@ -57,8 +55,8 @@ def sample_config(job: SampleJob):
     from ..sampling.generate import SampleConfig
 
     guidance = parse_guidance(job.guidance) if isinstance(job.guidance, str) else job.guidance
-    return stage_config(
-        SampleConfig, job.config, job.overrides, seed=job.seed, n=job.n, per_class=job.per_class,
+    return job.settings(
+        SampleConfig, seed=job.seed, n=job.n, per_class=job.per_class,
         conditions=_conditions(job.condition) if job.condition else None, prompt=job.prompt, guidance=guidance,
         **{"sampler.name": job.sampler, "sampler.steps": job.steps, "sampler.spacing": job.spacing,
            "runtime.device": job.device, "runtime.precision": job.precision, "runtime.compile": job.compile,

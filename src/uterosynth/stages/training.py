@@ -6,19 +6,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .base import Job, Overrides, stage_config
+from .base import ConfiguredJob, Job
 
 __all__ = ["EncodeJob", "TrainJob", "run_encode", "run_train_autoencoder", "run_train_diffusion"]
 
 
-class TrainJob(Job):
+class TrainJob(ConfiguredJob):
     """A training run on a prepared dataset (``summary.json`` marks it finished)."""
 
     data: Path
-    config: Path | None = None
     resume: bool = False
     seed: int | None = None
-    overrides: Overrides
 
 
 def _train(train: Callable[..., dict[str, Any]], model: type, job: TrainJob) -> dict[str, Any]:
@@ -27,7 +25,7 @@ def _train(train: Callable[..., dict[str, Any]], model: type, job: TrainJob) -> 
     from ..core.artifacts import provenance, write_json
     from ..core.distributed import init_distributed, shutdown_distributed
 
-    cfg = stage_config(model, job.config, job.overrides, seed=job.seed)
+    cfg = job.settings(model, seed=job.seed)
     try:
         summary = train(cfg, job.data, job.out, resume=job.resume, overwrite=job.overwrite)
         if init_distributed(cfg.train.device).is_main:
