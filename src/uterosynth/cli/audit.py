@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt
+from .options import stage_command
+
+if TYPE_CHECKING:
+    from ..stages.base import Job
 
 
-@app.command("audit")
+@stage_command(app.command("audit"), "audit", shared=("config", "overrides"))
 def audit(
     train: str = typer.Option(..., "--train", help="Prepared dataset DIR or DIR:train (training items)."),
     synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic set folder."),
@@ -18,16 +22,10 @@ def audit(
     holdout: str = typer.Option(None, "--holdout", help="Held-out split calibrating the thresholds: test (default) or val."),
     encoder: Path = typer.Option(None, "--encoder", help="TorchScript feature extractor for the embedding measure."),
     quantile: float = typer.Option(None, "--quantile", help="Threshold quantile of held-out similarities (default 0.99)."),
-    config: Path = ConfigOpt,
-    overrides: list[str] = SetOpt,
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Find every synthetic sample's nearest training items (NCC, SSIM, embedding) and flag near-copies."""
-    from ..core.config import parse_overrides
     from ..stages.release import AuditJob
-    from .stages import show_stage
 
-    show_stage("audit", AuditJob(train=train, synthetic=synthetic, out=out, holdout=holdout, encoder=encoder,
-                                 quantile=quantile, config=config, overrides=parse_overrides(overrides or []),
-                                 overwrite=overwrite), as_json=as_json)
+    return AuditJob(train=train, synthetic=synthetic, out=out, holdout=holdout, encoder=encoder, quantile=quantile,
+                    **shared)

@@ -23,13 +23,6 @@ from rich.table import Table
 console = Console()
 err_console = Console(stderr=True)
 
-# Reusable typer options, so every command spells them the same way.
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/).")
-SeedOpt = typer.Option(None, "--seed", help="Random seed (overrides the config).")
-JsonOpt = typer.Option(False, "--json", help="Print a machine-readable summary as the last line.")
-OverwriteOpt = typer.Option(False, "--overwrite", help="Replace the output folder if it exists.")
-SetOpt = typer.Option(None, "--set", help="Override a config key: --set train.steps=100 (repeatable).")
-
 
 @contextlib.contextmanager
 def progress_bar(*, transient: bool = False) -> Iterator[Progress]:

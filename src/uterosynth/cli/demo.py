@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 
 from . import app
-from .common import JsonOpt, emit_summary, err_console
+from .common import emit_summary, err_console
+from .options import AsJson
 
 
 @app.command()
@@ -16,7 +17,7 @@ def demo(
     out: Path = typer.Option(Path("demo_output"), "--out", help="Folder for every stage's artifact and report.html."),
     quick: bool = typer.Option(False, "--quick", help="A smoke run: tiny cohort, models and step counts."),
     dims: int = typer.Option(2, "--dims", help="2 (slices, the default) or 3 (volumes)."),
-    as_json: bool = JsonOpt,
+    as_json: AsJson = False,
 ) -> None:
     """Phantom → prepare → autoencoder → latent diffusion → samples → judge → evaluation with baselines
     → downstream gain → audit → release → reader study, with one report.html."""

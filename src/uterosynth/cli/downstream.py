@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ..core.errors import UserError
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt
+from .options import stage_command
+
+if TYPE_CHECKING:
+    from ..stages.base import Job
 
 downstream_app = typer.Typer(
     invoke_without_command=True,
@@ -17,7 +21,8 @@ downstream_app = typer.Typer(
 )
 app.add_typer(downstream_app, name="downstream")
 
-@downstream_app.callback()
+
+@stage_command(downstream_app.callback(), "downstream")
 def downstream(
     ctx: typer.Context,
     real: Path | None = typer.Option(None, "--real", help="Prepared dataset (train/val/test by subject)."),
@@ -30,12 +35,8 @@ def downstream(
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Run even when a synthetic set's generator was "
                                        "trained on (or reconstructs) subjects of the real test split (refused by "
                                        "default; the overlaps are recorded in results.json)."),
-    config: Path | None = ConfigOpt,
-    seed: int | None = SeedOpt,
-    overrides: list[str] | None = SetOpt,
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job | None:
     """Train a ResNet-18 per protocol, label budget and seed; test on the real test split; write
     results.json, a plot and an HTML section for the evaluation report."""
     if ctx.invoked_subcommand is not None:
@@ -44,35 +45,23 @@ def downstream(
                 f"'uterosynth downstream {ctx.invoked_subcommand}' takes its own options; put --real/--synthetic/--out "
                 "only on 'uterosynth downstream' without a subcommand"
             )
-        return
+        return None
     if real is None or out is None:
         raise UserError("uterosynth downstream: --real PREPARED and --out DIR are required (see --help)")
-
-    from ..core.config import parse_overrides
     from ..stages.downstream import DownstreamJob
-    from .stages import show_stage
 
-    show_stage("downstream", DownstreamJob(real=real, synthetic=synthetic or [], task=task, out=out, quick=quick,
-                                           allow_overlap=allow_overlap, config=config, seed=seed, overrides=parse_overrides(overrides or []),
-                                           overwrite=overwrite), as_json=as_json)
+    return DownstreamJob(real=real, synthetic=synthetic or [], task=task, out=out, quick=quick,
+                         allow_overlap=allow_overlap, **shared)
 
 
-@downstream_app.command("train-classifier")
+@stage_command(downstream_app.command("train-classifier"), "downstream train-classifier")
 def train_classifier_cmd(
     data: Path = typer.Option(..., "--data", help="Prepared dataset to train and test on."),
     task: str | None = typer.Option(None, "--task", help="Categorical attribute to classify (default: orientation)."),
     out: Path = typer.Option(..., "--out", help="Output folder (classifier.pt + classifier.json)."),
-    config: Path | None = ConfigOpt,
-    seed: int | None = SeedOpt,
-    overrides: list[str] | None = SetOpt,
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Train and freeze the judge classifier (TorchScript) used by evaluation and acceptance checks."""
-    from ..core.config import parse_overrides
     from ..stages.downstream import JudgeJob
-    from .stages import show_stage
 
-    show_stage("downstream train-classifier", JudgeJob(data=data, task=task, out=out, config=config, seed=seed,
-                                                       overrides=parse_overrides(overrides or []),
-                                                       overwrite=overwrite), as_json=as_json)
+    return JudgeJob(data=data, task=task, out=out, **shared)

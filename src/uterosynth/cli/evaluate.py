@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt
+from .options import stage_command
+
+if TYPE_CHECKING:
+    from ..stages.base import Job
 
 evaluate_app = typer.Typer(
     help="Evaluate synthetic sets against real data (FID/KID/PRDC/FRD/MS-SSIM/LPIPS/fidelity with 95 % CIs).",
@@ -16,7 +20,7 @@ evaluate_app = typer.Typer(
 app.add_typer(evaluate_app, name="evaluate")
 
 
-@evaluate_app.callback(invoke_without_command=True)
+@stage_command(evaluate_app.callback(invoke_without_command=True), "evaluate")
 def evaluate(
     ctx: typer.Context,
     real: str = typer.Option(None, "--real", help="Prepared dataset DIR[:split] (reference; default split train)."),
@@ -33,29 +37,21 @@ def evaluate(
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Evaluate even when the judge or the extractor "
                                        "was trained on evaluated real subjects or on a generator's training subjects "
                                        "(refused by default; the overlaps are recorded in metrics.json)."),
-    config: Path = ConfigOpt,
-    seed: int = SeedOpt,
-    set_: list[str] = SetOpt,
-    overwrite: bool = OverwriteOpt,
-    json_: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job | None:
     """Compute every metric of --synthetic (and each --baseline, and the real-vs-real floor) against --real."""
     if ctx.invoked_subcommand is not None:
-        return
+        return None
     if real is None or out is None:
         raise typer.BadParameter("--real and --out are required (see 'uterosynth evaluate --help')")
-    from ..core.config import parse_overrides
     from ..stages.evaluation import EvaluateJob
-    from .stages import show_stage
 
-    show_stage("evaluate", EvaluateJob(real=real, synthetic=synthetic, baseline=baseline or [], out=out,
-                                       extractor=extractor, extractor_kind=extractor_kind, classifier=classifier,
-                                       lpips_weights=lpips_weights, downstream=downstream, floor=floor,
-                                       allow_overlap=allow_overlap, config=config, seed=seed,
-                                       overrides=parse_overrides(set_ or []), overwrite=overwrite), as_json=json_)
+    return EvaluateJob(real=real, synthetic=synthetic, baseline=baseline or [], out=out, extractor=extractor,
+                       extractor_kind=extractor_kind, classifier=classifier, lpips_weights=lpips_weights,
+                       downstream=downstream, floor=floor, allow_overlap=allow_overlap, **shared)
 
 
-@evaluate_app.command("baselines")
+@stage_command(evaluate_app.command("baselines"), "evaluate baselines", shared=("seed",))
 def baselines(
     autoencoder: Path = typer.Option(..., "--autoencoder", help="Autoencoder checkpoint or run folder."),
     real: str = typer.Option(..., "--real", help="Prepared dataset DIR[:split] to reconstruct (default split test)."),
@@ -66,34 +62,22 @@ def baselines(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Reconstruct subjects the autoencoder was "
                                        "trained on (refused by default: the reconstruction would flatter it)."),
-    seed: int = SeedOpt,
-    overwrite: bool = OverwriteOpt,
-    json_: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Write the autoencoder baselines: reconstructions of the real split and decoded prior samples."""
     from ..stages.evaluation import BaselinesJob
-    from .stages import show_stage
 
-    show_stage("evaluate baselines", BaselinesJob(autoencoder=autoencoder, real=real, out=out, n_prior=n_prior,
-                                                  prior_by=prior_by or [], device=device, seed=seed,
-                                                  overwrite=overwrite, allow_overlap=allow_overlap), as_json=json_)
+    return BaselinesJob(autoencoder=autoencoder, real=real, out=out, n_prior=n_prior, prior_by=prior_by or [],
+                        device=device, allow_overlap=allow_overlap, **shared)
 
 
-@evaluate_app.command("train-encoder")
+@stage_command(evaluate_app.command("train-encoder"), "evaluate train-encoder")
 def train_encoder(
     data: str = typer.Option(..., "--data", help="Prepared dataset DIR[:split] (default split train)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (encoder.pt, encoder.json)."),
-    config: Path = ConfigOpt,
-    seed: int = SeedOpt,
-    set_: list[str] = SetOpt,
-    overwrite: bool = OverwriteOpt,
-    json_: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Train the in-domain feature encoder (SimCLR) on real training data and freeze it."""
-    from ..core.config import parse_overrides
     from ..stages.evaluation import EncoderJob
-    from .stages import show_stage
 
-    show_stage("evaluate train-encoder", EncoderJob(data=data, out=out, config=config, seed=seed,
-                                                    overrides=parse_overrides(set_ or []), overwrite=overwrite),
-               as_json=json_)
+    return EncoderJob(data=data, out=out, **shared)

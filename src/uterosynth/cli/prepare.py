@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt
+from .options import stage_command
+
+if TYPE_CHECKING:
+    from ..stages.base import Job
 
 
 class Source(str, Enum):
@@ -16,7 +20,7 @@ class Source(str, Enum):
     folder = "folder"
 
 
-@app.command()
+@stage_command(app.command(), "prepare")
 def prepare(
     source: Source = typer.Option(..., "--source", help="Layout of the input: 'umd' (UMD/UMD_<date>_<NNN>/) or 'folder'."),
     input: Path = typer.Option(..., "--input", "-i", exists=True, file_okay=False, help="Raw dataset folder."),
@@ -24,20 +28,12 @@ def prepare(
     labels: Path | None = typer.Option(
         None, "--labels", exists=True, dir_okay=False, help="Labels CSV (subject column + attribute columns)."
     ),
-    config: Path | None = ConfigOpt,
-    seed: int | None = SeedOpt,
     workers: int | None = typer.Option(None, "--workers", help="Parallel worker processes (overrides the config)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad subjects (listed with reasons) instead of stopping."),
-    overwrite: bool = OverwriteOpt,
-    set_: list[str] | None = SetOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Read, check and preprocess scans into items + manifest.csv + dataset.json (splits by subject)."""
-    from ..core.config import parse_overrides
     from ..stages.data import PrepareJob
-    from .stages import show_stage
 
-    show_stage("prepare", PrepareJob(source=source.value, input=input, out=out, labels=labels, config=config,
-                                     seed=seed, workers=workers, skip_bad=skip_bad,
-                                     overrides=parse_overrides(set_ or []), overwrite=overwrite),
-               as_json=as_json)
+    return PrepareJob(source=source.value, input=input, out=out, labels=labels, workers=workers, skip_bad=skip_bad,
+                      **shared)

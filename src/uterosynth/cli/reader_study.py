@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt, console, emit_summary, err_console
+from .common import console, emit_summary, err_console
+from .options import AsJson, stage_command
+
+if TYPE_CHECKING:
+    from ..stages.base import Job
 
 reader_app = typer.Typer(
     help="Blinded reader study: experts tell real from synthetic images and rate realism.",
@@ -16,7 +21,7 @@ reader_app = typer.Typer(
 app.add_typer(reader_app, name="reader-study")
 
 
-@reader_app.command("create")
+@stage_command(reader_app.command("create"), "reader-study create")
 def create(
     real: str = typer.Option(..., "--real", help="Prepared dataset, optionally DIR:split (e.g. data/prepared:test)."),
     synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic set folder (from 'uterosynth sample')."),
@@ -29,21 +34,13 @@ def create(
     ),
     base_url: str = typer.Option(None, "--base-url", help="Where the server will be reachable (for the links)."),
     title: str = typer.Option(None, "--title", help="Title shown to raters."),
-    config: Path = ConfigOpt,
-    seed: int = SeedOpt,
-    overrides: list[str] = SetOpt,
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Build a balanced, randomised, blinded study and print one secret link per rater."""
-    from ..core.config import parse_overrides
     from ..stages.release import StudyJob
-    from .stages import show_stage
 
-    show_stage("reader-study create", StudyJob(real=real, synthetic=synthetic, per_source=per_source, raters=raters,
-                                               out=out, size=size, class_by=class_by, base_url=base_url, title=title,
-                                               config=config, seed=seed, overrides=parse_overrides(overrides or []),
-                                               overwrite=overwrite), as_json=as_json)
+    return StudyJob(real=real, synthetic=synthetic, per_source=per_source, raters=raters, out=out, size=size,
+                    class_by=class_by, base_url=base_url, title=title, **shared)
 
 
 @reader_app.command("serve")
@@ -71,20 +68,17 @@ def serve(
     uvicorn.run(application, host=host, port=port, server_header=False, log_level="info")
 
 
-@reader_app.command("analyze")
+@stage_command(reader_app.command("analyze"), "reader-study analyze", shared=())
 def analyze(
     study: Path = typer.Argument(..., help="Study folder made by 'reader-study create'."),
     out: Path = typer.Option(..., "--out", help="Folder for results.json and report.html."),
     db_url: str = typer.Option(None, "--db-url", help="The database the server used (default: STUDY/study.db)."),
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Accuracy, sensitivity, specificity, AUC, binomial test, κ, realism U-test, per class."""
     from ..stages.release import AnalyzeJob
-    from .stages import show_stage
 
-    show_stage("reader-study analyze", AnalyzeJob(study=study, out=out, db_url=db_url, overwrite=overwrite),
-               as_json=as_json)
+    return AnalyzeJob(study=study, out=out, db_url=db_url, **shared)
 
 
 @reader_app.command("revoke")
@@ -93,7 +87,7 @@ def revoke(
     rater: str = typer.Argument(..., help="Name of the rater whose link is replaced."),
     db_url: str = typer.Option(None, "--db-url", help="The database the server uses (default: STUDY/study.db)."),
     base_url: str = typer.Option(None, "--base-url", help="Where the server is reachable (default: as created)."),
-    as_json: bool = JsonOpt,
+    as_json: AsJson = False,
 ) -> None:
     """Replace a rater's secret link: the old one fails at once (no restart), the new one is printed."""
     from ..reader_study.revoke import revoke_rater
@@ -110,7 +104,7 @@ def revoke(
 def check(
     study: Path = typer.Argument(..., help="Study folder made by 'reader-study create'."),
     out: Path = typer.Option(None, "--out", help="Where to write check.json (default: STUDY/check.json)."),
-    as_json: bool = JsonOpt,
+    as_json: AsJson = False,
 ) -> None:
     """Leak audit: can a trivial rule on position, PNG size or image statistics tell the sources apart?"""
     from rich.table import Table

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt
+from .options import stage_command
+
+if TYPE_CHECKING:
+    from ..stages.base import Job
 
 LicenceOpt = typer.Option("CC-BY-4.0", "--licence", help="Licence written into the datasheet / model card.")
 NoAuditOpt = typer.Option(False, "--no-audit", help="Release without an audit (stated loudly in the datasheet).")
 
 
-@app.command("release")
+@stage_command(app.command("release"), "release", shared=("config", "overrides"))
 def release(
     synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic set folder."),
     out: Path = typer.Option(..., "--out", help="Release folder to write."),
@@ -30,24 +34,16 @@ def release(
         "fidelity bar (config 'quality')."),
     force: bool = typer.Option(False, "--force", help="Release samples that fail the fidelity bar (stated at the top "
                                "of DATASHEET.md)."),
-    config: Path = ConfigOpt,
-    overrides: list[str] = SetOpt,
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Release the audited synthetic samples as NIfTI, PNG (and DICOM) with metadata.csv, DATASHEET.md, SHA256SUMS."""
-    from ..core.config import parse_overrides
     from ..stages.release import ReleaseJob
-    from .stages import show_stage
 
-    show_stage("release", ReleaseJob(synthetic=synthetic, out=out, audit=audit, no_audit=no_audit, dicom=dicom,
-                                     dicom_reference=dicom_reference, licence=licence, overwrite=overwrite,
-                                     evaluation=evaluation, force=force, config=config,
-                                     overrides=parse_overrides(overrides or [])),
-               as_json=as_json)
+    return ReleaseJob(synthetic=synthetic, out=out, audit=audit, no_audit=no_audit, dicom=dicom,
+                      dicom_reference=dicom_reference, licence=licence, evaluation=evaluation, force=force, **shared)
 
 
-@app.command("release-model")
+@stage_command(app.command("release-model"), "release-model", shared=())
 def release_model(
     model: Path = typer.Option(..., "--model", help="Model checkpoint folder (model.safetensors + model.json)."),
     out: Path = typer.Option(..., "--out", help="Release folder to write."),
@@ -55,13 +51,10 @@ def release_model(
     no_audit: bool = NoAuditOpt,
     include_train_state: bool = typer.Option(False, "--include-train-state", help="Also copy train_state.pt."),
     licence: str = LicenceOpt,
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Release a model checkpoint with MODEL_CARD.md (including its audit results) and SHA256SUMS."""
     from ..stages.release import ReleaseModelJob
-    from .stages import show_stage
 
-    show_stage("release-model", ReleaseModelJob(model=model, out=out, audit=audit, no_audit=no_audit,
-                                                include_train_state=include_train_state, licence=licence,
-                                                overwrite=overwrite), as_json=as_json)
+    return ReleaseModelJob(model=model, out=out, audit=audit, no_audit=no_audit,
+                           include_train_state=include_train_state, licence=licence, **shared)

@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import JsonOpt, emit_summary
+from .common import emit_summary
 from .demo import announce_stage, run_shown
+from .options import AsJson
 
 
 @app.command("run")
@@ -16,7 +17,7 @@ def run(
     pipeline: Path = typer.Argument(..., help="Pipeline file (see configs/pipeline_*.yaml)."),
     out: Path = typer.Option(None, "--out", help="Output folder (overrides the file's 'out')."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
-    as_json: bool = JsonOpt,
+    as_json: AsJson = False,
 ) -> None:
     """Run (or resume) every stage of a pipeline file; skip finished stages; write report.html."""
     from ..pipeline import pipeline_stages, run_stages

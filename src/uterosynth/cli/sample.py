@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SetOpt
+from .options import stage_command
+
+if TYPE_CHECKING:
+    from ..stages.base import Job
 
 
-@app.command()
+@stage_command(app.command(), "sample", shared=("config", "overrides"))
 def sample(
     model: Path = typer.Option(..., "--model", "-m", help="Diffusion checkpoint or training run folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Synthetic set folder to write."),
-    config: Path | None = ConfigOpt,
-    overrides: list[str] | None = SetOpt,
     n: int = typer.Option(None, "--n", "-n", help="Number of items (all with the same --condition); use -n under torchrun."),
     per_class: int = typer.Option(None, "--per-class", help="Items per class, balanced over every class."),
     condition: list[str] = typer.Option(None, "--condition", help="NAME=VALUE, repeatable."),
@@ -30,24 +32,19 @@ def sample(
     precision: str = typer.Option(None, "--precision", help="auto (default) | fp32 | bf16."),
     compile: bool = typer.Option(None, "--compile", help="torch.compile the network."),
     decode_memory_mb: float = typer.Option(None, "--decode-memory-mb", help="Tile 3D latent decoding under this budget."),
-    overwrite: bool = OverwriteOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+    **shared: Any,
+) -> Job:
     """Sample a synthetic set (NIfTI + PNG + metadata.jsonl) from a trained diffusion model.
 
     --config is a YAML file of the sampling settings (seed, n, per_class, conditions, guidance,
     sampler, runtime); --set and the other options override it."""
-    from ..core.config import parse_overrides
     from ..core.errors import UserError
     from ..stages.sampling import SampleJob
-    from .stages import show_stage
 
     if batch_size is not None and batch_size != "auto" and not batch_size.isdigit():
         raise UserError(f"--batch-size: expected a positive integer or 'auto', got '{batch_size}'")
-    job = SampleJob(
-        model=model, out=out, config=config, overrides=parse_overrides(overrides or []), n=n, per_class=per_class,
-        condition=condition or [], prompt=prompt, guidance=guidance, sampler=sampler, steps=steps, spacing=spacing,
-        seed=seed, batch_size=None if batch_size is None else batch_size if batch_size == "auto" else int(batch_size),
-        device=device, precision=precision, compile=compile or None, decode_memory_mb=decode_memory_mb,
-        overwrite=overwrite)
-    show_stage("sample", job, as_json=as_json)
+    return SampleJob(
+        model=model, out=out, n=n, per_class=per_class, condition=condition or [], prompt=prompt, guidance=guidance,
+        sampler=sampler, steps=steps, spacing=spacing, seed=seed,
+        batch_size=None if batch_size is None else batch_size if batch_size == "auto" else int(batch_size),
+        device=device, precision=precision, compile=compile or None, decode_memory_mb=decode_memory_mb, **shared)

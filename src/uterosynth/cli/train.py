@@ -3,51 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import app
-from .common import ConfigOpt, JsonOpt, OverwriteOpt, SeedOpt, SetOpt
+from .options import stage_command
+
+if TYPE_CHECKING:
+    from ..stages.base import Job
 
 train_app = typer.Typer(help="Train a model (autoencoder, diffusion) on a prepared dataset.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
-DataOpt = typer.Option(..., "--data", help="Prepared dataset folder (see 'uterosynth prepare').")
-OutOpt = typer.Option(..., "--out", help="Run folder: checkpoint/, metrics.jsonl, tensorboard/, images/.")
-ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
+_MODELS = {
+    "autoencoder": "Train the KL autoencoder (2D or 3D); runs under torchrun for several processes.",
+    "diffusion": "Train a diffusion model (pixel DDPM or latent LDM; 2D or 3D; conditions); runs under torchrun.",
+}
+"""Each trainable model's sub-command and its help."""
 
 
-def _train_command(model: str, help_text: str) -> None:
-    """Register ``uterosynth train <model>``: every model takes the same options."""
+def _train_command(model: str, help: str) -> None:
+    """Register ``train <model>``: training runs on this process (or this torchrun rank); rank 0 prints the summary."""
 
-    def command(
-        data: Path = DataOpt,
-        out: Path = OutOpt,
-        config: Path | None = ConfigOpt,
-        resume: bool = ResumeOpt,
-        seed: int | None = SeedOpt,
-        overrides: list[str] | None = SetOpt,
-        overwrite: bool = OverwriteOpt,
-        as_json: bool = JsonOpt,
-    ) -> None:
-        _run(f"train {model}", data, out, config, overrides, seed=seed, resume=resume, overwrite=overwrite,
-             as_json=as_json)
+    @stage_command(train_app.command(model, help=help), f"train {model}")
+    def train(
+        data: Path = typer.Option(..., "--data", help="Prepared dataset folder (see 'uterosynth prepare')."),
+        out: Path = typer.Option(..., "--out", help="Run folder: checkpoint/, metrics.jsonl, tensorboard/, images/."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+        **shared: Any,
+    ) -> Job:
+        from ..stages.training import TrainJob
 
-    command.__doc__ = help_text
-    train_app.command(model, help=help_text)(command)
+        return TrainJob(data=data, out=out, resume=resume, **shared)
 
 
-_train_command("autoencoder", "Train the KL autoencoder (2D or 3D); runs under torchrun for several processes.")
-_train_command("diffusion",
-               "Train a diffusion model (pixel DDPM or latent LDM; 2D or 3D; conditions); runs under torchrun.")
-
-
-def _run(command: str, data: Path, out: Path, config: Path | None, overrides: list[str] | None, *,
-         seed: int | None, resume: bool, overwrite: bool, as_json: bool) -> None:
-    """Train on this process (or this torchrun rank); rank 0 prints the summary."""
-    from ..core.config import parse_overrides
-    from ..stages.training import TrainJob
-    from .stages import show_stage
-
-    show_stage(command, TrainJob(data=data, out=out, config=config, overrides=parse_overrides(overrides or []),
-                                 seed=seed, resume=resume, overwrite=overwrite), as_json=as_json)
+for _model, _help in _MODELS.items():
+    _train_command(_model, _help)

@@ -108,25 +108,13 @@ class EpochDataset(Dataset):
 
 
 def resumable_loader(
-    dataset: Dataset,
-    *,
-    batch_size: int,
-    seed: int,
-    rank: int = 0,
-    world_size: int = 1,
-    start: int = 0,
-    num_workers: int = 0,
-    transform: Callable | None = None,
-    weights: Sequence[float] | None = None,
+    dataset: Dataset, order: ResumableBatches, *, num_workers: int = 0, transform: Callable | None = None
 ) -> DataLoader:
-    """An infinite :class:`DataLoader` whose order resumes exactly at micro-batch ``start``."""
-    sampler = ResumableBatches(
-        len(dataset), batch_size, seed=seed, rank=rank, world_size=world_size, start=start, weights=weights
-    )
+    """An infinite :class:`DataLoader` of ``dataset`` in ``order``, which resumes exactly at its ``start``."""
     return DataLoader(
-        EpochDataset(dataset, transform=transform, seed=seed),
-        batch_sampler=sampler,
+        EpochDataset(dataset, transform=transform, seed=order.seed),
+        batch_sampler=order,
         num_workers=num_workers,
-        generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
+        generator=torch.Generator().manual_seed(order.seed),  # keeps the global RNG untouched
         persistent_workers=False,
     )

@@ -29,7 +29,7 @@ from ..core.distributed import DistInfo, all_true, barrier, gather_objects
 from ..core.errors import ConfigError, DataError
 from ..core.precision import cpu_flags, resolve_precision
 from .config import LoopConfig, OptimizerConfig
-from .data import resumable_loader
+from .data import ResumableBatches, resumable_loader
 
 __all__ = [
     "Parts",
@@ -461,17 +461,9 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step or None)
-        loader = resumable_loader(
-            self.train_data,
-            batch_size=cfg.batch_size,
-            seed=self.seed,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            start=self.micro,
-            num_workers=cfg.num_workers,
-            transform=self.transform,
-            weights=self.sample_weights,
-        )
+        order = ResumableBatches(len(self.train_data), cfg.batch_size, seed=self.seed, rank=self.dist.rank,
+                                 world_size=self.dist.world_size, start=self.micro, weights=self.sample_weights)
+        loader = resumable_loader(self.train_data, order, num_workers=cfg.num_workers, transform=self.transform)
         batches = iter(loader)
         for module in self.parts.raw.values():
             module.train()
