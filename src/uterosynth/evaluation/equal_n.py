@@ -40,8 +40,9 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..core.threads import torch_threads
 from .bootstrap import MetricResult
-from .metrics import FID_STABLE_N, _single_thread, feature_statistics, frechet_distance, prdc_items
+from .metrics import FID_STABLE_N, feature_statistics, frechet_distance, prdc_items
 from .resampling import (
     Groups,
     block_assignment,
@@ -204,7 +205,7 @@ def fid_extrapolated(
     ns = sorted({int(round(1 / v)) for v in np.linspace(1 / n, 1 / lowest, points)})
     rng = np.random.default_rng(seed)
     values = []
-    with _single_thread():
+    with torch_threads(1):  # small dense linear algebra: one thread (see frechet_distance)
         for size in ns:
             per = []
             for _ in range(draws):
@@ -311,7 +312,7 @@ def mmd2_jackknife(
     bx = block_assignment(group_codes(groups_x, x.shape[0]), n_blocks, seed)
     by = block_assignment(group_codes(groups_y, y.shape[0]), n_blocks, seed + 1)
     kw = {"degree": degree, "gamma": gamma, "coef": coef}
-    with _single_thread():
+    with torch_threads(1):  # small dense linear algebra: one thread (see frechet_distance)
         sxx = _kernel_block_sums(x, x, bx, bx, same=True, **kw)
         syy = _kernel_block_sums(y, y, by, by, same=True, **kw)
         sxy = _kernel_block_sums(x, y, bx, by, same=False, **kw)

@@ -44,12 +44,6 @@ def feature_statistics(features: np.ndarray | torch.Tensor) -> tuple[torch.Tenso
     return mu, sigma
 
 
-def _single_thread():
-    """Run small dense linear algebra on one thread: on a shared CPU, multi-threaded ``eigh`` of a
-    256x256 matrix was measured 60x slower than single-threaded (threads spin waiting for each other)."""
-    return torch_threads(1)
-
-
 def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
     evals, evecs = torch.linalg.eigh((matrix + matrix.T) / 2)
     return (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
@@ -73,7 +67,9 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     if not all(bool(torch.isfinite(t).all()) for t in (mu1, mu2, sigma1, sigma2)):
         # a covariance of fewer than two items (a jackknife replicate of a one-subject set)
         return float("nan")
-    with _single_thread():
+    # one thread: on a shared CPU, multi-threaded ``eigh`` of a 256x256 matrix was measured 60x
+    # slower than single-threaded (threads spin waiting for each other)
+    with torch_threads(1):
         root1 = _sqrt_psd(sigma1)
         middle = root1 @ sigma2 @ root1
         tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()

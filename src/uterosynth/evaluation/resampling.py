@@ -242,13 +242,14 @@ def fid_jackknife(
         real, fake: features ``(N, F)`` and ``(M, F)``.
         groups_real, groups_fake: subject id per item (``None``: items independent).
     """
-    from .metrics import _single_thread, frechet_distance
+    from ..core.threads import torch_threads
+    from .metrics import frechet_distance
 
     x = torch.as_tensor(np.asarray(real) if not isinstance(real, torch.Tensor) else real).to(torch.float64)
     y = torch.as_tensor(np.asarray(fake) if not isinstance(fake, torch.Tensor) else fake).to(torch.float64)
     bx = block_assignment(group_codes(groups_real, x.shape[0]), n_blocks, seed)
     by = block_assignment(group_codes(groups_fake, y.shape[0]), n_blocks, seed + 1)
-    with _single_thread():
+    with torch_threads(1):  # small dense linear algebra: one thread (see frechet_distance)
         mx, my = _block_moments(x, bx), _block_moments(y, by)
     full_x, full_y = _moments_without(*mx, None), _moments_without(*my, None)
     value = frechet_distance(*full_x, *full_y)
