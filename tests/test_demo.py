@@ -57,8 +57,8 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path, capsys, one_thread, d
     assert {c["model"].split()[0] for c in overlap["checks"]} == {"judge", "extractor"}
     downstream = json.loads((out / f["downstream"] / "results.json").read_text())
     assert {"real+vae_prior@1:1", "real+diffusion@1:1"} <= {row["protocol"] for row in downstream["summary"]}
-    assert json.loads((out / f["ldm"] / "summary.json").read_text())["steps"] == 20
-    # the latent model's samples carry the training geometry: the dataset's affine, the items' spacing
+    assert json.loads((out / f["diffusion"] / "summary.json").read_text())["steps"] == 20
+    # the model's samples carry the training geometry: the dataset's affine, the items' spacing
     prepared = json.loads((out / f["prepared"] / "dataset.json").read_text())
     sample = nib.load(str(next((out / f["samples"] / "items").glob("*.nii.gz"))))
     item = nib.load(str(next((out / f["prepared"] / "items").glob("*.nii.gz"))))
@@ -98,7 +98,7 @@ def test_unfinished_training_stage_is_resumed(tmp_path):
         (tmp_path / stage.name / stage.done_marker).write_text("x")
 
     run_demo(tmp_path, quick=True, run_command=fake)
-    assert ("03_autoencoder", True) in seen and ("05_ldm", False) in seen
+    assert ("03_autoencoder", True) in seen and ("04_diffusion", False) in seen
     assert all(not resumed for name, resumed in seen if name != "03_autoencoder")
 
 
@@ -110,6 +110,6 @@ def test_dims_must_be_2_or_3(tmp_path):
 def test_3d_demo_uses_the_volume_presets(tmp_path):
     stages = {s.name: s.args for s in demo_stages(tmp_path, quick=False, dims=3)}
     assert any(a.endswith("prepare3d.yaml") for a in stages["02_prepared"])
-    assert any(a.endswith("ldm3d_demo.yaml") for a in stages["05_ldm"])
+    assert any(a.endswith("ldm3d_demo.yaml") for a in stages["05_diffusion"])
     reader = stages[_folders(tmp_path, quick=False, dims=3)["reader_study"]]
     assert reader[reader.index("--class-by") + 1] == "none"

@@ -61,6 +61,23 @@ def test_duplicate_stage_names_are_refused(tmp_path, capsys):
     assert info.value.code == 2 and "unique" in capsys.readouterr().err
 
 
+def test_a_skipped_stage_is_left_out_until_a_variant_switches_it_on(tmp_path):
+    import yaml
+
+    stages = [{"name": "a", "command": "phantom", "done": "x"},
+              {"name": "b", "command": "prepare", "args": {"input": "${a}"}, "skip": True, "done": "y"},
+              {"name": "c", "command": "phantom", "done": "z"}]
+    base = _write(tmp_path / "base.yaml", stages)
+    assert [s.name for s in pipeline_stages(base, numbered=True)[1]] == ["01_a", "02_c"]
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(yaml.safe_dump({"base": "base.yaml", "override": {"b": {"skip": False}}}))
+    assert [s.name for s in pipeline_stages(variant, numbered=True)[1]] == ["01_a", "02_b", "03_c"]
+    # a kept stage may not refer to a skipped one
+    stages[2]["args"] = {"out": "${b}/more"}
+    with pytest.raises(ConfigError, match=r"\$\{b\} is not an earlier stage"):
+        pipeline_stages(_write(tmp_path / "base.yaml", stages))
+
+
 def test_run_resume_and_report(tmp_path, capsys):
     path = _write(tmp_path / "p.yaml", [
         {"name": "cohort", "command": "phantom", "args": {"subjects": 2, "seed": 1, "workers": 1},

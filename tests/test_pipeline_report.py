@@ -143,3 +143,19 @@ def test_an_unreadable_artifact_is_named_not_fatal(tmp_path):
     answer = _answer(write_report(tmp_path, stages, title="t").read_text())
     assert "Not shown:" in answer and "metadata.jsonl: line 1 is not valid JSON" in answer
     assert "Does the judge see the requested class?" in answer  # the rest of the answer is still there
+
+
+def test_each_stage_section_states_its_time_and_training_steps(tmp_path):
+    import json
+
+    stages = _pipeline(tmp_path, release=False)
+    train = Stage("train", "stage train", ("train diffusion", "--out", str(tmp_path / "train")), "summary.json",
+                  resumable=True, command="train diffusion", options={"out": str(tmp_path / "train")})
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "summary.json").write_text(json.dumps({"steps": 2000}))
+    timings = {"prepared": "done earlier", "samples": 12.34, "evaluation": "failed: boom", "train": 543.21}
+    page = write_report(tmp_path, [*stages, train], title="t", timings=timings).read_text()
+    section = {m[0]: m[1] for m in re.findall(r"<h2>stage (\w+)</h2>(.*?)(?=<h2>|</body>)", page, re.S)}
+    assert "time: done earlier" in section["prepared"] and "time: 12.3 s" in section["samples"]
+    assert "time:" not in section["evaluation"] and "training steps" not in section["samples"]
+    assert "time: 543.2 s · 2000 training steps" in section["train"]

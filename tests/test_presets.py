@@ -44,7 +44,7 @@ def test_3d_demo_ldm_stage_builds_at_its_latent_size(tmp_path, quick: bool):
     ae = load_config(AutoencoderTrainConfig, PRESETS / "ae3d_demo.yaml", overrides=_sets(stages["03_autoencoder"])).model
     torch.manual_seed(0)
     x = torch.randn(2, ae.latent_channels, *[s // downsample_factor(ae) for s in volume])
-    cfg = load_config(DiffusionTrainConfig, PRESETS / "ldm3d_demo.yaml", overrides=_sets(stages["05_ldm"]))
+    cfg = load_config(DiffusionTrainConfig, PRESETS / "ldm3d_demo.yaml", overrides=_sets(stages["05_diffusion"]))
     unet = ConditionedUNet(3, ae.latent_channels, cfg.unet)
     out = unet(x, torch.tensor([10, 900]))
     assert out.shape == x.shape
@@ -74,8 +74,26 @@ def test_2d_demo_trains_for_a_step_budget_not_a_wall_clock_one(tmp_path, quick: 
     from uterosynth.demo import demo_stages
 
     stages = {s.name: s.args for s in demo_stages(tmp_path, quick=quick, dims=2)}
-    for stage, preset in (("03_autoencoder", AutoencoderTrainConfig), ("05_ldm", DiffusionTrainConfig)):
+    for stage, preset in (("03_autoencoder", AutoencoderTrainConfig), ("04_diffusion", DiffusionTrainConfig)):
         args = stages[stage]
         cfg = load_config(preset, args[args.index("--config") + 1], overrides=_sets(args))
-        assert cfg.train.steps < 1000, stage  # the budget, not the presets' 100000-step ceilings
+        assert cfg.train.steps <= 2000, stage  # the budget, not the presets' 100000-step ceilings
         assert cfg.train.max_minutes is None or cfg.train.max_minutes >= 30, stage  # at most a safety cap
+
+
+def test_default_demo_runs_the_measured_recipe(tmp_path):
+    """The 2D demo trains the sweep's pixel-space recipe (no latent stage), draws at least 64 samples
+    per orientation for the judge's verdict, and trains the judge on the 240-subject reference cohort."""
+    from uterosynth.demo import demo_stages
+
+    stages = {s.name.split("_", 1)[1]: s for s in demo_stages(tmp_path, quick=False, dims=2)}
+    assert "latents" not in stages
+    args = stages["diffusion"].args
+    cfg = load_config(DiffusionTrainConfig, args[args.index("--config") + 1], overrides=_sets(args))
+    assert cfg.space == "pixel" and cfg.optimizer.warmup_steps > 0 and cfg.train.steps == 2000
+    sample = stages["samples"].options
+    assert sample["per_class"] * 2 >= 64 and "orientation=5" in sample["guidance"]  # x 2 field strengths
+    assert stages["phantom_reference"].options["subjects"] >= 240
+    assert {"02_prepared", "07_prepared_reference"} == {
+        s.name for s in demo_stages(tmp_path, quick=False, dims=2)
+        if _sets(s.args).get("preprocess.output.shape") == [64, 64]}

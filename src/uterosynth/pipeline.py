@@ -3,7 +3,8 @@
 ``uterosynth run pipeline.yaml`` reads the chain from a file a user copies for their own data
 (``configs/pipeline_*.yaml``); ``uterosynth demo`` is ``configs/pipeline_cpu*.yaml``. A pipeline
 file may start from another one (``base:``) and change some of its stages through ``override:``
-(stage name → the keys of its spec to change; ``null`` removes an option or a ``set`` key).
+(stage name → the keys of its spec to change; ``null`` removes an option or a ``set`` key; a
+stage marked ``skip: true`` is left out, so a base may hold a stage only its variants run).
 Stages run through :func:`run_stages`, which calls each stage's ``run`` in this process (or the
 ``uterosynth`` command under ``torchrun`` for ``launcher: torchrun``): a stage whose ``done`` file exists is skipped, a training stage whose folder
 exists unfinished is resumed (``--resume``), every other command writes its folder atomically,
@@ -81,6 +82,8 @@ class StageSpec(StrictModel):
     on_failure: Literal["stop", "continue"] = Field(
         "stop", description="continue: when this stage fails, run the later stages anyway and fail at the end "
         "(e.g. a release refused below its fidelity bar); the report is written either way")
+    skip: bool = Field(False, description="leave this stage out of the chain (a file that starts from this one "
+                       "may switch it on with 'override: {NAME: {skip: false}}')")
 
     @field_validator("nproc")
     @classmethod
@@ -127,6 +130,14 @@ class PipelineConfig(StrictModel):
         if dupes:
             raise ValueError(f"stage names must be unique: {', '.join(dupes)}")
         return stages
+
+    @field_validator("stages")
+    @classmethod
+    def _drop_skipped(cls, stages: list[StageSpec]) -> list[StageSpec]:
+        kept = [s for s in stages if not s.skip]
+        if not kept:
+            raise ValueError("every stage is skipped")
+        return kept
 
     @model_validator(mode="after")
     def _refs_known(self) -> PipelineConfig:
@@ -304,7 +315,7 @@ def run_stages(
                 break
             continue
         timings[stage.name] = round(time.perf_counter() - t0, 1)
-    write_report(out, stages, title=title, notice=notice, failures=failures)
+    write_report(out, stages, title=title, notice=notice, failures=failures, timings=timings)
     if failures:
         names = ", ".join(failures)
         first = next(iter(failures.values()))

@@ -15,6 +15,7 @@ with their error. The page is a Jinja2 template (``templates/pipeline_report.htm
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -214,13 +215,32 @@ def _pictures(folder: Path) -> list[Path]:
     return pictures + sorted(folder.glob("*.png"))
 
 
-def _stage_sections(out: Path, stages: Sequence[Stage], failures: Mapping[str, str]) -> list[dict[str, Any]]:
+def _training_steps(folder: Path) -> int | None:
+    """The steps a training stage ran (its ``summary.json``), else None."""
+    try:
+        steps = json.loads((folder / "summary.json").read_text()).get("steps")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return steps if isinstance(steps, int) else None
+
+
+def _time(timing: float | str | None) -> str | None:
+    """Seconds as "12.3 s"; "done earlier" as it is; nothing for a failed or unrun stage."""
+    if isinstance(timing, float):
+        return f"{timing:.1f} s"
+    return timing if timing == "done earlier" else None
+
+
+def _stage_sections(out: Path, stages: Sequence[Stage], failures: Mapping[str, str],
+                    timings: Mapping[str, float | str]) -> list[dict[str, Any]]:
     sections = []
     for stage in stages:
         folder = out / stage.name
         present = folder.is_dir()
         sections.append({
             "title": stage.title,
+            "time": _time(timings.get(stage.name)),
+            "steps": _training_steps(folder) if present and stage.resumable else None,
             "command": " ".join(stage.args),
             "files": [(p.relative_to(out).as_posix(), p.name) for p in sorted(folder.glob("*")) if p.is_file()]
             if present else [],
@@ -231,8 +251,9 @@ def _stage_sections(out: Path, stages: Sequence[Stage], failures: Mapping[str, s
 
 
 def write_report(out: Path, stages: Sequence[Stage], *, title: str, notice: str | None = None,
-                 failures: Mapping[str, str] | None = None) -> Path:
-    """Write ``out/report.html``: the notice and failures, the answer, then one section per stage.
+                 failures: Mapping[str, str] | None = None, timings: Mapping[str, float | str] | None = None) -> Path:
+    """Write ``out/report.html``: the notice and failures, the answer, then one section per stage
+    (with its time and, for a training stage, its steps).
 
     Args:
         out: the pipeline folder.
@@ -240,6 +261,7 @@ def write_report(out: Path, stages: Sequence[Stage], *, title: str, notice: str 
         title: the page title.
         notice: a warning that opens the page (the quick demo's smoke-run notice).
         failures: stage folder name → error message of each stage that failed.
+        timings: stage folder name → seconds it ran (or what happened to it: "done earlier").
 
     Returns:
         The path of ``report.html``.
@@ -254,7 +276,7 @@ def write_report(out: Path, stages: Sequence[Stage], *, title: str, notice: str 
     page = env.get_template("pipeline_report.html.j2").render(
         title=title, notice=notice, failures=failures, answer=answer, image_defs=images.defs(),
         preview="phantom_preview.png" if (out / "phantom_preview.png").is_file() else None,
-        sections=_stage_sections(out, stages, failures), thumbnail=THUMBNAIL)
+        sections=_stage_sections(out, stages, failures, timings or {}), thumbnail=THUMBNAIL)
     path = out / "report.html"
     path.write_text(page)
     return path
