@@ -46,6 +46,14 @@ def answer(client, name, assignment_id, **kw):
     return client.post("/api/rater/ratings", json=body, headers=bearer(client.study.tokens[name]))
 
 
+def item_statuses(client, name, assignment_id) -> tuple[int, int, int]:
+    """Status codes of the item, its first image and a rating of it, asked with ``name``'s token."""
+    token = bearer(client.study.tokens[name])
+    return (client.get(f"/api/rater/items/{assignment_id}", headers=token).status_code,
+            client.get(f"/api/images/{assignment_id}/0", headers=token).status_code,
+            answer(client, name, assignment_id).status_code)
+
+
 # ---------------------------------------------------------------- pages and static files
 
 @pytest.mark.parametrize("path", ["/", "/rate", "/admin"])
@@ -242,10 +250,7 @@ def test_tokens_are_stored_hashed(client):
 
 def test_rater_cannot_touch_another_raters_items(client):
     bob_item = items_of(client, "bob")[0]["id"]
-    alice = bearer(client.study.tokens["alice"])
-    assert client.get(f"/api/rater/items/{bob_item}", headers=alice).status_code == 404
-    assert client.get(f"/api/images/{bob_item}/0", headers=alice).status_code == 404
-    assert answer(client, "alice", bob_item).status_code == 404
+    assert item_statuses(client, "alice", bob_item) == (404, 404, 404)
     assert n_ratings(client) == 0
 
 
@@ -282,19 +287,13 @@ def test_path_traversal_is_refused(client):
 
 @pytest.mark.parametrize("aid", ["0123456789abcdef01234567", "ffffffffffffffffffffffff"])
 def test_unknown_ids_are_404(client, aid):
-    token = bearer(client.study.tokens["alice"])
-    assert client.get(f"/api/rater/items/{aid}", headers=token).status_code == 404
-    assert client.get(f"/api/images/{aid}/0", headers=token).status_code == 404
-    assert answer(client, "alice", aid).status_code == 404
+    assert item_statuses(client, "alice", aid) == (404, 404, 404)
     assert n_ratings(client) == 0
 
 
 def test_malformed_ids_are_422(client):
-    token = bearer(client.study.tokens["alice"])
     for aid in ["short", "0123456789ABCDEF01234567", "x" * 300, "0123456789abcdef0123456;"]:
-        assert client.get(f"/api/rater/items/{aid}", headers=token).status_code == 422, aid
-        assert client.get(f"/api/images/{aid}/0", headers=token).status_code == 422, aid
-        assert answer(client, "alice", aid).status_code == 422, aid
+        assert item_statuses(client, "alice", aid) == (422, 422, 422), aid
     assert n_ratings(client) == 0
 
 

@@ -11,19 +11,18 @@ from typing import Any
 
 __all__ = ["run_downstream", "train_judge", "load_classifier", "predict", "DownstreamConfig", "JudgeConfig"]
 
-_LAZY = {
-    "run_downstream": ".experiment",
-    "train_judge": ".judge",
-    "load_classifier": ".judge",
-    "predict": ".judge",
-    "DownstreamConfig": ".config",
-    "JudgeConfig": ".config",
+_EXPORTS = {
+    ".experiment": ("run_downstream",),
+    ".judge": ("train_judge", "load_classifier", "predict"),
+    ".config": ("DownstreamConfig", "JudgeConfig"),
 }
+"""Each submodule and the names it exports, imported on first use."""
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in _MODULE_OF:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        return getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
     raise AttributeError(name)

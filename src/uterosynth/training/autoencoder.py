@@ -12,9 +12,9 @@ and the patch discriminator switched on after ``loss.adv_warmup_steps``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field
@@ -23,7 +23,6 @@ from ..core.config import StrictModel
 from ..core.distributed import init_distributed
 from ..core.errors import ConfigError, DataError
 from ..core.imageio import middle_slice
-from ..core.seeding import seed_everything
 from ..data.dataset import ImageDataset, default_augmentation, make_loader
 from ..data.manifest import PreparedDataset
 from ..data.subjects import training_subjects
@@ -36,8 +35,13 @@ from ..models.autoencoder import (
 )
 from ..models.perceptual import PerceptualConfig, build_perceptual, check_weights_file
 from .config import LoopConfig, OptimizerConfig
-from .loop import OptimGroup, Parts, Trainer, claim_run_folder, make_adamw
+from .loop import OptimGroup, Parts, Run, Trainer, make_adamw
 from .metrics import reconstruction_metrics
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .loop import RunOptions
 
 __all__ = [
     "AutoencoderLossConfig",
@@ -231,19 +235,12 @@ def model_meta(cfg: AutoencoderTrainConfig, data) -> dict[str, Any]:
     }
 
 
-def train_autoencoder(
-    cfg: AutoencoderTrainConfig,
-    data_path: str | Path,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_step_end: Callable[[Trainer, int], None] | None = None,
-) -> dict[str, Any]:
+def train_autoencoder(cfg: AutoencoderTrainConfig, data_path: str | Path, out: str | Path,
+                      **options: Unpack[RunOptions]) -> dict[str, Any]:
     """Train an autoencoder on a prepared dataset; returns a summary (rank 0) for the CLI.
 
-    Works alone or under ``torchrun`` (one process per GPU / CPU share).
+    Works alone or under ``torchrun`` (one process per GPU / CPU share). ``options``: ``resume``,
+    ``overwrite``, ``progress``, ``on_step_end`` (:class:`~.loop.RunOptions`).
 
     Raises:
         DataError: the dataset is missing or unusable.
@@ -251,17 +248,14 @@ def train_autoencoder(
         DataError: perceptual weights missing; ``out`` exists without ``resume``/``overwrite``.
         NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint is kept); a ConfigError.
     """
-
-
-    out = Path(out)
+    run = Run(Path(out), **options)
     check_weights_file(cfg.perceptual)
     data = PreparedDataset.load(data_path)
     _check_data(cfg, data)
     dist_info = init_distributed(cfg.train.device)
     if cfg.train.precision == "fp16" and dist_info.device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
-    claim_run_folder(out, resume=resume, overwrite=overwrite, dist_info=dist_info)
-    seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
+    run.start(cfg.train, cfg.seed, dist_info)
     perceptual = build_perceptual(cfg.perceptual, spatial_dims=cfg.model.spatial_dims)
     device = dist_info.device
     autoencoder = build_autoencoder(cfg.model).to(device)
@@ -296,9 +290,9 @@ def train_autoencoder(
 
     trainer = Trainer(
         parts, groups, AutoencoderStep(cfg.loss, perceptual), train_set,
-        cfg=cfg.train, out=out, seed=cfg.seed, export="autoencoder", model_meta=model_meta(cfg, data),
+        cfg=cfg.train, out=run.out, seed=cfg.seed, export="autoencoder", model_meta=model_meta(cfg, data),
         config=cfg, validate=validate,
         transform=default_augmentation(cfg.model.spatial_dims, seed=cfg.seed) if cfg.train.augment else None,
-        dist_info=dist_info, on_step_end=on_step_end, progress=progress,
+        dist_info=dist_info, on_step_end=run.on_step_end, progress=run.progress,
     )
-    return trainer.fit(resume=resume).summary(out, dist_info)
+    return run.fit(trainer)

@@ -13,9 +13,9 @@ Everything else â€” AdamW, AMP, EMA, accumulation, DDP, checkpoints and resume â
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -23,7 +23,6 @@ from pydantic import Field, model_validator
 from ..core.config import StrictModel
 from ..core.distributed import init_distributed
 from ..core.errors import ConfigError, DataError
-from ..core.seeding import seed_everything
 from ..data.dataset import ImageDataset
 from ..data.manifest import PreparedDataset
 from ..data.subjects import training_subjects
@@ -33,8 +32,13 @@ from ..models.diffusion_unet import ConditionedUNet, UNetConfig
 from ..models.latent import LatentCache, load_autoencoder
 from .config import LoopConfig, OptimizerConfig
 from .latents import LatentDataset, latent_sample
-from .loop import OptimGroup, Parts, Trainer, claim_run_folder, make_adamw
+from .loop import OptimGroup, Parts, Run, Trainer, make_adamw
 from .preview import PreviewWriter
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .loop import RunOptions
 
 __all__ = ["DiffusionStep", "DiffusionTrainConfig", "PreviewConfig", "class_balanced_weights", "train_diffusion"]
 
@@ -199,17 +203,11 @@ def _check_patch_size(cfg: DiffusionTrainConfig, sample_shape: list[int]) -> Non
         )
 
 
-def train_diffusion(
-    cfg: DiffusionTrainConfig,
-    data_path: str | Path,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_step_end: Callable[[Trainer, int], None] | None = None,
-) -> dict[str, Any]:
+def train_diffusion(cfg: DiffusionTrainConfig, data_path: str | Path, out: str | Path,
+                    **options: Unpack[RunOptions]) -> dict[str, Any]:
     """Train a diffusion model on a prepared dataset (pixel) or its latent cache (latent).
+
+    ``options``: ``resume``, ``overwrite``, ``progress``, ``on_step_end`` (:class:`~.loop.RunOptions`).
 
     Raises:
         DataError: the dataset or latent cache is missing or unusable.
@@ -218,14 +216,12 @@ def train_diffusion(
         DataError: a condition attribute the manifest lacks; latents from another autoencoder;
             ``out`` exists without ``resume``/``overwrite``.
     """
-
-    out = Path(out)
+    run = Run(Path(out), **options)
     train_set, val_set, records, meta, ae = _prepare_inputs(cfg, data_path)
     _check_patch_size(cfg, meta["sample_shape"])
     weights = class_balanced_weights(records, cfg.balance_by, source=str(data_path)) if cfg.balance_by else None
     dist_info = init_distributed(cfg.train.device)
-    claim_run_folder(out, resume=resume, overwrite=overwrite, dist_info=dist_info)
-    seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
+    run.start(cfg.train, cfg.seed, dist_info)
     codec = ConditionCodec.fit(cfg.conditioning, records, source=str(data_path)) if cfg.conditioning.enabled else None
     device = dist_info.device
     unet = ConditionedUNet(cfg.spatial_dims, int(meta["in_channels"]), cfg.unet, codec).to(device)
@@ -242,8 +238,8 @@ def train_diffusion(
     groups = [OptimGroup("model", make_adamw(unet.parameters(), cfg.optimizer, device=device), ("unet",),
                          cfg.optimizer.grad_clip)]
     trainer = Trainer(
-        {"unet": unet}, groups, step, train_set, cfg=cfg.train, out=out, seed=cfg.seed, export="unet",
-        model_meta=meta, config=cfg, validate=preview, dist_info=dist_info, on_step_end=on_step_end,
-        progress=progress, sample_weights=weights,
+        {"unet": unet}, groups, step, train_set, cfg=cfg.train, out=run.out, seed=cfg.seed, export="unet",
+        model_meta=meta, config=cfg, validate=preview, dist_info=dist_info, on_step_end=run.on_step_end,
+        progress=run.progress, sample_weights=weights,
     )
-    return trainer.fit(resume=resume).summary(out, dist_info)
+    return run.fit(trainer)

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from ..core.artifacts import atomic_write_text, provenance
 from ..core.distributed import DistInfo, all_true, barrier, gather_objects
 from ..core.errors import ConfigError, DataError
 from ..core.precision import cpu_flags, resolve_precision
+from ..core.seeding import seed_everything
 from .config import LoopConfig, OptimizerConfig
 from .data import ResumableBatches, resumable_loader
 
@@ -35,6 +36,8 @@ __all__ = [
     "Parts",
     "OptimGroup",
     "StepFunction",
+    "Run",
+    "RunOptions",
     "Trainer",
     "TrainResult",
     "NonFiniteLossError",
@@ -135,6 +138,40 @@ def claim_run_folder(out: Path, *, resume: bool, overwrite: bool, dist_info: Dis
                             "replace it", keys=("resume", "overwrite"))
         if dist_info.is_main:
             shutil.rmtree(out)
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options of every training entry point (``train_autoencoder``, ``train_diffusion``).
+
+    ``resume``: continue the run in ``out``; ``overwrite``: replace ``out`` (else an existing ``out``
+    is refused); ``progress``: show a progress bar (default on); ``on_step_end``: ``f(trainer, step)``
+    after each step.
+    """
+
+    resume: bool
+    overwrite: bool
+    progress: bool
+    on_step_end: Callable[[Trainer, int], None] | None
+
+
+@dataclass(frozen=True)
+class Run:
+    """An entry point's run folder and :class:`RunOptions`, with their defaults."""
+
+    out: Path
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    on_step_end: Callable[[Trainer, int], None] | None = None
+
+    def start(self, cfg: LoopConfig, seed: int, dist_info: DistInfo) -> None:
+        """Claim the run folder (:func:`claim_run_folder`) and seed everything."""
+        claim_run_folder(self.out, resume=self.resume, overwrite=self.overwrite, dist_info=dist_info)
+        seed_everything(seed, deterministic=cfg.deterministic)
+
+    def fit(self, trainer: Trainer) -> dict[str, Any]:
+        """Train to the end (continuing the run with ``resume``); the summary for the CLI."""
+        return trainer.fit(resume=self.resume).summary(self.out, trainer.dist)
 
 
 def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device) -> torch.optim.AdamW:
