@@ -106,7 +106,8 @@ def trial(args) -> None:
         summary = json.loads((run / "summary.json").read_text())
         record = {"name": args.name, "config": args.config, "set": args.set, "steps": summary.get("steps"),
                   "train_s": round(train_s, 1), "threads": torch.get_num_threads(), "cpu_flags": list(cpu_flags()),
-                  "busy": args.busy, "sample_seed": args.sample_seed, "results": results}
+                  "busy": args.busy, "sample_seed": args.sample_seed, "judge": Path(args.judge).name,
+                  "per_class_requested": args.per_class, "results": results}
         print(json.dumps(record), flush=True)
         with open(out / "trials.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
