@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .core.config import StrictModel, load_config, merge_config, validate_config
+from .core.config import StrictModel, load_config, merge_config, repeated, validate_config
 from .core.errors import DataError, UserError
 from .pipeline_report import write_report
 from .stages import PRESETS
@@ -125,9 +125,7 @@ class PipelineConfig(StrictModel):
     @field_validator("stages")
     @classmethod
     def _unique(cls, stages: list[StageSpec]) -> list[StageSpec]:
-        names = [s.name for s in stages]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
+        if dupes := repeated([s.name for s in stages]):
             raise ValueError(f"stage names must be unique: {', '.join(dupes)}")
         return stages
 

@@ -201,3 +201,10 @@ def test_preset_loads_with_overrides():
     assert cfg.per_source == 3 and cfg.raters == ["alice", "bob"] and cfg.class_by is None
     with pytest.raises(ConfigError, match="raters"):
         load_config(StudyConfig, preset)
+
+
+def test_repeated_rater_names_are_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="rater names must be unique; repeated: a, b"):
+        StudyConfig(per_source=2, raters=["b", "a", "c", "a", "b"])

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import ConfigError
 
 __all__ = [
-    "StrictModel", "config_hash", "load_config", "merge_config", "parse_overrides", "read_config_file",
+    "StrictModel", "config_hash", "load_config", "merge_config", "parse_overrides", "read_config_file", "repeated",
     "split_assignment", "validate_config",
 ]
 
@@ -192,6 +192,11 @@ def load_config(
         if value is not None:
             _set_dotted(data, key, value)
     return validate_config(model, data, source=source)
+
+
+def repeated(values: Sequence[str]) -> list[str]:
+    """The values that occur more than once, sorted (for "names must be unique" checks)."""
+    return sorted({v for v in values if values.count(v) > 1})
 
 
 def config_hash(cfg: BaseModel) -> str:

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from ..core.config import StrictModel
+from ..core.config import StrictModel, repeated
 
 __all__ = ["StudyConfig", "RATER_NAME_PATTERN"]
 
@@ -52,8 +52,7 @@ class StudyConfig(StrictModel):
                 raise ValueError(
                     f"rater name {name!r} is not allowed (letters, digits, space and ._@+-, 1-64 characters)"
                 )
-        dupes = sorted({n for n in raters if raters.count(n) > 1})
-        if dupes:
+        if dupes := repeated(raters):
             raise ValueError(f"rater names must be unique; repeated: {', '.join(dupes)}")
         return raters
 
