@@ -86,7 +86,8 @@ def test_default_demo_runs_the_measured_recipe(tmp_path):
     per orientation for the judge's verdict, and trains the judge on the 240-subject reference cohort."""
     from uterosynth.demo import demo_stages
 
-    stages = {s.name.split("_", 1)[1]: s for s in demo_stages(tmp_path, quick=False, dims=2)}
+    chain = demo_stages(tmp_path, quick=False, dims=2)
+    stages = {s.name.split("_", 1)[1]: s for s in chain}
     assert "latents" not in stages
     args = stages["diffusion"].args
     cfg = load_config(DiffusionTrainConfig, args[args.index("--config") + 1], overrides=_sets(args))
@@ -95,5 +96,4 @@ def test_default_demo_runs_the_measured_recipe(tmp_path):
     assert sample["per_class"] * 2 >= 64 and "orientation=5" in sample["guidance"]  # x 2 field strengths
     assert stages["phantom_reference"].options["subjects"] >= 240
     assert {"02_prepared", "07_prepared_reference"} == {
-        s.name for s in demo_stages(tmp_path, quick=False, dims=2)
-        if _sets(s.args).get("preprocess.output.shape") == [64, 64]}
+        s.name for s in chain if _sets(s.args).get("preprocess.output.shape") == [64, 64]}

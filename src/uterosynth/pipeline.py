@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .core.config import StrictModel, load_config, merge_config, repeated, validate_config
 from .core.errors import DataError, UserError
-from .pipeline_report import write_report
+from .pipeline_report import DONE_EARLIER, write_report
 from .stages import PRESETS
 from .stages import stage as find_stage
 
@@ -291,7 +291,7 @@ def run_stages(
     for i, stage in enumerate(stages):
         folder = out / stage.name
         if (folder / stage.done_marker).is_file():
-            timings[stage.name] = "done earlier"
+            timings[stage.name] = DONE_EARLIER
             if on_stage:
                 on_stage(i, len(stages), stage, "skipped (done)")
             continue

@@ -34,7 +34,7 @@ from .data.synthetic import SyntheticSet
 if TYPE_CHECKING:
     from .pipeline import Stage
 
-__all__ = ["MAX_REPORT_BYTES", "PER_CLASS", "THUMBNAIL", "write_report"]
+__all__ = ["DONE_EARLIER", "MAX_REPORT_BYTES", "PER_CLASS", "THUMBNAIL", "write_report"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 PER_CLASS = 4
@@ -43,6 +43,8 @@ THUMBNAIL = 96
 """Largest side (pixels) of a sample-grid thumbnail."""
 MAX_REPORT_BYTES = 10 * 2**20
 """The page must stay below this size (the tests check it)."""
+DONE_EARLIER = "done earlier"
+"""A stage's timing when an earlier run had finished it."""
 
 
 @dataclass(frozen=True)
@@ -225,10 +227,10 @@ def _training_steps(folder: Path) -> int | None:
 
 
 def _time(timing: float | str | None) -> str | None:
-    """Seconds as "12.3 s"; "done earlier" as it is; nothing for a failed or unrun stage."""
+    """Seconds as "12.3 s"; :data:`DONE_EARLIER` as it is; nothing for a failed or unrun stage."""
     if isinstance(timing, float):
         return f"{timing:.1f} s"
-    return timing if timing == "done earlier" else None
+    return timing if timing == DONE_EARLIER else None
 
 
 def _stage_sections(out: Path, stages: Sequence[Stage], failures: Mapping[str, str],
@@ -261,7 +263,7 @@ def write_report(out: Path, stages: Sequence[Stage], *, title: str, notice: str 
         title: the page title.
         notice: a warning that opens the page (the quick demo's smoke-run notice).
         failures: stage folder name → error message of each stage that failed.
-        timings: stage folder name → seconds it ran (or what happened to it: "done earlier").
+        timings: stage folder name → seconds it ran (or :data:`DONE_EARLIER`).
 
     Returns:
         The path of ``report.html``.

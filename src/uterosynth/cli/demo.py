@@ -19,8 +19,8 @@ def demo(
     dims: int = typer.Option(2, "--dims", help="2 (slices, the default) or 3 (volumes)."),
     as_json: AsJson = False,
 ) -> None:
-    """Phantom → prepare → autoencoder → latent diffusion → samples → judge → evaluation with baselines
-    → downstream gain → audit → release → reader study, with one report.html."""
+    """Phantom → prepare → conditional diffusion model (2D: pixel space; 3D: latent) → samples → judge →
+    autoencoder baselines → downstream gain → evaluation → audit → release → reader study, with one report.html."""
     from ..demo import QUICK_NOTICE, run_demo
 
     if quick:

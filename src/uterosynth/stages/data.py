@@ -25,8 +25,7 @@ def run_phantom(job: PhantomJob, *, progress: Callable[[int], None] | None = Non
     """Write the cohort; returns its summary (subjects, seconds, class and field-strength counts)."""
     from ..phantom import PhantomConfig, write_cohort
 
-    cfg = job.settings(PhantomConfig, subjects=job.subjects, seed=job.seed,
-                       workers=job.workers)
+    cfg = job.settings(PhantomConfig, subjects=job.subjects, seed=job.seed, workers=job.workers)
     if on_start is not None:
         on_start(cfg.subjects)
     summary = write_cohort(cfg, job.out, overwrite=job.overwrite, preview=job.preview, progress=progress)

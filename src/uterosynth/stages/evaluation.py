@@ -57,8 +57,7 @@ def run_evaluate(job: EvaluateJob, *, log: Callable[[str], None] | None = None) 
     flags = {"seed": job.seed, "extractor.path": job.extractor, "extractor.kind": job.extractor_kind,
              "classifier.path": job.classifier, "lpips.weights": job.lpips_weights,
              "allow_overlap": job.allow_overlap or None}
-    cfg = job.settings(EvaluationConfig,
-                       **{k: str(v) if isinstance(v, Path) else v for k, v in flags.items()})
+    cfg = job.settings(EvaluationConfig, **{k: str(v) if isinstance(v, Path) else v for k, v in flags.items()})
     kwargs = {} if log is None else {"log": log}
     return evaluate(job.real, job.synthetic, job.out, cfg, baselines=parse_baselines(job.baseline),
                     downstream=job.downstream, floor=job.floor, overwrite=job.overwrite, **kwargs)

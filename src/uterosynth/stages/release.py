@@ -102,9 +102,9 @@ def run_study(job: StudyJob, *, on_item: Callable[[int, int], None] | None = Non
     from ..reader_study.config import StudyConfig
     from ..reader_study.create import create_study
 
-    cfg = job.settings(StudyConfig, per_source=job.per_source, seed=job.seed,
-                       size=job.size, base_url=job.base_url, title=job.title,
-                       raters=_names(job.raters, none_word=False), class_by=_names(job.class_by, none_word=True))
+    cfg = job.settings(StudyConfig, per_source=job.per_source, seed=job.seed, size=job.size, base_url=job.base_url,
+                       title=job.title, raters=_names(job.raters, none_word=False),
+                       class_by=_names(job.class_by, none_word=True))
     created = create_study(job.real, job.synthetic, job.out, cfg, overwrite=job.overwrite, on_item=on_item)
     # the leak audit of what raters receive, beside the study, before any link is sent
     write_check(check_study(job.out), job.out / CHECK_FILE, study_dir=job.out)
