@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -47,13 +47,15 @@ DONE_EARLIER = "done earlier"
 """A stage's timing when an earlier run had finished it."""
 
 
-@dataclass(frozen=True)
-class GridRow:
+class GridRow(NamedTuple):
     """One requested class of the sample grid: thumbnail markup of synthetic and real items."""
 
     cls: str
+    """The class label ("all" when the grid is not split by class)."""
     synthetic: str
+    """``<img>`` tags of the synthetic thumbnails."""
     real: str
+    """``<img>`` tags of the real thumbnails beside them ("" when there is no real source)."""
 
 
 @dataclass(frozen=True)
