@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--tries", default="not stated.")
     parser.add_argument("--command", default="python benchmarks/results_fidelity.py …")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--about", default="", help="a paragraph on the data and models, put first")
     parser.add_argument("--write", action="store_true", help="replace the section in docs/RESULTS.md")
     args = parser.parse_args()
     from uterosynth.downstream.judge import load_classifier, predict
@@ -129,7 +130,7 @@ def main() -> None:
         name, _, folder = spec.partition("=")
         results[name] = judge_set(judge, Path(folder), args.attribute)
     real = judge_on_real(judge, args.real, args.attribute, [float(s) for s in args.blur.split(",")], args.band_fraction)
-    text = section(results, real, args)
+    text = (args.about + "\n\n" if args.about else "") + section(results, real, args)
     print(text)
     if args.json:
         args.json.write_text(json.dumps({"sets": results, "judge_on_real": real, "bar": args.bar,

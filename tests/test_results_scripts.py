@@ -1,0 +1,68 @@
+"""The results scripts' verdicts: the pre-registered fidelity bar and the separation of two intervals."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fidelity = _load("results_fidelity")
+ranking = _load("results_ranking")
+
+
+def _result(*cells: tuple[float, float]) -> dict:
+    per_class = {f"C{i}": {"accuracy": a, "wilson95": (low, 1.0), "n": 128, "correct": round(128 * a)}
+                 for i, (a, low) in enumerate(cells)}
+    return {"per_class": per_class, "worst": min(a for a, _ in cells)}
+
+
+@pytest.mark.parametrize(("cells", "expected"), [
+    ([(0.95, 0.90), (0.91, 0.86)], True),
+    ([(0.95, 0.90), (0.89, 0.83)], False),   # below the bar
+    ([(0.95, 0.90), (0.92, 0.84)], False),   # above the bar, interval too wide
+])
+def test_the_bar_needs_every_class_and_its_interval(cells: list, expected: bool) -> None:
+    assert fidelity.passes(_result(*cells), bar=0.90, lower_bar=0.85) is expected
+
+
+def test_the_fidelity_section_states_each_seeds_verdict() -> None:
+    args = argparse.Namespace(bar=0.90, lower_bar=0.85, tries="three.", command="run")
+    real = {"source": "x:train", "items": 10, "subjects": 2, "padded_items": 0, "accuracy": [0.9, 0.8, 1.0],
+            "blur": {"4": [0.7, 0.6, 0.8]}, "band_flips": {"rows": [0.3, 0.2, 0.4]},
+            "occlusion_flips": {"rows": [0.1, 0.0, 0.2]}, "band_fraction": 0.2}
+    text = fidelity.section({"seed 0": _result((0.95, 0.9)), "seed 1": _result((0.8, 0.7))}, real, args)
+    assert "| seed 0 |" in text and "**passes**" in text and "**fails**" in text
+    assert "**1 of 2 training seeds pass.**" in text and "rows: 30 % [20, 40] (mean-valued: 10 % [0, 20])" in text
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    ({"ci_low": 1, "ci_high": 2}, {"ci_low": 3, "ci_high": 4}, "yes"),
+    ({"ci_low": 1, "ci_high": 3.5}, {"ci_low": 3, "ci_high": 4}, "no"),
+    ({"ci_low": 5, "ci_high": 6}, {"ci_low": 3, "ci_high": 4}, "yes"),
+    (None, {"ci_low": 3, "ci_high": 4}, "–"),
+])
+def test_separation_is_non_overlap_of_the_intervals(a, b, expected: str) -> None:
+    assert ranking.separated(a, b) == expected
+
+
+def test_the_ranking_table_keeps_the_expected_order_and_scales_kid() -> None:
+    metric = {"value": 0.05, "ci_low": 0.01, "ci_high": 0.09}
+    sets = {name: {"n": 40, "metrics": {"kid": metric}} for name in ("prior", "synthetic", "real_vs_real")}
+    metrics = {"sets": sets, "reference": {"source": "r:train", "n": 320, "subjects": 64},
+               "equal_n": {"n": 40, "draws": 10, "radiomics_n": 40, "unit": "subject"}, "extractor": {"name": "enc"}}
+    text = ranking.section(metrics, ["real_vs_real", "synthetic", "prior"], [("synthetic", "prior")], "cmd")
+    lines = [line for line in text.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:] in sets]
+    assert [line.split(" | ")[0][2:] for line in lines] == ["real_vs_real", "synthetic", "prior"]
+    assert "50.0 [10.0, 90.0]" in text and "| synthetic vs prior | no |" in text
