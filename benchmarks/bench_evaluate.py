@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from uterosynth.core.artifacts import sha256_file
+from uterosynth.core.precision import cpu_flags
 from uterosynth.data.manifest import write_manifest
 from uterosynth.data.synthetic import write_metadata
 from uterosynth.evaluation.config import EncoderTrainConfig, EvaluationConfig
@@ -137,7 +138,9 @@ def main() -> None:
             f"({args.frd_workers} radiomics processes), "
             f"MS-SSIM 1000 pairs, {lpips}, real-vs-real floor, 100 bootstrap replicates, report).\n\n"
             f"- {line}\n"
-            f"- machine: {os.cpu_count()}-core CPU, no GPU, torch {torch.__version__}, Python {platform.python_version()}; "
+            f"- machine: {os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}; flags "
+            f"{' '.join(cpu_flags()) or 'none of avx2/avx512'}), no GPU, {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}, Python {platform.python_version()}; "
             f"contended (shared with other jobs): {args.contended}\n"
             f"- command: `{cmd}`\n"
         )

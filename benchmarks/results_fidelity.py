@@ -102,7 +102,8 @@ def section(results: dict[str, dict], real: dict, args: argparse.Namespace) -> s
         f"- band control (answers that change when padding bands, each {100 * real['band_fraction']:.0f} % of the side, "
         f"are pasted top and bottom, or left and right; in brackets the same bands at each item's mean intensity, "
         f"which hide the same anatomy): {bands}.\n\n"
-        f"Command (after the commands that trained and sampled the sets):\n\n```bash\n{args.command}\n```\n")
+        + (f"{args.notes}\n\n" if getattr(args, "notes", "") else "")
+        + f"Commands:\n\n```bash\n{args.command}\n```\n")
 
 
 def main() -> None:
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--command", default="python benchmarks/results_fidelity.py …")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--about", default="", help="a paragraph on the data and models, put first")
+    parser.add_argument("--notes", default="", help="what the numbers mean, put after them")
     parser.add_argument("--write", action="store_true", help="replace the section in docs/RESULTS.md")
     args = parser.parse_args()
     from uterosynth.downstream.judge import load_classifier, predict
