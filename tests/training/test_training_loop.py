@@ -12,7 +12,7 @@ from uterosynth.core.checkpoint import load_model_json, load_train_state, load_w
 from uterosynth.core.errors import DataError
 from uterosynth.training.config import LoopConfig, OptimizerConfig
 from uterosynth.training.data import ResumableBatches
-from uterosynth.training.loop import OptimGroup, Trainer, make_adamw
+from uterosynth.training.loop import OptimGroup, Trainer, make_adamw, scheduled_lr
 
 
 class _Points(torch.utils.data.Dataset):
@@ -37,12 +37,13 @@ class _Regression:
         return err, {"main/mse": err.detach()}
 
 
-def _train(tmp_path, name, optimizer: OptimizerConfig | None = None, **loop):
+def _train(tmp_path, name, optimizer: OptimizerConfig | None = None, total_steps: int | None = None, **loop):
     torch.manual_seed(0)
     net = nn.Linear(3, 1)
     cfg = LoopConfig(**{"steps": 4, "batch_size": 2, "device": "cpu", "log_every": 1, "val_every": 100,
                         "checkpoint_every": 2, **loop})
-    group = OptimGroup("main", make_adamw(net.parameters(), optimizer or OptimizerConfig(lr=0.05), device=torch.device("cpu")),
+    group = OptimGroup("main", make_adamw(net.parameters(), optimizer or OptimizerConfig(lr=0.05), device=torch.device("cpu"),
+                                           total_steps=total_steps),
                        ("net",))
     trainer = Trainer({"net": net}, [group], _Regression(), _Points(), cfg=cfg, out=tmp_path / name, seed=1,
                       export="net", model_meta={"kind": "toy"}, progress=False)
@@ -83,6 +84,25 @@ def test_warmup_ramps_the_learning_rate_linearly(tmp_path):
     torch.manual_seed(0)
     start = list(nn.Linear(3, 1).parameters())
     assert moved(warm) < moved(plain)
+
+
+def test_cosine_decay_falls_from_the_peak_to_the_floor_after_warm_up():
+    rates = [scheduled_lr(1.0, s, warmup_steps=10, decay_steps=110, min_lr_ratio=0.1) for s in range(130)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)  # the warm-up, unchanged
+    assert rates[10] == pytest.approx(1.0) and rates[60] == pytest.approx(0.55)  # half-way down the cosine
+    assert rates[110] == pytest.approx(0.1) and rates[129] == pytest.approx(0.1)  # the floor, then held
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False))
+    assert scheduled_lr(1.0, 50) == 1.0  # no schedule: the base rate
+
+
+def test_the_optimiser_carries_the_cosine_schedule_of_the_run(tmp_path):
+    trainer, _ = _train(tmp_path, "cos", optimizer=OptimizerConfig(lr=0.05, decay="cosine", min_lr_ratio=0.2),
+                        total_steps=4)
+    group = trainer.groups["main"].optimizer.param_groups[0]
+    assert group["decay_steps"] == 4 and group["lr"] == pytest.approx(scheduled_lr(0.05, 3, decay_steps=4, min_lr_ratio=0.2))
+    constant = make_adamw(nn.Linear(1, 1).parameters(), OptimizerConfig(lr=0.05), device=torch.device("cpu"),
+                          total_steps=4)
+    assert constant.param_groups[0]["decay_steps"] == 0
 
 
 def test_time_budget_stops_and_checkpoints_the_step_reached(tmp_path, monkeypatch):

@@ -260,13 +260,15 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, data_path: str | Path, out: s
     device = dist_info.device
     autoencoder = build_autoencoder(cfg.model).to(device)
     parts: dict[str, torch.nn.Module] = {"autoencoder": autoencoder}
-    groups = [OptimGroup("generator", make_adamw(autoencoder.parameters(), cfg.optimizer, device=device),
+    groups = [OptimGroup("generator", make_adamw(autoencoder.parameters(), cfg.optimizer, device=device,
+                                                      total_steps=cfg.train.steps),
                          ("autoencoder",), cfg.optimizer.grad_clip)]
     if cfg.loss.adv_weight > 0:
         disc = build_discriminator(cfg.discriminator, spatial_dims=cfg.model.spatial_dims,
                                    in_channels=cfg.model.in_channels).to(device)
         parts["discriminator"] = disc
-        groups.append(OptimGroup("discriminator", make_adamw(disc.parameters(), cfg.disc_optimizer, device=device),
+        groups.append(OptimGroup("discriminator", make_adamw(disc.parameters(), cfg.disc_optimizer, device=device,
+                                                             total_steps=cfg.train.steps),
                                  ("discriminator",), cfg.disc_optimizer.grad_clip))
     if perceptual is not None:
         perceptual.to(device)

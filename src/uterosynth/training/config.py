@@ -19,6 +19,9 @@ class OptimizerConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up from lr/warmup_steps to lr")
+    decay: Literal["constant", "cosine"] = Field(
+        "constant", description="after the warm-up: a constant rate, or a cosine decay to min_lr_ratio * lr at train.steps")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the cosine decay's final rate, as a fraction of lr")
 
 
 class LoopConfig(StrictModel):

@@ -235,7 +235,8 @@ def train_diffusion(cfg: DiffusionTrainConfig, data_path: str | Path, out: str |
                 conditioning=codec.to_json() if codec is not None else None)
     preview = PreviewWriter(cfg.preview, schedule, codec, step, val_set, autoencoder=ae[0].to(device) if ae else None,
                             seed=cfg.seed, device=device)
-    groups = [OptimGroup("model", make_adamw(unet.parameters(), cfg.optimizer, device=device), ("unet",),
+    groups = [OptimGroup("model", make_adamw(unet.parameters(), cfg.optimizer, device=device,
+                                                  total_steps=cfg.train.steps), ("unet",),
                          cfg.optimizer.grad_clip)]
     trainer = Trainer(
         {"unet": unet}, groups, step, train_set, cfg=cfg.train, out=run.out, seed=cfg.seed, export="unet",

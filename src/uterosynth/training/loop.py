@@ -41,7 +41,8 @@ __all__ = [
     "Trainer",
     "TrainResult",
     "NonFiniteLossError",
-    "apply_warmup",
+    "apply_schedule",
+    "scheduled_lr",
     "make_adamw",
     "autocast_context",
 ]
@@ -174,13 +175,16 @@ class Run:
         return trainer.fit(resume=self.resume).summary(self.out, trainer.dist)
 
 
-def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device) -> torch.optim.AdamW:
+def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device, total_steps: int | None = None) -> torch.optim.AdamW:
     """AdamW with the fused kernel where the device has one.
 
-    The parameter group carries ``base_lr`` and ``warmup_steps`` (saved with the optimiser's
-    state, so a resumed run warms up the same way); :func:`apply_warmup` sets the step's rate.
+    The parameter group carries ``base_lr`` and its schedule (``warmup_steps``, and for a cosine
+    ``decay`` its ``decay_steps`` = ``total_steps`` and ``min_lr_ratio``), saved with the optimiser's
+    state, so a resumed run follows the same schedule; :func:`apply_schedule` sets the step's rate.
     """
-    group = {"params": [p for p in params if p.requires_grad], "base_lr": cfg.lr, "warmup_steps": cfg.warmup_steps}
+    decay_steps = total_steps if cfg.decay == "cosine" and total_steps else 0
+    group = {"params": [p for p in params if p.requires_grad], "base_lr": cfg.lr, "warmup_steps": cfg.warmup_steps,
+             "decay_steps": decay_steps, "min_lr_ratio": cfg.min_lr_ratio}
     kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay}
     try:
         return torch.optim.AdamW([group], fused=True, **kwargs)
@@ -188,11 +192,28 @@ def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device) -> torch.o
         return torch.optim.AdamW([group], foreach=device.type == "cuda", **kwargs)
 
 
-def apply_warmup(optimizer: torch.optim.Optimizer, step: int) -> None:
-    """Linear warm-up: the rate of optimiser step ``step`` (0-based) is ``base_lr * min(1, (step + 1) / warmup_steps)``."""
+def scheduled_lr(base_lr: float, step: int, *, warmup_steps: int = 0, decay_steps: int = 0,
+                 min_lr_ratio: float = 0.1) -> float:
+    """The rate of optimiser step ``step`` (0-based): linear warm-up, then constant or cosine decay.
+
+    Warm-up: ``base_lr * min(1, (step + 1) / warmup_steps)``. With ``decay_steps`` the rate then
+    falls along a half cosine from ``base_lr`` (at the end of the warm-up) to
+    ``min_lr_ratio * base_lr`` (at ``decay_steps``) and stays there.
+    """
+    rate = base_lr * (min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
+    if decay_steps:
+        t = min(1.0, max(0, step - warmup_steps) / max(1, decay_steps - warmup_steps))
+        rate *= min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return rate
+
+
+def apply_schedule(optimizer: torch.optim.Optimizer, step: int) -> None:
+    """Set each parameter group's rate for optimiser step ``step`` (:func:`scheduled_lr`; groups without a schedule keep theirs)."""
     for group in optimizer.param_groups:
-        if group.get("warmup_steps"):
-            group["lr"] = group["base_lr"] * min(1.0, (step + 1) / group["warmup_steps"])
+        if group.get("warmup_steps") or group.get("decay_steps"):
+            group["lr"] = scheduled_lr(group["base_lr"], step, warmup_steps=group.get("warmup_steps", 0),
+                                       decay_steps=group.get("decay_steps", 0),
+                                       min_lr_ratio=group.get("min_lr_ratio", 0.1))
 
 
 def autocast_context(precision: str, device: torch.device):
@@ -444,7 +465,7 @@ class Trainer:
             group, scaler = self.groups[phase], self.scalers[phase]
             self._set_trainable(group)
             group.optimizer.zero_grad(set_to_none=True)
-            apply_warmup(group.optimizer, self.step)
+            apply_schedule(group.optimizer, self.step)
             for m, batch in enumerate(micro_batches):
                 with self._sync_context(group, m == accum - 1):
                     with autocast_context(self.precision, self.device):
