@@ -35,8 +35,8 @@ def test_planted_copies_are_flagged_and_new_samples_are_not():
 
 def _sets(spatial_dims: int, tmp_path: Path, *, copies: int = 2):
     if spatial_dims == 2:
-        prep = make_anatomy_dataset(tmp_path / "prep", subjects={"train": 12, "val": 2, "test": 10}, slices_per_subject=3,
-                                    shape=(32, 32))
+        prep = make_anatomy_dataset(tmp_path / "prep", subjects={"train": 24, "val": 2, "test": 10}, slices_per_subject=3,
+                                    shape=(32, 32))  # 102 calibration items: enough for the 0.99 quantile
         new = np.concatenate([make_anatomy_subject(np.random.default_rng([5, i]), (32, 32), 1) for i in range(4)])
     else:
         prep = make_anatomy_dataset(tmp_path / "prep", subjects={"train": 8, "val": 1, "test": 6}, slices_per_subject=8,
@@ -55,8 +55,10 @@ def _sets(spatial_dims: int, tmp_path: Path, *, copies: int = 2):
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_audit_cli_writes_calibrated_artifacts(spatial_dims, tmp_path, capsys):
     prep, syn, n_new = _sets(spatial_dims, tmp_path)
+    quantile = 0.99 if spatial_dims == 2 else 0.9  # 14 volumes support 0.9, not 0.99
     with pytest.raises(SystemExit) as info:
-        main(["audit", "--train", str(prep), "--synthetic", str(syn), "--out", str(tmp_path / "audit"), "--json"])
+        main(["audit", "--train", str(prep), "--synthetic", str(syn), "--out", str(tmp_path / "audit"), "--json",
+              "--quantile", str(quantile)])
     assert info.value.code in (0, None)
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     doc = json.loads((tmp_path / "audit" / "audit.json").read_text())
@@ -64,10 +66,16 @@ def test_audit_cli_writes_calibrated_artifacts(spatial_dims, tmp_path, capsys):
     assert summary["flagged_indices"] == doc["summary"]["flagged_indices"]
     assert set(doc["summary"]["flagged_indices"]) >= {n_new, n_new + 1}  # the two exact copies
     calib = doc["calibration"]
-    assert calib["quantile"] == 0.99 and calib["holdout_items"] > 0 and calib["false_flag_rate"]["available"]
+    assert calib["quantile"] == quantile and calib["holdout_items"] > 0 and calib["false_flag_rate"]["available"]
+    train_items = {2: 24 * 3, 3: 8}[spatial_dims]
+    assert calib["sources"] == {"held-out": calib["holdout_items"], "training, against the other subjects": train_items}
+    assert calib["items"] == len(calib["item_sources"]) == calib["holdout_items"] + train_items
     for mode in doc["modes"]:
-        hold = np.array(calib["holdout_similarities"][mode]["ncc"], dtype=float)
-        assert calib["thresholds"][mode]["ncc"] == pytest.approx(np.quantile(hold, 0.99), abs=1e-5)
+        sims = np.sort(np.array(calib["similarities"][mode]["ncc"], dtype=float))
+        rank = int(np.ceil((sims.size + 1) * quantile))
+        assert calib["thresholds"][mode]["ncc"] == pytest.approx(sims[rank - 1], abs=1e-5)
+        assert calib["conformal"][mode]["ncc"]["bound"] == pytest.approx(1 - rank / (sims.size + 1))
+    assert doc["summary"]["training_subjects_copied"] >= 2  # S0000 and S0001 were copied
     copy = doc["samples"][n_new]
     first = copy["measures"][doc["modes"][0]]["ncc"]
     assert first["nearest_item"] == "S0000_000" and first["nearest_subject"] == "S0000" and first["similarity"] > 0.999
@@ -131,3 +139,53 @@ def test_audit_missing_encoder_file_exits_2(tmp_path):
         main(["audit", "--train", str(prep), "--synthetic", str(syn), "--out", str(tmp_path / "a"),
               "--encoder", str(tmp_path / "missing.pt")])
     assert info.value.code == 2
+
+
+def test_conformal_threshold_rank_bound_and_refusal():
+    from uterosynth.privacy.audit import conformal_threshold, items_needed
+
+    scores = np.arange(1.0, 100.0)  # 99 items
+    assert conformal_threshold(scores, 0.99) == (99.0, 99, pytest.approx(0.01))
+    assert conformal_threshold(scores, 0.9) == (90.0, 90, pytest.approx(0.1))
+    assert conformal_threshold(scores[:98], 0.99)[0] == float("inf") and conformal_threshold(scores[:98], 0.99)[2] is None
+    assert conformal_threshold(np.array([np.nan, *scores]), 0.99)[0] == 99.0  # non-finite scores are not items
+    assert items_needed(0.99) == 99 and items_needed(0.95) == 19 and items_needed(0.9) == 9
+
+
+def test_conformal_threshold_holds_its_false_flag_bound_at_small_n():
+    """Exchangeable scores: a new item exceeds the threshold at most at the stated rate, for every n."""
+    from uterosynth.privacy.audit import conformal_threshold
+
+    rng = np.random.default_rng(0)
+    for n in (19, 40, 120):
+        draws = rng.normal(size=(4000, n + 1))
+        thresholds = np.array([conformal_threshold(d[:n], 0.95)[0] for d in draws])
+        bound = conformal_threshold(draws[0, :n], 0.95)[2]
+        rate = float((draws[:, n] > thresholds).mean())
+        assert rate <= bound + 3 * np.sqrt(bound * (1 - bound) / 4000)
+        naive = np.array([np.quantile(d[:n], 0.95) for d in draws])
+        assert (draws[:, n] > naive).mean() >= rate  # the interpolated quantile flags at least as often
+
+
+def test_audit_refuses_a_calibration_too_small_for_the_quantile():
+    rng = torch.Generator().manual_seed(0)
+    train = ImageSet(torch.rand(20, 1, 16, 16, generator=rng), [f"t{i}" for i in range(20)], [f"T{i // 2}" for i in range(20)])
+    hold = ImageSet(torch.rand(10, 1, 16, 16, generator=rng), [f"h{i}" for i in range(10)], [f"H{i // 2}" for i in range(10)])
+    with pytest.raises(UserError, match=r"30 calibration items \(15 subjects\).*at least 99 items, about 50 subjects"):
+        run_audit(train, train, hold)
+    result = run_audit(train, train, hold, config=AuditConfig(quantile=0.95))
+    assert result.calibration["sources"] == {"held-out": 10, "training, against the other subjects": 20}
+
+
+def test_blurred_controls_join_the_calibration_and_report_their_own_rate():
+    rng = torch.Generator().manual_seed(1)
+    train = ImageSet(torch.rand(40, 1, 16, 16, generator=rng), [f"t{i}" for i in range(40)], [f"T{i // 2}" for i in range(40)])
+    hold = ImageSet(torch.rand(20, 1, 16, 16, generator=rng), [f"h{i}" for i in range(20)], [f"H{i // 2}" for i in range(20)])
+    result = run_audit(train, train, hold, config=AuditConfig(quantile=0.95, calibration_blur=[1.0, 2.0]))
+    assert result.calibration["sources"] == {"held-out": 20, "training, against the other subjects": 40,
+                                             "held-out blurred, sigma 1 px": 20, "held-out blurred, sigma 2 px": 20}
+    ffr = result.false_flag_rate
+    assert set(ffr["per_source"]) == set(result.calibration["sources"]) and ffr["subjects"] == 30
+    assert result.flagged.all()  # the training items themselves are exact copies
+    with pytest.raises(ValueError, match="positive"):
+        AuditConfig(calibration_blur=[0.0])

@@ -4,16 +4,26 @@ For each synthetic sample and each measure (NCC over shifts and mirror images, S
 similarity of encoder embeddings; see :mod:`uterosynth.privacy.similarity`) the audit finds
 the most similar training item. A similarity alone says little: how similar is "too similar"
 depends on the anatomy, the resolution and the measure. The audit therefore **calibrates**
-each threshold on **held-out real** items (images of subjects the model never saw, which are
-by definition not copies): the threshold is the ``quantile`` (default 0.99) of their
-nearest-training similarities. A synthetic sample is flagged when it is closer to the
-training set than that under any measure. Held-out items should be flagged at a rate of
-about ``1 - quantile`` per measure; the audit measures the actual rate with
-leave-one-subject-out (thresholds from the other held-out subjects) and reports it.
+each threshold on items that are by definition not copies, each matched against the training
+items of *other* subjects exactly as a sample is:
+
+- held-out real items (subjects the model never saw);
+- every training item against the other training subjects (leave one subject out), so a
+  research-size cohort calibrates on hundreds of items, not on its small test split;
+- smoothness-matched controls: the held-out items blurred (``calibration_blur``), because model
+  outputs are smoother than real images and smooth images look alike.
+
+The threshold is a **conformal** quantile: the ``⌈(n + 1) q⌉``-th smallest of the ``n``
+calibration similarities. For a new item exchangeable with them, the chance to exceed it is at
+most ``1 − ⌈(n + 1) q⌉ / (n + 1) ≤ 1 − q`` whatever ``n`` (the bound is reported). When ``n`` is
+too small for any such rank (``n < q / (1 − q)``, 99 items for 0.99) the audit refuses, naming
+how many are needed. A synthetic sample is flagged when it is closer to the training set than
+the threshold under any measure. The audit also measures the false-flag rate directly with
+leave-one-subject-out over the calibration subjects, per source of calibration items.
 
 For volumes the audit runs twice: on whole volumes, and per slice (every informative slice of
 a sample against every training slice; a volume's score is its most similar slice, and the
-threshold is calibrated on the same per-volume maximum of held-out volumes, so "any slice"
+threshold is calibrated on the same per-volume maximum of calibration volumes, so "any slice"
 does not inflate the false-flag rate).
 """
 
@@ -41,7 +51,7 @@ from .similarity import (
     to_working_grid,
 )
 
-__all__ = ["AuditResult", "run_audit", "MEASURES"]
+__all__ = ["AuditResult", "CalibrationSet", "MEASURES", "conformal_threshold", "run_audit"]
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +79,24 @@ class ModeResult:
 
     mode: str
     synthetic: dict[str, MeasureResult]
-    holdout: dict[str, MeasureResult]
+    calibration: dict[str, MeasureResult]
     thresholds: dict[str, float]
+    conformal: dict[str, dict[str, float]]
     alignments: list[dict]
     notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CalibrationSet:
+    """The items that set the thresholds, none of them a copy: ``images`` with each one's subject and source."""
+
+    images: torch.Tensor
+    groups: torch.Tensor
+    subjects: list[str]
+    sources: list[str]
+
+    def counts(self) -> dict[str, int]:
+        return {src: self.sources.count(src) for src in dict.fromkeys(self.sources)}
 
 
 @dataclass
@@ -84,6 +108,7 @@ class AuditResult:
     flagged: np.ndarray
     false_flag_rate: dict[str, Any]
     extractor: dict[str, str] | None
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def flags_of(self, i: int) -> list[str]:
         """``mode/measure`` names under which synthetic sample ``i`` is flagged."""
@@ -209,7 +234,8 @@ def run_audit(
     config: AuditConfig | None = None,
     extractor: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> AuditResult:
-    """Audit ``synthetic`` against ``train``, with thresholds calibrated on ``holdout``.
+    """Audit ``synthetic`` against ``train``, with thresholds calibrated on ``holdout`` (and, per ``config``,
+    on the training items against the other training subjects and on blurred held-out items).
 
     Args:
         train: training items ``(N, 1, *spatial)`` with subjects (the audit works on
@@ -221,7 +247,8 @@ def run_audit(
             to skip the embedding measure.
 
     Raises:
-        DataError: shapes differ, a set is empty, or held-out subjects are all in training.
+        DataError: shapes differ, a set is empty, held-out subjects are all in training, or the
+            calibration items are too few for the quantile's finite-sample guarantee.
     """
     cfg = config or AuditConfig()
     for name, s in (("training", train), ("synthetic", synthetic), ("held-out", holdout)):
@@ -241,10 +268,8 @@ def run_audit(
     if len(overlap) == len(set(holdout.subjects)):
         raise DataError("audit: every held-out subject also occurs in the training set; use a subject-level held-out "
                         "split", keys=("holdout",))
+    calib = calibration_set(train_x, train.subjects, train_groups, hold_x, holdout.subjects, holdout_groups, cfg)
 
-    if len(holdout) < 100:
-        log.warning("only %d held-out items calibrate the thresholds; the %.3g quantile is unstable", len(holdout),
-                    cfg.quantile)
     modes: list[ModeResult] = []
     dims = train_x.dim() - 1
     mode_name = "image" if dims == 2 else "volume"
@@ -252,25 +277,26 @@ def run_audit(
     feats = _train_features(extractor, train_x, mode_name, notes)
     kw = dict(cfg=cfg, train_groups=train_groups, extractor=extractor, train_features=feats, notes=notes)
     syn = _nearest(syn_x, train_x, query_groups=None, **kw)
-    hold = _nearest(hold_x, train_x, query_groups=holdout_groups, **kw)
-    modes.append(_mode(mode_name, _measure_results(syn, len(synthetic)), _measure_results(hold, len(holdout)), cfg,
-                       _mode_alignments(train_x, cfg), notes))
+    cal = _nearest(calib.images, train_x, query_groups=calib.groups, **kw)
+    modes.append(_mode(mode_name, _measure_results(syn, len(synthetic)), _measure_results(cal, len(calib.sources)),
+                       cfg, _mode_alignments(train_x, cfg), notes))
 
     if dims == 3 and cfg.per_slice:
         t_sl, t_own, t_idx = _slices(train_x, cfg.min_slice_std)
         s_sl, s_own, s_idx = _slices(syn_x, cfg.min_slice_std)
-        h_sl, h_own, h_idx = _slices(hold_x, cfg.min_slice_std)
-        if len(t_sl) and len(s_sl) and len(h_sl):
+        c_sl, c_own, c_idx = _slices(calib.images, cfg.min_slice_std)
+        if len(t_sl) and len(s_sl) and len(c_sl):
             notes = {}
             feats = _train_features(extractor, t_sl, "slice", notes)
             kw = dict(cfg=cfg, train_groups=train_groups[torch.from_numpy(t_own)], extractor=extractor,
                       train_features=feats, notes=notes)
             syn = _nearest(s_sl, t_sl, query_groups=None, **kw)
-            hold = _nearest(h_sl, t_sl, query_groups=holdout_groups[torch.from_numpy(h_own)], **kw)
+            cal = _nearest(c_sl, t_sl, query_groups=calib.groups[torch.from_numpy(c_own)], **kw)
             modes.append(_mode("slice", _measure_results(syn, len(synthetic), s_own, s_idx, t_own, t_idx),
-                               _measure_results(hold, len(holdout), h_own, h_idx, t_own, t_idx), cfg,
+                               _measure_results(cal, len(calib.sources), c_own, c_idx, t_own, t_idx), cfg,
                                _mode_alignments(t_sl, cfg), notes))
 
+    _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg.quantile)
     flagged = np.zeros(len(synthetic), dtype=bool)
     for m in modes:
         for name, res in m.synthetic.items():
@@ -279,48 +305,110 @@ def run_audit(
         config=cfg,
         modes=modes,
         flagged=flagged,
-        false_flag_rate=_loso_false_flag_rate(modes, holdout.subjects, cfg.quantile),
+        false_flag_rate=_loso_false_flag_rate(modes, calib, cfg.quantile),
         extractor=None if extractor is None else {"name": getattr(extractor, "name", type(extractor).__name__),
                                                   "sha256": getattr(extractor, "sha256", "")},
+        calibration={"items": len(calib.sources), "subjects": len(set(calib.subjects)), "sources": calib.counts(),
+                     "item_sources": calib.sources},
     )
 
 
-def _mode(name: str, syn: dict[str, MeasureResult], hold: dict[str, MeasureResult], cfg: AuditConfig,
-          aligns: list[dict], notes: dict[str, str]) -> ModeResult:
-    thresholds = {}
-    for measure, res in hold.items():
-        finite = res.similarity[np.isfinite(res.similarity)]
-        thresholds[measure] = float(np.quantile(finite, cfg.quantile)) if finite.size else float("inf")
-    return ModeResult(name, syn, hold, thresholds, aligns, dict(notes))
+def calibration_set(
+    train_x: torch.Tensor, train_subjects: Sequence[str], train_groups: torch.Tensor,
+    hold_x: torch.Tensor, hold_subjects: Sequence[str], hold_groups: torch.Tensor, cfg: AuditConfig,
+) -> CalibrationSet:
+    """Held-out items, then (``calibrate_on_train``) every training item, then each blur of the held-out items.
 
-
-def _loso_false_flag_rate(modes: list[ModeResult], subjects: Sequence[str], quantile: float) -> dict[str, Any]:
-    """Leave-one-subject-out false-flag rate of held-out items, per measure and for "any".
-
-    For each held-out subject the thresholds are recomputed from the other held-out subjects'
-    items and the subject's own items are tested against them. Items of one subject are
-    correlated, so whole subjects are left out.
+    Each is matched only against training items of other subjects (its group), so every one is
+    a non-copy scored exactly as a synthetic sample is.
     """
-    subj = np.asarray(subjects)
-    unique = list(dict.fromkeys(subjects))
+    parts = [(hold_x, list(hold_subjects), hold_groups, "held-out")]
+    if cfg.calibrate_on_train:
+        parts.append((train_x, list(train_subjects), train_groups, "training, against the other subjects"))
+    for sigma in cfg.calibration_blur:
+        parts.append((_blurred(hold_x, sigma), list(hold_subjects), hold_groups, f"held-out blurred, sigma {sigma:g} px"))
+    return CalibrationSet(torch.cat([p[0] for p in parts]), torch.cat([p[2] for p in parts]),
+                          [s for p in parts for s in p[1]], [p[3] for p in parts for _ in p[1]])
+
+
+def _blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Items ``(N, H, W[, D])`` blurred in-plane (the first two axes) with a Gaussian of ``sigma`` voxels."""
+    from scipy import ndimage
+
+    spatial = (sigma, sigma) + (0.0,) * (images.dim() - 3)
+    out = [ndimage.gaussian_filter(x, spatial, mode="nearest") for x in images.numpy()]
+    return torch.from_numpy(np.stack(out)).to(images.dtype)
+
+
+def conformal_threshold(similarities: np.ndarray, quantile: float) -> tuple[float, int, float | None]:
+    """``(threshold, rank, bound)``: the ``rank = ⌈(n + 1) q⌉``-th smallest finite similarity.
+
+    A new item exchangeable with the ``n`` calibration items exceeds it with probability at most
+    ``bound = 1 − rank / (n + 1)`` (≤ 1 − q). When ``rank > n`` no calibration item can serve:
+    the threshold is ``inf`` and the bound ``None`` (unsupported).
+    """
+    finite = np.sort(similarities[np.isfinite(similarities)])
+    n = finite.size
+    rank = math.ceil((n + 1) * quantile - 1e-12)
+    if rank > n:
+        return float("inf"), rank, None
+    return float(finite[rank - 1]), rank, 1.0 - rank / (n + 1)
+
+
+def items_needed(quantile: float) -> int:
+    """The fewest calibration items for which :func:`conformal_threshold` has a rank (99 at 0.99)."""
+    return math.ceil(quantile / (1.0 - quantile) - 1e-9)
+
+
+def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, quantile: float) -> None:
+    bad = [f"{m.mode}/{k}" for m in modes for k, c in m.conformal.items() if c["bound"] is None]
+    if bad:
+        need = items_needed(quantile)
+        per_subject = max(1.0, items / max(subjects, 1))
+        raise DataError(
+            f"audit: {items} calibration items ({subjects} subjects) cannot give a threshold at quantile {quantile} "
+            f"with a finite-sample guarantee ({', '.join(bad)}): that needs at least {need} items, about "
+            f"{math.ceil(need / per_subject)} subjects at {per_subject:.0f} items each; add subjects or lower the quantile",
+            keys=("quantile",))
+
+
+def _mode(name: str, syn: dict[str, MeasureResult], cal: dict[str, MeasureResult], cfg: AuditConfig,
+          aligns: list[dict], notes: dict[str, str]) -> ModeResult:
+    thresholds, conformal = {}, {}
+    for measure, res in cal.items():
+        thresholds[measure], rank, bound = conformal_threshold(res.similarity, cfg.quantile)
+        conformal[measure] = {"rank": rank, "n": int(np.isfinite(res.similarity).sum()), "bound": bound}
+    return ModeResult(name, syn, cal, thresholds, conformal, aligns, dict(notes))
+
+
+def _loso_false_flag_rate(modes: list[ModeResult], calib: CalibrationSet, quantile: float) -> dict[str, Any]:
+    """Leave-one-subject-out false-flag rate of the calibration items, per measure, for "any" and per source.
+
+    For each calibration subject the thresholds are recomputed (conformally) from the other
+    subjects' items and the subject's own items are tested against them. Items of one subject
+    (its slices, its blurred copies) are correlated, so whole subjects are left out.
+    """
+    subj = np.asarray(calib.subjects)
+    unique = list(dict.fromkeys(calib.subjects))
     if len(unique) < 2:
-        return {"method": "leave-one-subject-out", "available": False, "reason": "needs at least 2 held-out subjects"}
-    keys = [(m, name) for m in modes for name in m.holdout]
+        return {"method": "leave-one-subject-out", "available": False, "reason": "needs at least 2 calibration subjects"}
+    keys = [(m, name) for m in modes for name in m.calibration]
     flags = {f"{m.mode}/{name}": np.zeros(len(subj), dtype=bool) for m, name in keys}
     for s in unique:
         inside = subj == s
         for m, name in keys:
-            sim = m.holdout[name].similarity
-            rest = sim[~inside & np.isfinite(sim)]
-            if rest.size:
-                flags[f"{m.mode}/{name}"][inside] = sim[inside] > np.quantile(rest, quantile)
+            sim = m.calibration[name].similarity
+            threshold = conformal_threshold(sim[~inside], quantile)[0]
+            flags[f"{m.mode}/{name}"][inside] = sim[inside] > threshold
     any_flag = np.any(np.stack(list(flags.values())), axis=0)
+    sources = np.asarray(calib.sources)
     return {
         "method": "leave-one-subject-out",
         "available": True,
         "expected_per_measure": round(1 - quantile, 6),
         "per_measure": {k: float(v.mean()) for k, v in flags.items()},
         "any": float(any_flag.mean()),
+        "per_source": {src: float(any_flag[sources == src].mean()) for src in calib.counts()},
         "items": int(len(subj)),
         "subjects": len(unique),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..core.config import StrictModel
 
@@ -16,8 +16,14 @@ class AuditConfig(StrictModel):
 
     Attributes:
         holdout: the split of the prepared dataset whose real items calibrate the thresholds.
-        quantile: each measure's threshold is this quantile of the held-out items'
-            nearest-training similarities.
+        quantile: each measure's threshold is the conformal quantile (rank ``⌈(n + 1) q⌉``) of the
+            calibration items' nearest-training similarities.
+        calibrate_on_train: also calibrate on every training item matched against the other
+            training subjects (leave one subject out): hundreds of calibration items from a
+            research-size cohort instead of its small test split.
+        calibration_blur: also calibrate on the held-out items blurred in-plane with each of these
+            Gaussian sigmas (item pixels): smoothness-matched controls, so that a smooth new
+            image is not taken for a copy.
         ncc_size: NCC is computed on images area-averaged to at most this many voxels per axis.
         max_shift: largest shift searched by NCC, in voxels of the items, along every axis;
             converted to working-grid voxels (rounded up).
@@ -33,6 +39,8 @@ class AuditConfig(StrictModel):
 
     holdout: Literal["val", "test"] = "test"
     quantile: float = Field(0.99, gt=0.5, lt=1.0)
+    calibrate_on_train: bool = True
+    calibration_blur: list[float] = Field(default_factory=list)
     ncc_size: int = Field(32, ge=8)
     max_shift: int = Field(4, ge=0, le=32)
     flip: bool = True
@@ -42,4 +50,11 @@ class AuditConfig(StrictModel):
     min_slice_std: float = Field(0.01, ge=0.0)
     report_pairs: int = Field(16, ge=0)
     block_elements: int = Field(1 << 25, ge=1 << 16)
+
+    @field_validator("calibration_blur")
+    @classmethod
+    def _positive(cls, sigmas: list[float]) -> list[float]:
+        if any(s <= 0 for s in sigmas):
+            raise ValueError("calibration_blur sigmas must be positive")
+        return sigmas
 

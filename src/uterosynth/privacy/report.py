@@ -85,14 +85,20 @@ def audit_document(
         "extractor": result.extractor,
         "modes": [m.mode for m in result.modes],
         "calibration": {
-            "method": "threshold = quantile of held-out real items' nearest-training similarity, per mode and measure",
+            "method": "threshold = conformal quantile (rank ceil((n+1)q)) of the calibration items' nearest-training "
+                      "similarity (training items of other subjects only), per mode and measure",
             "quantile": result.config.quantile,
             "holdout_items": len(holdout),
             "holdout_subjects": len(set(holdout.subjects)),
+            "items": result.calibration.get("items", len(holdout)),
+            "subjects": result.calibration.get("subjects", len(set(holdout.subjects))),
+            "sources": result.calibration.get("sources", {"held-out": len(holdout)}),
             "thresholds": thresholds,
+            "conformal": {m.mode: m.conformal for m in result.modes},
             "false_flag_rate": result.false_flag_rate,
-            "holdout_similarities": {
-                m.mode: {k: [_num(v) for v in r.similarity] for k, r in m.holdout.items()} for m in result.modes
+            "item_sources": result.calibration.get("item_sources", []),
+            "similarities": {
+                m.mode: {k: [_num(v) for v in r.similarity] for k, r in m.calibration.items()} for m in result.modes
             },
             "notes": {m.mode: m.notes for m in result.modes if m.notes},
         },
@@ -103,9 +109,23 @@ def audit_document(
             "flagged_fraction": round(float(result.flagged.mean()), 6),
             "flagged_by": flagged_by,
             "flagged_indices": [s["index"] for s in samples if s["flagged"]],
+            "training_subjects": len(set(train.subjects)),
+            "training_subjects_copied": len(_copied_subjects(samples)),
         },
         "samples": samples,
     }
+
+
+def _copied_subjects(samples: list[dict[str, Any]]) -> set[str]:
+    """Training subjects that are the nearest neighbour of a flagged sample under a measure that flags it."""
+    out = set()
+    for s in samples:
+        for flag in s["flags"]:
+            mode, measure = flag.split("/", 1)
+            subject = s["measures"][mode][measure]["nearest_subject"]
+            if subject is not None:
+                out.add(subject)
+    return out
 
 
 def _index(text: str) -> int | str:
@@ -121,12 +141,12 @@ def _distributions(mode: ModeResult) -> str:
     names = list(mode.thresholds)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.0), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        h = mode.holdout[name].similarity
+        h = mode.calibration[name].similarity
         s = mode.synthetic[name].similarity
         h, s = h[np.isfinite(h)], s[np.isfinite(s)]
         lo, hi = min(h.min(initial=1), s.min(initial=1)), max(h.max(initial=0), s.max(initial=0), mode.thresholds[name])
         bins = np.linspace(lo, hi + 1e-6, 40)
-        ax.hist(h, bins=bins, density=True, alpha=0.55, label=f"held-out real (n={h.size})")
+        ax.hist(h, bins=bins, density=True, alpha=0.55, label=f"calibration, not copies (n={h.size})")
         ax.hist(s, bins=bins, density=True, alpha=0.55, label=f"synthetic (n={s.size})")
         ax.axvline(mode.thresholds[name], color="k", ls="--", label="threshold")
         ax.set_title(f"{mode.mode} / {name}")
@@ -183,24 +203,29 @@ def audit_html(result: AuditResult, document: dict[str, Any], train: ImageSet, s
     pairs = "".join(f'<img alt="pair {synthetic.ids[i]}" src="'
                     f'{_pair_figure(result, mode, int(i), train, synthetic)}"><br>' for i in order)
     ffr = calib["false_flag_rate"]
-    ffr_text = (f"{100 * ffr['any']:.1f} % of {ffr['items']} held-out items ({ffr['subjects']} subjects) would be flagged "
+    ffr_text = (f"{100 * ffr['any']:.1f} % of {ffr['items']} calibration items ({ffr['subjects']} subjects) would be flagged "
                 f"under any measure (leave-one-subject-out; expected about {100 * ffr['expected_per_measure']:.1f} % per measure)"
                 if ffr.get("available") else html.escape(ffr.get("reason", "not available")))
+    sources = "".join(f"<tr><td>{html.escape(src)}</td><td>{n}</td><td>{100 * ffr.get('per_source', {}).get(src, 0):.1f} %</td></tr>"
+                      for src, n in calib["sources"].items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>uterosynth memorisation audit</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px}}.flag{{color:#b00}}</style></head><body>
 <h1>Memorisation audit</h1>
 <p><b class="flag">{summary['flagged']}</b> of {summary['samples']} synthetic samples flagged
-({100 * summary['flagged_fraction']:.1f} %). A sample is flagged when it is closer to a training item
-than the {calib['quantile']} quantile of held-out real items' nearest-training similarity under any measure.</p>
+({100 * summary['flagged_fraction']:.1f} %), near-copies of <b>{summary['training_subjects_copied']}</b> of
+{summary['training_subjects']} training subjects. A sample is flagged when it is closer to a training item than the
+conformal {calib['quantile']} quantile of the calibration items' nearest-training similarity under any measure.</p>
 <h2>Calibration</h2>
-<p>{calib['holdout_items']} held-out real items from {calib['holdout_subjects']} subjects. Estimated false-flag rate: {ffr_text}.</p>
+<p>{calib['items']} items from {calib['subjects']} subjects, none of them a copy, each matched only against training
+subjects other than its own. Estimated false-flag rate: {ffr_text}.</p>
+<table><tr><th>calibration items</th><th>n</th><th>false-flag rate (LOSO, any measure)</th></tr>{sources}</table>
 <table><tr><th>mode</th><th>measure</th><th>threshold</th></tr>{thr}</table>
 <h2>Flags per measure</h2>
-<table><tr><th>mode/measure</th><th>synthetic flagged</th><th>held-out false-flag rate (LOSO)</th></tr>{rows}</table>
+<table><tr><th>mode/measure</th><th>synthetic flagged</th><th>calibration false-flag rate (LOSO)</th></tr>{rows}</table>
 <h2>Similarity to the nearest training item</h2>
-<p>Held-out real items (blue) set the thresholds (dashed); synthetic samples (orange) to the right of a threshold are flagged.</p>
+<p>Calibration items (blue) set the thresholds (dashed); synthetic samples (orange) to the right of a threshold are flagged.</p>
 {dists}
 <h2>Closest pairs ({mode.mode} mode)</h2>
 <p>Flagged samples first, then the samples nearest to a threshold; each with its nearest training item per measure.</p>
