@@ -182,8 +182,10 @@ def test_blurred_controls_join_the_calibration_and_report_their_own_rate():
     train = ImageSet(torch.rand(40, 1, 16, 16, generator=rng), [f"t{i}" for i in range(40)], [f"T{i // 2}" for i in range(40)])
     hold = ImageSet(torch.rand(20, 1, 16, 16, generator=rng), [f"h{i}" for i in range(20)], [f"H{i // 2}" for i in range(20)])
     result = run_audit(train, train, hold, config=AuditConfig(quantile=0.95, calibration_blur=[1.0, 2.0]))
-    assert result.calibration["sources"] == {"held-out": 20, "training, against the other subjects": 40,
-                                             "held-out blurred, sigma 1 px": 20, "held-out blurred, sigma 2 px": 20}
+    train_src = "training, against the other subjects"
+    assert result.calibration["sources"] == {
+        "held-out": 20, train_src: 40, "held-out, blurred sigma 1 px": 20, f"{train_src}, blurred sigma 1 px": 40,
+        "held-out, blurred sigma 2 px": 20, f"{train_src}, blurred sigma 2 px": 40}
     ffr = result.false_flag_rate
     assert set(ffr["per_source"]) == set(result.calibration["sources"]) and ffr["subjects"] == 30
     assert result.flagged.all()  # the training items themselves are exact copies

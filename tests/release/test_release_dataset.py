@@ -28,11 +28,13 @@ def _fake_audit(audit_dir: Path, syn: Path, flagged: list[int], n: int) -> Path:
         "provenance": {"uterosynth_version": "test", "created": "now"},
         "inputs": {"synthetic": {"metadata_sha256": sha256_file(syn / "metadata.jsonl"), "model_hash": "0" * 64}},
         "measures": {"ncc": "..."}, "modes": ["image"],
-        "calibration": {"quantile": 0.99, "holdout_items": 40, "holdout_subjects": 10,
+        "calibration": {"quantile": 0.99, "holdout_items": 40, "holdout_subjects": 10, "items": 200, "subjects": 50,
+                        "sources": {"held-out": 40, "training, against the other subjects": 160},
                         "thresholds": {"image": {"ncc": 0.9}},
                         "false_flag_rate": {"available": True, "any": 0.025}},
         "summary": {"samples": n, "flagged": len(flagged), "flagged_fraction": len(flagged) / n,
-                    "flagged_by": {"image/ncc": len(flagged)}, "flagged_indices": flagged},
+                    "flagged_by": {"image/ncc": len(flagged)}, "flagged_indices": flagged,
+                    "training_subjects": 40, "training_subjects_copied": len(flagged)},
         "samples": [{"index": i, "flagged": i in flagged, "measures": {"image": {"ncc": {"similarity": 0.5}}}}
                     for i in range(n)],
     }
@@ -72,6 +74,8 @@ def test_release_drops_flagged_and_writes_everything(tmp_path):
     sheet = (out / "DATASHEET.md").read_text()
     assert "CC-BY-NC-4.0" in sheet and "| orientation | RVRF | 3 |" in sheet and "2 dropped" in sheet
     assert "NO MEMORISATION AUDIT" not in sheet and "0.99 quantile" in sheet
+    assert "200 items of 50 subjects" in sheet and "(40 held-out, 160 training, against the other subjects)" in sheet
+    assert "flagged near-copy among the samples: 2 of 40" in sheet
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.count(": OK") == len([p for p in out.rglob("*") if p.is_file()]) - 1
     (out / "metadata.csv").write_text("tampered")

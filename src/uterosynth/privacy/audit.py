@@ -317,7 +317,7 @@ def calibration_set(
     train_x: torch.Tensor, train_subjects: Sequence[str], train_groups: torch.Tensor,
     hold_x: torch.Tensor, hold_subjects: Sequence[str], hold_groups: torch.Tensor, cfg: AuditConfig,
 ) -> CalibrationSet:
-    """Held-out items, then (``calibrate_on_train``) every training item, then each blur of the held-out items.
+    """Held-out items, (``calibrate_on_train``) every training item, then each blur of all of them.
 
     Each is matched only against training items of other subjects (its group), so every one is
     a non-copy scored exactly as a synthetic sample is.
@@ -326,7 +326,8 @@ def calibration_set(
     if cfg.calibrate_on_train:
         parts.append((train_x, list(train_subjects), train_groups, "training, against the other subjects"))
     for sigma in cfg.calibration_blur:
-        parts.append((_blurred(hold_x, sigma), list(hold_subjects), hold_groups, f"held-out blurred, sigma {sigma:g} px"))
+        parts += [(_blurred(x, sigma), subjects, groups, f"{source}, blurred sigma {sigma:g} px")
+                  for x, subjects, groups, source in parts[: 2 if cfg.calibrate_on_train else 1]]
     return CalibrationSet(torch.cat([p[0] for p in parts]), torch.cat([p[2] for p in parts]),
                           [s for p in parts for s in p[1]], [p[3] for p in parts for _ in p[1]])
 

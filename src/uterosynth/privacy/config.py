@@ -21,9 +21,9 @@ class AuditConfig(StrictModel):
         calibrate_on_train: also calibrate on every training item matched against the other
             training subjects (leave one subject out): hundreds of calibration items from a
             research-size cohort instead of its small test split.
-        calibration_blur: also calibrate on the held-out items blurred in-plane with each of these
-            Gaussian sigmas (item pixels): smoothness-matched controls, so that a smooth new
-            image is not taken for a copy.
+        calibration_blur: also calibrate on the held-out (and, with ``calibrate_on_train``, the
+            training) items blurred in-plane with each of these Gaussian sigmas (item pixels):
+            smoothness-matched controls, so that a smooth new image is not taken for a copy.
         ncc_size: NCC is computed on images area-averaged to at most this many voxels per axis.
         max_shift: largest shift searched by NCC, in voxels of the items, along every axis;
             converted to working-grid voxels (rounded up).

@@ -40,15 +40,19 @@ def audit_summary_md(audit: dict[str, Any] | None) -> str:
         f"- synthetic samples audited: {s['samples']}; flagged as near-copies: {s['flagged']} "
         f"({100 * s['flagged_fraction']:.2f} %)",
         f"- measures: {', '.join(audit.get('measures', {}))}; modes: {', '.join(audit.get('modes', []))}",
-        f"- calibration: threshold = {c['quantile']} quantile of the nearest-training similarity of "
-        f"{c['holdout_items']} held-out real items from {c['holdout_subjects']} subjects",
+        f"- calibration: threshold = conformal {c['quantile']} quantile of the nearest-training similarity of "
+        f"{c.get('items', c['holdout_items'])} items of {c.get('subjects', c['holdout_subjects'])} subjects, none of them "
+        f"a copy ({_sources(c)})",
     ]
-    if c["holdout_items"] < 100:
-        lines.append(f"- **caution:** only {c['holdout_items']} held-out items calibrated the thresholds; a high quantile "
-                     "of so few values is close to their maximum and unstable")
+    if "training_subjects_copied" in s:
+        lines.append(f"- training subjects with at least one flagged near-copy among the samples: "
+                     f"{s['training_subjects_copied']} of {s['training_subjects']}")
+    if c.get("items", c["holdout_items"]) < 100:
+        lines.append(f"- **caution:** only {c.get('items', c['holdout_items'])} items calibrated the thresholds; a high "
+                     "quantile of so few values is close to their maximum and unstable")
     ffr = c.get("false_flag_rate", {})
     if ffr.get("available"):
-        lines.append(f"- estimated false-flag rate on held-out real items (leave-one-subject-out, any measure): "
+        lines.append(f"- estimated false-flag rate on the calibration items (leave-one-subject-out, any measure): "
                      f"{100 * ffr['any']:.2f} %")
     lines.append("")
     lines.append("| mode | measure | threshold | synthetic flagged |")
@@ -202,3 +206,9 @@ def model_card_md(
   `uterosynth audit` on them. Generative models can memorise training images; audit every synthetic set
   before sharing it.
 """
+
+
+def _sources(calibration: dict[str, Any]) -> str:
+    """``"40 held-out, 320 training, against the other subjects"`` (older audits: held-out items only)."""
+    sources = calibration.get("sources") or {"held-out": calibration["holdout_items"]}
+    return ", ".join(f"{n} {name}" for name, n in sources.items())
