@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_audit import TRANSFORMS, plant  # noqa: E402
+
 from uterosynth.data.image_set import ImageSet, load_prepared, load_synthetic  # noqa: E402
 from uterosynth.data.manifest import parse_dataset_ref  # noqa: E402
 from uterosynth.privacy.audit import run_audit  # noqa: E402
