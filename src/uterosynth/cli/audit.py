@@ -1,4 +1,5 @@
-"""``uterosynth audit``: calibrated memorisation audit of a synthetic set against its training data."""
+"""``uterosynth audit``: calibrated memorisation audit of a synthetic set against its training data;
+``uterosynth audit membership``: a membership-inference attack on the model itself."""
 
 from __future__ import annotations
 
@@ -13,19 +14,47 @@ from .options import stage_command
 if TYPE_CHECKING:
     from ..stages.base import Job
 
+audit_app = typer.Typer(
+    help="Find every synthetic sample's nearest training items (NCC, SSIM, embedding) and flag near-copies.",
+    add_completion=False,
+)
+app.add_typer(audit_app, name="audit")
 
-@stage_command(app.command("audit"), "audit", shared=("config", "overrides"))
+
+@stage_command(audit_app.callback(invoke_without_command=True), "audit", shared=("config", "overrides"))
 def audit(
-    train: str = typer.Option(..., "--train", help="Prepared dataset DIR or DIR:train (training items)."),
-    synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic set folder."),
-    out: Path = typer.Option(..., "--out", help="Output folder for audit.json and audit.html."),
+    ctx: typer.Context,
+    train: str = typer.Option(None, "--train", help="Prepared dataset DIR or DIR:train (training items)."),
+    synthetic: Path = typer.Option(None, "--synthetic", help="Synthetic set folder."),
+    out: Path = typer.Option(None, "--out", help="Output folder for audit.json and audit.html."),
     holdout: str = typer.Option(None, "--holdout", help="Held-out split calibrating the thresholds: test (default) or val."),
     encoder: Path = typer.Option(None, "--encoder", help="TorchScript feature extractor for the embedding measure."),
-    quantile: float = typer.Option(None, "--quantile", help="Threshold quantile of held-out similarities (default 0.99)."),
+    quantile: float = typer.Option(None, "--quantile", help="Conformal threshold quantile of the calibration "
+                                   "similarities (default 0.99)."),
     **shared: Any,
-) -> Job:
+) -> Job | None:
     """Find every synthetic sample's nearest training items (NCC, SSIM, embedding) and flag near-copies."""
+    if ctx.invoked_subcommand is not None:
+        return None
+    if train is None or synthetic is None or out is None:
+        raise typer.BadParameter("--train, --synthetic and --out are required (see 'uterosynth audit --help')")
     from ..stages.release import AuditJob
 
     return AuditJob(train=train, synthetic=synthetic, out=out, holdout=holdout, encoder=encoder, quantile=quantile,
                     **shared)
+
+
+@stage_command(audit_app.command("membership"), "audit membership")
+def membership(
+    model: Path = typer.Option(..., "--model", help="Diffusion model run or checkpoint folder."),
+    members: str = typer.Option(..., "--members", help="Prepared dataset DIR[:split] of the model's training "
+                                "subjects (default split train)."),
+    nonmembers: str = typer.Option(..., "--nonmembers", help="Prepared dataset DIR[:split] of subjects the model "
+                                   "never saw (default split test), e.g. another cohort."),
+    out: Path = typer.Option(..., "--out", help="Output folder for membership.json."),
+    **shared: Any,
+) -> Job:
+    """Membership inference: do the model's denoising errors tell its training subjects from unseen ones?"""
+    from ..stages.release import MembershipJob
+
+    return MembershipJob(model=model, members=members, nonmembers=nonmembers, out=out, **shared)

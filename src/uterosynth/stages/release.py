@@ -8,8 +8,8 @@ from typing import Any
 
 from .base import ConfiguredJob, Job
 
-__all__ = ["AnalyzeJob", "AuditJob", "ReleaseJob", "ReleaseModelJob", "StudyJob", "run_analyze", "run_audit",
-           "run_release", "run_release_model", "run_study"]
+__all__ = ["AnalyzeJob", "AuditJob", "MembershipJob", "ReleaseJob", "ReleaseModelJob", "StudyJob", "run_analyze",
+           "run_audit", "run_membership", "run_release", "run_release_model", "run_study"]
 
 
 class AuditJob(ConfiguredJob):
@@ -30,6 +30,24 @@ def run_audit(job: AuditJob) -> dict[str, Any]:
     cfg = job.settings(AuditConfig, holdout=job.holdout, quantile=job.quantile)
     return write_audit(job.train, str(job.synthetic), str(job.out), config=cfg,
                        encoder=None if job.encoder is None else str(job.encoder), overwrite=job.overwrite)
+
+
+class MembershipJob(ConfiguredJob):
+    """A membership-inference attack on a diffusion model (``membership.json`` marks it finished)."""
+
+    model: Path
+    members: str
+    nonmembers: str
+    seed: int | None = None
+
+
+def run_membership(job: MembershipJob) -> dict[str, Any]:
+    """Score the model's training subjects against unseen ones by its denoising error; returns the summary."""
+    from ..privacy.membership import MembershipConfig, write_membership
+
+    cfg = job.settings(MembershipConfig, seed=job.seed)
+    return write_membership(str(job.model), job.members, job.nonmembers, str(job.out), config=cfg,
+                            overwrite=job.overwrite)
 
 
 class ReleaseJob(ConfiguredJob):
