@@ -18,7 +18,7 @@ every training subject can be recognised.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 from ..core.errors import DataError
+from ..core.precision import resolve_precision
 from ..data.manifest import PreparedDataset
 from ..models.diffusion import DiffusionModel
 
@@ -43,6 +44,8 @@ class MembershipConfig(StrictModel):
     fpr: float = Field(0.01, gt=0, lt=0.5, description="false-positive rate of the reported true-positive rate")
     bootstrap: int = Field(1000, ge=100, description="bootstrap replicates over subjects")
     max_items: int | None = Field(None, ge=2, description="cap on items per group (random subset)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="the denoiser's forward passes: auto is bf16 where the device runs it natively")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ def _clean(model: DiffusionModel, images: torch.Tensor) -> torch.Tensor:
 def denoising_errors(model: DiffusionModel, data: PreparedDataset, cfg: MembershipConfig) -> np.ndarray:
     """``(N, len(timesteps))``: each item's mean squared error of the training target, per timestep."""
     device = next(model.unet.parameters()).device
+    bf16 = resolve_precision(cfg.precision, device) == "bf16"
     T = model.schedule.num_train_timesteps
     steps = [min(T - 1, max(1, round(f * T))) for f in cfg.timesteps]
     out = np.zeros((len(data.rows), len(steps)))
@@ -80,7 +84,8 @@ def denoising_errors(model: DiffusionModel, data: PreparedDataset, cfg: Membersh
                 gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + j * 1009 + d)
                 eps = torch.randn(x0.shape, generator=gen).to(device)
                 tt = torch.full((x0.shape[0],), t, device=device, dtype=torch.long)
-                pred = model.unet(model.schedule.add_noise(x0, eps, tt), tt, cond)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    pred = model.unet(model.schedule.add_noise(x0, eps, tt), tt, cond)
                 target = model.schedule.training_target(x0, eps, tt)
                 errors.append((pred.float() - target.float()).pow(2).flatten(1).mean(1))
             out[start : start + len(rows), j] = torch.stack(errors).mean(0).cpu().numpy()
