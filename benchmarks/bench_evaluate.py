@@ -122,8 +122,9 @@ def main() -> None:
     stages = metrics["timings_s"]
     full = ("; scaled run — the target size is 10 000: `PYTHONPATH=src python benchmarks/bench_evaluate.py --n 10000 --write`"
             if args.n < 10000 or args.frd_items < 500 else "")
-    line = (f"N={args.n} real + {args.n} synthetic (+{max(args.n // 5, 10)} real test) 2D {SIZE}x{SIZE}: "
-            f"evaluate {total:.0f} s (stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")" + full)
+    line = (f"N={args.n} real + {args.n} synthetic (+{max(args.n // 5, 10)} real test) 2D {SIZE}x{SIZE}, features of "
+            f"every item, distributional metrics at the common N = {metrics['equal_n']['n']} (the smallest set, "
+            f"{metrics['equal_n']['draws']} subsample draws): evaluate {total:.0f} s (stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")" + full)
     print(line)
     print(f"(data setup, not timed: {setup:.0f} s)")
     if args.write:
