@@ -191,3 +191,10 @@ def test_blurred_controls_join_the_calibration_and_report_their_own_rate():
     assert result.flagged.all()  # the training items themselves are exact copies
     with pytest.raises(ValueError, match="positive"):
         AuditConfig(calibration_blur=[0.0])
+
+
+def test_audit_without_its_sets_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "--synthetic", str(tmp_path), "--out", str(tmp_path / "a")])
+    assert info.value.code == 2 and "--train, --synthetic and --out are required" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,13 +24,15 @@ app.add_typer(audit_app, name="audit")
 @stage_command(audit_app.callback(invoke_without_command=True), "audit", shared=("config", "overrides"))
 def audit(
     ctx: typer.Context,
-    train: str = typer.Option(None, "--train", help="Prepared dataset DIR or DIR:train (training items)."),
-    synthetic: Path = typer.Option(None, "--synthetic", help="Synthetic set folder."),
-    out: Path = typer.Option(None, "--out", help="Output folder for audit.json and audit.html."),
-    holdout: str = typer.Option(None, "--holdout", help="Held-out split calibrating the thresholds: test (default) or val."),
-    encoder: Path = typer.Option(None, "--encoder", help="TorchScript feature extractor for the embedding measure."),
-    quantile: float = typer.Option(None, "--quantile", help="Conformal threshold quantile of the calibration "
-                                   "similarities (default 0.99)."),
+    train: Annotated[str | None, typer.Option("--train", help="Prepared dataset DIR or DIR:train (training items).")] = None,
+    synthetic: Annotated[Path | None, typer.Option("--synthetic", help="Synthetic set folder.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder for audit.json and audit.html.")] = None,
+    holdout: Annotated[str | None, typer.Option(
+        "--holdout", help="Held-out split calibrating the thresholds: test (default) or val.")] = None,
+    encoder: Annotated[Path | None, typer.Option(
+        "--encoder", help="TorchScript feature extractor for the embedding measure.")] = None,
+    quantile: Annotated[float | None, typer.Option(
+        "--quantile", help="Conformal threshold quantile of the calibration similarities (default 0.99).")] = None,
     **shared: Any,
 ) -> Job | None:
     """Find every synthetic sample's nearest training items (NCC, SSIM, embedding) and flag near-copies."""
