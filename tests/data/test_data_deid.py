@@ -126,7 +126,7 @@ def test_no_identifier_reaches_any_written_file(tmp_path):
 
     outs = [tmp_path / "audit", tmp_path / "release", tmp_path / "model_release"]
     commands = [
-        ["audit", "--train", str(prep), "--synthetic", str(syn), "--out", str(outs[0])],
+        ["audit", "--train", str(prep), "--synthetic", str(syn), "--out", str(outs[0]), "--quantile", "0.9"],
         ["release", "--synthetic", str(syn), "--audit", str(outs[0]), "--out", str(outs[1]), "--dicom-reference", str(raw)],
         ["release-model", "--model", str(model), "--audit", str(outs[0]), "--out", str(outs[2])],
     ]
