@@ -133,6 +133,18 @@ def test_latent_space_needs_autoencoder():
         _cfg(space="latent")
 
 
+def test_augmentation_changes_what_a_pixel_model_sees_and_is_refused_for_latents(tmp_path, data):
+    for name, augment in (("plain", False), ("aug", True)):
+        train_diffusion(_cfg(**{"train.steps": 2, "train.augment": augment}), data, tmp_path / name, progress=False)
+    plain, aug = (load_weights(tmp_path / name / "checkpoint") for name in ("plain", "aug"))
+    assert any(not torch.equal(plain[k], aug[k]) for k in plain)  # same seed, other images
+    again = tmp_path / "aug2"
+    train_diffusion(_cfg(**{"train.steps": 2, "train.augment": True}), data, again, progress=False)
+    assert all(torch.equal(aug[k], w) for k, w in load_weights(again / "checkpoint").items())  # reproducible
+    with pytest.raises(ConfigError, match="train.augment works on images"):
+        _cfg(space="latent", autoencoder="ae", latents="lat", **{"train.augment": True})
+
+
 def test_existing_output_refused(tmp_path, data):
     (tmp_path / "run").mkdir()
     with pytest.raises(UserError, match="already exists"):

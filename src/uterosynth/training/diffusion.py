@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from ..core.config import StrictModel
 from ..core.distributed import init_distributed
 from ..core.errors import ConfigError, DataError
-from ..data.dataset import ImageDataset
+from ..data.dataset import ImageDataset, default_augmentation
 from ..data.manifest import PreparedDataset
 from ..data.subjects import training_subjects
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
@@ -79,6 +79,9 @@ class DiffusionTrainConfig(StrictModel):
                 "space: latent needs 'autoencoder' (its checkpoint) and 'latents' (the cache written by "
                 "'uterosynth encode')"
             )
+        if self.space == "latent" and self.train.augment:
+            raise ValueError("train.augment works on images: a latent model trains on cached latents (augment the "
+                             "images before 'uterosynth encode', or set train.augment: false)")
         return self
 
 
@@ -242,5 +245,6 @@ def train_diffusion(cfg: DiffusionTrainConfig, data_path: str | Path, out: str |
         {"unet": unet}, groups, step, train_set, cfg=cfg.train, out=run.out, seed=cfg.seed, export="unet",
         model_meta=meta, config=cfg, validate=preview, dist_info=dist_info, on_step_end=run.on_step_end,
         progress=run.progress, sample_weights=weights,
+        transform=default_augmentation(cfg.spatial_dims, seed=cfg.seed) if cfg.train.augment else None,
     )
     return run.fit(trainer)
