@@ -31,10 +31,15 @@ from uterosynth.privacy.audit import run_audit  # noqa: E402
 from uterosynth.privacy.config import AuditConfig  # noqa: E402
 
 TRANSFORMS = ("exact", "noise", "shift", "rotate", "flip", "rescale")
+HARDER_TRANSFORMS = ("crop", "elastic", "mix")
+"""Copies that change more of the image: a 80–90 % crop resized back, a smooth elastic warp of
+about 1.5 px, and the pixel average with another training image."""
 
 
-def plant(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """A near-copy of ``image`` ``(H, W)``."""
+def plant(image: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndarray | None = None) -> np.ndarray:
+    """A near-copy of ``image`` ``(H, W)`` (``other``: the second image of a ``mix``)."""
+    if kind in HARDER_TRANSFORMS:
+        return _plant_harder(image, kind, rng, other)
     if kind == "exact":
         out = image.copy()
     elif kind == "noise":
@@ -48,6 +53,27 @@ def plant(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
         out = image[:, ::-1]
     elif kind == "rescale":
         out = rng.uniform(0.7, 1.2) * image + rng.uniform(-0.05, 0.1)
+    else:
+        raise ValueError(kind)
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def _plant_harder(image: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndarray | None) -> np.ndarray:
+    h, w = image.shape
+    if kind == "crop":
+        f = rng.uniform(0.8, 0.9)
+        ch, cw = round(f * h), round(f * w)
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        out = ndimage.zoom(image[y : y + ch, x : x + cw], (h / ch, w / cw), order=1)[:h, :w]
+    elif kind == "elastic":
+        field = [ndimage.gaussian_filter(rng.normal(0, 1, (h, w)), 4.0) for _ in range(2)]
+        field = [f * 1.5 / (np.abs(f).max() + 1e-9) for f in field]
+        yy, xx = np.mgrid[:h, :w].astype(np.float64)
+        out = ndimage.map_coordinates(image, [yy + field[0], xx + field[1]], order=1, mode="nearest")
+    elif kind == "mix":
+        if other is None:
+            raise ValueError("a mix needs a second image")
+        out = 0.5 * (image + other)
     else:
         raise ValueError(kind)
     return np.clip(out, 0, 1).astype(np.float32)

@@ -4,7 +4,8 @@ Audits, against the training split of a prepared phantom dataset (calibrated as 
 audit`` calibrates by default, plus any ``--blur`` controls):
 
 - planted near-copies of training items (the kinds of ``results_audit.py``: exact, noised,
-  shifted, rotated, flipped, intensity-rescaled) — every one should be flagged;
+  shifted, rotated, flipped, intensity-rescaled) — every one should be flagged — and harder ones
+  (an 80–90 % crop resized back, a 1.5 px elastic warp, the average of two training images);
 - genuinely new items: a prepared dataset of *another* phantom seed (``--new``) — at most about
   ``1 − quantile`` per measure should be flagged;
 - the same new items blurred (``--smooth`` sigmas), because model outputs are smoother than real
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_audit import TRANSFORMS, plant  # noqa: E402
+from results_audit import HARDER_TRANSFORMS, TRANSFORMS, plant  # noqa: E402
 
 from uterosynth.data.image_set import ImageSet, load_prepared, load_synthetic  # noqa: E402
 from uterosynth.data.manifest import parse_dataset_ref  # noqa: E402
@@ -49,9 +50,10 @@ def probe_set(train: ImageSet, new: ImageSet, smooth: list[float], copies_per_ki
     train_x = train.images[:, 0].numpy()
     new_x = new.images[:, 0].numpy()
     parts, kinds = [], []
-    for kind in TRANSFORMS:
+    for kind in (*TRANSFORMS, *HARDER_TRANSFORMS):
         picks = rng.choice(len(train_x), copies_per_kind, replace=False)
-        parts.append(np.stack([plant(train_x[j], kind, rng) for j in picks]))
+        others = rng.choice(len(train_x), copies_per_kind, replace=True)
+        parts.append(np.stack([plant(train_x[j], kind, rng, train_x[o]) for j, o in zip(picks, others, strict=True)]))
         kinds += [kind] * copies_per_kind
     parts.append(new_x)
     kinds += ["new"] * len(new_x)
@@ -72,7 +74,9 @@ def audit_probes(train: ImageSet, holdout: ImageSet, probes: ImageSet, kinds: np
             hit = res.similarity > m.thresholds[name]
             per_measure[f"{m.mode}/{name}"] = {k: float(hit[kinds == k].mean()) for k in dict.fromkeys(kinds)}
     copies = np.isin(kinds, TRANSFORMS)
-    return {"copies_flagged": float(result.flagged[copies].mean()), "per_kind": per_kind, "per_measure": per_measure,
+    harder = np.isin(kinds, HARDER_TRANSFORMS)
+    return {"copies_flagged": float(result.flagged[copies].mean()),
+            "harder_copies_flagged": float(result.flagged[harder].mean()), "per_kind": per_kind, "per_measure": per_measure,
             "calibration": {k: v for k, v in result.calibration.items() if k != "item_sources"},
             "false_flag_rate": result.false_flag_rate, "seconds": round(time.perf_counter() - t, 1),
             "thresholds": {f"{m.mode}/{k}": round(v, 4) for m in result.modes for k, v in m.thresholds.items()}}

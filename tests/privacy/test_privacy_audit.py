@@ -198,3 +198,17 @@ def test_audit_without_its_sets_is_refused(tmp_path, capsys):
         main(["audit", "--synthetic", str(tmp_path), "--out", str(tmp_path / "a")])
     assert info.value.code == 2 and "--train, --synthetic and --out are required" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+def test_harder_planted_copies_keep_the_shape_and_change_the_image():
+    from results_audit import HARDER_TRANSFORMS, plant
+
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0, 1, (2, 32, 32)).astype(np.float32)
+    for kind in HARDER_TRANSFORMS:
+        out = plant(a, kind, rng, b)
+        assert out.shape == a.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+        assert not np.array_equal(out, a)
+    assert np.allclose(plant(a, "mix", rng, b), 0.5 * (a + b))
+    with pytest.raises(ValueError, match="second image"):
+        plant(a, "mix", rng)
