@@ -30,18 +30,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_audit import HARDER_TRANSFORMS, TRANSFORMS, plant  # noqa: E402
 
+from uterosynth.core.imageio import blur_in_plane  # noqa: E402
 from uterosynth.data.image_set import ImageSet, load_prepared, load_synthetic  # noqa: E402
 from uterosynth.data.manifest import parse_dataset_ref  # noqa: E402
 from uterosynth.privacy.audit import run_audit  # noqa: E402
 from uterosynth.privacy.config import AuditConfig  # noqa: E402
 
 SECTION = "Privacy audit on the corrected pipeline"
-
-
-def _blurred(images: np.ndarray, sigma: float) -> np.ndarray:
-    from uterosynth.models.judge_controls import blurred
-
-    return blurred(images, sigma)
 
 
 def probe_set(train: ImageSet, new: ImageSet, smooth: list[float], copies_per_kind: int, seed: int):
@@ -58,7 +53,7 @@ def probe_set(train: ImageSet, new: ImageSet, smooth: list[float], copies_per_ki
     parts.append(new_x)
     kinds += ["new"] * len(new_x)
     for sigma in smooth:
-        parts.append(_blurred(new_x, sigma))
+        parts.append(blur_in_plane(new_x, sigma))
         kinds += [f"new, blurred sigma {sigma:g} px"] * len(new_x)
     x = np.concatenate(parts).astype(np.float32)
     return ImageSet(torch.from_numpy(x)[:, None], [str(i) for i in range(len(x))], [""] * len(x)), np.array(kinds)
@@ -83,15 +78,21 @@ def audit_probes(train: ImageSet, holdout: ImageSet, probes: ImageSet, kinds: np
 
 
 def audit_samples(train: ImageSet, holdout: ImageSet, folder: Path, cfg: AuditConfig) -> dict:
+    """The audit of a model's samples, with what tells memorisation from smoothness: each set's median
+    nearest-training SSIM and its mean absolute horizontal gradient, beside the calibration items' and the training items'."""
     syn = load_synthetic(folder)
     result = run_audit(train, syn, holdout, config=cfg)
-    copied = set()
-    for m in result.modes:
-        for name, res in m.synthetic.items():
-            for i in np.nonzero(res.similarity > m.thresholds[name])[0]:
-                copied.add(train.subjects[int(res.ref_index[i])])
-    return {"samples": len(syn), "flagged": int(result.flagged.sum()), "subjects_copied": len(copied),
-            "training_subjects": len(set(train.subjects))}
+    ssim = result.modes[0]
+    return {"samples": len(syn), "flagged": int(result.flagged.sum()),
+            "subjects_copied": len(result.copied_subjects(train.subjects)),
+            "training_subjects": len(set(train.subjects)),
+            "median_ssim": {"samples": round(float(np.median(ssim.synthetic["ssim"].similarity)), 3),
+                            "calibration": round(float(np.median(ssim.calibration["ssim"].similarity)), 3)},
+            "mean_gradient": {"samples": round(_gradient(syn.images), 4), "training": round(_gradient(train.images), 4)}}
+
+
+def _gradient(images: torch.Tensor) -> float:
+    return float(images.diff(dim=-1).abs().mean())
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from uterosynth.models.judge_controls import blurred, judge_controls, with_bands
+from uterosynth.core.imageio import blur_in_plane
+from uterosynth.models.judge_controls import judge_controls, with_bands
 
 
 def _images(n: int = 12, size: int = 32) -> tuple[np.ndarray, list[str]]:
@@ -63,7 +64,7 @@ def test_blur_removes_the_texture_a_judge_of_detail_needs() -> None:
     out = judge_controls(_texture_judge, images, labels, blur_sigmas=(0.5, 3.0))
     assert out["correct"].all()
     assert out["blur"][3.0].mean() == pytest.approx(0.5)  # every "fine" item now reads as "flat"
-    assert blurred(images, 3.0).shape == images.shape and blurred(images, 3.0).dtype == images.dtype
+    assert blur_in_plane(images, 3.0).shape == images.shape and blur_in_plane(images, 3.0).dtype == images.dtype
 
 
 def test_bands_flip_a_judge_that_reads_them_and_not_one_that_reads_the_centre() -> None:

@@ -22,6 +22,7 @@ from .errors import DataError
 
 __all__ = [
     "as_volume",
+    "blur_in_plane",
     "figure_data_uri",
     "figure_png",
     "middle_slice",
@@ -48,6 +49,14 @@ def middle_slice(x: ArrayT, axis: int = -1) -> ArrayT:
     index: list[Any] = [slice(None)] * len(shape)
     index[axis] = shape[axis] // 2
     return x[tuple(index)]  # type: ignore[index]
+
+
+def blur_in_plane(images: np.ndarray, sigma: float) -> np.ndarray:
+    """Items ``(N, H, W[, D])`` each blurred with a Gaussian of ``sigma`` pixels along the first two axes."""
+    from scipy import ndimage
+
+    spatial = (sigma, sigma) + (0.0,) * (images.ndim - 3)
+    return np.stack([ndimage.gaussian_filter(x, spatial, mode="nearest") for x in images]).astype(images.dtype)
 
 
 def preview_plane(image: np.ndarray) -> np.ndarray:

@@ -24,18 +24,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-__all__ = ["BAND_SIDES", "blurred", "judge_controls", "with_bands"]
+from ..core.imageio import blur_in_plane
+
+__all__ = ["BAND_SIDES", "judge_controls", "with_bands"]
 
 Predict = Callable[[np.ndarray], Sequence[str]]
 BAND_SIDES = ("rows", "columns")
 """Where :func:`with_bands` pastes its two bands: top and bottom, or left and right."""
-
-
-def blurred(images: np.ndarray, sigma: float) -> np.ndarray:
-    """Each 2D item of ``images`` ``(N, H, W)`` blurred in-plane with a Gaussian of ``sigma`` pixels."""
-    return np.stack([ndimage.gaussian_filter(im, sigma, mode="nearest") for im in images]).astype(images.dtype)
 
 
 def with_bands(images: np.ndarray, side: str, fraction: float, *, fill: str = "min") -> np.ndarray:
@@ -78,7 +74,7 @@ def judge_controls(
     plain = np.asarray(predict(images))
     return {
         "correct": plain == labels,
-        "blur": {float(s): np.asarray(predict(blurred(images, s))) == labels for s in blur_sigmas},
+        "blur": {float(s): np.asarray(predict(blur_in_plane(images, s))) == labels for s in blur_sigmas},
         "band_flips": {side: np.asarray(predict(with_bands(images, side, band_fraction))) != plain
                        for side in BAND_SIDES},
         "occlusion_flips": {side: np.asarray(predict(with_bands(images, side, band_fraction, fill="mean"))) != plain

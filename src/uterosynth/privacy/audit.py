@@ -10,8 +10,8 @@ items of *other* subjects exactly as a sample is:
 - held-out real items (subjects the model never saw);
 - every training item against the other training subjects (leave one subject out), so a
   research-size cohort calibrates on hundreds of items, not on its small test split;
-- smoothness-matched controls: the held-out items blurred (``calibration_blur``), because model
-  outputs are smoother than real images and smooth images look alike.
+- optionally, smoothness-matched controls: all of these blurred (``calibration_blur``, off by
+  default), because model outputs can be smoother than real images and smooth images look alike.
 
 The threshold is a **conformal** quantile: the ``⌈(n + 1) q⌉``-th smallest of the ``n``
 calibration similarities. For a new item exchangeable with them, the chance to exceed it is at
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError
+from ..core.imageio import blur_in_plane
 from ..data.image_set import ImageSet
 from .config import AuditConfig
 from .similarity import (
@@ -108,7 +109,16 @@ class AuditResult:
     flagged: np.ndarray
     false_flag_rate: dict[str, Any]
     extractor: dict[str, str] | None
-    calibration: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any]
+
+    def copied_subjects(self, train_subjects: Sequence[str]) -> set[str]:
+        """Training subjects that are a flagged sample's nearest neighbour under a measure that flags it."""
+        out = set()
+        for m in self.modes:
+            for name, res in m.synthetic.items():
+                hit = (res.similarity > m.thresholds[name]) & (res.ref_index >= 0)
+                out.update(train_subjects[int(j)] for j in res.ref_index[hit])
+        return out
 
     def flags_of(self, i: int) -> list[str]:
         """``mode/measure`` names under which synthetic sample ``i`` is flagged."""
@@ -235,7 +245,7 @@ def run_audit(
     extractor: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> AuditResult:
     """Audit ``synthetic`` against ``train``, with thresholds calibrated on ``holdout`` (and, per ``config``,
-    on the training items against the other training subjects and on blurred held-out items).
+    on the training items against the other training subjects and on blurred copies of both).
 
     Args:
         train: training items ``(N, 1, *spatial)`` with subjects (the audit works on
@@ -326,19 +336,11 @@ def calibration_set(
     if cfg.calibrate_on_train:
         parts.append((train_x, list(train_subjects), train_groups, "training, against the other subjects"))
     for sigma in cfg.calibration_blur:
-        parts += [(_blurred(x, sigma), subjects, groups, f"{source}, blurred sigma {sigma:g} px")
+        parts += [(torch.from_numpy(blur_in_plane(x.numpy(), sigma)), subjects, groups,
+                   f"{source}, blurred sigma {sigma:g} px")
                   for x, subjects, groups, source in parts[: 2 if cfg.calibrate_on_train else 1]]
     return CalibrationSet(torch.cat([p[0] for p in parts]), torch.cat([p[2] for p in parts]),
                           [s for p in parts for s in p[1]], [p[3] for p in parts for _ in p[1]])
-
-
-def _blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Items ``(N, H, W[, D])`` blurred in-plane (the first two axes) with a Gaussian of ``sigma`` voxels."""
-    from scipy import ndimage
-
-    spatial = (sigma, sigma) + (0.0,) * (images.dim() - 3)
-    out = [ndimage.gaussian_filter(x, spatial, mode="nearest") for x in images.numpy()]
-    return torch.from_numpy(np.stack(out)).to(images.dtype)
 
 
 def conformal_threshold(similarities: np.ndarray, quantile: float) -> tuple[float, int, float | None]:

@@ -65,13 +65,18 @@ def _clean(model: DiffusionModel, images: torch.Tensor) -> torch.Tensor:
     return mu * model.scale_factor
 
 
+def _timesteps(model: DiffusionModel, cfg: MembershipConfig) -> list[int]:
+    """The configured noise levels as training timesteps of the model's schedule."""
+    T = model.schedule.num_train_timesteps
+    return [min(T - 1, max(1, round(f * T))) for f in cfg.timesteps]
+
+
 @torch.inference_mode()
 def denoising_errors(model: DiffusionModel, data: PreparedDataset, cfg: MembershipConfig) -> np.ndarray:
     """``(N, len(timesteps))``: each item's mean squared error of the training target, per timestep."""
     device = next(model.unet.parameters()).device
     bf16 = resolve_precision(cfg.precision, device) == "bf16"
-    T = model.schedule.num_train_timesteps
-    steps = [min(T - 1, max(1, round(f * T))) for f in cfg.timesteps]
+    steps = _timesteps(model, cfg)
     out = np.zeros((len(data.rows), len(steps)))
     for start in range(0, len(data.rows), cfg.batch_size):
         rows = data.rows[start : start + cfg.batch_size]
@@ -141,8 +146,7 @@ def membership_attack(
     subjects = [[r["subject"] for r in d.rows] for d in groups]
     summary = _summary(scores[0], scores[1], subjects[0], subjects[1], cfg)
     summary.update(members_source=str(members.root), nonmembers_source=str(nonmembers.root),
-                   timesteps=[min(model.schedule.num_train_timesteps - 1,
-                                  max(1, round(f * model.schedule.num_train_timesteps))) for f in cfg.timesteps])
+                   timesteps=_timesteps(model, cfg))
     return MembershipResult(scores[0], scores[1], summary)
 
 

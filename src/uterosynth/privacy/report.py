@@ -90,13 +90,13 @@ def audit_document(
             "quantile": result.config.quantile,
             "holdout_items": len(holdout),
             "holdout_subjects": len(set(holdout.subjects)),
-            "items": result.calibration.get("items", len(holdout)),
-            "subjects": result.calibration.get("subjects", len(set(holdout.subjects))),
-            "sources": result.calibration.get("sources", {"held-out": len(holdout)}),
+            "items": result.calibration["items"],
+            "subjects": result.calibration["subjects"],
+            "sources": result.calibration["sources"],
             "thresholds": thresholds,
             "conformal": {m.mode: m.conformal for m in result.modes},
             "false_flag_rate": result.false_flag_rate,
-            "item_sources": result.calibration.get("item_sources", []),
+            "item_sources": result.calibration["item_sources"],
             "similarities": {
                 m.mode: {k: [_num(v) for v in r.similarity] for k, r in m.calibration.items()} for m in result.modes
             },
@@ -110,22 +110,10 @@ def audit_document(
             "flagged_by": flagged_by,
             "flagged_indices": [s["index"] for s in samples if s["flagged"]],
             "training_subjects": len(set(train.subjects)),
-            "training_subjects_copied": len(_copied_subjects(samples)),
+            "training_subjects_copied": len(result.copied_subjects(train.subjects)),
         },
         "samples": samples,
     }
-
-
-def _copied_subjects(samples: list[dict[str, Any]]) -> set[str]:
-    """Training subjects that are the nearest neighbour of a flagged sample under a measure that flags it."""
-    out = set()
-    for s in samples:
-        for flag in s["flags"]:
-            mode, measure = flag.split("/", 1)
-            subject = s["measures"][mode][measure]["nearest_subject"]
-            if subject is not None:
-                out.add(subject)
-    return out
 
 
 def _index(text: str) -> int | str:
