@@ -10,7 +10,12 @@ audit`` calibrates by default, plus any ``--blur`` controls):
   ``1 − quantile`` per measure should be flagged;
 - the same new items blurred (``--smooth`` sigmas), because model outputs are smoother than real
   images and smooth images look alike — they are not copies either;
+- "another slice": items of the training subjects that are not training items, from the same
+  cohort prepared with more slices per subject (``--other-slices``) — a patient copied, not an image;
 - optionally synthetic sets of a model (``--samples``), with the training subjects they copy.
+
+With ``--encoder`` the audit adds the embedding measure of that encoder (the copy detector of
+``uterosynth audit train-encoder``), and every number is given per measure.
 
     python benchmarks/results_audit_phantom.py --train runs/prep60 --new runs/prepF1:train \
         --smooth 1,1.5,2 --write
@@ -33,14 +38,34 @@ from results_audit import HARDER_TRANSFORMS, TRANSFORMS, plant  # noqa: E402
 from uterosynth.core.imageio import blur_in_plane  # noqa: E402
 from uterosynth.data.image_set import ImageSet, load_prepared, load_synthetic  # noqa: E402
 from uterosynth.data.manifest import parse_dataset_ref  # noqa: E402
+from uterosynth.models.encoder_artifact import load_encoder  # noqa: E402
 from uterosynth.privacy.audit import run_audit  # noqa: E402
 from uterosynth.privacy.config import AuditConfig  # noqa: E402
 
 SECTION = "Privacy audit on the corrected pipeline"
+OTHER_SLICE = "another slice"
 
 
-def probe_set(train: ImageSet, new: ImageSet, smooth: list[float], copies_per_kind: int, seed: int):
-    """Synthetic probes: planted copies of training items, new items, and the new items blurred; with their kinds."""
+def other_slices(train_ref: str, more: str, copies: int, seed: int) -> np.ndarray:
+    """Up to ``copies`` items of ``more`` (the training cohort prepared with more slices) that belong to a
+    training subject of ``train_ref`` but are none of its training items."""
+    from uterosynth.data.manifest import PreparedDataset
+
+    train_rows = PreparedDataset.load(train_ref, "train").rows
+    taken = {(r["subject"], r["slice_index"]) for r in train_rows}
+    subjects = {r["subject"] for r in train_rows}
+    dataset = PreparedDataset.load(more)
+    rows = [r for r in dataset.rows if r["subject"] in subjects and (r["subject"], r["slice_index"]) not in taken]
+    if not rows:
+        raise SystemExit(f"{more}: no other slices of the training subjects of {train_ref}")
+    rows = [rows[i] for i in sorted(np.random.default_rng(seed).choice(len(rows), min(copies, len(rows)), replace=False))]
+    return load_prepared(dataset, rows=rows, clip=False, needs="the audit").images[:, 0].numpy()
+
+
+def probe_set(train: ImageSet, new: ImageSet, smooth: list[float], copies_per_kind: int, seed: int,
+              more_slices: np.ndarray | None = None):
+    """Synthetic probes: planted copies of training items, other slices of training subjects, new items, and the
+    new items blurred; with their kinds."""
     rng = np.random.default_rng(seed)
     train_x = train.images[:, 0].numpy()
     new_x = new.images[:, 0].numpy()
@@ -50,6 +75,9 @@ def probe_set(train: ImageSet, new: ImageSet, smooth: list[float], copies_per_ki
         others = rng.choice(len(train_x), copies_per_kind, replace=True)
         parts.append(np.stack([plant(train_x[j], kind, rng, train_x[o]) for j, o in zip(picks, others, strict=True)]))
         kinds += [kind] * copies_per_kind
+    if more_slices is not None:
+        parts.append(more_slices)
+        kinds += [OTHER_SLICE] * len(more_slices)
     parts.append(new_x)
     kinds += ["new"] * len(new_x)
     for sigma in smooth:
@@ -59,9 +87,10 @@ def probe_set(train: ImageSet, new: ImageSet, smooth: list[float], copies_per_ki
     return ImageSet(torch.from_numpy(x)[:, None], [str(i) for i in range(len(x))], [""] * len(x)), np.array(kinds)
 
 
-def audit_probes(train: ImageSet, holdout: ImageSet, probes: ImageSet, kinds: np.ndarray, cfg: AuditConfig) -> dict:
+def audit_probes(train: ImageSet, holdout: ImageSet, probes: ImageSet, kinds: np.ndarray, cfg: AuditConfig,
+                 extractor=None) -> dict:
     t = time.perf_counter()
-    result = run_audit(train, probes, holdout, config=cfg)
+    result = run_audit(train, probes, holdout, config=cfg, extractor=extractor)
     per_kind = {k: float(result.flagged[kinds == k].mean()) for k in dict.fromkeys(kinds)}
     per_measure = {}
     for m in result.modes:
@@ -69,21 +98,23 @@ def audit_probes(train: ImageSet, holdout: ImageSet, probes: ImageSet, kinds: np
             hit = res.similarity > m.thresholds[name]
             per_measure[f"{m.mode}/{name}"] = {k: float(hit[kinds == k].mean()) for k in dict.fromkeys(kinds)}
     copies = np.isin(kinds, TRANSFORMS)
-    harder = np.isin(kinds, HARDER_TRANSFORMS)
+    harder = np.isin(kinds, (*HARDER_TRANSFORMS, OTHER_SLICE))
     return {"copies_flagged": float(result.flagged[copies].mean()),
             "harder_copies_flagged": float(result.flagged[harder].mean()), "per_kind": per_kind, "per_measure": per_measure,
+            "notes": {m.mode: m.notes for m in result.modes},
             "calibration": {k: v for k, v in result.calibration.items() if k != "item_sources"},
             "false_flag_rate": result.false_flag_rate, "seconds": round(time.perf_counter() - t, 1),
             "thresholds": {f"{m.mode}/{k}": round(v, 4) for m in result.modes for k, v in m.thresholds.items()}}
 
 
-def audit_samples(train: ImageSet, holdout: ImageSet, folder: Path, cfg: AuditConfig) -> dict:
+def audit_samples(train: ImageSet, holdout: ImageSet, folder: Path, cfg: AuditConfig, extractor=None) -> dict:
     """The audit of a model's samples, with what tells memorisation from smoothness: each set's median
     nearest-training SSIM and its mean absolute horizontal gradient, beside the calibration items' and the training items'."""
     syn = load_synthetic(folder)
-    result = run_audit(train, syn, holdout, config=cfg)
+    result = run_audit(train, syn, holdout, config=cfg, extractor=extractor)
     ssim = result.modes[0]
-    return {"samples": len(syn), "flagged": int(result.flagged.sum()),
+    flagged_by = {name: int((res.similarity > ssim.thresholds[name]).sum()) for name, res in ssim.synthetic.items()}
+    return {"samples": len(syn), "flagged": int(result.flagged.sum()), "flagged_by": flagged_by,
             "subjects_copied": len(result.copied_subjects(train.subjects)),
             "training_subjects": len(set(train.subjects)),
             "median_ssim": {"samples": round(float(np.median(ssim.synthetic["ssim"].similarity)), 3),
@@ -104,6 +135,9 @@ def main() -> None:
     p.add_argument("--quantile", type=float, default=0.99)
     p.add_argument("--copies-per-kind", type=int, default=50)
     p.add_argument("--samples", action="append", default=[], help="NAME=SYNTHETIC_SET of a model trained on --train")
+    p.add_argument("--other-slices", help="the training cohort prepared with more slices per subject (DIR): its "
+                   "items of training subjects that are not training items are planted as copies")
+    p.add_argument("--encoder", type=Path, help="encoder folder for the embedding measure (e.g. the copy detector)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -112,10 +146,15 @@ def main() -> None:
     holdout = load_prepared(args.train, cfg.holdout, name="holdout", clip=False, needs="the audit")
     root, split = parse_dataset_ref(args.new)
     new = load_prepared(root, split or "train", name="new", clip=False, needs="the audit")
-    probes, kinds = probe_set(train, new, [float(s) for s in args.smooth.split(",") if s], args.copies_per_kind, args.seed)
-    out = {"train": args.train, "new": args.new, "config": cfg.model_dump(mode="json"),
-           "probes": audit_probes(train, holdout, probes, kinds, cfg),
-           "samples": {spec.split("=", 1)[0]: audit_samples(train, holdout, Path(spec.split("=", 1)[1]), cfg)
+    more = None if args.other_slices is None else other_slices(args.train, args.other_slices, args.copies_per_kind,
+                                                                 args.seed)
+    extractor = None if args.encoder is None else load_encoder(args.encoder)
+    probes, kinds = probe_set(train, new, [float(s) for s in args.smooth.split(",") if s], args.copies_per_kind, args.seed,
+                              more)
+    out = {"train": args.train, "new": args.new, "encoder": None if args.encoder is None else str(args.encoder),
+           "config": cfg.model_dump(mode="json"),
+           "probes": audit_probes(train, holdout, probes, kinds, cfg, extractor),
+           "samples": {spec.split("=", 1)[0]: audit_samples(train, holdout, Path(spec.split("=", 1)[1]), cfg, extractor)
                        for spec in args.samples}}
     print(json.dumps(out, indent=1))
     if args.json:

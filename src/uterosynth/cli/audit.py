@@ -1,5 +1,6 @@
 """``uterosynth audit``: calibrated memorisation audit of a synthetic set against its training data;
-``uterosynth audit membership``: a membership-inference attack on the model itself."""
+``uterosynth audit membership``: a membership-inference attack on the model itself;
+``uterosynth audit train-encoder``: the learned copy detector for the embedding measure."""
 
 from __future__ import annotations
 
@@ -60,3 +61,16 @@ def membership(
     from ..stages.release import MembershipJob
 
     return MembershipJob(model=model, members=members, nonmembers=nonmembers, out=out, **shared)
+
+
+@stage_command(audit_app.command("train-encoder"), "audit train-encoder")
+def train_encoder(
+    data: str = typer.Option(..., "--data", help="Prepared dataset DIR[:split] (default split train); best a cohort "
+                             "of other subjects, so every calibration item counts."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (encoder.pt, encoder.json)."),
+    **shared: Any,
+) -> Job:
+    """Train the copy detector (contrastive on copy-like augmentations) for 'uterosynth audit --encoder'."""
+    from ..stages.release import CopyDetectorJob
+
+    return CopyDetectorJob(data=data, out=out, **shared)

@@ -102,17 +102,28 @@ def _judge(job, as_json):
             "test_accuracy": round(meta["test_accuracy"], 4), "sha256": meta["sha256"]}
 
 
-@_shows("evaluate train-encoder", "encoder")
-def _encoder(job, as_json):
-    from ..stages.evaluation import run_encoder
-
+def _embedding(run: Callable[..., dict[str, Any]], job: Any, label: str) -> dict[str, Any]:
     with progress_bar() as progress:
-        task = progress.add_task("train encoder", total=None)
-        info = run_encoder(
+        task = progress.add_task(label, total=None)
+        info = run(
             job, on_start=lambda epochs: progress.update(task, total=epochs),
             progress=lambda epoch, loss: progress.update(task, completed=epoch, description=f"loss {loss:.3f}"))
     return {"out": str(job.out), "name": info["name"], "sha256": info["sha256"], "feature_dim": info["feature_dim"],
             "images": info["data"]["images"], "final_loss": info["training"]["final_loss"]}
+
+
+@_shows("evaluate train-encoder", "encoder")
+def _encoder(job, as_json):
+    from ..stages.evaluation import run_encoder
+
+    return _embedding(run_encoder, job, "train encoder")
+
+
+@_shows("audit train-encoder", "copy detector")
+def _copy_detector(job, as_json):
+    from ..stages.release import run_copy_detector
+
+    return _embedding(run_copy_detector, job, "train copy detector")
 
 
 @_shows("evaluate baselines", "baselines")

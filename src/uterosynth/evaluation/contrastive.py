@@ -25,36 +25,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.artifacts import atomic_output_dir, provenance
+from ..core.artifacts import provenance
 from ..core.errors import DataError
 from ..core.imageio import middle_slice
 from ..data.manifest import PreparedDataset, parse_dataset_ref
 from ..data.subjects import training_subjects
-from ..models.encoder_artifact import write_encoder
+from ..models.contrastive import FrozenEncoder, fit_contrastive, save_frozen, shuffled_batches
+from ..models.contrastive import build_backbone as build_resnet
 from .config import EncoderTrainConfig
 
 __all__ = ["FrozenEncoder", "build_backbone", "slices_for_training", "train_encoder", "view_transform"]
 
 
 def build_backbone(cfg: EncoderTrainConfig) -> nn.Module:
-    """MONAI ``ResNet`` (basic blocks, 2D, one input channel) returning pooled features ``(N, channels[-1])``."""
-    from monai.networks.nets import ResNet
-
-    return ResNet("basic", list(cfg.layers), list(cfg.channels), spatial_dims=2, n_input_channels=1,
-                  conv1_t_size=7, conv1_t_stride=2, feed_forward=False)
-
-
-class FrozenEncoder(nn.Module):
-    """Resize to ``image_size`` then embed: ``(N, 1, H, W)`` in ``[0, 1]`` → ``(N, F)``."""
-
-    def __init__(self, backbone: nn.Module, image_size: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.image_size = image_size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x.float(), size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        return self.backbone(x).flatten(1)
+    """The encoder's MONAI ``ResNet`` for ``cfg`` (pooled features ``(N, channels[-1])``)."""
+    return build_resnet(cfg.layers, cfg.channels)
 
 
 def view_transform(image_size: int, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -116,57 +101,30 @@ def train_encoder(
     Raises:
         DataError: fewer than two training images.
     """
-    from monai.losses import ContrastiveLoss
-
     root, ref_split = parse_dataset_ref(data)
     dataset = PreparedDataset.load(root, ref_split or cfg.split)
     images = slices_for_training(dataset, cfg.image_size, max_items=cfg.max_items, seed=cfg.seed)
     if images.shape[0] < 2:
         raise DataError(f"{data}: split '{cfg.split}' has {images.shape[0]} image(s); contrastive training needs >= 2")
     torch.manual_seed(cfg.seed)
-    backbone = build_backbone(cfg).to(cfg.device)
-    feat_dim = cfg.channels[-1]
-    head = nn.Sequential(nn.Linear(feat_dim, feat_dim), nn.ReLU(), nn.Linear(feat_dim, cfg.projection_dim)).to(cfg.device)
-    params = list(backbone.parameters()) + list(head.parameters())
-    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = ContrastiveLoss(temperature=cfg.temperature)
-    view_a, view_b = view_transform(cfg.image_size, cfg.seed), view_transform(cfg.image_size, cfg.seed + 1)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    batch = min(cfg.batch_size, images.shape[0])
-    losses = []
-    for epoch in range(cfg.epochs):
-        backbone.train()
-        head.train()
-        order = torch.randperm(images.shape[0], generator=gen)
-        epoch_loss = []
-        for s in range(0, images.shape[0] - batch + 1, batch):
-            x = images[order[s : s + batch]]
-            a = torch.stack([view_a(im) for im in x]).to(cfg.device)
-            b = torch.stack([view_b(im) for im in x]).to(cfg.device)
-            loss = loss_fn(head(backbone(a)), head(backbone(b)))
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            epoch_loss.append(float(loss))
-        losses.append(float(np.mean(epoch_loss)))
-        if progress is not None:
-            progress(epoch + 1, losses[-1])
-    frozen = FrozenEncoder(backbone.cpu().eval(), cfg.image_size).eval()
-    for p in frozen.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        scripted = torch.jit.trace(frozen, torch.rand(2, 1, cfg.image_size, cfg.image_size))
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        info = write_encoder(tmp, scripted, {
-            "feature_dim": feat_dim,
-            "image_size": cfg.image_size,
-            "input": "(N, 1, H, W) float in [0, 1]; resized inside to image_size",
-            "method": "SimCLR (NT-Xent, MONAI ContrastiveLoss) on a MONAI ResNet; frozen, eval-mode BatchNorm",
-            "data": {"path": str(dataset.root), "split": sorted({r["split"] for r in dataset.rows}),
-                     "items": len(dataset), "images": int(images.shape[0]), "dims": dataset.dims,
-                     "prep_hash": sorted({r.get("prep_hash", "") for r in dataset.rows})},
-            "training": {"losses": losses, "final_loss": losses[-1] if losses else None},
-            "provenance": provenance(cfg, cfg.seed),
-            "training_subjects": training_subjects(dataset, {r["split"] for r in dataset.rows}),
-        })
+    backbone = build_backbone(cfg)
+    losses = fit_contrastive(
+        images, backbone,
+        views=(view_transform(cfg.image_size, cfg.seed), view_transform(cfg.image_size, cfg.seed + 1)),
+        batches=shuffled_batches(images.shape[0], min(cfg.batch_size, images.shape[0]),
+                                 torch.Generator().manual_seed(cfg.seed)),
+        epochs=cfg.epochs, feature_dim=cfg.channels[-1], projection_dim=cfg.projection_dim,
+        temperature=cfg.temperature, lr=cfg.lr, weight_decay=cfg.weight_decay, device=cfg.device, progress=progress)
+    info = save_frozen(backbone, cfg.image_size, out, {
+        "feature_dim": cfg.channels[-1],
+        "image_size": cfg.image_size,
+        "input": "(N, 1, H, W) float in [0, 1]; resized inside to image_size",
+        "method": "SimCLR (NT-Xent, MONAI ContrastiveLoss) on a MONAI ResNet; frozen, eval-mode BatchNorm",
+        "data": {"path": str(dataset.root), "split": sorted({r["split"] for r in dataset.rows}),
+                 "items": len(dataset), "images": int(images.shape[0]), "dims": dataset.dims,
+                 "prep_hash": sorted({r.get("prep_hash", "") for r in dataset.rows})},
+        "training": {"losses": losses, "final_loss": losses[-1] if losses else None},
+        "provenance": provenance(cfg, cfg.seed),
+        "training_subjects": training_subjects(dataset, {r["split"] for r in dataset.rows}),
+    }, overwrite=overwrite)
     return info

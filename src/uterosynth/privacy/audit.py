@@ -41,6 +41,7 @@ import torch
 from ..core.errors import DataError
 from ..core.imageio import blur_in_plane
 from ..data.image_set import ImageSet
+from ..data.subjects import hash_subject
 from .config import AuditConfig
 from .similarity import (
     alignments,
@@ -288,8 +289,10 @@ def run_audit(
     kw = dict(cfg=cfg, train_groups=train_groups, extractor=extractor, train_features=feats, notes=notes)
     syn = _nearest(syn_x, train_x, query_groups=None, **kw)
     cal = _nearest(calib.images, train_x, query_groups=calib.groups, **kw)
-    modes.append(_mode(mode_name, _measure_results(syn, len(synthetic)), _measure_results(cal, len(calib.sources)),
-                       cfg, _mode_alignments(train_x, cfg), notes))
+    seen = _seen_by_encoder(extractor, calib.subjects)
+    modes.append(_mode(mode_name, _measure_results(syn, len(synthetic)),
+                       _unseen(_measure_results(cal, len(calib.sources)), seen, notes), cfg,
+                       _mode_alignments(train_x, cfg), notes))
 
     if dims == 3 and cfg.per_slice:
         t_sl, t_own, t_idx = _slices(train_x, cfg.min_slice_std)
@@ -303,8 +306,8 @@ def run_audit(
             syn = _nearest(s_sl, t_sl, query_groups=None, **kw)
             cal = _nearest(c_sl, t_sl, query_groups=calib.groups[torch.from_numpy(c_own)], **kw)
             modes.append(_mode("slice", _measure_results(syn, len(synthetic), s_own, s_idx, t_own, t_idx),
-                               _measure_results(cal, len(calib.sources), c_own, c_idx, t_own, t_idx), cfg,
-                               _mode_alignments(t_sl, cfg), notes))
+                               _unseen(_measure_results(cal, len(calib.sources), c_own, c_idx, t_own, t_idx), seen,
+                                       notes), cfg, _mode_alignments(t_sl, cfg), notes))
 
     _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg.quantile)
     flagged = np.zeros(len(synthetic), dtype=bool)
@@ -321,6 +324,30 @@ def run_audit(
         calibration={"items": len(calib.sources), "subjects": len(set(calib.subjects)), "sources": calib.counts(),
                      "item_sources": calib.sources},
     )
+
+
+def _seen_by_encoder(extractor: Callable | None, subjects: Sequence[str]) -> np.ndarray:
+    """Which calibration items belong to subjects the (learned) encoder was trained on."""
+    record = getattr(extractor, "training_subjects", None)
+    if not record or record.get("salt") is None:
+        return np.zeros(len(subjects), dtype=bool)
+    ids = set(record.get("ids", ()))
+    return np.array([hash_subject(s, record["salt"]) in ids for s in subjects], dtype=bool)
+
+
+def _unseen(cal: dict[str, MeasureResult], seen: np.ndarray, notes: dict[str, str]) -> dict[str, MeasureResult]:
+    """Drop (``-inf``) the embedding similarities of calibration items the encoder was trained on.
+
+    An encoder has learned its training items: their similarities are not those of a new image,
+    so they cannot calibrate its threshold (the pixel measures keep them).
+    """
+    if "embedding" in cal and seen.any():
+        res = cal["embedding"]
+        sim = np.where(seen, -np.inf, res.similarity)
+        cal = {**cal, "embedding": MeasureResult(sim, res.ref_index, res.transform, res.query_slice, res.ref_slice)}
+        notes["embedding"] = (f"calibrated on the {int((~seen).sum())} items of subjects the encoder was not trained on "
+                              f"({int(seen.sum())} excluded)")
+    return cal
 
 
 def calibration_set(
@@ -403,13 +430,14 @@ def _loso_false_flag_rate(modes: list[ModeResult], calib: CalibrationSet, quanti
             sim = m.calibration[name].similarity
             threshold = conformal_threshold(sim[~inside], quantile)[0]
             flags[f"{m.mode}/{name}"][inside] = sim[inside] > threshold
+    counted = {f"{m.mode}/{name}": np.isfinite(m.calibration[name].similarity) for m, name in keys}
     any_flag = np.any(np.stack(list(flags.values())), axis=0)
     sources = np.asarray(calib.sources)
     return {
         "method": "leave-one-subject-out",
         "available": True,
         "expected_per_measure": round(1 - quantile, 6),
-        "per_measure": {k: float(v.mean()) for k, v in flags.items()},
+        "per_measure": {k: float(v[counted[k]].mean()) if counted[k].any() else None for k, v in flags.items()},
         "any": float(any_flag.mean()),
         "per_source": {src: float(any_flag[sources == src].mean()) for src in calib.counts()},
         "items": int(len(subj)),

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from ..core.config import StrictModel
 
-__all__ = ["AuditConfig"]
+__all__ = ["AuditConfig", "CopyDetectorConfig"]
 
 
 class AuditConfig(StrictModel):
@@ -58,3 +58,34 @@ class AuditConfig(StrictModel):
             raise ValueError("calibration_blur sigmas must be positive")
         return sigmas
 
+
+
+class CopyDetectorConfig(StrictModel):
+    """Training of the learned copy detector (``uterosynth audit train-encoder``; see docs/guide/privacy.md).
+
+    An SSCD-style embedding (Pizzi et al. 2022): contrastive instance discrimination where the
+    two views of an image are what a copy of it could look like. ``max_*`` bound the random
+    copy transforms; ``other_slice`` is the chance that the second view starts from another
+    item (slice) of the same subject, so that a sample reproducing a training patient's
+    neighbouring slice still lands next to that patient.
+    """
+
+    seed: int = 0
+    device: str = "cpu"
+    split: Literal["train", "val", "test"] = "train"
+    image_size: int = Field(64, ge=16, description="items are resized to this square")
+    layers: tuple[int, int, int, int] = (1, 1, 1, 1)
+    channels: tuple[int, int, int, int] = (32, 64, 128, 256)
+    projection_dim: int = Field(128, ge=8, description="output of the projection head the loss sees")
+    temperature: float = Field(0.1, gt=0, description="NT-Xent temperature (MONAI ContrastiveLoss)")
+    epochs: int = Field(30, ge=1, description="passes over every item")
+    batch_size: int = Field(64, ge=2, description="subjects per step (one item each, so no subject is its own negative)")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-4, ge=0)
+    other_slice: float = Field(0.25, ge=0, le=1, description="chance the positive is another item of the same subject")
+    min_crop: float = Field(0.7, gt=0.3, le=1, description="smallest crop side, as a fraction, resized back")
+    max_rotation_deg: float = Field(10.0, ge=0, le=45)
+    max_shift: float = Field(0.1, ge=0, le=0.3, description="largest translation, as a fraction of the side")
+    max_blur_sigma: float = Field(2.0, ge=0, description="largest Gaussian blur, item pixels")
+    noise_std: float = Field(0.03, ge=0)
+    elastic_px: float = Field(2.0, ge=0, description="largest elastic displacement, item pixels")

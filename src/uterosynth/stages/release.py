@@ -8,8 +8,9 @@ from typing import Any
 
 from .base import ConfiguredJob, Job
 
-__all__ = ["AnalyzeJob", "AuditJob", "MembershipJob", "ReleaseJob", "ReleaseModelJob", "StudyJob", "run_analyze",
-           "run_audit", "run_membership", "run_release", "run_release_model", "run_study"]
+__all__ = ["AnalyzeJob", "AuditJob", "CopyDetectorJob", "MembershipJob", "ReleaseJob", "ReleaseModelJob", "StudyJob",
+           "run_analyze", "run_audit", "run_copy_detector", "run_membership", "run_release", "run_release_model",
+           "run_study"]
 
 
 class AuditJob(ConfiguredJob):
@@ -30,6 +31,25 @@ def run_audit(job: AuditJob) -> dict[str, Any]:
     cfg = job.settings(AuditConfig, holdout=job.holdout, quantile=job.quantile)
     return write_audit(job.train, str(job.synthetic), str(job.out), config=cfg,
                        encoder=None if job.encoder is None else str(job.encoder), overwrite=job.overwrite)
+
+
+class CopyDetectorJob(ConfiguredJob):
+    """The learned copy detector (``encoder.json`` marks it finished)."""
+
+    data: str
+    seed: int | None = None
+
+
+def run_copy_detector(job: CopyDetectorJob, *, on_start: Callable[[int], None] | None = None,
+                      progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Train and freeze the copy detector; returns ``encoder.json``'s content."""
+    from ..privacy.config import CopyDetectorConfig
+    from ..privacy.copy_detector import train_copy_detector
+
+    cfg = job.settings(CopyDetectorConfig, seed=job.seed)
+    if on_start is not None:
+        on_start(cfg.epochs)
+    return train_copy_detector(job.data, job.out, cfg, overwrite=job.overwrite, progress=progress)
 
 
 class MembershipJob(ConfiguredJob):

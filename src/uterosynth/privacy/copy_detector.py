@@ -1,0 +1,160 @@
+"""The learned copy detector: an embedding in which a copy of an image lies next to it.
+
+Pixel measures miss copies that change the geometry: NCC searches shifts and mirror images but
+not scales, so an 80–90 % crop resized back escapes it, and SSIM compares unshifted pixels. The
+copy detector follows SSCD (Pizzi et al., CVPR 2022): contrastive instance discrimination
+(NT-Xent, MONAI ``ContrastiveLoss``) where the two views of an item are what a copy of it
+could look like — crop and resize, shift, small rotation, mirror image, elastic deformation,
+intensity change, blur and noise (MONAI transforms). With probability ``other_slice`` the second
+view starts from another item of the same subject, and a batch never holds two items of one
+subject, so the embedding gathers a subject's slices instead of pushing them apart: a sample
+that reproduces a training patient's neighbouring slice lands next to that patient.
+
+The frozen detector is the encoder artifact (``encoder.pt`` + ``encoder.json`` with
+``purpose: copy-detection``), given to ``uterosynth audit --encoder`` as the embedding
+measure. It records its training subjects; the audit calibrates its threshold only on items of
+other subjects (a detector trained on an item has seen it, so its similarities are not those of
+a new image). Train it on a cohort of other subjects, as the demo does, and every calibration
+item counts; train it on the audited model's training split, and only the held-out items do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core.artifacts import provenance
+from ..core.errors import DataError
+from ..data.manifest import PreparedDataset, parse_dataset_ref
+from ..data.subjects import training_subjects
+from ..models.contrastive import build_backbone, fit_contrastive, save_frozen
+from .config import CopyDetectorConfig
+
+__all__ = ["PURPOSE", "copy_view", "detector_images", "subject_batches", "train_copy_detector"]
+
+PURPOSE = "copy-detection"
+
+
+def copy_view(cfg: CopyDetectorConfig, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One random copy of an image ``(1, S, S)`` in ``[0, 1]`` (MONAI transforms, seeded)."""
+    from monai import transforms as T
+
+    size = cfg.image_size
+    crop = max(8, int(round(cfg.min_crop * size)))
+    sigma = (0.25, max(0.25, cfg.max_blur_sigma))
+    compose = T.Compose([
+        T.RandFlip(prob=0.5, spatial_axis=1),
+        T.RandSpatialCrop((crop, crop), max_roi_size=(size, size), random_size=True),
+        T.Resize((size, size), mode="bilinear"),
+        T.RandAffine(prob=0.8, rotate_range=(np.deg2rad(cfg.max_rotation_deg),),
+                     translate_range=(cfg.max_shift * size,) * 2, padding_mode="border"),
+        T.Rand2DElastic(spacing=(max(4, size // 4),) * 2, magnitude_range=(0.0, cfg.elastic_px), prob=0.5,
+                        padding_mode="border"),
+        T.RandAdjustContrast(prob=0.5, gamma=(0.7, 1.5)),
+        T.RandScaleIntensity(factors=0.2, prob=0.5),
+        T.RandShiftIntensity(offsets=0.05, prob=0.5),
+        T.RandGaussianSmooth(prob=0.5, sigma_x=sigma, sigma_y=sigma),
+        T.RandGaussianNoise(prob=0.5, std=cfg.noise_std),
+        T.ScaleIntensityRange(0.0, 1.0, 0.0, 1.0, clip=True),
+    ])
+    compose.set_random_state(seed=seed)
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(compose(x)).float()
+
+    return apply
+
+
+def detector_images(dataset: PreparedDataset, image_size: int, *, min_std: float = 0.01) -> tuple[torch.Tensor, list[str]]:
+    """Training images ``(M, 1, S, S)`` and their subjects: 2D items, or every informative sagittal slice of volumes."""
+    images, subjects = [], []
+    for row in dataset.rows:
+        arr = torch.from_numpy(dataset.load_array(row)).float()
+        planes = [arr] if arr.ndim == 2 else [p for p in arr.unbind(-1) if float(p.std()) > min_std]
+        for p in planes:
+            images.append(F.interpolate(p[None, None], size=(image_size, image_size), mode="bilinear",
+                                        align_corners=False)[0])
+            subjects.append(row["subject"])
+    if not images:
+        raise DataError(f"{dataset.root}: no items to train the copy detector on")
+    return torch.stack(images).clamp(0, 1), subjects
+
+
+def subject_batches(subjects: list[str], batch: int, other_slice: float,
+                    generator: torch.Generator) -> Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]:
+    """Batches of distinct subjects: an epoch visits every item once as the anchor.
+
+    Each round takes one not-yet-visited item of every subject still holding one, in random
+    order, cut into batches; the positive is the anchor itself or, with probability
+    ``other_slice``, another item of the same subject.
+    """
+    by_subject: dict[str, list[int]] = {}
+    for i, s in enumerate(subjects):
+        by_subject.setdefault(s, []).append(i)
+    groups = list(by_subject.values())
+
+    def epoch(_: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        queues = [[g[j] for j in torch.randperm(len(g), generator=generator)] for g in groups]
+        while any(queues):
+            live = [q for q in queues if q]
+            order = torch.randperm(len(live), generator=generator).tolist()
+            anchors = [live[k].pop() for k in order]
+            for s in range(0, len(anchors) - 1, batch):  # a batch needs two items (one negative)
+                a = anchors[s : s + batch]
+                if len(a) < 2:
+                    break
+                yield torch.tensor(a), torch.tensor([_partner(i, by_subject[subjects[i]], other_slice, generator)
+                                                     for i in a])
+
+    return epoch
+
+
+def _partner(i: int, group: list[int], p: float, generator: torch.Generator) -> int:
+    if len(group) < 2 or float(torch.rand((), generator=generator)) >= p:
+        return i
+    others = [j for j in group if j != i]
+    return others[int(torch.randint(len(others), (), generator=generator))]
+
+
+def train_copy_detector(
+    data: str | Path, out: str | Path, cfg: CopyDetectorConfig, *, overwrite: bool = False,
+    progress: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train the copy detector on ``data`` (``DIR`` or ``DIR:split``) and write ``out``; returns ``encoder.json``.
+
+    Raises:
+        DataError: the split holds fewer than two subjects (no negatives).
+    """
+    root, ref_split = parse_dataset_ref(data)
+    dataset = PreparedDataset.load(root, ref_split or cfg.split)
+    images, subjects = detector_images(dataset, cfg.image_size)
+    if len(set(subjects)) < 2:
+        raise DataError(f"{data}: split '{ref_split or cfg.split}' has {len(set(subjects))} subject(s); the copy "
+                        "detector needs at least 2 (the other subjects are its negatives)")
+    torch.manual_seed(cfg.seed)
+    backbone = build_backbone(cfg.layers, cfg.channels)
+    losses = fit_contrastive(
+        images, backbone, views=(copy_view(cfg, cfg.seed), copy_view(cfg, cfg.seed + 1)),
+        batches=subject_batches(subjects, cfg.batch_size, cfg.other_slice, torch.Generator().manual_seed(cfg.seed)),
+        epochs=cfg.epochs, feature_dim=cfg.channels[-1], projection_dim=cfg.projection_dim,
+        temperature=cfg.temperature, lr=cfg.lr, weight_decay=cfg.weight_decay, device=cfg.device, progress=progress)
+    splits = {r["split"] for r in dataset.rows}
+    return save_frozen(backbone, cfg.image_size, out, {
+        "purpose": PURPOSE,
+        "feature_dim": cfg.channels[-1],
+        "image_size": cfg.image_size,
+        "input": "(N, 1, H, W) float in [0, 1]; resized inside to image_size",
+        "method": "SSCD-style copy detection: NT-Xent (MONAI ContrastiveLoss) between copy-augmented views, "
+                  "subject-distinct batches, on a MONAI ResNet; frozen, eval-mode BatchNorm",
+        "data": {"path": str(dataset.root), "split": sorted(splits), "items": len(dataset),
+                 "images": int(images.shape[0]), "subjects": len(set(subjects)), "dims": dataset.dims,
+                 "prep_hash": sorted({r.get("prep_hash", "") for r in dataset.rows})},
+        "training": {"losses": losses, "final_loss": losses[-1] if losses else None},
+        "provenance": provenance(cfg, cfg.seed),
+        "training_subjects": training_subjects(dataset, splits),
+    }, overwrite=overwrite)
