@@ -212,3 +212,17 @@ def test_harder_planted_copies_keep_the_shape_and_change_the_image():
     assert np.allclose(plant(a, "mix", rng, b), 0.5 * (a + b))
     with pytest.raises(ValueError, match="second image"):
         plant(a, "mix", rng)
+
+
+def test_embedding_only_audit_needs_no_pixel_measure_and_ssim_alone_is_refused():
+    train, hold, syn, _, _ = make_experiment(train_subjects=30, holdout_subjects=80, new_subjects=4, copies_per_kind=1,
+                                             slices=2, shape=(32, 32), seed=1)
+
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)
+
+    result = run_audit(train, syn, hold, config=AuditConfig(measures=["embedding"]), extractor=pool)
+    assert list(result.modes[0].thresholds) == ["embedding"]
+    assert "faiss flat" in result.modes[0].notes["embedding index"]
+    with pytest.raises(UserError, match="shortlist of NCC or the embedding"):
+        run_audit(train, syn, hold, config=AuditConfig(measures=["ssim"]))

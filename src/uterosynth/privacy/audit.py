@@ -38,14 +38,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.errors import DataError
+from ..core.errors import ConfigError, DataError
 from ..core.imageio import blur_in_plane
 from ..data.image_set import ImageSet
 from ..data.subjects import hash_subject
 from .config import AuditConfig
+from .embedding_search import embedding_search
 from .similarity import (
     alignments,
-    cosine_search,
     default_flip_axes,
     embed,
     ncc_search,
@@ -149,24 +149,37 @@ def _nearest(
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Nearest training item of every query under each measure: ``{measure: (value, index, transform)}``."""
     out: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    grid_q, grid_t = to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size)
+    shortlist = []
     shift, flips = _search_space(train, cfg)
-    ncc = ncc_search(grid_q, grid_t, k=cfg.shortlist, max_shift=shift, flip_axes=flips, query_groups=query_groups,
-                     reference_groups=train_groups, block_elements=cfg.block_elements)
-    out["ncc"] = (ncc.values[:, 0], ncc.indices[:, 0], ncc.transforms[:, 0])
-    # SSIM compares unshifted images, so the unshifted NCC ranking joins the shortlist (2 of the
-    # alignments' matrix products, i.e. a small extra cost)
-    unshifted = ncc_search(grid_q, grid_t, k=cfg.shortlist, max_shift=0, flip_axes=flips, query_groups=query_groups,
-                           reference_groups=train_groups, block_elements=cfg.block_elements)
-    shortlist = [ncc.indices, unshifted.indices]
-    if extractor is not None and train_features is not None:
-        feats = embed(extractor, query)
-        emb = cosine_search(feats, train_features, k=cfg.shortlist, query_groups=query_groups,
-                            reference_groups=train_groups, block_elements=cfg.block_elements)
+    if "ncc" in cfg.measures:
+        grid_q, grid_t = to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size)
+        ncc = ncc_search(grid_q, grid_t, k=cfg.shortlist, max_shift=shift, flip_axes=flips, query_groups=query_groups,
+                         reference_groups=train_groups, block_elements=cfg.block_elements)
+        out["ncc"] = (ncc.values[:, 0], ncc.indices[:, 0], ncc.transforms[:, 0])
+        shortlist.append(ncc.indices)
+        if "ssim" in cfg.measures:
+            # SSIM compares unshifted images, so the unshifted NCC ranking joins the shortlist (2 of the
+            # alignments' matrix products, i.e. a small extra cost)
+            shortlist.append(ncc_search(grid_q, grid_t, k=cfg.shortlist, max_shift=0, flip_axes=flips,
+                                        query_groups=query_groups, reference_groups=train_groups,
+                                        block_elements=cfg.block_elements).indices)
+    if extractor is not None and train_features is not None and "embedding" in cfg.measures:
+        emb, report = embedding_search(embed(extractor, query), train_features, k=cfg.shortlist,
+                                       query_groups=query_groups, reference_groups=train_groups,
+                                       index=cfg.embedding_index, ivf_from=cfg.ivf_from, nprobe=cfg.nprobe,
+                                       block_elements=cfg.block_elements)
         out["embedding"] = (emb.values[:, 0], emb.indices[:, 0], emb.transforms[:, 0])
         shortlist.append(emb.indices)
-    ssim = ssim_search(query, train, torch.cat(shortlist, dim=1), window=cfg.ssim_window, flip_axes=flips)
-    out["ssim"] = (ssim.values[:, 0], ssim.indices[:, 0], ssim.transforms[:, 0])
+        notes["embedding index"] = report.describe()
+    if "ssim" in cfg.measures:
+        if not shortlist:
+            raise ConfigError("audit: SSIM is computed on the shortlist of NCC or the embedding; add 'ncc' to measures "
+                              "or give an encoder", keys=("measures",))
+        ssim = ssim_search(query, train, torch.cat(shortlist, dim=1), window=cfg.ssim_window, flip_axes=flips)
+        out["ssim"] = (ssim.values[:, 0], ssim.indices[:, 0], ssim.transforms[:, 0])
+    if not out:
+        raise ConfigError(f"audit: no measure to compute (measures {cfg.measures}, no encoder for 'embedding')",
+                          keys=("measures",))
     return out
 
 
@@ -262,6 +275,8 @@ def run_audit(
             calibration items are too few for the quantile's finite-sample guarantee.
     """
     cfg = config or AuditConfig()
+    if "embedding" not in cfg.measures:
+        extractor = None
     for name, s in (("training", train), ("synthetic", synthetic), ("held-out", holdout)):
         if len(s) == 0:
             raise DataError(f"audit: the {name} set is empty")

@@ -35,6 +35,14 @@ class AuditConfig(StrictModel):
             and skipped in the per-slice audit.
         report_pairs: closest pairs shown in ``audit.html``.
         block_elements: memory bound of one block of similarity scores (floats).
+        measures: the measures computed (``embedding`` only with an encoder); SSIM is exact on
+            the shortlist of the others, so it needs NCC or the embedding. Leave out NCC and
+            SSIM for an embedding-only audit of very large sets.
+        embedding_index: nearest-embedding search (:mod:`uterosynth.privacy.embedding_search`):
+            ``auto`` (FAISS flat, exact; IVF from ``ivf_from`` training items), ``flat``, ``ivf``
+            or ``torch`` (exact, without FAISS).
+        ivf_from: training items from which ``auto`` uses the IVF index.
+        nprobe: IVF lists searched per query (recall against exact search is reported).
     """
 
     holdout: Literal["val", "test"] = "test"
@@ -50,6 +58,17 @@ class AuditConfig(StrictModel):
     min_slice_std: float = Field(0.01, ge=0.0)
     report_pairs: int = Field(16, ge=0)
     block_elements: int = Field(1 << 25, ge=1 << 16)
+    measures: list[Literal["ncc", "ssim", "embedding"]] = Field(default_factory=lambda: ["ncc", "ssim", "embedding"])
+    embedding_index: Literal["auto", "flat", "ivf", "torch"] = "auto"
+    ivf_from: int = Field(100_000, ge=1)
+    nprobe: int = Field(16, ge=1)
+
+    @field_validator("measures")
+    @classmethod
+    def _measures(cls, measures: list[str]) -> list[str]:
+        if not measures:
+            raise ValueError("measures must name at least one of ncc, ssim, embedding")
+        return list(dict.fromkeys(measures))
 
     @field_validator("calibration_blur")
     @classmethod
