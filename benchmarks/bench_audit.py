@@ -1,11 +1,19 @@
 """Scale of the memorisation audit: N synthetic × N training 2D items (default 10 000 × 10 000, 128×128).
 
-Times :func:`uterosynth.privacy.audit.run_audit` (NCC over shifts and flips for all pairs, SSIM on
-the shortlist, calibration on held-out items) on smooth random images held in memory, and reports
-the peak resident memory of the process. Search time does not depend on image content. ``--write``
-updates ``## Privacy audit`` in docs/BENCHMARKS.md.
+Times :func:`uterosynth.privacy.audit.run_audit` with its default calibration (held-out items and
+every training item against the other training subjects) on smooth random images held in memory,
+and reports the peak resident memory of the process. Search time does not depend on image
+content. Two configurations:
+
+- the pixel measures (``--measures ncc,ssim``, the default): NCC over shifts and flips for all
+  pairs, SSIM on the shortlist; ``--write`` updates ``## Privacy audit`` in docs/BENCHMARKS.md;
+- an embedding-only audit (``--measures embedding --encoder DIR``, e.g. the copy detector):
+  embedding every item, then FAISS search (flat, exact; IVF from 100 000 training items, with its
+  recall against exact search); ``--write`` updates ``## Privacy audit at scale (embedding)``.
 
     PYTHONPATH=src python benchmarks/bench_audit.py --synthetic 10000 --train 10000 --write
+    PYTHONPATH=src python benchmarks/bench_audit.py --synthetic 100000 --train 100000 --holdout 1000 --size 64 \
+        --measures embedding --encoder runs/copy_detector --write
 """
 
 from __future__ import annotations
@@ -20,21 +28,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from benchmarks_common import update_section
+
+from uterosynth.core.precision import cpu_flags
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def replace_section(path: Path, heading: str, body: str, *, title: str) -> None:
-    """Replace (or append) the section starting at ``heading`` up to the next ``## `` heading."""
-    text = path.read_text() if path.is_file() else f"{title}\n"
-    block = f"{heading}\n\n{body.strip()}\n"
-    start = text.find(f"\n{heading}\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + block
-    else:
-        end = text.find("\n## ", start + len(heading) + 2)
-        text = text[: start + 1] + block + (text[end:] if end >= 0 else "")
-    path.write_text(text)
 
 
 def smooth_images(n: int, size: int, seed: int) -> torch.Tensor:
@@ -51,6 +49,7 @@ def smooth_images(n: int, size: int, seed: int) -> torch.Tensor:
 
 def main() -> None:
     from uterosynth.data.image_set import ImageSet
+    from uterosynth.models.encoder_artifact import load_encoder
     from uterosynth.privacy.audit import run_audit
     from uterosynth.privacy.config import AuditConfig
 
@@ -59,7 +58,11 @@ def main() -> None:
     p.add_argument("--train", type=int, default=10000)
     p.add_argument("--holdout", type=int, default=1000)
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--write", action="store_true", help="update '## Privacy audit' in docs/BENCHMARKS.md")
+    p.add_argument("--measures", default="ncc,ssim", help="the audit's measures (comma-separated)")
+    p.add_argument("--encoder", type=Path, help="encoder folder for the embedding measure")
+    p.add_argument("--index", default="auto", help="embedding_index: auto, flat, ivf or torch")
+    p.add_argument("--contended", default="no", help="say whether the machine was shared while measuring")
+    p.add_argument("--write", action="store_true", help="update the section of docs/BENCHMARKS.md")
     args = p.parse_args()
     t0 = time.perf_counter()
     train = ImageSet(smooth_images(args.train, args.size, 0)[:, None], [f"t{i}" for i in range(args.train)],
@@ -67,46 +70,58 @@ def main() -> None:
     hold = ImageSet(smooth_images(args.holdout, args.size, 1)[:, None], [f"h{i}" for i in range(args.holdout)],
                    [f"H{i // 10}" for i in range(args.holdout)])
     syn = ImageSet(smooth_images(args.synthetic, args.size, 2)[:, None], [str(i) for i in range(args.synthetic)], [""] * args.synthetic)
+    extractor = None if args.encoder is None else load_encoder(args.encoder, batch_size=512)
+    cfg = AuditConfig(measures=args.measures.split(","), embedding_index=args.index)
     t1, c1 = time.perf_counter(), time.process_time()
-    result = run_audit(train, syn, hold, config=AuditConfig())
+    result = run_audit(train, syn, hold, config=cfg, extractor=extractor)
     t2, c2 = time.perf_counter(), time.process_time()
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     out = {"synthetic": args.synthetic, "train": args.train, "holdout": args.holdout, "size": args.size,
+           "measures": cfg.measures, "calibration_items": result.calibration["items"],
            "seconds_audit": round(t2 - t1, 1), "cpu_seconds_audit": round(c2 - c1, 1),
            "load_average_1min": round(os.getloadavg()[0], 1), "seconds_data": round(t1 - t0, 1), "peak_rss_gib": round(peak_gib, 2),
-           "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "flagged": int(result.flagged.sum()),
+           "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "cpu_flags": cpu_flags(),
+           "flagged": int(result.flagged.sum()), "notes": {m.mode: m.notes for m in result.modes},
            "machine": platform.processor() or platform.machine()}
     print(json.dumps(out))
     if args.write:
-        pairs = (args.synthetic + args.holdout) * args.train
-        full = (10000 + 1000) * 10000
-        extra = "" if pairs >= full else (
-            f"\n- scaled run: {pairs:,} query×training pairs; linear extrapolation to 10 000 × 10 000 "
-            f"(+1 000 held-out) = {full:,} pairs: **≈ {out['seconds_audit'] * full / pairs / 60:.0f} min wall at this "
-            f"load, ≈ {out['cpu_seconds_audit'] * full / pairs / 60 / out['cpus']:.0f} min on {out['cpus']} uncontended cores** "
-            f"(CPU time / cores; extrapolated, not measured)")
-        full_cmd = "" if pairs >= full else (
-            "\nFull-size run (10 000 × 10 000, + 1 000 held-out; run it on a quiet machine):\n\n"
-            "```bash\nPYTHONPATH=src python benchmarks/bench_audit.py --write\n```\n")
-        cmd = (f"PYTHONPATH=src python benchmarks/bench_audit.py --synthetic {args.synthetic} --train {args.train} "
-               f"--holdout {args.holdout} --size {args.size} --write")
-        body = f"""Memorisation audit of {args.synthetic:,} synthetic × {args.train:,} training 2D {args.size}×{args.size} items,
-calibrated on {args.holdout:,} held-out items; default settings (NCC on a 32² grid, ±1 grid voxel = ±4 px
-shifts × horizontal flip = 18 alignments, exact over all pairs; SSIM on the shortlist of the 5 best shifted and 5 best unshifted NCC
-matches; no encoder).
-Images in memory (loading 20 000 NIfTI files adds I/O time on top); memory is the images
+        _write(args, out)
+
+
+def _write(args: argparse.Namespace, out: dict) -> None:
+    embedding_only = out["measures"] == ["embedding"]
+    cmd = (f"PYTHONPATH=src python benchmarks/bench_audit.py --synthetic {args.synthetic} --train {args.train} "
+           f"--holdout {args.holdout} --size {args.size}"
+           + (f" --measures {','.join(out['measures'])}" if out["measures"] != ["ncc", "ssim"] else "")
+           + (" --encoder ENCODER" if args.encoder else "") + (f" --index {args.index}" if args.index != "auto" else "")
+           + " --write")
+    if embedding_only:
+        what = (f"Embedding-only audit (`measures: [embedding]`, encoder: {Path(str(args.encoder)).name}, a MONAI ResNet "
+                f"on {args.size}² items): every item embedded, then nearest training embeddings by FAISS — "
+                f"{out['notes'].get('image', {}).get('embedding index', '')}.")
+        heading = "Privacy audit at scale (embedding)"
+    else:
+        what = ("Default pixel measures: NCC on a 32² grid, ±1 grid voxel = ±4 px shifts × horizontal flip = 18 "
+                "alignments, exact over all pairs; SSIM on the shortlist of the 5 best shifted and 5 best unshifted NCC "
+                "matches; no encoder.")
+        heading = "Privacy audit"
+    body = f"""Memorisation audit of {args.synthetic:,} synthetic × {args.train:,} training 2D {args.size}×{args.size} items,
+calibrated on {args.holdout:,} held-out items and every training item against the other training subjects
+({out['calibration_items']:,} calibration items, subjects of 10 items). {what}
+Images in memory (loading them from NIfTI adds I/O time on top); memory is the images
 (N × H × W × 4 bytes per set) plus score blocks bounded by `block_elements`.
 
 - audit time: **{out['seconds_audit']} s** wall ({out['seconds_audit'] / 60:.1f} min), {out['cpu_seconds_audit']} s CPU,
   peak resident memory **{out['peak_rss_gib']} GiB**
-- machine: {out['cpus']}-core CPU, {out['threads']} torch threads, no GPU, **contended** (1-min load average
-  {out['load_average_1min']} on {out['cpus']} cores while it ran){extra}
+- machine: {out['cpus']}-core CPU ({out['machine']}; flags {' '.join(out['cpu_flags']) or 'none of avx2/avx512'}), no GPU,
+  {out['threads']} torch threads, torch {torch.__version__}; contended (shared with other jobs): {args.contended}
+  (1-min load average {out['load_average_1min']} at the end)
 
 ```bash
 {cmd}
 ```
-{full_cmd}"""
-        replace_section(ROOT / "docs" / "BENCHMARKS.md", "## Privacy audit", body, title="# Benchmarks")
+"""
+    update_section(ROOT / "docs" / "BENCHMARKS.md", heading, body)
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ def main() -> None:
     p.add_argument("--smooth", default="1,1.5,2", help="blur sigmas (px) of the smooth new items")
     p.add_argument("--blur", default="", help="calibration_blur of the audit (comma-separated sigmas; default none)")
     p.add_argument("--quantile", type=float, default=0.99)
+    p.add_argument("--set", action="append", default=[], help="another audit setting KEY=JSON_VALUE (repeatable)")
     p.add_argument("--copies-per-kind", type=int, default=50)
     p.add_argument("--samples", action="append", default=[], help="NAME=SYNTHETIC_SET of a model trained on --train")
     p.add_argument("--other-slices", help="the training cohort prepared with more slices per subject (DIR): its "
@@ -141,7 +142,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    cfg = AuditConfig(quantile=args.quantile, calibration_blur=[float(s) for s in args.blur.split(",") if s])
+    extra = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    cfg = AuditConfig(quantile=args.quantile, calibration_blur=[float(s) for s in args.blur.split(",") if s], **extra)
     train = load_prepared(args.train, "train", name="train", clip=False, needs="the audit")
     holdout = load_prepared(args.train, cfg.holdout, name="holdout", clip=False, needs="the audit")
     root, split = parse_dataset_ref(args.new)

@@ -226,3 +226,33 @@ def test_embedding_only_audit_needs_no_pixel_measure_and_ssim_alone_is_refused()
     assert "faiss flat" in result.modes[0].notes["embedding index"]
     with pytest.raises(UserError, match="shortlist of NCC or the embedding"):
         run_audit(train, syn, hold, config=AuditConfig(measures=["ssim"]))
+
+
+def test_any_control_holds_the_decision_rate_each_holds_every_measure():
+    from uterosynth.privacy.audit import calibrated_thresholds, conformal_threshold
+
+    rng = np.random.default_rng(0)
+    calib = {k: rng.normal(size=999) for k in ("a", "b", "c")}
+    fresh = {k: rng.normal(size=200_000) for k in calib}
+    each, rec_each = calibrated_thresholds(calib, 0.99, "each")
+    assert each["a"] == conformal_threshold(calib["a"], 0.99)[0] and rec_each["a"]["rank"] == 990
+    anyc, rec_any = calibrated_thresholds(calib, 0.99, "any")
+    assert all(anyc[k] > each[k] for k in calib) and rec_any["a"]["bound"] == pytest.approx(1 - 990 / 1000)
+
+    def rate(thr):
+        return float(np.mean(np.any([fresh[k] > thr[k] for k in calib], axis=0)))
+
+    assert 0.02 < rate(each) < 0.04  # three measures: about 3 x 1 %
+    assert 0.005 < rate(anyc) < 0.015  # the decision: about 1 %
+
+
+def test_training_calibration_is_capped_by_whole_subjects():
+    from uterosynth.privacy.audit import _subject_sample
+
+    subjects = [f"S{i // 5}" for i in range(100)]
+    assert _subject_sample(subjects, 100, 0).tolist() == list(range(100))
+    keep = _subject_sample(subjects, 33, 0).tolist()
+    picked = {subjects[i] for i in keep}
+    assert len(keep) == 30 and all(sum(s == p for s in subjects) == 5 for p in picked)
+    assert sorted(keep) == sorted(i for i, s in enumerate(subjects) if s in picked)
+    assert _subject_sample(subjects, 33, 1).tolist() != keep

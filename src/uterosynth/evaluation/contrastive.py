@@ -30,7 +30,7 @@ from ..core.errors import DataError
 from ..core.imageio import middle_slice
 from ..data.manifest import PreparedDataset, parse_dataset_ref
 from ..data.subjects import training_subjects
-from ..models.contrastive import FrozenEncoder, fit_contrastive, save_frozen, shuffled_batches
+from ..models.contrastive import FrozenEncoder, fit_contrastive, per_image, save_frozen, shuffled_batches
 from ..models.contrastive import build_backbone as build_resnet
 from .config import EncoderTrainConfig
 
@@ -108,9 +108,9 @@ def train_encoder(
         raise DataError(f"{data}: split '{cfg.split}' has {images.shape[0]} image(s); contrastive training needs >= 2")
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg)
-    losses = fit_contrastive(
+    losses, _ = fit_contrastive(
         images, backbone,
-        views=(view_transform(cfg.image_size, cfg.seed), view_transform(cfg.image_size, cfg.seed + 1)),
+        views=(per_image(view_transform(cfg.image_size, cfg.seed)), per_image(view_transform(cfg.image_size, cfg.seed + 1))),
         batches=shuffled_batches(images.shape[0], min(cfg.batch_size, images.shape[0]),
                                  torch.Generator().manual_seed(cfg.seed)),
         epochs=cfg.epochs, feature_dim=cfg.channels[-1], projection_dim=cfg.projection_dim,

@@ -5,7 +5,7 @@ MONAI's ``ContrastiveLoss`` (NT-Xent, Chen et al. 2020) through a projection hea
 the backbone (resizing to the training size is part of the frozen module) and save it as the
 TorchScript encoder artifact of :mod:`uterosynth.models.encoder_artifact`. What differs is
 what counts as "the same image": the views (augmentations) and which items pair up in a batch,
-passed in as ``views`` and ``batches``.
+passed in as ``views`` (each maps a batch of images to a batch of views) and ``batches``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import nn
 from ..core.artifacts import atomic_output_dir
 from .encoder_artifact import write_encoder
 
-__all__ = ["FrozenEncoder", "build_backbone", "fit_contrastive", "save_frozen", "shuffled_batches"]
+__all__ = ["FrozenEncoder", "build_backbone", "fit_contrastive", "per_image", "save_frozen", "shuffled_batches"]
 
 View = Callable[[torch.Tensor], torch.Tensor]
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -75,11 +75,11 @@ def fit_contrastive(
     weight_decay: float,
     device: str = "cpu",
     progress: Callable[[int, float], None] | None = None,
-) -> list[float]:
-    """Train ``backbone`` (in place) on ``images`` ``(M, 1, S, S)``; returns the mean loss per epoch.
+) -> tuple[list[float], nn.Module]:
+    """Train ``backbone`` (in place) on ``images`` ``(M, 1, S, S)``; returns the mean loss per epoch and the head.
 
-    Each batch ``(a, b)`` of image indices gives the pairs ``(views[0](images[a[i]]),
-    views[1](images[b[i]]))``: positives on the diagonal, every other image of the batch a negative.
+    Each batch ``(a, b)`` of image indices gives the pairs ``(views[0](images[a])[i],
+    views[1](images[b])[i])``: positives on the diagonal, every other image of the batch a negative.
     """
     from monai.losses import ContrastiveLoss
 
@@ -94,8 +94,8 @@ def fit_contrastive(
         head.train()
         epoch_loss = []
         for a_idx, b_idx in batches(epoch):
-            a = torch.stack([view_a(images[i]) for i in a_idx]).to(device)
-            b = torch.stack([view_b(images[i]) for i in b_idx]).to(device)
+            a = view_a(images[a_idx]).to(device)
+            b = view_b(images[b_idx]).to(device)
             loss = loss_fn(head(backbone(a)), head(backbone(b)))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -104,13 +104,22 @@ def fit_contrastive(
         losses.append(float(np.mean(epoch_loss)) if epoch_loss else float("nan"))
         if progress is not None:
             progress(epoch + 1, losses[-1])
-    return losses
+    return losses, head
+
+
+def per_image(view: Callable[[torch.Tensor], torch.Tensor]) -> View:
+    """A batch view from a view of one image ``(1, S, S)`` (for per-image transforms such as MONAI's)."""
+    return lambda batch: torch.stack([view(im) for im in batch])
 
 
 def save_frozen(backbone: nn.Module, image_size: int, out: str | Path, info: Mapping[str, Any], *,
-                overwrite: bool = False) -> dict[str, Any]:
-    """Freeze ``backbone`` (eval-mode BatchNorm, no gradients), trace it with its resize and write the artifact."""
-    frozen = FrozenEncoder(backbone.cpu().eval(), image_size).eval()
+                head: nn.Module | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Freeze ``backbone`` (and ``head``; eval-mode BatchNorm, no gradients), trace it with its resize and write
+    the artifact."""
+    frozen: nn.Module = FrozenEncoder(backbone.cpu().eval(), image_size)
+    if head is not None:
+        frozen = nn.Sequential(frozen, head.cpu())
+    frozen.eval()
     for p in frozen.parameters():
         p.requires_grad_(False)
     with torch.no_grad():

@@ -175,12 +175,18 @@ def _nearest(
         if not shortlist:
             raise ConfigError("audit: SSIM is computed on the shortlist of NCC or the embedding; add 'ncc' to measures "
                               "or give an encoder", keys=("measures",))
-        ssim = ssim_search(query, train, torch.cat(shortlist, dim=1), window=cfg.ssim_window, flip_axes=flips)
+        ssim = ssim_search(_smoothed(query, cfg.ssim_blur), _smoothed(train, cfg.ssim_blur), torch.cat(shortlist, dim=1),
+                           window=cfg.ssim_window, flip_axes=flips)
         out["ssim"] = (ssim.values[:, 0], ssim.indices[:, 0], ssim.transforms[:, 0])
     if not out:
         raise ConfigError(f"audit: no measure to compute (measures {cfg.measures}, no encoder for 'embedding')",
                           keys=("measures",))
     return out
+
+
+def _smoothed(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Items blurred in-plane with ``sigma`` px (SSIM's common smoothness), or as they are for 0."""
+    return images if sigma <= 0 else torch.from_numpy(blur_in_plane(images.float().numpy(), sigma))
 
 
 def _search_space(images: torch.Tensor, cfg: AuditConfig) -> tuple[int, tuple[int, ...]]:
@@ -324,6 +330,7 @@ def run_audit(
                                _unseen(_measure_results(cal, len(calib.sources), c_own, c_idx, t_own, t_idx), seen,
                                        notes), cfg, _mode_alignments(t_sl, cfg), notes))
 
+    _set_thresholds(modes, cfg)
     _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg.quantile)
     flagged = np.zeros(len(synthetic), dtype=bool)
     for m in modes:
@@ -333,7 +340,7 @@ def run_audit(
         config=cfg,
         modes=modes,
         flagged=flagged,
-        false_flag_rate=_loso_false_flag_rate(modes, calib, cfg.quantile),
+        false_flag_rate=_loso_false_flag_rate(modes, calib, cfg.quantile, cfg.control),
         extractor=None if extractor is None else {"name": getattr(extractor, "name", type(extractor).__name__),
                                                   "sha256": getattr(extractor, "sha256", "")},
         calibration={"items": len(calib.sources), "subjects": len(set(calib.subjects)), "sources": calib.counts(),
@@ -369,20 +376,43 @@ def calibration_set(
     train_x: torch.Tensor, train_subjects: Sequence[str], train_groups: torch.Tensor,
     hold_x: torch.Tensor, hold_subjects: Sequence[str], hold_groups: torch.Tensor, cfg: AuditConfig,
 ) -> CalibrationSet:
-    """Held-out items, (``calibrate_on_train``) every training item, then each blur of all of them.
+    """Held-out items, (``calibrate_on_train``) the training items, then each blur of all of them.
+
+    The training items are all of them up to ``calibration_train_items``; beyond that, the items
+    of whole training subjects drawn at random (seeded) up to that many — a few thousand
+    calibration items resolve a 0.99 quantile, and each costs a search like a sample's.
 
     Each is matched only against training items of other subjects (its group), so every one is
     a non-copy scored exactly as a synthetic sample is.
     """
     parts = [(hold_x, list(hold_subjects), hold_groups, "held-out")]
     if cfg.calibrate_on_train:
-        parts.append((train_x, list(train_subjects), train_groups, "training, against the other subjects"))
+        keep = _subject_sample(train_subjects, cfg.calibration_train_items, cfg.seed)
+        parts.append((train_x[keep], [train_subjects[i] for i in keep.tolist()], train_groups[keep],
+                      "training, against the other subjects"))
     for sigma in cfg.calibration_blur:
         parts += [(torch.from_numpy(blur_in_plane(x.numpy(), sigma)), subjects, groups,
                    f"{source}, blurred sigma {sigma:g} px")
                   for x, subjects, groups, source in parts[: 2 if cfg.calibrate_on_train else 1]]
     return CalibrationSet(torch.cat([p[0] for p in parts]), torch.cat([p[2] for p in parts]),
                           [s for p in parts for s in p[1]], [p[3] for p in parts for _ in p[1]])
+
+
+def _subject_sample(subjects: Sequence[str], cap: int, seed: int) -> torch.Tensor:
+    """Indices of all items, or of whole subjects drawn at random until ``cap`` items are reached."""
+    if len(subjects) <= cap:
+        return torch.arange(len(subjects))
+    by_subject: dict[str, list[int]] = {}
+    for i, s in enumerate(subjects):
+        by_subject.setdefault(s, []).append(i)
+    order = np.random.default_rng(seed).permutation(len(by_subject))
+    groups = list(by_subject.values())
+    keep: list[int] = []
+    for g in order:
+        if len(keep) + len(groups[g]) > cap and keep:
+            break
+        keep += groups[g]
+    return torch.tensor(sorted(keep))
 
 
 def conformal_threshold(similarities: np.ndarray, quantile: float) -> tuple[float, int, float | None]:
@@ -419,18 +449,51 @@ def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, quan
 
 def _mode(name: str, syn: dict[str, MeasureResult], cal: dict[str, MeasureResult], cfg: AuditConfig,
           aligns: list[dict], notes: dict[str, str]) -> ModeResult:
-    thresholds, conformal = {}, {}
-    for measure, res in cal.items():
-        thresholds[measure], rank, bound = conformal_threshold(res.similarity, cfg.quantile)
-        conformal[measure] = {"rank": rank, "n": int(np.isfinite(res.similarity).sum()), "bound": bound}
-    return ModeResult(name, syn, cal, thresholds, conformal, aligns, dict(notes))
+    return ModeResult(name, syn, cal, {}, {}, aligns, dict(notes))
 
 
-def _loso_false_flag_rate(modes: list[ModeResult], calib: CalibrationSet, quantile: float) -> dict[str, Any]:
+def calibrated_thresholds(calibration: dict[str, np.ndarray], quantile: float,
+                          control: str = "each") -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """Each measure's threshold from the calibration items' similarities ``{measure: (n,)}``, with its record.
+
+    ``control="each"``: every measure's own conformal quantile (:func:`conformal_threshold`), so
+    a non-copy is flagged by *some* measure up to (number of measures) × (1 − q) of the time.
+    ``control="any"``: one conformal quantile ``τ`` of every item's largest rank score
+    ``max_k F_k(s_k)`` (``F_k``: the fraction of measure ``k``'s calibration values below
+    ``s_k``), so the decision — flagged under any measure — has the bound ``1 − rank / (n + 1)``
+    (≤ 1 − q); measure ``k``'s threshold is then its ``(⌊τ n_k⌋ + 1)``-th smallest value.
+    Non-finite values (a measure not computed for an item) are left out of that measure.
+    """
+    finite = {k: np.sort(v[np.isfinite(v)]) for k, v in calibration.items()}
+    if control == "each":
+        found = {k: conformal_threshold(v, quantile) for k, v in calibration.items()}
+        return ({k: t for k, (t, _, _) in found.items()},
+                {k: {"rank": r, "n": int(finite[k].size), "bound": b} for k, (_, r, b) in found.items()})
+    scores = np.max(np.stack([np.searchsorted(finite[k], v, "left") / max(finite[k].size, 1)
+                              for k, v in calibration.items()]), axis=0)
+    tau, _, bound = conformal_threshold(scores, quantile)
+    thresholds, records = {}, {}
+    for k, f in finite.items():
+        rank = math.floor(tau * f.size + 1e-9) + 1 if math.isfinite(tau) else f.size + 1
+        thresholds[k] = float(f[rank - 1]) if rank <= f.size else float("inf")
+        records[k] = {"rank": rank, "n": int(f.size), "bound": bound if rank <= f.size else None}
+    return thresholds, records
+
+
+def _set_thresholds(modes: list[ModeResult], cfg: AuditConfig) -> None:
+    calibration = {f"{m.mode}/{k}": r.similarity for m in modes for k, r in m.calibration.items()}
+    thresholds, records = calibrated_thresholds(calibration, cfg.quantile, cfg.control)
+    for m in modes:
+        m.thresholds = {k: thresholds[f"{m.mode}/{k}"] for k in m.calibration}
+        m.conformal = {k: records[f"{m.mode}/{k}"] for k in m.calibration}
+
+
+def _loso_false_flag_rate(modes: list[ModeResult], calib: CalibrationSet, quantile: float,
+                          control: str) -> dict[str, Any]:
     """Leave-one-subject-out false-flag rate of the calibration items, per measure, for "any" and per source.
 
-    For each calibration subject the thresholds are recomputed (conformally) from the other
-    subjects' items and the subject's own items are tested against them. Items of one subject
+    For each calibration subject the thresholds are recomputed (:func:`calibrated_thresholds`)
+    from the other subjects' items and the subject's own items are tested against them. Items of one subject
     (its slices, its blurred copies) are correlated, so whole subjects are left out.
     """
     subj = np.asarray(calib.subjects)
@@ -441,16 +504,18 @@ def _loso_false_flag_rate(modes: list[ModeResult], calib: CalibrationSet, quanti
     flags = {f"{m.mode}/{name}": np.zeros(len(subj), dtype=bool) for m, name in keys}
     for s in unique:
         inside = subj == s
+        thresholds, _ = calibrated_thresholds({f"{m.mode}/{name}": m.calibration[name].similarity[~inside]
+                                               for m, name in keys}, quantile, control)
         for m, name in keys:
-            sim = m.calibration[name].similarity
-            threshold = conformal_threshold(sim[~inside], quantile)[0]
-            flags[f"{m.mode}/{name}"][inside] = sim[inside] > threshold
+            key = f"{m.mode}/{name}"
+            flags[key][inside] = m.calibration[name].similarity[inside] > thresholds[key]
     counted = {f"{m.mode}/{name}": np.isfinite(m.calibration[name].similarity) for m, name in keys}
     any_flag = np.any(np.stack(list(flags.values())), axis=0)
     sources = np.asarray(calib.sources)
     return {
         "method": "leave-one-subject-out",
         "available": True,
+        "control": control,
         "expected_per_measure": round(1 - quantile, 6),
         "per_measure": {k: float(v[counted[k]].mean()) if counted[k].any() else None for k, v in flags.items()},
         "any": float(any_flag.mean()),

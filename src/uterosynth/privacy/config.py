@@ -16,11 +16,19 @@ class AuditConfig(StrictModel):
 
     Attributes:
         holdout: the split of the prepared dataset whose real items calibrate the thresholds.
-        quantile: each measure's threshold is the conformal quantile (rank ``⌈(n + 1) q⌉``) of the
+        quantile: the conformal quantile (rank ``⌈(n + 1) q⌉``) that sets the thresholds from the
             calibration items' nearest-training similarities.
+        control: ``each`` (default) — every measure's own threshold holds its own false-flag
+            rate, so several measures together flag up to (number of measures) × (1 − quantile)
+            of non-copies; ``any`` — one threshold rule for the decision: a non-copy is flagged
+            under any measure at most ``1 − quantile`` of the time. ``any`` flags fewer new
+            items and, with higher thresholds, misses more borderline copies.
         calibrate_on_train: also calibrate on every training item matched against the other
             training subjects (leave one subject out): hundreds of calibration items from a
             research-size cohort instead of its small test split.
+        calibration_train_items: at most this many training items calibrate (whole subjects drawn
+            at random with ``seed`` beyond it), so a 10 000-item training set is not searched twice.
+        seed: the draw of those subjects.
         calibration_blur: also calibrate on the held-out (and, with ``calibrate_on_train``, the
             training) items blurred in-plane with each of these Gaussian sigmas (item pixels):
             smoothness-matched controls, so that a smooth new image is not taken for a copy.
@@ -29,6 +37,9 @@ class AuditConfig(StrictModel):
             converted to working-grid voxels (rounded up).
         flip: also search the mirror images (see ``similarity.default_flip_axes``).
         ssim_window: SSIM window side in voxels.
+        ssim_blur: SSIM compares both images after an in-plane Gaussian blur of this sigma (item
+            pixels; 0: none): at a common smoothness, a smoother (model-made) image does not
+            look more like its neighbour than a sharp one would, while a copy stays a copy.
         shortlist: candidates per measure (NCC, embedding) whose SSIM is computed exactly.
         per_slice: for volumes, also audit every slice against every training slice.
         min_slice_std: slices whose intensity standard deviation is below this are background
@@ -47,12 +58,16 @@ class AuditConfig(StrictModel):
 
     holdout: Literal["val", "test"] = "test"
     quantile: float = Field(0.99, gt=0.5, lt=1.0)
+    control: Literal["each", "any"] = "each"
     calibrate_on_train: bool = True
+    calibration_train_items: int = Field(2000, ge=1)
+    seed: int = 0
     calibration_blur: list[float] = Field(default_factory=list)
     ncc_size: int = Field(32, ge=8)
     max_shift: int = Field(4, ge=0, le=32)
     flip: bool = True
     ssim_window: int = Field(7, ge=3)
+    ssim_blur: float = Field(0.0, ge=0.0)
     shortlist: int = Field(5, ge=1)
     per_slice: bool = True
     min_slice_std: float = Field(0.01, ge=0.0)
@@ -95,7 +110,7 @@ class CopyDetectorConfig(StrictModel):
     image_size: int = Field(64, ge=16, description="items are resized to this square")
     layers: tuple[int, int, int, int] = (1, 1, 1, 1)
     channels: tuple[int, int, int, int] = (32, 64, 128, 256)
-    projection_dim: int = Field(128, ge=8, description="output of the projection head the loss sees")
+    projection_dim: int = Field(128, ge=8, description="descriptor size: the projection head's output, which the loss sees")
     temperature: float = Field(0.1, gt=0, description="NT-Xent temperature (MONAI ContrastiveLoss)")
     epochs: int = Field(30, ge=1, description="passes over every item")
     batch_size: int = Field(64, ge=2, description="subjects per step (one item each, so no subject is its own negative)")

@@ -5,7 +5,9 @@ not scales, so an 80–90 % crop resized back escapes it, and SSIM compares unsh
 copy detector follows SSCD (Pizzi et al., CVPR 2022): contrastive instance discrimination
 (NT-Xent, MONAI ``ContrastiveLoss``) where the two views of an item are what a copy of it
 could look like — crop and resize, shift, small rotation, mirror image, elastic deformation,
-intensity change, blur and noise (MONAI transforms). With probability ``other_slice`` the second
+intensity change, blur and noise (Kornia's batched augmentations). The descriptor is the
+projection the loss sees (as in SSCD), not the backbone's features: the backbone keeps what the
+augmentations change (a mirror image, a crop), the projection is trained to drop it. With probability ``other_slice`` the second
 view starts from another item of the same subject, and a batch never holds two items of one
 subject, so the embedding gathers a subject's slices instead of pushing them apart: a sample
 that reproduces a training patient's neighbouring slice lands next to that patient.
@@ -40,32 +42,35 @@ __all__ = ["PURPOSE", "copy_view", "detector_images", "subject_batches", "train_
 PURPOSE = "copy-detection"
 
 
-def copy_view(cfg: CopyDetectorConfig, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One random copy of an image ``(1, S, S)`` in ``[0, 1]`` (MONAI transforms, seeded)."""
-    from monai import transforms as T
+def copy_view(cfg: CopyDetectorConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Random copies of a batch ``(B, 1, S, S)`` in ``[0, 1]`` (Kornia's batched augmentations; torch's RNG).
+
+    Kornia draws one transform per image and warps the whole batch with one ``grid_sample``,
+    about ten times faster on a CPU than MONAI's per-image transforms.
+    """
+    import kornia.augmentation as K
 
     size = cfg.image_size
-    crop = max(8, int(round(cfg.min_crop * size)))
+    # Kornia's elastic displacement is in normalised coordinates: alpha 1 moves a 64 px image by about 1.7 px at most
+    alpha = cfg.elastic_px * 64 / (1.7 * size)
     sigma = (0.25, max(0.25, cfg.max_blur_sigma))
-    compose = T.Compose([
-        T.RandFlip(prob=0.5, spatial_axis=1),
-        T.RandSpatialCrop((crop, crop), max_roi_size=(size, size), random_size=True),
-        T.Resize((size, size), mode="bilinear"),
-        T.RandAffine(prob=0.8, rotate_range=(np.deg2rad(cfg.max_rotation_deg),),
-                     translate_range=(cfg.max_shift * size,) * 2, padding_mode="border"),
-        T.Rand2DElastic(spacing=(max(4, size // 4),) * 2, magnitude_range=(0.0, cfg.elastic_px), prob=0.5,
-                        padding_mode="border"),
-        T.RandAdjustContrast(prob=0.5, gamma=(0.7, 1.5)),
-        T.RandScaleIntensity(factors=0.2, prob=0.5),
-        T.RandShiftIntensity(offsets=0.05, prob=0.5),
-        T.RandGaussianSmooth(prob=0.5, sigma_x=sigma, sigma_y=sigma),
-        T.RandGaussianNoise(prob=0.5, std=cfg.noise_std),
-        T.ScaleIntensityRange(0.0, 1.0, 0.0, 1.0, clip=True),
-    ])
-    compose.set_random_state(seed=seed)
+    blur_kernel = 2 * int(np.ceil(3 * sigma[1])) + 1
+    augment = K.AugmentationSequential(
+        K.RandomHorizontalFlip(),
+        K.RandomResizedCrop((size, size), scale=(cfg.min_crop**2, 1.0), ratio=(0.8, 1.25)),
+        K.RandomAffine(degrees=cfg.max_rotation_deg, translate=(cfg.max_shift, cfg.max_shift), p=0.8,
+                       padding_mode="border"),
+        K.RandomElasticTransform(kernel_size=(33, 33), sigma=(8.0, 8.0), alpha=(alpha, alpha), p=0.5,
+                                 padding_mode="border"),
+        K.RandomGamma(gamma=(0.7, 1.5), p=0.5),
+        K.ColorJiggle(brightness=0.05, contrast=0.2, p=0.5),
+        K.RandomGaussianBlur((blur_kernel, blur_kernel), sigma, p=0.5),
+        K.RandomGaussianNoise(std=cfg.noise_std, p=0.5),
+    )
 
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(compose(x)).float()
+    def apply(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return augment(batch.float()).clamp(0.0, 1.0)
 
     return apply
 
@@ -138,23 +143,25 @@ def train_copy_detector(
                         "detector needs at least 2 (the other subjects are its negatives)")
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.layers, cfg.channels)
-    losses = fit_contrastive(
-        images, backbone, views=(copy_view(cfg, cfg.seed), copy_view(cfg, cfg.seed + 1)),
+    view = copy_view(cfg)
+    losses, head = fit_contrastive(
+        images, backbone, views=(view, view),
         batches=subject_batches(subjects, cfg.batch_size, cfg.other_slice, torch.Generator().manual_seed(cfg.seed)),
         epochs=cfg.epochs, feature_dim=cfg.channels[-1], projection_dim=cfg.projection_dim,
         temperature=cfg.temperature, lr=cfg.lr, weight_decay=cfg.weight_decay, device=cfg.device, progress=progress)
     splits = {r["split"] for r in dataset.rows}
     return save_frozen(backbone, cfg.image_size, out, {
         "purpose": PURPOSE,
-        "feature_dim": cfg.channels[-1],
+        "feature_dim": cfg.projection_dim,
         "image_size": cfg.image_size,
         "input": "(N, 1, H, W) float in [0, 1]; resized inside to image_size",
-        "method": "SSCD-style copy detection: NT-Xent (MONAI ContrastiveLoss) between copy-augmented views, "
-                  "subject-distinct batches, on a MONAI ResNet; frozen, eval-mode BatchNorm",
+        "method": "SSCD-style copy detection: NT-Xent (MONAI ContrastiveLoss) between copy-augmented views (Kornia), "
+                  "subject-distinct batches, on a MONAI ResNet; the descriptor is the projection; frozen, eval-mode "
+                  "BatchNorm",
         "data": {"path": str(dataset.root), "split": sorted(splits), "items": len(dataset),
                  "images": int(images.shape[0]), "subjects": len(set(subjects)), "dims": dataset.dims,
-                 "prep_hash": sorted({r.get("prep_hash", "") for r in dataset.rows})},
+                 "preprocess_hash": dataset.info.get("preprocess_hash")},
         "training": {"losses": losses, "final_loss": losses[-1] if losses else None},
         "provenance": provenance(cfg, cfg.seed),
         "training_subjects": training_subjects(dataset, splits),
-    }, overwrite=overwrite)
+    }, head=head, overwrite=overwrite)

@@ -42,6 +42,16 @@ def _transform(mode: ModeResult, measure: str, t: int, flip_axes: list[int | Non
     return None
 
 
+_METHODS = {
+    "any": "thresholds = one conformal quantile (rank ceil((n+1)q)) of each calibration item's largest rank score over "
+           "the modes and measures (the fraction of that measure's calibration values below its nearest-training "
+           "similarity, training items of other subjects only): a non-copy is flagged under any measure at most "
+           "1 - q of the time",
+    "each": "threshold = conformal quantile (rank ceil((n+1)q)) of the calibration items' nearest-training similarity "
+            "(training items of other subjects only), per mode and measure",
+}
+
+
 def audit_document(
     result: AuditResult,
     train: ImageSet,
@@ -85,9 +95,9 @@ def audit_document(
         "extractor": result.extractor,
         "modes": [m.mode for m in result.modes],
         "calibration": {
-            "method": "threshold = conformal quantile (rank ceil((n+1)q)) of the calibration items' nearest-training "
-                      "similarity (training items of other subjects only), per mode and measure",
+            "method": _METHODS[result.config.control],
             "quantile": result.config.quantile,
+            "control": result.config.control,
             "holdout_items": len(holdout),
             "holdout_subjects": len(set(holdout.subjects)),
             "items": result.calibration["items"],
@@ -192,7 +202,8 @@ def audit_html(result: AuditResult, document: dict[str, Any], train: ImageSet, s
                     f'{_pair_figure(result, mode, int(i), train, synthetic)}"><br>' for i in order)
     ffr = calib["false_flag_rate"]
     ffr_text = (f"{100 * ffr['any']:.1f} % of {ffr['items']} calibration items ({ffr['subjects']} subjects) would be flagged "
-                f"under any measure (leave-one-subject-out; expected about {100 * ffr['expected_per_measure']:.1f} % per measure)"
+                f"under any measure (leave-one-subject-out; expected about {100 * ffr['expected_per_measure']:.1f} % "
+                f"{'under any measure' if ffr.get('control') == 'any' else 'per measure'})"
                 if ffr.get("available") else html.escape(ffr.get("reason", "not available")))
     sources = "".join(f"<tr><td>{html.escape(src)}</td><td>{n}</td><td>{100 * ffr.get('per_source', {}).get(src, 0):.1f} %</td></tr>"
                       for src, n in calib["sources"].items())
@@ -204,7 +215,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px}}.flag{{color:#b00}}</style></head>
 <p><b class="flag">{summary['flagged']}</b> of {summary['samples']} synthetic samples flagged
 ({100 * summary['flagged_fraction']:.1f} %), near-copies of <b>{summary['training_subjects_copied']}</b> of
 {summary['training_subjects']} training subjects. A sample is flagged when it is closer to a training item than the
-conformal {calib['quantile']} quantile of the calibration items' nearest-training similarity under any measure.</p>
+threshold of one of its measures; the thresholds are set so that a calibration item — none of them a copy — exceeds
+{'one of them at most' if calib.get('control') == 'any' else 'each of them at most'} {100 * (1 - calib['quantile']):.3g} % of the time
+(conformal {calib['quantile']} quantile).</p>
 <h2>Calibration</h2>
 <p>{calib['items']} items from {calib['subjects']} subjects, none of them a copy, each matched only against training
 subjects other than its own. Estimated false-flag rate: {ffr_text}.</p>

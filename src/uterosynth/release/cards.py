@@ -27,8 +27,9 @@ LIMITATIONS = """- Synthetic images reproduce the training data's distribution, 
   was asked for, not verified findings.
 - The memorisation audit flags near-copies under the measures and thresholds stated in the audit section; it lowers but
   does not remove the risk that a sample reveals a training subject (e.g. a copy of a small region, or a
-  rare anatomy recognisable without pixel similarity). Thresholds are calibrated on held-out real images,
-  so about 1 - quantile of genuinely new samples per measure are also dropped."""
+  rare anatomy recognisable without pixel similarity). Thresholds are calibrated on real images that are not
+  copies, so about 1 - quantile of genuinely new samples are also dropped (per measure when the audit's control is
+  'each')."""
 
 
 def audit_summary_md(audit: dict[str, Any] | None) -> str:
@@ -40,7 +41,8 @@ def audit_summary_md(audit: dict[str, Any] | None) -> str:
         f"- synthetic samples audited: {s['samples']}; flagged as near-copies: {s['flagged']} "
         f"({100 * s['flagged_fraction']:.2f} %)",
         f"- measures: {', '.join(audit.get('measures', {}))}; modes: {', '.join(audit.get('modes', []))}",
-        f"- calibration: threshold = conformal {c['quantile']} quantile of the nearest-training similarity of "
+        f"- calibration ({'any measure' if c.get('control', 'each') == 'any' else 'each measure'}): thresholds = "
+        f"conformal {c['quantile']} quantile of the nearest-training similarity of "
         f"{c.get('items', c['holdout_items'])} items of {c.get('subjects', c['holdout_subjects'])} subjects, none of them "
         f"a copy ({_sources(c)})",
     ]
