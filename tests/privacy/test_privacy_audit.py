@@ -231,19 +231,21 @@ def test_embedding_only_audit_needs_no_pixel_measure_and_ssim_alone_is_refused()
 def test_any_control_holds_the_decision_rate_each_holds_every_measure():
     from uterosynth.privacy.audit import calibrated_thresholds, conformal_threshold
 
-    rng = np.random.default_rng(0)
-    calib = {k: rng.normal(size=999) for k in ("a", "b", "c")}
-    fresh = {k: rng.normal(size=200_000) for k in calib}
-    each, rec_each = calibrated_thresholds(calib, 0.99, "each")
-    assert each["a"] == conformal_threshold(calib["a"], 0.99)[0] and rec_each["a"]["rank"] == 990
-    anyc, rec_any = calibrated_thresholds(calib, 0.99, "any")
-    assert all(anyc[k] > each[k] for k in calib) and rec_any["a"]["bound"] == pytest.approx(1 - 990 / 1000)
-
-    def rate(thr):
-        return float(np.mean(np.any([fresh[k] > thr[k] for k in calib], axis=0)))
-
-    assert 0.02 < rate(each) < 0.04  # three measures: about 3 x 1 %
-    assert 0.005 < rate(anyc) < 0.015  # the decision: about 1 %
+    rates: dict[str, list[float]] = {"each": [], "any": []}
+    for draw in range(30):  # the guarantee is over calibration draws: average the realised rates
+        rng = np.random.default_rng(draw)
+        calib = {k: rng.normal(size=999) for k in ("a", "b", "c")}
+        fresh = {k: rng.normal(size=20_000) for k in calib}
+        for control in rates:
+            thr, rec = calibrated_thresholds(calib, 0.99, control)
+            rates[control].append(float(np.mean(np.any([fresh[k] > thr[k] for k in calib], axis=0))))
+        if draw == 0:
+            each, _ = calibrated_thresholds(calib, 0.99, "each")
+            anyc, rec_any = calibrated_thresholds(calib, 0.99, "any")
+            assert each["a"] == conformal_threshold(calib["a"], 0.99)[0]
+            assert all(anyc[k] > each[k] for k in calib) and rec_any["a"]["bound"] == pytest.approx(1 - 990 / 1000)
+    assert 0.025 < np.mean(rates["each"]) < 0.035  # three measures: about 3 x 1 %
+    assert 0.006 < np.mean(rates["any"]) <= 0.0105  # the decision: at most about 1 %
 
 
 def test_training_calibration_is_capped_by_whole_subjects():

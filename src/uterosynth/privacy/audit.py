@@ -460,8 +460,10 @@ def calibrated_thresholds(calibration: dict[str, np.ndarray], quantile: float,
     a non-copy is flagged by *some* measure up to (number of measures) × (1 − q) of the time.
     ``control="any"``: one conformal quantile ``τ`` of every item's largest rank score
     ``max_k F_k(s_k)`` (``F_k``: the fraction of measure ``k``'s calibration values below
-    ``s_k``), so the decision — flagged under any measure — has the bound ``1 − rank / (n + 1)``
-    (≤ 1 − q); measure ``k``'s threshold is then its ``(⌊τ n_k⌋ + 1)``-th smallest value.
+    ``s_k``, counting a calibration item's own score as if the new item were below it too, which
+    keeps the rule valid, if one rank conservative), so the decision — flagged under any measure —
+    has the bound ``1 − rank / (n + 1)`` (≤ 1 − q); measure ``k``'s threshold is then its
+    ``(⌊τ n_k⌋ + 1)``-th smallest value.
     Non-finite values (a measure not computed for an item) are left out of that measure.
     """
     finite = {k: np.sort(v[np.isfinite(v)]) for k, v in calibration.items()}
@@ -469,7 +471,9 @@ def calibrated_thresholds(calibration: dict[str, np.ndarray], quantile: float,
         found = {k: conformal_threshold(v, quantile) for k, v in calibration.items()}
         return ({k: t for k, (t, _, _) in found.items()},
                 {k: {"rank": r, "n": int(finite[k].size), "bound": b} for k, (_, r, b) in found.items()})
-    scores = np.max(np.stack([np.searchsorted(finite[k], v, "left") / max(finite[k].size, 1)
+    # rank score of a calibration item: the share of the measure's other values below it, plus one, as if the new
+    # item were below it too, so the score of a new item (the share of all n values below it) is not favoured
+    scores = np.max(np.stack([(np.searchsorted(finite[k], v, "left") + np.isfinite(v)) / max(finite[k].size, 1)
                               for k, v in calibration.items()]), axis=0)
     tau, _, bound = conformal_threshold(scores, quantile)
     thresholds, records = {}, {}
