@@ -96,8 +96,7 @@ def _write(args: argparse.Namespace, out: dict) -> None:
            + (" --encoder ENCODER" if args.encoder else "") + (f" --index {args.index}" if args.index != "auto" else "")
            + " --write")
     if embedding_only:
-        what = (f"Embedding-only audit (`measures: [embedding]`, encoder: {Path(str(args.encoder)).name}, a MONAI ResNet "
-                f"on {args.size}² items): every item embedded, then nearest training embeddings by FAISS — "
+        what = (f"Embedding-only audit (`measures: [embedding]`, the encoder given with `--encoder` on {args.size}² items): every item embedded, then nearest training embeddings by FAISS — "
                 f"{out['notes'].get('image', {}).get('embedding index', '')}.")
         heading = "Privacy audit at scale (embedding)"
     else:
@@ -106,8 +105,8 @@ def _write(args: argparse.Namespace, out: dict) -> None:
                 "matches; no encoder.")
         heading = "Privacy audit"
     body = f"""Memorisation audit of {args.synthetic:,} synthetic × {args.train:,} training 2D {args.size}×{args.size} items,
-calibrated on {args.holdout:,} held-out items and every training item against the other training subjects
-({out['calibration_items']:,} calibration items, subjects of 10 items). {what}
+calibrated on {args.holdout:,} held-out items and {out['calibration_items'] - args.holdout:,} training items (whole subjects of
+10 items, the default `calibration_train_items` cap) against the other training subjects. {what}
 Images in memory (loading them from NIfTI adds I/O time on top); memory is the images
 (N × H × W × 4 bytes per set) plus score blocks bounded by `block_elements`.
 

@@ -112,3 +112,10 @@ def test_copy_detector_cli_then_audit_uses_it(tmp_path):
     doc = json.loads((tmp_path / "audit" / "audit.json").read_text())
     assert "embedding" in doc["calibration"]["thresholds"]["image"]
     assert doc["samples"][0]["flagged"]
+
+
+def test_copy_detector_on_volumes_learns_from_their_informative_slices(tmp_path):
+    prep = make_prepared_dataset(tmp_path / "prep3d", dims=3, shape=(16, 16, 6), subjects=5, items_per_subject=1)
+    info = train_copy_detector(prep, tmp_path / "det", CopyDetectorConfig(**TINY))
+    assert info["data"]["dims"] == 3 and info["data"]["subjects"] == 3
+    assert 3 <= info["data"]["images"] <= 3 * 6  # the sagittal slices of three training volumes
