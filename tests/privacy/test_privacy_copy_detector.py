@@ -119,3 +119,13 @@ def test_copy_detector_on_volumes_learns_from_their_informative_slices(tmp_path)
     info = train_copy_detector(prep, tmp_path / "det", CopyDetectorConfig(**TINY))
     assert info["data"]["dims"] == 3 and info["data"]["subjects"] == 3
     assert 3 <= info["data"]["images"] <= 3 * 6  # the sagittal slices of three training volumes
+
+
+def test_mirror_symmetric_detector_gives_a_mirror_image_its_descriptor(tmp_path):
+    prep = make_prepared_dataset(tmp_path / "prep", shape=(16, 16), subjects=6, items_per_subject=2)
+    train_copy_detector(prep, tmp_path / "sym", CopyDetectorConfig(**TINY))
+    train_copy_detector(prep, tmp_path / "plain", CopyDetectorConfig(**TINY, mirror_symmetric=False))
+    x = torch.rand(4, 1, 16, 16)
+    sym, plain = load_encoder(tmp_path / "sym"), load_encoder(tmp_path / "plain")
+    assert torch.allclose(sym(x), sym(x.flip(-1)), atol=1e-5)
+    assert not torch.allclose(plain(x), plain(x.flip(-1)), atol=1e-3)

@@ -22,7 +22,7 @@ from torch import nn
 from ..core.artifacts import atomic_output_dir
 from .encoder_artifact import write_encoder
 
-__all__ = ["FrozenEncoder", "build_backbone", "fit_contrastive", "per_image", "save_frozen", "shuffled_batches"]
+__all__ = ["FrozenEncoder", "MirrorSymmetric", "build_backbone", "fit_contrastive", "per_image", "save_frozen", "shuffled_batches"]
 
 View = Callable[[torch.Tensor], torch.Tensor]
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -47,6 +47,17 @@ class FrozenEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x.float(), size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return self.backbone(x).flatten(1)
+
+
+class MirrorSymmetric(nn.Module):
+    """``normalize(f(x)) + normalize(f(mirror(x)))``: a descriptor that is the same for an image and its mirror image."""
+
+    def __init__(self, embed: nn.Module) -> None:
+        super().__init__()
+        self.embed = embed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.embed(x), dim=1) + F.normalize(self.embed(x.flip(-1)), dim=1)
 
 
 def shuffled_batches(n: int, batch: int, generator: torch.Generator) -> Batches:
@@ -113,12 +124,14 @@ def per_image(view: Callable[[torch.Tensor], torch.Tensor]) -> View:
 
 
 def save_frozen(backbone: nn.Module, image_size: int, out: str | Path, info: Mapping[str, Any], *,
-                head: nn.Module | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Freeze ``backbone`` (and ``head``; eval-mode BatchNorm, no gradients), trace it with its resize and write
-    the artifact."""
+                head: nn.Module | None = None, mirror_symmetric: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Freeze ``backbone`` (and ``head``; eval-mode BatchNorm, no gradients), trace it with its resize (and, with
+    ``mirror_symmetric``, :class:`MirrorSymmetric`) and write the artifact."""
     frozen: nn.Module = FrozenEncoder(backbone.cpu().eval(), image_size)
     if head is not None:
         frozen = nn.Sequential(frozen, head.cpu())
+    if mirror_symmetric:
+        frozen = MirrorSymmetric(frozen)
     frozen.eval()
     for p in frozen.parameters():
         p.requires_grad_(False)

@@ -123,3 +123,4 @@ class CopyDetectorConfig(StrictModel):
     max_blur_sigma: float = Field(2.0, ge=0, description="largest Gaussian blur, item pixels")
     noise_std: float = Field(0.03, ge=0)
     elastic_px: float = Field(2.0, ge=0, description="largest elastic displacement, item pixels")
+    mirror_symmetric: bool = Field(True, description="descriptor = image's + mirror image's: mirror copies match exactly")

@@ -163,5 +163,6 @@ def train_copy_detector(
                  "preprocess_hash": dataset.info.get("preprocess_hash")},
         "training": {"losses": losses, "final_loss": losses[-1] if losses else None},
         "provenance": provenance(cfg, cfg.seed),
+        "mirror_symmetric": cfg.mirror_symmetric,
         "training_subjects": training_subjects(dataset, splits),
-    }, head=head, overwrite=overwrite)
+    }, head=head, mirror_symmetric=cfg.mirror_symmetric, overwrite=overwrite)
