@@ -12,7 +12,7 @@ def preset_model(name: str) -> type[BaseModel]:
     from uterosynth.evaluation.config import EncoderTrainConfig, EvaluationConfig
     from uterosynth.phantom import PhantomConfig
     from uterosynth.pipeline import PipelineConfig
-    from uterosynth.privacy.config import AuditConfig
+    from uterosynth.privacy.config import AuditConfig, CopyDetectorConfig
     from uterosynth.reader_study.config import StudyConfig
     from uterosynth.release.config import ReleaseConfig
     from uterosynth.training.autoencoder import AutoencoderTrainConfig
@@ -20,7 +20,7 @@ def preset_model(name: str) -> type[BaseModel]:
 
     by_prefix: list[tuple[str, type[BaseModel]]] = [
         ("ae", AutoencoderTrainConfig), ("ddpm", DiffusionTrainConfig), ("ldm", DiffusionTrainConfig),
-        ("audit", AuditConfig), ("downstream", DownstreamConfig), ("encoder", EncoderTrainConfig),
+        ("audit", AuditConfig), ("copy_detector", CopyDetectorConfig), ("downstream", DownstreamConfig), ("encoder", EncoderTrainConfig),
         ("evaluate", EvaluationConfig), ("phantom", PhantomConfig), ("pipeline", PipelineConfig),
         ("prepare", PrepareConfig), ("reader_study", StudyConfig), ("release", ReleaseConfig),
     ]
