@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ..core.config import StrictModel
+from ..models.contrastive import ContrastiveConfig
 
 __all__ = [
     "BootstrapConfig",
@@ -168,25 +169,7 @@ class EvaluationConfig(StrictModel):
         "real set or of a generator; the overlaps are recorded in metrics.json and warned about in the report")
 
 
-class EncoderTrainConfig(StrictModel):
+class EncoderTrainConfig(ContrastiveConfig):
     """Self-supervised (SimCLR, Chen et al. 2020) training of the in-domain feature encoder."""
 
-    seed: int = 0
-    device: str = "cpu"
-    split: Literal["train", "val", "test"] = "train"
-    image_size: int = Field(128, ge=16, description="items (or planes of volumes) are resized to this square")
-    layers: tuple[int, int, int, int] = (1, 1, 1, 1)
-    channels: tuple[int, int, int, int] = (32, 64, 128, 256)
-    projection_dim: int = Field(128, ge=8, description="output of the projection head the loss sees")
-    temperature: float = Field(0.1, gt=0, description="NT-Xent temperature (MONAI ContrastiveLoss)")
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=2, description="images per step; each gives two augmented views")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
-    weight_decay: float = Field(1e-4, ge=0)
     max_items: int | None = Field(None, ge=2, description="cap on training items (random subset)")
-
-    @model_validator(mode="after")
-    def _check(self) -> EncoderTrainConfig:
-        if any(c < 1 for c in self.channels) or any(n < 1 for n in self.layers):
-            raise ValueError("layers and channels must be positive")
-        return self

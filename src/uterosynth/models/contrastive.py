@@ -12,17 +12,44 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
 from ..core.artifacts import atomic_output_dir
+from ..core.config import StrictModel
 from .encoder_artifact import write_encoder
 
-__all__ = ["FrozenEncoder", "MirrorSymmetric", "build_backbone", "fit_contrastive", "per_image", "save_frozen", "shuffled_batches"]
+__all__ = ["ContrastiveConfig", "FrozenEncoder", "MirrorSymmetric", "build_backbone", "fit_contrastive", "per_image", "save_frozen", "shuffled_batches"]
+
+
+
+class ContrastiveConfig(StrictModel):
+    """What every contrastive embedding's training sets: data split, backbone, loss and optimiser."""
+
+    seed: int = 0
+    device: str = "cpu"
+    split: Literal["train", "val", "test"] = "train"
+    image_size: int = Field(128, ge=16, description="items (or planes of volumes) are resized to this square")
+    layers: tuple[int, int, int, int] = (1, 1, 1, 1)
+    channels: tuple[int, int, int, int] = (32, 64, 128, 256)
+    projection_dim: int = Field(128, ge=8, description="output of the projection head the loss sees")
+    temperature: float = Field(0.1, gt=0, description="NT-Xent temperature (MONAI ContrastiveLoss)")
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=2, description="images per step; each gives two augmented views")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-4, ge=0)
+
+    @model_validator(mode="after")
+    def _check_backbone(self) -> ContrastiveConfig:
+        if any(c < 1 for c in self.channels) or any(n < 1 for n in self.layers):
+            raise ValueError("layers and channels must be positive")
+        return self
+
 
 View = Callable[[torch.Tensor], torch.Tensor]
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]

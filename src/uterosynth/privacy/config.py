@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ..core.config import StrictModel
+from ..models.contrastive import ContrastiveConfig
 
 __all__ = ["AuditConfig", "CopyDetectorConfig"]
 
@@ -94,7 +95,7 @@ class AuditConfig(StrictModel):
 
 
 
-class CopyDetectorConfig(StrictModel):
+class CopyDetectorConfig(ContrastiveConfig):
     """Training of the learned copy detector (``uterosynth audit train-encoder``; see docs/guide/privacy.md).
 
     An SSCD-style embedding (Pizzi et al. 2022): contrastive instance discrimination where the
@@ -104,18 +105,10 @@ class CopyDetectorConfig(StrictModel):
     neighbouring slice still lands next to that patient.
     """
 
-    seed: int = 0
-    device: str = "cpu"
-    split: Literal["train", "val", "test"] = "train"
     image_size: int = Field(64, ge=16, description="items are resized to this square")
-    layers: tuple[int, int, int, int] = (1, 1, 1, 1)
-    channels: tuple[int, int, int, int] = (32, 64, 128, 256)
     projection_dim: int = Field(128, ge=8, description="descriptor size: the projection head's output, which the loss sees")
-    temperature: float = Field(0.1, gt=0, description="NT-Xent temperature (MONAI ContrastiveLoss)")
     epochs: int = Field(30, ge=1, description="passes over every item")
     batch_size: int = Field(64, ge=2, description="subjects per step (one item each, so no subject is its own negative)")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
-    weight_decay: float = Field(1e-4, ge=0)
     other_slice: float = Field(0.25, ge=0, le=1, description="chance the positive is another item of the same subject")
     min_crop: float = Field(0.7, gt=0.3, le=1, description="smallest crop side, as a fraction, resized back")
     max_rotation_deg: float = Field(10.0, ge=0, le=45)

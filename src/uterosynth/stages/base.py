@@ -7,7 +7,7 @@ flags. The command line and the pipeline runner both build a job and call the st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from ..core.config import StrictModel, load_config
 
-__all__ = ["PRESETS", "Job", "Many", "Overrides", "stage_config"]
+__all__ = ["PRESETS", "ConfiguredJob", "EmbeddingJob", "Job", "Many", "Overrides", "stage_config"]
 
 PRESETS = Path(__file__).resolve().parent.parent / "configs"
 """The shipped presets (``configs/`` at the repository root links here)."""
@@ -61,3 +61,19 @@ class ConfiguredJob(Job):
     def settings(self, model: type[M], **flags: Any) -> M:
         """The settings: :func:`stage_config` of this job's file and overrides, then ``flags``."""
         return stage_config(model, self.config, self.overrides, **flags)
+
+
+class EmbeddingJob(ConfiguredJob):
+    """A contrastive embedding trained on a prepared dataset (``encoder.json`` marks it finished)."""
+
+    data: str
+    seed: int | None = None
+
+    def train(self, config_model: type[M], train: Callable[..., dict[str, Any]], *,
+              on_start: Callable[[int], None] | None = None,
+              progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+        """Resolve the settings, announce the epochs, run ``train(data, out, cfg, ...)``; returns ``encoder.json``."""
+        cfg = self.settings(config_model, seed=self.seed)
+        if on_start is not None:
+            on_start(cfg.epochs)  # type: ignore[attr-defined]
+        return train(self.data, self.out, cfg, overwrite=self.overwrite, progress=progress)

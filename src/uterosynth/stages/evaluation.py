@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from .base import ConfiguredJob, Job, Many
+from .base import ConfiguredJob, EmbeddingJob, Job, Many
 
 __all__ = ["BaselinesJob", "EncoderJob", "EvaluateJob", "parse_baselines", "run_baselines", "run_encoder",
            "run_evaluate"]
@@ -84,11 +84,8 @@ def run_baselines(job: BaselinesJob) -> dict[str, Path]:
                           allow_overlap=job.allow_overlap)
 
 
-class EncoderJob(ConfiguredJob):
+class EncoderJob(EmbeddingJob):
     """The in-domain feature encoder (``encoder.json`` marks it finished)."""
-
-    data: str
-    seed: int | None = None
 
 
 def run_encoder(job: EncoderJob, *, on_start: Callable[[int], None] | None = None,
@@ -97,7 +94,4 @@ def run_encoder(job: EncoderJob, *, on_start: Callable[[int], None] | None = Non
     from ..evaluation.config import EncoderTrainConfig
     from ..evaluation.contrastive import train_encoder
 
-    cfg = job.settings(EncoderTrainConfig, seed=job.seed)
-    if on_start is not None:
-        on_start(cfg.epochs)
-    return train_encoder(job.data, job.out, cfg, overwrite=job.overwrite, progress=progress)
+    return job.train(EncoderTrainConfig, train_encoder, on_start=on_start, progress=progress)

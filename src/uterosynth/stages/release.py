@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .base import ConfiguredJob, Job
+from .base import ConfiguredJob, EmbeddingJob, Job
 
 __all__ = ["AnalyzeJob", "AuditJob", "CopyDetectorJob", "MembershipJob", "ReleaseJob", "ReleaseModelJob", "StudyJob",
            "run_analyze", "run_audit", "run_copy_detector", "run_membership", "run_release", "run_release_model",
@@ -33,11 +33,8 @@ def run_audit(job: AuditJob) -> dict[str, Any]:
                        encoder=None if job.encoder is None else str(job.encoder), overwrite=job.overwrite)
 
 
-class CopyDetectorJob(ConfiguredJob):
+class CopyDetectorJob(EmbeddingJob):
     """The learned copy detector (``encoder.json`` marks it finished)."""
-
-    data: str
-    seed: int | None = None
 
 
 def run_copy_detector(job: CopyDetectorJob, *, on_start: Callable[[int], None] | None = None,
@@ -46,10 +43,7 @@ def run_copy_detector(job: CopyDetectorJob, *, on_start: Callable[[int], None] |
     from ..privacy.config import CopyDetectorConfig
     from ..privacy.copy_detector import train_copy_detector
 
-    cfg = job.settings(CopyDetectorConfig, seed=job.seed)
-    if on_start is not None:
-        on_start(cfg.epochs)
-    return train_copy_detector(job.data, job.out, cfg, overwrite=job.overwrite, progress=progress)
+    return job.train(CopyDetectorConfig, train_copy_detector, on_start=on_start, progress=progress)
 
 
 class MembershipJob(ConfiguredJob):
