@@ -150,6 +150,7 @@ def test_conformal_threshold_rank_bound_and_refusal():
     assert conformal_threshold(scores[:98], 0.99)[0] == float("inf") and conformal_threshold(scores[:98], 0.99)[2] is None
     assert conformal_threshold(np.array([np.nan, *scores]), 0.99)[0] == 99.0  # non-finite scores are not items
     assert items_needed(0.99) == 99 and items_needed(0.95) == 19 and items_needed(0.9) == 9
+    assert items_needed(0.99, measures=3) == 299  # control any: three measures can share the top rank score
 
 
 def test_conformal_threshold_holds_its_false_flag_bound_at_small_n():

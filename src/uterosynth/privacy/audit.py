@@ -331,7 +331,7 @@ def run_audit(
                                        notes), cfg, _mode_alignments(t_sl, cfg), notes))
 
     _set_thresholds(modes, cfg)
-    _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg.quantile)
+    _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg)
     flagged = np.zeros(len(synthetic), dtype=bool)
     for m in modes:
         for name, res in m.synthetic.items():
@@ -430,20 +430,27 @@ def conformal_threshold(similarities: np.ndarray, quantile: float) -> tuple[floa
     return float(finite[rank - 1]), rank, 1.0 - rank / (n + 1)
 
 
-def items_needed(quantile: float) -> int:
-    """The fewest calibration items for which :func:`conformal_threshold` has a rank (99 at 0.99)."""
-    return math.ceil(quantile / (1.0 - quantile) - 1e-9)
+def items_needed(quantile: float, measures: int = 1) -> int:
+    """The fewest calibration items that always give every threshold a rank: 99 at 0.99 per measure.
+
+    Under ``control: any`` with ``measures`` (mode, measure) pairs, up to ``measures`` items can
+    share the top rank score, so ``n`` must satisfy ``⌈(n + 1) q⌉ ≤ n − measures + 1``: 299 at
+    0.99 with three measures.
+    """
+    return math.ceil((measures - 1 + quantile) / (1.0 - quantile) - 1e-9)
 
 
-def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, quantile: float) -> None:
+def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg: AuditConfig) -> None:
     bad = [f"{m.mode}/{k}" for m in modes for k, c in m.conformal.items() if c["bound"] is None]
     if bad:
-        need = items_needed(quantile)
+        quantile = cfg.quantile
+        need = items_needed(quantile, sum(len(m.conformal) for m in modes) if cfg.control == "any" else 1)
         per_subject = max(1.0, items / max(subjects, 1))
         raise DataError(
             f"audit: {items} calibration items ({subjects} subjects) cannot give a threshold at quantile {quantile} "
             f"with a finite-sample guarantee ({', '.join(bad)}): that needs at least {need} items, about "
-            f"{math.ceil(need / per_subject)} subjects at {per_subject:.0f} items each; add subjects or lower the quantile",
+            f"{math.ceil(need / per_subject)} subjects at {per_subject:.0f} items each"
+            f"{' under control any' if cfg.control == 'any' else ''}; add subjects or lower the quantile",
             keys=("quantile",))
 
 
