@@ -129,3 +129,14 @@ def test_mirror_symmetric_detector_gives_a_mirror_image_its_descriptor(tmp_path)
     sym, plain = load_encoder(tmp_path / "sym"), load_encoder(tmp_path / "plain")
     assert torch.allclose(sym(x), sym(x.flip(-1)), atol=1e-5)
     assert not torch.allclose(plain(x), plain(x.flip(-1)), atol=1e-3)
+
+
+def test_audit_refuses_an_encoder_that_leaves_too_few_calibration_items(tmp_path):
+    from uterosynth.core.errors import DataError
+
+    prep = make_anatomy_dataset(tmp_path / "prep", subjects={"train": 24, "val": 2, "test": 10}, slices_per_subject=3,
+                                shape=(32, 32))
+    train, hold = load_prepared(prep, "train", clip=False), load_prepared(prep, "test", clip=False)
+    syn = ImageSet(train.images[:2].clone(), ["x0", "x1"], [""] * 2)
+    with pytest.raises(DataError, match=r"30 of the 102 calibration items .*image/embedding.*train it on a cohort of other"):
+        run_audit(train, syn, hold, config=AuditConfig(), extractor=_seen_extractor(sorted(set(train.subjects))))

@@ -31,7 +31,8 @@ def audit(
     holdout: Annotated[str | None, typer.Option(
         "--holdout", help="Held-out split calibrating the thresholds: test (default) or val.")] = None,
     encoder: Annotated[Path | None, typer.Option(
-        "--encoder", help="TorchScript feature extractor for the embedding measure.")] = None,
+        "--encoder", help="Encoder folder (e.g. the copy detector of 'audit train-encoder') or TorchScript file for "
+        "the embedding measure.")] = None,
     quantile: Annotated[float | None, typer.Option(
         "--quantile", help="Conformal threshold quantile of the calibration similarities (default 0.99).")] = None,
     **shared: Any,

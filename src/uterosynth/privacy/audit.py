@@ -441,16 +441,20 @@ def items_needed(quantile: float, measures: int = 1) -> int:
 
 
 def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg: AuditConfig) -> None:
-    bad = [f"{m.mode}/{k}" for m in modes for k, c in m.conformal.items() if c["bound"] is None]
+    bad = {f"{m.mode}/{k}": c["n"] for m in modes for k, c in m.conformal.items() if c["bound"] is None}
     if bad:
         quantile = cfg.quantile
         need = items_needed(quantile, sum(len(m.conformal) for m in modes) if cfg.control == "any" else 1)
         per_subject = max(1.0, items / max(subjects, 1))
+        fewest = min(bad.values())
+        seen = (f"; the encoder was trained on the subjects of the other {items - fewest} items, which cannot "
+                "calibrate it: train it on a cohort of other subjects" if fewest < items else "")
+        counted = f"{items} calibration items" if fewest == items else f"{fewest} of the {items} calibration items"
         raise DataError(
-            f"audit: {items} calibration items ({subjects} subjects) cannot give a threshold at quantile {quantile} "
-            f"with a finite-sample guarantee ({', '.join(bad)}): that needs at least {need} items, about "
-            f"{math.ceil(need / per_subject)} subjects at {per_subject:.0f} items each"
-            f"{' under control any' if cfg.control == 'any' else ''}; add subjects or lower the quantile",
+            f"audit: {counted} ({subjects} subjects) cannot give a threshold at "
+            f"quantile {quantile} with a finite-sample guarantee ({', '.join(bad)}): that needs at least {need} items, "
+            f"about {math.ceil(need / per_subject)} subjects at {per_subject:.0f} items each"
+            f"{' under control any' if cfg.control == 'any' else ''}; add subjects or lower the quantile{seen}",
             keys=("quantile",))
 
 
