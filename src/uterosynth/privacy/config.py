@@ -107,7 +107,7 @@ class CopyDetectorConfig(ContrastiveConfig):
 
     image_size: int = Field(64, ge=16, description="items are resized to this square")
     projection_dim: int = Field(128, ge=8, description="descriptor size: the projection head's output, which the loss sees")
-    epochs: int = Field(30, ge=1, description="passes over every item")
+    epochs: int = Field(40, ge=1, description="passes over every item")
     batch_size: int = Field(64, ge=2, description="subjects per step (one item each, so no subject is its own negative)")
     other_slice: float = Field(0.25, ge=0, le=1, description="chance the positive is another item of the same subject")
     min_crop: float = Field(0.7, gt=0.3, le=1, description="smallest crop side, as a fraction, resized back")
