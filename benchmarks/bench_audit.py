@@ -61,7 +61,8 @@ def main() -> None:
     p.add_argument("--measures", default="ncc,ssim", help="the audit's measures (comma-separated)")
     p.add_argument("--encoder", type=Path, help="encoder folder for the embedding measure")
     p.add_argument("--index", default="auto", help="embedding_index: auto, flat, ivf or torch")
-    p.add_argument("--contended", default="no", help="say whether the machine was shared while measuring")
+    p.add_argument("--contended", required="--write" in __import__("sys").argv,
+                   help="yes or no: was the machine shared while measuring (required with --write)")
     p.add_argument("--write", action="store_true", help="update the section of docs/BENCHMARKS.md")
     args = p.parse_args()
     t0 = time.perf_counter()
@@ -97,7 +98,8 @@ def _write(args: argparse.Namespace, out: dict) -> None:
            + " --write")
     if embedding_only:
         what = (f"Embedding-only audit (`measures: [embedding]`, the encoder given with `--encoder` on {args.size}² items): every item embedded, then nearest training embeddings by FAISS — "
-                f"{out['notes'].get('image', {}).get('embedding index', '')}.")
+                f"{out['notes'].get('image', {}).get('embedding index, synthetic items', '')} (synthetic items); "
+                f"{out['notes'].get('image', {}).get('embedding index, calibration items', '')} (calibration items).")
         heading = "Privacy audit at scale (embedding)"
     else:
         what = ("Default pixel measures: NCC on a 32² grid, ±1 grid voxel = ±4 px shifts × horizontal flip = 18 "
@@ -106,7 +108,7 @@ def _write(args: argparse.Namespace, out: dict) -> None:
         heading = "Privacy audit"
     body = f"""Memorisation audit of {args.synthetic:,} synthetic × {args.train:,} training 2D {args.size}×{args.size} items,
 calibrated on {args.holdout:,} held-out items and {out['calibration_items'] - args.holdout:,} training items (whole subjects of
-10 items, the default `calibration_train_items` cap) against the other training subjects. {what}
+10 items, up to the default `calibration_train_items` cap of 2000) against the other training subjects. {what}
 Images in memory (loading them from NIfTI adds I/O time on top); memory is the images
 (N × H × W × 4 bytes per set) plus score blocks bounded by `block_elements`.
 

@@ -150,7 +150,8 @@ def test_conformal_threshold_rank_bound_and_refusal():
     assert conformal_threshold(scores[:98], 0.99)[0] == float("inf") and conformal_threshold(scores[:98], 0.99)[2] is None
     assert conformal_threshold(np.array([np.nan, *scores]), 0.99)[0] == 99.0  # non-finite scores are not items
     assert items_needed(0.99) == 99 and items_needed(0.95) == 19 and items_needed(0.9) == 9
-    assert items_needed(0.99, measures=3) == 299  # control any: three measures can share the top rank score
+    assert items_needed(0.99, measures=3) == 399  # control any: three items can share the top rank score
+    assert items_needed(0.99, measures=1) == 199
 
 
 def test_conformal_threshold_holds_its_false_flag_bound_at_small_n():
@@ -224,8 +225,8 @@ def test_embedding_only_audit_needs_no_pixel_measure_and_ssim_alone_is_refused()
 
     result = run_audit(train, syn, hold, config=AuditConfig(measures=["embedding"]), extractor=pool)
     assert list(result.modes[0].thresholds) == ["embedding"]
-    assert "faiss flat" in result.modes[0].notes["embedding index"]
-    with pytest.raises(UserError, match="shortlist of NCC or the embedding"):
+    assert "faiss flat" in result.modes[0].notes["embedding index, synthetic items"]
+    with pytest.raises(UserError, match="need NCC or an encoder"):
         run_audit(train, syn, hold, config=AuditConfig(measures=["ssim"]))
 
 
@@ -259,3 +260,20 @@ def test_training_calibration_is_capped_by_whole_subjects():
     assert len(keep) == 30 and all(sum(s == p for s in subjects) == 5 for p in picked)
     assert sorted(keep) == sorted(i for i, s in enumerate(subjects) if s in picked)
     assert _subject_sample(subjects, 33, 1).tolist() != keep
+
+
+def test_embedding_only_audit_of_volumes_with_a_2d_encoder_runs_in_slice_mode():
+    rng = np.random.default_rng(0)
+    vols = torch.from_numpy(rng.random((40, 1, 16, 16, 4)).astype(np.float32))
+    train = ImageSet(vols[:30], [f"t{i}" for i in range(30)], [f"S{i}" for i in range(30)])
+    hold = ImageSet(vols[30:], [f"h{i}" for i in range(10)], [f"H{i}" for i in range(10)])
+    syn = ImageSet(vols[:2].clone(), ["x0", "x1"], [""] * 2)
+
+    def pool2d(x: torch.Tensor) -> torch.Tensor:  # 2D only: fails on volumes
+        if x.dim() != 4:
+            raise ValueError("2D input only")
+        return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+    result = run_audit(train, syn, hold, config=AuditConfig(measures=["embedding"], quantile=0.9), extractor=pool2d)
+    assert [m.mode for m in result.modes] == ["slice"] and list(result.modes[0].thresholds) == ["embedding"]
+    assert result.flagged.all()  # the two copies

@@ -69,7 +69,8 @@ def load_encoder(
     if not pt.is_file():
         if not require_info:
             raise DataError(f"{pt}: feature extractor file not found")
-        raise DataError(f"{pt}: in-domain encoder not found (train one with 'uterosynth evaluate train-encoder')")
+        raise DataError(f"{pt}: encoder not found (train one with 'uterosynth evaluate train-encoder', or a copy detector "
+                        "with 'uterosynth audit train-encoder')")
     if not require_info and not info_path.is_file():
         return TorchScriptExtractor(pt, device=device, batch_size=batch_size)
     info = read_json(info_path)

@@ -8,16 +8,19 @@ each threshold on items that are by definition not copies, each matched against 
 items of *other* subjects exactly as a sample is:
 
 - held-out real items (subjects the model never saw);
-- every training item against the other training subjects (leave one subject out), so a
-  research-size cohort calibrates on hundreds of items, not on its small test split;
+- the training items (up to ``calibration_train_items`` of whole subjects) against the other
+  training subjects (leave one subject out), so a research-size cohort calibrates on hundreds
+  of items, not on its small test split;
 - optionally, smoothness-matched controls: all of these blurred (``calibration_blur``, off by
   default), because model outputs can be smoother than real images and smooth images look alike.
 
 The threshold is a **conformal** quantile: the ``⌈(n + 1) q⌉``-th smallest of the ``n``
 calibration similarities. For a new item exchangeable with them, the chance to exceed it is at
 most ``1 − ⌈(n + 1) q⌉ / (n + 1) ≤ 1 − q`` whatever ``n`` (the bound is reported). When ``n`` is
-too small for any such rank (``n < q / (1 − q)``, 99 items for 0.99) the audit refuses, naming
-how many are needed. A synthetic sample is flagged when it is closer to the training set than
+too small for any such rank (``n < q / (1 − q)``, 99 items for 0.99; more under ``control:
+any``, see :func:`items_needed`) the audit refuses, naming how many are needed. With
+``control: any`` one conformal rule sets every threshold so that the *decision* holds the rate
+(:func:`calibrated_thresholds`). A synthetic sample is flagged when it is closer to the training set than
 the threshold under any measure. The audit also measures the false-flag rate directly with
 leave-one-subject-out over the calibration subjects, per source of calibration items.
 
@@ -170,17 +173,11 @@ def _nearest(
                                        block_elements=cfg.block_elements)
         out["embedding"] = (emb.values[:, 0], emb.indices[:, 0], emb.transforms[:, 0])
         shortlist.append(emb.indices)
-        notes["embedding index"] = report.describe()
-    if "ssim" in cfg.measures:
-        if not shortlist:
-            raise ConfigError("audit: SSIM is computed on the shortlist of NCC or the embedding; add 'ncc' to measures "
-                              "or give an encoder", keys=("measures",))
+        notes[f"embedding index, {'synthetic' if query_groups is None else 'calibration'} items"] = report.describe()
+    if "ssim" in cfg.measures and shortlist:
         ssim = ssim_search(_smoothed(query, cfg.ssim_blur), _smoothed(train, cfg.ssim_blur), torch.cat(shortlist, dim=1),
                            window=cfg.ssim_window, flip_axes=flips)
         out["ssim"] = (ssim.values[:, 0], ssim.indices[:, 0], ssim.transforms[:, 0])
-    if not out:
-        raise ConfigError(f"audit: no measure to compute (measures {cfg.measures}, no encoder for 'embedding')",
-                          keys=("measures",))
     return out
 
 
@@ -283,6 +280,9 @@ def run_audit(
     cfg = config or AuditConfig()
     if "embedding" not in cfg.measures:
         extractor = None
+    if "ncc" not in cfg.measures and extractor is None:
+        raise ConfigError(f"audit: measures {cfg.measures} need NCC or an encoder (SSIM is computed on their shortlist)",
+                          keys=("measures",))
     for name, s in (("training", train), ("synthetic", synthetic), ("held-out", holdout)):
         if len(s) == 0:
             raise DataError(f"audit: the {name} set is empty")
@@ -311,9 +311,10 @@ def run_audit(
     syn = _nearest(syn_x, train_x, query_groups=None, **kw)
     cal = _nearest(calib.images, train_x, query_groups=calib.groups, **kw)
     seen = _seen_by_encoder(extractor, calib.subjects)
-    modes.append(_mode(mode_name, _measure_results(syn, len(synthetic)),
-                       _unseen(_measure_results(cal, len(calib.sources)), seen, notes), cfg,
-                       _mode_alignments(train_x, cfg), notes))
+    if syn:  # an embedding-only audit of volumes with a 2D encoder has no volume-mode measure
+        modes.append(_mode(mode_name, _measure_results(syn, len(synthetic)),
+                           _unseen(_measure_results(cal, len(calib.sources)), seen, notes), cfg,
+                           _mode_alignments(train_x, cfg), notes))
 
     if dims == 3 and cfg.per_slice:
         t_sl, t_own, t_idx = _slices(train_x, cfg.min_slice_std)
@@ -326,9 +327,14 @@ def run_audit(
                       train_features=feats, notes=notes)
             syn = _nearest(s_sl, t_sl, query_groups=None, **kw)
             cal = _nearest(c_sl, t_sl, query_groups=calib.groups[torch.from_numpy(c_own)], **kw)
-            modes.append(_mode("slice", _measure_results(syn, len(synthetic), s_own, s_idx, t_own, t_idx),
-                               _unseen(_measure_results(cal, len(calib.sources), c_own, c_idx, t_own, t_idx), seen,
-                                       notes), cfg, _mode_alignments(t_sl, cfg), notes))
+            if syn:
+                modes.append(_mode("slice", _measure_results(syn, len(synthetic), s_own, s_idx, t_own, t_idx),
+                                   _unseen(_measure_results(cal, len(calib.sources), c_own, c_idx, t_own, t_idx),
+                                           seen, notes), cfg, _mode_alignments(t_sl, cfg), notes))
+
+    if not modes:
+        raise ConfigError(f"audit: no measure could be computed (measures {cfg.measures}; the encoder could not embed "
+                          "these items)", keys=("measures",))
 
     _set_thresholds(modes, cfg)
     _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg)
@@ -430,25 +436,28 @@ def conformal_threshold(similarities: np.ndarray, quantile: float) -> tuple[floa
     return float(finite[rank - 1]), rank, 1.0 - rank / (n + 1)
 
 
-def items_needed(quantile: float, measures: int = 1) -> int:
+def items_needed(quantile: float, measures: int | None = None) -> int:
     """The fewest calibration items that always give every threshold a rank: 99 at 0.99 per measure.
 
-    Under ``control: any`` with ``measures`` (mode, measure) pairs, up to ``measures`` items can
-    share the top rank score, so ``n`` must satisfy ``⌈(n + 1) q⌉ ≤ n − measures + 1``: 299 at
-    0.99 with three measures.
+    Under ``control: any`` with ``measures`` (mode, measure) pairs, each measure's largest value
+    gives its item the top rank score 1, so up to ``measures`` items score 1 and ``n`` must satisfy
+    ``⌈(n + 1) q⌉ ≤ n − measures``: 399 at 0.99 with three measures, 199 with one.
     """
-    return math.ceil((measures - 1 + quantile) / (1.0 - quantile) - 1e-9)
+    if measures is None:
+        return math.ceil(quantile / (1.0 - quantile) - 1e-9)
+    return math.ceil((measures + quantile) / (1.0 - quantile) - 1e-9)
 
 
 def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg: AuditConfig) -> None:
     bad = {f"{m.mode}/{k}": c["n"] for m in modes for k, c in m.conformal.items() if c["bound"] is None}
     if bad:
         quantile = cfg.quantile
-        need = items_needed(quantile, sum(len(m.conformal) for m in modes) if cfg.control == "any" else 1)
+        need = items_needed(quantile, sum(len(m.conformal) for m in modes) if cfg.control == "any" else None)
         per_subject = max(1.0, items / max(subjects, 1))
         fewest = min(bad.values())
         seen = (f"; the encoder was trained on the subjects of the other {items - fewest} items, which cannot "
-                "calibrate it: train it on a cohort of other subjects" if fewest < items else "")
+                "calibrate it: train it on a cohort of other subjects" if fewest < items and any(
+                    "excluded" in m.notes.get("embedding", "") for m in modes) else "")
         counted = f"{items} calibration items" if fewest == items else f"{fewest} of the {items} calibration items"
         raise DataError(
             f"audit: {counted} ({subjects} subjects) cannot give a threshold at "
@@ -475,17 +484,23 @@ def calibrated_thresholds(calibration: dict[str, np.ndarray], quantile: float,
     keeps the rule valid, if one rank conservative), so the decision — flagged under any measure —
     has the bound ``1 − rank / (n + 1)`` (≤ 1 − q); measure ``k``'s threshold is then its
     ``(⌊τ n_k⌋ + 1)``-th smallest value.
-    Non-finite values (a measure not computed for an item) are left out of that measure.
+    Non-finite values (a measure not computed for an item) are left out of that measure; under
+    ``any`` only the items scored under every measure calibrate (a maximum over fewer measures
+    would be lower than a new item's, and the rate would not hold).
     """
     finite = {k: np.sort(v[np.isfinite(v)]) for k, v in calibration.items()}
     if control == "each":
         found = {k: conformal_threshold(v, quantile) for k, v in calibration.items()}
         return ({k: t for k, (t, _, _) in found.items()},
                 {k: {"rank": r, "n": int(finite[k].size), "bound": b} for k, (_, r, b) in found.items()})
+    # only items scored under every measure are exchangeable with a new item, which is
+    complete = np.all(np.stack([np.isfinite(v) for v in calibration.values()]), axis=0)
+    finite = {k: np.sort(v[complete]) for k, v in calibration.items()}
     # rank score of a calibration item: the share of the measure's other values below it, plus one, as if the new
     # item were below it too, so the score of a new item (the share of all n values below it) is not favoured
-    scores = np.max(np.stack([(np.searchsorted(finite[k], v, "left") + np.isfinite(v)) / max(finite[k].size, 1)
-                              for k, v in calibration.items()]), axis=0)
+    n = int(complete.sum())
+    scores = np.max(np.stack([(np.searchsorted(finite[k], v[complete], "left") + 1) / max(n, 1)
+                              for k, v in calibration.items()]), axis=0) if n else np.array([])
     tau, _, bound = conformal_threshold(scores, quantile)
     thresholds, records = {}, {}
     for k, f in finite.items():

@@ -22,8 +22,9 @@ class AuditConfig(StrictModel):
         control: ``each`` (default) — every measure's own threshold holds its own false-flag
             rate, so several measures together flag up to (number of measures) × (1 − quantile)
             of non-copies; ``any`` — one threshold rule for the decision: a non-copy is flagged
-            under any measure at most ``1 − quantile`` of the time. ``any`` flags fewer new
-            items and, with higher thresholds, misses more borderline copies.
+            under any measure at most ``1 − quantile`` of the time, calibrated on the items scored
+            under every measure, of which it needs ``(K + q) / (1 − q)`` for K measures. ``any``
+            flags fewer new items and, with higher thresholds, misses more borderline copies.
         calibrate_on_train: also calibrate on every training item matched against the other
             training subjects (leave one subject out): hundreds of calibration items from a
             research-size cohort instead of its small test split.

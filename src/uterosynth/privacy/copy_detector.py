@@ -92,11 +92,13 @@ def detector_images(dataset: PreparedDataset, image_size: int, *, min_std: float
 
 def subject_batches(subjects: list[str], batch: int, other_slice: float,
                     generator: torch.Generator) -> Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]:
-    """Batches of distinct subjects: an epoch visits every item once as the anchor.
+    """Batches of distinct subjects: an epoch visits every item at most once as the anchor.
 
     Each round takes one not-yet-visited item of every subject still holding one, in random
     order, cut into batches; the positive is the anchor itself or, with probability
-    ``other_slice``, another item of the same subject.
+    ``other_slice``, another item of the same subject. A batch needs a negative, so when one
+    subject holds more items than all others the items it has left alone at the end of an
+    epoch are skipped, and a round's remainder makes a smaller batch.
     """
     by_subject: dict[str, list[int]] = {}
     for i, s in enumerate(subjects):

@@ -130,7 +130,7 @@ def _filtered(index, q: np.ndarray, k: int, qg: np.ndarray | None, rg: np.ndarra
     """Search ``k`` + the largest group's size, then drop same-group hits (exact for a flat index)."""
     n_ref = index.ntotal
     k = min(k, n_ref)
-    extra = 0 if qg is None or rg is None else int(np.bincount(rg - rg.min()).max())
+    extra = 0 if qg is None or rg is None else int(np.unique(rg, return_counts=True)[1].max())
     values, idx = index.search(q, min(n_ref, k + extra))
     values = values.astype(np.float32)
     idx = idx.astype(np.int64)
