@@ -63,8 +63,12 @@ def main() -> None:
     p.add_argument("--index", default="auto", help="embedding_index: auto, flat, ivf or torch")
     p.add_argument("--contended", required="--write" in __import__("sys").argv,
                    help="yes or no: was the machine shared while measuring (required with --write)")
+    p.add_argument("--search-alone", action="store_true", help="time only the nearest-embedding search (FAISS IVF, "
+                   "FAISS flat, torch) on random 128-d features of --synthetic + 3000 queries × --train references")
     p.add_argument("--write", action="store_true", help="update the section of docs/BENCHMARKS.md")
     args = p.parse_args()
+    if args.search_alone:
+        return _search_alone(args)
     t0 = time.perf_counter()
     train = ImageSet(smooth_images(args.train, args.size, 0)[:, None], [f"t{i}" for i in range(args.train)],
                     [f"S{i // 10}" for i in range(args.train)])
@@ -89,13 +93,45 @@ def main() -> None:
         _write(args, out)
 
 
+def _search_alone(args: argparse.Namespace) -> None:
+    from uterosynth.privacy.embedding_search import embedding_search
+
+    g = torch.Generator().manual_seed(0)
+    ref, query = torch.randn(args.train, 128, generator=g), torch.randn(args.synthetic + 3000, 128, generator=g)
+    groups = {"query_groups": torch.arange(len(query)) // 10, "reference_groups": torch.arange(len(ref)) // 10 + len(query)}
+    rows = []
+    for index in ("ivf", "flat", "torch"):
+        t = time.perf_counter()
+        _, report = embedding_search(query, ref, k=5, index=index, ivf_from=1, **groups)
+        rows.append((report.describe(), round(time.perf_counter() - t, 1)))
+        print(json.dumps({"search": rows[-1][0], "seconds": rows[-1][1]}))
+    if args.write:
+        table = "\n".join(f"| {name} | {sec} s |" for name, sec in rows)
+        update_section(ROOT / "docs" / "BENCHMARKS.md", "Nearest-embedding search", f"""The audit's search alone: {len(query):,} queries
+× {len(ref):,} training items, random 128-d features, 10-item subjects excluded, k = 5 (the embedding
+audit's search without the embedding). Random vectors have no cluster structure, the worst case for
+IVF recall; the audit measures recall on its own embeddings on every run (section above).
+
+| search | time |
+| --- | --- |
+{table}
+
+- machine: {os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}; flags {' '.join(cpu_flags()) or 'none of avx2/avx512'}),
+  {torch.get_num_threads()} torch threads, torch {torch.__version__}; contended (shared with other jobs): {args.contended}
+
+```bash
+PYTHONPATH=src python benchmarks/bench_audit.py --synthetic {args.synthetic} --train {args.train} --search-alone --contended {args.contended} --write
+```
+""")
+
+
 def _write(args: argparse.Namespace, out: dict) -> None:
     embedding_only = out["measures"] == ["embedding"]
     cmd = (f"PYTHONPATH=src python benchmarks/bench_audit.py --synthetic {args.synthetic} --train {args.train} "
            f"--holdout {args.holdout} --size {args.size}"
            + (f" --measures {','.join(out['measures'])}" if out["measures"] != ["ncc", "ssim"] else "")
            + (" --encoder ENCODER" if args.encoder else "") + (f" --index {args.index}" if args.index != "auto" else "")
-           + " --write")
+           + f" --contended {args.contended} --write")
     if embedding_only:
         what = (f"Embedding-only audit (`measures: [embedding]`, the encoder given with `--encoder` on {args.size}² items): every item embedded, then nearest training embeddings by FAISS — "
                 f"{out['notes'].get('image', {}).get('embedding index, synthetic items', '')} (synthetic items); "
