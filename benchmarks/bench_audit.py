@@ -110,7 +110,7 @@ def _search_alone(args: argparse.Namespace) -> None:
         update_section(ROOT / "docs" / "BENCHMARKS.md", "Nearest-embedding search", f"""The audit's search alone: {len(query):,} queries
 × {len(ref):,} training items, random 128-d features, 10-item subjects excluded, k = 5 (the embedding
 audit's search without the embedding). Random vectors have no cluster structure, the worst case for
-IVF recall; the audit measures recall on its own embeddings on every run (section above).
+IVF recall; the audit measures recall on its own embeddings on every run ("Privacy audit at scale (embedding)").
 
 | search | time |
 | --- | --- |
