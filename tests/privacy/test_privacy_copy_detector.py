@@ -140,3 +140,15 @@ def test_audit_refuses_an_encoder_that_leaves_too_few_calibration_items(tmp_path
     syn = ImageSet(train.images[:2].clone(), ["x0", "x1"], [""] * 2)
     with pytest.raises(DataError, match=r"30 of the 102 calibration items .*image/embedding.*train it on a cohort of other"):
         run_audit(train, syn, hold, config=AuditConfig(), extractor=_seen_extractor(sorted(set(train.subjects))))
+
+
+def test_copy_view_without_blur_noise_or_geometry_keeps_the_image():
+    cfg = CopyDetectorConfig(image_size=16, min_crop=1.0, max_rotation_deg=0, max_shift=0, max_blur_sigma=0, noise_std=0,
+                             elastic_px=0)
+    x = torch.rand(8, 1, 16, 16)
+    torch.manual_seed(0)
+    y = copy_view(cfg)(x)
+    # only the mirror image and intensity changes remain: the ordering of pixels along a column is kept
+    same = [torch.equal(torch.argsort(y[i, 0, :, 0]), torch.argsort(x[i, 0, :, 0])) or
+            torch.equal(torch.argsort(y[i, 0, :, 0]), torch.argsort(x[i, 0, :, -1])) for i in range(8)]
+    assert sum(same) >= 6

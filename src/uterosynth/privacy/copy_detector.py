@@ -64,8 +64,8 @@ def copy_view(cfg: CopyDetectorConfig) -> Callable[[torch.Tensor], torch.Tensor]
                                  padding_mode="border"),
         K.RandomGamma(gamma=(0.7, 1.5), p=0.5),
         K.ColorJiggle(brightness=0.05, contrast=0.2, p=0.5),
-        K.RandomGaussianBlur((blur_kernel, blur_kernel), sigma, p=0.5),
-        K.RandomGaussianNoise(std=cfg.noise_std, p=0.5),
+        *([K.RandomGaussianBlur((blur_kernel, blur_kernel), sigma, p=0.5)] if cfg.max_blur_sigma > 0 else []),
+        *([K.RandomGaussianNoise(std=cfg.noise_std, p=0.5)] if cfg.noise_std > 0 else []),
     )
 
     def apply(batch: torch.Tensor) -> torch.Tensor:
