@@ -29,7 +29,8 @@ class AuditConfig(StrictModel):
             training subjects (leave one subject out): hundreds of calibration items from a
             research-size cohort instead of its small test split.
         calibration_train_items: at most this many training items calibrate (whole subjects drawn
-            at random with ``seed`` beyond it), so a 10 000-item training set is not searched twice.
+            at random with ``seed`` beyond it; at least one subject), so a 10 000-item training set
+            is not searched twice.
         seed: the draw of those subjects.
         calibration_blur: also calibrate on the held-out (and, with ``calibrate_on_train``, the
             training) items blurred in-plane with each of these Gaussian sigmas (item pixels):
