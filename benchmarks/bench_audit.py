@@ -61,12 +61,13 @@ def main() -> None:
     p.add_argument("--measures", default="ncc,ssim", help="the audit's measures (comma-separated)")
     p.add_argument("--encoder", type=Path, help="encoder folder for the embedding measure")
     p.add_argument("--index", default="auto", help="embedding_index: auto, flat, ivf or torch")
-    p.add_argument("--contended", required="--write" in __import__("sys").argv,
-                   help="yes or no: was the machine shared while measuring (required with --write)")
+    p.add_argument("--contended", choices=("yes", "no"), help="was the machine shared while measuring (required with --write)")
     p.add_argument("--search-alone", action="store_true", help="time only the nearest-embedding search (FAISS IVF, "
                    "FAISS flat, torch) on random 128-d features of --synthetic + 3000 queries × --train references")
     p.add_argument("--write", action="store_true", help="update the section of docs/BENCHMARKS.md")
     args = p.parse_args()
+    if args.write and args.contended is None:
+        p.error("--write needs --contended yes|no")
     if args.search_alone:
         return _search_alone(args)
     t0 = time.perf_counter()

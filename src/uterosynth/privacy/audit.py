@@ -148,6 +148,7 @@ def _nearest(
     train_groups: torch.Tensor | None,
     extractor: Callable | None,
     train_features: torch.Tensor | None,
+    ssim_train: torch.Tensor,
     notes: dict[str, str],
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Nearest training item of every query under each measure: ``{measure: (value, index, transform)}``."""
@@ -175,7 +176,7 @@ def _nearest(
         shortlist.append(emb.indices)
         notes[f"embedding index, {'synthetic' if query_groups is None else 'calibration'} items"] = report.describe()
     if "ssim" in cfg.measures and shortlist:
-        ssim = ssim_search(_smoothed(query, cfg.ssim_blur), _smoothed(train, cfg.ssim_blur), torch.cat(shortlist, dim=1),
+        ssim = ssim_search(_smoothed(query, cfg.ssim_blur), ssim_train, torch.cat(shortlist, dim=1),
                            window=cfg.ssim_window, flip_axes=flips)
         out["ssim"] = (ssim.values[:, 0], ssim.indices[:, 0], ssim.transforms[:, 0])
     return out
@@ -307,13 +308,14 @@ def run_audit(
     mode_name = "image" if dims == 2 else "volume"
     notes: dict[str, str] = {}
     feats = _train_features(extractor, train_x, mode_name, notes)
-    kw = dict(cfg=cfg, train_groups=train_groups, extractor=extractor, train_features=feats, notes=notes)
+    kw = dict(cfg=cfg, train_groups=train_groups, extractor=extractor, train_features=feats,
+              ssim_train=_smoothed(train_x, cfg.ssim_blur), notes=notes)
     syn = _nearest(syn_x, train_x, query_groups=None, **kw)
     cal = _nearest(calib.images, train_x, query_groups=calib.groups, **kw)
     seen = _seen_by_encoder(extractor, calib.subjects)
     if syn:  # an embedding-only audit of volumes with a 2D encoder has no volume-mode measure
         modes.append(_mode(mode_name, _measure_results(syn, len(synthetic)),
-                           _unseen(_measure_results(cal, len(calib.sources)), seen, notes), cfg,
+                           _unseen(_measure_results(cal, len(calib.sources)), seen, notes),
                            _mode_alignments(train_x, cfg), notes))
 
     if dims == 3 and cfg.per_slice:
@@ -324,20 +326,20 @@ def run_audit(
             notes = {}
             feats = _train_features(extractor, t_sl, "slice", notes)
             kw = dict(cfg=cfg, train_groups=train_groups[torch.from_numpy(t_own)], extractor=extractor,
-                      train_features=feats, notes=notes)
+                      train_features=feats, ssim_train=_smoothed(t_sl, cfg.ssim_blur), notes=notes)
             syn = _nearest(s_sl, t_sl, query_groups=None, **kw)
             cal = _nearest(c_sl, t_sl, query_groups=calib.groups[torch.from_numpy(c_own)], **kw)
             if syn:
                 modes.append(_mode("slice", _measure_results(syn, len(synthetic), s_own, s_idx, t_own, t_idx),
                                    _unseen(_measure_results(cal, len(calib.sources), c_own, c_idx, t_own, t_idx),
-                                           seen, notes), cfg, _mode_alignments(t_sl, cfg), notes))
+                                           seen, notes), _mode_alignments(t_sl, cfg), notes))
 
     if not modes:
         raise ConfigError(f"audit: no measure could be computed (measures {cfg.measures}; the encoder could not embed "
                           "these items)", keys=("measures",))
 
     _set_thresholds(modes, cfg)
-    _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg)
+    _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg, encoder_excluded=bool(seen.any()))
     flagged = np.zeros(len(synthetic), dtype=bool)
     for m in modes:
         for name, res in m.synthetic.items():
@@ -448,7 +450,8 @@ def items_needed(quantile: float, measures: int | None = None) -> int:
     return math.ceil((measures + quantile) / (1.0 - quantile) - 1e-9)
 
 
-def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg: AuditConfig) -> None:
+def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg: AuditConfig, *,
+                        encoder_excluded: bool) -> None:
     bad = {f"{m.mode}/{k}": c["n"] for m in modes for k, c in m.conformal.items() if c["bound"] is None}
     if bad:
         quantile = cfg.quantile
@@ -456,8 +459,7 @@ def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg:
         per_subject = max(1.0, items / max(subjects, 1))
         fewest = min(bad.values())
         seen = (f"; the encoder was trained on the subjects of the other {items - fewest} items, which cannot "
-                "calibrate it: train it on a cohort of other subjects" if fewest < items and any(
-                    "excluded" in m.notes.get("embedding", "") for m in modes) else "")
+                "calibrate it: train it on a cohort of other subjects" if fewest < items and encoder_excluded else "")
         counted = f"{items} calibration items" if fewest == items else f"{fewest} of the {items} calibration items"
         raise DataError(
             f"audit: {counted} ({subjects} subjects) cannot give a threshold at "
@@ -467,8 +469,9 @@ def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg:
             keys=("quantile",))
 
 
-def _mode(name: str, syn: dict[str, MeasureResult], cal: dict[str, MeasureResult], cfg: AuditConfig,
-          aligns: list[dict], notes: dict[str, str]) -> ModeResult:
+def _mode(name: str, syn: dict[str, MeasureResult], cal: dict[str, MeasureResult], aligns: list[dict],
+          notes: dict[str, str]) -> ModeResult:
+    """A mode's results; its thresholds are set for all modes together (:func:`_set_thresholds`)."""
     return ModeResult(name, syn, cal, {}, {}, aligns, dict(notes))
 
 
@@ -488,12 +491,11 @@ def calibrated_thresholds(calibration: dict[str, np.ndarray], quantile: float,
     ``any`` only the items scored under every measure calibrate (a maximum over fewer measures
     would be lower than a new item's, and the rate would not hold).
     """
-    finite = {k: np.sort(v[np.isfinite(v)]) for k, v in calibration.items()}
     if control == "each":
         found = {k: conformal_threshold(v, quantile) for k, v in calibration.items()}
         return ({k: t for k, (t, _, _) in found.items()},
-                {k: {"rank": r, "n": int(finite[k].size), "bound": b} for k, (_, r, b) in found.items()})
-    # only items scored under every measure are exchangeable with a new item, which is
+                {k: {"rank": r, "n": int(np.isfinite(calibration[k]).sum()), "bound": b} for k, (_, r, b) in found.items()})
+    # only items scored under every measure are exchangeable with a new item, which is scored under all of them
     complete = np.all(np.stack([np.isfinite(v) for v in calibration.values()]), axis=0)
     finite = {k: np.sort(v[complete]) for k, v in calibration.items()}
     # rank score of a calibration item: the share of the measure's other values below it, plus one, as if the new
