@@ -122,6 +122,19 @@ def audit_samples(train: ImageSet, holdout: ImageSet, folder: Path, cfg: AuditCo
             "mean_gradient": {"samples": round(_gradient(syn.images), 4), "training": round(_gradient(train.images), 4)}}
 
 
+def ssim_tail(images: ImageSet) -> list[float]:
+    """50th, 90th and 99th percentile of every item's SSIM (with the mirror image) to its nearest item of
+    another subject of the same set, by brute force over all pairs: how alike a cohort's subjects are."""
+    from uterosynth.privacy.similarity import ssim_search
+
+    x = images.images[:, 0]
+    subjects = np.asarray(images.subjects)
+    candidates = torch.arange(len(x)).expand(len(x), len(x)).clone()
+    candidates[torch.from_numpy(subjects[:, None] == subjects[None, :])] = -1
+    best = ssim_search(x, x, candidates, flip_axes=(1,)).values[:, 0].numpy()
+    return [round(float(v), 3) for v in np.quantile(best, [0.5, 0.9, 0.99])]
+
+
 def _gradient(images: torch.Tensor) -> float:
     return float(images.diff(dim=-1).abs().mean())
 
@@ -139,6 +152,8 @@ def main() -> None:
     p.add_argument("--other-slices", help="the training cohort prepared with more slices per subject (DIR): its "
                    "items of training subjects that are not training items are planted as copies")
     p.add_argument("--encoder", type=Path, help="encoder folder for the embedding measure (e.g. the copy detector)")
+    p.add_argument("--tail", action="store_true", help="also the SSIM of every training and every new item to its "
+                   "nearest other subject of its own set (brute force; 50th/90th/99th percentile)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -158,6 +173,8 @@ def main() -> None:
            "probes": audit_probes(train, holdout, probes, kinds, cfg, extractor),
            "samples": {spec.split("=", 1)[0]: audit_samples(train, holdout, Path(spec.split("=", 1)[1]), cfg, extractor)
                        for spec in args.samples}}
+    if args.tail:
+        out["ssim_nearest_other_subject"] = {"training": ssim_tail(train), "new": ssim_tail(new)}
     print(json.dumps(out, indent=1))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
