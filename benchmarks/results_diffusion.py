@@ -33,31 +33,24 @@ def sample(model: Path, out: Path, args: argparse.Namespace) -> Path:
     return out
 
 
-def _judge_input(images: np.ndarray, judge_dims: int) -> np.ndarray:
-    """Volumes judged by a 2D classifier are judged on their central sagittal slice."""
-    if images.ndim - 1 == 3 and judge_dims == 2:
-        return images[..., images.shape[-1] // 2]
-    return images
-
-
 def real_accuracy(real: str, classifier: Path, attribute: str, judge_dims: int) -> tuple[float, int]:
     """The judge's accuracy on real items (``DIR:split``), fed exactly as the samples are."""
     from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
-    from uterosynth.downstream.judge import predict
+    from uterosynth.downstream.judge import judge_view, predict
 
     root, split = parse_dataset_ref(real)
     ds = PreparedDataset.load(root, split or "test")
-    got = predict(classifier, _judge_input(ds.stack(), judge_dims))
+    got = predict(classifier, judge_view(ds.stack(), judge_dims))
     return sum(g == r[attribute] for g, r in zip(got, ds.rows, strict=True)) / len(ds.rows), len(ds.rows)
 
 
 def judge(samples: Path, classifier: Path, attribute: str, judge_dims: int) -> dict:
     from uterosynth.data.synthetic import SyntheticSet
-    from uterosynth.downstream.judge import predict
+    from uterosynth.downstream.judge import judge_view, predict
 
     sset = SyntheticSet.load(samples)
     wanted = [r["condition"][attribute] for r in sset.records]
-    got = predict(classifier, _judge_input(sset.stack(), judge_dims))
+    got = predict(classifier, judge_view(sset.stack(), judge_dims))
     per_class: dict[str, list[bool]] = defaultdict(list)
     for w, g in zip(wanted, got, strict=True):
         per_class[w].append(w == g)

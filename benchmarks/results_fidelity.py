@@ -5,7 +5,8 @@ ever used), classifies them with a judge trained on a disjoint cohort, and tests
 a bar fixed before the run: every class's accuracy ≥ ``--bar`` and the lower end of its 95 % Wilson
 interval ≥ ``--lower-bar``. Beside it, the judge itself on real held-out items of subjects it never
 saw, plain and under its shortcut controls (blur, padding bands; ``uterosynth.models.judge_controls``),
-with intervals over subjects. ``--write`` replaces the section in docs/RESULTS.md.
+with intervals over subjects. Volumes shown to a 2D judge are judged on their central sagittal
+slice. ``--write`` replaces the section (``--section``) in docs/RESULTS.md.
 
     python benchmarks/results_fidelity.py --judge DEMO/08_judge --real prepF1:train \
         --samples "seed 0=samples_seed0" --samples "seed 1=samples_seed1" --samples "seed 2=samples_seed2" \
@@ -25,14 +26,17 @@ import numpy as np
 SECTION = "Conditional diffusion on the corrected pipeline"
 
 
-def judge_set(predict, folder: Path, attribute: str) -> dict:
-    """Per requested class: correct, n, accuracy and Wilson interval of the judge on a synthetic set."""
+def judge_set(predict, folder: Path, attribute: str, view=lambda images: images) -> dict:
+    """Per requested class: correct, n, accuracy and Wilson interval of the judge on a synthetic set.
+
+    ``view`` turns the set's items into what the judge sees (``judge_view``: volumes → central slice).
+    """
     from uterosynth.core.stats import wilson_ci
     from uterosynth.data.synthetic import SyntheticSet
 
     sset = SyntheticSet.load(folder)
     wanted = [r["condition"][attribute] for r in sset.records]
-    got = predict(sset.stack())
+    got = predict(view(sset.stack()))
     hits: dict[str, list[bool]] = defaultdict(list)
     for w, g in zip(wanted, got, strict=True):
         hits[w].append(w == g)
@@ -46,7 +50,8 @@ def passes(result: dict, bar: float, lower_bar: float) -> bool:
     return all(v["accuracy"] >= bar and v["wilson95"][0] >= lower_bar for v in result["per_class"].values())
 
 
-def judge_on_real(predict, real: str, attribute: str, blur: list[float], band_fraction: float) -> dict:
+def judge_on_real(predict, real: str, attribute: str, blur: list[float], band_fraction: float,
+                  view=lambda images: images) -> dict:
     """The judge's accuracy on real items and under its controls, each with a subject-level interval."""
     from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
     from uterosynth.evaluation.resampling import cluster_bootstrap_mean
@@ -55,7 +60,7 @@ def judge_on_real(predict, real: str, attribute: str, blur: list[float], band_fr
     root, split = parse_dataset_ref(real)
     ds = PreparedDataset.load(root, split or "test")
     subjects = [r["subject"] for r in ds.rows]
-    out = judge_controls(predict, ds.stack(), [r[attribute] for r in ds.rows], blur_sigmas=blur,
+    out = judge_controls(predict, view(ds.stack()), [r[attribute] for r in ds.rows], blur_sigmas=blur,
                          band_fraction=band_fraction)
 
     def mean_ci(values: np.ndarray) -> list[float]:
@@ -121,17 +126,20 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--about", default="", help="a paragraph on the data and models, put first")
     parser.add_argument("--notes", default="", help="what the numbers mean, put after them")
+    parser.add_argument("--section", default=SECTION, help="the docs/RESULTS.md section --write replaces")
     parser.add_argument("--write", action="store_true", help="replace the section in docs/RESULTS.md")
     args = parser.parse_args()
-    from uterosynth.downstream.judge import load_classifier, predict
+    from uterosynth.downstream.judge import judge_view, load_classifier, predict
 
     loaded = load_classifier(args.judge)
     judge = lambda images: predict(loaded, images)  # noqa: E731
+    view = lambda images: judge_view(images, int(loaded[1]["spatial_dims"]))  # noqa: E731
     results = {}
     for spec in args.samples:
         name, _, folder = spec.partition("=")
-        results[name] = judge_set(judge, Path(folder), args.attribute)
-    real = judge_on_real(judge, args.real, args.attribute, [float(s) for s in args.blur.split(",")], args.band_fraction)
+        results[name] = judge_set(judge, Path(folder), args.attribute, view)
+    real = judge_on_real(judge, args.real, args.attribute, [float(s) for s in args.blur.split(",")], args.band_fraction,
+                         view)
     text = (args.about + "\n\n" if args.about else "") + section(results, real, args)
     print(text)
     if args.json:
@@ -141,7 +149,7 @@ def main() -> None:
         sys.path.insert(0, str(Path(__file__).parent))
         from benchmarks_common import update_section
 
-        update_section(Path("docs/RESULTS.md"), SECTION, text)
+        update_section(Path("docs/RESULTS.md"), args.section, text)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def _load(name: str):
 
 fidelity = _load("results_fidelity")
 ranking = _load("results_ranking")
+autoencoder = _load("results_autoencoder")
 
 
 def _result(*cells: tuple[float, float]) -> dict:
@@ -66,3 +67,22 @@ def test_the_ranking_table_keeps_the_expected_order_and_scales_kid() -> None:
     lines = [line for line in text.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:] in sets]
     assert [line.split(" | ")[0][2:] for line in lines] == ["real_vs_real", "synthetic", "prior"]
     assert "50.0 [10.0, 90.0]" in text and "| synthetic vs prior | no |" in text
+
+
+@pytest.mark.slow
+def test_the_autoencoder_table_is_measured_on_unseen_subjects_with_subject_intervals(tmp_path, prepared_2d) -> None:
+    from uterosynth.core.config import load_config
+    from uterosynth.core.errors import DataError
+    from uterosynth.training.autoencoder import AutoencoderTrainConfig, train_autoencoder
+
+    cfg = load_config(AutoencoderTrainConfig, "configs/ae2d_cpu.yaml", overrides={
+        "train.steps": 1, "train.val_every": 100, "loss.adv_weight": 0.0, "perceptual.network": "none"})
+    train_autoencoder(cfg, prepared_2d, tmp_path / "ae", progress=False)
+    m = autoencoder.evaluate(tmp_path / "ae", f"{prepared_2d}:test", None)
+    assert m["subjects"] >= 1 and m["items"] >= m["subjects"]
+    for key in ("psnr", "ssim", "ms_ssim"):
+        mean, low, high = m[key]
+        assert low <= mean <= high
+    assert autoencoder._trained_run(tmp_path / "ae")[0] == 1
+    with pytest.raises(DataError, match="evaluated subjects were used to train"):
+        autoencoder.evaluate(tmp_path / "ae", f"{prepared_2d}:train", None)

@@ -11,6 +11,7 @@ from uterosynth.data.manifest import PreparedDataset
 from uterosynth.downstream.classifier import build_classifier
 from uterosynth.downstream.config import ClassifierConfig, JudgeConfig
 from uterosynth.downstream.judge import (
+    judge_view,
     load_classifier,
     predict,
     predict_logits_judge,
@@ -88,3 +89,11 @@ def test_judge_predict_wrong_shape(tmp_path):
 def test_judge_folder_missing(tmp_path):
     with pytest.raises(UserError, match="classifier.json: file not found"):
         load_classifier(tmp_path)
+
+
+def test_a_2d_judge_sees_a_volumes_central_sagittal_slice():
+    volumes = np.arange(2 * 4 * 5 * 6, dtype=np.float32).reshape(2, 4, 5, 6)
+    assert np.array_equal(judge_view(volumes, 2), volumes[..., 3])
+    assert judge_view(volumes, 3) is volumes
+    images = volumes[..., 0]
+    assert judge_view(images, 2) is images
