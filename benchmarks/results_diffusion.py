@@ -36,7 +36,8 @@ def sample(model: Path, out: Path, args: argparse.Namespace) -> Path:
 def real_accuracy(real: str, classifier: Path, attribute: str, judge_dims: int) -> tuple[float, int]:
     """The judge's accuracy on real items (``DIR:split``), fed exactly as the samples are."""
     from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
-    from uterosynth.downstream.judge import judge_view, predict
+    from uterosynth.downstream.judge import predict
+    from uterosynth.models.judge import judge_view
 
     root, split = parse_dataset_ref(real)
     ds = PreparedDataset.load(root, split or "test")
@@ -46,7 +47,8 @@ def real_accuracy(real: str, classifier: Path, attribute: str, judge_dims: int) 
 
 def judge(samples: Path, classifier: Path, attribute: str, judge_dims: int) -> dict:
     from uterosynth.data.synthetic import SyntheticSet
-    from uterosynth.downstream.judge import judge_view, predict
+    from uterosynth.downstream.judge import predict
+    from uterosynth.models.judge import judge_view
 
     sset = SyntheticSet.load(samples)
     wanted = [r["condition"][attribute] for r in sset.records]

@@ -129,7 +129,8 @@ def main() -> None:
     parser.add_argument("--section", default=SECTION, help="the docs/RESULTS.md section --write replaces")
     parser.add_argument("--write", action="store_true", help="replace the section in docs/RESULTS.md")
     args = parser.parse_args()
-    from uterosynth.downstream.judge import judge_view, load_classifier, predict
+    from uterosynth.downstream.judge import load_classifier, predict
+    from uterosynth.models.judge import judge_view
 
     loaded = load_classifier(args.judge)
     judge = lambda images: predict(loaded, images)  # noqa: E731

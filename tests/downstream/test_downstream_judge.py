@@ -11,13 +11,13 @@ from uterosynth.data.manifest import PreparedDataset
 from uterosynth.downstream.classifier import build_classifier
 from uterosynth.downstream.config import ClassifierConfig, JudgeConfig
 from uterosynth.downstream.judge import (
-    judge_view,
     load_classifier,
     predict,
     predict_logits_judge,
     save_torchscript,
     train_judge,
 )
+from uterosynth.models.judge import judge_view
 
 
 @pytest.mark.slow
@@ -97,3 +97,6 @@ def test_a_2d_judge_sees_a_volumes_central_sagittal_slice():
     assert judge_view(volumes, 3) is volumes
     images = volumes[..., 0]
     assert judge_view(images, 2) is images
+    with_channel = torch.from_numpy(volumes)[:, None]
+    assert torch.equal(judge_view(with_channel, 2, channels=True), with_channel[..., 3])
+    assert judge_view(with_channel[..., 0], 2, channels=True).shape == (2, 1, 4, 5)

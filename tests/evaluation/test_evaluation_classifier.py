@@ -47,6 +47,14 @@ def test_torchscript_classifier_contract(tmp_path):
     assert set(predict_labels(clf, torch.rand(3, 1, 4, 4))) <= {"AV", "RV"}
 
 
+def test_a_2d_classifier_judges_a_volumes_central_slice(tmp_path):
+    clf = load_classifier(_write_classifier(tmp_path / "c", {"task": "orientation", "classes": ["AV", "RV"],
+                                                             "spatial_dims": 2}))
+    volumes = torch.rand(3, 1, 4, 4, 5)
+    assert torch.equal(clf(volumes), clf(volumes[..., 2]))
+    assert clf(volumes).shape == (3, 2)
+
+
 def test_classifier_json_needs_task_and_classes(tmp_path):
     folder = _write_classifier(tmp_path / "c", {"classes": ["AV"]})
     with pytest.raises(UserError, match="task"):

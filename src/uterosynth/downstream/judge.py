@@ -105,17 +105,6 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
     return loaded.module, loaded.meta
 
 
-def judge_view(images: np.ndarray, judge_dims: int) -> np.ndarray:
-    """What a judge of ``judge_dims`` spatial axes sees of ``images`` ``(N, *spatial)``.
-
-    Volumes ``(N, H, W, D)`` shown to a 2D judge are judged on their central sagittal slice
-    ``[..., D // 2]``; anything else is passed through unchanged.
-    """
-    if images.ndim - 1 == 3 and judge_dims == 2:
-        return images[..., images.shape[-1] // 2]
-    return images
-
-
 def _as_batch(arrays: np.ndarray | torch.Tensor | Sequence[np.ndarray], spatial_dims: int) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(arrays) if not isinstance(arrays, torch.Tensor) else arrays).float()
     if x.ndim == spatial_dims + 1:

@@ -4,7 +4,8 @@ The classifier contract (written by the downstream stage's ``train-classifier`` 
 here through :mod:`uterosynth.models.judge`, which checks the recorded sha256):
 
 * ``classifier.pt`` — TorchScript module, images ``(N, 1, *spatial)`` in ``[0, 1]`` → logits
-  ``(N, C)`` (it resizes internally if it needs a fixed size);
+  ``(N, C)`` (it resizes internally if it needs a fixed size); volumes shown to a 2D classifier
+  are judged on their central sagittal slice (:func:`uterosynth.models.judge.judge_view`);
 * ``classifier.json`` beside it — ``{"task": "orientation", "classes": ["AVAF", ...]}``: ``task``
   is the condition attribute (the key in ``metadata.jsonl``'s ``condition`` and the manifest
   column), ``classes`` name the logits in order; ``sha256``, when present, must match
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError
-from ..models.judge import read_classifier
+from ..models.judge import judge_view, read_classifier
 from .bootstrap import MetricResult, bootstrap_mean
 
 __all__ = ["ConditionClassifier", "TorchScriptClassifier", "fidelity_result", "load_classifier", "predict_labels"]
@@ -54,10 +55,12 @@ class TorchScriptClassifier:
         self.sha256 = loaded.sha256
         self.path = loaded.file.parent
         self.training_subjects = loaded.meta.get("training_subjects")
+        self.spatial_dims = int(loaded.meta.get("spatial_dims", 2))
         self.device, self.batch_size = device, batch_size
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        images = judge_view(images, self.spatial_dims, channels=True)  # a 2D judge sees a volume's central slice
         out = [self.module(images[s : s + self.batch_size].float().to(self.device)).float().cpu()
                for s in range(0, images.shape[0], self.batch_size)]
         return torch.cat(out)

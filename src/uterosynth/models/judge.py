@@ -7,7 +7,8 @@ evaluation's conditioning fidelity::
     classifier.json   task (the condition attribute), classes (logit k is classes[k]),
                       spatial_dims, …, file, sha256 (of classifier.pt), provenance
 
-The reader checks ``classifier.pt`` against the sha256 recorded in ``classifier.json``.
+The reader checks ``classifier.pt`` against the sha256 recorded in ``classifier.json``. A 2D judge
+shown volumes judges their central sagittal slice (:func:`judge_view`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from ..core.artifacts import read_json, sha256_file, write_json
 from ..core.errors import DataError
 
-__all__ = ["CLASSIFIER_FILE", "META_FILE", "ClassifierArtifact", "read_classifier", "save_torchscript",
+__all__ = ["CLASSIFIER_FILE", "META_FILE", "ClassifierArtifact", "judge_view", "read_classifier", "save_torchscript",
            "write_classifier_meta"]
 
 CLASSIFIER_FILE = "classifier.pt"
@@ -96,3 +97,15 @@ def read_classifier(
     except Exception as err:
         raise DataError(f"{weights}: not a TorchScript module ({str(err).splitlines()[0]})") from err
     return ClassifierArtifact(module, meta, weights, digest)
+
+
+def judge_view(images, judge_dims: int, *, channels: bool = False):
+    """What a judge of ``judge_dims`` spatial axes sees of ``images`` ``(N, *spatial)``.
+
+    Volumes shown to a 2D judge are judged on their central sagittal slice ``[..., D // 2]``;
+    anything else is passed through unchanged. ``channels``: the images are ``(N, 1, *spatial)``.
+    Works on NumPy arrays and torch tensors.
+    """
+    if images.ndim - 1 - int(channels) == 3 and judge_dims == 2:
+        return images[..., images.shape[-1] // 2]
+    return images
