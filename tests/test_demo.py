@@ -111,5 +111,11 @@ def test_3d_demo_uses_the_volume_presets(tmp_path):
     stages = {s.name: s.args for s in demo_stages(tmp_path, quick=False, dims=3)}
     assert any(a.endswith("prepare3d.yaml") for a in stages["02_prepared"])
     assert any(a.endswith("ldm3d_demo.yaml") for a in stages["05_diffusion"])
-    reader = stages[_folders(tmp_path, quick=False, dims=3)["reader_study"]]
+    folders = _folders(tmp_path, quick=False, dims=3)
+    reader = stages[folders["reader_study"]]
     assert reader[reader.index("--class-by") + 1] == "none"
+    # the judge is 2D, trained on the reference volumes' central slices in the volumes' in-plane window
+    slices, judge = stages[folders["prepared_reference_slices"]], stages[folders["judge"]]
+    assert any(a.endswith("prepare2d.yaml") for a in slices) and "preprocess.roi.window_mm=[160.0,160.0]" in slices
+    assert judge[judge.index("--data") + 1].endswith(folders["prepared_reference_slices"])
+    assert "prepared_reference_slices" not in _folders(tmp_path, quick=False, dims=2)
