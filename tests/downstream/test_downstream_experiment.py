@@ -94,3 +94,40 @@ def test_grid_is_deterministic_3d(tmp_path):
     assert a["spatial_dims"] == 3 and a["model_input_shape"] == [12, 12, 4]
     assert [r["metrics"] for r in a["runs"]] == [r["metrics"] for r in b["runs"]]
     assert [p["id"] for p in a["protocols"]] == ["real", "real+augment"]
+
+
+def _renamed_subjects(root, prefix: str):
+    """The same dataset with every subject renamed (another cohort's ids)."""
+    import csv
+
+    path = root / "manifest.csv"
+    rows = list(csv.DictReader(path.open()))
+    for row in rows:
+        row["subject"] = prefix + row["subject"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.mark.slow
+def test_an_external_test_set_replaces_the_test_split_when_its_subjects_are_new(tmp_path):
+    from uterosynth.core.errors import DataError
+
+    real = make_bar_dataset(tmp_path / "real", shape=(24, 24), items_per_subject=1)
+    fresh = _renamed_subjects(make_bar_dataset(tmp_path / "fresh", shape=(24, 24), items_per_subject=2, seed=5), "F")
+    cfg = DownstreamConfig.model_validate({**TINY, "n_seeds": 1, "budgets": [1.0],
+                                           "train": {"max_epochs": 1, "min_samples_per_epoch": 8, "batch_size": 8}})
+    results = run_downstream(real, {}, cfg, tmp_path / "out", test=fresh)
+    assert results["real"]["n_items"]["test"] == 48 and results["real"]["n_subjects"]["test"] == 24
+    assert len(results["test_items"]["subjects"]) == 48 and results["evaluated_on"] == f"real test set {fresh}"
+    assert "real test set" in (tmp_path / "out" / REPORT_FILE).read_text()
+    only_test = run_downstream(real, {}, cfg, tmp_path / "out_split", test=f"{fresh}:test")
+    assert only_test["real"]["n_subjects"]["test"] == 4
+    with pytest.raises(DataError, match="training or validation split"):
+        run_downstream(real, {}, cfg, tmp_path / "overlap", test=make_bar_dataset(tmp_path / "same", shape=(24, 24)))
+    with pytest.raises(DataError, match="shape"):
+        run_downstream(real, {}, cfg, tmp_path / "shape",
+                       test=_renamed_subjects(make_bar_dataset(tmp_path / "small", shape=(20, 20)), "G"))
+    assert not (tmp_path / "overlap").exists() and not (tmp_path / "shape").exists()

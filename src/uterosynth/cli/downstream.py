@@ -35,9 +35,11 @@ def downstream(
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Run even when a synthetic set's generator was "
                                        "trained on (or reconstructs) subjects of the real test split (refused by "
                                        "default; the overlaps are recorded in results.json)."),
+    test: str | None = typer.Option(None, "--test", help="Test on this prepared dataset (DIR or DIR:split, e.g. a "
+                                    "fresh cohort of the same preparation) instead of --real's test split."),
     **shared: Any,
 ) -> Job | None:
-    """Train a ResNet-18 per protocol, label budget and seed; test on the real test split; write
+    """Train a ResNet-18 per protocol, label budget and seed; test on the real test split (or --test); write
     results.json, a plot and an HTML section for the evaluation report."""
     if ctx.invoked_subcommand is not None:
         if real or synthetic or out:
@@ -51,7 +53,7 @@ def downstream(
     from ..stages.downstream import DownstreamJob
 
     return DownstreamJob(real=real, synthetic=synthetic or [], task=task, out=out, quick=quick,
-                         allow_overlap=allow_overlap, **shared)
+                         allow_overlap=allow_overlap, test=test, **shared)
 
 
 @stage_command(downstream_app.command("train-classifier"), "downstream train-classifier")

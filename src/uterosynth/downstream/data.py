@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..core.errors import ConfigError, DataError
 from ..data.image_set import ImageSet
-from ..data.manifest import PreparedDataset
+from ..data.manifest import PreparedDataset, parse_dataset_ref
 from ..data.synthetic import SyntheticSet
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "resolve_size",
     "task_classes",
     "load_real_splits",
+    "load_external_test",
     "load_task_data",
     "TaskData",
     "load_synthetic",
@@ -100,6 +101,37 @@ def task_classes(data: PreparedDataset, task: str) -> list[str]:
     return values
 
 
+def _labelled_set(data: PreparedDataset, rows: list[dict], task: str, index: dict[str, int],
+                  size: Sequence[int], name: str) -> ImageSet:
+    """``rows`` of ``data`` labelled by ``task`` as an :class:`ImageSet` resized to ``size``.
+
+    Items with an empty ``task`` value are left out (and logged).
+
+    Raises:
+        DataError: no item is labelled.
+    """
+    unlabelled = [r for r in rows if not r.get(task, "")]
+    if unlabelled:
+        log.warning("%s: %d %s item(s) have no '%s' value and are left out", data.root, len(unlabelled), name, task)
+    rows = [r for r in rows if r.get(task, "")]
+    if not rows:
+        raise DataError(
+            f"{data.root / 'manifest.csv'}: split '{name}' has no items labelled with '{task}' "
+            "(the downstream experiment needs train, val and test subjects)"
+        )
+    arrays = [data.load_array(r) for r in rows]
+    return ImageSet(
+        _stack(arrays, size, f"{data.root}:{name}"),
+        ids=tuple(r["item_id"] for r in rows),
+        subjects=tuple(r["subject"] for r in rows),
+        conditions=tuple({a: r.get(a, "") for a in data.attributes} for r in rows),
+        origins=("real",) * len(rows),
+        labels=torch.tensor([index[r[task]] for r in rows], dtype=torch.long),
+        name=name,
+        source=f"{data.root}:{name}",
+    )
+
+
 def load_real_splits(
     data: PreparedDataset, task: str, classes: Sequence[str], size: Sequence[int]
 ) -> dict[str, ImageSet]:
@@ -111,30 +143,37 @@ def load_real_splits(
         DataError: a split is empty.
     """
     index = {c: i for i, c in enumerate(classes)}
-    out: dict[str, ImageSet] = {}
-    for split in ("train", "val", "test"):
-        rows = [r for r in data.split(split).rows]
-        unlabelled = [r for r in rows if not r.get(task, "")]
-        if unlabelled:
-            log.warning("%s: %d %s item(s) have no '%s' value and are left out", data.root, len(unlabelled), split, task)
-        rows = [r for r in rows if r.get(task, "")]
-        if not rows:
-            raise DataError(
-                f"{data.root / 'manifest.csv'}: split '{split}' has no items labelled with '{task}' "
-                "(the downstream experiment needs train, val and test subjects)"
-            )
-        arrays = [data.load_array(r) for r in rows]
-        out[split] = ImageSet(
-            _stack(arrays, size, f"{data.root}:{split}"),
-            ids=tuple(r["item_id"] for r in rows),
-            subjects=tuple(r["subject"] for r in rows),
-            conditions=tuple({a: r.get(a, "") for a in data.attributes} for r in rows),
-            origins=("real",) * len(rows),
-            labels=torch.tensor([index[r[task]] for r in rows], dtype=torch.long),
-            name=split,
-            source=f"{data.root}:{split}",
-        )
-    return out
+    return {split: _labelled_set(data, list(data.split(split).rows), task, index, size, split)
+            for split in ("train", "val", "test")}
+
+
+def load_external_test(ref: str | Path, real: TaskData, task: str) -> ImageSet:
+    """A test set from another prepared dataset (``DIR`` for all of it, or ``DIR:split``).
+
+    It must share the real data's geometry (shape and spacing) and classes, and none of its
+    subjects may be in the real data's training or validation split.
+
+    Raises:
+        DataError: a different geometry, an unknown class, or shared subjects.
+    """
+    root, split = parse_dataset_ref(ref)
+    test = PreparedDataset.load(root, split)
+    where = f"{root / 'dataset.json'}"
+    for key in ("shape", "spacing"):
+        ours, theirs = real.data.info.get(key), test.info.get(key)
+        if ours is not None and theirs is not None and [float(v) for v in ours] != [float(v) for v in theirs]:
+            raise DataError(f"{where}: the test set's {key} {theirs} differs from the real data's {ours} "
+                            f"({real.data.root}); prepare both the same way")
+    unknown = sorted({r[task] for r in test.rows if r.get(task, "")} - set(real.classes))
+    if unknown:
+        raise DataError(f"{root / 'manifest.csv'}: '{task}' value(s) {unknown} are not classes of the real data "
+                        f"{real.classes}")
+    shared = set(test.subjects()) & set(real.splits["train"].subjects + real.splits["val"].subjects)
+    if shared:
+        raise DataError(f"{root / 'manifest.csv'}: {len(shared)} test subject(s) are in the real data's training or "
+                        f"validation split (e.g. {sorted(shared)[0]}); test on subjects the classifiers never saw")
+    index = {c: i for i, c in enumerate(real.classes)}
+    return _labelled_set(test, list(test.rows), task, index, real.size, split or "all")
 
 
 class TaskData(NamedTuple):

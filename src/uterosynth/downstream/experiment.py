@@ -24,7 +24,7 @@ from ..data.synthetic import generator_subjects, source_subjects
 from .budgets import budget_subjects, check_classes_present, subject_labels, subject_order
 from .classifier import predict_logits, train_classifier
 from .config import DownstreamConfig
-from .data import load_synthetic, load_task_data
+from .data import load_external_test, load_synthetic, load_task_data
 from .metrics import METRICS, classification_metrics, mean_std, paired_difference
 from .protocols import Protocol, build_protocols, choose_diffusion_set, class_counts, training_set
 from .report import write_plot, write_report_section
@@ -171,6 +171,7 @@ def run_downstream(
     *,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    test: str | Path | None = None,
 ) -> dict:
     """Run the whole grid and write the output folder.
 
@@ -181,6 +182,9 @@ def run_downstream(
         out: output folder (``results.json``, ``balanced_accuracy_vs_budget.png``,
             ``report_section.html``).
         progress: called as ``progress(description, done, total)`` after each run.
+        test: another prepared dataset (``DIR`` or ``DIR:split``: a fresh cohort) to test on instead
+            of ``real``'s test split, for narrower intervals; same geometry and classes, none of
+            its subjects in ``real``'s training or validation split.
 
     Returns:
         The ``results.json`` content.
@@ -195,7 +199,10 @@ def run_downstream(
     t0 = time.perf_counter()
     out = Path(out)
     check_output_free(out, overwrite=overwrite)
-    data, classes, shape, size, splits = load_task_data(real, cfg.task, cfg.classifier.image_size)
+    task_data = load_task_data(real, cfg.task, cfg.classifier.image_size)
+    data, classes, shape, size, splits = task_data
+    if test is not None:
+        splits["test"] = load_external_test(test, task_data, cfg.task)
     names = list(synthetic)
     choose_diffusion_set(names, cfg.diffusion_set)
     pools = {n: load_synthetic(p, n, cfg.task, classes, size, spatial_dims=data.dims) for n, p in synthetic.items()}
@@ -263,7 +270,7 @@ def run_downstream(
         "model_input_shape": list(size),
         "budgets": cfg.budgets,
         "seeds": cfg.seeds,
-        "evaluated_on": "real test split",
+        "evaluated_on": "real test split" if test is None else f"real test set {test}",
         "confidence_interval": {
             "level": cfg.confidence,
             "method": f"accuracy, balanced accuracy: hierarchical bootstrap ({cfg.bootstrap} replicates) over "

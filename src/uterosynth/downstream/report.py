@@ -41,7 +41,7 @@ def write_plot(results: Mapping, path: str | Path) -> None:
     ax.set_xticks(budgets)
     ax.set_xticklabels([f"{b:g}%" for b in budgets])
     ax.set_xlabel("label budget (% of real training subjects)")
-    ax.set_ylabel("balanced accuracy (real test split)")
+    ax.set_ylabel("balanced accuracy (real test data)")
     ax.set_ylim(0, 1.02)
     ax.set_title(f"Downstream task: {results['task']} ({len(results['seeds'])} seeds, mean ± std)")
     ax.grid(alpha=0.3)
@@ -94,7 +94,7 @@ def write_report_section(results: Mapping, path: str | Path, *, plot: str | Path
     text = f"""<section class="uterosynth-downstream" id="downstream">
 <h2>Downstream utility: {html.escape(results['task'])} classifier</h2>
 <p>MONAI ResNet-18 ({results['spatial_dims']}D) trained per protocol on a label budget of real training
-subjects and tested on the real test split only ({results['real']['n_items']['test']} images,
+subjects and tested on the {html.escape(results.get('evaluated_on', 'real test split'))} only ({results['real']['n_items']['test']} images,
 {results['real']['n_subjects']['test']} subjects). Classes: {html.escape(', '.join(results['classes']))}.
 Synthetic sets: {syn or 'none'}. Seeds: {', '.join(map(str, results['seeds']))}.</p>
 {warnings}<img alt="balanced accuracy vs label budget" style="max-width:100%"

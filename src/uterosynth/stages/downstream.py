@@ -25,6 +25,8 @@ class DownstreamJob(ConfiguredJob):
     quick: bool = False
     allow_overlap: bool = False
     seed: int | None = None
+    test: str | None = Field(None, description="test on this prepared dataset (DIR or DIR:split, e.g. a fresh "
+                             "cohort) instead of --real's test split")
 
 
 def _preset(relative: str) -> Path:
@@ -52,7 +54,7 @@ def run_downstream_grid(job: DownstreamJob, *,
     cfg = stage_config(DownstreamConfig, config, job.overrides, task=job.task, seed=job.seed,
                        allow_overlap=job.allow_overlap or None)
     sets = parse_synthetic_specs(job.synthetic)
-    return run_downstream(job.real, sets, cfg, job.out, overwrite=job.overwrite, progress=progress)
+    return run_downstream(job.real, sets, cfg, job.out, overwrite=job.overwrite, progress=progress, test=job.test)
 
 
 class JudgeJob(ConfiguredJob):
