@@ -67,7 +67,7 @@ def evaluate(run: Path, ref: str, lpips_weights: Path | None) -> dict:
 
     model, meta, _ = load_autoencoder(run)
     root, split = parse_dataset_ref(ref)
-    test = PreparedDataset.load(root, split=split or "test")
+    test = PreparedDataset.load(root, split)  # DIR alone: all its items
     check_disjoint(meta.get("training_subjects"), test.subjects(), what=f"autoencoder {run} vs {ref}")
     lpips = LPIPSDistance(meta["spatial_dims"], weights=lpips_weights) if lpips_weights else None
     values: dict[str, list[torch.Tensor]] = {}
