@@ -68,7 +68,9 @@ def evaluate(run: Path, ref: str, lpips_weights: Path | None) -> dict:
     model, meta, _ = load_autoencoder(run)
     root, split = parse_dataset_ref(ref)
     test = PreparedDataset.load(root, split)  # DIR alone: all its items
-    check_disjoint(meta.get("training_subjects"), test.subjects(), what=f"autoencoder {run} vs {ref}")
+    if not meta.get("training_subjects"):
+        raise SystemExit(f"{run}: the autoencoder records no training subjects, so its test set cannot be checked")
+    check_disjoint(meta["training_subjects"], test.subjects(), what=f"autoencoder {run} vs {ref}")
     lpips = LPIPSDistance(meta["spatial_dims"], weights=lpips_weights) if lpips_weights else None
     values: dict[str, list[torch.Tensor]] = {}
     model.eval()
@@ -96,9 +98,9 @@ def _cell(m: dict, key: str, digits: int) -> str:
 
 
 def _trained_run(run: Path) -> tuple[int, str]:
-    """Steps and description of an autoencoder trained elsewhere (its checkpoint's record)."""
-    meta = json.loads((run / "checkpoint" / "model.json").read_text())
-    return int(meta["step"]), f"`{run}` (`uterosynth train autoencoder`)"
+    """Steps and description of an autoencoder trained elsewhere (its run folder or its checkpoint folder)."""
+    record = run / "model.json" if (run / "model.json").is_file() else run / "checkpoint" / "model.json"
+    return int(json.loads(record.read_text())["step"]), f"`{run}` (`uterosynth train autoencoder`)"
 
 
 def main() -> None:
@@ -136,6 +138,8 @@ def main() -> None:
                 cfg = f"`{Path(cfg).relative_to(ROOT) if Path(cfg).is_relative_to(ROOT) else cfg}`, {args.minutes:g} min"
             else:
                 continue
+            if test is None and data is None:
+                parser.error(f"--run{dims}d needs --test{dims}d (or --data{'3d' if dims == 3 else ''}) to evaluate on")
             ref = test or f"{data}:test"
             m = evaluate(run, ref, args.lpips_weights)
             rows.append((dims, ref, cfg, steps, m))

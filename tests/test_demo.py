@@ -51,6 +51,8 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path, capsys, one_thread, d
     assert {"synthetic", "reconstruction", "prior", "real_vs_real"} <= set(metrics["sets"])
     assert metrics["downstream"]["task"] == "orientation"
     assert "conditioning_fidelity" in metrics["sets"]["synthetic"]["metrics"]
+    # the 3D demo's judge is the 2D one, shown each volume's central sagittal slice
+    assert metrics["classifier"]["view"] == ("central sagittal slice" if dims == 3 else "whole item")
     # the judge and the encoder saw none of the evaluated subjects, and every check could be made
     overlap = metrics["subject_overlap"]
     assert overlap["total"] == 0 and overlap["checks"] and all(c["overlap"] == 0 for c in overlap["checks"])

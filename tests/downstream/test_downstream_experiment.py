@@ -117,6 +117,8 @@ def test_an_external_test_set_replaces_the_test_split_when_its_subjects_are_new(
 
     real = make_bar_dataset(tmp_path / "real", shape=(24, 24), items_per_subject=1)
     fresh = _renamed_subjects(make_bar_dataset(tmp_path / "fresh", shape=(24, 24), items_per_subject=2, seed=5), "F")
+    info = json.loads((fresh / "dataset.json").read_text())
+    (fresh / "dataset.json").write_text(json.dumps({**info, "spacing": [0.8, 0.8, 4.4]}))  # another slice thickness
     cfg = DownstreamConfig.model_validate({**TINY, "n_seeds": 1, "budgets": [1.0],
                                            "train": {"max_epochs": 1, "min_samples_per_epoch": 8, "batch_size": 8}})
     results = run_downstream(real, {}, cfg, tmp_path / "out", test=fresh)

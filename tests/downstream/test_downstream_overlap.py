@@ -45,7 +45,7 @@ def test_generator_trained_on_test_subjects_is_refused(tmp_path, real):
     with pytest.raises(DataError) as info:
         run_downstream(real, {"diffusion": leaky}, DownstreamConfig.model_validate(TINY), tmp_path / "out")
     assert _message(info.value).startswith(f"the generator of synthetic set 'diffusion' ({leaky}) vs the real test "
-                                           f"split {real}:test: 4 of 4 evaluated subjects")
+                                           f"set {real}:test: 4 of 4 evaluated subjects")
     assert not (tmp_path / "out").exists()
 
 
@@ -56,7 +56,7 @@ def test_reconstructions_of_test_subjects_are_refused(tmp_path, real):
         run_downstream(real, {"diffusion": _sampled(real, tmp_path / "clean", ("train",)), "recon": recon},
                        DownstreamConfig.model_validate(TINY), tmp_path / "out")
     assert _message(info.value).startswith(f"synthetic set 'recon' ({recon}), reconstructions of real subjects, vs "
-                                           f"the real test split {real}:test: 4 of 4 evaluated subjects")
+                                           f"the real test set {real}:test: 4 of 4 evaluated subjects")
     assert not (tmp_path / "out").exists()
 
 
@@ -72,7 +72,7 @@ def test_allowed_overlap_is_recorded_and_warned(tmp_path, real):
     assert [(c["model"].split(" (")[0], c["overlap"], c["of"]) for c in overlap["checks"]] == [
         ("the generator of synthetic set 'diffusion'", 0, 4), ("the generator of synthetic set 'leaky'", 4, 4)]
     assert on_disk["warnings"] == [f"subject overlap allowed (allow_overlap): the generator of synthetic set 'leaky' "
-                                   f"({sets['leaky']}) shares 4 of 4 subjects with the real test split {real}:test"]
+                                   f"({sets['leaky']}) shares 4 of 4 subjects with the real test set {real}:test"]
     assert "subject overlap allowed" in (tmp_path / "out" / REPORT_FILE).read_text()
 
 

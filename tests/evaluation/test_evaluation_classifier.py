@@ -44,6 +44,7 @@ def _write_classifier(folder, info):
 def test_torchscript_classifier_contract(tmp_path):
     clf = load_classifier(_write_classifier(tmp_path / "c", {"task": "orientation", "classes": ["AV", "RV"]}))
     assert clf.task == "orientation" and clf.classes == ["AV", "RV"] and len(clf.sha256) == 64
+    assert clf.spatial_dims is None  # not recorded: images are passed as they are
     assert set(predict_labels(clf, torch.rand(3, 1, 4, 4))) <= {"AV", "RV"}
 
 

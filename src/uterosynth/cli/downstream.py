@@ -42,7 +42,7 @@ def downstream(
     """Train a ResNet-18 per protocol, label budget and seed; test on the real test split (or --test); write
     results.json, a plot and an HTML section for the evaluation report."""
     if ctx.invoked_subcommand is not None:
-        if real or synthetic or out:
+        if real or synthetic or out or test:
             raise UserError(
                 f"'uterosynth downstream {ctx.invoked_subcommand}' takes its own options; put --real/--synthetic/--out "
                 "only on 'uterosynth downstream' without a subcommand"

@@ -102,7 +102,7 @@ def task_classes(data: PreparedDataset, task: str) -> list[str]:
 
 
 def _labelled_set(data: PreparedDataset, rows: list[dict], task: str, index: dict[str, int],
-                  size: Sequence[int], name: str) -> ImageSet:
+                  size: Sequence[int], name: str, source: str | None = None) -> ImageSet:
     """``rows`` of ``data`` labelled by ``task`` as an :class:`ImageSet` resized to ``size``.
 
     Items with an empty ``task`` value are left out (and logged).
@@ -116,8 +116,8 @@ def _labelled_set(data: PreparedDataset, rows: list[dict], task: str, index: dic
     rows = [r for r in rows if r.get(task, "")]
     if not rows:
         raise DataError(
-            f"{data.root / 'manifest.csv'}: split '{name}' has no items labelled with '{task}' "
-            "(the downstream experiment needs train, val and test subjects)"
+            f"{data.root / 'manifest.csv'}: {'split ' if name != 'all' else ''}'{name}' has no items labelled with "
+            f"'{task}' (the downstream experiment needs labelled train, val and test subjects)"
         )
     arrays = [data.load_array(r) for r in rows]
     return ImageSet(
@@ -128,7 +128,7 @@ def _labelled_set(data: PreparedDataset, rows: list[dict], task: str, index: dic
         origins=("real",) * len(rows),
         labels=torch.tensor([index[r[task]] for r in rows], dtype=torch.long),
         name=name,
-        source=f"{data.root}:{name}",
+        source=source or f"{data.root}:{name}",
     )
 
 
@@ -159,11 +159,16 @@ def load_external_test(ref: str | Path, real: TaskData, task: str) -> ImageSet:
     root, split = parse_dataset_ref(ref)
     test = PreparedDataset.load(root, split)
     where = f"{root / 'dataset.json'}"
-    for key in ("shape", "spacing"):
-        ours, theirs = real.data.info.get(key), test.info.get(key)
-        if ours is not None and theirs is not None and [float(v) for v in ours] != [float(v) for v in theirs]:
-            raise DataError(f"{where}: the test set's {key} {theirs} differs from the real data's {ours} "
-                            f"({real.data.root}); prepare both the same way")
+    dims = real.data.dims
+    if test.dims != dims or tuple(test.info.get("shape", [])) != tuple(real.data.info.get("shape", [])):
+        raise DataError(f"{where}: the test set's items ({test.dims}D, shape {test.info.get('shape')}) differ from "
+                        f"the real data's ({dims}D, shape {real.data.info.get('shape')}, {real.data.root}); "
+                        "prepare both the same way")
+    ours, theirs = real.data.info.get("spacing"), test.info.get("spacing")
+    # the item axes only: a 2D preparation's third spacing is its cohort's slice thickness
+    if ours is not None and theirs is not None and not np.allclose(ours[:dims], theirs[:dims], rtol=1e-4, atol=1e-6):
+        raise DataError(f"{where}: the test set's spacing {list(theirs[:dims])} mm differs from the real data's "
+                        f"{list(ours[:dims])} mm ({real.data.root}); prepare both the same way")
     unknown = sorted({r[task] for r in test.rows if r.get(task, "")} - set(real.classes))
     if unknown:
         raise DataError(f"{root / 'manifest.csv'}: '{task}' value(s) {unknown} are not classes of the real data "
@@ -173,7 +178,7 @@ def load_external_test(ref: str | Path, real: TaskData, task: str) -> ImageSet:
         raise DataError(f"{root / 'manifest.csv'}: {len(shared)} test subject(s) are in the real data's training or "
                         f"validation split (e.g. {sorted(shared)[0]}); test on subjects the classifiers never saw")
     index = {c: i for i, c in enumerate(real.classes)}
-    return _labelled_set(test, list(test.rows), task, index, real.size, split or "all")
+    return _labelled_set(test, list(test.rows), task, index, real.size, split or "all", source=str(ref))
 
 
 class TaskData(NamedTuple):

@@ -153,7 +153,7 @@ def check_test_overlap(pools: Mapping[str, ImageSet], test: ImageSet, *, allow_o
         DataError: an overlap, unless ``allow_overlap``.
     """
     checks = OverlapChecks(allow_overlap=allow_overlap)
-    against = f"the real test split {test.source}"
+    against = f"the real test set {test.source}"
     for name, pool in pools.items():
         checks.subjects(f"the generator of synthetic set '{name}' ({pool.source})", generator_subjects(pool.info),
                         test.subjects, against=against)
@@ -261,7 +261,7 @@ def run_downstream(
     summary = summarise(runs, protocols, cfg.budgets, classes, level=cfg.confidence, test=test_items,
                         correction=cfg.correction, n_boot=cfg.bootstrap, seed=cfg.seed)
     results = {
-        "provenance": provenance(cfg, cfg.seed, real=str(data.root),
+        "provenance": provenance(cfg, cfg.seed, real=str(data.root), test=None if test is None else str(test),
                                  synthetic={n: str(p) for n, p in synthetic.items()}),
         "task": cfg.task,
         "classes": classes,

@@ -55,12 +55,14 @@ class TorchScriptClassifier:
         self.sha256 = loaded.sha256
         self.path = loaded.file.parent
         self.training_subjects = loaded.meta.get("training_subjects")
-        self.spatial_dims = int(loaded.meta.get("spatial_dims", 2))
+        dims = loaded.meta.get("spatial_dims")
+        self.spatial_dims = int(dims) if dims is not None else None  # unknown: images are passed as they are
         self.device, self.batch_size = device, batch_size
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        images = judge_view(images, self.spatial_dims, channels=True)  # a 2D judge sees a volume's central slice
+        if self.spatial_dims is not None:  # a 2D judge sees a volume's central slice
+            images = judge_view(images, self.spatial_dims, channels=True)
         out = [self.module(images[s : s + self.batch_size].float().to(self.device)).float().cpu()
                for s in range(0, images.shape[0], self.batch_size)]
         return torch.cat(out)

@@ -232,7 +232,8 @@ def run_evaluation(
             **extractor_identity(comparable, cfg.comparable_extractor, dims),
             "feature_dim": int(comparable_feats["reference"].shape[1])},
         "classifier": None if classifier is None else {"name": classifier.name, "sha256": classifier.sha256,
-                                                       "task": classifier.task, "classes": list(classifier.classes)},
+                                                       "task": classifier.task, "classes": list(classifier.classes),
+                                                       "view": _judge_view(classifier, reference)},
         "sets": results,
         "subject_overlap": overlap.to_json(),
         "notes": notes,
@@ -323,6 +324,12 @@ def _common_n(reference: ImageSet, sets: list[ImageSet], cfg: EvaluationConfig) 
         return common_n(sizes, n=cfg.equal_n.n, allow_unequal_n=cfg.equal_n.allow_unequal_n)
     except ValueError as err:
         raise ConfigError(f"equal_n.n: {err}") from err
+
+
+def _judge_view(classifier: ConditionClassifier, reference: ImageSet) -> str:
+    """What the judge saw of each item: the item, or a volume's central sagittal slice (a 2D judge on volumes)."""
+    dims = getattr(classifier, "spatial_dims", None)
+    return "central sagittal slice" if dims == 2 and reference.images.ndim == 5 else "whole item"
 
 
 def _load_models(
