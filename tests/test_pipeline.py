@@ -137,8 +137,15 @@ def test_judge_and_encoder_learn_from_a_reference_cohort_prepared_alike(path, tm
     assert reference.options["input"] == str(tmp_path / "phantom_reference") != data.options["input"]
     same = {k: v for k, v in data.options.items() if k not in ("input", "out")}
     assert {k: v for k, v in reference.options.items() if k not in ("input", "out")} == same
-    for name in ("judge", "encoder"):
-        assert stages[name].options["data"] == str(tmp_path / "prepared_reference"), name
+    assert stages["encoder"].options["data"] == str(tmp_path / "prepared_reference")
+    if "prepared_reference_slices" in stages:  # a 3D chain's judge is 2D: the same cohort's central slices
+        slices = stages["prepared_reference_slices"]
+        assert slices.options["input"] == reference.options["input"]
+        window = slices.options["overrides"]["preprocess.roi.window_mm"]
+        assert window == data.options["overrides"]["preprocess.roi.window_mm"][:2]
+        assert stages["judge"].options["data"] == str(tmp_path / "prepared_reference_slices")
+    else:
+        assert stages["judge"].options["data"] == str(tmp_path / "prepared_reference")
     names = list(stages)
     assert names.index("prepared_reference") < names.index("judge") < names.index("evaluation")
     assert stages["evaluation"].options["real"].startswith(str(tmp_path / "prepared") + ":")
