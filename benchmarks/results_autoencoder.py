@@ -144,9 +144,10 @@ def main() -> None:
             m = evaluate(run, ref, args.lpips_weights)
             rows.append((dims, ref, cfg, steps, m))
             print(f"{dims}D: {steps} steps, {m}", flush=True)
+    threads = torch.get_num_threads()
     command = args.command or ("PYTHONPATH=src python benchmarks/results_autoencoder.py " + " ".join(sys.argv[1:]))
     lines = [
-        f"Reconstruction quality of `decode(μ(x))` on {platform.machine()} CPU ({torch.get_num_threads()} threads, "
+        f"Reconstruction quality of `decode(μ(x))` on {platform.machine()} CPU ({threads} thread{'s' * (threads != 1)}, "
         "no GPU): means over items with 95 % intervals over subjects (cluster bootstrap); every test set holds "
         "subjects the autoencoder never saw (checked against its training-subject record). " + (args.note or ""),
         "",
