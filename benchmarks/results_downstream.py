@@ -61,7 +61,7 @@ def main() -> None:
     real = results["real"]
     syn = ", ".join(f"`{n}` ({s['role']}, {s['n_items']} images)" for n, s in results["synthetic"].items())
     body = (f"Task `{results['task']}` ({', '.join(results['classes'])}); MONAI ResNet-18 ({results['spatial_dims']}D) "
-            f"per protocol, tested on the real test split only ({real['n_items']['test']} images of "
+            f"per protocol, tested on the {results.get('evaluated_on', 'real test split')} only ({real['n_items']['test']} images of "
             f"{real['n_subjects']['test']} subjects the generator never saw); {len(results['seeds'])} seeds; "
             f"{len(results['runs'])} trainings in {results['seconds'] / 60:.1f} min on this 2-core CPU. Synthetic sets: "
             f"{syn}. Balanced accuracy in % (mean ± std over seeds); Δ: paired difference to real only in points with "
