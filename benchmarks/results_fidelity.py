@@ -87,7 +87,7 @@ def section(results: dict[str, dict], real: dict, args: argparse.Namespace) -> s
     for name, r in results.items():
         cells = [_pct((v["accuracy"], *v["wilson95"])) + f" (n {v['n']})" for v in (r["per_class"][c] for c in classes)]
         verdict = "**passes**" if passes(r, args.bar, args.lower_bar) else "**fails**"
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {100 * r['worst']:.0f} % | {verdict} |")
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {100 * r['worst']:.1f} % | {verdict} |")
     n_pass = sum(passes(r, args.bar, args.lower_bar) for r in results.values())
     blur = " · ".join(f"σ = {s} px: {_pct(v)}" for s, v in real["blur"].items())
     bands = " · ".join(f"{side}: {_pct(v)} (mean-valued: {_pct(real['occlusion_flips'][side])})"
