@@ -100,3 +100,37 @@ def test_a_2d_judge_sees_a_volumes_central_sagittal_slice():
     with_channel = torch.from_numpy(volumes)[:, None]
     assert torch.equal(judge_view(with_channel, 2, channels=True), with_channel[..., 3])
     assert judge_view(with_channel[..., 0], 2, channels=True).shape == (2, 1, 4, 5)
+
+
+def _unreadable_torchscript(*args, **kwargs):
+    raise RuntimeError("\nversion_ number 11 is not supported by this torch")
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_a_torch_that_cannot_read_the_torchscript_rebuilds_the_judge(tmp_path, monkeypatch, spatial_dims):
+    real = make_bar_dataset(tmp_path / "real", dims=spatial_dims, shape=(16,) * spatial_dims, items_per_subject=1)
+    cfg = JudgeConfig.model_validate({
+        "classifier": {"image_size": 16, "widen_factor": 0.0625},
+        "train": {"max_epochs": 1, "min_epochs": 1, "patience": 1, "min_samples_per_epoch": 16},
+        "augment_training": False,
+    })
+    train_judge(real, cfg, tmp_path / "judge")
+    x = torch.rand(3, 1, *(16,) * spatial_dims)
+    scripted = load_classifier(tmp_path / "judge")[0]
+    monkeypatch.setattr(torch.jit, "load", _unreadable_torchscript)
+    with pytest.warns(UserWarning, match="cannot read this TorchScript module .*rebuilt the network"):
+        rebuilt, meta = load_classifier(tmp_path / "judge")
+    assert not isinstance(rebuilt, torch.jit.ScriptModule) and not rebuilt.training
+    torch.testing.assert_close(rebuilt(x), scripted(x))
+
+    weights = tmp_path / "judge" / meta["weights"]["file"]
+    weights.write_bytes(weights.read_bytes() + b"x")
+    with pytest.raises(UserError, match="classifier.safetensors: sha256 does not match"):
+        load_classifier(tmp_path / "judge")
+
+
+def test_an_unreadable_judge_without_portable_weights_is_refused(tmp_path, monkeypatch):
+    root = _fake_judge(tmp_path)
+    monkeypatch.setattr(torch.jit, "load", _unreadable_torchscript)
+    with pytest.raises(UserError, match=r"cannot read this TorchScript module \(version_ number 11 .*retrain"):
+        load_classifier(root)

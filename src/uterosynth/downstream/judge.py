@@ -31,8 +31,10 @@ from ..data.subjects import training_subjects
 from ..models.judge import (
     CLASSIFIER_FILE,
     META_FILE,
+    WEIGHTS_FILE,
     read_classifier,
     save_torchscript,
+    save_weights,
     write_classifier_meta,
 )
 from .classifier import predict_logits, train_classifier
@@ -43,7 +45,7 @@ from .metrics import classification_metrics
 __all__ = ["CLASSIFIER_FILE", "META_FILE", "LoadedClassifier", "load_classifier", "predict", "predict_logits_judge",
            "save_torchscript", "train_judge"]
 
-LoadedClassifier = tuple[torch.jit.ScriptModule, dict]
+LoadedClassifier = tuple[torch.nn.Module, dict]
 
 
 def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, overwrite: bool = False) -> dict:
@@ -68,6 +70,7 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
     m = classification_metrics(test.labels.numpy(), pred.numpy(), len(classes))
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         digest = save_torchscript(model, tmp / CLASSIFIER_FILE)
+        weights_digest = save_weights(model, tmp / WEIGHTS_FILE)
         meta = {
             "task": cfg.task,
             "classes": classes,
@@ -87,6 +90,9 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
             "format": "torchscript",
             "file": CLASSIFIER_FILE,
             "sha256": digest,
+            "weights": {"file": WEIGHTS_FILE, "sha256": weights_digest},
+            "network": {"config": cfg.classifier.model_dump(mode="json"), "num_classes": len(classes),
+                        "size": list(size)},
             "seconds": round(time.perf_counter() - t0, 2),
             "provenance": provenance(cfg, cfg.seed, data=str(data.root)),
             "training_subjects": training_subjects(data, ("train", "val")),

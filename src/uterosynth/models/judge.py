@@ -3,12 +3,16 @@
 Written by the downstream stage's ``train-classifier`` command, read by that stage and by the
 evaluation's conditioning fidelity::
 
-    classifier.pt     TorchScript module: images (N, 1, *spatial) in [0, 1] → logits (N, K)
-    classifier.json   task (the condition attribute), classes (logit k is classes[k]),
-                      spatial_dims, …, file, sha256 (of classifier.pt), provenance
+    classifier.pt           TorchScript module: images (N, 1, *spatial) in [0, 1] → logits (N, K)
+    classifier.safetensors  the same network's weights, readable by any torch version
+    classifier.json         task (the condition attribute), classes (logit k is classes[k]),
+                            spatial_dims, …, file, sha256 (of classifier.pt), weights (file and
+                            sha256 of the safetensors), network (how to rebuild it), provenance
 
-The reader checks ``classifier.pt`` against the sha256 recorded in ``classifier.json``. A 2D judge
-shown volumes judges their central sagittal slice (:func:`judge_view`).
+The reader checks ``classifier.pt`` against the sha256 recorded in ``classifier.json``. A torch
+older than the one that wrote ``classifier.pt`` may not read TorchScript; the reader then rebuilds
+the network from ``network`` and the safetensors weights. A 2D judge shown volumes judges their
+central sagittal slice (:func:`judge_view`).
 """
 
 from __future__ import annotations
@@ -24,19 +28,20 @@ import torch
 from ..core.artifacts import read_json, sha256_file, write_json
 from ..core.errors import DataError
 
-__all__ = ["CLASSIFIER_FILE", "META_FILE", "ClassifierArtifact", "judge_view", "read_classifier", "save_torchscript",
-           "write_classifier_meta"]
+__all__ = ["CLASSIFIER_FILE", "META_FILE", "WEIGHTS_FILE", "ClassifierArtifact", "judge_view", "read_classifier",
+           "save_torchscript", "save_weights", "write_classifier_meta"]
 
 CLASSIFIER_FILE = "classifier.pt"
+WEIGHTS_FILE = "classifier.safetensors"
 META_FILE = "classifier.json"
 _WRITTEN_BY = "the downstream stage's train-classifier command writes classifier.pt + classifier.json"
 
 
 @dataclass(frozen=True)
 class ClassifierArtifact:
-    """A loaded classifier: the TorchScript ``module`` (eval mode), ``classifier.json`` and the file's sha256."""
+    """A loaded classifier: the ``module`` (eval mode), ``classifier.json`` and ``classifier.pt``'s sha256."""
 
-    module: torch.jit.ScriptModule
+    module: torch.nn.Module
     meta: dict[str, Any]
     file: Path
     sha256: str
@@ -48,6 +53,14 @@ def save_torchscript(model: torch.nn.Module, path: str | Path) -> str:
         warnings.simplefilter("ignore")
         scripted = torch.jit.script(model.cpu().eval())
         scripted.save(str(path))
+    return sha256_file(path)
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> str:
+    """Save ``model``'s weights as safetensors (readable by any torch) and return the file's sha256."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
     return sha256_file(path)
 
 
@@ -68,7 +81,8 @@ def read_classifier(
 
     Raises:
         DataError: a file is missing; ``classifier.json`` lacks a required key or holds no class;
-            ``classifier.pt`` differs from the recorded sha256 or is not TorchScript.
+            ``classifier.pt`` differs from the recorded sha256, or this torch cannot read it and
+            there are no portable weights to rebuild it from.
     """
     path = Path(path)
     folder = path if path.is_dir() else path.parent
@@ -95,8 +109,33 @@ def read_classifier(
             warnings.simplefilter("ignore")
             module = torch.jit.load(str(weights), map_location=device).eval()
     except Exception as err:
-        raise DataError(f"{weights}: not a TorchScript module ({str(err).splitlines()[0]})") from err
+        module = _rebuild(weights, meta, device, err)
     return ClassifierArtifact(module, meta, weights, digest)
+
+
+def _rebuild(scripted: Path, meta: Mapping[str, Any], device: str | torch.device, err: Exception) -> torch.nn.Module:
+    """The network rebuilt from ``classifier.json``'s ``network`` and the safetensors weights."""
+    reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__).strip()
+    spec, network = meta.get("weights"), meta.get("network")
+    if not isinstance(spec, Mapping) or not isinstance(network, Mapping):
+        raise DataError(f"{scripted}: torch {torch.__version__} cannot read this TorchScript module ({reason}), and "
+                        f"{META_FILE} records no portable weights to rebuild it from; retrain the classifier") from err
+    from safetensors.torch import load_file
+
+    from ..downstream.classifier import build_classifier
+    from ..downstream.config import ClassifierConfig
+
+    path = scripted.parent / spec["file"]
+    if not path.is_file():
+        raise DataError(f"{path}: weights file not found ({_WRITTEN_BY})") from err
+    if sha256_file(path) != spec.get("sha256"):
+        raise DataError(f"{path}: sha256 does not match {META_FILE}; the weights were changed, retrain it") from err
+    model = build_classifier(ClassifierConfig.model_validate(network["config"]), int(meta["spatial_dims"]),
+                             int(network["num_classes"]), network["size"])
+    model.load_state_dict(load_file(str(path)))
+    warnings.warn(f"{scripted}: torch {torch.__version__} cannot read this TorchScript module ({reason}); "
+                  f"rebuilt the network from {path.name}", stacklevel=3)
+    return model.to(device).eval()
 
 
 def judge_view(images, judge_dims: int, *, channels: bool = False):
