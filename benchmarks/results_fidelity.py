@@ -67,8 +67,15 @@ def judge_on_real(predict, real: str, attribute: str, blur: list[float], band_fr
         return list(cluster_bootstrap_mean(values.astype(float), subjects, n_boot=2000, seed=0)[:3])
 
     padded = sum(float(r.get("pad_fraction") or 0) > 0 for r in ds.rows)
+    labels = np.asarray([r[attribute] for r in ds.rows])
+    per_class = {}
+    for c in sorted(set(labels)):
+        keep = labels == c
+        values = np.asarray(out["correct"], dtype=float)[keep]
+        per_class[c] = list(cluster_bootstrap_mean(values, [s for s, k in zip(subjects, keep, strict=True) if k], n_boot=2000,
+                                                   seed=0)[:3])
     return {"source": real, "items": len(subjects), "subjects": len(set(subjects)), "padded_items": padded,
-            "accuracy": mean_ci(out["correct"]),
+            "accuracy": mean_ci(out["correct"]), "per_class": per_class,
             "blur": {f"{s:g}": mean_ci(v) for s, v in out["blur"].items()},
             "band_flips": {side: mean_ci(v) for side, v in out["band_flips"].items()},
             "occlusion_flips": {side: mean_ci(v) for side, v in out["occlusion_flips"].items()},
@@ -90,6 +97,7 @@ def section(results: dict[str, dict], real: dict, args: argparse.Namespace) -> s
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {100 * r['worst']:.1f} % | {verdict} |")
     n_pass = sum(passes(r, args.bar, args.lower_bar) for r in results.values())
     blur = " · ".join(f"σ = {s} px: {_pct(v)}" for s, v in real["blur"].items())
+    per_class_real = " · ".join(f"{c} {_pct(v)}" for c, v in real["per_class"].items())
     bands = " · ".join(f"{side}: {_pct(v)} (mean-valued: {_pct(real['occlusion_flips'][side])})"
                        for side, v in real["band_flips"].items())
     return (
@@ -100,7 +108,7 @@ def section(results: dict[str, dict], real: dict, args: argparse.Namespace) -> s
         f"{head}\n" + "\n".join(rows) + f"\n\n**{n_pass} of {len(results)} training seeds pass.**\n\n"
         f"The judge on real items of {real['subjects']} subjects it never saw ({real['items']} items, `{real['source']}`), "
         f"intervals over subjects:\n\n"
-        f"- accuracy: {_pct(real['accuracy'])};\n"
+        f"- accuracy: {_pct(real['accuracy'])}; per class: {per_class_real};\n"
         f"- items with any padding (the window left the field of view): {real['padded_items']} of {real['items']}, "
         f"so the crop geometry has no class to give away and a band swap between real items changes nothing;\n"
         f"- blur control (accuracy on the items blurred): {blur};\n"
