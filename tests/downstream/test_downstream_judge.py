@@ -123,10 +123,38 @@ def test_a_torch_that_cannot_read_the_torchscript_rebuilds_the_judge(tmp_path, m
     assert not isinstance(rebuilt, torch.jit.ScriptModule) and not rebuilt.training
     torch.testing.assert_close(rebuilt(x), scripted(x))
 
+    assert meta["network"]["spatial_dims"] == spatial_dims and meta["network"]["num_classes"] == 4
+
+    info = tmp_path / "judge" / "classifier.json"
+    good = info.read_text()
+    info.write_text(json.dumps({**meta, "network": {**meta["network"], "num_classes": 3}}))
+    with pytest.raises(UserError, match=r"classifier.safetensors: cannot rebuild the classifier .*; retrain it$"):
+        load_classifier(tmp_path / "judge")
+    network = dict(meta["network"])
+    del network["widen_factor"]
+    info.write_text(json.dumps({**meta, "network": network}))
+    with pytest.raises(UserError, match=r"cannot rebuild the classifier .*\('widen_factor'\)"):
+        load_classifier(tmp_path / "judge")
+    info.write_text(good)
+
     weights = tmp_path / "judge" / meta["weights"]["file"]
     weights.write_bytes(weights.read_bytes() + b"x")
     with pytest.raises(UserError, match="classifier.safetensors: sha256 does not match"):
         load_classifier(tmp_path / "judge")
+
+
+def test_the_judge_is_read_on_the_cpu_then_moved(tmp_path, monkeypatch):
+    root = _fake_judge(tmp_path)
+    seen = []
+    real_load = torch.jit.load
+
+    def load(path, map_location=None):
+        seen.append(map_location)
+        return real_load(path, map_location=map_location)
+
+    monkeypatch.setattr(torch.jit, "load", load)
+    module, _ = load_classifier(root)
+    assert seen == ["cpu"] and not module.training
 
 
 def test_an_unreadable_judge_without_portable_weights_is_refused(tmp_path, monkeypatch):

@@ -60,7 +60,7 @@ def downstream(
 def train_classifier_cmd(
     data: Path = typer.Option(..., "--data", help="Prepared dataset to train and test on."),
     task: str | None = typer.Option(None, "--task", help="Categorical attribute to classify (default: orientation)."),
-    out: Path = typer.Option(..., "--out", help="Output folder (classifier.pt + classifier.json)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (classifier.pt, classifier.safetensors, classifier.json)."),
     **shared: Any,
 ) -> Job:
     """Train and freeze the judge classifier (TorchScript) used by evaluation and acceptance checks."""

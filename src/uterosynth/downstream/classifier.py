@@ -25,6 +25,7 @@ from torch import nn
 from ..core.seeding import seed_everything
 from ..core.threads import torch_threads
 from ..data.image_set import ImageSet
+from ..models.classifier_net import Classifier, build_resnet_classifier
 from .augment import augment_batch, build_augmentation
 from .config import AugmentConfig, ClassifierConfig, TrainConfig
 from .metrics import classification_metrics
@@ -32,37 +33,10 @@ from .metrics import classification_metrics
 __all__ = ["Classifier", "TrainResult", "build_classifier", "predict_logits", "train_classifier"]
 
 
-class Classifier(nn.Module):
-    """Resize to the network's input size, then a MONAI ResNet-18.
-
-    Input ``(N, 1, *spatial)`` with intensities in ``[0, 1]`` (any spatial size) → logits
-    ``(N, num_classes)``. Scriptable with ``torch.jit.script``.
-    """
-
-    def __init__(self, net: nn.Module, size: Sequence[int]) -> None:
-        super().__init__()
-        self.net = net
-        self.size: list[int] = [int(s) for s in size]
-        self.mode: str = "bilinear" if len(self.size) == 2 else "trilinear"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x.float(), size=self.size, mode=self.mode, align_corners=False)
-        return self.net(x)
-
-
 def build_classifier(cfg: ClassifierConfig, spatial_dims: int, num_classes: int, size: Sequence[int]) -> Classifier:
-    """MONAI ``resnet18(spatial_dims, n_input_channels=1, num_classes)`` wrapped in :class:`Classifier`."""
-    from monai.networks.nets import resnet18
-
-    net = resnet18(
-        spatial_dims=spatial_dims,
-        n_input_channels=1,
-        num_classes=num_classes,
-        widen_factor=cfg.widen_factor,
-        conv1_t_stride=cfg.stem_stride,
-        no_max_pool=cfg.no_max_pool,
-    )
-    return Classifier(net, size)
+    """The configured ResNet-18 (:func:`~uterosynth.models.classifier_net.build_resnet_classifier`)."""
+    return build_resnet_classifier(spatial_dims, num_classes, size, widen_factor=cfg.widen_factor,
+                                   stem_stride=cfg.stem_stride, no_max_pool=cfg.no_max_pool)
 
 
 @dataclass

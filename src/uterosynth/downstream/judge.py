@@ -8,10 +8,12 @@ val), tests it on the real test split and writes:
 ``classifier.pt``
     TorchScript module: images ``(N, 1, *spatial)`` with intensities in ``[0, 1]`` → logits
     ``(N, K)``; any spatial size is accepted (resized inside to ``model_input_shape``).
+``classifier.safetensors``
+    the same network's weights, from which a torch that cannot read the TorchScript rebuilds it.
 ``classifier.json``
     ``task, classes, spatial_dims, input_shape, model_input_shape, intensity_range,
     val_balanced_accuracy, val_accuracy, test_accuracy, test_balanced_accuracy,
-    test_per_class_recall, n_train_items, format, file, sha256, provenance``.
+    test_per_class_recall, n_train_items, format, file, sha256, weights, network, provenance``.
 
 Logit ``k`` belongs to ``classes[k]``.
 """
@@ -32,6 +34,7 @@ from ..models.judge import (
     CLASSIFIER_FILE,
     META_FILE,
     WEIGHTS_FILE,
+    network_record,
     read_classifier,
     save_torchscript,
     save_weights,
@@ -91,8 +94,8 @@ def train_judge(data_dir: str | Path, cfg: JudgeConfig, out: str | Path, *, over
             "file": CLASSIFIER_FILE,
             "sha256": digest,
             "weights": {"file": WEIGHTS_FILE, "sha256": weights_digest},
-            "network": {"config": cfg.classifier.model_dump(mode="json"), "num_classes": len(classes),
-                        "size": list(size)},
+            "network": network_record(model, widen_factor=cfg.classifier.widen_factor,
+                                      stem_stride=cfg.classifier.stem_stride, no_max_pool=cfg.classifier.no_max_pool),
             "seconds": round(time.perf_counter() - t0, 2),
             "provenance": provenance(cfg, cfg.seed, data=str(data.root)),
             "training_subjects": training_subjects(data, ("train", "val")),
@@ -105,7 +108,8 @@ def load_classifier(path: str | Path, *, device: str | torch.device = "cpu") -> 
     """Load ``(module, meta)`` from a ``train-classifier`` folder, checking the sha256.
 
     Raises:
-        DataError: files missing, not TorchScript, or ``classifier.pt`` differs from its sha256.
+        DataError: files missing, ``classifier.pt`` differs from its sha256, or it cannot be read
+            nor rebuilt from its portable weights.
     """
     loaded = read_classifier(path, device=device, required=("task", "classes", "spatial_dims", "sha256"))
     return loaded.module, loaded.meta

@@ -6,6 +6,7 @@ here through :mod:`uterosynth.models.judge`, which checks the recorded sha256):
 * ``classifier.pt`` — TorchScript module, images ``(N, 1, *spatial)`` in ``[0, 1]`` → logits
   ``(N, C)`` (it resizes internally if it needs a fixed size); volumes shown to a 2D classifier
   are judged on their central sagittal slice (:func:`uterosynth.models.judge.judge_view`);
+  a torch that cannot read it rebuilds the network from ``classifier.safetensors`` beside it;
 * ``classifier.json`` beside it — ``{"task": "orientation", "classes": ["AVAF", ...]}``: ``task``
   is the condition attribute (the key in ``metadata.jsonl``'s ``condition`` and the manifest
   column), ``classes`` name the logits in order; ``sha256``, when present, must match

@@ -27,14 +27,16 @@ import torch
 
 from ..core.artifacts import read_json, sha256_file, write_json
 from ..core.errors import DataError
+from .classifier_net import Classifier, build_resnet_classifier
 
-__all__ = ["CLASSIFIER_FILE", "META_FILE", "WEIGHTS_FILE", "ClassifierArtifact", "judge_view", "read_classifier",
-           "save_torchscript", "save_weights", "write_classifier_meta"]
+__all__ = ["CLASSIFIER_FILE", "META_FILE", "WEIGHTS_FILE", "ClassifierArtifact", "judge_view", "network_record",
+           "read_classifier", "save_torchscript", "save_weights", "write_classifier_meta"]
 
 CLASSIFIER_FILE = "classifier.pt"
 WEIGHTS_FILE = "classifier.safetensors"
 META_FILE = "classifier.json"
-_WRITTEN_BY = "the downstream stage's train-classifier command writes classifier.pt + classifier.json"
+_WRITTEN_BY = ("the downstream stage's train-classifier command writes classifier.pt, classifier.safetensors and "
+               "classifier.json")
 
 
 @dataclass(frozen=True)
@@ -107,35 +109,48 @@ def read_classifier(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            module = torch.jit.load(str(weights), map_location=device).eval()
+            module = torch.jit.load(str(weights), map_location="cpu")
     except Exception as err:
-        module = _rebuild(weights, meta, device, err)
-    return ClassifierArtifact(module, meta, weights, digest)
+        module = _rebuild(weights, meta, err)
+    return ClassifierArtifact(module.to(device).eval(), meta, weights, digest)
 
 
-def _rebuild(scripted: Path, meta: Mapping[str, Any], device: str | torch.device, err: Exception) -> torch.nn.Module:
+def network_record(model: Classifier, *, widen_factor: float, stem_stride: int, no_max_pool: bool) -> dict[str, Any]:
+    """``classifier.json``'s ``network``: what :func:`build_resnet_classifier` needs to rebuild ``model``."""
+    return {"kind": "monai resnet18", "spatial_dims": len(model.size), "num_classes": int(model.net.fc.out_features),
+            "size": list(model.size), "widen_factor": widen_factor, "stem_stride": stem_stride,
+            "no_max_pool": no_max_pool}
+
+
+def _rebuild(scripted: Path, meta: Mapping[str, Any], err: Exception) -> torch.nn.Module:
     """The network rebuilt from ``classifier.json``'s ``network`` and the safetensors weights."""
-    reason = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__).strip()
-    spec, network = meta.get("weights"), meta.get("network")
-    if not isinstance(spec, Mapping) or not isinstance(network, Mapping):
+    reason = _first_line(err)
+    spec, net = meta.get("weights"), meta.get("network")
+    if not isinstance(spec, Mapping) or not isinstance(net, Mapping):
         raise DataError(f"{scripted}: torch {torch.__version__} cannot read this TorchScript module ({reason}), and "
                         f"{META_FILE} records no portable weights to rebuild it from; retrain the classifier") from err
     from safetensors.torch import load_file
 
-    from ..downstream.classifier import build_classifier
-    from ..downstream.config import ClassifierConfig
-
-    path = scripted.parent / spec["file"]
+    path = scripted.parent / str(spec.get("file", WEIGHTS_FILE))
     if not path.is_file():
         raise DataError(f"{path}: weights file not found ({_WRITTEN_BY})") from err
     if sha256_file(path) != spec.get("sha256"):
         raise DataError(f"{path}: sha256 does not match {META_FILE}; the weights were changed, retrain it") from err
-    model = build_classifier(ClassifierConfig.model_validate(network["config"]), int(meta["spatial_dims"]),
-                             int(network["num_classes"]), network["size"])
-    model.load_state_dict(load_file(str(path)))
+    try:
+        model = build_resnet_classifier(int(net["spatial_dims"]), int(net["num_classes"]), net["size"],
+                                        widen_factor=float(net["widen_factor"]), stem_stride=int(net["stem_stride"]),
+                                        no_max_pool=bool(net["no_max_pool"]))
+        model.load_state_dict(load_file(str(path)))
+    except (KeyError, TypeError, ValueError, RuntimeError) as rebuild_err:
+        raise DataError(f"{path}: cannot rebuild the classifier from {META_FILE}'s network "
+                        f"({_first_line(rebuild_err)}); retrain it") from rebuild_err
     warnings.warn(f"{scripted}: torch {torch.__version__} cannot read this TorchScript module ({reason}); "
                   f"rebuilt the network from {path.name}", stacklevel=3)
-    return model.to(device).eval()
+    return model
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
 def judge_view(images, judge_dims: int, *, channels: bool = False):
