@@ -5,17 +5,18 @@
 #      judged per class, and three LDM training seeds, each sampled, judged and audited;
 #   C. more training seeds of the default demo's 2D pixel recipe (configs/ddpm2d_demo64.yaml).
 # Every model trains in fp32 for a fixed number of steps; the jobs share the GPU, so their speeds
-# are not benchmarks. Each model is sampled and judged exactly as in docs/RESULTS.md.
+# are not benchmarks. Each model is sampled and its samples judged as in docs/RESULTS.md; the
+# judges' real-item controls here use the cohorts' own test splits (8 subjects), not a fresh cohort.
 #
-#   bash benchmarks/cuda_seeds.sh DATA OUT
+#   bash benchmarks/cuda_seeds.sh DATA OUT        (from the repository root)
 #
 # DATA holds the prepared cohorts prepG2 and prepG3, the judges judge2 (2D) and judge2w (the 3D
 # LDM's central-slice judge), and the CPU run's 3D autoencoder ae3d and its latents lat3d, as made
 # by the commands of docs/RESULTS.md. OUT receives results.tgz (refreshed as jobs finish) and
 # steps.log. LIMIT (seconds): no command runs past it (each is started under `timeout` with the
 # time left), so the run ends with what was finished. `uterosynth` must be on PATH. The judges are
-# read on the GPU machine's torch: judges written before classifier.safetensors existed may not load
-# there (a torch older than the writer's cannot read their TorchScript).
+# read on the GPU machine's torch: a judge without classifier.safetensors (written by an earlier
+# version) cannot be rebuilt where that torch is older than the writer's; the script warns.
 set -uo pipefail
 D=$1 DEST=$2
 LIMIT=${LIMIT:-540} AE_STEPS=${AE_STEPS:-1500} LDM_STEPS=${LDM_STEPS:-2500} PIX_STEPS=${PIX_STEPS:-2000}
@@ -24,7 +25,7 @@ W=$(mktemp -d) START=$(date +%s)
 OUT=$W/results
 mkdir -p "$OUT" "$DEST"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} PYTHONUNBUFFERED=1
-pack() { tar -C "$OUT" -czf "$DEST/.results.$BASHPID.tgz" . 2>/dev/null; mv -f "$DEST/.results.$BASHPID.tgz" "$DEST/results.tgz"; }
+pack() { tar -C "$OUT" -czf "$DEST/.results.$BASHPID.tgz" . 2>/dev/null && mv -f "$DEST/.results.$BASHPID.tgz" "$DEST/results.tgz"; }
 log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$DEST/steps.log"; pack; }
 status() {
   local rc=$?
@@ -50,15 +51,20 @@ ldm3d() {  # seed autoencoder latents out
     --guidance orientation=7,field_strength=1.5 --seed 100 --out "$4_samples" >> "$4.log" 2>&1
   status "$name: trained and sampled"
 }
-judge3d() {  # name samples...
+judge3d() {  # name samples... (the sets that exist)
+  local sets=() a
+  for a in "${@:2}"; do [ -f "${a#*=*=}/metadata.jsonl" ] && sets+=("$a"); done
+  [ "${#sets[@]}" -gt 0 ] || { log "$1: nothing to judge"; return; }
+  set -- "$1" "${sets[@]}"
   left python3 benchmarks/results_fidelity.py --judge "$D/judge2w" --real "$D/prepG3:test" --blur 4 "${@:2}" \
     --json "$OUT/$1.json" > "$OUT/$1.md" 2>&1
   status "$1 judged"
 }
 audit3d() {  # name samples
   left uterosynth audit --train "$D/prepG3" --synthetic "$2" --quantile 0.98 --out "$W/$1" > "$W/$1.log" 2>&1
-  status "$1 done"
+  local rc=$?
   cp "$W/$1/audit.json" "$OUT/$1.json" 2>/dev/null; tail -n 5 "$W/$1.log" > "$OUT/$1.txt"
+  (exit $rc); status "$1 done"
 }
 
 track_a() {
@@ -71,8 +77,9 @@ track_b() {
   keep "$W/ae3dB"
   left uterosynth encode --model "$W/ae3dB" --data "$D/prepG3" --out "$W/lat3dB" >> "$W/ae3dB.log" 2>&1
   status "3D autoencoder B trained and encoded"
-  left uterosynth evaluate baselines --autoencoder "$W/ae3dB" --real "$D/prepG3:test" --out "$W/baselinesB" \
-    >> "$W/ae3dB.log" 2>&1 && judge3d fidelity3d_reconB "--samples=recon=$W/baselinesB/reconstruction" &
+  { left uterosynth evaluate baselines --autoencoder "$W/ae3dB" --real "$D/prepG3:test" --out "$W/baselinesB" \
+      >> "$W/ae3dB.log" 2>&1; status "3D autoencoder B reconstructions"
+    judge3d fidelity3d_reconB "--samples=recon=$W/baselinesB/reconstruction"; } &
   for s in 0 1 2; do ldm3d "$s" "$W/ae3dB" "$W/lat3dB" "$W/ldm3dB_s$s" & done; wait
   judge3d fidelity3d_B "--samples=seed 0=$W/ldm3dB_s0_samples" "--samples=seed 1=$W/ldm3dB_s1_samples" \
     "--samples=seed 2=$W/ldm3dB_s2_samples"
@@ -90,12 +97,19 @@ track_c() {
     args+=("--samples=seed $s=$W/ddpm64_s${s}_samples")
   done
   wait
+  local done_sets=() a
+  for a in "${args[@]}"; do [ -f "${a#*=*=}/metadata.jsonl" ] && done_sets+=("$a"); done
+  [ "${#done_sets[@]}" -gt 0 ] || { log "2D pixel seeds: nothing to judge"; return; }
+  args=("${done_sets[@]}")
   left python3 benchmarks/results_fidelity.py --judge "$D/judge2" --real "$D/prepG2:test" --blur 4 "${args[@]}" \
     --json "$OUT/fidelity2d_C.json" > "$OUT/fidelity2d_C.md" 2>&1
   status "2D pixel seeds judged"
 }
 
 log "start: $(tr '\n' ' ' < "$OUT/gpu.txt")"
+for j in judge2 judge2w; do
+  [ -f "$D/$j/classifier.safetensors" ] || log "warning: $D/$j has no classifier.safetensors; an older torch cannot rebuild it"
+done
 track_b & track_c & track_a &
 wait
 for f in "$W"/*.log; do tail -n 20 "$f" > "$OUT/log_$(basename "$f")"; done
