@@ -97,7 +97,7 @@ def section(results: dict[str, dict], real: dict, args: argparse.Namespace) -> s
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {100 * r['worst']:.1f} % | {verdict} |")
     n_pass = sum(passes(r, args.bar, args.lower_bar) for r in results.values())
     blur = " · ".join(f"σ = {s} px: {_pct(v)}" for s, v in real["blur"].items())
-    per_class_real = " · ".join(f"{c} {_pct(v)}" for c, v in real["per_class"].items())
+    per_class_real = " · ".join(f"{c} {_pct(v)}" for c, v in real.get("per_class", {}).items())
     bands = " · ".join(f"{side}: {_pct(v)} (mean-valued: {_pct(real['occlusion_flips'][side])})"
                        for side, v in real["band_flips"].items())
     return (
@@ -108,7 +108,7 @@ def section(results: dict[str, dict], real: dict, args: argparse.Namespace) -> s
         f"{head}\n" + "\n".join(rows) + f"\n\n**{n_pass} of {len(results)} training seeds pass.**\n\n"
         f"The judge on real items of {real['subjects']} subjects it never saw ({real['items']} items, `{real['source']}`), "
         f"intervals over subjects:\n\n"
-        f"- accuracy: {_pct(real['accuracy'])}; per class: {per_class_real};\n"
+        f"- accuracy: {_pct(real['accuracy'])}" + (f"; per class: {per_class_real}" if per_class_real else "") + ";\n"
         f"- items with any padding (the window left the field of view): {real['padded_items']} of {real['items']}, "
         f"so the crop geometry has no class to give away and a band swap between real items changes nothing;\n"
         f"- blur control (accuracy on the items blurred): {blur};\n"

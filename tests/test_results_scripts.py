@@ -46,6 +46,10 @@ def test_the_fidelity_section_states_each_seeds_verdict() -> None:
     text = fidelity.section({"seed 0": _result((0.95, 0.9)), "seed 1": _result((0.8, 0.7))}, real, args)
     assert "| seed 0 |" in text and "**passes**" in text and "**fails**" in text
     assert "**1 of 2 training seeds pass.**" in text and "rows: 30 % [20, 40] (mean-valued: 10 % [0, 20])" in text
+    assert "- accuracy: 90 % [80, 100];\n" in text
+    real["per_class"] = {"AV": [0.6, 0.4, 0.8], "RV": [1.0, 1.0, 1.0]}
+    text = fidelity.section({"seed 0": _result((0.95, 0.9))}, real, args)
+    assert "- accuracy: 90 % [80, 100]; per class: AV 60 % [40, 80] · RV 100 % [100, 100];\n" in text
 
 
 @pytest.mark.parametrize(("a", "b", "expected"), [
