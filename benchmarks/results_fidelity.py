@@ -63,23 +63,32 @@ def judge_on_real(predict, real: str, attribute: str, blur: list[float], band_fr
     out = judge_controls(predict, view(ds.stack()), [r[attribute] for r in ds.rows], blur_sigmas=blur,
                          band_fraction=band_fraction)
 
-    def mean_ci(values: np.ndarray) -> list[float]:
-        return list(cluster_bootstrap_mean(values.astype(float), subjects, n_boot=2000, seed=0)[:3])
+    labels = np.asarray([r[attribute] for r in ds.rows])
+
+    def mean_ci(values: np.ndarray, keep: np.ndarray | None = None) -> list[float]:
+        keep = np.ones(len(subjects), bool) if keep is None else keep
+        return list(cluster_bootstrap_mean(np.asarray(values, dtype=float)[keep], np.asarray(subjects)[keep],
+                                           n_boot=2000, seed=0)[:3])
 
     padded = sum(float(r.get("pad_fraction") or 0) > 0 for r in ds.rows)
-    labels = np.asarray([r[attribute] for r in ds.rows])
-    per_class = {}
-    for c in sorted(set(labels)):
-        keep = labels == c
-        values = np.asarray(out["correct"], dtype=float)[keep]
-        per_class[c] = list(cluster_bootstrap_mean(values, [s for s, k in zip(subjects, keep, strict=True) if k], n_boot=2000,
-                                                   seed=0)[:3])
+    per_class = {c: mean_ci(out["correct"], labels == c) for c in sorted(set(labels))}
     return {"source": real, "items": len(subjects), "subjects": len(set(subjects)), "padded_items": padded,
             "accuracy": mean_ci(out["correct"]), "per_class": per_class,
             "blur": {f"{s:g}": mean_ci(v) for s, v in out["blur"].items()},
             "band_flips": {side: mean_ci(v) for side, v in out["band_flips"].items()},
             "occlusion_flips": {side: mean_ci(v) for side, v in out["occlusion_flips"].items()},
             "band_fraction": band_fraction}
+
+
+def _sigmas(text: str) -> list[float]:
+    """``--blur``: one or more positive sigmas; the blur control is part of every report."""
+    try:
+        sigmas = [float(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sigmas in pixels, got {text!r}") from None
+    if not sigmas or min(sigmas) <= 0:
+        raise argparse.ArgumentTypeError(f"sigmas must be positive, got {text!r}")
+    return sigmas
 
 
 def _pct(v: list[float] | tuple[float, ...]) -> str:
@@ -127,7 +136,7 @@ def main() -> None:
     parser.add_argument("--attribute", default="orientation")
     parser.add_argument("--bar", type=float, default=0.90)
     parser.add_argument("--lower-bar", type=float, default=0.85)
-    parser.add_argument("--blur", default="2,4", help="blur-control sigmas in pixels, comma-separated")
+    parser.add_argument("--blur", default="2,4", type=_sigmas, help="blur-control sigmas in pixels, comma-separated")
     parser.add_argument("--band-fraction", type=float, default=0.2)
     parser.add_argument("--tries", default="not stated.")
     parser.add_argument("--command", default="python benchmarks/results_fidelity.py …")
@@ -147,7 +156,7 @@ def main() -> None:
     for spec in args.samples:
         name, _, folder = spec.partition("=")
         results[name] = judge_set(judge, Path(folder), args.attribute, view)
-    real = judge_on_real(judge, args.real, args.attribute, [float(s) for s in args.blur.split(",")], args.band_fraction,
+    real = judge_on_real(judge, args.real, args.attribute, args.blur, args.band_fraction,
                          view)
     text = (args.about + "\n\n" if args.about else "") + section(results, real, args)
     print(text)
