@@ -20,7 +20,7 @@
 set -uo pipefail
 D=$1 DEST=$2
 LIMIT=${LIMIT:-540} AE_STEPS=${AE_STEPS:-1500} LDM_STEPS=${LDM_STEPS:-2500} PIX_STEPS=${PIX_STEPS:-2000}
-PIX_SEEDS=${PIX_SEEDS:-"10 11 12 13 14 15"} PER3=${PER3:-50} PER2=${PER2:-64} CAP=${CAP:-6}
+PIX_SEEDS=${PIX_SEEDS:-"10 11 12 13 14 15"} PER3=${PER3:-50} PER2=${PER2:-64}
 W=$(mktemp -d) START=$(date +%s)
 OUT=$W/results
 mkdir -p "$OUT" "$DEST"
@@ -37,7 +37,7 @@ left() {  # run a command with the seconds left before LIMIT, or not at all
   [ "$t" -gt 5 ] || return 124
   timeout "$t" "$@"
 }
-RUN="--set train.max_minutes=$CAP --set train.val_every=1000000 --set train.checkpoint_every=1000000 \
+RUN="--set train.max_minutes=null --set train.val_every=1000000 --set train.checkpoint_every=1000000 \
   --set train.precision=fp32 --set train.num_workers=0"
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU") > "$OUT/gpu.txt"
 python3 -c "import torch; print(torch.__version__, torch.cuda.is_available())" >> "$OUT/gpu.txt"
@@ -51,15 +51,15 @@ ldm3d() {  # seed autoencoder latents out
     --guidance orientation=7,field_strength=1.5 --seed 100 --out "$4_samples" >> "$4.log" 2>&1
   status "$name: trained and sampled"
 }
-judge3d() {  # name samples... (the sets that exist)
+judge() {  # name judge real --samples=NAME=SET... (only the sets that exist are judged)
   local sets=() a
-  for a in "${@:2}"; do [ -f "${a#*=*=}/metadata.jsonl" ] && sets+=("$a"); done
+  for a in "${@:4}"; do [ -f "${a#*=*=}/metadata.jsonl" ] && sets+=("$a"); done
   [ "${#sets[@]}" -gt 0 ] || { log "$1: nothing to judge"; return; }
-  set -- "$1" "${sets[@]}"
-  left python3 benchmarks/results_fidelity.py --judge "$D/judge2w" --real "$D/prepG3:test" --blur 4 "${@:2}" \
+  left python3 benchmarks/results_fidelity.py --judge "$2" --real "$3" --blur 4 "${sets[@]}" \
     --json "$OUT/$1.json" > "$OUT/$1.md" 2>&1
   status "$1 judged"
 }
+judge3d() { judge "$1" "$D/judge2w" "$D/prepG3:test" "${@:2}"; }
 audit3d() {  # name samples
   left uterosynth audit --train "$D/prepG3" --synthetic "$2" --quantile 0.98 --out "$W/$1" > "$W/$1.log" 2>&1
   local rc=$?
@@ -97,13 +97,7 @@ track_c() {
     args+=("--samples=seed $s=$W/ddpm64_s${s}_samples")
   done
   wait
-  local done_sets=() a
-  for a in "${args[@]}"; do [ -f "${a#*=*=}/metadata.jsonl" ] && done_sets+=("$a"); done
-  [ "${#done_sets[@]}" -gt 0 ] || { log "2D pixel seeds: nothing to judge"; return; }
-  args=("${done_sets[@]}")
-  left python3 benchmarks/results_fidelity.py --judge "$D/judge2" --real "$D/prepG2:test" --blur 4 "${args[@]}" \
-    --json "$OUT/fidelity2d_C.json" > "$OUT/fidelity2d_C.md" 2>&1
-  status "2D pixel seeds judged"
+  judge fidelity2d_C "$D/judge2" "$D/prepG2:test" "${args[@]}"
 }
 
 log "start: $(tr '\n' ' ' < "$OUT/gpu.txt")"
