@@ -36,7 +36,7 @@ python3 -c "import torch; print(torch.__version__, torch.cuda.is_available())" >
 
 trial() {  # "name|sets|sampler:steps" seed
   IFS='|' read -r name sets spec <<< "$1"
-  local seed=$2 t sargs=() s
+  local seed=$2 t rc sargs=() s
   for s in $sets; do sargs+=(--set "$s"); done
   local common=(--data "$D/prepG2" --reference "$D/prepF1" --encoder "$DEST/encoder" --milestones "$STEPS"
     --config configs/ddpm2d_demo64.yaml --set seed="$seed" --set train.precision=fp32 --set train.num_workers=0
@@ -47,7 +47,8 @@ trial() {  # "name|sets|sampler:steps" seed
     [ "$t" -gt 5 ] || { echo "[$(( $(date +%s) - START )) s] ${name}_s$seed: no time left" >> "$DEST/steps.log"; return; }
     timeout "$t" python3 benchmarks/demo_recipe_sweep.py trial "${name}_s$seed" "${common[@]}" \
       --judge "$D/$judge" --sample-seed "$sample_seed" >> "$DEST/logs/${name}_s$seed.log" 2>&1
-    echo "[$(( $(date +%s) - START )) s] ${name}_s$seed $judge: exit $?" >> "$DEST/steps.log"
+    rc=$?  # read before the log line: its $(date) would reset $?
+    echo "[$(( $(date +%s) - START )) s] ${name}_s$seed $judge: exit $rc" >> "$DEST/steps.log"
   done
 }
 uterosynth evaluate train-encoder --data "$D/prepF1" --out "$DEST/encoder" --set epochs="$ENC_EPOCHS" \

@@ -16,6 +16,7 @@ subjects): ``uterosynth downstream train-classifier --data REF --out JUDGE`` and
     python benchmarks/demo_recipe_sweep.py trial p4_noattn --data prep --reference prep_ref \\
         --judge judge --encoder encoder --milestones 1500,2500 --set unet.patch_size=4
     python benchmarks/demo_recipe_sweep.py table --out sweep   # the markdown table of every trial
+    python benchmarks/demo_recipe_sweep.py seeds --out sweep   # one row per variant over its training seeds
     python benchmarks/demo_recipe_sweep.py ceiling --data prep --judge judge   # the judge on the real items
 
 Every trial appends one line per milestone to ``<out>/trials.jsonl``; none is dropped.
@@ -135,6 +136,27 @@ def table(args) -> None:
                   f"| {spec} | {res['worst']:.2f} | {per} | {k} |")
 
 
+def seeds(args) -> None:
+    """One row per variant (a trial's name less its ``_sN`` seed suffix), judge and sampler: each seed's
+    worst class, their mean, and the mean KID -- the numbers the sweep's choice rule reads."""
+    groups: dict[tuple[str, str, str], list[tuple[str, dict]]] = {}
+    for line in (Path(args.out) / "trials.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        variant, _, seed = r["name"].rpartition("_s")
+        for spec, res in r["results"].items():
+            groups.setdefault((variant, f"{r['judge']}, sample seed {r['sample_seed']}", spec), []).append((seed, res))
+    print("| variant | judge, draws | sampler | worst class per training seed | mean worst | AVAF per seed | mean KID×1e3 (floor) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for (variant, judge, spec), rows in groups.items():
+        rows.sort()
+        worst = [res["worst"] for _, res in rows]
+        kids = [res["kid_x1e3"] for _, res in rows if "kid_x1e3" in res]
+        kid = f"{np.mean(kids):.1f} ({rows[0][1]['floor_kid_x1e3']})" if kids else "-"
+        print(f"| {variant} | {judge} | {spec} | " + " / ".join(f"s{sd} {res['worst']:.2f}" for sd, res in rows)
+              + f" | {np.mean(worst):.3f} | " + " / ".join(f"{res['per_class']['AVAF']['acc']:.2f}" for _, res in rows)
+              + f" | {kid} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -158,9 +180,11 @@ def main() -> None:
     c.add_argument("--out", default="sweep")
     tb = sub.add_parser("table")
     tb.add_argument("--out", default="sweep")
+    sd = sub.add_parser("seeds", help="one row per variant: worst class per training seed, mean worst, mean KID")
+    sd.add_argument("--out", default="sweep")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    {"trial": trial, "ceiling": ceiling, "table": table}[args.cmd](args)
+    {"trial": trial, "ceiling": ceiling, "table": table, "seeds": seeds}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,22 @@ def test_the_autoencoder_table_is_measured_on_unseen_subjects_with_subject_inter
     assert autoencoder._trained_run(tmp_path / "ae")[0] == 1
     with pytest.raises(DataError, match="evaluated subjects were used to train"):
         autoencoder.evaluate(tmp_path / "ae", f"{prepared_2d}:train", None)
+
+
+def test_the_sweep_summary_groups_training_seeds_per_variant_and_judge(tmp_path, capsys) -> None:
+    sweep = _load("demo_recipe_sweep")
+
+    def record(name: str, judge: str, avaf: float, kid: float) -> dict:
+        per_class = {"AVAF": {"acc": avaf}, "AVRF": {"acc": 0.99}}
+        res = {"per_class": per_class, "worst": min(avaf, 0.99), "kid_x1e3": kid, "floor_kid_x1e3": 6.0}
+        return {"name": name, "judge": judge, "sample_seed": 3 if judge == "judgeV" else 100, "results": {"dpmpp:20:g": res}}
+
+    rows = [record("lr3e-3_s1", "judgeV", 0.88, 150.0), record("lr3e-3_s0", "judgeV", 0.02, 9e5),
+            record("lr3e-3_s0", "judge2", 0.50, 100.0)]
+    (tmp_path / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sweep.seeds(argparse.Namespace(out=str(tmp_path)))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4  # header, rule, one row per (variant, judge)
+    assert lines[2] == ("| lr3e-3 | judgeV, sample seed 3 | dpmpp:20:g | s0 0.02 / s1 0.88 | 0.450 | 0.02 / 0.88 "
+                        "| 450075.0 (6.0) |")
+    assert lines[3].startswith("| lr3e-3 | judge2, sample seed 100 | dpmpp:20:g | s0 0.50 | 0.500 |")

@@ -1,5 +1,8 @@
+import importlib.util
 import json
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,3 +165,32 @@ def test_an_unreadable_judge_without_portable_weights_is_refused(tmp_path, monke
     monkeypatch.setattr(torch.jit, "load", _unreadable_torchscript)
     with pytest.raises(UserError, match=r"cannot read this TorchScript module \(version_ number 11 .*retrain"):
         load_classifier(root)
+
+
+def test_an_earlier_judge_gets_portable_weights_with_the_same_logits(tmp_path, monkeypatch):
+    real = make_bar_dataset(tmp_path / "real", shape=(16, 16), items_per_subject=1)
+    cfg = JudgeConfig.model_validate({
+        "classifier": {"image_size": 16, "widen_factor": 0.0625},
+        "train": {"max_epochs": 1, "min_epochs": 1, "patience": 1, "min_samples_per_epoch": 16},
+        "augment_training": False,
+    })
+    train_judge(real, cfg, tmp_path / "judge")
+    info = tmp_path / "judge" / "classifier.json"
+    meta = json.loads(info.read_text())
+    info.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("weights", "network")}))
+    (tmp_path / "judge" / "classifier.safetensors").unlink()  # as an earlier version wrote it
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "judge_weights.py"
+    spec = importlib.util.spec_from_file_location("judge_weights", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["judge_weights.py", str(tmp_path / "judge"), str(tmp_path / "ported")])
+    module.main()
+
+    x = torch.rand(3, 1, 16, 16)
+    scripted = load_classifier(tmp_path / "judge")[0]
+    monkeypatch.setattr(torch.jit, "load", _unreadable_torchscript)
+    with pytest.warns(UserWarning, match="rebuilt the network"):
+        rebuilt, ported = load_classifier(tmp_path / "ported")
+    torch.testing.assert_close(rebuilt(x), scripted(x))
+    assert ported["network"] == meta["network"] and ported["sha256"] == meta["sha256"]
