@@ -15,6 +15,7 @@ def preset_model(name: str) -> type[BaseModel]:
     from uterosynth.privacy.config import AuditConfig, CopyDetectorConfig
     from uterosynth.reader_study.config import StudyConfig
     from uterosynth.release.config import ReleaseConfig
+    from uterosynth.study import GridStudyConfig
     from uterosynth.training.autoencoder import AutoencoderTrainConfig
     from uterosynth.training.diffusion import DiffusionTrainConfig
 
@@ -23,6 +24,7 @@ def preset_model(name: str) -> type[BaseModel]:
         ("audit", AuditConfig), ("copy_detector", CopyDetectorConfig), ("downstream", DownstreamConfig), ("encoder", EncoderTrainConfig),
         ("evaluate", EvaluationConfig), ("phantom", PhantomConfig), ("pipeline", PipelineConfig),
         ("prepare", PrepareConfig), ("reader_study", StudyConfig), ("release", ReleaseConfig),
+        ("study_", GridStudyConfig),
     ]
     for prefix, model in by_prefix:
         if name.startswith(prefix):

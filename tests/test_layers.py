@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "training": 2, "sampling": 2, "evaluation": 2, "privacy": 2,  # stages
     "downstream": 2, "release": 2, "reader_study": 2,
     "stages": 3, "pipeline": 3, "pipeline_report": 3, "demo": 3,  # typed stage entry points and chains of stages
+    "study": 3, "study_report": 3,  # grids of chains
     "cli": 4, "__main__": 4,  # the command line
     "__init__": 0,  # the package root holds only the version
 }

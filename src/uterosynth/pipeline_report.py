@@ -34,7 +34,7 @@ from .data.synthetic import SyntheticSet
 if TYPE_CHECKING:
     from .pipeline import Stage
 
-__all__ = ["DONE_EARLIER", "MAX_REPORT_BYTES", "PER_CLASS", "THUMBNAIL", "write_report"]
+__all__ = ["DONE_EARLIER", "MAX_REPORT_BYTES", "PER_CLASS", "THUMBNAIL", "SampleGrid", "sample_grid", "write_report"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 PER_CLASS = 4
@@ -130,7 +130,7 @@ def _rel(path: Path, out: Path) -> str:
         return str(path)
 
 
-def _sample_grid(out: Path, stages: Sequence[Stage], task: str | None, images: EmbeddedImages) -> SampleGrid | None:
+def sample_grid(out: Path, stages: Sequence[Stage], task: str | None, images: EmbeddedImages) -> SampleGrid | None:
     """One row per requested class: synthetic samples of it, then real items of it."""
     samples = _find(stages, "sample")
     if samples is None or not (out / samples.name / "metadata.jsonl").is_file():
@@ -200,7 +200,7 @@ def _answer(out: Path, stages: Sequence[Stage], failures: Mapping[str, str], ima
         except DataError as err:
             unreadable.append(str(err))
     try:
-        grid = _sample_grid(out, stages, (ev.judge or {}).get("task") if ev is not None else None, images)
+        grid = sample_grid(out, stages, (ev.judge or {}).get("task") if ev is not None else None, images)
     except DataError as err:
         unreadable.append(str(err))
     return {

@@ -40,6 +40,7 @@ COMMAND_MODULES: list[str] = [
     "release",
     "demo",
     "run",
+    "study",
     "evaluate",
 ]
 

@@ -1,0 +1,400 @@
+"""A study: a grid of pipeline runs over named axes, one folder per cell, one comparison table.
+
+``uterosynth study STUDY.yaml`` reads a study file (``configs/study_*.yaml``): a base pipeline
+file (:mod:`uterosynth.pipeline`), named axes whose values change it (another base pipeline and
+stage overrides, as a pipeline file's ``override:``), training seeds, and an equal step budget
+per training stage. Every combination of axis values and seeds is a *cell*: a pipeline file of its
+own in ``cells/<name>/cell.yaml``, run by ``uterosynth run`` into that folder. So a cell is an
+independent job:
+
+- a finished cell (``cells/<name>/cell.json`` with status ``ok``) is never recomputed;
+- a killed cell resumes stage by stage (the pipeline's own resume);
+- a failed cell does not stop the others; the study fails at its end, naming it.
+
+Cells run on an existing engine, not a home-made scheduler: locally with a thread pool
+(``executor.kind: local``, ``parallel`` cells at once), or through submitit
+(``executor.kind: submitit``): SLURM job arrays on a cluster, or submitit's local executor, which
+runs the same code path on one machine (the tests use it). A stage that trains on several GPUs
+keeps its ``launcher: torchrun`` inside the cell.
+
+When the cells are done, :func:`summarize` reads each cell's evaluation, audit and training
+summaries into ``study.json`` and ``study.html`` (:mod:`uterosynth.study_report`): the comparison
+table with intervals, a sample grid per cell, and a verdict per claim of the file (``supported``,
+``not supported`` or ``inconclusive at this size``), decided by non-overlap of 95 % intervals in
+every pair of cells that differ only on the claim's axis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from . import __version__
+from .core.artifacts import read_json, write_json
+from .core.config import StrictModel, load_config, merge_config
+from .core.errors import ConfigError, DataError
+from .pipeline import pipeline_stages
+from .stages import PRESETS
+
+__all__ = ["CELL_FILE", "CELL_STATUS", "Cell", "GridStudyConfig", "StudyFailed", "plan", "run_cell", "run_study",
+           "summarize", "verdict"]
+
+CELL_FILE = "cell.yaml"
+"""A cell's pipeline file, in its folder."""
+CELL_STATUS = "cell.json"
+"""A cell's outcome (status, exit code, seconds, log), written when its run ends."""
+LOG_FILE = "run.log"
+
+
+class AxisValue(StrictModel):
+    """One value of an axis: what it changes in the base pipeline."""
+
+    pipeline: str | None = Field(None, description="another base pipeline file for cells with this value")
+    override: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="stage name -> keys of its spec to change (as a pipeline file's override)")
+
+
+class ExecutorConfig(StrictModel):
+    """Where the cells run."""
+
+    kind: Literal["local", "submitit"] = "local"
+    parallel: int = Field(1, ge=1, description="local: cells at once")
+    cluster: Literal["local", "slurm", "debug"] | None = Field(
+        None, description="submitit: 'slurm', 'local' (one machine, the same code path), 'debug'; "
+        "null: SLURM where it is present, else local")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="submitit's update_parameters, e.g. timeout_min, slurm_partition, "
+        "gpus_per_node, cpus_per_task")
+
+
+class Claim(StrictModel):
+    """A comparative claim: cells with ``better`` on ``axis`` beat those with ``worse`` on ``metric``."""
+
+    statement: str = Field(min_length=1)
+    axis: str
+    better: str
+    worse: str
+    metric: Literal["kid", "judge_worst"] = Field(
+        "kid", description="kid: lower is better (its bootstrap interval); judge_worst: the worst class's judge "
+        "accuracy, higher is better (its Wilson interval)")
+
+
+class GridStudyConfig(StrictModel):
+    """A study file."""
+
+    out: str = Field(description="the study folder (relative to the working directory, or ${here}/...)")
+    pipeline: str = Field(description="the base pipeline file (relative to the study file, or ${presets}/...)")
+    axes: dict[str, dict[str, AxisValue]] = Field(min_length=1)
+    exclude: list[dict[str, str]] = Field(
+        default_factory=list, description="combinations left out: a cell whose values match every key of an entry")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seed_stages: list[str] = Field(default_factory=lambda: ["diffusion"],
+                                   description="stages that take the cell's seed (their --seed)")
+    steps: dict[str, int] = Field(default_factory=dict,
+                                  description="equal compute: train.steps of these stages in every cell")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    claims: list[Claim] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GridStudyConfig:
+        for axis, values in self.axes.items():
+            if not values:
+                raise ValueError(f"axis '{axis}' has no value")
+        if sum(any(v.pipeline for v in values.values()) for values in self.axes.values()) > 1:
+            raise ValueError("only one axis may change the base pipeline")
+        for entry in self.exclude:
+            for axis, value in entry.items():
+                if value not in self.axes.get(axis, {}):
+                    raise ValueError(f"exclude entry {entry}: axis '{axis}' has no value '{value}'")
+        for claim in self.claims:
+            values = self.axes.get(claim.axis)
+            if values is None:
+                raise ValueError(f"claim '{claim.statement}': unknown axis '{claim.axis}'")
+            for value in (claim.better, claim.worse):
+                if value not in values:
+                    raise ValueError(f"claim '{claim.statement}': axis '{claim.axis}' has no value '{value}'")
+        return self
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: its folder name, axis values, seed, base pipeline and overrides."""
+
+    name: str
+    values: Mapping[str, str]
+    seed: int
+    pipeline: Path
+    override: Mapping[str, Any]
+
+    def document(self, folder: Path) -> dict[str, Any]:
+        """The cell's pipeline file: its base, its folder and its overrides."""
+        return {"base": str(self.pipeline), "out": str(folder), "override": dict(self.override)}
+
+
+def _resolve(path: str, here: Path) -> Path:
+    """A path of the study file: ``${presets}``/``${here}`` expanded, relative to the file's folder."""
+    return here / path.replace("${presets}", str(PRESETS)).replace("${here}", str(here))
+
+
+def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    out: dict[tuple[str, ...], Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_leaves(value, (*prefix, key)))
+        else:
+            out[(*prefix, key)] = value
+    return out
+
+
+def _cell_override(cfg: GridStudyConfig, chosen: Mapping[str, AxisValue], seed: int) -> dict[str, Any]:
+    """The axis values' overrides laid over each other, then the seed and the step budget.
+
+    Raises:
+        ConfigError: two axes set the same key to different values.
+    """
+    merged: dict[str, Any] = {}
+    owner: dict[tuple[str, ...], str] = {}
+    for axis, value in chosen.items():
+        for key, leaf in _leaves(value.override).items():
+            if key in owner and _leaves(merged).get(key) != leaf:
+                raise ConfigError(f"axes '{owner[key]}' and '{axis}' both set {'.'.join(key)}; let one axis own it")
+            owner[key] = axis
+        merged = merge_config(merged, value.override)
+    for stage in cfg.seed_stages:
+        merged = merge_config(merged, {stage: {"args": {"seed": seed}}})
+    for stage, steps in cfg.steps.items():
+        merged = merge_config(merged, {stage: {"set": {"train.steps": steps, "train.max_minutes": None}}})
+    return merged
+
+
+def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, GridStudyConfig, list[Cell]]:
+    """The study folder, its config and its cells, each cell's pipeline checked.
+
+    Raises:
+        ConfigError: the study file is malformed, or a cell's pipeline is (an override of an
+            unknown stage, an unknown command, a conflict between axes).
+    """
+    study = Path(study)
+    cfg = load_config(GridStudyConfig, study)
+    here = study.parent.resolve()
+    root = Path(out) if out is not None else Path(cfg.out.replace("${here}", str(here)))  # as a pipeline's out
+    base = _resolve(cfg.pipeline, here).resolve()
+    axes = list(cfg.axes.items())
+    cells = []
+    for combo in itertools.product(*(list(values.items()) for _, values in axes)):
+        chosen = {axis: value for (axis, _), (_, value) in zip(axes, combo, strict=True)}
+        names = {axis: name for (axis, _), (name, _) in zip(axes, combo, strict=True)}
+        if any(all(names[a] == v for a, v in entry.items()) for entry in cfg.exclude):
+            continue
+        pipeline = next((_resolve(v.pipeline, here).resolve() for v in chosen.values() if v.pipeline), base)
+        for seed in cfg.seeds:
+            label = "_".join(f"{axis}-{name}" for axis, name in names.items()) + f"_seed-{seed}"
+            cells.append(Cell(label, names, seed, pipeline, _cell_override(cfg, chosen, seed)))
+    if not cells:
+        raise ConfigError(f"{study}: 'exclude' leaves no cell to run")
+    with tempfile.TemporaryDirectory() as tmp:  # check every cell before any folder is written
+        for cell in cells:
+            path = Path(tmp) / f"{cell.name}.yaml"
+            path.write_text(yaml.safe_dump(cell.document(root / "cells" / cell.name), sort_keys=False))
+            try:
+                pipeline_stages(path, out=root / "cells" / cell.name)
+            except ConfigError as err:
+                raise ConfigError(f"{study}: cell '{cell.name}': {str(err).replace(str(path), CELL_FILE)}") from err
+    return root, cfg, cells
+
+
+def run_cell(cell_file: str) -> dict[str, Any]:
+    """Run one cell's pipeline (``uterosynth run``) in a child process; record its outcome in
+    ``cell.json`` beside it. The same function runs under every executor."""
+    folder = Path(cell_file).parent
+    t0 = time.perf_counter()
+    with open(folder / LOG_FILE, "a") as log:
+        code = subprocess.run([sys.executable, "-m", "uterosynth", "run", cell_file], stdout=log, stderr=subprocess.STDOUT,
+                              check=False).returncode
+    status = {"status": "ok" if code == 0 else "failed", "exit_code": code,
+              "seconds": round(time.perf_counter() - t0, 1), "log": LOG_FILE, "uterosynth_version": __version__}
+    write_json(folder / CELL_STATUS, status)
+    return status
+
+
+def _done(folder: Path) -> bool:
+    try:
+        return read_json(folder / CELL_STATUS).get("status") == "ok"
+    except DataError:
+        return False
+
+
+def _run_submitit(files: Sequence[str], root: Path, executor: ExecutorConfig) -> list[dict[str, Any]]:
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=str(root / "submitit"), cluster=executor.cluster)
+    ex.update_parameters(**executor.parameters)
+    jobs = ex.map_array(run_cell, files)
+    outcomes = []
+    for job in jobs:
+        try:
+            outcomes.append(job.result())
+        except Exception as err:  # a job the engine lost: the cell stays unfinished and is named
+            outcomes.append({"status": "failed", "exit_code": None, "error": str(err).splitlines()[0]})
+    return outcomes
+
+
+class StudyFailed(DataError):
+    """One or more cells failed; ``study.json`` and ``study.html`` were written for the others."""
+
+
+def run_study(
+    root: Path, cfg: GridStudyConfig, cells: Sequence[Cell], *,
+    on_cell: Callable[[Cell, str], None] | None = None,
+) -> dict[str, Any]:
+    """Write each cell's pipeline file, run the unfinished cells on the configured executor, then
+    :func:`summarize`. Finished cells are skipped.
+
+    Raises:
+        StudyFailed: a cell failed (after the summary of the others was written).
+    """
+    pending = []
+    for cell in cells:
+        folder = root / "cells" / cell.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CELL_FILE).write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
+        if _done(folder):
+            if on_cell:
+                on_cell(cell, "skipped (done)")
+        else:
+            pending.append(cell)
+    files = [str(root / "cells" / c.name / CELL_FILE) for c in pending]
+    for cell in pending:
+        if on_cell:
+            on_cell(cell, "queued")
+    if cfg.executor.kind == "submitit":
+        outcomes = _run_submitit(files, root, cfg.executor) if files else []
+    else:
+        with ThreadPoolExecutor(max_workers=cfg.executor.parallel) as pool:
+            outcomes = list(pool.map(run_cell, files))
+    for cell, outcome in zip(pending, outcomes, strict=True):
+        if on_cell:
+            on_cell(cell, outcome["status"])
+    summary = summarize(root, cfg, cells)
+    failed = [c["name"] for c in summary["cells"] if c["status"] != "ok"]
+    if failed:
+        raise StudyFailed(f"{len(failed)} of {len(cells)} cell(s) failed: {', '.join(failed)} "
+                          f"(their logs: cells/<name>/{LOG_FILE}); the others are in {root / 'study.html'}")
+    return summary
+
+
+def _interval(value: float | None, low: float | None, high: float | None) -> dict[str, float | None]:
+    return {"value": value, "ci_low": low, "ci_high": high}
+
+
+def _cell_results(folder: Path) -> dict[str, Any]:
+    """What a finished cell measured: judge per class and its worst class, KID of the samples, the
+    floor and the baselines, the audit, and the training stages' steps and items/s."""
+    from .data.audit_file import AUDIT_FILE, read_audit
+    from .data.evaluation_results import METRICS_FILE, SYNTHETIC_SET, read_evaluation
+
+    _, stages = pipeline_stages(folder / CELL_FILE, out=folder)
+    out: dict[str, Any] = {"training": {}}
+    for stage in stages:
+        place = folder / stage.name
+        if stage.command == "evaluate" and (place / METRICS_FILE).is_file():
+            ev = read_evaluation(place)
+            classes = ev.judge_accuracy(SYNTHETIC_SET) or []
+            out["judge"] = {c.cls: {"accuracy": c.accuracy, "ci": list(c.interval), "n": c.n} for c in classes}
+            if classes:
+                worst = min(classes, key=lambda c: c.accuracy)
+                out["judge_worst"] = {"class": worst.cls, **_interval(worst.accuracy, *worst.interval)}
+            out["kid"] = {r.set: {**_interval(r.value, r.ci_low, r.ci_high), "n": r.n} for r in ev.metric_rows("kid")}
+        elif stage.command == "audit" and (place / AUDIT_FILE).is_file():
+            s = read_audit(place)["summary"]
+            out["audit"] = {k: s.get(k) for k in ("samples", "flagged_fraction", "training_subjects",
+                                                    "training_subjects_copied")}
+        elif stage.resumable and (place / "summary.json").is_file():
+            s = read_json(place / "summary.json")
+            out["training"][stage.name] = {"steps": s.get("steps"), "items_per_s": s.get("items_per_s"),
+                                           "device": s.get("device")}
+    return out
+
+
+def verdict(better: Sequence[dict[str, Any]], worse: Sequence[dict[str, Any]], *, lower_is_better: bool) -> str:
+    """A claim's verdict over paired measurements (each ``value``, ``ci_low``, ``ci_high``).
+
+    ``supported``: in every pair the better cell's interval lies entirely on the better side of the
+    worse cell's; ``not supported``: in some pair the opposite holds and in none the claimed order;
+    otherwise ``inconclusive at this size`` (also with no pair or a missing interval).
+    """
+    outcomes = []
+    for b, w in zip(better, worse, strict=True):
+        if None in (b.get("ci_low"), b.get("ci_high"), w.get("ci_low"), w.get("ci_high")):
+            outcomes.append("overlap")
+        elif (b["ci_high"] < w["ci_low"]) if lower_is_better else (b["ci_low"] > w["ci_high"]):
+            outcomes.append("claimed")
+        elif (w["ci_high"] < b["ci_low"]) if lower_is_better else (w["ci_low"] > b["ci_high"]):
+            outcomes.append("opposite")
+        else:
+            outcomes.append("overlap")
+    if outcomes and all(o == "claimed" for o in outcomes):
+        return "supported"
+    if "opposite" in outcomes and "claimed" not in outcomes:
+        return "not supported"
+    return "inconclusive at this size"
+
+
+def _measure(cell: dict[str, Any], metric: str) -> dict[str, Any] | None:
+    if metric == "kid":
+        return (cell.get("results", {}).get("kid") or {}).get("synthetic")
+    return cell.get("results", {}).get("judge_worst")
+
+
+def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for claim in cfg.claims:
+        def key(c: dict[str, Any], axis: str = claim.axis) -> tuple:
+            return (c["seed"], *sorted((a, v) for a, v in c["values"].items() if a != axis))
+
+        by_key = {}
+        for c in cells:
+            if c["values"][claim.axis] in (claim.better, claim.worse):
+                by_key.setdefault(key(c), {})[c["values"][claim.axis]] = c
+        pairs = [(p[claim.better], p[claim.worse]) for p in by_key.values() if claim.better in p and claim.worse in p]
+        measured = [(_measure(b, claim.metric), _measure(w, claim.metric)) for b, w in pairs]
+        measured = [(b, w) for b, w in measured if b and w]
+        out.append({**claim.model_dump(), "pairs": len(pairs), "measured_pairs": len(measured),
+                    "verdict": verdict([b for b, _ in measured], [w for _, w in measured],
+                                       lower_is_better=claim.metric == "kid"),
+                    "cells": [[b["name"], w["name"]] for b, w in pairs]})
+    return out
+
+
+def summarize(root: Path, cfg: GridStudyConfig, cells: Sequence[Cell]) -> dict[str, Any]:
+    """Read every cell into ``study.json`` and write ``study.html``; returns the document."""
+    from .study_report import write_study_report
+
+    rows = []
+    for cell in cells:
+        folder = root / "cells" / cell.name
+        status = read_json(folder / CELL_STATUS) if (folder / CELL_STATUS).is_file() else {"status": "not run"}
+        row = {"name": cell.name, "values": dict(cell.values), "seed": cell.seed, "status": status["status"],
+               "seconds": status.get("seconds")}
+        if folder.is_dir() and (folder / CELL_FILE).is_file():
+            try:
+                row["results"] = _cell_results(folder)
+            except (DataError, ConfigError) as err:
+                row["unreadable"] = str(err)
+        rows.append(row)
+    document = {"uterosynth_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "config": cfg.model_dump(mode="json"), "cells": rows, "claims": _claims(cfg, rows)}
+    write_json(root / "study.json", document)
+    write_study_report(root, document, cells)
+    return document

@@ -1,0 +1,78 @@
+"""A study's ``study.html``: the claims' verdicts, the comparison table with intervals, a sample grid per cell.
+
+Thumbnails are embedded once each (:class:`~uterosynth.core.html_images.EmbeddedImages`), so the
+page opens at once whatever the number of cells; each cell links to its own ``report.html``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .core.artifacts import atomic_write_text
+from .core.errors import ConfigError, DataError
+from .core.html_images import EmbeddedImages
+from .pipeline import pipeline_stages
+from .pipeline_report import TEMPLATES, THUMBNAIL, sample_grid
+
+if TYPE_CHECKING:
+    from .study import Cell
+
+__all__ = ["write_study_report"]
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}g}"
+
+
+def _with_ci(m: Mapping[str, Any] | None, digits: int = 3) -> str:
+    if not m:
+        return "–"
+    return f"{_num(m.get('value'), digits)} [{_num(m.get('ci_low'), digits)}, {_num(m.get('ci_high'), digits)}]"
+
+
+def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
+    r = cell.get("results", {})
+    kid = r.get("kid") or {}
+    worst = r.get("judge_worst")
+    audit = r.get("audit") or {}
+    baselines = {name: _with_ci(m, 2) for name, m in kid.items() if name not in ("synthetic", "real_vs_real")}
+    training = "; ".join(f"{name} {t.get('steps')} steps" for name, t in (r.get("training") or {}).items())
+    return {
+        "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"], "status": cell["status"],
+        "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}" if worst else "–",
+        "judge": ", ".join(f"{c} {_num(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
+        "kid": _with_ci(kid.get("synthetic"), 2), "n": (kid.get("synthetic") or {}).get("n") or "–",
+        "floor": _with_ci(kid.get("real_vs_real"), 2),
+        "baselines": "; ".join(f"{k} {v}" for k, v in baselines.items()) or "–",
+        "audit": (f"{_num(audit.get('flagged_fraction'), 2)} of samples; {audit.get('training_subjects_copied')} of "
+                  f"{audit.get('training_subjects')} subjects") if audit else "–",
+        "training": training or "–", "seconds": cell.get("seconds") or "–", "unreadable": cell.get("unreadable"),
+    }
+
+
+def write_study_report(root: Path, document: Mapping[str, Any], cells: Sequence[Cell]) -> Path:
+    """Write ``root/study.html`` from the study document (:func:`uterosynth.study.summarize`)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    axes = list(document["config"]["axes"])
+    images = EmbeddedImages()
+    grids = []
+    for cell, row in zip(cells, document["cells"], strict=True):
+        folder = root / "cells" / cell.name
+        grid = None
+        if row["status"] == "ok":
+            try:
+                _, stages = pipeline_stages(folder / "cell.yaml", out=folder)
+                grid = sample_grid(folder, stages, None, images)
+            except (DataError, ConfigError):
+                grid = None
+        grids.append({"name": cell.name, "grid": grid, "report": f"cells/{cell.name}/report.html"})
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    page = env.get_template("study.html.j2").render(
+        claims=document["claims"], axes=axes, rows=[_row(c, axes) for c in document["cells"]], grids=grids,
+        image_defs=images.defs(), thumbnail=THUMBNAIL, config=document["config"], version=document["uterosynth_version"])
+    path = root / "study.html"
+    atomic_write_text(path, page)
+    return path

@@ -1,0 +1,141 @@
+"""`uterosynth study`: the grid of cells, their pipelines, the executors, resume, failure isolation, claims."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from uterosynth.cli import main
+from uterosynth.core.errors import ConfigError
+from uterosynth.study import CELL_STATUS, StudyFailed, plan, run_study, verdict
+
+PIPELINE = {"out": "unused", "stages": [
+    {"name": "cohort", "command": "phantom", "args": {"subjects": 2, "seed": 1, "workers": 1},
+     "set": {"geometry.matrix": [32, 32], "geometry.slices": 4}, "done": "labels.csv"},
+    {"name": "prepared", "command": "prepare", "args": {"source": "umd", "input": "${cohort}"},
+     "set": {"preprocess.output.shape": [32, 32], "split.train": 0.5, "split.val": 0.5, "split.test": 0.0},
+     "done": "manifest.csv"},
+]}
+
+
+def _study(tmp_path: Path, **changes) -> Path:
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(PIPELINE))
+    study = {"out": "${here}/study_out", "pipeline": "pipeline.yaml", "seed_stages": ["cohort"], "seeds": [0],
+             "axes": {"size": {"small": {"override": {"prepared": {"set": {"preprocess.output.shape": [16, 16]}}}},
+                               "large": {}}},
+             "executor": {"kind": "local"}, **changes}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def test_the_grid_is_every_axis_value_times_every_seed_with_its_overrides(tmp_path):
+    path = _study(tmp_path, seeds=[0, 1], steps={"prepared": 7},
+                  axes={"size": {"small": {"override": {"prepared": {"set": {"preprocess.output.shape": [16, 16]}}}},
+                                 "large": {}},
+                        "cohort": {"two": {}, "three": {"override": {"cohort": {"args": {"subjects": 3}}}}}})
+    root, _, cells = plan(path)
+    assert root == tmp_path / "study_out"
+    assert [c.name for c in cells][:3] == ["size-small_cohort-two_seed-0", "size-small_cohort-two_seed-1",
+                                           "size-small_cohort-three_seed-0"]
+    assert len(cells) == 8
+    three = next(c for c in cells if c.name == "size-large_cohort-three_seed-1")
+    assert three.override == {"cohort": {"args": {"subjects": 3, "seed": 1}},
+                              "prepared": {"set": {"train.steps": 7, "train.max_minutes": None}}}
+    assert dict(three.values) == {"size": "large", "cohort": "three"} and three.pipeline == tmp_path / "pipeline.yaml"
+    _, _, kept = plan(_study(tmp_path, axes={"size": {"small": {}, "large": {}}, "cohort": {"two": {}, "three": {}}},
+                             exclude=[{"size": "large", "cohort": "three"}]))
+    assert [c.name for c in kept] == ["size-small_cohort-two_seed-0", "size-small_cohort-three_seed-0",
+                                      "size-large_cohort-two_seed-0"]
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"axes": {"a": {"x": {"override": {"cohort": {"args": {"subjects": 3}}}}},
+               "b": {"y": {"override": {"cohort": {"args": {"subjects": 4}}}}}}},
+     r"axes 'a' and 'b' both set cohort\.args\.subjects"),
+    ({"axes": {"a": {"x": {"override": {"nosuchstage": {"args": {"k": 1}}}}}}},
+     r"cell 'a-x_seed-0': .*override of unknown stage\(s\): nosuchstage"),
+    ({"claims": [{"statement": "s", "axis": "size", "better": "small", "worse": "huge"}]},
+     r"axis 'size' has no value 'huge'"),
+    ({"axes": {"a": {"x": {"pipeline": "p.yaml"}}, "b": {"y": {"pipeline": "q.yaml"}}}},
+     "only one axis may change the base pipeline"),
+    ({"exclude": [{"size": "medium"}]}, r"exclude entry .*axis 'size' has no value 'medium'"),
+    ({"exclude": [{"size": "small"}, {"size": "large"}]}, "'exclude' leaves no cell to run"),
+])
+def test_a_bad_study_file_is_refused_before_anything_is_written(tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        plan(_study(tmp_path, **changes))
+    assert not (tmp_path / "study_out").exists()
+
+
+@pytest.mark.parametrize(("better", "worse", "lower", "expected"), [
+    ([{"value": 1, "ci_low": 0.5, "ci_high": 1.5}], [{"value": 3, "ci_low": 2, "ci_high": 4}], True, "supported"),
+    ([{"value": 3, "ci_low": 2, "ci_high": 4}], [{"value": 1, "ci_low": 0.5, "ci_high": 1.5}], True, "not supported"),
+    ([{"value": 1, "ci_low": 0.5, "ci_high": 2.5}], [{"value": 3, "ci_low": 2, "ci_high": 4}], True,
+     "inconclusive at this size"),
+    ([{"value": 0.95, "ci_low": 0.9, "ci_high": 0.98}, {"value": 0.9, "ci_low": 0.8, "ci_high": 0.95}],
+     [{"value": 0.7, "ci_low": 0.6, "ci_high": 0.8}, {"value": 0.85, "ci_low": 0.8, "ci_high": 0.9}], False,
+     "inconclusive at this size"),   # one pair separates, the other overlaps
+    ([], [], True, "inconclusive at this size"),
+    ([{"value": 1, "ci_low": None, "ci_high": None}], [{"value": 3, "ci_low": 2, "ci_high": 4}], True,
+     "inconclusive at this size"),
+])
+def test_a_claim_needs_every_pair_of_intervals_to_separate(better, worse, lower, expected):
+    assert verdict(better, worse, lower_is_better=lower) == expected
+
+
+def test_cells_run_through_submitit_resume_and_fail_alone(tmp_path):
+    broken = {"override": {"prepared": {"args": {"input": str(tmp_path / "nowhere")}}}}
+    path = _study(tmp_path, executor={"kind": "submitit", "cluster": "local", "parameters": {"timeout_min": 10}},
+                  axes={"size": {"small": {"override": {"prepared": {"set": {"preprocess.output.shape": [16, 16]}}}},
+                                 "large": {}, "broken": broken}},
+                  claims=[{"statement": "smaller is better", "axis": "size", "better": "small", "worse": "large"}])
+    root, cfg, cells = plan(path)
+    seen: list[tuple[str, str]] = []
+    with pytest.raises(StudyFailed, match=r"1 of 3 cell\(s\) failed: size-broken_seed-0"):
+        run_study(root, cfg, cells, on_cell=lambda cell, state: seen.append((cell.name, state)))
+    assert ("size-small_seed-0", "ok") in seen and ("size-broken_seed-0", "failed") in seen
+    small = root / "cells" / "size-small_seed-0"
+    assert (small / "prepared" / "manifest.csv").is_file() and (small / "report.html").is_file()
+    assert (root / "submitit").is_dir()  # submitit's own job folder: the engine ran the cells
+    document = json.loads((root / "study.json").read_text())
+    assert [c["status"] for c in document["cells"]] == ["ok", "ok", "failed"]
+    assert document["claims"][0]["pairs"] == 1 and document["claims"][0]["verdict"] == "inconclusive at this size"
+    assert "smaller is better" in (root / "study.html").read_text()
+
+    done_at = (small / CELL_STATUS).stat().st_mtime_ns
+    seen.clear()
+    with pytest.raises(StudyFailed):
+        run_study(root, cfg, cells, on_cell=lambda cell, state: seen.append((cell.name, state)))
+    assert ("size-small_seed-0", "skipped (done)") in seen and ("size-large_seed-0", "skipped (done)") in seen
+    assert ("size-broken_seed-0", "failed") in seen
+    assert (small / CELL_STATUS).stat().st_mtime_ns == done_at
+
+
+def test_the_command_lists_cells_and_refuses_a_bad_file_in_one_line(tmp_path, capsys):
+    path = _study(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["study", str(path), "--dry-run"])
+    assert info.value.code in (0, None)
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["size-small_seed-0",
+                                                                                     "size-large_seed-0"]
+    bad = _study(tmp_path, axes={"size": {}})
+    with pytest.raises(SystemExit) as info:
+        main(["study", str(bad)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "study.yaml" in err and "size" in err
+
+
+@pytest.mark.parametrize("preset", sorted((Path(__file__).resolve().parents[1] / "src/uterosynth/configs").glob("study_*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_study_preset_plans_cells_whose_pipelines_are_valid(preset, tmp_path):
+    root, cfg, cells = plan(preset, out=tmp_path / "s")
+    assert cells and root == tmp_path / "s" and cfg.claims
+    names = {c.name for c in cells}
+    for claim in cfg.claims:  # every claim has at least one pair of cells to compare
+        assert any(c.values[claim.axis] == claim.better and
+                   c.name.replace(f"{claim.axis}-{claim.better}", f"{claim.axis}-{claim.worse}") in names for c in cells)
