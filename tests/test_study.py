@@ -139,3 +139,34 @@ def test_every_study_preset_plans_cells_whose_pipelines_are_valid(preset, tmp_pa
     for claim in cfg.claims:  # every claim has at least one pair of cells to compare
         assert any(c.values[claim.axis] == claim.better and
                    c.name.replace(f"{claim.axis}-{claim.better}", f"{claim.axis}-{claim.worse}") in names for c in cells)
+
+
+@pytest.mark.slow
+def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkeypatch):
+    """One real cell (the quick demo's chain); its copy stands for a second value of the axis."""
+    import shutil
+
+    from uterosynth.study import summarize
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({
+        "out": "${here}/s", "pipeline": "${presets}/pipeline_cpu_quick.yaml",
+        "axes": {"variant": {"a": {}, "b": {}}},
+        "claims": [{"statement": "a beats b", "axis": "variant", "better": "a", "worse": "b", "metric": "judge_worst"},
+                   {"statement": "a has lower KID", "axis": "variant", "better": "a", "worse": "b"}]}))
+    root, cfg, cells = plan(path)
+    run_study(root, cfg, cells[:1])
+    a, b = (root / "cells" / c.name for c in cells)
+    assert json.loads((a / CELL_STATUS).read_text())["status"] == "ok"
+    shutil.copytree(a, b)
+    document = summarize(root, cfg, cells)
+    results = document["cells"][0]["results"]
+    assert set(results["judge"]) == {"AVAF", "AVRF", "RVAF", "RVRF"}
+    worst = results["judge_worst"]
+    assert worst["ci_low"] <= worst["value"] <= worst["ci_high"]
+    assert {"synthetic", "real_vs_real"} <= set(results["kid"]) and results["kid"]["synthetic"]["n"] > 0
+    assert 0 <= results["audit"]["flagged_fraction"] <= 1 and results["training"]["diffusion"]["steps"] == 20
+    assert [c["verdict"] for c in document["claims"]] == ["inconclusive at this size"] * 2  # identical cells
+    page = (root / "study.html").read_text()
+    assert page.count("<use ") >= 8 and "cells/variant-a_seed-0/report.html" in page  # a grid per cell
