@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 
 from uterosynth.cli import main
 from uterosynth.core.errors import ConfigError
-from uterosynth.study import CELL_STATUS, StudyFailed, plan, run_study, verdict
+from uterosynth.study import CELL_STATUS, StudyFailed, plan, run_study, summarize, verdict
 
 PIPELINE = {"out": "unused", "stages": [
     {"name": "cohort", "command": "phantom", "args": {"subjects": 2, "seed": 1, "workers": 1},
@@ -114,6 +115,16 @@ def test_cells_run_through_submitit_resume_and_fail_alone(tmp_path):
     assert ("size-broken_seed-0", "failed") in seen
     assert (small / CELL_STATUS).stat().st_mtime_ns == done_at
 
+    # a cell killed after its first stage: the rerun keeps that stage and runs the rest
+    large = root / "cells" / "size-large_seed-0"
+    shutil.rmtree(large / "prepared")
+    (large / CELL_STATUS).unlink()
+    cohort_at = (large / "cohort" / "labels.csv").stat().st_mtime_ns
+    with pytest.raises(StudyFailed, match="size-broken_seed-0$|size-broken_seed-0 "):
+        run_study(root, cfg, cells)
+    assert (large / "prepared" / "manifest.csv").is_file() and json.loads((large / CELL_STATUS).read_text())["status"] == "ok"
+    assert (large / "cohort" / "labels.csv").stat().st_mtime_ns == cohort_at
+
 
 def test_the_command_lists_cells_and_refuses_a_bad_file_in_one_line(tmp_path, capsys):
     path = _study(tmp_path)
@@ -144,10 +155,6 @@ def test_every_study_preset_plans_cells_whose_pipelines_are_valid(preset, tmp_pa
 @pytest.mark.slow
 def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkeypatch):
     """One real cell (the quick demo's chain); its copy stands for a second value of the axis."""
-    import shutil
-
-    from uterosynth.study import summarize
-
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump({
