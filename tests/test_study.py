@@ -11,7 +11,7 @@ import yaml
 
 from uterosynth.cli import main
 from uterosynth.core.errors import ConfigError
-from uterosynth.study import CELL_STATUS, StudyFailed, plan, run_study, summarize, verdict
+from uterosynth.study import CELL_STATUS, NO_TIME_LIMIT, StudyFailed, plan, run_study, summarize, verdict
 
 PIPELINE = {"out": "unused", "stages": [
     {"name": "cohort", "command": "phantom", "args": {"subjects": 2, "seed": 1, "workers": 1},
@@ -45,7 +45,7 @@ def test_the_grid_is_every_axis_value_times_every_seed_with_its_overrides(tmp_pa
     assert len(cells) == 8
     three = next(c for c in cells if c.name == "size-large_cohort-three_seed-1")
     assert three.override == {"cohort": {"args": {"subjects": 3, "seed": 1}},
-                              "prepared": {"set": {"train.steps": 7, "train.max_minutes": None}}}
+                              "prepared": {"set": {"train.steps": 7, "train.max_minutes": NO_TIME_LIMIT}}}
     assert dict(three.values) == {"size": "large", "cohort": "three"} and three.pipeline == tmp_path / "pipeline.yaml"
     _, _, kept = plan(_study(tmp_path, axes={"size": {"small": {}, "large": {}}, "cohort": {"two": {}, "three": {}}},
                              exclude=[{"size": "large", "cohort": "three"}]))
@@ -56,7 +56,14 @@ def test_the_grid_is_every_axis_value_times_every_seed_with_its_overrides(tmp_pa
 @pytest.mark.parametrize(("changes", "message"), [
     ({"axes": {"a": {"x": {"override": {"cohort": {"args": {"subjects": 3}}}}},
                "b": {"y": {"override": {"cohort": {"args": {"subjects": 4}}}}}}},
-     r"axes 'a' and 'b' both set cohort\.args\.subjects"),
+     r"axis 'a' and axis 'b' both set cohort\.args\.subjects"),
+    ({"axes": {"a": {"x": {"override": {"cohort": {"args": {"seed": 5}}}}}}},
+     r"axis 'a' and 'seed_stages' both set cohort\.args\.seed"),
+    ({"seed_stages": ["nosuch"]}, r"key 'seed_stages': cell 'size-small_seed-0' has no stage nosuch"),
+    ({"axes": {"a": {"x_y": {}}}}, r"name 'x_y' may hold only"),
+    ({"axes": {"..": {"x": {}}}}, r"name '\.\.' may hold only"),
+    ({"seeds": [0, 0]}, "a seed is listed twice"),
+    ({"claims": [{"statement": "s", "axis": "size", "better": "small", "worse": "small"}]}, "are both 'small'"),
     ({"axes": {"a": {"x": {"override": {"nosuchstage": {"args": {"k": 1}}}}}}},
      r"cell 'a-x_seed-0': .*override of unknown stage\(s\): nosuchstage"),
     ({"claims": [{"statement": "s", "axis": "size", "better": "small", "worse": "huge"}]},
@@ -125,6 +132,15 @@ def test_cells_run_through_submitit_resume_and_fail_alone(tmp_path):
     assert (large / "prepared" / "manifest.csv").is_file() and json.loads((large / CELL_STATUS).read_text())["status"] == "ok"
     assert (large / "cohort" / "labels.csv").stat().st_mtime_ns == cohort_at
 
+    # the study file changed under a finished cell: refused, its record untouched
+    edited = yaml.safe_load(path.read_text())
+    edited["axes"]["size"]["small"]["override"]["prepared"]["set"]["preprocess.output.shape"] = [24, 24]
+    path.write_text(yaml.safe_dump(edited, sort_keys=False))
+    before = (small / "cell.yaml").read_text()
+    with pytest.raises(ConfigError, match="cell 'size-small_seed-0' was run with another configuration"):
+        run_study(*plan(path))
+    assert (small / "cell.yaml").read_text() == before
+
 
 def test_the_command_lists_cells_and_refuses_a_bad_file_in_one_line(tmp_path, capsys):
     path = _study(tmp_path)
@@ -177,3 +193,21 @@ def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkey
     assert [c["verdict"] for c in document["claims"]] == ["inconclusive at this size"] * 2  # identical cells
     page = (root / "study.html").read_text()
     assert page.count("<use ") >= 8 and "cells/variant-a_seed-0/report.html" in page  # a grid per cell
+
+
+def test_a_claim_with_an_unmeasured_or_failed_pair_stays_inconclusive():
+    from uterosynth.study import GridStudyConfig, _claims
+
+    cfg = GridStudyConfig.model_validate({
+        "out": "o", "pipeline": "p.yaml", "seeds": [0, 1], "axes": {"m": {"a": {}, "b": {}}},
+        "claims": [{"statement": "a beats b", "axis": "m", "better": "a", "worse": "b"}]})
+
+    def cell(value: str, seed: int, kid: float, status: str = "ok") -> dict:
+        return {"name": f"m-{value}_seed-{seed}", "values": {"m": value}, "seed": seed, "status": status,
+                "results": {"kid": {"synthetic": {"value": kid, "ci_low": kid - 0.1, "ci_high": kid + 0.1}}}}
+
+    separated = [cell("a", 0, 1.0), cell("b", 0, 2.0), cell("a", 1, 1.0), cell("b", 1, 2.0)]
+    assert _claims(cfg, separated)[0]["verdict"] == "supported" and _claims(cfg, separated)[0]["seeds"] == 2
+    failed = [*separated[:3], cell("b", 1, 2.0, status="failed")]
+    (claim,) = _claims(cfg, failed)
+    assert (claim["pairs"], claim["measured_pairs"], claim["verdict"]) == (2, 1, "inconclusive at this size")

@@ -26,7 +26,10 @@ every pair of cells that differ only on the claim's axis.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -42,7 +45,7 @@ from pydantic import Field, model_validator
 
 from . import __version__
 from .core.artifacts import read_json, write_json
-from .core.config import StrictModel, load_config, merge_config
+from .core.config import StrictModel, load_config, merge_config, read_config_file
 from .core.errors import ConfigError, DataError
 from .pipeline import pipeline_stages
 from .stages import PRESETS
@@ -55,6 +58,9 @@ CELL_FILE = "cell.yaml"
 CELL_STATUS = "cell.json"
 """A cell's outcome (status, exit code, seconds, log), written when its run ends."""
 LOG_FILE = "run.log"
+NO_TIME_LIMIT = 1_000_000.0
+"""``train.max_minutes`` of a stage under a step budget: the steps, not the clock, end its training."""
+_NAME = re.compile(r"^[A-Za-z0-9+][A-Za-z0-9.+-]*$")
 
 
 class AxisValue(StrictModel):
@@ -111,6 +117,12 @@ class GridStudyConfig(StrictModel):
         for axis, values in self.axes.items():
             if not values:
                 raise ValueError(f"axis '{axis}' has no value")
+            for name in (axis, *values):
+                if not _NAME.match(name):
+                    raise ValueError(f"axis '{axis}': name '{name}' may hold only letters, digits, '.', '+' and '-' "
+                                     "(not first '.' or '-'): it names the cell's folder")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds}: a seed is listed twice")
         if sum(any(v.pipeline for v in values.values()) for values in self.axes.values()) > 1:
             raise ValueError("only one axis may change the base pipeline")
         for entry in self.exclude:
@@ -118,6 +130,8 @@ class GridStudyConfig(StrictModel):
                 if value not in self.axes.get(axis, {}):
                     raise ValueError(f"exclude entry {entry}: axis '{axis}' has no value '{value}'")
         for claim in self.claims:
+            if claim.better == claim.worse:
+                raise ValueError(f"claim '{claim.statement}': 'better' and 'worse' are both '{claim.better}'")
             values = self.axes.get(claim.axis)
             if values is None:
                 raise ValueError(f"claim '{claim.statement}': unknown axis '{claim.axis}'")
@@ -141,6 +155,12 @@ class Cell:
         """The cell's pipeline file: its base, its folder and its overrides."""
         return {"base": str(self.pipeline), "out": str(folder), "override": dict(self.override)}
 
+    @property
+    def digest(self) -> str:
+        """What the cell runs (base pipeline and overrides): a finished cell is reused only while it matches."""
+        text = json.dumps({"base": str(self.pipeline), "override": self.override}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
 
 def _resolve(path: str, here: Path) -> Path:
     """A path of the study file: ``${presets}``/``${here}`` expanded, relative to the file's folder."""
@@ -163,18 +183,18 @@ def _cell_override(cfg: GridStudyConfig, chosen: Mapping[str, AxisValue], seed: 
     Raises:
         ConfigError: two axes set the same key to different values.
     """
+    parts = [(f"axis '{axis}'", value.override) for axis, value in chosen.items()]
+    parts += [("'seed_stages'", {stage: {"args": {"seed": seed}}}) for stage in cfg.seed_stages]
+    parts += [("'steps'", {stage: {"set": {"train.steps": steps, "train.max_minutes": NO_TIME_LIMIT}}})
+              for stage, steps in cfg.steps.items()]
     merged: dict[str, Any] = {}
     owner: dict[tuple[str, ...], str] = {}
-    for axis, value in chosen.items():
-        for key, leaf in _leaves(value.override).items():
+    for who, override in parts:
+        for key, leaf in _leaves(override).items():
             if key in owner and _leaves(merged).get(key) != leaf:
-                raise ConfigError(f"axes '{owner[key]}' and '{axis}' both set {'.'.join(key)}; let one axis own it")
-            owner[key] = axis
-        merged = merge_config(merged, value.override)
-    for stage in cfg.seed_stages:
-        merged = merge_config(merged, {stage: {"args": {"seed": seed}}})
-    for stage, steps in cfg.steps.items():
-        merged = merge_config(merged, {stage: {"set": {"train.steps": steps, "train.max_minutes": None}}})
+                raise ConfigError(f"{owner[key]} and {who} both set {'.'.join(key)}; let one of them own it")
+            owner[key] = who
+        merged = merge_config(merged, override)
     return merged
 
 
@@ -188,7 +208,7 @@ def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, Gri
     study = Path(study)
     cfg = load_config(GridStudyConfig, study)
     here = study.parent.resolve()
-    root = Path(out) if out is not None else Path(cfg.out.replace("${here}", str(here)))  # as a pipeline's out
+    root = (Path(out) if out is not None else Path(cfg.out.replace("${here}", str(here)))).resolve()  # as a pipeline's out
     base = _resolve(cfg.pipeline, here).resolve()
     axes = list(cfg.axes.items())
     cells = []
@@ -207,6 +227,11 @@ def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, Gri
         for cell in cells:
             path = Path(tmp) / f"{cell.name}.yaml"
             path.write_text(yaml.safe_dump(cell.document(root / "cells" / cell.name), sort_keys=False))
+            names = {s.get("name") for s in read_config_file(cell.pipeline).get("stages") or [] if isinstance(s, dict)}
+            for key, stages in (("seed_stages", cfg.seed_stages), ("steps", cfg.steps)):
+                if missing := sorted(set(stages) - names):
+                    raise ConfigError(f"{study}: key '{key}': cell '{cell.name}' has no stage {', '.join(missing)} "
+                                      f"(the stages of {cell.pipeline.name}: {', '.join(sorted(map(str, names)))})")
             try:
                 pipeline_stages(path, out=root / "cells" / cell.name)
             except ConfigError as err:
@@ -214,40 +239,53 @@ def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, Gri
     return root, cfg, cells
 
 
-def run_cell(cell_file: str) -> dict[str, Any]:
-    """Run one cell's pipeline (``uterosynth run``) in a child process; record its outcome in
-    ``cell.json`` beside it. The same function runs under every executor."""
+def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
+    """Run one cell's pipeline (``uterosynth run``) in a child process; record its outcome and the
+    cell's ``digest`` in ``cell.json`` beside it. The same function runs under every executor."""
     folder = Path(cell_file).parent
     t0 = time.perf_counter()
     with open(folder / LOG_FILE, "a") as log:
         code = subprocess.run([sys.executable, "-m", "uterosynth", "run", cell_file], stdout=log, stderr=subprocess.STDOUT,
                               check=False).returncode
-    status = {"status": "ok" if code == 0 else "failed", "exit_code": code,
+    status = {"status": "ok" if code == 0 else "failed", "exit_code": code, "digest": digest,
               "seconds": round(time.perf_counter() - t0, 1), "log": LOG_FILE, "uterosynth_version": __version__}
     write_json(folder / CELL_STATUS, status)
     return status
 
 
-def _done(folder: Path) -> bool:
+def _status(folder: Path) -> dict[str, Any]:
+    """The cell's ``cell.json`` (``{"status": "not run"}`` when there is none or it cannot be read)."""
     try:
-        return read_json(folder / CELL_STATUS).get("status") == "ok"
+        return read_json(folder / CELL_STATUS)
     except DataError:
-        return False
+        return {"status": "not run"}
 
 
-def _run_submitit(files: Sequence[str], root: Path, executor: ExecutorConfig) -> list[dict[str, Any]]:
+def _run_submitit(files: Sequence[str], digests: Sequence[str], root: Path,
+                  executor: ExecutorConfig) -> list[dict[str, Any]]:
     import submitit
 
     ex = submitit.AutoExecutor(folder=str(root / "submitit"), cluster=executor.cluster)
-    ex.update_parameters(**executor.parameters)
-    jobs = ex.map_array(run_cell, files)
+    try:
+        ex.update_parameters(**executor.parameters)
+        jobs = ex.map_array(run_cell, files, digests)
+    except Exception as err:
+        raise ConfigError(f"submitit could not submit the cells ({_first_line(err)}); check 'executor' "
+                          "in the study file") from err
     outcomes = []
-    for job in jobs:
+    for file, job in zip(files, jobs, strict=True):
         try:
             outcomes.append(job.result())
-        except Exception as err:  # a job the engine lost: the cell stays unfinished and is named
-            outcomes.append({"status": "failed", "exit_code": None, "error": str(err).splitlines()[0]})
+        except Exception as err:  # a job the engine lost: record why and where its log is
+            status = {"status": "lost", "exit_code": None, "error": _first_line(err),
+                      "log": str(job.paths.stderr)}
+            write_json(Path(file).parent / CELL_STATUS, status)
+            outcomes.append(status)
     return outcomes
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
 class StudyFailed(DataError):
@@ -264,25 +302,31 @@ def run_study(
     Raises:
         StudyFailed: a cell failed (after the summary of the others was written).
     """
+    for cell in cells:
+        status = _status(root / "cells" / cell.name)
+        if status["status"] != "not run" and status.get("digest") not in (None, cell.digest):
+            raise ConfigError(f"{root / 'cells' / cell.name / CELL_STATUS}: cell '{cell.name}' was run with another "
+                              "configuration; move its folder away to rerun it, or restore the study file")
     pending = []
     for cell in cells:
         folder = root / "cells" / cell.name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CELL_FILE).write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
-        if _done(folder):
+        if _status(folder)["status"] == "ok":
             if on_cell:
                 on_cell(cell, "skipped (done)")
-        else:
-            pending.append(cell)
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CELL_FILE).write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
+        pending.append(cell)
     files = [str(root / "cells" / c.name / CELL_FILE) for c in pending]
+    digests = [c.digest for c in pending]
     for cell in pending:
         if on_cell:
             on_cell(cell, "queued")
     if cfg.executor.kind == "submitit":
-        outcomes = _run_submitit(files, root, cfg.executor) if files else []
+        outcomes = _run_submitit(files, digests, root, cfg.executor) if files else []
     else:
         with ThreadPoolExecutor(max_workers=cfg.executor.parallel) as pool:
-            outcomes = list(pool.map(run_cell, files))
+            outcomes = list(pool.map(run_cell, files, digests))
     for cell, outcome in zip(pending, outcomes, strict=True):
         if on_cell:
             on_cell(cell, outcome["status"])
@@ -290,7 +334,7 @@ def run_study(
     failed = [c["name"] for c in summary["cells"] if c["status"] != "ok"]
     if failed:
         raise StudyFailed(f"{len(failed)} of {len(cells)} cell(s) failed: {', '.join(failed)} "
-                          f"(their logs: cells/<name>/{LOG_FILE}); the others are in {root / 'study.html'}")
+                          f"(their logs: cells/<name>/{CELL_STATUS} names each); the others are in {root / 'study.html'}")
     return summary
 
 
@@ -368,11 +412,15 @@ def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[
             if c["values"][claim.axis] in (claim.better, claim.worse):
                 by_key.setdefault(key(c), {})[c["values"][claim.axis]] = c
         pairs = [(p[claim.better], p[claim.worse]) for p in by_key.values() if claim.better in p and claim.worse in p]
-        measured = [(_measure(b, claim.metric), _measure(w, claim.metric)) for b, w in pairs]
+        measured = [(_measure(b, claim.metric), _measure(w, claim.metric)) for b, w in pairs
+                    if b["status"] == w["status"] == "ok"]
         measured = [(b, w) for b, w in measured if b and w]
+        complete = bool(pairs) and len(measured) == len(pairs)  # a pair without a measurement leaves it open
         out.append({**claim.model_dump(), "pairs": len(pairs), "measured_pairs": len(measured),
+                    "seeds": len({b["seed"] for b, _ in pairs}),
                     "verdict": verdict([b for b, _ in measured], [w for _, w in measured],
-                                       lower_is_better=claim.metric == "kid"),
+                                       lower_is_better=claim.metric == "kid") if complete
+                    else "inconclusive at this size",
                     "cells": [[b["name"], w["name"]] for b, w in pairs]})
     return out
 
@@ -384,10 +432,10 @@ def summarize(root: Path, cfg: GridStudyConfig, cells: Sequence[Cell]) -> dict[s
     rows = []
     for cell in cells:
         folder = root / "cells" / cell.name
-        status = read_json(folder / CELL_STATUS) if (folder / CELL_STATUS).is_file() else {"status": "not run"}
+        status = _status(folder)
         row = {"name": cell.name, "values": dict(cell.values), "seed": cell.seed, "status": status["status"],
-               "seconds": status.get("seconds")}
-        if folder.is_dir() and (folder / CELL_FILE).is_file():
+               "seconds": status.get("seconds"), **({"error": status["error"]} if "error" in status else {})}
+        if status["status"] == "ok":
             try:
                 row["results"] = _cell_results(folder)
             except (DataError, ConfigError) as err:
