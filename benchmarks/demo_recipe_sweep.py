@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -137,24 +138,31 @@ def table(args) -> None:
 
 
 def seeds(args) -> None:
-    """One row per variant (a trial's name less its ``_sN`` seed suffix), judge and sampler: each seed's
-    worst class, their mean, and the mean KID -- the numbers the sweep's choice rule reads."""
-    groups: dict[tuple[str, str, str], list[tuple[str, dict]]] = {}
+    """One row per variant (a trial's name less its ``_sN`` seed suffix), judge, draws, steps and sampler:
+    each seed's worst class (and which class it is), their mean, and the mean KID -- the numbers the
+    sweep's choice rule reads. Trials without a seed suffix are left out; a repeated record is refused."""
+    groups: dict[tuple, dict[int, dict]] = {}
     for line in (Path(args.out) / "trials.jsonl").read_text().splitlines():
         r = json.loads(line)
-        variant, _, seed = r["name"].rpartition("_s")
+        match = re.fullmatch(r"(.+)_s(\d+)", r["name"])
+        if match is None:
+            continue
+        variant, seed = match.group(1), int(match.group(2))
         for spec, res in r["results"].items():
-            groups.setdefault((variant, f"{r['judge']}, sample seed {r['sample_seed']}", spec), []).append((seed, res))
-    print("| variant | judge, draws | sampler | worst class per training seed | mean worst | AVAF per seed | mean KID×1e3 (floor) |")
+            key = (variant, f"{r['judge']}, sample seed {r['sample_seed']}", r["steps"], spec)
+            if seed in groups.setdefault(key, {}):
+                raise SystemExit(f"{args.out}/trials.jsonl: {r['name']} is recorded twice for {key[1]}, {spec}")
+            groups[key][seed] = res
+    print("| variant | judge, draws | steps | sampler | worst class per training seed | mean worst | mean KID×1e3 (floor) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for (variant, judge, spec), rows in groups.items():
-        rows.sort()
-        worst = [res["worst"] for _, res in rows]
-        kids = [res["kid_x1e3"] for _, res in rows if "kid_x1e3" in res]
-        kid = f"{np.mean(kids):.1f} ({rows[0][1]['floor_kid_x1e3']})" if kids else "-"
-        print(f"| {variant} | {judge} | {spec} | " + " / ".join(f"s{sd} {res['worst']:.2f}" for sd, res in rows)
-              + f" | {np.mean(worst):.3f} | " + " / ".join(f"{res['per_class']['AVAF']['acc']:.2f}" for _, res in rows)
-              + f" | {kid} |")
+    for (variant, judge, steps, spec), rows in groups.items():
+        rows = dict(sorted(rows.items()))
+        worst = {sd: min(res["per_class"].items(), key=lambda kv: kv[1]["acc"]) for sd, res in rows.items()}
+        kids = [res["kid_x1e3"] for res in rows.values() if "kid_x1e3" in res]
+        kid = f"{np.mean(kids):.1f} ({next(iter(rows.values()))['floor_kid_x1e3']})" if kids else "-"
+        per_seed = " / ".join(f"s{sd} {v['acc']:.2f} ({cls})" for sd, (cls, v) in worst.items())
+        print(f"| {variant} | {judge} | {steps} | {spec} | {per_seed} | "
+              f"{np.mean([res['worst'] for res in rows.values()]):.3f} | {kid} |")
 
 
 def main() -> None:

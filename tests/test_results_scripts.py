@@ -99,14 +99,18 @@ def test_the_sweep_summary_groups_training_seeds_per_variant_and_judge(tmp_path,
     def record(name: str, judge: str, avaf: float, kid: float) -> dict:
         per_class = {"AVAF": {"acc": avaf}, "AVRF": {"acc": 0.99}}
         res = {"per_class": per_class, "worst": min(avaf, 0.99), "kid_x1e3": kid, "floor_kid_x1e3": 6.0}
-        return {"name": name, "judge": judge, "sample_seed": 3 if judge == "judgeV" else 100, "results": {"dpmpp:20:g": res}}
+        return {"name": name, "judge": judge, "sample_seed": 3 if judge == "judgeV" else 100, "steps": 2000,
+                "results": {"dpmpp:20:g": res}}
 
-    rows = [record("lr3e-3_s1", "judgeV", 0.88, 150.0), record("lr3e-3_s0", "judgeV", 0.02, 9e5),
-            record("lr3e-3_s0", "judge2", 0.50, 100.0)]
+    rows = [record("lr3e-3_s10", "judgeV", 0.88, 150.0), record("lr3e-3_s2", "judgeV", 0.02, 9e5),
+            record("lr3e-3_s0", "judge2", 0.50, 100.0), record("L5_slowema", "judgeV", 0.5, 1.0)]
     (tmp_path / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     sweep.seeds(argparse.Namespace(out=str(tmp_path)))
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4  # header, rule, one row per (variant, judge)
-    assert lines[2] == ("| lr3e-3 | judgeV, sample seed 3 | dpmpp:20:g | s0 0.02 / s1 0.88 | 0.450 | 0.02 / 0.88 "
-                        "| 450075.0 (6.0) |")
-    assert lines[3].startswith("| lr3e-3 | judge2, sample seed 100 | dpmpp:20:g | s0 0.50 | 0.500 |")
+    assert len(lines) == 4  # header, rule, one row per (variant, judge); a name without a seed is left out
+    assert lines[2] == ("| lr3e-3 | judgeV, sample seed 3 | 2000 | dpmpp:20:g | s2 0.02 (AVAF) / s10 0.88 (AVAF) "
+                        "| 0.450 | 450075.0 (6.0) |")
+    assert lines[3].startswith("| lr3e-3 | judge2, sample seed 100 | 2000 | dpmpp:20:g | s0 0.50 (AVAF) | 0.500 |")
+    (tmp_path / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [rows[0], rows[0]]))
+    with pytest.raises(SystemExit, match="lr3e-3_s10 is recorded twice"):
+        sweep.seeds(argparse.Namespace(out=str(tmp_path)))
