@@ -168,9 +168,13 @@ def _resolve(path: str, here: Path) -> Path:
 
 
 def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Every value of an override by its key path. A stage's ``set`` entries are leaves whatever their
+    value (a mapping given to ``--set`` replaces that section), their dotted keys split into parts."""
     out: dict[tuple[str, ...], Any] = {}
     for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
+        if len(prefix) == 1 and key == "set" and isinstance(value, Mapping):
+            out.update({(*prefix, "set", *str(k).split(".")): v for k, v in value.items()})
+        elif isinstance(value, Mapping) and value:
             out.update(_leaves(value, (*prefix, key)))
         else:
             out[(*prefix, key)] = value
@@ -188,12 +192,15 @@ def _cell_override(cfg: GridStudyConfig, chosen: Mapping[str, AxisValue], seed: 
     parts += [("'steps'", {stage: {"set": {"train.steps": steps, "train.max_minutes": NO_TIME_LIMIT}}})
               for stage, steps in cfg.steps.items()]
     merged: dict[str, Any] = {}
-    owner: dict[tuple[str, ...], str] = {}
+    owned: dict[tuple[str, ...], tuple[str, Any]] = {}  # key path -> (who set it, value)
     for who, override in parts:
         for key, leaf in _leaves(override).items():
-            if key in owner and _leaves(merged).get(key) != leaf:
-                raise ConfigError(f"{owner[key]} and {who} both set {'.'.join(key)}; let one of them own it")
-            owner[key] = who
+            for other, (first, value) in owned.items():
+                overlap = other[:len(key)] == key or key[:len(other)] == other  # the same key, or one inside the other
+                if overlap and (other != key or value != leaf) and first != who:
+                    raise ConfigError(f"{first} and {who} both set {'.'.join(min(key, other, key=len))}; "
+                                      "let one of them own it")
+            owned[key] = (who, leaf)
         merged = merge_config(merged, override)
     return merged
 
