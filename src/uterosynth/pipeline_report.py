@@ -34,7 +34,7 @@ from .data.synthetic import SyntheticSet
 if TYPE_CHECKING:
     from .pipeline import Stage
 
-__all__ = ["DONE_EARLIER", "MAX_REPORT_BYTES", "PER_CLASS", "THUMBNAIL", "SampleGrid", "sample_grid", "write_report"]
+__all__ = ["DONE_EARLIER", "MAX_REPORT_BYTES", "PER_CLASS", "THUMBNAIL", "SampleGrid", "format_number", "sample_grid", "write_report"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 PER_CLASS = 4
@@ -98,7 +98,8 @@ def _find(stages: Sequence[Stage], command: str) -> Stage | None:
     return next((s for s in stages if s.command == command), None)
 
 
-def _fmt(v: float | None, digits: int = 3) -> str:
+def format_number(v: float | None, digits: int = 3) -> str:
+    """``v`` to ``digits`` significant digits; "–" for a missing or non-finite value."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     return f"{v:.{digits}g}"
@@ -162,16 +163,16 @@ def _judge_rows(ev: Evaluation) -> list[JudgeRow] | None:
     for c in classes:
         lo, hi = c.interval
         f = floor.get(c.cls)
-        real = (f"{_fmt(f.accuracy, 2)} ({f.correct} / {f.n})" if f else "–") if floor else None
-        rows.append(JudgeRow(c.cls, _fmt(c.accuracy, 2), f"[{_fmt(lo, 2)}, {_fmt(hi, 2)}]", f"{c.correct} / {c.n}",
+        real = (f"{format_number(f.accuracy, 2)} ({f.correct} / {f.n})" if f else "–") if floor else None
+        rows.append(JudgeRow(c.cls, format_number(c.accuracy, 2), f"[{format_number(lo, 2)}, {format_number(hi, 2)}]", f"{c.correct} / {c.n}",
                              real))
     return rows
 
 
 def _kid_rows(ev: Evaluation) -> list[KidRow]:
     labels = {SYNTHETIC_SET: "synthetic (the model)", FLOOR_SET: "real vs real (noise floor)"}
-    return [KidRow(labels.get(r.set, f"baseline: {r.set}" if r.kind == "baseline" else r.set), _fmt(r.value, 4),
-                   f"[{_fmt(r.ci_low, 4)}, {_fmt(r.ci_high, 4)}]", str(r.n) if r.n is not None else "–")
+    return [KidRow(labels.get(r.set, f"baseline: {r.set}" if r.kind == "baseline" else r.set), format_number(r.value, 4),
+                   f"[{format_number(r.ci_low, 4)}, {format_number(r.ci_high, 4)}]", str(r.n) if r.n is not None else "–")
             for r in ev.metric_rows("kid")]
 
 

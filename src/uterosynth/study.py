@@ -46,7 +46,7 @@ from pydantic import Field, model_validator
 from . import __version__
 from .core.artifacts import read_json, write_json
 from .core.config import StrictModel, load_config, merge_config, read_config_file
-from .core.errors import ConfigError, DataError
+from .core.errors import ConfigError, DataError, first_line
 from .pipeline import pipeline_stages
 from .stages import PRESETS
 
@@ -230,15 +230,17 @@ def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, Gri
             cells.append(Cell(label, names, seed, pipeline, _cell_override(cfg, chosen, seed)))
     if not cells:
         raise ConfigError(f"{study}: 'exclude' leaves no cell to run")
+    stage_names = {p: {str(s.get("name")) for s in read_config_file(p).get("stages") or [] if isinstance(s, dict)}
+                   for p in {c.pipeline for c in cells}}
     with tempfile.TemporaryDirectory() as tmp:  # check every cell before any folder is written
         for cell in cells:
             path = Path(tmp) / f"{cell.name}.yaml"
             path.write_text(yaml.safe_dump(cell.document(root / "cells" / cell.name), sort_keys=False))
-            names = {s.get("name") for s in read_config_file(cell.pipeline).get("stages") or [] if isinstance(s, dict)}
+            known = stage_names[cell.pipeline]
             for key, stages in (("seed_stages", cfg.seed_stages), ("steps", cfg.steps)):
-                if missing := sorted(set(stages) - names):
+                if missing := sorted(set(stages) - known):
                     raise ConfigError(f"{study}: key '{key}': cell '{cell.name}' has no stage {', '.join(missing)} "
-                                      f"(the stages of {cell.pipeline.name}: {', '.join(sorted(map(str, names)))})")
+                                      f"(the stages of {cell.pipeline.name}: {', '.join(sorted(known))})")
             try:
                 pipeline_stages(path, out=root / "cells" / cell.name)
             except ConfigError as err:
@@ -277,22 +279,18 @@ def _run_submitit(files: Sequence[str], digests: Sequence[str], root: Path,
         ex.update_parameters(**executor.parameters)
         jobs = ex.map_array(run_cell, files, digests)
     except Exception as err:
-        raise ConfigError(f"submitit could not submit the cells ({_first_line(err)}); check 'executor' "
+        raise ConfigError(f"submitit could not submit the cells ({first_line(err)}); check 'executor' "
                           "in the study file") from err
     outcomes = []
     for file, job in zip(files, jobs, strict=True):
         try:
             outcomes.append(job.result())
         except Exception as err:  # a job the engine lost: record why and where its log is
-            status = {"status": "lost", "exit_code": None, "error": _first_line(err),
+            status = {"status": "lost", "exit_code": None, "error": first_line(err),
                       "log": str(job.paths.stderr)}
             write_json(Path(file).parent / CELL_STATUS, status)
             outcomes.append(status)
     return outcomes
-
-
-def _first_line(err: BaseException) -> str:
-    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
 class StudyFailed(DataError):
@@ -309,26 +307,21 @@ def run_study(
     Raises:
         StudyFailed: a cell failed (after the summary of the others was written).
     """
-    for cell in cells:
-        status = _status(root / "cells" / cell.name)
-        if status["status"] != "not run" and status.get("digest") not in (None, cell.digest):
+    records = {cell.name: _status(root / "cells" / cell.name) for cell in cells}
+    for cell in cells:  # refuse before any cell is touched
+        if records[cell.name].get("digest") not in (None, cell.digest):
             raise ConfigError(f"{root / 'cells' / cell.name / CELL_STATUS}: cell '{cell.name}' was run with another "
                               "configuration; move its folder away to rerun it, or restore the study file")
-    pending = []
+    pending = [cell for cell in cells if records[cell.name]["status"] != "ok"]
     for cell in cells:
         folder = root / "cells" / cell.name
-        if _status(folder)["status"] == "ok":
-            if on_cell:
-                on_cell(cell, "skipped (done)")
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CELL_FILE).write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
-        pending.append(cell)
+        if cell in pending:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / CELL_FILE).write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
+        if on_cell:
+            on_cell(cell, "queued" if cell in pending else "skipped (done)")
     files = [str(root / "cells" / c.name / CELL_FILE) for c in pending]
     digests = [c.digest for c in pending]
-    for cell in pending:
-        if on_cell:
-            on_cell(cell, "queued")
     if cfg.executor.kind == "submitit":
         outcomes = _run_submitit(files, digests, root, cfg.executor) if files else []
     else:
@@ -379,17 +372,19 @@ def _cell_results(folder: Path) -> dict[str, Any]:
 
 
 def verdict(better: Sequence[dict[str, Any]], worse: Sequence[dict[str, Any]], *, lower_is_better: bool) -> str:
-    """A claim's verdict over paired measurements (each ``value``, ``ci_low``, ``ci_high``).
+    """A claim's verdict over paired measurements (each ``value``, ``ci_low``, ``ci_high``; ``None``
+    for a cell that has none).
 
     ``supported``: in every pair the better cell's interval lies entirely on the better side of the
     worse cell's; ``not supported``: in some pair the opposite holds and in none the claimed order;
-    otherwise ``inconclusive at this size`` (also with no pair or a missing interval).
+    otherwise ``inconclusive at this size`` -- always when there is no pair, or a pair lacks a
+    measurement or an interval.
     """
     outcomes = []
     for b, w in zip(better, worse, strict=True):
-        if None in (b.get("ci_low"), b.get("ci_high"), w.get("ci_low"), w.get("ci_high")):
-            outcomes.append("overlap")
-        elif (b["ci_high"] < w["ci_low"]) if lower_is_better else (b["ci_low"] > w["ci_high"]):
+        if not b or not w or None in (b.get("ci_low"), b.get("ci_high"), w.get("ci_low"), w.get("ci_high")):
+            return "inconclusive at this size"
+        if (b["ci_high"] < w["ci_low"]) if lower_is_better else (b["ci_low"] > w["ci_high"]):
             outcomes.append("claimed")
         elif (w["ci_high"] < b["ci_low"]) if lower_is_better else (w["ci_low"] > b["ci_high"]):
             outcomes.append("opposite")
@@ -403,6 +398,9 @@ def verdict(better: Sequence[dict[str, Any]], worse: Sequence[dict[str, Any]], *
 
 
 def _measure(cell: dict[str, Any], metric: str) -> dict[str, Any] | None:
+    """The cell's measurement for a claim's ``metric``; ``None`` unless the cell finished."""
+    if cell["status"] != "ok":
+        return None
     if metric == "kid":
         return (cell.get("results", {}).get("kid") or {}).get("synthetic")
     return cell.get("results", {}).get("judge_worst")
@@ -419,15 +417,11 @@ def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[
             if c["values"][claim.axis] in (claim.better, claim.worse):
                 by_key.setdefault(key(c), {})[c["values"][claim.axis]] = c
         pairs = [(p[claim.better], p[claim.worse]) for p in by_key.values() if claim.better in p and claim.worse in p]
-        measured = [(_measure(b, claim.metric), _measure(w, claim.metric)) for b, w in pairs
-                    if b["status"] == w["status"] == "ok"]
-        measured = [(b, w) for b, w in measured if b and w]
-        complete = bool(pairs) and len(measured) == len(pairs)  # a pair without a measurement leaves it open
-        out.append({**claim.model_dump(), "pairs": len(pairs), "measured_pairs": len(measured),
+        measured = [(_measure(b, claim.metric), _measure(w, claim.metric)) for b, w in pairs]
+        out.append({**claim.model_dump(), "pairs": len(pairs), "measured_pairs": sum(bool(b and w) for b, w in measured),
                     "seeds": len({b["seed"] for b, _ in pairs}),
                     "verdict": verdict([b for b, _ in measured], [w for _, w in measured],
-                                       lower_is_better=claim.metric == "kid") if complete
-                    else "inconclusive at this size",
+                                       lower_is_better=claim.metric == "kid"),
                     "cells": [[b["name"], w["name"]] for b, w in pairs]})
     return out
 

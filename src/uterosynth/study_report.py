@@ -14,7 +14,7 @@ from .core.artifacts import atomic_write_text
 from .core.errors import ConfigError, DataError
 from .core.html_images import EmbeddedImages
 from .pipeline import pipeline_stages
-from .pipeline_report import TEMPLATES, THUMBNAIL, sample_grid
+from .pipeline_report import TEMPLATES, THUMBNAIL, format_number, sample_grid
 
 if TYPE_CHECKING:
     from .study import Cell
@@ -22,14 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["write_study_report"]
 
 
-def _num(v: float | None, digits: int = 3) -> str:
-    return "–" if v is None else f"{v:.{digits}g}"
-
-
 def _with_ci(m: Mapping[str, Any] | None, digits: int = 3) -> str:
     if not m:
         return "–"
-    return f"{_num(m.get('value'), digits)} [{_num(m.get('ci_low'), digits)}, {_num(m.get('ci_high'), digits)}]"
+    return f"{format_number(m.get('value'), digits)} [{format_number(m.get('ci_low'), digits)}, {format_number(m.get('ci_high'), digits)}]"
 
 
 def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
@@ -42,11 +38,11 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     return {
         "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"], "status": cell["status"],
         "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}" if worst else "–",
-        "judge": ", ".join(f"{c} {_num(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
+        "judge": ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
         "kid": _with_ci(kid.get("synthetic"), 2), "n": (kid.get("synthetic") or {}).get("n") or "–",
         "floor": _with_ci(kid.get("real_vs_real"), 2),
         "baselines": "; ".join(f"{k} {v}" for k, v in baselines.items()) or "–",
-        "audit": (f"{_num(audit.get('flagged_fraction'), 2)} of samples; {audit.get('training_subjects_copied')} of "
+        "audit": (f"{format_number(audit.get('flagged_fraction'), 2)} of samples; {audit.get('training_subjects_copied')} of "
                   f"{audit.get('training_subjects')} subjects") if audit else "–",
         "training": training or "–", "seconds": cell.get("seconds") or "–", "unreadable": cell.get("unreadable"),
     }

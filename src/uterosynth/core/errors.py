@@ -38,3 +38,9 @@ class DataError(UserError):
 
 class ConfigError(UserError):
     """A configuration file or override is invalid."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of ``err``'s message (its type's name when it has none), to quote a
+    library's error inside one line of ours."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)

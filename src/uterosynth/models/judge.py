@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..core.artifacts import read_json, sha256_file, write_json
-from ..core.errors import DataError
+from ..core.errors import DataError, first_line
 from .classifier_net import Classifier, build_resnet_classifier
 
 __all__ = ["CLASSIFIER_FILE", "META_FILE", "WEIGHTS_FILE", "ClassifierArtifact", "judge_view", "network_record",
@@ -124,7 +124,7 @@ def network_record(model: Classifier, *, widen_factor: float, stem_stride: int, 
 
 def _rebuild(scripted: Path, meta: Mapping[str, Any], err: Exception) -> torch.nn.Module:
     """The network rebuilt from ``classifier.json``'s ``network`` and the safetensors weights."""
-    reason = _first_line(err)
+    reason = first_line(err)
     spec, net = meta.get("weights"), meta.get("network")
     if not isinstance(spec, Mapping) or not isinstance(net, Mapping):
         raise DataError(f"{scripted}: torch {torch.__version__} cannot read this TorchScript module ({reason}), and "
@@ -143,14 +143,11 @@ def _rebuild(scripted: Path, meta: Mapping[str, Any], err: Exception) -> torch.n
         model.load_state_dict(load_file(str(path)))
     except (KeyError, TypeError, ValueError, RuntimeError) as rebuild_err:
         raise DataError(f"{path}: cannot rebuild the classifier from {META_FILE}'s network "
-                        f"({_first_line(rebuild_err)}); retrain it") from rebuild_err
+                        f"({first_line(rebuild_err)}); retrain it") from rebuild_err
     warnings.warn(f"{scripted}: torch {torch.__version__} cannot read this TorchScript module ({reason}); "
                   f"rebuilt the network from {path.name}", stacklevel=3)
     return model
 
-
-def _first_line(err: BaseException) -> str:
-    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
 def judge_view(images, judge_dims: int, *, channels: bool = False):
