@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "reader_study",
     "train",
     "encode",
+    "distill",
     "sample",
     "phantom",
     "downstream",

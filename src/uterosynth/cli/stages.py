@@ -84,6 +84,14 @@ def _encode(job, as_json):
         return run_encode(job, on_batch=on_batch)
 
 
+@_shows("distill", "distilled student")
+def _distill(job, as_json):
+    from ..stages.training import run_distill
+
+    with _counted("teacher couplings") as on_batch:
+        return run_distill(job, on_couplings=on_batch)
+
+
 @_shows("sample", "sample")
 def _sample(job, as_json):
     from ..stages.sampling import run_sample

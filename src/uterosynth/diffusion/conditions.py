@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from pydantic import Field, model_validator
@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from ..core.config import StrictModel
 from ..core.errors import ConfigError, DataError
 
-__all__ = ["Condition", "ConditionVocabulary", "TEXT"]
+__all__ = ["Condition", "ConditionVocabulary", "TEXT", "condition_device"]
 
 TEXT = "text"
 """Name under which the prompt takes part in guidance scales (``{"text": 3.0}``)."""
@@ -143,11 +143,14 @@ class Condition:
         attributes: ``{name: LongTensor (N,)}`` vocabulary indices (null = ``len(values)``).
         continuous: ``{name: FloatTensor (N,)}`` (null = ``NaN``).
         text: ``LongTensor (N, L)`` token ids or ``None``.
+        guidance: ``FloatTensor (N, G)`` guidance scales a distilled model takes as input (one
+            column per guided name, :func:`~uterosynth.diffusion.guidance.embedded_scales`), or ``None``.
     """
 
     attributes: dict[str, torch.Tensor] = field(default_factory=dict)
     continuous: dict[str, torch.Tensor] = field(default_factory=dict)
     text: torch.Tensor | None = None
+    guidance: torch.Tensor | None = None
 
     def __len__(self) -> int:
         for tensor in (*self.attributes.values(), *self.continuous.values()):
@@ -159,7 +162,15 @@ class Condition:
             {k: v.to(device) for k, v in self.attributes.items()},
             {k: v.to(device) for k, v in self.continuous.items()},
             None if self.text is None else self.text.to(device),
+            None if self.guidance is None else self.guidance.to(device),
         )
+
+    def with_guidance(self, scales: torch.Tensor) -> Condition:
+        """A copy that carries guidance scales ``(N, G)`` (or ``(G,)``, the same for every item)."""
+        scales = torch.as_tensor(scales, dtype=torch.float32)
+        if scales.ndim == 1:
+            scales = scales.expand(len(self), -1)
+        return replace(self, guidance=scales.to(condition_device(self)))
 
     def keep_only(self, keep: Iterable[str], vocab: ConditionVocabulary) -> Condition:
         """A copy where every name not in ``keep`` is replaced by its null token."""
@@ -173,7 +184,7 @@ class Condition:
         if text is not None and TEXT not in keep:
             null = torch.tensor(vocab.text_null_tokens or [], dtype=text.dtype, device=text.device)
             text = null.expand(n, -1).clone()
-        return Condition(attrs, cont, text)
+        return Condition(attrs, cont, text, self.guidance)
 
     def select(self, index: torch.Tensor | slice) -> Condition:
         """Items ``index`` of the batch."""
@@ -181,6 +192,7 @@ class Condition:
             {k: v[index] for k, v in self.attributes.items()},
             {k: v[index] for k, v in self.continuous.items()},
             None if self.text is None else self.text[index],
+            None if self.guidance is None else self.guidance[index],
         )
 
     @staticmethod
@@ -191,4 +203,13 @@ class Condition:
             {k: torch.cat([c.attributes[k] for c in conditions]) for k in first.attributes},
             {k: torch.cat([c.continuous[k] for c in conditions]) for k in first.continuous},
             None if first.text is None else torch.cat([c.text for c in conditions]),  # type: ignore[misc]
+            None if first.guidance is None else torch.cat([c.guidance for c in conditions]),  # type: ignore[misc]
         )
+
+
+def condition_device(cond: Condition) -> torch.device:
+    """The device of a condition batch's tensors (the CPU for an empty one)."""
+    for tensor in (*cond.attributes.values(), *cond.continuous.values(), cond.text):
+        if tensor is not None:
+            return tensor.device
+    return torch.device("cpu")

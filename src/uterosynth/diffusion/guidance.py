@@ -19,6 +19,9 @@ becomes a sampler's ``denoise_fn(x_t, t)``:
   are followed at scale 1, unguided). With every name guided, ``out_base`` is the fully
   unconditional output, and with one name this is exactly the single-scale rule.
 
+A distilled student (``uterosynth distill``) takes its scales as an input instead: no branches,
+one forward pass; :func:`embedded_scales` turns ``--guidance`` into its input vector.
+
 The weights sum to one over the branches, so the rule is the same whichever of eps, v or x0 the
 network predicts (each is affine in the others at fixed ``x_t``). All branches run as one forward
 pass of ``(1 + A) N`` items (``2N`` for a single scale).
@@ -35,7 +38,7 @@ from ..core.errors import ConfigError, DataError
 from .conditions import Condition, ConditionVocabulary
 from .samplers import DenoiseFn
 
-__all__ = ["Guidance", "check_guidance", "guided_denoiser", "parse_guidance"]
+__all__ = ["Guidance", "check_guidance", "embedded_scales", "guided_denoiser", "parse_guidance"]
 
 Guidance = float | Mapping[str, float] | None
 ConditionalModel = Callable[[torch.Tensor, torch.Tensor, Condition | None], torch.Tensor]
@@ -141,3 +144,37 @@ def guided_denoiser(
         return result
 
     return denoise
+
+
+def embedded_scales(spec: Mapping[str, object], guidance: Guidance) -> list[float]:
+    """The input scales of a distilled student, one per guided name, in the student's order.
+
+    ``spec`` is the student's ``distilled.guidance`` record: ``names`` (``[""]`` for one scale),
+    ``ranges`` (``{name: [low, high]}`` it was trained on) and ``default`` (``{name: scale}``).
+    ``guidance`` is ``None`` (every default), one scale (a one-scale student) or ``{name: scale}``
+    (names left out keep their default).
+
+    Raises:
+        ConfigError: a name the student was not distilled for, one scale for a per-name student,
+            or a scale outside its trained range.
+    """
+    names = list(spec["names"])  # type: ignore[call-overload]
+    ranges: Mapping[str, list[float]] = spec["ranges"]  # type: ignore[assignment]
+    scales = {n: float(v) for n, v in spec["default"].items()}  # type: ignore[attr-defined]
+    if isinstance(guidance, Mapping):
+        unknown = sorted(set(guidance) - set(names))
+        if unknown:
+            raise ConfigError(f"guidance {', '.join(unknown)}: the student was distilled for "
+                              f"{', '.join(n or 'one scale' for n in names)}", keys=("guidance",))
+        scales.update({n: float(v) for n, v in guidance.items()})
+    elif guidance is not None:
+        if names != [""]:
+            raise ConfigError(f"guidance: this student takes one scale per name ({', '.join(names)}); give "
+                              "name=scale pairs", keys=("guidance",))
+        scales[""] = float(guidance)
+    for name in names:
+        low, high = ranges[name]
+        if not low <= scales[name] <= high:
+            raise ConfigError(f"guidance {name or 'scale'}={scales[name]:g}: outside the range the student was "
+                              f"distilled on [{low:g}, {high:g}]", keys=("guidance",))
+    return [scales[n] for n in names]

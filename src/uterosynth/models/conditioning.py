@@ -21,7 +21,7 @@ from torch import nn
 
 from ..core.config import StrictModel
 from ..core.errors import DataError
-from ..diffusion.conditions import Condition, ConditionVocabulary
+from ..diffusion.conditions import Condition, ConditionVocabulary, condition_device
 from .text import (
     PretrainedTextEncoder,
     SmallTextEncoder,
@@ -30,7 +30,7 @@ from .text import (
     structured_prompt,
 )
 
-__all__ = ["ConditionCodec", "ConditionEmbedder", "ConditioningConfig"]
+__all__ = ["ConditionCodec", "ConditionEmbedder", "ConditioningConfig", "GuidanceEmbedder"]
 
 
 class ConditioningConfig(StrictModel):
@@ -171,7 +171,7 @@ class ConditionCodec:
         per-attribute guidance scales have an unconditional branch for every attribute.
         """
         n = len(cond)
-        null = self.null(n, device=_device_of(cond))
+        null = self.null(n, device=condition_device(cond))
 
         def mask(like: torch.Tensor) -> torch.Tensor:
             drop = torch.rand(n, generator=generator).to(like.device) < p
@@ -205,13 +205,6 @@ def prompt_for(config: ConditioningConfig, record: Mapping[str, Any]) -> str:
         return str(record.get(config.text_column or "", "") or "")
     names = list(config.attributes) + list(config.continuous)
     return structured_prompt({n: record.get(n) for n in names if n in record})
-
-
-def _device_of(cond: Condition) -> torch.device:
-    for tensor in (*cond.attributes.values(), *cond.continuous.values(), cond.text):
-        if tensor is not None:
-            return tensor.device
-    return torch.device("cpu")
 
 
 class ConditionEmbedder(nn.Module):
@@ -252,3 +245,31 @@ class ConditionEmbedder(nn.Module):
         context = torch.cat(parts, dim=1)
         pooled_source = attr_tokens if attr_tokens is not None else text_tokens
         return context, self.pooled(pooled_source.mean(dim=1))
+
+
+class GuidanceEmbedder(nn.Module):
+    """Guidance scales ``(N, G)`` → a vector ``(N, E)`` added to the pooled condition.
+
+    A distilled student takes the classifier-free guidance scale as an input instead of running
+    the conditional and unconditional branches (Meng et al. 2023, "On Distillation of Guided
+    Diffusion Models"): each scale gets a sinusoidal embedding (MONAI's timestep embedding of
+    ``1000 · w``), the embeddings are concatenated and mapped by an MLP whose last layer starts at
+    zero, so a student initialised from its teacher starts with the teacher's conditioning.
+    """
+
+    def __init__(self, n_scales: int, *, time_embed_dim: int, dim: int = 64) -> None:
+        super().__init__()
+        self.n_scales, self.dim = n_scales, dim
+        self.mlp = nn.Sequential(nn.Linear(n_scales * dim, time_embed_dim), nn.SiLU(),
+                                 nn.Linear(time_embed_dim, time_embed_dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, scales: torch.Tensor) -> torch.Tensor:
+        from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+
+        if scales.ndim != 2 or scales.shape[1] != self.n_scales:
+            raise ValueError(f"guidance scales: expected shape (N, {self.n_scales}), got {tuple(scales.shape)}")
+        n = scales.shape[0]
+        embedded = get_timestep_embedding(1000.0 * scales.float().reshape(-1), self.dim).reshape(n, -1)
+        return self.mlp(embedded.to(self.mlp[0].weight.dtype))

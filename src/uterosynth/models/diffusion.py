@@ -5,7 +5,9 @@ latent), ``spatial_dims``, ``in_channels``, ``sample_shape`` (what the UNet deno
 ``image_shape``, ``network`` (the UNet config), ``schedule``, ``conditioning`` (the codec:
 vocabularies with null tokens, continuous statistics, text encoder), ``scale_factor`` and
 ``autoencoder`` ({path, sha256}) for latent models, and ``geometry`` (spacing, reference affine
-of the training data) so synthetic items are written in the training data's space.
+of the training data) so synthetic items are written in the training data's space. A distilled
+student (``uterosynth distill``) adds ``distilled``: its method, teacher, sampling steps and the
+guidance it takes as input (names, trained ranges, default scales).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .conditioning import ConditionCodec
 from .diffusion_unet import ConditionedUNet, UNetConfig
 from .latent import decode_tiled, load_autoencoder
 
-__all__ = ["DiffusionModel", "load_diffusion"]
+__all__ = ["DiffusionModel", "embedded_guidance_names", "load_diffusion"]
 
 
 @dataclass
@@ -84,6 +86,11 @@ class DiffusionModel:
                             config=self.autoencoder_config, stats_device=stats_device)
 
 
+def embedded_guidance_names(meta: dict[str, Any]) -> list[str]:
+    """The guided names a distilled model takes as input (``model.json`` ``distilled.guidance``); empty otherwise."""
+    return list((meta.get("distilled") or {}).get("guidance", {}).get("names", []))
+
+
 def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> DiffusionModel:
     """Rebuild a diffusion model (and its autoencoder, for LDMs) from a checkpoint or run folder.
 
@@ -97,7 +104,7 @@ def load_diffusion(path: str | Path, *, device: str | torch.device = "cpu") -> D
         raise DataError(f"{ckpt / 'model.json'}: kind is {meta.get('kind')!r}, expected 'diffusion'")
     codec = ConditionCodec.from_json(meta["conditioning"]) if meta.get("conditioning") else None
     unet = ConditionedUNet(int(meta["spatial_dims"]), int(meta["in_channels"]),
-                           UNetConfig.model_validate(meta["network"]), codec)
+                           UNetConfig.model_validate(meta["network"]), codec, guidance_names=embedded_guidance_names(meta))
     unet.load_state_dict(load_weights(ckpt))
     model = DiffusionModel(unet.to(device).eval(), NoiseSchedule(NoiseScheduleConfig.model_validate(meta["schedule"])),
                            codec, meta, ckpt)

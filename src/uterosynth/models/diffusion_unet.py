@@ -14,13 +14,15 @@ without an autoencoder. Noise and loss stay in pixel space.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
 from ..core.config import StrictModel
 from ..diffusion.conditions import Condition
-from .conditioning import ConditionCodec, ConditionEmbedder
+from .conditioning import ConditionCodec, ConditionEmbedder, GuidanceEmbedder
 
 __all__ = ["ConditionedUNet", "UNetConfig", "patchify", "unpatchify"]
 
@@ -80,9 +82,13 @@ class ConditionedUNet(nn.Module):
         in_channels: image (DDPM) or latent (LDM) channels.
         config: network width/depth.
         codec: the condition codec, or ``None`` for an unconditional model.
+        guidance_names: the guided names of a distilled student, which takes their scales as an
+            input (``cond.guidance``, one column per name; :class:`GuidanceEmbedder`); empty for
+            a model sampled with classifier-free guidance.
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, config: UNetConfig, codec: ConditionCodec | None = None) -> None:
+    def __init__(self, spatial_dims: int, in_channels: int, config: UNetConfig, codec: ConditionCodec | None = None,
+                 guidance_names: Sequence[str] = ()) -> None:
         super().__init__()
         from monai.networks.nets import DiffusionModelUNet
 
@@ -105,10 +111,16 @@ class ConditionedUNet(nn.Module):
             use_flash_attention=config.use_flash_attention,
         )
         self.embedder: ConditionEmbedder | None = None
+        time_embed_dim = config.channels[0] * 4  # MONAI's time-embedding width
         if conditioned:
-            time_embed_dim = config.channels[0] * 4
             self.unet.class_embedding = nn.Identity()
             self.embedder = ConditionEmbedder(codec, time_embed_dim=time_embed_dim)
+        self.guidance_names = list(guidance_names)
+        self.guidance_embedder: GuidanceEmbedder | None = None
+        if self.guidance_names:
+            if not conditioned:
+                raise ValueError("guidance_names: an unconditional model takes no guidance")
+            self.guidance_embedder = GuidanceEmbedder(len(self.guidance_names), time_embed_dim=time_embed_dim)
 
     @property
     def conditioned(self) -> bool:
@@ -121,5 +133,10 @@ class ConditionedUNet(nn.Module):
         if cond is None:
             raise ValueError("this model is conditioned: pass a condition batch (codec.null(n) for unconditional)")
         context, pooled = self.embedder(cond)
+        if self.guidance_embedder is not None:
+            if cond.guidance is None:
+                raise ValueError(f"this distilled model takes its guidance scales ({', '.join(self.guidance_names)}) "
+                                 "as input: pass cond.with_guidance(scales)")
+            pooled = pooled + self.guidance_embedder(cond.guidance)
         out = self.unet(x, timesteps=t, context=context.to(x.dtype), class_labels=pooled)
         return unpatchify(out, self.patch_size)

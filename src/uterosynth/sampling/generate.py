@@ -32,7 +32,7 @@ from ..data.synthetic import (
 )
 from ..diffusion.conditions import Condition
 from ..diffusion.generate import sample_batch
-from ..diffusion.guidance import check_guidance, guided_denoiser
+from ..diffusion.guidance import check_guidance, embedded_scales, guided_denoiser
 from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
 from ..models.diffusion import load_diffusion
 from .plan import PlannedItem, plan_items
@@ -153,6 +153,10 @@ def generate(
     affine = _affine(model.meta)
 
     takes_text = model.codec is not None and model.vocab.text_null_tokens is not None
+    # a distilled student takes its guidance scales as input (one pass); a teacher runs the CFG branches
+    student = model.meta.get("distilled")
+    input_scales = torch.tensor(embedded_scales(student["guidance"], cfg.guidance)) if student else None
+    guidance = None if student else cfg.guidance
 
     def prompt_of(it: PlannedItem) -> str | None:
         if not takes_text:
@@ -163,12 +167,13 @@ def generate(
         if model.codec is None:
             return None
         prompts = [prompt_of(it) or "" for it in batch] if takes_text else None
-        return model.codec.encode([it.condition for it in batch], prompts=prompts, device=device)
+        cond = model.codec.encode([it.condition for it in batch], prompts=prompts, device=device)
+        return cond if input_scales is None else cond.with_guidance(input_scales)
 
     def run(batch: Sequence[PlannedItem]) -> torch.Tensor:
         return sample_batch(
             unet, sampler, model.sample_shape, [index_generator(cfg.seed, it.index) for it in batch],
-            steps=cfg.sampler.steps, condition=encode(batch), vocab=model.vocab, guidance=cfg.guidance,
+            steps=cfg.sampler.steps, condition=encode(batch), vocab=model.vocab, guidance=guidance,
             step_generators=[index_generator(cfg.seed, it.index, salt="steps") for it in batch],
             prepare=lambda x: prepare_input(x, cfg.runtime, device),
             context=lambda: inference_context(cfg.runtime, device),
@@ -180,7 +185,7 @@ def generate(
         gens = [index_generator(cfg.seed, 0)] * size
         x = prepare_input(initial_noise((size, *model.sample_shape), gens), cfg.runtime, device)
         with inference_context(cfg.runtime, device):
-            guided_denoiser(unet, encode(probe), model.vocab, cfg.guidance)(x, sampler.timesteps(1).to(device).expand(size))
+            guided_denoiser(unet, encode(probe), model.vocab, guidance)(x, sampler.timesteps(1).to(device).expand(size))
 
     batch_size = auto_batch_size(trial, cfg.runtime, device, limit=max(len(mine), 1))
     partial = out.with_name(f".{out.name}.partial")

@@ -36,7 +36,7 @@ from .release import (
     run_study,
 )
 from .sampling import SampleJob, run_sample
-from .training import EncodeJob, TrainJob, run_encode, run_train_autoencoder, run_train_diffusion
+from .training import DistillJob, EncodeJob, TrainJob, run_distill, run_encode, run_train_autoencoder, run_train_diffusion
 
 __all__ = ["PRESETS", "STAGES", "Job", "StageDef", "stage"]
 
@@ -63,6 +63,7 @@ STAGES: dict[str, StageDef] = {s.command: s for s in (
     StageDef("audit membership", MembershipJob, run_membership, "membership.json"),
     StageDef("audit train-encoder", CopyDetectorJob, run_copy_detector, "encoder.json"),
     StageDef("train diffusion", TrainJob, run_train_diffusion, "summary.json", resumable=True),
+    StageDef("distill", DistillJob, run_distill, "summary.json", resumable=True),
     StageDef("sample", SampleJob, run_sample, "metadata.jsonl"),
     StageDef("downstream train-classifier", JudgeJob, run_judge, "classifier.json"),
     StageDef("evaluate train-encoder", EncoderJob, run_encoder, "encoder.json"),

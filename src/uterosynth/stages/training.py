@@ -1,4 +1,4 @@
-"""The training stages: ``train autoencoder``, ``train diffusion`` and ``encode`` (the latent cache)."""
+"""The training stages: ``train autoencoder``, ``train diffusion``, ``distill`` and ``encode`` (the latent cache)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from .base import ConfiguredJob, Job
 
-__all__ = ["EncodeJob", "TrainJob", "run_encode", "run_train_autoencoder", "run_train_diffusion"]
+__all__ = ["DistillJob", "EncodeJob", "TrainJob", "run_distill", "run_encode", "run_train_autoencoder", "run_train_diffusion"]
 
 
 class TrainJob(ConfiguredJob):
@@ -17,6 +17,26 @@ class TrainJob(ConfiguredJob):
     data: Path
     resume: bool = False
     seed: int | None = None
+
+
+class DistillJob(ConfiguredJob):
+    """A few-step student of a trained diffusion model (``summary.json`` marks it finished)."""
+
+    teacher: Path
+    student_steps: int | None = None
+    resume: bool = False
+    seed: int | None = None
+
+
+def run_distill(job: DistillJob, *, on_couplings: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Sample the teacher's couplings, then train the student on them; writes ``summary.json``."""
+    from ..core.artifacts import provenance, write_json
+    from ..training.distill import DistillConfig, distill
+
+    cfg = job.settings(DistillConfig, seed=job.seed, student_steps=job.student_steps)
+    summary = distill(cfg, job.teacher, job.out, resume=job.resume, overwrite=job.overwrite, on_couplings=on_couplings)
+    write_json(Path(job.out) / "summary.json", {**provenance(cfg.model_dump(mode="json"), cfg.seed), **summary})
+    return summary
 
 
 def _train(train: Callable[..., dict[str, Any]], model: type, job: TrainJob) -> dict[str, Any]:

@@ -1,0 +1,308 @@
+"""Distil a trained diffusion model into a few-step student: reflow on the teacher's own couplings.
+
+1. **Couplings** (Liu et al. 2023, "Flow Straight and Fast", reflow): the teacher samples
+   ``pairs`` items with its own sampler (DPM-Solver++ 20 by default) and classifier-free
+   guidance. Each keeps its initial noise ``z``, its sample ``x`` (in the teacher's sampling
+   space: pixels or latents), its condition and the guidance scales it was drawn at (one draw
+   per batch, uniform in each name's range). Classes are balanced as in ``uterosynth sample``.
+2. **The student** (the teacher's UNet, initialised from its weights, plus a guidance
+   embedding; :class:`~uterosynth.models.conditioning.GuidanceEmbedder`) learns the straight
+   path between them: ``x_t = (1 - t/T) x + (t/T) z`` with target velocity ``x - z`` (objective
+   ``rflow``), at the times its Euler sampler visits (``time_sampling: grid``) or at uniform times.
+3. It samples with ``--sampler rflow`` in ``student_steps`` steps, one network pass per step:
+   guidance is an input, not a second branch (Meng et al. 2023).
+
+The couplings are written once into ``<out>/couplings/`` and reused when the run resumes. The
+student's ``model.json`` is the teacher's (space, autoencoder, geometry, conditioning and the
+hashed training subjects, which it inherits) with the rectified-flow schedule and a
+``distilled`` record (method, teacher, steps, guidance names, ranges and defaults).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch.utils.data import Dataset
+
+from ..core.artifacts import atomic_output_dir, write_json
+from ..core.config import StrictModel
+from ..core.distributed import init_distributed
+from ..core.errors import ConfigError, DataError
+from ..core.seeding import index_generator
+from ..diffusion.guidance import guided_denoiser
+from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
+from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
+from ..models.diffusion import DiffusionModel, load_diffusion
+from ..models.diffusion_unet import ConditionedUNet, UNetConfig
+from ..sampling.plan import PlannedItem, plan_items
+from ..sampling.runtime import RuntimeConfig, inference_context, prepare_input, prepare_model
+from .config import LoopConfig, OptimizerConfig
+from .diffusion import DiffusionStep
+from .loop import OptimGroup, Parts, Run, Trainer, make_adamw
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .loop import RunOptions
+
+__all__ = ["DEFAULT_RANGE", "Couplings", "DistillConfig", "ReflowStep", "distill", "make_couplings"]
+
+DEFAULT_RANGE = (1.0, 7.0)
+"""The guidance range of every categorical attribute when the config names none (covers the presets' 3-5)."""
+
+
+class DistillConfig(StrictModel):
+    """Everything ``uterosynth distill`` needs (see configs/distill.yaml)."""
+
+    seed: int = 0
+    method: Literal["reflow"] = "reflow"
+    student_steps: int = Field(4, ge=1, le=64, description="Euler steps the student is made for")
+    pairs: int = Field(2048, ge=1, description="teacher samples (noise, sample) to learn from")
+    teacher_sampler: SamplerConfig = SamplerConfig()
+    teacher_batch_size: int = Field(32, ge=1)
+    guidance: dict[str, tuple[float, float]] | None = Field(
+        None,
+        description="guided name -> [low, high] scale range the student learns ('' for one scale); empty: the "
+                    "teacher samples without guidance and the student takes none; unset: every categorical "
+                    "attribute of the teacher over DEFAULT_RANGE")
+    time_sampling: Literal["grid", "uniform"] = "grid"
+    init_from_teacher: bool = True
+    runtime: RuntimeConfig = RuntimeConfig()
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4)
+    train: LoopConfig = LoopConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillConfig:
+        for name, (low, high) in (self.guidance or {}).items():
+            if not 0 <= low <= high:
+                raise ValueError(f"guidance {name or 'scale'}: expected 0 <= low <= high, got [{low}, {high}]")
+        if self.guidance and "" in self.guidance and len(self.guidance) > 1:
+            raise ValueError("guidance: give one scale ('') or per-name ranges, not both")
+        if self.train.augment:
+            raise ValueError("train.augment: the student learns the teacher's couplings as they are; set it to false")
+        return self
+
+    def for_teacher(self, teacher: DiffusionModel) -> DistillConfig:
+        """This config with its guidance resolved and checked against the teacher.
+
+        Raises:
+            ConfigError: guidance for an unconditional teacher, or a name the teacher does not know.
+        """
+        guidance = self.guidance
+        if guidance is None:
+            guidance = {name: DEFAULT_RANGE for name in teacher.vocab.attributes}
+        if guidance and teacher.codec is None:
+            raise ConfigError("guidance: the teacher is unconditional; leave guidance empty", keys=("guidance",))
+        for name in guidance:
+            if name:
+                teacher.vocab.check_name(name, what="guidance")
+        return self.model_copy(update={"guidance": guidance})
+
+    def digest(self) -> str:
+        """What the couplings depend on (a resumed run must not mix couplings of another config)."""
+        keys = ("seed", "pairs", "teacher_sampler", "guidance")
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json", include=set(keys)), sort_keys=True)
+                              .encode()).hexdigest()[:16]
+
+
+class Couplings(Dataset):
+    """The teacher's ``(noise, sample)`` pairs with their condition records and guidance scales."""
+
+    def __init__(self, noise: torch.Tensor, sample: torch.Tensor, guidance: torch.Tensor,
+                 conditions: Sequence[dict[str, Any]]) -> None:
+        if not len(noise) == len(sample) == len(guidance) == len(conditions):
+            raise DataError("couplings: noise, samples, guidance and conditions differ in length")
+        self.noise, self.sample, self.guidance, self.conditions = noise, sample, guidance, list(conditions)
+
+    def __len__(self) -> int:
+        return len(self.noise)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"noise": self.noise[i], "sample": self.sample[i], "guidance": self.guidance[i], **self.conditions[i]}
+
+    def save(self, folder: Path, digest: str, seconds: float) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_output_dir(folder) as tmp:
+            save_file({"noise": self.noise.contiguous(), "sample": self.sample.contiguous(),
+                       "guidance": self.guidance.contiguous()}, str(tmp / "couplings.safetensors"))
+            write_json(tmp / "couplings.json", {"digest": digest, "pairs": len(self), "seconds": round(seconds, 1),
+                                                "conditions": self.conditions})
+
+    @classmethod
+    def load(cls, folder: Path, digest: str) -> Couplings | None:
+        """The saved couplings, or ``None`` when there are none; refuses couplings of another config."""
+        from safetensors.torch import load_file
+
+        info_path = folder / "couplings.json"
+        if not info_path.exists():
+            return None
+        info = json.loads(info_path.read_text())
+        if info.get("digest") != digest:
+            raise DataError(f"{folder}: couplings of another config (seed, pairs, teacher_sampler or guidance "
+                            "changed); distil into a new folder, or use overwrite")
+        tensors = load_file(str(folder / "couplings.safetensors"))
+        return cls(tensors["noise"], tensors["sample"], tensors["guidance"], info["conditions"])
+
+
+def _planned(teacher: DiffusionModel, pairs: int) -> list[PlannedItem]:
+    """``pairs`` items balanced over the teacher's classes (or unconditional items)."""
+    vocab = teacher.vocab
+    if not vocab.attributes:
+        return plan_items(vocab, n=pairs, per_class=None)
+    n_classes = math.prod(len(v) for v in vocab.attributes.values())
+    return plan_items(vocab, n=None, per_class=-(-pairs // n_classes))[:pairs]
+
+
+def make_couplings(teacher: DiffusionModel, cfg: DistillConfig, device: torch.device,
+                   on_batch: Callable[[int, int], None] | None = None) -> Couplings:
+    """Sample the teacher ``cfg.pairs`` times; keep each item's noise, sample, condition and scales.
+
+    Item ``i`` starts from noise drawn by ``index_generator(seed, i, salt="distill")``; the scales
+    of each batch are drawn from a generator seeded by ``seed``.
+    """
+    cfg = cfg.for_teacher(teacher)
+    sampler = build_sampler(cfg.teacher_sampler.name, teacher.schedule, spacing=cfg.teacher_sampler.spacing)
+    unet = prepare_model(teacher.unet, cfg.runtime, device, spatial_dims=teacher.spatial_dims)
+    items = _planned(teacher, cfg.pairs)
+    names = list(cfg.guidance)
+    draws = torch.Generator().manual_seed(cfg.seed)
+    noise, samples, scales, conditions = [], [], [], []
+    for start in range(0, len(items), cfg.teacher_batch_size):
+        batch = items[start:start + cfg.teacher_batch_size]
+        drawn = {n: low + (high - low) * float(torch.rand((), generator=draws)) for n, (low, high) in cfg.guidance.items()}
+        guidance = None if not names else drawn[""] if names == [""] else drawn
+        cond = None
+        if teacher.codec is not None:
+            cond = teacher.codec.encode([it.condition for it in batch], device=device)
+        z = initial_noise((len(batch), *teacher.sample_shape),
+                          [index_generator(cfg.seed, it.index, salt="distill") for it in batch])
+        with torch.no_grad(), inference_context(cfg.runtime, device):
+            x = sampler.sample(guided_denoiser(unet, cond, teacher.vocab, guidance), prepare_input(z, cfg.runtime, device),
+                               steps=cfg.teacher_sampler.steps,
+                               generators=[index_generator(cfg.seed, it.index, salt="distill-steps") for it in batch])
+        noise.append(z)
+        samples.append(x.float().cpu().contiguous())
+        scales.append(torch.tensor([[drawn[n] for n in names]] * len(batch), dtype=torch.float32))
+        conditions += [dict(it.condition) for it in batch]
+        if on_batch is not None:
+            on_batch(len(conditions), len(items))
+    return Couplings(torch.cat(noise), torch.cat(samples), torch.cat(scales), conditions)
+
+
+class ReflowStep(DiffusionStep):
+    """The student's step: the teacher's coupling on the straight path, at grid or uniform times."""
+
+    def __init__(self, schedule: NoiseSchedule, codec, *, grid: torch.Tensor | None) -> None:
+        super().__init__(schedule, codec, drop_prob=0.0, min_snr_gamma=None)
+        self.grid = grid
+
+    def timesteps(self, n: int, device: torch.device) -> torch.Tensor:
+        if self.grid is None:
+            return self.schedule.sample_timesteps(n, device=device)
+        return self.grid[torch.randint(len(self.grid), (n,))].to(device)
+
+    def loss(self, phase: str, batch: dict[str, Any], parts: Parts, *, step: int, cache: dict[str, Any]):
+        x0, eps = batch["sample"].float(), batch["noise"].float()
+        n, device = x0.shape[0], x0.device
+        t = self.timesteps(n, device)
+        x_t = self.schedule.add_noise(x0, eps, t)
+        target = self.schedule.training_target(x0, eps, t)
+        cond = self.condition(batch, n, device, drop=False)
+        if cond is not None and batch["guidance"].shape[1]:
+            cond = cond.with_guidance(batch["guidance"])
+        pred = parts["unet"](x_t, t, cond)
+        mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+        return mse.mean(), {"model/mse": mse.mean().detach()}
+
+
+def student_schedule(teacher: DiffusionModel) -> NoiseScheduleConfig:
+    """The student's rectified-flow schedule over the teacher's number of timesteps."""
+    return NoiseScheduleConfig(objective="rflow", prediction_type="v_prediction",
+                               num_train_timesteps=teacher.schedule.num_train_timesteps)
+
+
+def _student(teacher: DiffusionModel, cfg: DistillConfig, device: torch.device) -> ConditionedUNet:
+    """The teacher's network plus a guidance embedding, from the teacher's weights when ``init_from_teacher``."""
+    unet = ConditionedUNet(teacher.spatial_dims, int(teacher.meta["in_channels"]),
+                           UNetConfig.model_validate(teacher.meta["network"]), teacher.codec,
+                           guidance_names=list(cfg.guidance))
+    if cfg.init_from_teacher:
+        missing, unexpected = unet.load_state_dict(teacher.unet.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("guidance_embedder.") for k in missing):
+            raise DataError(f"{teacher.checkpoint}: the teacher's weights do not fit its own network record")
+    return unet.to(device)
+
+
+def _student_meta(teacher: DiffusionModel, teacher_path: str | Path, cfg: DistillConfig, schedule: NoiseScheduleConfig,
+                  couplings_s: float) -> dict[str, Any]:
+    meta = {k: v for k, v in teacher.meta.items() if k not in ("sha256", "weights", "distilled")}
+    ranges = {n: list(r) for n, r in cfg.guidance.items()}
+    meta.update(
+        kind="diffusion", schedule=schedule.model_dump(mode="json"),
+        distilled={
+            "method": cfg.method, "student_steps": cfg.student_steps, "sampler": "rflow",
+            "time_sampling": cfg.time_sampling, "pairs": cfg.pairs, "couplings_seconds": round(couplings_s, 1),
+            "teacher": {"path": str(Path(teacher_path).resolve()), "sha256": teacher.sha256,
+                        "sampler": cfg.teacher_sampler.model_dump(mode="json")},
+            "guidance": {"names": list(cfg.guidance), "ranges": ranges,
+                         "default": {n: (low + high) / 2 for n, (low, high) in cfg.guidance.items()}},
+        },
+    )
+    return meta
+
+
+def distill(cfg: DistillConfig, teacher_path: str | Path, out: str | Path, *,
+            on_couplings: Callable[[int, int], None] | None = None, **options: Unpack[RunOptions]) -> dict[str, Any]:
+    """Make a ``cfg.student_steps``-step student of the teacher in ``out`` (a diffusion run folder).
+
+    ``options``: ``resume``, ``overwrite``, ``progress``, ``on_step_end`` (:class:`~.loop.RunOptions`).
+
+    Raises:
+        DataError: the teacher cannot be loaded; ``out`` exists without resume/overwrite;
+            couplings of another config in a resumed run.
+        ConfigError: guidance names the teacher does not know, or guidance for an unconditional teacher.
+    """
+    run = Run(Path(out), **options)
+    dist_info = init_distributed(cfg.train.device)
+    if dist_info.distributed:
+        raise ConfigError("distill runs on one process: its couplings are sampled once (run it without torchrun)")
+    device = dist_info.device
+    teacher = load_diffusion(teacher_path, device=device)
+    cfg = cfg.for_teacher(teacher)
+    run.start(cfg.train, cfg.seed, dist_info)
+    folder = run.out / "couplings"
+    couplings = Couplings.load(folder, cfg.digest())
+    couplings_s = 0.0
+    if couplings is None:
+        t0 = time.perf_counter()
+        couplings = make_couplings(teacher, cfg, device, on_couplings)
+        couplings_s = time.perf_counter() - t0
+        couplings.save(folder, cfg.digest(), couplings_s)
+    else:
+        couplings_s = float(json.loads((folder / "couplings.json").read_text()).get("seconds", 0.0))
+    schedule_cfg = student_schedule(teacher)
+    schedule = NoiseSchedule(schedule_cfg)
+    grid = None
+    if cfg.time_sampling == "grid":
+        grid = build_sampler("rflow", schedule).timesteps(cfg.student_steps).float()
+    unet = _student(teacher, cfg, device)
+    teacher.unet.cpu()
+    step = ReflowStep(schedule, teacher.codec, grid=grid)
+    groups = [OptimGroup("model", make_adamw(unet.parameters(), cfg.optimizer, device=device,
+                                                  total_steps=cfg.train.steps), ("unet",), cfg.optimizer.grad_clip)]
+    trainer = Trainer(
+        {"unet": unet}, groups, step, couplings, cfg=cfg.train, out=run.out, seed=cfg.seed, export="unet",
+        model_meta=_student_meta(teacher, teacher_path, cfg, schedule_cfg, couplings_s), config=cfg,
+        dist_info=dist_info, on_step_end=run.on_step_end, progress=run.progress,
+    )
+    return {**run.fit(trainer), "pairs": len(couplings), "couplings_seconds": round(couplings_s, 1),
+            "student_steps": cfg.student_steps}

@@ -1,0 +1,224 @@
+"""``uterosynth distill``: couplings from the teacher, a student with guidance as input, resume, sampling, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_prepared_dataset
+from uterosynth.core.config import load_config
+from uterosynth.core.errors import ConfigError, DataError
+from uterosynth.diffusion.conditions import ConditionVocabulary
+from uterosynth.diffusion.guidance import embedded_scales, guided_denoiser
+from uterosynth.diffusion.samplers import build_sampler
+from uterosynth.models.diffusion import load_diffusion
+from uterosynth.models.diffusion_unet import ConditionedUNet, UNetConfig
+from uterosynth.sampling.generate import SampleConfig, generate
+from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
+from uterosynth.training.distill import DEFAULT_RANGE, Couplings, DistillConfig, distill
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("teacher")
+    data = make_prepared_dataset(root / "data", dims=2, shape=(16, 16), subjects=6, items_per_subject=1)
+    cfg = load_config(DiffusionTrainConfig, "configs/ddpm2d_cpu.yaml", overrides={"train.steps": 2, "train.val_every": 100})
+    train_diffusion(cfg, data, root / "run", progress=False)
+    return root / "run"
+
+
+def _cfg(**kw) -> DistillConfig:
+    base = {"pairs": 8, "student_steps": 2, "teacher_sampler": {"name": "ddim", "steps": 3}, "teacher_batch_size": 4,
+            "guidance": {"orientation": [2.0, 4.0], "field_strength": [1.0, 2.0]},
+            "runtime": {"device": "cpu"}, "train": {"steps": 3, "batch_size": 4, "device": "cpu", "log_every": 1},
+            "optimizer": {"lr": 1e-2}}
+    return DistillConfig.model_validate({**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def student(teacher, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("student") / "run"
+    distill(_cfg(), teacher, out, progress=False)
+    return out
+
+
+def test_student_records_its_teacher_schedule_and_guidance(teacher, student):
+    t, s = load_diffusion(teacher), load_diffusion(student)
+    d = s.meta["distilled"]
+    assert s.schedule.objective == "rflow" and s.schedule.num_train_timesteps == t.schedule.num_train_timesteps
+    assert d["method"] == "reflow" and d["student_steps"] == 2 and d["pairs"] == 8
+    assert d["teacher"]["sha256"] == t.sha256
+    assert d["guidance"] == {"names": ["orientation", "field_strength"],
+                             "ranges": {"orientation": [2.0, 4.0], "field_strength": [1.0, 2.0]},
+                             "default": {"orientation": 3.0, "field_strength": 1.5}}
+    # the student inherits the subjects its teacher learned from, so evaluation's overlap checks still apply
+    assert s.training_subjects == t.training_subjects and s.training_subjects
+    assert s.sample_shape == t.sample_shape and s.meta["geometry"] == t.meta["geometry"]
+    assert s.unet.guidance_names == ["orientation", "field_strength"]
+
+
+def test_couplings_are_the_teachers_own_samples(teacher, student):
+    """Coupling i is what the teacher's sampler makes from coupling i's noise, condition and scales."""
+    t = load_diffusion(teacher)
+    c = Couplings.load(student / "couplings", _cfg().for_teacher(t).digest())
+    assert c is not None and len(c) == 8
+    assert {r["orientation"] for r in c.conditions} == set(t.vocab.attributes["orientation"])  # balanced classes
+    first = slice(0, 4)  # one teacher batch: one draw of the scales
+    assert torch.equal(c.guidance[0].expand(4, -1), c.guidance[first]) and not torch.equal(c.guidance[0], c.guidance[4])
+    w = dict(zip(["orientation", "field_strength"], c.guidance[0].tolist(), strict=True))
+    assert 2 <= w["orientation"] <= 4 and 1 <= w["field_strength"] <= 2
+    cond = t.codec.encode(c.conditions[first])
+    sampler = build_sampler("ddim", t.schedule)
+    with torch.no_grad():
+        again = sampler.sample(guided_denoiser(t.unet, cond, t.vocab, w), c.noise[first], steps=3)
+    torch.testing.assert_close(again, c.sample[first], rtol=1e-4, atol=1e-5)
+
+
+def test_student_samples_with_one_pass_per_step(student, teacher, tmp_path, monkeypatch):
+    calls: list[int] = []
+    forward = ConditionedUNet.forward
+
+    def counting(self, x, t, cond=None):
+        calls.append(x.shape[0])
+        return forward(self, x, t, cond)
+
+    monkeypatch.setattr(ConditionedUNet, "forward", counting)
+    runtime = {"device": "cpu", "batch_size": 8}
+    summary = generate(student, SampleConfig.model_validate({"per_class": 1, "sampler": {"name": "rflow", "steps": 2},
+                                                             "guidance": {"orientation": 3.5}, "runtime": runtime}),
+                       tmp_path / "syn")
+    assert summary["items"] == 8
+    assert calls == [8, 8]  # 8 items x 2 steps, one pass each: no guidance branches
+    records = [json.loads(line) for line in (tmp_path / "syn" / "metadata.jsonl").read_text().splitlines()]
+    assert records[0]["guidance"] == {"orientation": 3.5} and records[0]["steps"] == 2
+    calls.clear()
+    generate(teacher, SampleConfig.model_validate({"per_class": 1, "sampler": {"name": "ddim", "steps": 2},
+                                                   "guidance": {"orientation": 3.5, "field_strength": 1.5},
+                                                   "runtime": runtime}), tmp_path / "teacher_syn")
+    assert calls == [3 * 8] * 2  # the teacher: a base branch and one per guided name, at each step
+
+
+def test_student_guidance_input_changes_the_output(student):
+    s = load_diffusion(student)
+    cond = s.codec.encode([{"orientation": "AVAF", "field_strength": "3T"}] * 2)
+    x, t = torch.randn(2, *s.sample_shape, generator=torch.Generator().manual_seed(0)), torch.full((2,), 50)
+    with torch.no_grad():
+        low = s.unet(x, t, cond.with_guidance(torch.tensor([2.0, 1.0])))
+        high = s.unet(x, t, cond.with_guidance(torch.tensor([4.0, 2.0])))
+    assert not torch.allclose(low, high)
+    with pytest.raises(ValueError, match="takes its guidance scales"):
+        s.unet(x, t, cond)
+
+
+def test_guidance_embedding_starts_as_the_teacher(teacher):
+    """Zero-initialised: before training, the student's output does not depend on the scales."""
+    t = load_diffusion(teacher)
+    unet = ConditionedUNet(2, 1, UNetConfig.model_validate(t.meta["network"]), t.codec, guidance_names=["orientation"])
+    unet.load_state_dict(t.unet.state_dict(), strict=False)
+    cond = t.codec.encode([{"orientation": "RVRF"}])
+    x, ts = torch.randn(1, *t.sample_shape), torch.tensor([10])
+    with torch.no_grad():
+        a = unet(x, ts, cond.with_guidance(torch.tensor([1.0])))
+        b = unet(x, ts, cond.with_guidance(torch.tensor([6.0])))
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, t.unet(x, ts, cond))
+
+
+def test_resume_reuses_couplings_and_refuses_other_ones(teacher, tmp_path):
+    out = tmp_path / "run"
+    distill(_cfg(train={"steps": 2, "batch_size": 4, "device": "cpu"}), teacher, out, progress=False)
+    stamp = (out / "couplings" / "couplings.safetensors").stat().st_mtime_ns
+    summary = distill(_cfg(train={"steps": 4, "batch_size": 4, "device": "cpu"}), teacher, out, resume=True,
+                      progress=False)
+    assert summary["steps"] == 4 and summary["resumed_from"] == 2
+    assert (out / "couplings" / "couplings.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(DataError, match="couplings of another config"):
+        distill(_cfg(pairs=4, train={"steps": 6, "batch_size": 4, "device": "cpu"}), teacher, out, resume=True,
+                progress=False)
+    with pytest.raises(DataError, match="already exists"):
+        distill(_cfg(), teacher, out, progress=False)
+
+
+def test_default_guidance_covers_every_attribute(teacher):
+    cfg = DistillConfig().for_teacher(load_diffusion(teacher))
+    assert cfg.guidance == {"orientation": DEFAULT_RANGE, "field_strength": DEFAULT_RANGE}
+    with pytest.raises(ConfigError, match="colour"):
+        _cfg(guidance={"colour": [1, 2]}).for_teacher(load_diffusion(teacher))
+
+
+@pytest.mark.parametrize(("guidance", "expected"), [
+    (None, [3.0, 1.5]),
+    ({"orientation": 4.0}, [4.0, 1.5]),
+    ({"orientation": 2.0, "field_strength": 2.0}, [2.0, 2.0]),
+])
+def test_embedded_scales(guidance, expected):
+    spec = {"names": ["orientation", "field_strength"], "ranges": {"orientation": [2, 4], "field_strength": [1, 2]},
+            "default": {"orientation": 3.0, "field_strength": 1.5}}
+    assert embedded_scales(spec, guidance) == expected
+
+
+@pytest.mark.parametrize(("guidance", "message"), [
+    ({"orientation": 5.0}, r"orientation=5: outside the range the student was distilled on \[2, 4\]"),
+    ({"colour": 1.0}, "colour: the student was distilled for orientation, field_strength"),
+    (3.0, "one scale per name"),
+])
+def test_embedded_scales_errors(guidance, message):
+    spec = {"names": ["orientation", "field_strength"], "ranges": {"orientation": [2, 4], "field_strength": [1, 2]},
+            "default": {"orientation": 3.0, "field_strength": 1.5}}
+    with pytest.raises(ConfigError, match=message):
+        embedded_scales(spec, guidance)
+
+
+def test_one_scale_student_takes_a_number():
+    spec = {"names": [""], "ranges": {"": [1, 5]}, "default": {"": 3.0}}
+    assert embedded_scales(spec, 4.5) == [4.5] and embedded_scales(spec, None) == [3.0]
+
+
+def test_condition_carries_guidance_through_batching():
+    vocab = ConditionVocabulary(attributes={"orientation": ["AVAF", "RVRF"]})
+    cond = vocab.encode([{"orientation": "AVAF"}, {"orientation": "RVRF"}]).with_guidance(torch.tensor([2.0]))
+    assert cond.guidance.shape == (2, 1)
+    both = type(cond).cat([cond, cond.keep_only([], vocab)])
+    assert both.guidance.shape == (4, 1) and both.select(slice(1, 2)).guidance.tolist() == [[2.0]]
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="low <= high"):
+        _cfg(guidance={"orientation": [4, 2]})
+    with pytest.raises(ValueError, match="not both"):
+        _cfg(guidance={"": [1, 2], "orientation": [1, 2]})
+    with pytest.raises(ValueError, match="train.augment"):
+        _cfg(train={"augment": True})
+
+
+def _cli(args, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([sys.executable, "-m", "uterosynth", *args], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_cli_distill_then_sample(teacher, tmp_path):
+    out = tmp_path / "student"
+    res = _cli(["distill", "--teacher", str(teacher), "--out", str(out), "--steps", "1", "--set", "pairs=4",
+                "--set", "teacher_sampler.name=ddim", "--set", "teacher_sampler.steps=2", "--set", "train.steps=2",
+                "--set", "train.batch_size=4", "--set", "train.device=cpu", "--set", "runtime.device=cpu", "--json"],
+               tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and summary["student_steps"] == 1 and summary["pairs"] == 4
+    assert (out / "summary.json").is_file()
+    res = _cli(["sample", "--model", str(out), "--out", str(tmp_path / "syn"), "-n", "2", "--sampler", "rflow",
+                "--steps", "1", "--guidance", "orientation=9", "--device", "cpu"], tmp_path)
+    assert res.returncode == 2 and "outside the range" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "syn").exists()
+    res = _cli(["distill", "--teacher", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s2")], tmp_path)
+    assert res.returncode == 2 and "nowhere" in res.stderr and not (tmp_path / "s2").exists()
