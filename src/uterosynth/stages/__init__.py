@@ -36,7 +36,15 @@ from .release import (
     run_study,
 )
 from .sampling import SampleJob, run_sample
-from .training import DistillJob, EncodeJob, TrainJob, run_distill, run_encode, run_train_autoencoder, run_train_diffusion
+from .training import (
+    DistillJob,
+    EncodeJob,
+    TrainJob,
+    run_distill,
+    run_encode,
+    run_train_autoencoder,
+    run_train_diffusion,
+)
 
 __all__ = ["PRESETS", "STAGES", "Job", "StageDef", "stage"]
 
