@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "downstream": 2, "release": 2, "reader_study": 2,
     "stages": 3, "pipeline": 3, "pipeline_report": 3, "demo": 3,  # typed stage entry points and chains of stages
     "study": 3, "study_report": 3,  # grids of chains
+    "distill": 3,  # a chain of two stages: the teacher samples, the student trains
     "cli": 4, "__main__": 4,  # the command line
     "__init__": 0,  # the package root holds only the version
 }

@@ -31,7 +31,7 @@ class DistillJob(ConfiguredJob):
 def run_distill(job: DistillJob, *, on_couplings: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Sample the teacher's couplings, then train the student on them; writes ``summary.json``."""
     from ..core.artifacts import provenance, write_json
-    from ..training.distill import DistillConfig, distill
+    from ..distill import DistillConfig, distill
 
     cfg = job.settings(DistillConfig, seed=job.seed, student_steps=job.student_steps)
     summary = distill(cfg, job.teacher, job.out, resume=job.resume, overwrite=job.overwrite, on_couplings=on_couplings)

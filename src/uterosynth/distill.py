@@ -32,26 +32,26 @@ import torch
 from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 
-from ..core.artifacts import atomic_output_dir, write_json
-from ..core.config import StrictModel
-from ..core.distributed import init_distributed
-from ..core.errors import ConfigError, DataError
-from ..core.seeding import index_generator
-from ..diffusion.guidance import guided_denoiser
-from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
-from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
-from ..models.diffusion import DiffusionModel, load_diffusion
-from ..models.diffusion_unet import ConditionedUNet, UNetConfig
-from ..sampling.plan import PlannedItem, plan_items
-from ..sampling.runtime import RuntimeConfig, inference_context, prepare_input, prepare_model
-from .config import LoopConfig, OptimizerConfig
-from .diffusion import DiffusionStep
-from .loop import OptimGroup, Parts, Run, Trainer, make_adamw
+from .core.artifacts import atomic_output_dir, write_json
+from .core.config import StrictModel
+from .core.distributed import init_distributed
+from .core.errors import ConfigError, DataError
+from .core.seeding import index_generator
+from .diffusion.guidance import guided_denoiser
+from .diffusion.samplers import SamplerConfig, build_sampler, initial_noise
+from .diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
+from .models.diffusion import DiffusionModel, load_diffusion
+from .models.diffusion_unet import ConditionedUNet, UNetConfig
+from .sampling.plan import PlannedItem, plan_items
+from .sampling.runtime import RuntimeConfig, inference_context, prepare_input, prepare_model
+from .training.config import LoopConfig, OptimizerConfig
+from .training.diffusion import DiffusionStep
+from .training.loop import OptimGroup, Parts, Run, Trainer, make_adamw
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .loop import RunOptions
+    from .training.loop import RunOptions
 
 __all__ = ["DEFAULT_RANGE", "Couplings", "DistillConfig", "ReflowStep", "distill", "make_couplings"]
 
@@ -264,7 +264,7 @@ def distill(cfg: DistillConfig, teacher_path: str | Path, out: str | Path, *,
             on_couplings: Callable[[int, int], None] | None = None, **options: Unpack[RunOptions]) -> dict[str, Any]:
     """Make a ``cfg.student_steps``-step student of the teacher in ``out`` (a diffusion run folder).
 
-    ``options``: ``resume``, ``overwrite``, ``progress``, ``on_step_end`` (:class:`~.loop.RunOptions`).
+    ``options``: ``resume``, ``overwrite``, ``progress``, ``on_step_end`` (:class:`~.training.loop.RunOptions`).
 
     Raises:
         DataError: the teacher cannot be loaded; ``out`` exists without resume/overwrite;

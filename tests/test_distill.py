@@ -21,9 +21,9 @@ from uterosynth.models.diffusion import load_diffusion
 from uterosynth.models.diffusion_unet import ConditionedUNet, UNetConfig
 from uterosynth.sampling.generate import SampleConfig, generate
 from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
-from uterosynth.training.distill import DEFAULT_RANGE, Couplings, DistillConfig, distill
+from uterosynth.distill import DEFAULT_RANGE, Couplings, DistillConfig, distill
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
