@@ -17,11 +17,11 @@ from uterosynth.core.errors import ConfigError, DataError
 from uterosynth.diffusion.conditions import ConditionVocabulary
 from uterosynth.diffusion.guidance import embedded_scales, guided_denoiser
 from uterosynth.diffusion.samplers import build_sampler
+from uterosynth.distill import DEFAULT_RANGE, Couplings, DistillConfig, distill
 from uterosynth.models.diffusion import load_diffusion
 from uterosynth.models.diffusion_unet import ConditionedUNet, UNetConfig
 from uterosynth.sampling.generate import SampleConfig, generate
 from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
-from uterosynth.distill import DEFAULT_RANGE, Couplings, DistillConfig, distill
 
 REPO = Path(__file__).resolve().parents[1]
 
