@@ -8,6 +8,7 @@ from pydantic import BaseModel
 def preset_model(name: str) -> type[BaseModel]:
     """The pydantic model of the preset file ``name`` (e.g. ``ldm2d_demo.yaml``)."""
     from uterosynth.data.config import PrepareConfig
+    from uterosynth.distill import DistillConfig
     from uterosynth.downstream.config import DownstreamConfig
     from uterosynth.evaluation.config import EncoderTrainConfig, EvaluationConfig
     from uterosynth.phantom import PhantomConfig
@@ -18,13 +19,14 @@ def preset_model(name: str) -> type[BaseModel]:
     from uterosynth.study import GridStudyConfig
     from uterosynth.training.autoencoder import AutoencoderTrainConfig
     from uterosynth.training.diffusion import DiffusionTrainConfig
+    from uterosynth.training.fast_decoder import FastDecoderTrainConfig
 
     by_prefix: list[tuple[str, type[BaseModel]]] = [
         ("ae", AutoencoderTrainConfig), ("ddpm", DiffusionTrainConfig), ("ldm", DiffusionTrainConfig),
         ("audit", AuditConfig), ("copy_detector", CopyDetectorConfig), ("downstream", DownstreamConfig), ("encoder", EncoderTrainConfig),
         ("evaluate", EvaluationConfig), ("phantom", PhantomConfig), ("pipeline", PipelineConfig),
         ("prepare", PrepareConfig), ("reader_study", StudyConfig), ("release", ReleaseConfig),
-        ("study_", GridStudyConfig),
+        ("study_", GridStudyConfig), ("distill", DistillConfig), ("fast_decoder", FastDecoderTrainConfig),
     ]
     for prefix, model in by_prefix:
         if name.startswith(prefix):

@@ -32,6 +32,8 @@ def sample(
     precision: str = typer.Option(None, "--precision", help="auto (default) | fp32 | bf16."),
     compile: bool = typer.Option(None, "--compile", help="torch.compile the network."),
     decode_memory_mb: float = typer.Option(None, "--decode-memory-mb", help="Tile 3D latent decoding under this budget."),
+    decoder: Path = typer.Option(None, "--decoder", help="Fast decoder ('uterosynth train decoder') instead of the "
+                                 "autoencoder's: previews and bulk sampling, not releases."),
     **shared: Any,
 ) -> Job:
     """Sample a synthetic set (NIfTI + PNG + metadata.jsonl) from a trained diffusion model.
@@ -47,4 +49,5 @@ def sample(
         model=model, out=out, n=n, per_class=per_class, condition=condition or [], prompt=prompt, guidance=guidance,
         sampler=sampler, steps=steps, spacing=spacing, seed=seed,
         batch_size=None if batch_size is None else batch_size if batch_size == "auto" else int(batch_size),
-        device=device, precision=precision, compile=compile or None, decode_memory_mb=decode_memory_mb, **shared)
+        device=device, precision=precision, compile=compile or None, decode_memory_mb=decode_memory_mb,
+        decoder=decoder, **shared)

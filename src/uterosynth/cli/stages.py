@@ -20,7 +20,7 @@ __all__ = ["show_stage"]
 
 _Shown = Callable[[Any, bool], "dict[str, Any] | None"]
 _SHOWN: dict[str, tuple[str, _Shown]] = {}
-_TITLES = {"train autoencoder": "autoencoder", "train diffusion": "diffusion"}
+_TITLES = {"train autoencoder": "autoencoder", "train diffusion": "diffusion", "train decoder": "fast decoder"}
 """Titles of the stages shown as their ``run`` returns them (training draws its own progress bar)."""
 
 

@@ -24,6 +24,7 @@ from ..core.config import StrictModel
 from ..core.distributed import barrier, init_distributed
 from ..core.errors import ConfigError
 from ..core.seeding import index_generator
+from ..data.subjects import merge_subjects
 from ..data.synthetic import (
     COUNT_KEY,
     merge_metadata_shards,
@@ -35,6 +36,7 @@ from ..diffusion.generate import sample_batch
 from ..diffusion.guidance import check_guidance, embedded_scales, guided_denoiser
 from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
 from ..models.diffusion import load_diffusion
+from ..models.fast_decoder import load_fast_decoder
 from .plan import PlannedItem, plan_items
 from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model
 
@@ -53,6 +55,7 @@ class SampleConfig(StrictModel):
     sampler: SamplerConfig = SamplerConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     decode_memory_mb: float | None = Field(None, gt=0, description="tile latent decoding under this budget")
+    decoder: Path | None = Field(None, description="a fast decoder (previews, bulk sampling) instead of the autoencoder's")
 
 
 def _affine(meta: dict[str, Any]) -> np.ndarray:
@@ -108,16 +111,37 @@ def _run_shard(
     return records
 
 
+def _fast_decoder(cfg: SampleConfig, model: Any, device: torch.device):
+    """The fast decoder of ``cfg.decoder`` and its record, or ``(None, {"kind": "full"})``.
+
+    Raises:
+        ConfigError: a fast decoder for a pixel-space model, or one distilled from another autoencoder.
+    """
+    if cfg.decoder is None:
+        return None, {"kind": "full"}
+    if model.autoencoder is None:
+        raise ConfigError(f"decoder {cfg.decoder}: the model samples pixels; a decoder is for latent models",
+                          keys=("decoder",))
+    decoder, meta = load_fast_decoder(cfg.decoder, device=device)
+    if meta["autoencoder"]["sha256"] != model.meta["autoencoder"]["sha256"]:
+        raise ConfigError(f"decoder {cfg.decoder}: distilled from autoencoder {meta['autoencoder']['sha256'][:12]}…, "
+                          f"but the model decodes with {model.meta['autoencoder']['sha256'][:12]}…", keys=("decoder",))
+    return decoder, {"kind": "fast", "path": meta["checkpoint"], "sha256": meta.get("sha256"),
+                     "psnr_to_full_db": meta.get("psnr_to_full_db"), "training_subjects": meta.get("training_subjects")}
+
+
 def _write_set_info(partial: Path, config_json: dict[str, Any], cfg: SampleConfig, model: Any, items: int,
-                    world_size: int, batch_size: int) -> None:
+                    world_size: int, batch_size: int, decoder: dict[str, Any]) -> None:
     """``synthetic.json``: provenance, model, sampler and geometry of the set."""
     write_json(partial / "synthetic.json", {
         **provenance(config_json, cfg.seed),
         "dims": model.spatial_dims,
         "model": {"path": str(model.checkpoint), "sha256": model.sha256, "space": model.meta.get("space"),
-                  "training_subjects": model.training_subjects},
+                  "training_subjects": merge_subjects(model=model.training_subjects,
+                                                      decoder=decoder.get("training_subjects"))},
         "sampler": cfg.sampler.model_dump(mode="json"),
         "guidance": cfg.guidance,
+        "decoder": decoder,
         COUNT_KEY: items,
         "image_shape": model.meta.get("image_shape"),
         "geometry": model.meta.get("geometry", {}),
@@ -157,6 +181,12 @@ def generate(
     student = model.meta.get("distilled")
     input_scales = torch.tensor(embedded_scales(student["guidance"], cfg.guidance)) if student else None
     guidance = None if student else cfg.guidance
+    fast, decoder_record = _fast_decoder(cfg, model, device)
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        if fast is not None:
+            return fast(z.float() / model.scale_factor)
+        return model.decode(z.float(), memory_budget_mb=cfg.decode_memory_mb)
 
     def prompt_of(it: PlannedItem) -> str | None:
         if not takes_text:
@@ -177,7 +207,7 @@ def generate(
             step_generators=[index_generator(cfg.seed, it.index, salt="steps") for it in batch],
             prepare=lambda x: prepare_input(x, cfg.runtime, device),
             context=lambda: inference_context(cfg.runtime, device),
-            decode=lambda z: model.decode(z.float(), memory_budget_mb=cfg.decode_memory_mb),
+            decode=decode,
         )
 
     def trial(size: int) -> None:
@@ -202,7 +232,7 @@ def generate(
         if not dist.is_main:
             return {"out": str(out), "rank": dist.rank, "items": len(records)}
         merged = merge_metadata_shards(partial)
-        _write_set_info(partial, config_json, cfg, model, len(merged), dist.world_size, batch_size)
+        _write_set_info(partial, config_json, cfg, model, len(merged), dist.world_size, batch_size, decoder_record)
         replace_dir(partial, out)
     except BaseException:
         if dist.is_main:

@@ -43,6 +43,7 @@ from .training import (
     run_distill,
     run_encode,
     run_train_autoencoder,
+    run_train_decoder,
     run_train_diffusion,
 )
 
@@ -71,6 +72,7 @@ STAGES: dict[str, StageDef] = {s.command: s for s in (
     StageDef("audit membership", MembershipJob, run_membership, "membership.json"),
     StageDef("audit train-encoder", CopyDetectorJob, run_copy_detector, "encoder.json"),
     StageDef("train diffusion", TrainJob, run_train_diffusion, "summary.json", resumable=True),
+    StageDef("train decoder", TrainJob, run_train_decoder, "summary.json", resumable=True),
     StageDef("distill", DistillJob, run_distill, "summary.json", resumable=True),
     StageDef("sample", SampleJob, run_sample, "metadata.jsonl"),
     StageDef("downstream train-classifier", JudgeJob, run_judge, "classifier.json"),

@@ -32,6 +32,7 @@ class SampleJob(ConfiguredJob):
     precision: str | None = None
     compile: bool | None = None
     decode_memory_mb: float | None = None
+    decoder: Path | None = None
 
 
 def _conditions(items: list[str]) -> dict[str, str]:
@@ -61,7 +62,7 @@ def sample_config(job: SampleJob):
         **{"sampler.name": job.sampler, "sampler.steps": job.steps, "sampler.spacing": job.spacing,
            "runtime.device": job.device, "runtime.precision": job.precision, "runtime.compile": job.compile,
            "runtime.batch_size": job.batch_size},
-        decode_memory_mb=job.decode_memory_mb,
+        decode_memory_mb=job.decode_memory_mb, decoder=job.decoder,
     )
 
 

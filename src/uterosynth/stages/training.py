@@ -1,4 +1,4 @@
-"""The training stages: ``train autoencoder``, ``train diffusion``, ``distill`` and ``encode`` (the latent cache)."""
+"""The training stages: ``train autoencoder``, ``train diffusion``, ``train decoder``, ``distill`` and ``encode`` (the latent cache)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from .base import ConfiguredJob, Job
 
-__all__ = ["DistillJob", "EncodeJob", "TrainJob", "run_distill", "run_encode", "run_train_autoencoder", "run_train_diffusion"]
+__all__ = ["DistillJob", "EncodeJob", "TrainJob", "run_distill", "run_encode", "run_train_autoencoder", "run_train_decoder", "run_train_diffusion"]
 
 
 class TrainJob(ConfiguredJob):
@@ -67,6 +67,13 @@ def run_train_diffusion(job: TrainJob) -> dict[str, Any]:
     from ..training.diffusion import DiffusionTrainConfig, train_diffusion
 
     return _train(train_diffusion, DiffusionTrainConfig, job)
+
+
+def run_train_decoder(job: TrainJob) -> dict[str, Any]:
+    """Distil the fast decoder from the autoencoder of a latent cache."""
+    from ..training.fast_decoder import FastDecoderTrainConfig, train_fast_decoder
+
+    return _train(train_fast_decoder, FastDecoderTrainConfig, job)
 
 
 class EncodeJob(Job):

@@ -1,0 +1,159 @@
+"""Few-step students against their teacher and MONAI's reference pipelines, side by side, in one run.
+
+Speed (``--speed-n`` items, the same conditions and initial noise in every row, decoding included):
+
+- MONAI ``LatentDiffusionInferer`` (or ``DiffusionInferer``) + ``DDPMScheduler``, 1000 steps,
+  driving the teacher's guided network (the reference of docs/BENCHMARKS.md, "Sampling");
+- MONAI ``RFlowScheduler``, 30 steps (MAISI's default), driving the same guided network: a speed
+  reference only (the teacher is not a flow model, so its images are not scored);
+- uterosynth DPM-Solver++ at 10 and 20 steps on the teacher;
+- each student (``uterosynth distill``) at 1, 2 and 4 Euler steps, guidance as its input.
+
+Quality (``--per-class`` items of every class, from ``uterosynth sample``'s own path, so the
+sets are what a user gets): the judge's accuracy on the requested orientation per class with
+95 % Wilson intervals, and KID to the real split at equal N with a jackknife interval over the
+real subjects, for the teacher's DPM-Solver++ 20 and every student row.
+
+    python benchmarks/bench_distill.py --teacher T --student S4=STUDENT --judge J --encoder E \\
+        --real PREP:test --per-class 32 --speed-n 8 --out runs/bench_distill
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_sampling import monai_reference
+
+from uterosynth.core.precision import cpu_flags
+from uterosynth.core.seeding import index_generator
+from uterosynth.core.stats import wilson_ci
+from uterosynth.data.image_set import load_prepared, load_synthetic
+from uterosynth.diffusion.guidance import embedded_scales, guided_denoiser, parse_guidance
+from uterosynth.diffusion.samplers import build_sampler, initial_noise
+from uterosynth.downstream.judge import load_classifier, predict
+from uterosynth.evaluation.equal_n import kid_at_n
+from uterosynth.evaluation.features import extract_features
+from uterosynth.models.diffusion import load_diffusion
+from uterosynth.models.encoder_artifact import load_encoder
+from uterosynth.sampling.generate import SampleConfig, generate
+from uterosynth.sampling.plan import plan_items
+
+
+def _monai_rflow(model, x_T, denoise, steps: int) -> torch.Tensor:
+    from monai.networks.schedulers import RFlowScheduler
+
+    sched = RFlowScheduler(num_train_timesteps=model.schedule.num_train_timesteps, use_discrete_timesteps=True)
+    sched.set_timesteps(steps)
+    x = x_T
+    ts = list(sched.timesteps) + [0]
+    for t, nxt in zip(ts[:-1], ts[1:], strict=True):
+        x = sched.step(denoise(x, torch.as_tensor(t).expand(x.shape[0])), int(t), x, int(nxt))[0]
+    return model.decode(x).clamp(0, 1)
+
+
+def _ours(model, sampler: str, steps: int, x_T, denoise) -> torch.Tensor:
+    return model.decode(build_sampler(sampler, model.schedule).sample(denoise, x_T, steps=steps)).clamp(0, 1)
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def speed_rows(teacher, students: dict[str, object], guidance, n: int) -> list[dict]:
+    items = plan_items(teacher.vocab, n=None, per_class=max(1, -(-n // 8)))[:n]
+    cond = teacher.codec.encode([it.condition for it in items])
+    x_T = initial_noise((len(items), *teacher.sample_shape), [index_generator(0, it.index) for it in items])
+    guided = guided_denoiser(teacher.unet, cond, teacher.vocab, guidance)
+    rows = []
+    with torch.inference_mode():
+        ref = _timed(lambda: monai_reference(teacher, x_T.clone(), guided)) / n
+        rows.append({"row": "MONAI DDPMScheduler (reference)", "steps": teacher.schedule.num_train_timesteps, "s_per_image": ref})
+        rf = _timed(lambda: _monai_rflow(teacher, x_T.clone(), guided, 30)) / n
+        rows.append({"row": "MONAI RFlowScheduler (MAISI default; speed only)", "steps": 30, "s_per_image": rf})
+        for steps in (10, 20):
+            rows.append({"row": "teacher, DPM-Solver++", "steps": steps,
+                         "s_per_image": _timed(lambda s=steps: _ours(teacher, "dpmpp", s, x_T.clone(), guided)) / n})
+        for name, student in students.items():
+            scales = torch.tensor(embedded_scales(student.meta["distilled"]["guidance"], guidance))
+            plain = guided_denoiser(student.unet, cond.with_guidance(scales), student.vocab, None)
+            for steps in (1, 2, 4):
+                rows.append({"row": f"student {name}, Euler", "steps": steps,
+                             "s_per_image": _timed(lambda s=steps, m=student, f=plain: _ours(m, "rflow", s, x_T.clone(), f)) / n})
+    for r in rows:
+        r["vs_monai_ddpm"] = ref / r["s_per_image"]
+        r["vs_monai_rflow30"] = rf / r["s_per_image"]
+    return rows
+
+
+def quality_row(model_path: Path, sampler: str, steps: int, guidance, per_class: int, out: Path, judge, real,
+                real_features, encoder) -> dict:
+    cfg = SampleConfig.model_validate({"per_class": per_class, "sampler": {"name": sampler, "steps": steps},
+                                       "guidance": guidance, "seed": 100, "runtime": {"batch_size": 32}})
+    generate(model_path, cfg, out, overwrite=True)
+    syn = load_synthetic(out, dims=2)
+    wanted = [c["orientation"] for c in syn.conditions]
+    got = predict(judge, syn.images)
+    per_class = {}
+    for cls in sorted(set(wanted)):
+        hits = [g == w for g, w in zip(got, wanted, strict=True) if w == cls]
+        low, high = wilson_ci(sum(hits), len(hits))
+        per_class[cls] = {"acc": round(float(np.mean(hits)), 3), "n": len(hits), "wilson95": [round(low, 3), round(high, 3)]}
+    fake = extract_features(encoder, torch.as_tensor(syn.images))
+    n = min(len(fake), len(real_features))
+    k = kid_at_n(real_features, fake, n=n, groups_real=list(real.subjects), seed=0)
+    return {"per_class": per_class, "worst": min(v["acc"] for v in per_class.values()),
+            "kid_x1e3": round(1e3 * k.value, 2), "kid_ci_x1e3": [round(1e3 * k.ci_low, 2), round(1e3 * k.ci_high, 2)],
+            "n": n}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", type=Path, required=True)
+    parser.add_argument("--student", action="append", default=[], help="NAME=RUN (repeatable)")
+    parser.add_argument("--judge", type=Path, required=True)
+    parser.add_argument("--encoder", type=Path, required=True)
+    parser.add_argument("--real", required=True, help="prepared DIR:split the KID compares against")
+    parser.add_argument("--guidance", default="orientation=5,field_strength=1.5")
+    parser.add_argument("--per-class", type=int, default=32)
+    parser.add_argument("--speed-n", type=int, default=8)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    guidance = parse_guidance(args.guidance)
+    teacher = load_diffusion(args.teacher)
+    students = {name: path for name, path in (s.split("=", 1) for s in args.student)}
+    loaded = {name: load_diffusion(path) for name, path in students.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {"machine": {"cpu": platform.processor() or platform.machine(), "cpu_flags": list(cpu_flags()),
+                          "threads": torch.get_num_threads(), "torch": torch.__version__},
+              "teacher": str(args.teacher), "students": students, "guidance": guidance}
+    if not args.skip_speed:
+        record["speed"] = speed_rows(teacher, loaded, guidance, args.speed_n)
+        print(json.dumps(record["speed"], indent=1), flush=True)
+    path, split = args.real.rsplit(":", 1) if ":" in args.real else (args.real, "test")
+    real = load_prepared(path, split=split)
+    encoder = load_encoder(args.encoder)
+    real_features = extract_features(encoder, torch.as_tensor(real.images))
+    judge = load_classifier(args.judge)
+    runs = [("teacher DPM-Solver++ 20", args.teacher, "dpmpp", 20)]
+    runs += [(f"student {name}, Euler {k}", Path(p), "rflow", k) for name, p in students.items() for k in (1, 2, 4)]
+    record["quality"] = {}
+    for label, model_path, sampler, steps in runs:
+        record["quality"][label] = quality_row(model_path, sampler, steps, guidance, args.per_class,
+                                               args.out / "sets" / label.replace(" ", "_").replace(",", ""),
+                                               judge, real, real_features, encoder)
+        print(label, json.dumps(record["quality"][label]), flush=True)
+    (args.out / "bench_distill.json").write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The fast decoder: shapes, batch independence, distillation toward the full decoder, sampling with it, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_prepared_dataset
+from uterosynth.core.config import load_config
+from uterosynth.core.errors import ConfigError
+from uterosynth.models.fast_decoder import FastDecoder, FastDecoderConfig, load_fast_decoder
+from uterosynth.models.latent import LatentCache, encode_dataset, load_autoencoder
+from uterosynth.sampling.generate import SampleConfig, generate
+from uterosynth.training.autoencoder import AutoencoderTrainConfig, train_autoencoder
+from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
+from uterosynth.training.fast_decoder import FastDecoderTrainConfig, psnr_to_full, train_fast_decoder
+from uterosynth.training.latents import LatentDataset
+
+
+@pytest.fixture(scope="module")
+def latents(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("fast_decoder")
+    data = make_prepared_dataset(root / "data", dims=2, shape=(16, 16), subjects=6, items_per_subject=2)
+    ae_cfg = load_config(AutoencoderTrainConfig, "configs/ae2d_cpu.yaml", overrides={
+        "train.steps": 2, "train.val_every": 100, "loss.adv_weight": 0.0, "perceptual.network": "none"})
+    train_autoencoder(ae_cfg, data, root / "ae", progress=False)
+    encode_dataset(root / "ae", data, root / "latents")
+    cfg = FastDecoderTrainConfig.model_validate({"network": {"width": 16, "min_width": 8}, "train": {
+        "steps": 60, "batch_size": 4, "val_every": 30, "checkpoint_every": 30, "device": "cpu"}, "optimizer": {"lr": 3e-3}})
+    train_fast_decoder(cfg, root / "latents", root / "decoder", progress=False)
+    return {"data": data, "ae": root / "ae", "latents": root / "latents", "decoder": root / "decoder", "root": root}
+
+
+@pytest.mark.parametrize(("dims", "shape"), [(2, (3, 8, 8)), (3, (3, 4, 4, 4))])
+def test_shapes_and_batch_independence(dims, shape):
+    decoder = FastDecoder(dims, 3, 4, FastDecoderConfig(width=8, min_width=4)).eval()
+    z = torch.randn(3, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = decoder(z)
+        alone = decoder(z[1:2])
+    assert out.shape == (3, 1, *[4 * s for s in shape[1:]])
+    torch.testing.assert_close(alone, out[1:2], rtol=1e-5, atol=1e-6)  # no normalisation across the batch
+    with pytest.raises(ValueError, match="power of two"):
+        FastDecoder(dims, 3, 3, FastDecoderConfig())
+
+
+def test_distillation_approaches_the_full_decoder(latents):
+    decoder, meta = load_fast_decoder(latents["decoder"])
+    autoencoder, ae_meta, _ = load_autoencoder(latents["ae"])
+    assert meta["autoencoder"]["sha256"] == ae_meta["sha256"] and meta["factor"] == 2
+    held_out = LatentDataset(LatentCache.load(latents["latents"]), "val")
+    z = torch.stack([held_out[i]["mean"] for i in range(len(held_out))])
+    untrained = FastDecoder(2, int(meta["latent_channels"]), 2, FastDecoderConfig.model_validate(meta["network"])).eval()
+    trained = psnr_to_full(decoder, autoencoder, z)
+    assert trained == pytest.approx(meta["psnr_to_full_db"], abs=0.01)
+    assert trained > psnr_to_full(untrained, autoencoder, z) + 0.5  # distillation moved it toward the teacher
+    assert meta["training_subjects"]["ids"]
+
+
+def test_sampling_with_the_fast_decoder_records_it(latents, tmp_path):
+    ldm = load_config(DiffusionTrainConfig, "configs/ldm2d_cpu.yaml", overrides={
+        "autoencoder": str(latents["ae"]), "latents": str(latents["latents"]), "train.steps": 1, "preview.steps": 1,
+        "preview.per_class": 1, "train.val_every": 100})
+    train_diffusion(ldm, latents["data"], tmp_path / "ldm", progress=False)
+    base = {"n": 2, "sampler": {"name": "ddim", "steps": 2}, "runtime": {"device": "cpu", "batch_size": 2}}
+    generate(tmp_path / "ldm", SampleConfig.model_validate(base), tmp_path / "full")
+    generate(tmp_path / "ldm", SampleConfig.model_validate({**base, "decoder": str(latents["decoder"])}), tmp_path / "fast")
+    full = json.loads((tmp_path / "full" / "synthetic.json").read_text())
+    fast = json.loads((tmp_path / "fast" / "synthetic.json").read_text())
+    assert full["decoder"] == {"kind": "full"}
+    assert fast["decoder"]["kind"] == "fast" and fast["decoder"]["psnr_to_full_db"] > 0
+    assert fast["image_shape"] == full["image_shape"]
+    with pytest.raises(ConfigError, match="distilled from autoencoder"):
+        other = tmp_path / "other_ae"
+        ae_cfg = load_config(AutoencoderTrainConfig, "configs/ae2d_cpu.yaml", overrides={
+            "train.steps": 1, "train.val_every": 100, "loss.adv_weight": 0.0, "perceptual.network": "none", "seed": 5})
+        train_autoencoder(ae_cfg, latents["data"], other, progress=False)
+        encode_dataset(other, latents["data"], tmp_path / "other_latents")
+        train_fast_decoder(FastDecoderTrainConfig.model_validate({"train": {"steps": 1, "batch_size": 4, "device": "cpu"}}),
+                           tmp_path / "other_latents", tmp_path / "other_decoder", progress=False)
+        generate(tmp_path / "ldm", SampleConfig.model_validate({**base, "decoder": str(tmp_path / "other_decoder")}),
+                 tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+
+def test_a_pixel_model_takes_no_decoder(latents, tmp_path):
+    pixel = load_config(DiffusionTrainConfig, "configs/ddpm2d_cpu.yaml", overrides={"train.steps": 1, "train.val_every": 100})
+    train_diffusion(pixel, latents["data"], tmp_path / "ddpm", progress=False)
+    with pytest.raises(ConfigError, match="samples pixels"):
+        generate(tmp_path / "ddpm", SampleConfig.model_validate({"n": 1, "decoder": str(latents["decoder"]),
+                                                                 "runtime": {"device": "cpu"}}), tmp_path / "syn")
