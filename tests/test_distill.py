@@ -17,7 +17,7 @@ from uterosynth.core.errors import ConfigError, DataError
 from uterosynth.diffusion.conditions import ConditionVocabulary
 from uterosynth.diffusion.guidance import embedded_scales, guided_denoiser
 from uterosynth.diffusion.samplers import build_sampler
-from uterosynth.distill import DEFAULT_RANGE, Couplings, DistillConfig, distill
+from uterosynth.distill import DEFAULT_RANGE, Couplings, DistillConfig, distill, merge_shards
 from uterosynth.models.diffusion import load_diffusion
 from uterosynth.models.diffusion_unet import ConditionedUNet, UNetConfig
 from uterosynth.sampling.generate import SampleConfig, generate
@@ -222,3 +222,49 @@ def test_cli_distill_then_sample(teacher, tmp_path):
     assert not (tmp_path / "syn").exists()
     res = _cli(["distill", "--teacher", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s2")], tmp_path)
     assert res.returncode == 2 and "nowhere" in res.stderr and not (tmp_path / "s2").exists()
+
+
+def _ddp_distill(rank: int, world: int, port: int, teacher: str, out: str, dump: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from uterosynth.core.distributed import shutdown_distributed
+
+    def grab(trainer, step: int) -> None:
+        if step == 3:
+            torch.save({k: v.detach().clone() for k, v in trainer.parts.raw["unet"].named_parameters()},
+                       Path(dump) / f"rank{rank}.pt")
+
+    try:
+        distill(_cfg(), teacher, out, progress=False, on_step_end=grab)
+    finally:
+        shutdown_distributed()
+
+
+def test_merge_shards_restores_item_order():
+    def shard(indices):
+        t = torch.tensor(indices, dtype=torch.float32)
+        return Couplings(t[:, None], t[:, None], t[:, None], [{"i": i} for i in indices])
+
+    merged = merge_shards([shard([0, 1, 4, 5, 8]), shard([2, 3, 6, 7])], block=2)
+    assert merged.noise[:, 0].tolist() == list(range(9)) and [c["i"] for c in merged.conditions] == list(range(9))
+
+
+@pytest.mark.slow
+def test_two_processes_sample_the_same_couplings_and_end_with_identical_weights(teacher, student, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_distill, args=(2, port, str(teacher), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    digest = _cfg().for_teacher(load_diffusion(teacher)).digest()
+    one, two = Couplings.load(student / "couplings", digest), Couplings.load(tmp_path / "run" / "couplings", digest)
+    assert one.conditions == two.conditions and torch.equal(one.guidance, two.guidance)
+    torch.testing.assert_close(two.noise, one.noise, rtol=0, atol=0)
+    torch.testing.assert_close(two.sample, one.sample, rtol=1e-5, atol=1e-6)
+    assert not list(tmp_path.joinpath("run").glob(".couplings.rank*"))  # the shards are merged and removed
+    w0, w1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert all(torch.equal(w0[k], w1[k]) for k in w0) and any(k.startswith("guidance_embedder.") for k in w0)

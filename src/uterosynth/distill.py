@@ -12,7 +12,9 @@
 3. It samples with ``--sampler rflow`` in ``student_steps`` steps, one network pass per step:
    guidance is an input, not a second branch (Meng et al. 2023).
 
-The couplings are written once into ``<out>/couplings/`` and reused when the run resumes. The
+The couplings are written once into ``<out>/couplings/`` and reused when the run resumes. Under
+``torchrun`` every rank samples its share of the couplings, rank 0 merges them, and the student
+trains with DDP on the shared loop. The
 student's ``model.json`` is the teacher's (space, autoencoder, geometry, conditioning and the
 hashed training subjects, which it inherits) with the rectified-flow schedule and a
 ``distilled`` record (method, teacher, steps, guidance names, ranges and defaults).
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,7 +37,7 @@ from torch.utils.data import Dataset
 
 from .core.artifacts import atomic_output_dir, write_json
 from .core.config import StrictModel
-from .core.distributed import init_distributed
+from .core.distributed import DistInfo, barrier, init_distributed
 from .core.errors import ConfigError, DataError
 from .core.seeding import index_generator
 from .diffusion.guidance import guided_denoiser
@@ -53,7 +56,7 @@ if TYPE_CHECKING:
 
     from .training.loop import RunOptions
 
-__all__ = ["DEFAULT_RANGE", "Couplings", "DistillConfig", "ReflowStep", "distill", "make_couplings"]
+__all__ = ["DEFAULT_RANGE", "Couplings", "DistillConfig", "ReflowStep", "distill", "make_couplings", "merge_shards"]
 
 DEFAULT_RANGE = (1.0, 7.0)
 """The guidance range of every categorical attribute when the config names none (covers the presets' 3-5)."""
@@ -163,21 +166,25 @@ def _planned(teacher: DiffusionModel, pairs: int) -> list[PlannedItem]:
 
 
 def make_couplings(teacher: DiffusionModel, cfg: DistillConfig, device: torch.device,
-                   on_batch: Callable[[int, int], None] | None = None) -> Couplings:
-    """Sample the teacher ``cfg.pairs`` times; keep each item's noise, sample, condition and scales.
+                   on_batch: Callable[[int, int], None] | None = None, *, rank: int = 0, world: int = 1) -> Couplings:
+    """Sample the teacher; keep each item's noise, sample, condition and scales.
 
-    Item ``i`` starts from noise drawn by ``index_generator(seed, i, salt="distill")``; the scales
-    of each batch are drawn from a generator seeded by ``seed``.
+    The ``cfg.pairs`` items form blocks of ``teacher_batch_size``; block ``b`` is sampled by rank
+    ``b mod world`` (so :func:`merge_shards` of every rank's couplings is the same set whatever the
+    number of processes). Item ``i`` starts from noise drawn by ``index_generator(seed, i,
+    salt="distill")``; block ``b``'s scales are drawn by ``index_generator(seed, b, salt="distill-guidance")``.
     """
     cfg = cfg.for_teacher(teacher)
     sampler = build_sampler(cfg.teacher_sampler.name, teacher.schedule, spacing=cfg.teacher_sampler.spacing)
     unet = prepare_model(teacher.unet, cfg.runtime, device, spatial_dims=teacher.spatial_dims)
     items = _planned(teacher, cfg.pairs)
     names = list(cfg.guidance)
-    draws = torch.Generator().manual_seed(cfg.seed)
+    size = cfg.teacher_batch_size
+    blocks = list(range(rank, -(-len(items) // size), world))
     noise, samples, scales, conditions = [], [], [], []
-    for start in range(0, len(items), cfg.teacher_batch_size):
-        batch = items[start:start + cfg.teacher_batch_size]
+    for b in blocks:
+        batch = items[b * size:(b + 1) * size]
+        draws = index_generator(cfg.seed, b, salt="distill-guidance")
         drawn = {n: low + (high - low) * float(torch.rand((), generator=draws)) for n, (low, high) in cfg.guidance.items()}
         guidance = None if not names else drawn[""] if names == [""] else drawn
         cond = None
@@ -194,8 +201,47 @@ def make_couplings(teacher: DiffusionModel, cfg: DistillConfig, device: torch.de
         scales.append(torch.tensor([[drawn[n] for n in names]] * len(batch), dtype=torch.float32))
         conditions += [dict(it.condition) for it in batch]
         if on_batch is not None:
-            on_batch(len(conditions), len(items))
+            on_batch(len(conditions), sum(len(items[b * size:(b + 1) * size]) for b in blocks))
     return Couplings(torch.cat(noise), torch.cat(samples), torch.cat(scales), conditions)
+
+
+def merge_shards(shards: Sequence[Couplings], block: int) -> Couplings:
+    """The couplings in item order from every rank's shard (rank ``r`` holds blocks ``b ≡ r mod world``)."""
+    pieces, taken, b = [], [0] * len(shards), 0
+    while taken[b % len(shards)] < len(shards[b % len(shards)]):
+        shard, start = shards[b % len(shards)], taken[b % len(shards)]
+        end = min(start + block, len(shard))
+        pieces.append((shard, slice(start, end)))
+        taken[b % len(shards)] = end
+        b += 1
+    return Couplings(torch.cat([s.noise[i] for s, i in pieces]), torch.cat([s.sample[i] for s, i in pieces]),
+                     torch.cat([s.guidance[i] for s, i in pieces]), [c for s, i in pieces for c in s.conditions[i]])
+
+
+def _couplings(teacher: DiffusionModel, cfg: DistillConfig, out: Path, dist_info: DistInfo,
+               on_batch: Callable[[int, int], None] | None) -> tuple[Couplings, float]:
+    """The run's couplings (saved ones, or sampled by every rank and merged by rank 0) and their sampling seconds."""
+    folder, digest = out / "couplings", cfg.digest()
+    couplings = Couplings.load(folder, digest)
+    if couplings is not None:
+        return couplings, float(json.loads((folder / "couplings.json").read_text()).get("seconds", 0.0))
+    t0 = time.perf_counter()
+    mine = make_couplings(teacher, cfg, dist_info.device, on_batch, rank=dist_info.rank, world=dist_info.world_size)
+    seconds = time.perf_counter() - t0
+    if not dist_info.distributed:
+        mine.save(folder, digest, seconds)
+        return mine, seconds
+    shard = out / f".couplings.rank{dist_info.rank}"
+    shutil.rmtree(shard, ignore_errors=True)
+    mine.save(shard, digest, seconds)
+    barrier(dist_info)
+    if dist_info.is_main:
+        shards = [out / f".couplings.rank{r}" for r in range(dist_info.world_size)]
+        merge_shards([Couplings.load(f, digest) for f in shards], cfg.teacher_batch_size).save(folder, digest, seconds)
+        for f in shards:
+            shutil.rmtree(f)
+    barrier(dist_info)
+    return Couplings.load(folder, digest), seconds  # type: ignore[return-value]
 
 
 class ReflowStep(DiffusionStep):
@@ -273,22 +319,11 @@ def distill(cfg: DistillConfig, teacher_path: str | Path, out: str | Path, *,
     """
     run = Run(Path(out), **options)
     dist_info = init_distributed(cfg.train.device)
-    if dist_info.distributed:
-        raise ConfigError("distill runs on one process: its couplings are sampled once (run it without torchrun)")
     device = dist_info.device
     teacher = load_diffusion(teacher_path, device=device)
     cfg = cfg.for_teacher(teacher)
     run.start(cfg.train, cfg.seed, dist_info)
-    folder = run.out / "couplings"
-    couplings = Couplings.load(folder, cfg.digest())
-    couplings_s = 0.0
-    if couplings is None:
-        t0 = time.perf_counter()
-        couplings = make_couplings(teacher, cfg, device, on_couplings)
-        couplings_s = time.perf_counter() - t0
-        couplings.save(folder, cfg.digest(), couplings_s)
-    else:
-        couplings_s = float(json.loads((folder / "couplings.json").read_text()).get("seconds", 0.0))
+    couplings, couplings_s = _couplings(teacher, cfg, run.out, dist_info, on_couplings)
     schedule_cfg = student_schedule(teacher)
     schedule = NoiseSchedule(schedule_cfg)
     grid = None

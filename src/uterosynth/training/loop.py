@@ -166,8 +166,13 @@ class Run:
     on_step_end: Callable[[Trainer, int], None] | None = None
 
     def start(self, cfg: LoopConfig, seed: int, dist_info: DistInfo) -> None:
-        """Claim the run folder (:func:`claim_run_folder`) and seed everything."""
+        """Claim the run folder (:func:`claim_run_folder`) and seed everything.
+
+        Every rank checks the folder before any rank writes into it (a barrier), so no rank finds
+        the folder another one has just started.
+        """
         claim_run_folder(self.out, resume=self.resume, overwrite=self.overwrite, dist_info=dist_info)
+        barrier(dist_info)
         seed_everything(seed, deterministic=cfg.deterministic)
 
     def fit(self, trainer: Trainer) -> dict[str, Any]:
