@@ -202,3 +202,18 @@ def test_release_model_writes_card_and_checksums(tmp_path):
 def test_release_model_needs_model_json(tmp_path):
     (tmp_path / "m").mkdir()
     assert _run(["release-model", "--model", str(tmp_path / "m"), "--no-audit", "--out", str(tmp_path / "r")]) == 2
+
+
+def test_a_set_decoded_by_a_fast_decoder_is_refused_unless_forced(tmp_path):
+    from uterosynth.release.release import release_dataset
+
+    syn = make_synthetic_set(tmp_path / "syn", np.random.default_rng(0).random((3, 8, 8)))
+    info = json.loads((syn / "synthetic.json").read_text())
+    info["decoder"] = {"kind": "fast", "path": "runs/fast_decoder/checkpoint", "sha256": "ab" * 32, "psnr_to_full_db": 31.4}
+    (syn / "synthetic.json").write_text(json.dumps(info))
+    with pytest.raises(DataError, match="fast decoder"):
+        release_dataset(syn, None, tmp_path / "rel", no_audit=True)
+    assert not (tmp_path / "rel").exists()
+    release_dataset(syn, None, tmp_path / "rel", no_audit=True, force=True)
+    sheet = (tmp_path / "rel" / "DATASHEET.md").read_text()
+    assert "WARNING: DECODED BY A FAST DECODER" in sheet and "PSNR 31.4 dB" in sheet

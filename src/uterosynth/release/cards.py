@@ -88,6 +88,19 @@ def _counts(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+FAST_DECODER_WARNING = ("> **WARNING: DECODED BY A FAST DECODER**, released with `--force`: the images come from a "
+                        "small decoder distilled for previews, not from the model's own decoder (see Provenance).")
+
+
+def decoder_md(decoder: dict[str, Any] | None) -> str:
+    """How the set's latents became images: the autoencoder's decoder, or a fast decoder with its PSNR."""
+    if not decoder or decoder.get("kind") != "fast":
+        return "the model's own (the autoencoder's decoder, or none for a pixel-space model)"
+    psnr = decoder.get("psnr_to_full_db")
+    return (f"**a fast decoder** (`{decoder.get('sha256') or decoder.get('path')}`; PSNR "
+            f"{'?' if psnr is None else f'{psnr:g}'} dB to the autoencoder's decoder), not the model's own")
+
+
 def datasheet_md(
     *,
     synthetic_info: dict[str, Any],
@@ -105,7 +118,9 @@ def datasheet_md(
     first = records[0] if records else {}
     info = synthetic_info
     model_hashes = sorted({str(r.get("model_hash")) for r in records if r.get("model_hash")}) or [str(info.get("model_hash"))]
-    warnings = [w for w in (failed_bar_warning(quality), NO_AUDIT_WARNING if audit is None else "") if w]
+    fast = (info.get("decoder") or {}).get("kind") == "fast"
+    warnings = [w for w in (failed_bar_warning(quality), NO_AUDIT_WARNING if audit is None else "",
+                            FAST_DECODER_WARNING if fast else "") if w]
     head = "".join(w + "\n\n" for w in warnings)
     return f"""# Datasheet: synthetic sagittal T2-weighted pelvic MRI
 
@@ -125,6 +140,7 @@ def datasheet_md(
 - Sampler: {first.get('sampler', info.get('sampler', '?'))}, steps: {first.get('steps', info.get('steps', '?'))},
   guidance scale: {first.get('guidance', info.get('guidance', '?'))}; base seed: {info.get('seed', '?')}
   (per-sample seeds in `metadata.csv`).
+- Decoder: {decoder_md(info.get('decoder'))}
 - Every image is synthetic: no pixel comes from a patient. DICOM files are Secondary Capture objects
   (`ImageType DERIVED\\SECONDARY`, `ConversionType SYN`, "SYNTHETIC" in the series description) with
   freshly generated UIDs and no patient identifiers.

@@ -88,7 +88,8 @@ def release_dataset(
 ) -> dict[str, Any]:
     """Write the release of a synthetic set, dropping the samples the audit flagged.
 
-    ``evaluation_dir`` (an ``uterosynth evaluate`` folder of this set) puts the judge's
+    A set decoded by a fast decoder (``sample --decoder``) is refused without ``force``; the
+    datasheet names the decoder either way. ``evaluation_dir`` (an ``uterosynth evaluate`` folder of this set) puts the judge's
     per-class accuracy, KID against the floor and baselines into the datasheet, and holds the
     samples to ``config.quality``; ``force`` releases a set that fails it, stated at the top of
     the datasheet. Without it the datasheet says quality was not evaluated.
@@ -96,9 +97,14 @@ def release_dataset(
     Raises:
         ConfigError: no audit and no ``no_audit``, or both.
         DataError: the audit or the evaluation belongs to another synthetic set; an item cannot be
-            read or has no usable geometry; the samples fail the fidelity bar (without ``force``).
+            read or has no usable geometry; the samples fail the fidelity bar or were decoded by a
+            fast decoder (without ``force``).
     """
     syn = SyntheticSet.load(synthetic_dir)
+    if (syn.info.get("decoder") or {}).get("kind") == "fast" and not force:
+        raise DataError(f"{syn.root}: decoded by a fast decoder (previews and bulk sampling); sample the release "
+                        "with the model's own decoder, or set force to release it with a datasheet that says so",
+                        keys=("force",))
     audit = load_audit(audit_dir, no_audit)
     quality = assess_quality(evaluation_dir, syn.root, (config or ReleaseConfig()).quality, force=force)
     flagged: set = set()
