@@ -94,6 +94,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     model = load_diffusion(args.model)
+    if model.distilled is not None:
+        parser.error(f"{args.model}: a distilled student (guidance is its input); compare it with bench_distill.py")
     vocab = model.vocab
     if args.attribute in vocab.attributes:
         values = vocab.attributes[args.attribute]

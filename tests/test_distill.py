@@ -58,17 +58,56 @@ def test_student_records_its_teacher_schedule_and_guidance(teacher, student):
     assert d["teacher"]["sha256"] == t.sha256
     assert d["guidance"] == {"names": ["orientation", "field_strength"],
                              "ranges": {"orientation": [2.0, 4.0], "field_strength": [1.0, 2.0]},
-                             "default": {"orientation": 3.0, "field_strength": 1.5}}
+                             "default": {"orientation": 2.0, "field_strength": 1.0}}  # 1 where the range holds it
     # the student inherits the subjects its teacher learned from, so evaluation's overlap checks still apply
     assert s.training_subjects == t.training_subjects and s.training_subjects
     assert s.sample_shape == t.sample_shape and s.meta["geometry"] == t.meta["geometry"]
     assert s.unet.guidance_names == ["orientation", "field_strength"]
 
 
+def test_student_provenance_is_its_own(teacher, tmp_path):
+    """The student's model.json records the distillation's config and seed; the teacher's go under distilled.teacher."""
+    distill(_cfg(seed=7, train={"steps": 1, "batch_size": 4, "device": "cpu"}), teacher, tmp_path / "s", progress=False)
+    meta = json.loads((tmp_path / "s" / "checkpoint" / "model.json").read_text())
+    t = load_diffusion(teacher)
+    assert meta["seed"] == 7 and meta["config"]["method"] == "reflow" and meta["config"]["student_steps"] == 2
+    assert meta["distilled"]["teacher"]["seed"] == t.meta["seed"] and meta["distilled"]["teacher"]["config"] == t.meta["config"]
+
+
+def test_refused_teachers_and_samplers(teacher, student, tmp_path):
+    with pytest.raises(ConfigError, match="already a distilled student"):
+        distill(_cfg(teacher_sampler={"name": "rflow", "steps": 2}), student, tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="stochastic sampler"):
+        distill(_cfg(teacher_sampler={"name": "ddpm", "steps": 2}), teacher, tmp_path / "b", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"n": 2, "conditions": {"orientation": "AVAF"}}, "give field_strength too"),
+    ({"per_class": 1, "sampler": {"name": "rflow", "steps": 3}}, r"distilled for 2 Euler steps \(times 100, 50\)"),
+])
+def test_student_runs_outside_its_training_are_refused(student, tmp_path, kw, message):
+    cfg = SampleConfig.model_validate({"sampler": {"name": "rflow", "steps": 2}, "runtime": {"device": "cpu"}, **kw})
+    with pytest.raises(ConfigError, match=message):
+        generate(student, cfg, tmp_path / "syn")
+    assert not (tmp_path / "syn").exists()
+
+
+def test_one_step_on_a_two_step_grid_and_membership_of_a_student(student, teacher, tmp_path):
+    cfg = SampleConfig.model_validate({"per_class": 1, "sampler": {"name": "rflow", "steps": 1}, "runtime": {"device": "cpu"}})
+    assert generate(student, cfg, tmp_path / "syn")["items"] == 8
+    from uterosynth.data.manifest import PreparedDataset
+    from uterosynth.privacy.membership import MembershipConfig, denoising_errors
+
+    data = PreparedDataset.load(load_diffusion(teacher).meta["dataset"])
+    errors = denoising_errors(load_diffusion(student), data, MembershipConfig(timesteps=[0.1, 0.5], draws=1))
+    assert errors.shape == (len(data.rows), 2) and (errors > 0).all()
+
+
 def test_couplings_are_the_teachers_own_samples(teacher, student):
     """Coupling i is what the teacher's sampler makes from coupling i's noise, condition and scales."""
     t = load_diffusion(teacher)
-    c = Couplings.load(student / "couplings", _cfg().for_teacher(t).digest())
+    c = Couplings.load(student / "couplings", _cfg().for_teacher(t).digest(t.sha256))
     assert c is not None and len(c) == 8
     assert {r["orientation"] for r in c.conditions} == set(t.vocab.attributes["orientation"])  # balanced classes
     first = slice(0, 4)  # one teacher batch: one draw of the scales
@@ -98,7 +137,7 @@ def test_student_samples_with_one_pass_per_step(student, teacher, tmp_path, monk
     assert summary["items"] == 8
     assert calls == [8, 8]  # 8 items x 2 steps, one pass each: no guidance branches
     records = [json.loads(line) for line in (tmp_path / "syn" / "metadata.jsonl").read_text().splitlines()]
-    assert records[0]["guidance"] == {"orientation": 3.5} and records[0]["steps"] == 2
+    assert records[0]["guidance"] == {"orientation": 3.5, "field_strength": 1.0} and records[0]["steps"] == 2
     calls.clear()
     generate(teacher, SampleConfig.model_validate({"per_class": 1, "sampler": {"name": "ddim", "steps": 2},
                                                    "guidance": {"orientation": 3.5, "field_strength": 1.5},
@@ -260,7 +299,8 @@ def test_two_processes_sample_the_same_couplings_and_end_with_identical_weights(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.spawn(_ddp_distill, args=(2, port, str(teacher), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
-    digest = _cfg().for_teacher(load_diffusion(teacher)).digest()
+    t = load_diffusion(teacher)
+    digest = _cfg().for_teacher(t).digest(t.sha256)
     one, two = Couplings.load(student / "couplings", digest), Couplings.load(tmp_path / "run" / "couplings", digest)
     assert one.conditions == two.conditions and torch.equal(one.guidance, two.guidance)
     torch.testing.assert_close(two.noise, one.noise, rtol=0, atol=0)

@@ -41,7 +41,7 @@ from .core.distributed import DistInfo, barrier, init_distributed
 from .core.errors import ConfigError, DataError
 from .core.seeding import index_generator
 from .diffusion.guidance import guided_denoiser
-from .diffusion.samplers import SamplerConfig, build_sampler, initial_noise
+from .diffusion.samplers import SAMPLERS, SamplerConfig, build_sampler, initial_noise
 from .diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from .models.diffusion import DiffusionModel, load_diffusion
 from .models.diffusion_unet import ConditionedUNet, UNetConfig
@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 
     from .training.loop import RunOptions
 
-__all__ = ["DEFAULT_RANGE", "Couplings", "DistillConfig", "ReflowStep", "distill", "make_couplings", "merge_shards"]
+__all__ = ["DEFAULT_RANGE", "Couplings", "DistillConfig", "ReflowStep", "default_scale", "distill", "make_couplings",
+           "merge_shards"]
 
 DEFAULT_RANGE = (1.0, 7.0)
 """The guidance range of every categorical attribute when the config names none (covers the presets' 3-5)."""
@@ -99,6 +100,13 @@ class DistillConfig(StrictModel):
         Raises:
             ConfigError: guidance for an unconditional teacher, or a name the teacher does not know.
         """
+        if teacher.distilled is not None:
+            raise ConfigError(f"teacher {teacher.checkpoint}: already a distilled student; distil its teacher "
+                              f"({teacher.distilled['teacher']['path']})", keys=("teacher",))
+        if SAMPLERS.get(self.teacher_sampler.name).stochastic:
+            raise ConfigError(f"teacher_sampler.name={self.teacher_sampler.name}: a stochastic sampler; reflow needs "
+                              "each sample to follow from its noise (use dpmpp, unipc or ddim)",
+                              keys=("teacher_sampler.name",))
         guidance = self.guidance
         if guidance is None:
             guidance = {name: DEFAULT_RANGE for name in teacher.vocab.attributes}
@@ -109,11 +117,13 @@ class DistillConfig(StrictModel):
                 teacher.vocab.check_name(name, what="guidance")
         return self.model_copy(update={"guidance": guidance})
 
-    def digest(self) -> str:
-        """What the couplings depend on (a resumed run must not mix couplings of another config)."""
-        keys = ("seed", "pairs", "teacher_sampler", "guidance")
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json", include=set(keys)), sort_keys=True)
-                              .encode()).hexdigest()[:16]
+    def digest(self, teacher_sha256: str) -> str:
+        """What the couplings depend on: the teacher and how it was sampled (a resumed run must not
+        mix couplings of another teacher or config)."""
+        keys = {"seed", "pairs", "teacher_sampler", "teacher_batch_size", "guidance"}
+        record = {**self.model_dump(mode="json", include=keys), "teacher": teacher_sha256,
+                  "precision": self.runtime.precision}
+        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Couplings(Dataset):
@@ -202,13 +212,16 @@ def make_couplings(teacher: DiffusionModel, cfg: DistillConfig, device: torch.de
         conditions += [dict(it.condition) for it in batch]
         if on_batch is not None:
             on_batch(len(conditions), sum(len(items[b * size:(b + 1) * size]) for b in blocks))
+    if not blocks:  # more ranks than blocks: this rank samples nothing
+        empty = torch.zeros((0, *teacher.sample_shape))
+        return Couplings(empty, empty.clone(), torch.zeros((0, len(names))), [])
     return Couplings(torch.cat(noise), torch.cat(samples), torch.cat(scales), conditions)
 
 
 def merge_shards(shards: Sequence[Couplings], block: int) -> Couplings:
     """The couplings in item order from every rank's shard (rank ``r`` holds blocks ``b ≡ r mod world``)."""
     pieces, taken, b = [], [0] * len(shards), 0
-    while taken[b % len(shards)] < len(shards[b % len(shards)]):
+    while taken[b % len(shards)] < len(shards[b % len(shards)]):  # block b exists iff its rank has it left
         shard, start = shards[b % len(shards)], taken[b % len(shards)]
         end = min(start + block, len(shard))
         pieces.append((shard, slice(start, end)))
@@ -221,7 +234,7 @@ def merge_shards(shards: Sequence[Couplings], block: int) -> Couplings:
 def _couplings(teacher: DiffusionModel, cfg: DistillConfig, out: Path, dist_info: DistInfo,
                on_batch: Callable[[int, int], None] | None) -> tuple[Couplings, float]:
     """The run's couplings (saved ones, or sampled by every rank and merged by rank 0) and their sampling seconds."""
-    folder, digest = out / "couplings", cfg.digest()
+    folder, digest = out / "couplings", cfg.digest(teacher.sha256)
     couplings = Couplings.load(folder, digest)
     if couplings is not None:
         return couplings, float(json.loads((folder / "couplings.json").read_text()).get("seconds", 0.0))
@@ -288,9 +301,20 @@ def _student(teacher: DiffusionModel, cfg: DistillConfig, device: torch.device) 
     return unet.to(device)
 
 
+_INHERITED = ("space", "spatial_dims", "in_channels", "sample_shape", "image_shape", "network", "conditioning",
+              "scale_factor", "autoencoder", "geometry", "dataset", "attributes_available", "training_subjects")
+"""What a student's ``model.json`` takes from its teacher's (its own provenance comes from the distillation run)."""
+
+
+def default_scale(low: float, high: float) -> float:
+    """A student's scale for a name ``--guidance`` leaves out: 1 (the teacher's conditional output, as
+    for the teacher) where the trained range holds it, else the range's nearest end."""
+    return min(max(1.0, low), high)
+
+
 def _student_meta(teacher: DiffusionModel, teacher_path: str | Path, cfg: DistillConfig, schedule: NoiseScheduleConfig,
                   couplings_s: float) -> dict[str, Any]:
-    meta = {k: v for k, v in teacher.meta.items() if k not in ("sha256", "weights", "distilled")}
+    meta = {k: teacher.meta[k] for k in _INHERITED if k in teacher.meta}
     ranges = {n: list(r) for n, r in cfg.guidance.items()}
     meta.update(
         kind="diffusion", schedule=schedule.model_dump(mode="json"),
@@ -298,9 +322,10 @@ def _student_meta(teacher: DiffusionModel, teacher_path: str | Path, cfg: Distil
             "method": cfg.method, "student_steps": cfg.student_steps, "sampler": "rflow",
             "time_sampling": cfg.time_sampling, "pairs": cfg.pairs, "couplings_seconds": round(couplings_s, 1),
             "teacher": {"path": str(Path(teacher_path).resolve()), "sha256": teacher.sha256,
-                        "sampler": cfg.teacher_sampler.model_dump(mode="json")},
+                        "sampler": cfg.teacher_sampler.model_dump(mode="json"), "seed": teacher.meta.get("seed"),
+                        "config": teacher.meta.get("config")},
             "guidance": {"names": list(cfg.guidance), "ranges": ranges,
-                         "default": {n: (low + high) / 2 for n, (low, high) in cfg.guidance.items()}},
+                         "default": {n: default_scale(low, high) for n, (low, high) in cfg.guidance.items()}},
         },
     )
     return meta

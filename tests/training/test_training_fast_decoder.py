@@ -73,14 +73,14 @@ def test_sampling_with_the_fast_decoder_records_it(latents, tmp_path):
     assert full["decoder"] == {"kind": "full"}
     assert fast["decoder"]["kind"] == "fast" and fast["decoder"]["psnr_to_full_db"] > 0
     assert fast["image_shape"] == full["image_shape"]
+    other = tmp_path / "other_ae"
+    ae_cfg = load_config(AutoencoderTrainConfig, "configs/ae2d_cpu.yaml", overrides={
+        "train.steps": 1, "train.val_every": 100, "loss.adv_weight": 0.0, "perceptual.network": "none", "seed": 5})
+    train_autoencoder(ae_cfg, latents["data"], other, progress=False)
+    encode_dataset(other, latents["data"], tmp_path / "other_latents")
+    train_fast_decoder(FastDecoderTrainConfig.model_validate({"train": {"steps": 1, "batch_size": 4, "device": "cpu"}}),
+                       tmp_path / "other_latents", tmp_path / "other_decoder", progress=False)
     with pytest.raises(ConfigError, match="distilled from autoencoder"):
-        other = tmp_path / "other_ae"
-        ae_cfg = load_config(AutoencoderTrainConfig, "configs/ae2d_cpu.yaml", overrides={
-            "train.steps": 1, "train.val_every": 100, "loss.adv_weight": 0.0, "perceptual.network": "none", "seed": 5})
-        train_autoencoder(ae_cfg, latents["data"], other, progress=False)
-        encode_dataset(other, latents["data"], tmp_path / "other_latents")
-        train_fast_decoder(FastDecoderTrainConfig.model_validate({"train": {"steps": 1, "batch_size": 4, "device": "cpu"}}),
-                           tmp_path / "other_latents", tmp_path / "other_decoder", progress=False)
         generate(tmp_path / "ldm", SampleConfig.model_validate({**base, "decoder": str(tmp_path / "other_decoder")}),
                  tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
@@ -92,3 +92,32 @@ def test_a_pixel_model_takes_no_decoder(latents, tmp_path):
     with pytest.raises(ConfigError, match="samples pixels"):
         generate(tmp_path / "ddpm", SampleConfig.model_validate({"n": 1, "decoder": str(latents["decoder"]),
                                                                  "runtime": {"device": "cpu"}}), tmp_path / "syn")
+
+
+def test_the_fast_path_decodes_the_latents_the_full_path_decodes(latents, tmp_path, monkeypatch):
+    """With the autoencoder's own decoder standing in for the fast one, both paths give the same images
+    (so the fast path gets the latents at the autoencoder's scale)."""
+    import nibabel as nib
+
+    import uterosynth.sampling.generate as gen
+
+    ldm = load_config(DiffusionTrainConfig, "configs/ldm2d_cpu.yaml", overrides={
+        "autoencoder": str(latents["ae"]), "latents": str(latents["latents"]), "train.steps": 1, "preview.steps": 1,
+        "preview.per_class": 1, "train.val_every": 100})
+    train_diffusion(ldm, latents["data"], tmp_path / "ldm", progress=False)
+    autoencoder, _, _ = load_autoencoder(latents["ae"])
+    real_load = gen.load_fast_decoder
+
+    def own_decoder(path, device="cpu"):
+        _, meta = real_load(path, device=device)
+        return autoencoder.decode, meta
+
+    monkeypatch.setattr(gen, "load_fast_decoder", own_decoder)
+    base = {"n": 2, "sampler": {"name": "ddim", "steps": 2}, "runtime": {"device": "cpu", "batch_size": 2,
+                                                                         "precision": "fp32"}}
+    generate(tmp_path / "ldm", SampleConfig.model_validate(base), tmp_path / "full")
+    generate(tmp_path / "ldm", SampleConfig.model_validate({**base, "decoder": str(latents["decoder"])}), tmp_path / "fast")
+    for name in ("000000.nii.gz", "000001.nii.gz"):
+        full = nib.load(tmp_path / "full" / "items" / name).get_fdata()
+        fast = nib.load(tmp_path / "fast" / "items" / name).get_fdata()
+        assert abs(full - fast).max() < 1e-5

@@ -180,7 +180,7 @@ class ConditionCodec:
         attributes = {k: torch.where(mask(v), null.attributes[k], v) for k, v in cond.attributes.items()}
         continuous = {k: torch.where(mask(v), null.continuous[k], v) for k, v in cond.continuous.items()}
         text = None if cond.text is None else torch.where(mask(cond.text), null.text, cond.text)
-        return Condition(attributes, continuous, text)
+        return Condition(attributes, continuous, text, cond.guidance)
 
     def to_json(self) -> dict[str, Any]:
         return {

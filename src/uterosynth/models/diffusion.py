@@ -22,7 +22,8 @@ from torch import nn
 from ..core.checkpoint import load_model_json, load_weights
 from ..core.errors import DataError
 from ..data.subjects import merge_subjects
-from ..diffusion.conditions import ConditionVocabulary
+from ..diffusion.conditions import Condition, ConditionVocabulary
+from ..diffusion.guidance import embedded_scales
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from .autoencoder import AutoencoderConfig
 from .conditioning import ConditionCodec
@@ -70,6 +71,17 @@ class DiffusionModel:
     @property
     def sha256(self) -> str:
         return str(self.meta.get("sha256", ""))
+
+    @property
+    def distilled(self) -> dict[str, Any] | None:
+        """The ``distilled`` record of a student (``uterosynth distill``), or ``None``."""
+        return self.meta.get("distilled")
+
+    def guided_condition(self, cond: Condition | None, guidance: Any = None) -> Condition | None:
+        """``cond`` with a student's input scales for ``guidance`` (its defaults for ``None``); unchanged for other models."""
+        if self.distilled is None or cond is None:
+            return cond
+        return cond.with_guidance(torch.tensor(embedded_scales(self.distilled["guidance"], guidance)))
 
     def decode(self, z: torch.Tensor, *, memory_budget_mb: float | None = None) -> torch.Tensor:
         """Images ``(N, 1, *image_spatial)`` from denoised samples (identity for pixel models).

@@ -84,6 +84,6 @@ def load_fast_decoder(path: str | Path, *, device: str | torch.device = "cpu") -
     if meta.get("kind") != "fast_decoder":
         raise DataError(f"{ckpt / 'model.json'}: kind is {meta.get('kind')!r}, expected 'fast_decoder'")
     decoder = FastDecoder(int(meta["spatial_dims"]), int(meta["latent_channels"]), int(meta["factor"]),
-                          FastDecoderConfig.model_validate(meta["network"]))
+                          FastDecoderConfig.model_validate(meta["network"]), out_channels=int(meta.get("out_channels", 1)))
     decoder.load_state_dict(load_weights(ckpt))
     return decoder.to(device).eval(), {**meta, "checkpoint": str(ckpt)}

@@ -82,7 +82,7 @@ def denoising_errors(model: DiffusionModel, data: PreparedDataset, cfg: Membersh
         rows = data.rows[start : start + cfg.batch_size]
         images = torch.from_numpy(np.stack([data.load_array(r) for r in rows])[:, None]).float().to(device)
         x0 = _clean(model, images)
-        cond = model.codec.encode(rows, device=device) if model.codec is not None else None
+        cond = model.guided_condition(model.codec.encode(rows, device=device) if model.codec is not None else None)
         for j, t in enumerate(steps):
             errors = []
             for d in range(cfg.draws):

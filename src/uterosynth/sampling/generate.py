@@ -111,6 +111,35 @@ def _run_shard(
     return records
 
 
+def _student_inputs(cfg: SampleConfig, model: Any, items: Sequence[PlannedItem], sampler: Any):
+    """A distilled student's input scales ``(G,)`` and the guidance they stand for (``{name: scale}``,
+    or one number), after checking the run against what the student was distilled on.
+
+    Raises:
+        ConfigError: an item without every categorical attribute (the student only saw whole
+            classes), step times off the grid a ``grid`` student was trained at, or a scale
+            outside its trained range.
+    """
+    spec = model.distilled
+    needed = set(model.vocab.attributes)
+    for it in items:
+        missing = sorted(needed - set(it.condition))
+        if missing:
+            raise ConfigError(f"conditions: the student was distilled on whole classes; give {', '.join(missing)} "
+                              "too (or use per_class)", keys=("conditions",))
+    if spec.get("time_sampling") == "grid":
+        trained = build_sampler("rflow", model.schedule).timesteps(int(spec["student_steps"])).tolist()
+        visited = sampler.timesteps(cfg.sampler.steps).tolist()
+        if not set(visited) <= set(trained):
+            raise ConfigError(f"sampler.steps={cfg.sampler.steps}: the student was distilled for "
+                              f"{spec['student_steps']} Euler steps (times {', '.join(f'{t:g}' for t in trained)}); "
+                              f"use --steps {spec['student_steps']} or a divisor of it", keys=("sampler.steps",))
+    scales = embedded_scales(spec["guidance"], cfg.guidance)
+    names = list(spec["guidance"]["names"])
+    resolved: float | dict[str, float] = scales[0] if names == [""] else dict(zip(names, scales, strict=True))
+    return torch.tensor(scales), resolved
+
+
 def _fast_decoder(cfg: SampleConfig, model: Any, device: torch.device):
     """The fast decoder of ``cfg.decoder`` and its record, or ``(None, {"kind": "full"})``.
 
@@ -178,9 +207,11 @@ def generate(
 
     takes_text = model.codec is not None and model.vocab.text_null_tokens is not None
     # a distilled student takes its guidance scales as input (one pass); a teacher runs the CFG branches
-    student = model.meta.get("distilled")
-    input_scales = torch.tensor(embedded_scales(student["guidance"], cfg.guidance)) if student else None
-    guidance = None if student else cfg.guidance
+    input_scales = None
+    if model.distilled is not None:
+        input_scales, resolved = _student_inputs(cfg, model, items, sampler)
+        cfg = cfg.model_copy(update={"guidance": resolved})  # the sets record the scales the student ran at
+    guidance = None if model.distilled is not None else cfg.guidance
     fast, decoder_record = _fast_decoder(cfg, model, device)
 
     def decode(z: torch.Tensor) -> torch.Tensor:

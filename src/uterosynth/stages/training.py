@@ -33,10 +33,17 @@ def run_distill(job: DistillJob, *, on_couplings: Callable[[int, int], None] | N
     from ..core.artifacts import provenance, write_json
     from ..distill import DistillConfig, distill
 
+    from ..core.distributed import init_distributed, shutdown_distributed
+
     cfg = job.settings(DistillConfig, seed=job.seed, student_steps=job.student_steps)
-    summary = distill(cfg, job.teacher, job.out, resume=job.resume, overwrite=job.overwrite, on_couplings=on_couplings)
-    write_json(Path(job.out) / "summary.json", {**provenance(cfg.model_dump(mode="json"), cfg.seed), **summary})
-    return summary
+    try:
+        summary = distill(cfg, job.teacher, job.out, resume=job.resume, overwrite=job.overwrite,
+                          on_couplings=on_couplings)
+        if init_distributed(cfg.train.device).is_main:
+            write_json(Path(job.out) / "summary.json", {**provenance(cfg.model_dump(mode="json"), cfg.seed), **summary})
+        return summary
+    finally:
+        shutdown_distributed()
 
 
 def _train(train: Callable[..., dict[str, Any]], model: type, job: TrainJob) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def train_fast_decoder(cfg: FastDecoderTrainConfig, data: str | Path, out: str |
     val_latents = default_collate([held_out[i] for i in range(len(held_out))])["mean"].float()
 
     def validate(trainer: Trainer, step: int) -> dict[str, float]:
-        fast = trainer.parts.raw["decoder"]
+        fast = trainer.ema.module if trainer.ema is not None else trainer.parts.raw["decoder"]  # what is exported
         fast.eval()
         try:
             psnr = psnr_to_full(fast, autoencoder, val_latents.to(device))
@@ -113,6 +113,7 @@ def train_fast_decoder(cfg: FastDecoderTrainConfig, data: str | Path, out: str |
             fast.train()
 
     meta = {"kind": "fast_decoder", "spatial_dims": ae_cfg.spatial_dims, "latent_channels": ae_cfg.latent_channels,
+            "out_channels": ae_cfg.out_channels,
             "factor": downsample_factor(ae_cfg), "network": cfg.network.model_dump(mode="json"),
             "autoencoder": {"path": str(ae_ckpt.resolve()), "sha256": ae_meta["sha256"]},
             "latents": str(cache.root), "training_subjects": training_subjects(cache, ("train",))}
