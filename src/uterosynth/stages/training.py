@@ -31,9 +31,8 @@ class DistillJob(ConfiguredJob):
 def run_distill(job: DistillJob, *, on_couplings: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Sample the teacher's couplings, then train the student on them; writes ``summary.json``."""
     from ..core.artifacts import provenance, write_json
-    from ..distill import DistillConfig, distill
-
     from ..core.distributed import init_distributed, shutdown_distributed
+    from ..distill import DistillConfig, distill
 
     cfg = job.settings(DistillConfig, seed=job.seed, student_steps=job.student_steps)
     try:
