@@ -89,6 +89,9 @@ def test_sampling_with_the_fast_decoder_records_it(latents, tmp_path):
 def test_a_pixel_model_takes_no_decoder(latents, tmp_path):
     pixel = load_config(DiffusionTrainConfig, "configs/ddpm2d_cpu.yaml", overrides={"train.steps": 1, "train.val_every": 100})
     train_diffusion(pixel, latents["data"], tmp_path / "ddpm", progress=False)
+    with pytest.raises(ConfigError, match="give one of decoder and decode_memory_mb"):
+        generate(tmp_path / "ddpm", SampleConfig.model_validate({"n": 1, "decoder": str(latents["decoder"]),
+                                                                 "decode_memory_mb": 100}), tmp_path / "syn")
     with pytest.raises(ConfigError, match="samples pixels"):
         generate(tmp_path / "ddpm", SampleConfig.model_validate({"n": 1, "decoder": str(latents["decoder"]),
                                                                  "runtime": {"device": "cpu"}}), tmp_path / "syn")

@@ -148,6 +148,9 @@ def _fast_decoder(cfg: SampleConfig, model: Any, device: torch.device):
     """
     if cfg.decoder is None:
         return None, {"kind": "full"}
+    if cfg.decode_memory_mb is not None:
+        raise ConfigError("decode_memory_mb tiles the autoencoder's decoder; the fast decoder decodes whole latents "
+                          "(give one of decoder and decode_memory_mb)", keys=("decoder", "decode_memory_mb"))
     if model.autoencoder is None:
         raise ConfigError(f"decoder {cfg.decoder}: the model samples pixels; a decoder is for latent models",
                           keys=("decoder",))
