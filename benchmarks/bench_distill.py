@@ -8,7 +8,8 @@ on the CPU after one warm-up pass):
 - MONAI ``RFlowScheduler``, 30 steps (MAISI's default), driving the same guided network: a speed
   reference only (the teacher is not a flow model, so its images are not scored);
 - uterosynth DPM-Solver++ at 10 and 20 steps on the teacher;
-- each student (``uterosynth distill``) at 1, 2 and 4 Euler steps, guidance as its input.
+- each student (``uterosynth distill``) at 1, 2 and 4 Euler steps (a ``grid`` student at those of
+  them its trained times hold), guidance as its input.
 
 Quality (``--per-class`` items of every class, from ``uterosynth sample``'s own path, so the
 sets are what a user gets): the judge's accuracy on the requested orientation per class with
@@ -68,6 +69,14 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def step_counts(student) -> list[int]:
+    """The step counts of 1, 2, 4 a student is sampled at: a ``grid`` student only where its trained times hold them."""
+    spec = student.meta["distilled"]
+    if spec.get("time_sampling") != "grid":
+        return [1, 2, 4]
+    return [k for k in (1, 2, 4) if int(spec["student_steps"]) % k == 0]
+
+
 def speed_rows(teacher, students: dict[str, object], guidance, n: int) -> list[dict]:
     n_classes = len(plan_items(teacher.vocab, n=None, per_class=1))
     items = plan_items(teacher.vocab, n=None, per_class=-(-n // n_classes))[:n]
@@ -88,7 +97,7 @@ def speed_rows(teacher, students: dict[str, object], guidance, n: int) -> list[d
         for name, student in students.items():
             scales = torch.tensor(embedded_scales(student.meta["distilled"]["guidance"], guidance))
             plain = guided_denoiser(student.unet, cond.with_guidance(scales), student.vocab, None)
-            for steps in (1, 2, 4):
+            for steps in step_counts(student):
                 rows.append({"row": f"student {name}, Euler", "steps": steps,
                              "s_per_image": _timed(lambda s=steps, m=student, f=plain: _ours(m, "rflow", s, x_T.clone(), f)) / n})
     for r in rows:
@@ -149,7 +158,8 @@ def main() -> None:
     real_features = extract_features(encoder, torch.as_tensor(real.images))
     judge = load_classifier(args.judge)
     runs = [("teacher DPM-Solver++ 20", args.teacher, "dpmpp", 20)]
-    runs += [(f"student {name}, Euler {k}", Path(p), "rflow", k) for name, p in students.items() for k in (1, 2, 4)]
+    runs += [(f"student {name}, Euler {k}", Path(p), "rflow", k) for name, p in students.items()
+             for k in step_counts(loaded[name])]
     record["quality"] = {}
     for label, model_path, sampler, steps in runs:
         record["quality"][label] = quality_row(model_path, sampler, steps, guidance, args.per_class,

@@ -308,3 +308,36 @@ def test_two_processes_sample_the_same_couplings_and_end_with_identical_weights(
     assert not list(tmp_path.joinpath("run").glob(".couplings.rank*"))  # the shards are merged and removed
     w0, w1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(w0[k], w1[k]) for k in w0) and any(k.startswith("guidance_embedder.") for k in w0)
+
+
+@pytest.mark.slow
+def test_the_side_by_side_benchmark_runs_and_reports_every_row(teacher, student, tmp_path):
+    """benchmarks/bench_distill.py on the tiny teacher and student: speed rows against both MONAI
+    references, and judge accuracy per class with KID intervals for the teacher and each step count."""
+    from uterosynth.downstream.config import JudgeConfig
+    from uterosynth.downstream.judge import train_judge
+    from uterosynth.evaluation.config import EncoderTrainConfig
+    from uterosynth.evaluation.contrastive import train_encoder
+
+    data = load_diffusion(teacher).meta["dataset"]
+    train_judge(data, JudgeConfig.model_validate({"classifier": {"image_size": 16, "widen_factor": 0.0625},
+                                                  "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 16},
+                                                  "augment_training": False}), tmp_path / "judge")
+    train_encoder(f"{data}:train", tmp_path / "enc", EncoderTrainConfig.model_validate(
+        {"image_size": 16, "epochs": 1, "batch_size": 4, "channels": [4, 4, 8, 8]}))
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'benchmarks'}"}
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_distill.py"), "--teacher", str(teacher),
+                          "--student", f"S2={student}", "--judge", str(tmp_path / "judge"), "--encoder",
+                          str(tmp_path / "enc"), "--real", f"{data}:train", "--guidance", "orientation=3,field_strength=1.5",
+                          "--per-class", "1", "--speed-n", "2", "--out", str(tmp_path / "bench")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    record = json.loads((tmp_path / "bench" / "bench_distill.json").read_text())
+    rows = {(r["row"], r["steps"]) for r in record["speed"]}
+    assert ("MONAI DDPMScheduler (reference)", 100) in rows and ("student S2, Euler", 2) in rows
+    assert ("student S2, Euler", 4) not in rows  # a 2-step grid student is not run off its grid
+    assert all(r["s_per_image"] > 0 and r["vs_monai_ddpm"] > 0 for r in record["speed"])
+    assert set(record["quality"]) == {"teacher DPM-Solver++ 20", "student S2, Euler 1", "student S2, Euler 2"}
+    q = record["quality"]["student S2, Euler 2"]
+    assert set(q["per_class"]) == {"AVAF", "AVRF", "RVAF", "RVRF"} and q["kid_ci_x1e3"][0] <= q["kid_x1e3"] <= q["kid_ci_x1e3"][1]
+    assert record["machine"]["threads"] >= 1
