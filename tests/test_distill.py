@@ -255,7 +255,7 @@ def test_cli_distill_then_sample(teacher, tmp_path):
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 2 and summary["student_steps"] == 1 and summary["pairs"] == 4
     assert (out / "summary.json").is_file()
-    res = _cli(["sample", "--model", str(out), "--out", str(tmp_path / "syn"), "-n", "2", "--sampler", "rflow",
+    res = _cli(["sample", "--model", str(out), "--out", str(tmp_path / "syn"), "--per-class", "1", "--sampler", "rflow",
                 "--steps", "1", "--guidance", "orientation=9", "--device", "cpu"], tmp_path)
     assert res.returncode == 2 and "outside the range" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "syn").exists()

@@ -133,7 +133,7 @@ def _student_inputs(cfg: SampleConfig, model: Any, items: Sequence[PlannedItem],
         if not set(visited) <= set(trained):
             raise ConfigError(f"sampler.steps={cfg.sampler.steps}: the student was distilled for "
                               f"{spec['student_steps']} Euler steps (times {', '.join(f'{t:g}' for t in trained)}); "
-                              f"use --steps {spec['student_steps']} or a divisor of it", keys=("sampler.steps",))
+                              f"sample it at {spec['student_steps']} steps or a divisor of that", keys=("sampler.steps",))
     scales = embedded_scales(spec["guidance"], cfg.guidance)
     names = list(spec["guidance"]["names"])
     resolved: float | dict[str, float] = scales[0] if names == [""] else dict(zip(names, scales, strict=True))
