@@ -191,6 +191,7 @@ def make_couplings(teacher: DiffusionModel, cfg: DistillConfig, device: torch.de
     names = list(cfg.guidance)
     size = cfg.teacher_batch_size
     blocks = list(range(rank, -(-len(items) // size), world))
+    mine = sum(len(items[b * size:(b + 1) * size]) for b in blocks)
     noise, samples, scales, conditions = [], [], [], []
     for b in blocks:
         batch = items[b * size:(b + 1) * size]
@@ -211,7 +212,7 @@ def make_couplings(teacher: DiffusionModel, cfg: DistillConfig, device: torch.de
         scales.append(torch.tensor([[drawn[n] for n in names]] * len(batch), dtype=torch.float32))
         conditions += [dict(it.condition) for it in batch]
         if on_batch is not None:
-            on_batch(len(conditions), sum(len(items[b * size:(b + 1) * size]) for b in blocks))
+            on_batch(len(conditions), mine)
     if not blocks:  # more ranks than blocks: this rank samples nothing
         empty = torch.zeros((0, *teacher.sample_shape))
         return Couplings(empty, empty.clone(), torch.zeros((0, len(names))), [])
