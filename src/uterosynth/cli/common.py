@@ -13,20 +13,21 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
 
+from ..core.progress import LoggedProgress
+
 console = Console()
 err_console = Console(stderr=True)
 
 
 @contextlib.contextmanager
-def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
-    """A rich progress display on stderr (stdout stays clean for ``--json``)."""
+def progress_bar(*, transient: bool = False) -> Iterator[LoggedProgress]:
+    """A rich progress display on stderr (stdout stays clean for ``--json``); plain lines in a log file."""
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -34,7 +35,7 @@ def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=transient) as progress:
+    with LoggedProgress(*columns, console=err_console, transient=transient) as progress:
         yield progress
 
 

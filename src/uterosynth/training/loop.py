@@ -567,15 +567,17 @@ class Trainer:
 
 
 class _Progress:
-    """A rich progress bar on stderr, or nothing."""
+    """A rich progress bar on stderr (plain lines in a log file), or nothing."""
 
     def __init__(self, enabled: bool, total: int, start: int):
         self.bar = None
         if enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(
+            from ..core.progress import LoggedProgress
+
+            self.bar = LoggedProgress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                 TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=True,
             )

@@ -1,0 +1,46 @@
+"""Progress in a log file: plain lines now and then, none on a terminal."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+from rich.console import Console
+
+from uterosynth.core.progress import LoggedProgress, progress_line
+
+
+def _run(*, terminal: bool, interval_s: float, steps: int = 5) -> str:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=terminal, width=120)
+    with LoggedProgress(console=console, interval_s=interval_s, transient=True) as progress:
+        task = progress.add_task("[bold]train", total=steps, info="")
+        for step in range(steps):
+            progress.update(task, advance=1, info=f"loss={1 / (step + 1):.3g}")
+    return "\n".join(line for line in out.getvalue().splitlines() if line)  # the bar leaves an empty line
+
+
+def test_log_file_gets_a_line_per_interval_and_one_at_the_end():
+    every = _run(terminal=False, interval_s=0.0).splitlines()
+    assert every == [f"train: {i}/5 ({20 * i} %) after 0 s · loss={1 / i:.3g}" for i in range(1, 6)]
+    rare = _run(terminal=False, interval_s=3600.0).splitlines()
+    assert rare == ["train: 5/5 (100 %) after 0 s · loss=0.2"]  # only the completion
+
+
+def test_terminal_gets_the_live_bar_only():
+    assert "train: " not in _run(terminal=True, interval_s=0.0)
+
+
+def test_progress_line_without_a_total_counts_only():
+    assert progress_line("couplings", 64, None, 125.4) == "couplings: 64 after 2 min 5 s"
+    assert progress_line("couplings", 64, 128, 5) == "couplings: 64/128 (50 %) after 5 s"
+
+
+def test_command_line_progress_reaches_a_log_file(tmp_path):
+    log = tmp_path / "phantom.log"
+    with open(log, "w") as err:
+        subprocess.run([sys.executable, "-m", "uterosynth", "phantom", "--out", str(tmp_path / "ph"), "--subjects", "2",
+                        "--set", "geometry.matrix=[48,48]", "--set", "geometry.slices=8"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=err)
+    assert "phantom: 2/2 (100 %)" in log.read_text()
