@@ -158,7 +158,8 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     extra = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-    cfg = AuditConfig(quantile=args.quantile, calibration_blur=[float(s) for s in args.blur.split(",") if s], **extra)
+    cfg = AuditConfig(**{"quantile": args.quantile, "calibration_blur": [float(s) for s in args.blur.split(",") if s],
+                         **extra})  # --set wins over --quantile and --blur
     train = load_prepared(args.train, "train", name="train", clip=False, needs="the audit")
     holdout = load_prepared(args.train, cfg.holdout, name="holdout", clip=False, needs="the audit")
     root, split = parse_dataset_ref(args.new)
