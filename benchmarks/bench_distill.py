@@ -9,12 +9,15 @@ on the CPU after one warm-up pass):
   reference only (the teacher is not a flow model, so its images are not scored);
 - uterosynth DPM-Solver++ at 10 and 20 steps on the teacher;
 - each student (``uterosynth distill``) at 1, 2 and 4 Euler steps (a ``grid`` student at those of
-  them its trained times hold), guidance as its input.
+  them its trained times hold), guidance as its input;
+- with ``--decoder`` (``uterosynth train decoder``), the DPM-Solver++ 10 row and every student row
+  again with the fast decoder in place of the autoencoder's.
 
 Quality (``--per-class`` items of every class, from ``uterosynth sample``'s own path, so the
 sets are what a user gets): the judge's accuracy on the requested orientation per class with
 95 % Wilson intervals, and KID to the real split at equal N with a jackknife interval over the
-real subjects, for the teacher's DPM-Solver++ 20 and every student row.
+real subjects, for the teacher's DPM-Solver++ 20 and every student row (with ``--decoder``, each
+student row also with the fast decoder).
 
     python benchmarks/bench_distill.py --teacher T --student S4=STUDENT --judge J --encoder E \\
         --real PREP:test --per-class 32 --speed-n 8 --out runs/bench_distill
@@ -43,6 +46,7 @@ from uterosynth.evaluation.equal_n import kid_at_n
 from uterosynth.evaluation.features import extract_features
 from uterosynth.models.diffusion import load_diffusion
 from uterosynth.models.encoder_artifact import load_encoder
+from uterosynth.models.fast_decoder import load_fast_decoder
 from uterosynth.sampling.generate import SampleConfig, generate
 from uterosynth.sampling.plan import plan_items
 
@@ -59,8 +63,9 @@ def _monai_rflow(model, x_T, denoise, steps: int) -> torch.Tensor:
     return model.decode(x).clamp(0, 1)
 
 
-def _ours(model, sampler: str, steps: int, x_T, denoise) -> torch.Tensor:
-    return model.decode(build_sampler(sampler, model.schedule).sample(denoise, x_T, steps=steps)).clamp(0, 1)
+def _ours(model, sampler: str, steps: int, x_T, denoise, fast=None) -> torch.Tensor:
+    z = build_sampler(sampler, model.schedule).sample(denoise, x_T, steps=steps)
+    return (model.decode(z) if fast is None else fast(z / model.scale_factor)).clamp(0, 1)
 
 
 def _timed(fn) -> float:
@@ -77,29 +82,39 @@ def step_counts(student) -> list[int]:
     return [k for k in (1, 2, 4) if int(spec["student_steps"]) % k == 0]
 
 
-def speed_rows(teacher, students: dict[str, object], guidance, n: int) -> list[dict]:
+def speed_rows(teacher, students: dict[str, object], guidance, n: int, fast=None) -> list[dict]:
     n_classes = len(plan_items(teacher.vocab, n=None, per_class=1))
     items = plan_items(teacher.vocab, n=None, per_class=-(-n // n_classes))[:n]
     n = len(items)
     cond = teacher.codec.encode([it.condition for it in items])
     x_T = initial_noise((len(items), *teacher.sample_shape), [index_generator(0, it.index) for it in items])
     guided = guided_denoiser(teacher.unet, cond, teacher.vocab, guidance)
+    decoders = {"full": None} if fast is None else {"full": None, "fast": fast}
     rows = []
+
+    def timed_row(label: str, steps: int, decoder: str, fn) -> None:
+        rows.append({"row": label, "steps": steps, "decoder": decoder, "s_per_image": _timed(fn) / n})
+
     with torch.inference_mode():
         _ours(teacher, "dpmpp", 2, x_T.clone(), guided)  # warm-up: one-time costs stay out of the timed rows
-        ref = _timed(lambda: monai_reference(teacher, x_T.clone(), guided)) / n
-        rows.append({"row": "MONAI DDPMScheduler (reference)", "steps": teacher.schedule.num_train_timesteps, "s_per_image": ref})
-        rf = _timed(lambda: _monai_rflow(teacher, x_T.clone(), guided, 30)) / n
-        rows.append({"row": "MONAI RFlowScheduler (MAISI default; speed only)", "steps": 30, "s_per_image": rf})
+        if fast is not None:
+            _ours(teacher, "dpmpp", 2, x_T.clone(), guided, fast)
+        timed_row("MONAI DDPMScheduler (reference)", teacher.schedule.num_train_timesteps, "full",
+                  lambda: monai_reference(teacher, x_T.clone(), guided))
+        timed_row("MONAI RFlowScheduler (MAISI default; speed only)", 30, "full",
+                  lambda: _monai_rflow(teacher, x_T.clone(), guided, 30))
         for steps in (10, 20):
-            rows.append({"row": "teacher, DPM-Solver++", "steps": steps,
-                         "s_per_image": _timed(lambda s=steps: _ours(teacher, "dpmpp", s, x_T.clone(), guided)) / n})
+            for decoder, f in decoders.items() if steps == 10 else [("full", None)]:
+                timed_row("teacher, DPM-Solver++", steps, decoder,
+                          lambda s=steps, f=f: _ours(teacher, "dpmpp", s, x_T.clone(), guided, f))
         for name, student in students.items():
             scales = torch.tensor(embedded_scales(student.meta["distilled"]["guidance"], guidance))
             plain = guided_denoiser(student.unet, cond.with_guidance(scales), student.vocab, None)
             for steps in step_counts(student):
-                rows.append({"row": f"student {name}, Euler", "steps": steps,
-                             "s_per_image": _timed(lambda s=steps, m=student, f=plain: _ours(m, "rflow", s, x_T.clone(), f)) / n})
+                for decoder, f in decoders.items():
+                    timed_row(f"student {name}, Euler", steps, decoder,
+                              lambda s=steps, m=student, d=plain, f=f: _ours(m, "rflow", s, x_T.clone(), d, f))
+    ref, rf = rows[0]["s_per_image"], rows[1]["s_per_image"]
     for r in rows:
         r["vs_monai_ddpm"] = ref / r["s_per_image"]
         r["vs_monai_rflow30"] = rf / r["s_per_image"]
@@ -107,9 +122,10 @@ def speed_rows(teacher, students: dict[str, object], guidance, n: int) -> list[d
 
 
 def quality_row(model_path: Path, sampler: str, steps: int, guidance, per_class: int, out: Path, judge, real,
-                real_features, encoder) -> dict:
+                real_features, encoder, decoder: Path | None = None) -> dict:
     cfg = SampleConfig.model_validate({"per_class": per_class, "sampler": {"name": sampler, "steps": steps},
-                                       "guidance": guidance, "seed": 100, "runtime": {"batch_size": 32}})
+                                       "guidance": guidance, "seed": 100, "runtime": {"batch_size": 32},
+                                       "decoder": decoder})
     generate(model_path, cfg, out, overwrite=True)
     syn = load_synthetic(out, dims=2)
     wanted = [c["orientation"] for c in syn.conditions]
@@ -134,6 +150,7 @@ def main() -> None:
     parser.add_argument("--judge", type=Path, required=True)
     parser.add_argument("--encoder", type=Path, required=True)
     parser.add_argument("--real", required=True, help="prepared DIR:split the KID compares against")
+    parser.add_argument("--decoder", type=Path, help="a fast decoder of the teacher's autoencoder: rows with it too")
     parser.add_argument("--guidance", default="orientation=5,field_strength=1.5")
     parser.add_argument("--per-class", type=int, default=32)
     parser.add_argument("--speed-n", type=int, default=8)
@@ -150,21 +167,24 @@ def main() -> None:
                           "threads": torch.get_num_threads(), "torch": torch.__version__},
               "teacher": str(args.teacher), "students": students, "guidance": guidance}
     if not args.skip_speed:
-        record["speed"] = speed_rows(teacher, loaded, guidance, args.speed_n)
+        fast = load_fast_decoder(args.decoder)[0] if args.decoder else None
+        record["speed"] = speed_rows(teacher, loaded, guidance, args.speed_n, fast)
         print(json.dumps(record["speed"], indent=1), flush=True)
     path, split = args.real.rsplit(":", 1) if ":" in args.real else (args.real, "test")
     real = load_prepared(path, split=split)
     encoder = load_encoder(args.encoder)
     real_features = extract_features(encoder, torch.as_tensor(real.images))
     judge = load_classifier(args.judge)
-    runs = [("teacher DPM-Solver++ 20", args.teacher, "dpmpp", 20)]
-    runs += [(f"student {name}, Euler {k}", Path(p), "rflow", k) for name, p in students.items()
-             for k in step_counts(loaded[name])]
+    runs = [("teacher DPM-Solver++ 20", args.teacher, "dpmpp", 20, None)]
+    for decoder in (None, args.decoder) if args.decoder else (None,):
+        runs += [(f"student {name}, Euler {k}{', fast decoder' if decoder else ''}", Path(p), "rflow", k, decoder)
+                 for name, p in students.items() for k in step_counts(loaded[name])]
+    record["decoder"] = str(args.decoder) if args.decoder else None
     record["quality"] = {}
-    for label, model_path, sampler, steps in runs:
+    for label, model_path, sampler, steps, decoder in runs:
         record["quality"][label] = quality_row(model_path, sampler, steps, guidance, args.per_class,
                                                args.out / "sets" / label.replace(" ", "_").replace(",", ""),
-                                               judge, real, real_features, encoder)
+                                               judge, real, real_features, encoder, decoder)
         print(label, json.dumps(record["quality"][label]), flush=True)
     (args.out / "bench_distill.json").write_text(json.dumps(record, indent=1))
 

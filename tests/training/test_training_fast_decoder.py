@@ -124,3 +124,44 @@ def test_the_fast_path_decodes_the_latents_the_full_path_decodes(latents, tmp_pa
         full = nib.load(tmp_path / "full" / "items" / name).get_fdata()
         fast = nib.load(tmp_path / "fast" / "items" / name).get_fdata()
         assert abs(full - fast).max() < 1e-5
+
+
+def test_the_distillation_benchmark_times_and_scores_both_decoders(latents, tmp_path):
+    """benchmarks/bench_distill.py --decoder: the DPM-Solver++ 10 row and every student row also with the
+    fast decoder, and a student quality row sampled through it."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_distill import quality_row, speed_rows
+
+    from uterosynth.data.image_set import load_prepared
+    from uterosynth.distill import DistillConfig, distill
+    from uterosynth.downstream.config import JudgeConfig
+    from uterosynth.downstream.judge import load_classifier, train_judge
+    from uterosynth.models.diffusion import load_diffusion
+
+    ldm = load_config(DiffusionTrainConfig, "configs/ldm2d_cpu.yaml", overrides={
+        "autoencoder": str(latents["ae"]), "latents": str(latents["latents"]), "train.steps": 1, "preview.steps": 1,
+        "preview.per_class": 1, "train.val_every": 100})
+    train_diffusion(ldm, latents["data"], tmp_path / "ldm", progress=False)
+    distill(DistillConfig.model_validate({
+        "pairs": 4, "student_steps": 2, "teacher_sampler": {"name": "ddim", "steps": 2}, "teacher_batch_size": 4,
+        "guidance": {"orientation": [2.0, 4.0]}, "runtime": {"device": "cpu"},
+        "train": {"steps": 1, "batch_size": 4, "device": "cpu"}}), tmp_path / "ldm", tmp_path / "s2", progress=False)
+    teacher, student = load_diffusion(tmp_path / "ldm"), load_diffusion(tmp_path / "s2")
+    fast, _ = load_fast_decoder(latents["decoder"])
+    rows = speed_rows(teacher, {"S2": student}, {"orientation": 3.0}, 2, fast)
+    got = {(r["row"], r["steps"], r["decoder"]) for r in rows}
+    assert {("teacher, DPM-Solver++", 10, "fast"), ("teacher, DPM-Solver++", 20, "full"),
+            ("student S2, Euler", 2, "full"), ("student S2, Euler", 2, "fast")} <= got
+    assert ("teacher, DPM-Solver++", 20, "fast") not in got and all(r["s_per_image"] > 0 for r in rows)
+    assert rows[0]["vs_monai_ddpm"] == 1.0  # ratios are to the first row, the MONAI reference
+    real = load_prepared(latents["data"], split="train")
+    train_judge(latents["data"], JudgeConfig.model_validate({
+        "classifier": {"image_size": 16, "widen_factor": 0.0625}, "augment_training": False,
+        "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 16}}), tmp_path / "judge")
+    flat = lambda x: x.flatten(1)  # noqa: E731 -- features for KID; a flattening stand-in keeps the test light
+    row = quality_row(tmp_path / "s2", "rflow", 2, {"orientation": 3.0}, 1, tmp_path / "q", load_classifier(tmp_path / "judge"),
+                      real, flat(torch.as_tensor(real.images)), flat, latents["decoder"])
+    assert json.loads((tmp_path / "q" / "synthetic.json").read_text())["decoder"]["kind"] == "fast"
+    assert row["kid_ci_x1e3"][0] <= row["kid_x1e3"] <= row["kid_ci_x1e3"][1]
