@@ -46,10 +46,10 @@ def test_prepare_umd_end_to_end(tmp_path: Path, capsys, spatial_dims: int):
     rows = read_manifest(out / "manifest.csv")
     with open(out / "manifest.csv") as fh:
         header = fh.readline().strip().split(",")
-    assert header == [*CORE_COLUMNS, *PAD_COLUMNS, "orientation", "field_strength", "myoma_count"]
+    assert header == [*CORE_COLUMNS, *PAD_COLUMNS, "orientation", "field_strength", "myoma_count", "myoma"]
     info = json.loads((out / "dataset.json").read_text())
     assert info["dims"] == spatial_dims and info["seed"] == 3
-    assert info["attributes"] == ["orientation", "field_strength", "myoma_count"]
+    assert info["attributes"] == ["orientation", "field_strength", "myoma_count", "myoma"]
     assert info["attribute_types"]["myoma_count"] == "numeric"
     assert info["attribute_types"]["orientation"] == "categorical"
     assert info["config"]["preprocess"]["roi"]["mode"] == "window" and info["uterosynth_version"]
@@ -334,3 +334,35 @@ def test_prepare_stratifies_by_orientation_by_default(tmp_path: Path, capsys):
     for name, per_class in info["split_counts"].items():
         assert per_class == {c: sum(v == (name, c) for v in by_subject.values()) for c in per_class}
     assert sum(sum(p.values()) for p in info["split_counts"].values()) == 8
+
+
+def test_segmentation_attributes_count_the_items_label_voxels():
+    from uterosynth.data.config import LabelsConfig
+    from uterosynth.data.prepare import segmentation_attributes
+
+    cfg = LabelsConfig(from_segmentation={"myoma": [3], "cyst": [4]}, segmentation_min_voxels=3)
+    label = np.zeros((8, 8), dtype=np.int16)
+    label[0, :3] = 3
+    label[5, 5] = 4
+    assert segmentation_attributes(label, cfg) == {"myoma": "present", "cyst": "absent"}
+    assert segmentation_attributes(None, cfg) == {"myoma": "", "cyst": ""}
+
+
+def test_prepare_reads_myoma_presence_per_item(tmp_path: Path, capsys):
+    """2D items hold the myoma or not, slice by slice; a labels-table column of the same name wins."""
+    raw = make_umd(tmp_path / "raw", n=4)
+    fine = ("--set", "preprocess.roi.window_mm=[32,32]")  # 1 mm pixels: the fixture's myoma is about 7 mm
+    code, _, _ = run(capsys, *prepare_args(raw, tmp_path / "p2", 2, *fine))
+    assert code == 0
+    rows = read_manifest(tmp_path / "p2" / "manifest.csv")
+    assert {r["myoma"] for r in rows} == {"present", "absent"}  # the myoma spans some uterus slices, not all
+    info = json.loads((tmp_path / "p2" / "dataset.json").read_text())
+    assert info["attributes_from_segmentation"] == {"myoma": [3]} and info["attribute_types"]["myoma"] == "categorical"
+    code, _, _ = run(capsys, *prepare_args(raw, tmp_path / "none", 2, *fine, "--set", "labels.from_segmentation={}"))
+    assert code == 0 and "myoma" not in read_manifest(tmp_path / "none" / "manifest.csv")[0]
+    table = raw / "labels.csv"
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join([lines[0] + ",myoma", *(line + ",yes" for line in lines[1:])]) + "\n")
+    code, _, _ = run(capsys, *prepare_args(raw, tmp_path / "table", 2, *fine))
+    assert code == 0 and {r["myoma"] for r in read_manifest(tmp_path / "table" / "manifest.csv")} == {"yes"}
+    assert json.loads((tmp_path / "table" / "dataset.json").read_text())["attributes_from_segmentation"] == {}

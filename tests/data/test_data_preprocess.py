@@ -240,3 +240,27 @@ def test_window_centre_needs_labels():
     ok = cfg_for(2, roi={"mode": "window", "window_mm": (20.0, 20.0), "centre": "image_centre"},
                  output={"fit": "crop_pad", "slices": "central"})
     assert len(preprocess_subject(ok, image, None)) == 5
+
+
+@pytest.mark.parametrize(("spatial_dims", "roi", "fit"), [
+    (2, {"mode": "window", "window_mm": (30.0, 30.0), "centre": "uterus_centroid"}, "crop_pad"),
+    (3, {"mode": "window", "window_mm": (30.0, 30.0, 20.0), "centre": "uterus_centroid"}, "crop_pad"),
+    (2, {"mode": "uterus", "margin_mm": (3.0, 3.0, 0.0)}, "crop_pad"),
+    (3, {"mode": "uterus", "margin_mm": (3.0, 3.0, 0.0)}, "crop_pad"),
+])
+def test_item_labels_lie_on_the_item_grid(spatial_dims: int, roi: dict, fit: str):
+    """With the image equal to its label map, each item's label map matches its pixels
+    (so per-item attributes read from it, such as myoma presence, describe that item)."""
+    _, label = ramp_scan()
+    image = Scan(array=label.array.astype(np.float32), affine=label.affine)
+    shape = (24, 24) if spatial_dims == 2 else (24, 24, 8)
+    out = {"dims": spatial_dims, "shape": shape, "fit": fit, **({"slices": "uterus"} if spatial_dims == 2 else {})}
+    cfg = cfg_for(spatial_dims, roi=roi, output=out, resample={"spacing": (1.25, 1.25)})
+    items = preprocess_subject(cfg, image, label)
+    assert items
+    for item in items:
+        assert item.label is not None and item.label.shape == item.array.shape
+        inside = item.pad is None or ~item.pad
+        agree = np.round(item.array)[inside] == item.label[inside]
+        assert agree.mean() > 0.9, agree.mean()  # linear image sampling and nearest labels differ only at edges
+    assert any((it.label == 3).any() for it in items)

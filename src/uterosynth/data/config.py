@@ -219,11 +219,20 @@ class LabelsConfig(StrictModel):
         attributes: allowed values per attribute, e.g. ``{orientation: [AVAF, AVRF, RVAF, RVRF]}``;
             a value outside the list is an error. Attributes not listed are accepted as is.
         require: every subject must have a row in the table.
+        from_segmentation: attributes of each item read from its label map (default ``myoma``:
+            label 3 in the item, so a slice without the myoma is ``absent`` even when the
+            subject has one); subjects without a label map get an empty value.
     """
 
     subject_column: str = "subject"
     attributes: dict[str, list[str]] = Field(default_factory=dict)
     require: bool = False
+    from_segmentation: dict[str, list[int]] = Field(
+        default_factory=lambda: {"myoma": [3]},
+        description="per-item attributes read from the label map: NAME: label values; the item's NAME is "
+                    "'present' when at least segmentation_min_voxels of its voxels carry one of them, else 'absent'")
+    segmentation_min_voxels: int = Field(8, ge=1, description="voxels of an item that make a from_segmentation "
+                                                               "attribute 'present'")
 
 
 class PrepareConfig(StrictModel):

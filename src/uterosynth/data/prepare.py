@@ -21,7 +21,7 @@ from ..core.artifacts import atomic_output_dir, provenance, write_json
 from ..core.config import config_hash
 from ..core.errors import DataError
 from ..core.imageio import as_volume, write_nifti
-from .config import PrepareConfig, SplitConfig
+from .config import LabelsConfig, PrepareConfig, SplitConfig
 from .io import read_scan
 from .manifest import SPLITS, write_manifest
 from .sources import LabelTable, SubjectRecord, discover, find_label_table, read_label_table
@@ -247,10 +247,20 @@ def process_subject(
                 "source_path": record.source_path,
                 "prep_hash": digest,
                 **pad,
-                **attributes,
+                **segmentation_attributes(item.label, cfg.labels),
+                **attributes,  # a labels-table column of the same name wins
             }
         )
     return rows
+
+
+def segmentation_attributes(label: np.ndarray | None, cfg: LabelsConfig) -> dict[str, str]:
+    """An item's ``labels.from_segmentation`` attributes: ``present`` / ``absent`` from its label map
+    (empty without one)."""
+    if label is None:
+        return {name: "" for name in cfg.from_segmentation}
+    return {name: "present" if int(np.isin(label, values).sum()) >= cfg.segmentation_min_voxels else "absent"
+            for name, values in cfg.from_segmentation.items()}
 
 
 def _worker(args: tuple) -> tuple[str, list[dict[str, Any]] | None, str]:
@@ -414,7 +424,10 @@ def prepare_dataset(
             for row in good[subject]:
                 row["split"] = splits[subject]
                 all_rows.append(row)
-        columns = table.columns if table is not None else []
+        columns = list(table.columns) if table is not None else []
+        from_segmentation = [n for n in cfg.labels.from_segmentation
+                             if n not in columns and any(r.get(n) for r in all_rows)]
+        columns += from_segmentation
         unlabelled = sorted(s for s in good if table is not None and s not in table.rows)
         write_manifest(tmp / "manifest.csv", all_rows, columns)
 
@@ -441,6 +454,7 @@ def prepare_dataset(
             "array_orientation": "IPR" if cfg.preprocess.reorient else "native",
             "source": source,
             "labels_file": table_path.name if table_path is not None else None,
+            "attributes_from_segmentation": {n: list(cfg.labels.from_segmentation[n]) for n in from_segmentation},
             "preprocess_hash": config_hash(cfg.preprocess),
             "subjects": len(good),
             "items": len(all_rows),

@@ -28,7 +28,7 @@ import numpy as np
 from nibabel import orientations as nio
 
 from ..core.errors import DataError
-from .config import N4Config, NormalizeConfig, PreprocessConfig
+from .config import N4Config, NormalizeConfig, OutputConfig, PreprocessConfig
 from .io import CANONICAL, Scan, reorient
 
 __all__ = [
@@ -58,6 +58,7 @@ class Item:
     affine: np.ndarray
     slice_index: int = -1
     pad: np.ndarray | None = None  # ``roi.mode: window``: True where the window left the field of view
+    label: np.ndarray | None = None  # the label map on the item's grid (``fit: pad_resize``: before the resize)
 
     @property
     def spacing(self) -> tuple[float, ...]:
@@ -511,20 +512,33 @@ def preprocess_subject(cfg: PreprocessConfig, image: Scan, label: Scan | None = 
     out = cfg.output
     if out.dims == 3:
         depth = int(out.shape[2])
-        volume, affine = crop_or_pad(volume, affine, [0, 0, _centred_start(volume.shape[2], depth)],
-                                     (*volume.shape[:2], depth), fill=fill)
+        first = _centred_start(volume.shape[2], depth)
+        volume, affine = crop_or_pad(volume, affine, [0, 0, first], (*volume.shape[:2], depth), fill=fill)
         volume, affine = fit_inplane(volume, affine, out.shape[:2], out.fit, fill=fill)
-        return [Item(array=volume, affine=affine, slice_index=-1)]
+        labels = _item_labels(label_roi, first, depth, out)
+        return [Item(array=volume, affine=affine, slice_index=-1, label=labels)]
     indices = _slice_indices(cfg, volume.shape[2], label_roi, where=where, label_where=label_where)
-    stack, affine = crop_or_pad(volume, affine, [0, 0, indices[0]], (*volume.shape[:2], indices[-1] - indices[0] + 1),
-                                fill=fill)
+    depth = indices[-1] - indices[0] + 1
+    stack, affine = crop_or_pad(volume, affine, [0, 0, indices[0]], (*volume.shape[:2], depth), fill=fill)
     stack, affine = fit_inplane(stack, affine, out.shape, out.fit, fill=fill)
+    labels = _item_labels(label_roi, indices[0], depth, out)
     items = []
     for k in indices:
         local = k - indices[0]
         items.append(Item(array=np.ascontiguousarray(stack[:, :, local]), affine=translate_affine(affine, [0, 0, local]),
-                          slice_index=start[2] + k))
+                          slice_index=start[2] + k, label=None if labels is None else labels[:, :, local]))
     return items
+
+
+def _item_labels(label_roi: np.ndarray | None, first: int, depth: int, out: OutputConfig) -> np.ndarray | None:
+    """The ROI's label map cut to the items' slices and, for ``crop_pad``, their in-plane window
+    (``pad_resize`` rescales per item: its labels stay on the ROI grid, which holds the same structures)."""
+    if label_roi is None:
+        return None
+    labels, _ = crop_or_pad(label_roi, np.eye(4), [0, 0, first], (*label_roi.shape[:2], depth), fill=0)
+    if out.fit == "crop_pad":
+        labels, _ = fit_inplane(labels, np.eye(4), out.shape[:2], "crop_pad", fill=0)
+    return labels
 
 
 def _window_items(cfg: PreprocessConfig, image: Scan, label: np.ndarray | None, *, where: str,
@@ -561,6 +575,7 @@ def _window_items(cfg: PreprocessConfig, image: Scan, label: np.ndarray | None, 
         indices = _slice_indices(cfg, image.shape[2], label_win, where=where, label_where=label_where)
     if out.dims == 2:
         volume, pad = volume[:, :, indices], pad[:, :, indices]
+        label_win = label_win[:, :, indices] if label_win is not None else None
     inside = ~pad
     if cfg.normalize.enabled:
         normed = normalize_intensity(volume[inside], cfg.normalize) if inside.any() else np.empty(0, np.float32)
@@ -570,9 +585,9 @@ def _window_items(cfg: PreprocessConfig, image: Scan, label: np.ndarray | None, 
     else:
         volume = np.where(pad, float(volume[inside].min()) if inside.any() else 0.0, volume).astype(np.float32)
     if out.dims == 3:
-        return [Item(array=volume, affine=affine, slice_index=-1, pad=pad)]
+        return [Item(array=volume, affine=affine, slice_index=-1, pad=pad, label=label_win)]
     return [
         Item(array=np.ascontiguousarray(volume[:, :, j]), affine=translate_affine(affine, [0, 0, k]), slice_index=k,
-             pad=np.ascontiguousarray(pad[:, :, j]))
+             pad=np.ascontiguousarray(pad[:, :, j]), label=None if label_win is None else label_win[:, :, j])
         for j, k in enumerate(indices)
     ]
