@@ -116,12 +116,25 @@ def trial(args) -> None:
 
 
 def ceiling(args) -> None:
-    """The judge on the real items of the generator's own cohort (subjects the judge never saw):
-    what a generator that reproduces its training data exactly would score."""
-    real = load_prepared(args.data)
-    per_class = _accuracy_per_class(predict(load_classifier(args.judge), real.images), real.attribute("orientation"))
-    print(json.dumps({"data": args.data, "judge": args.judge, "items": len(real.images),
-                      "subjects": len(set(real.subjects)), "per_class": per_class}))
+    """The judge on the real items of a cohort it never saw (refused when it trained on any of its
+    subjects), per class of the judge's own task: what a generator that reproduces its training
+    data exactly would score."""
+    from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
+    from uterosynth.data.subjects import check_disjoint
+
+    root, split = parse_dataset_ref(args.data)
+    every = split is None and getattr(args, "all_splits", False)
+    real = load_prepared(PreparedDataset.load(root)) if every else load_prepared(args.data)
+    judge = load_classifier(args.judge)
+    task = judge[1]["task"]
+    check_disjoint(judge[1].get("training_subjects") or {}, set(real.subjects), what=f"judge {args.judge} vs {args.data}",
+                   allow_overlap=False)
+    wanted = real.attribute(task)
+    keep = [i for i, w in enumerate(wanted) if w in judge[1]["classes"]]  # items without a value are left out
+    per_class = _accuracy_per_class(predict(judge, real.images[keep]), [wanted[i] for i in keep])
+    print(json.dumps({"data": args.data, "split": "all" if every else split or "train", "judge": args.judge,
+                      "task": task, "items": len(keep),
+                      "subjects": len({real.subjects[i] for i in keep}), "per_class": per_class}))
 
 
 def table(args) -> None:
@@ -182,8 +195,9 @@ def main() -> None:
     t.add_argument("--sample-seed", type=int, default=1)
     t.add_argument("--busy", action="store_true", help="record that other jobs shared the CPU (times not comparable)")
     t.add_argument("--out", default="sweep")
-    c = sub.add_parser("ceiling", help="the judge's per-class accuracy on the generator's real items")
-    c.add_argument("--data", required=True)
+    c = sub.add_parser("ceiling", help="the judge's per-class accuracy (on its own task) on real items it never saw")
+    c.add_argument("--data", required=True, help="prepared DIR (its train split) or DIR:split")
+    c.add_argument("--all-splits", action="store_true", help="every split of DIR (a cohort the judge never saw)")
     c.add_argument("--judge", required=True)
     c.add_argument("--out", default="sweep")
     tb = sub.add_parser("table")

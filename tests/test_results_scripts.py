@@ -114,3 +114,25 @@ def test_the_sweep_summary_groups_training_seeds_per_variant_and_judge(tmp_path,
     (tmp_path / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [rows[0], rows[0]]))
     with pytest.raises(SystemExit, match="lr3e-3_s10 is recorded twice"):
         sweep.seeds(argparse.Namespace(out=str(tmp_path)))
+
+
+def test_the_ceiling_scores_the_judges_own_task_and_refuses_its_training_subjects(tmp_path, capsys):
+    """demo_recipe_sweep.py ceiling: per class of the judge's task (here field strength) on a cohort
+    the judge never saw; its own training cohort is refused."""
+    from conftest import make_prepared_dataset
+    from uterosynth.core.errors import DataError
+    from uterosynth.downstream.config import JudgeConfig
+    from uterosynth.downstream.judge import train_judge
+
+    sweep = _load("demo_recipe_sweep")
+    own = make_prepared_dataset(tmp_path / "own", shape=(16, 16), subjects=8)
+    other = make_prepared_dataset(tmp_path / "other", shape=(16, 16), subjects=4, subject_prefix="T")
+    train_judge(own, JudgeConfig.model_validate({
+        "task": "field_strength", "classifier": {"image_size": 16, "widen_factor": 0.0625}, "augment_training": False,
+        "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 8}}), tmp_path / "judge")
+    sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=True))
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["task"] == "field_strength" and set(out["per_class"]) == {"1.5T", "3T"}
+    assert out["items"] == 8 and out["subjects"] == 4 and sum(v["n"] for v in out["per_class"].values()) == 8
+    with pytest.raises(DataError, match="judge"):
+        sweep.ceiling(argparse.Namespace(data=str(own), judge=str(tmp_path / "judge")))
