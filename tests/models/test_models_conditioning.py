@@ -35,6 +35,8 @@ def test_structured_prompt():
     assert text == "sagittal T2-weighted pelvic MRI, anteverted anteflexed uterus, 3 T, two fibroids"
     assert "retroverted retroflexed" in structured_prompt({"orientation": "RVRF"})
     assert "pathology adenomyosis" in structured_prompt({"pathology": "adenomyosis"})
+    assert structured_prompt({"myoma": "absent"}).endswith(", no fibroid in view")
+    assert structured_prompt({"myoma": "present"}).endswith(", fibroid in view")
 
 
 def test_tokenizer_null_unknown_and_roundtrip():

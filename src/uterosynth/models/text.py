@@ -61,6 +61,8 @@ def structured_prompt(attributes: Mapping[str, Any]) -> str:
             parts.append(text.upper().replace("T", " T").replace("  ", " ").strip())
         elif name == "myoma_count":
             parts.append(_count_phrase(value, "fibroid", "fibroids") or f"fibroids {text}")
+        elif name == "myoma" and text in ("present", "absent"):  # per item, from the label map
+            parts.append("fibroid in view" if text == "present" else "no fibroid in view")
         elif name == "cyst_count":
             parts.append(_count_phrase(value, "Nabothian cyst", "Nabothian cysts") or f"cysts {text}")
         else:
