@@ -122,9 +122,9 @@ def speed_rows(teacher, students: dict[str, object], guidance, n: int, fast=None
 
 
 def quality_row(model_path: Path, sampler: str, steps: int, guidance, per_class: int, out: Path, judge, real,
-                real_features, encoder, decoder: Path | None = None) -> dict:
+                real_features, encoder, decoder: Path | None = None, seed: int = 100) -> dict:
     cfg = SampleConfig.model_validate({"per_class": per_class, "sampler": {"name": sampler, "steps": steps},
-                                       "guidance": guidance, "seed": 100, "runtime": {"batch_size": 32},
+                                       "guidance": guidance, "seed": seed, "runtime": {"batch_size": 32},
                                        "decoder": decoder})
     generate(model_path, cfg, out, overwrite=True)
     syn = load_synthetic(out, dims=2)
@@ -155,6 +155,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=32)
     parser.add_argument("--speed-n", type=int, default=8)
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-teacher", action="store_true", help="no teacher quality row (choosing between students)")
+    parser.add_argument("--sample-seed", type=int, default=100, help="the quality rows' draws (another for validation)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -175,16 +177,17 @@ def main() -> None:
     encoder = load_encoder(args.encoder)
     real_features = extract_features(encoder, torch.as_tensor(real.images))
     judge = load_classifier(args.judge)
-    runs = [("teacher DPM-Solver++ 20", args.teacher, "dpmpp", 20, None)]
+    runs = [] if args.skip_teacher else [("teacher DPM-Solver++ 20", args.teacher, "dpmpp", 20, None)]
     for decoder in (None, args.decoder) if args.decoder else (None,):
         runs += [(f"student {name}, Euler {k}{', fast decoder' if decoder else ''}", Path(p), "rflow", k, decoder)
                  for name, p in students.items() for k in step_counts(loaded[name])]
     record["decoder"] = str(args.decoder) if args.decoder else None
+    record["sample_seed"], record["judge"] = args.sample_seed, str(args.judge)
     record["quality"] = {}
     for label, model_path, sampler, steps, decoder in runs:
         record["quality"][label] = quality_row(model_path, sampler, steps, guidance, args.per_class,
                                                args.out / "sets" / label.replace(" ", "_").replace(",", ""),
-                                               judge, real, real_features, encoder, decoder)
+                                               judge, real, real_features, encoder, decoder, args.sample_seed)
         print(label, json.dumps(record["quality"][label]), flush=True)
     (args.out / "bench_distill.json").write_text(json.dumps(record, indent=1))
 
