@@ -41,6 +41,7 @@ from uterosynth.data.image_set import load_prepared, load_synthetic
 from uterosynth.downstream.judge import load_classifier, predict
 from uterosynth.evaluation.features import extract_features
 from uterosynth.evaluation.metrics import kid
+from uterosynth.evaluation.resampling import cluster_bootstrap_mean
 from uterosynth.models.encoder_artifact import load_encoder
 
 DEFAULT_SAMPLE = "dpmpp:20:orientation=3,field_strength=1.5"
@@ -51,11 +52,18 @@ def judge_per_class(samples: Path, judge: str) -> dict[str, dict]:
     return _accuracy_per_class(predict(load_classifier(judge), s.images), [c["orientation"] for c in s.conditions])
 
 
-def _accuracy_per_class(pred, want) -> dict[str, dict]:
+def _accuracy_per_class(pred, want, groups=None) -> dict[str, dict]:
+    """Accuracy per wanted class with a Wilson interval over items and, with ``groups`` (subject per
+    item: real items of several slices per subject), a cluster-bootstrap interval over subjects."""
     out = {}
     for cls in sorted(set(want)):
-        hits = [p == cls for p, w in zip(pred, want, strict=True) if w == cls]
+        index = [i for i, w in enumerate(want) if w == cls]
+        hits = [pred[i] == cls for i in index]
         out[cls] = {"acc": round(float(np.mean(hits)), 3), "n": len(hits), "wilson95": [round(v, 3) for v in wilson_ci(sum(hits), len(hits))]}
+        if groups is not None:
+            _, low, high, _ = cluster_bootstrap_mean(np.asarray(hits, float), [groups[i] for i in index])
+            out[cls]["subjects95"] = [round(low, 3), round(high, 3)]
+            out[cls]["subjects"] = len({groups[i] for i in index})
     return out
 
 
@@ -131,7 +139,8 @@ def ceiling(args) -> None:
                    allow_overlap=False)
     wanted = real.attribute(task)
     keep = [i for i, w in enumerate(wanted) if w in judge[1]["classes"]]  # items without a value are left out
-    per_class = _accuracy_per_class(predict(judge, real.images[keep]), [wanted[i] for i in keep])
+    per_class = _accuracy_per_class(predict(judge, real.images[keep]), [wanted[i] for i in keep],
+                                    [real.subjects[i] for i in keep])
     print(json.dumps({"data": args.data, "split": "all" if every else split or "train", "judge": args.judge,
                       "task": task, "items": len(keep),
                       "subjects": len({real.subjects[i] for i in keep}), "per_class": per_class}))

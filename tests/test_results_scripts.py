@@ -134,5 +134,7 @@ def test_the_ceiling_scores_the_judges_own_task_and_refuses_its_training_subject
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["task"] == "field_strength" and set(out["per_class"]) == {"1.5T", "3T"}
     assert out["items"] == 8 and out["subjects"] == 4 and sum(v["n"] for v in out["per_class"].values()) == 8
+    for v in out["per_class"].values():  # the interval over subjects holds its point estimate
+        assert v["subjects"] == 2 and v["subjects95"][0] <= v["acc"] <= v["subjects95"][1]
     with pytest.raises(DataError, match="judge"):
         sweep.ceiling(argparse.Namespace(data=str(own), judge=str(tmp_path / "judge")))
