@@ -141,8 +141,15 @@ def ceiling(args) -> None:
     keep = [i for i, w in enumerate(wanted) if w in judge[1]["classes"]]  # items without a value are left out
     per_class = _accuracy_per_class(predict(judge, real.images[keep]), [wanted[i] for i in keep],
                                     [real.subjects[i] for i in keep])
+    by = {}
+    if getattr(args, "by", None):  # a shortcut control: the same classes within each value of another column
+        values = real.attribute(args.by)
+        for value in sorted({values[i] for i in keep}, key=str):
+            part = [i for i in keep if values[i] == value]
+            by[f"{args.by}={value}"] = _accuracy_per_class(predict(judge, real.images[part]), [wanted[i] for i in part],
+                                                           [real.subjects[i] for i in part])
     print(json.dumps({"data": args.data, "split": "all" if every else split or "train", "judge": args.judge,
-                      "task": task, "items": len(keep),
+                      **({"by": by} if by else {}), "task": task, "items": len(keep),
                       "subjects": len({real.subjects[i] for i in keep}), "per_class": per_class}))
 
 
@@ -207,6 +214,7 @@ def main() -> None:
     c = sub.add_parser("ceiling", help="the judge's per-class accuracy (on its own task) on real items it never saw")
     c.add_argument("--data", required=True, help="prepared DIR (its train split) or DIR:split")
     c.add_argument("--all-splits", action="store_true", help="every split of DIR (a cohort the judge never saw)")
+    c.add_argument("--by", help="also per value of this manifest column (e.g. myoma_count: a subject-level shortcut)")
     c.add_argument("--judge", required=True)
     c.add_argument("--out", default="sweep")
     tb = sub.add_parser("table")

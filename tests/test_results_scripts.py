@@ -130,11 +130,13 @@ def test_the_ceiling_scores_the_judges_own_task_and_refuses_its_training_subject
     train_judge(own, JudgeConfig.model_validate({
         "task": "field_strength", "classifier": {"image_size": 16, "widen_factor": 0.0625}, "augment_training": False,
         "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 8}}), tmp_path / "judge")
-    sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=True))
+    sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=True, by="orientation"))
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["task"] == "field_strength" and set(out["per_class"]) == {"1.5T", "3T"}
     assert out["items"] == 8 and out["subjects"] == 4 and sum(v["n"] for v in out["per_class"].values()) == 8
     for v in out["per_class"].values():  # the interval over subjects holds its point estimate
         assert v["subjects"] == 2 and v["subjects95"][0] <= v["acc"] <= v["subjects95"][1]
+    assert set(out["by"]) == {"orientation=AVAF", "orientation=AVRF", "orientation=RVAF", "orientation=RVRF"}
+    assert sum(c["n"] for part in out["by"].values() for c in part.values()) == 8
     with pytest.raises(DataError, match="judge"):
         sweep.ceiling(argparse.Namespace(data=str(own), judge=str(tmp_path / "judge")))
