@@ -123,3 +123,22 @@ def test_split_assignment(text, pair):
 def test_split_assignment_refuses(text):
     with pytest.raises(ConfigError, match=f"--thing '{text}': expected A=B"):
         split_assignment(text, what="--thing", expected="A=B")
+
+
+def test_a_null_override_sets_the_key_to_null(tmp_path: Path):
+    """``--set train.ema_decay=null`` turns off what the file turned on; on a key that cannot be null it is
+    an error naming the key (it used to be dropped silently, leaving the file's value)."""
+
+    class Loop(StrictModel):
+        ema_decay: float | None = None
+        steps: int = 10
+
+    class Run(StrictModel):
+        train: Loop = Loop()
+
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  ema_decay: 0.999\n")
+    assert load_config(Run, path).train.ema_decay == 0.999
+    assert load_config(Run, path, overrides=parse_overrides(["train.ema_decay=null"])).train.ema_decay is None
+    with pytest.raises(ConfigError, match="train.steps"):
+        load_config(Run, path, overrides=parse_overrides(["train.steps=null"]))

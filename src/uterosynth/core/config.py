@@ -177,7 +177,8 @@ def load_config(
     Args:
         model: the pydantic model of the stage.
         path: a YAML file (laid over its ``base:`` file, if any), or ``None`` for the model's defaults.
-        overrides: ``{"train.lr": 1e-4}``; ``None`` values are ignored (unset CLI flags).
+        overrides: ``{"train.lr": 1e-4}``; a ``None`` value sets the key to null (``--set train.ema_decay=null``
+            turns EMA off); callers leave out flags that were not given.
 
     Raises:
         ConfigError: the file (or a base) is missing or not YAML, the bases form a cycle, or a
@@ -189,8 +190,7 @@ def load_config(
         source = str(path)
         data = read_config_file(path)
     for key, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(data, key, value)
+        _set_dotted(data, key, value)
     return validate_config(model, data, source=source)
 
 
