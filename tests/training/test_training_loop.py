@@ -151,3 +151,26 @@ def test_weighted_order_balances_classes_and_resumes():
 def test_bad_sample_weights_are_refused(weights):
     with pytest.raises(DataError, match="12 positive finite numbers"):
         ResumableBatches(12, 4, seed=0, weights=weights)
+
+
+def test_ema_warms_up_so_a_short_run_forgets_its_start():
+    """The decay after n updates is min(decay, (1 + n) / (10 + n)): after 1000 steps at 0.999 the
+    initial weights keep well under 1 % (a fixed decay would keep 0.999 ** 1000 = 37 %)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from uterosynth.training.loop import ema_with_warmup
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema = AveragedModel(net, multi_avg_fn=ema_with_warmup(0.999), use_buffers=True)
+    ema.update_parameters(net)  # the first update copies the start
+    with torch.no_grad():
+        net.weight.fill_(1.0)  # the run moves away from its start and stays there
+    expected = 0.0
+    for n in range(1, 1001):
+        ema.update_parameters(net)
+        d = min(0.999, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d)
+    assert ema.module.weight.item() == pytest.approx(expected, rel=1e-5)
+    assert 1 - ema.module.weight.item() < 0.01
