@@ -28,6 +28,28 @@ def test_log_file_gets_a_line_per_interval_and_one_at_the_end():
     assert rare == ["train: 5/5 (100 %) after 0 s · loss=0.2"]  # only the completion
 
 
+def test_a_task_without_a_total_gets_a_last_line_when_the_display_stops():
+    out = io.StringIO()
+    with LoggedProgress(console=Console(file=out, force_terminal=False), interval_s=3600.0, transient=True) as progress:
+        task = progress.add_task("couplings", total=None)
+        progress.update(task, completed=90)
+    assert [line for line in out.getvalue().splitlines() if line] == ["couplings: 90 after 0 s"]
+
+
+def test_lines_are_spaced_by_the_interval():
+    now = [0.0]
+    out = io.StringIO()
+    progress = LoggedProgress(console=Console(file=out, force_terminal=False), interval_s=25.0, auto_refresh=False,
+                              get_time=lambda: now[0])
+    task = progress.add_task("train", total=100, start=False)
+    progress.start_task(task)
+    for _ in range(12):
+        now[0] += 10.0  # one step every 10 s: a line at 30, 60, 90 and 120 s
+        progress.advance(task)
+    lines = [line for line in out.getvalue().splitlines() if line]
+    assert [line.split(" after ")[1] for line in lines] == ["30 s", "1 min 0 s", "1 min 30 s", "2 min 0 s"]
+
+
 def test_terminal_gets_the_live_bar_only():
     assert "train: " not in _run(terminal=True, interval_s=0.0)
 

@@ -362,7 +362,8 @@ def test_prepare_reads_myoma_presence_per_item(tmp_path: Path, capsys):
     assert code == 0 and "myoma" not in read_manifest(tmp_path / "none" / "manifest.csv")[0]
     table = raw / "labels.csv"
     lines = table.read_text().splitlines()
-    table.write_text("\n".join([lines[0] + ",myoma", *(line + ",yes" for line in lines[1:])]) + "\n")
+    # every subject but the last has a row: the table's column wins for all, the row-less subject gets no value
+    table.write_text("\n".join([lines[0] + ",myoma", *(line + ",yes" for line in lines[1:-1])]) + "\n")
     code, _, _ = run(capsys, *prepare_args(raw, tmp_path / "table", 2, *fine))
-    assert code == 0 and {r["myoma"] for r in read_manifest(tmp_path / "table" / "manifest.csv")} == {"yes"}
+    assert code == 0 and {r["myoma"] for r in read_manifest(tmp_path / "table" / "manifest.csv")} == {"yes", ""}
     assert json.loads((tmp_path / "table" / "dataset.json").read_text())["attributes_from_segmentation"] == {}

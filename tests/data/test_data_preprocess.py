@@ -242,25 +242,38 @@ def test_window_centre_needs_labels():
     assert len(preprocess_subject(ok, image, None)) == 5
 
 
-@pytest.mark.parametrize(("spatial_dims", "roi", "fit"), [
-    (2, {"mode": "window", "window_mm": (30.0, 30.0), "centre": "uterus_centroid"}, "crop_pad"),
-    (3, {"mode": "window", "window_mm": (30.0, 30.0, 20.0), "centre": "uterus_centroid"}, "crop_pad"),
-    (2, {"mode": "uterus", "margin_mm": (3.0, 3.0, 0.0)}, "crop_pad"),
-    (3, {"mode": "uterus", "margin_mm": (3.0, 3.0, 0.0)}, "crop_pad"),
+DICE_BAR = 0.75  # aligned 0.82-0.97; one pixel or one slice off 0.29-0.68
+WINDOW_2D = {"mode": "window", "window_mm": (30.0, 30.0), "centre": "uterus_centroid"}
+
+
+@pytest.mark.parametrize(("spatial_dims", "roi", "slices"), [
+    (2, WINDOW_2D, "uterus"),
+    (2, WINDOW_2D, "central"),
+    (3, {"mode": "window", "window_mm": (30.0, 30.0, 20.0), "centre": "uterus_centroid"}, None),
+    (2, {"mode": "uterus", "margin_mm": (3.0, 3.0, 0.0)}, "uterus"),
+    (3, {"mode": "uterus", "margin_mm": (3.0, 3.0, 0.0)}, None),
+    (2, {"mode": "box", "box_mm": (30.0, 30.0)}, "central"),
+    (2, {"mode": "full"}, "central"),
 ])
-def test_item_labels_lie_on_the_item_grid(spatial_dims: int, roi: dict, fit: str):
-    """With the image equal to its label map, each item's label map matches its pixels
-    (so per-item attributes read from it, such as myoma presence, describe that item)."""
+def test_item_labels_lie_on_the_item_grid(spatial_dims: int, roi: dict, slices: str | None):
+    """With the image equal to its label map, each item's label map matches its pixels (so per-item
+    attributes read from it, such as myoma presence, describe that item). A label map one pixel or
+    one slice off still agrees on most pixels, so the test bars the overlap of a large labelled region."""
     _, label = ramp_scan()
-    image = Scan(array=label.array.astype(np.float32), affine=label.affine)
+    grown = np.where(label.array == 2, 3, label.array)  # the cavity as a large "myoma": overlap then means something
+    label = Scan(array=grown, affine=label.affine)
+    image = Scan(array=grown.astype(np.float32), affine=label.affine)
     shape = (24, 24) if spatial_dims == 2 else (24, 24, 8)
-    out = {"dims": spatial_dims, "shape": shape, "fit": fit, **({"slices": "uterus"} if spatial_dims == 2 else {})}
+    out = {"dims": spatial_dims, "shape": shape, "fit": "crop_pad", **({"slices": slices, "k": 3} if slices else {})}
     cfg = cfg_for(spatial_dims, roi=roi, output=out, resample={"spacing": (1.25, 1.25)})
     items = preprocess_subject(cfg, image, label)
     assert items
+    both = seen = drawn = 0
     for item in items:
         assert item.label is not None and item.label.shape == item.array.shape
         inside = item.pad is None or ~item.pad
         agree = np.round(item.array)[inside] == item.label[inside]
-        assert agree.mean() > 0.9, agree.mean()  # linear image sampling and nearest labels differ only at edges
-    assert any((it.label == 3).any() for it in items)
+        assert agree.mean() >= 0.95, agree.mean()  # linear image sampling and nearest labels differ only at edges
+        pixels, labels = item.array[inside] > 2, item.label[inside] == 3  # 2: midway between wall (1) and 3
+        both, seen, drawn = both + (pixels & labels).sum(), seen + pixels.sum(), drawn + labels.sum()
+    assert drawn > 0 and 2 * both / (seen + drawn) > DICE_BAR  # the myoma where the pixels show it

@@ -2,13 +2,13 @@
 
 rich draws its bar only on a terminal; written to a file (a batch job's log, ``nohup``) it shows
 nothing until the work ends. :class:`LoggedProgress` is a rich ``Progress`` that, when its console
-is not a terminal, also prints one line per task at most every ``interval_s`` seconds and when the
-task completes, so a log shows how far a two-hour run has come.
+is not a terminal, also prints one line per task at most every ``interval_s`` seconds, when the
+task completes and when the display stops, so a log shows how far a two-hour run has come.
 """
 
 from __future__ import annotations
 
-import time
+import os
 from typing import Any
 
 from rich.console import Console
@@ -42,14 +42,23 @@ class LoggedProgress(Progress):
         super().advance(task_id, advance)
         self._log(task_id)
 
-    def _log(self, task_id: TaskID) -> None:
-        if self.console.is_terminal:
+    def stop(self) -> None:
+        """Stop the display; in a log file, one last line for every task whose count moved since its
+        last line (a task with no total, or work that ended early)."""
+        for task_id in list(self._tasks):
+            self._log(task_id, final=True)
+        super().stop()
+
+    def _log(self, task_id: TaskID, *, final: bool = False) -> None:
+        if self.console.is_terminal or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
             return
         task = self._tasks[task_id]
-        now = time.monotonic()
-        last_time, last_done = self._logged.get(task_id, (task.start_time or now, -1.0))
+        now = self.get_time()  # rich's clock (task.start_time uses it too)
+        if task_id not in self._logged:  # the first interval runs from the task's start (or from now, not started)
+            self._logged[task_id] = (task.start_time if task.start_time is not None else now, -1.0)
+        last_time, last_done = self._logged[task_id]
         finished = task.total is not None and task.completed >= task.total
-        if task.completed == last_done or not (finished or now - last_time >= self.interval_s):
+        if task.completed == last_done or not (final or finished or now - last_time >= self.interval_s):
             return
         self._logged[task_id] = (now, task.completed)
         line = progress_line(task.description.replace("[bold]", ""), task.completed, task.total, task.elapsed or 0.0)

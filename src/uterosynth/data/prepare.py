@@ -247,20 +247,22 @@ def process_subject(
                 "source_path": record.source_path,
                 "prep_hash": digest,
                 **pad,
-                **segmentation_attributes(item.label, cfg.labels),
-                **attributes,  # a labels-table column of the same name wins
+                **segmentation_attributes(item.label, cfg.labels, skip=table.columns if table is not None else ()),
+                **attributes,
             }
         )
     return rows
 
 
-def segmentation_attributes(label: np.ndarray | None, cfg: LabelsConfig) -> dict[str, str]:
+def segmentation_attributes(label: np.ndarray | None, cfg: LabelsConfig, *, skip: Sequence[str] = ()) -> dict[str, str]:
     """An item's ``labels.from_segmentation`` attributes: ``present`` / ``absent`` from its label map
-    (empty without one)."""
+    (empty without one). Names in ``skip`` (the labels table's columns, which win for every subject,
+    with a row or without) are left out."""
+    names = {n: v for n, v in cfg.from_segmentation.items() if n not in skip}
     if label is None:
-        return {name: "" for name in cfg.from_segmentation}
+        return {name: "" for name in names}
     return {name: "present" if int(np.isin(label, values).sum()) >= cfg.segmentation_min_voxels else "absent"
-            for name, values in cfg.from_segmentation.items()}
+            for name, values in names.items()}
 
 
 def _worker(args: tuple) -> tuple[str, list[dict[str, Any]] | None, str]:
