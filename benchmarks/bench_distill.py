@@ -169,7 +169,11 @@ def main() -> None:
                           "threads": torch.get_num_threads(), "torch": torch.__version__},
               "teacher": str(args.teacher), "students": students, "guidance": guidance}
     if not args.skip_speed:
-        fast = load_fast_decoder(args.decoder)[0] if args.decoder else None
+        fast = None
+        if args.decoder:
+            fast, meta = load_fast_decoder(args.decoder)
+            if meta["autoencoder"]["sha256"] != teacher.meta["autoencoder"]["sha256"]:
+                raise SystemExit(f"{args.decoder}: distilled from another autoencoder than the teacher's")
         record["speed"] = speed_rows(teacher, loaded, guidance, args.speed_n, fast)
         print(json.dumps(record["speed"], indent=1), flush=True)
     path, split = args.real.rsplit(":", 1) if ":" in args.real else (args.real, "test")

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -137,8 +138,16 @@ def ceiling(args) -> None:
     task = judge[1]["task"]
     check_disjoint(judge[1].get("training_subjects") or {}, set(real.subjects), what=f"judge {args.judge} vs {args.data}",
                    allow_overlap=False)
+    for column in (task, *([args.by] if getattr(args, "by", None) else [])):
+        if column not in real.info["attributes"]:
+            raise SystemExit(f"{args.data}: no column '{column}' (columns: {', '.join(real.info['attributes'])}); "
+                             "prepare the cohort again to add it")
+    if not judge[1].get("training_subjects"):
+        print(f"warning: judge {args.judge} records no training subjects; the overlap could not be checked", file=sys.stderr)
     wanted = real.attribute(task)
     keep = [i for i, w in enumerate(wanted) if w in judge[1]["classes"]]  # items without a value are left out
+    if not keep:
+        raise SystemExit(f"{args.data}: no item holds one of the judge's classes {judge[1]['classes']} in '{task}'")
     per_class = _accuracy_per_class(predict(judge, real.images[keep]), [wanted[i] for i in keep],
                                     [real.subjects[i] for i in keep])
     by = {}

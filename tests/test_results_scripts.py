@@ -138,5 +138,7 @@ def test_the_ceiling_scores_the_judges_own_task_and_refuses_its_training_subject
         assert v["subjects"] == 2 and v["subjects95"][0] <= v["acc"] <= v["subjects95"][1]
     assert set(out["by"]) == {"orientation=AVAF", "orientation=AVRF", "orientation=RVAF", "orientation=RVRF"}
     assert sum(c["n"] for part in out["by"].values() for c in part.values()) == 8
-    with pytest.raises(DataError, match="judge"):
+    with pytest.raises(DataError, match="were used to train"):
         sweep.ceiling(argparse.Namespace(data=str(own), judge=str(tmp_path / "judge")))
+    with pytest.raises(SystemExit, match="no column 'myoma'"):
+        sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), by="myoma"))
