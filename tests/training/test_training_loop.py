@@ -154,8 +154,8 @@ def test_bad_sample_weights_are_refused(weights):
 
 
 def test_ema_warms_up_so_a_short_run_forgets_its_start():
-    """The decay after n updates is min(decay, (1 + n) / (10 + n)): after 1000 steps at 0.999 the
-    initial weights keep well under 1 % (a fixed decay would keep 0.999 ** 1000 = 37 %)."""
+    """With train.ema_warmup the decay after n updates is min(decay, (1 + n) / (10 + n)): after 1000
+    steps at 0.999 the initial weights keep well under 1 % (a fixed decay would keep 0.999 ** 1000 = 37 %)."""
     from torch.optim.swa_utils import AveragedModel
 
     from uterosynth.training.loop import ema_with_warmup

@@ -44,6 +44,8 @@ class LoopConfig(StrictModel):
     compile: bool = False
     channels_last: bool = False
     ema_decay: float | None = Field(None, gt=0, lt=1)
+    ema_warmup: bool = Field(False, description="EMA decay min(ema_decay, (1 + n) / (10 + n)) after n updates, so a "
+                                               "short run forgets its initial weights (ema_decay ** steps otherwise)")
     num_workers: int = Field(0, ge=0)
     augment: bool = False
     log_every: int = Field(10, ge=1)

@@ -297,9 +297,10 @@ class Trainer:
         self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=enabled) for name in self.groups}
         self.ema: torch.optim.swa_utils.AveragedModel | None = None
         if cfg.ema_decay is not None:
-            from torch.optim.swa_utils import AveragedModel
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-            self.ema = AveragedModel(self.parts.raw[export], multi_avg_fn=ema_with_warmup(cfg.ema_decay), use_buffers=True)
+            update = ema_with_warmup(cfg.ema_decay) if cfg.ema_warmup else get_ema_multi_avg_fn(cfg.ema_decay)
+            self.ema = AveragedModel(self.parts.raw[export], multi_avg_fn=update, use_buffers=True)
         self.step = 0
         self.micro = 0  # micro-batches consumed by this rank
         self._owner = {m: g.name for g in groups for m in g.modules}
@@ -565,8 +566,8 @@ class Trainer:
 
 
 def ema_with_warmup(decay: float) -> Callable[[list, list, torch.Tensor], None]:
-    """The EMA update of ``AveragedModel`` with a warm-up: after ``n`` updates the decay is
-    ``min(decay, (1 + n) / (10 + n))`` (as diffusers' ``EMAModel``).
+    """The EMA update of ``AveragedModel`` with a warm-up (``train.ema_warmup``): after ``n`` updates
+    the decay is ``min(decay, (1 + n) / (10 + n))`` (as diffusers' ``EMAModel``).
 
     A fixed decay keeps a share ``decay ** steps`` of the initial weights (37 % after 1000 steps at
     0.999), which a short run, or a student that starts from its teacher's weights, cannot afford.
