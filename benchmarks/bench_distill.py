@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--speed-n", type=int, default=8)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-teacher", action="store_true", help="no teacher quality row (choosing between students)")
+    parser.add_argument("--skip-quality", action="store_true", help="speed rows only (a rerun on a quiet machine)")
     parser.add_argument("--sample-seed", type=int, default=100, help="the quality rows' draws (another for validation)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -176,6 +177,9 @@ def main() -> None:
                 raise SystemExit(f"{args.decoder}: distilled from another autoencoder than the teacher's")
         record["speed"] = speed_rows(teacher, loaded, guidance, args.speed_n, fast)
         print(json.dumps(record["speed"], indent=1), flush=True)
+    if args.skip_quality:
+        (args.out / "bench_distill.json").write_text(json.dumps(record, indent=1))
+        return
     path, split = args.real.rsplit(":", 1) if ":" in args.real else (args.real, "test")
     real = load_prepared(path, split=split)
     encoder = load_encoder(args.encoder)
