@@ -66,3 +66,15 @@ def test_command_line_progress_reaches_a_log_file(tmp_path):
                         "--set", "geometry.matrix=[48,48]", "--set", "geometry.slices=8"],
                        check=True, stdout=subprocess.DEVNULL, stderr=err)
     assert "phantom: 2/2 (100 %)" in log.read_text()
+
+
+def test_failed_work_ends_with_its_error_not_a_progress_line():
+    out = io.StringIO()
+    try:
+        with LoggedProgress(console=Console(file=out, force_terminal=False), interval_s=3600.0, transient=True) as bar:
+            task = bar.add_task("prepare", total=3)
+            bar.advance(task)
+            raise ValueError("subject 2 is broken")
+    except ValueError:
+        pass
+    assert not out.getvalue().strip()  # the command prints its one error line after this

@@ -33,6 +33,7 @@ class LoggedProgress(Progress):
         super().__init__(*columns, console=console, **kwargs)
         self.interval_s = interval_s
         self._logged: dict[TaskID, tuple[float, float]] = {}  # task -> (time, completed) of its last line
+        self._failed = False
 
     def update(self, task_id: TaskID, **kwargs: Any) -> None:
         super().update(task_id, **kwargs)
@@ -44,10 +45,16 @@ class LoggedProgress(Progress):
 
     def stop(self) -> None:
         """Stop the display; in a log file, one last line for every task whose count moved since its
-        last line (a task with no total, or work that ended early)."""
-        for task_id in list(self._tasks):
-            self._log(task_id, final=True)
+        last line (a task with no total, or work that ended early), unless the work failed: then the
+        error is the one line to read."""
+        if not self._failed:
+            for task_id in list(self._tasks):
+                self._log(task_id, final=True)
         super().stop()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._failed = exc_type is not None
+        super().__exit__(exc_type, exc, tb)
 
     def _log(self, task_id: TaskID, *, final: bool = False) -> None:
         if self.console.is_terminal or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
@@ -58,7 +65,9 @@ class LoggedProgress(Progress):
             self._logged[task_id] = (task.start_time if task.start_time is not None else now, -1.0)
         last_time, last_done = self._logged[task_id]
         finished = task.total is not None and task.completed >= task.total
-        if task.completed == last_done or not (final or finished or now - last_time >= self.interval_s):
+        if task.completed == last_done or not task.completed:  # nothing new, or nothing done yet
+            return
+        if not (final or finished or now - last_time >= self.interval_s):
             return
         self._logged[task_id] = (now, task.completed)
         line = progress_line(task.description.replace("[bold]", ""), task.completed, task.total, task.elapsed or 0.0)
