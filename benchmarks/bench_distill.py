@@ -173,8 +173,10 @@ def main() -> None:
         fast = None
         if args.decoder:
             fast, meta = load_fast_decoder(args.decoder)
-            if meta["autoencoder"]["sha256"] != teacher.meta["autoencoder"]["sha256"]:
-                raise SystemExit(f"{args.decoder}: distilled from another autoencoder than the teacher's")
+            theirs = (teacher.meta.get("autoencoder") or {}).get("sha256")
+            if theirs is None or meta["autoencoder"]["sha256"] != theirs:
+                raise SystemExit(f"{args.decoder}: distilled from another autoencoder than the teacher's "
+                                 "(or the teacher samples pixels)")
         record["speed"] = speed_rows(teacher, loaded, guidance, args.speed_n, fast)
         print(json.dumps(record["speed"], indent=1), flush=True)
     if args.skip_quality:

@@ -140,5 +140,6 @@ def test_a_null_override_sets_the_key_to_null(tmp_path: Path):
     path.write_text("train:\n  ema_decay: 0.999\n")
     assert load_config(Run, path).train.ema_decay == 0.999
     assert load_config(Run, path, overrides=parse_overrides(["train.ema_decay=null"])).train.ema_decay is None
+    assert load_config(Run, path, overrides=parse_overrides(["train.ema_decay="])).train.ema_decay == 0.999  # not given
     with pytest.raises(ConfigError, match="train.steps"):
         load_config(Run, path, overrides=parse_overrides(["train.steps=null"]))

@@ -78,3 +78,17 @@ def test_failed_work_ends_with_its_error_not_a_progress_line():
     except ValueError:
         pass
     assert not out.getvalue().strip()  # the command prints its one error line after this
+
+
+def test_a_training_run_that_fails_prints_no_last_progress_line(tmp_path, capfd):
+    """The training loop closes its bar as failed when a step raises, so the error stays the last line."""
+    from uterosynth.training.loop import _Progress
+
+    bar = _Progress(True, total=10, start=0)
+    bar.advance({"loss": 1.0})
+    bar.close(failed=True)
+    assert "train: " not in capfd.readouterr().err
+    bar = _Progress(True, total=10, start=0)
+    bar.advance({"loss": 1.0})
+    bar.close()  # work that ended early, not failed: its last count is logged
+    assert "train: 1/10 (10 %)" in capfd.readouterr().err

@@ -93,8 +93,10 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         key, raw = split_assignment(item, empty_value=True)
+        if raw == "":  # ``key=``: not given (``key=null`` sets null)
+            continue
         try:
-            out[key] = yaml.safe_load(raw) if raw != "" else None
+            out[key] = yaml.safe_load(raw)
         except yaml.YAMLError as err:
             raise ConfigError(f"override '{item}': value is not valid YAML ({err})") from err
     return out

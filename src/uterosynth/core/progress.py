@@ -43,11 +43,11 @@ class LoggedProgress(Progress):
         super().advance(task_id, advance)
         self._log(task_id)
 
-    def stop(self) -> None:
+    def stop(self, *, failed: bool = False) -> None:
         """Stop the display; in a log file, one last line for every task whose count moved since its
-        last line (a task with no total, or work that ended early), unless the work failed: then the
-        error is the one line to read."""
-        if not self._failed:
+        last line (a task with no total, or work that ended early), unless the work ``failed``: then
+        the error is the one line to read."""
+        if not (failed or self._failed):
             for task_id in list(self._tasks):
                 self._log(task_id, final=True)
         super().stop()
@@ -57,7 +57,7 @@ class LoggedProgress(Progress):
         super().__exit__(exc_type, exc, tb)
 
     def _log(self, task_id: TaskID, *, final: bool = False) -> None:
-        if self.console.is_terminal or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        if self.disable or self.console.is_terminal or os.environ.get("RANK", "0") != "0":  # rank 0 speaks for all
             return
         task = self._tasks[task_id]
         now = self.get_time()  # rich's clock (task.start_time uses it too)

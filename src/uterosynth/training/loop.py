@@ -557,8 +557,12 @@ class Trainer:
                     self.on_step_end(self, self.step)
             if self.step < cfg.steps and self.step > (resumed or 0):
                 last = {**last, **self._finish_early()}
-        finally:
+        except BaseException:
+            bar.close(failed=True)  # the error is the last thing a log shows
+            raise
+        else:
             bar.close()
+        finally:
             if self._writer is not None:
                 self._writer.close()
         rate = items / max(time.perf_counter() - t0, 1e-9)
@@ -609,6 +613,6 @@ class _Progress:
             info = " ".join(f"{k.split('/')[-1]}={v:.4g}" for k, v in list(logs.items())[:3])
             self.bar.update(self.task, advance=1, info=info)
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
         if self.bar is not None:
-            self.bar.stop()
+            self.bar.stop(failed=failed)
