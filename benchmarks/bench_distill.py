@@ -46,7 +46,7 @@ from uterosynth.evaluation.equal_n import kid_at_n
 from uterosynth.evaluation.features import extract_features
 from uterosynth.models.diffusion import load_diffusion
 from uterosynth.models.encoder_artifact import load_encoder
-from uterosynth.models.fast_decoder import load_fast_decoder
+from uterosynth.models.fast_decoder import fast_decoder_for
 from uterosynth.sampling.generate import SampleConfig, generate
 from uterosynth.sampling.plan import plan_items
 
@@ -170,13 +170,7 @@ def main() -> None:
                           "threads": torch.get_num_threads(), "torch": torch.__version__},
               "teacher": str(args.teacher), "students": students, "guidance": guidance}
     if not args.skip_speed:
-        fast = None
-        if args.decoder:
-            fast, meta = load_fast_decoder(args.decoder)
-            theirs = (teacher.meta.get("autoencoder") or {}).get("sha256")
-            if theirs is None or meta["autoencoder"]["sha256"] != theirs:
-                raise SystemExit(f"{args.decoder}: distilled from another autoencoder than the teacher's "
-                                 "(or the teacher samples pixels)")
+        fast = fast_decoder_for(args.decoder, teacher)[0] if args.decoder else None
         record["speed"] = speed_rows(teacher, loaded, guidance, args.speed_n, fast)
         print(json.dumps(record["speed"], indent=1), flush=True)
     if args.skip_quality:

@@ -102,7 +102,7 @@ def test_the_fast_path_decodes_the_latents_the_full_path_decodes(latents, tmp_pa
     (so the fast path gets the latents at the autoencoder's scale)."""
     import nibabel as nib
 
-    import uterosynth.sampling.generate as gen
+    import uterosynth.models.fast_decoder as gen  # the loader sampling calls through fast_decoder_for
 
     ldm = load_config(DiffusionTrainConfig, "configs/ldm2d_cpu.yaml", overrides={
         "autoencoder": str(latents["ae"]), "latents": str(latents["latents"]), "train.steps": 1, "preview.steps": 1,

@@ -23,9 +23,9 @@ from torch import nn
 
 from ..core.checkpoint import load_model_json, load_weights
 from ..core.config import StrictModel
-from ..core.errors import DataError
+from ..core.errors import ConfigError, DataError
 
-__all__ = ["FastDecoder", "FastDecoderConfig", "load_fast_decoder"]
+__all__ = ["FastDecoder", "FastDecoderConfig", "fast_decoder_for", "load_fast_decoder"]
 
 
 class FastDecoderConfig(StrictModel):
@@ -87,3 +87,18 @@ def load_fast_decoder(path: str | Path, *, device: str | torch.device = "cpu") -
                           FastDecoderConfig.model_validate(meta["network"]), out_channels=int(meta.get("out_channels", 1)))
     decoder.load_state_dict(load_weights(ckpt))
     return decoder.to(device).eval(), {**meta, "checkpoint": str(ckpt)}
+
+
+def fast_decoder_for(path: str | Path, model: Any, *, device: str | torch.device = "cpu") -> tuple[FastDecoder, dict[str, Any]]:
+    """:func:`load_fast_decoder`, checked against the latent diffusion ``model`` it is to decode for.
+
+    Raises:
+        ConfigError: ``model`` samples pixels, or the decoder was distilled from another autoencoder.
+    """
+    if model.autoencoder is None:
+        raise ConfigError(f"decoder {path}: the model samples pixels; a decoder is for latent models", keys=("decoder",))
+    decoder, meta = load_fast_decoder(path, device=device)
+    if meta["autoencoder"]["sha256"] != model.meta["autoencoder"]["sha256"]:
+        raise ConfigError(f"decoder {path}: distilled from autoencoder {meta['autoencoder']['sha256'][:12]}…, "
+                          f"but the model decodes with {model.meta['autoencoder']['sha256'][:12]}…", keys=("decoder",))
+    return decoder, meta

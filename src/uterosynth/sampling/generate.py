@@ -36,7 +36,7 @@ from ..diffusion.generate import sample_batch
 from ..diffusion.guidance import check_guidance, embedded_scales, guided_denoiser
 from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
 from ..models.diffusion import load_diffusion
-from ..models.fast_decoder import load_fast_decoder
+from ..models.fast_decoder import fast_decoder_for
 from .plan import PlannedItem, plan_items
 from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model
 
@@ -151,13 +151,7 @@ def _fast_decoder(cfg: SampleConfig, model: Any, device: torch.device):
     if cfg.decode_memory_mb is not None:
         raise ConfigError("decode_memory_mb tiles the autoencoder's decoder; the fast decoder decodes whole latents "
                           "(give one of decoder and decode_memory_mb)", keys=("decoder", "decode_memory_mb"))
-    if model.autoencoder is None:
-        raise ConfigError(f"decoder {cfg.decoder}: the model samples pixels; a decoder is for latent models",
-                          keys=("decoder",))
-    decoder, meta = load_fast_decoder(cfg.decoder, device=device)
-    if meta["autoencoder"]["sha256"] != model.meta["autoencoder"]["sha256"]:
-        raise ConfigError(f"decoder {cfg.decoder}: distilled from autoencoder {meta['autoencoder']['sha256'][:12]}…, "
-                          f"but the model decodes with {model.meta['autoencoder']['sha256'][:12]}…", keys=("decoder",))
+    decoder, meta = fast_decoder_for(cfg.decoder, model, device=device)
     return decoder, {"kind": "fast", "path": meta["checkpoint"], "sha256": meta.get("sha256"),
                      "psnr_to_full_db": meta.get("psnr_to_full_db"), "training_subjects": meta.get("training_subjects")}
 
