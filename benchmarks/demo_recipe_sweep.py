@@ -132,13 +132,13 @@ def ceiling(args) -> None:
     from uterosynth.data.subjects import check_disjoint
 
     root, split = parse_dataset_ref(args.data)
-    every = split is None and getattr(args, "all_splits", False)
+    every = split is None and args.all_splits
     real = load_prepared(PreparedDataset.load(root)) if every else load_prepared(args.data)
     judge = load_classifier(args.judge)
     task = judge[1]["task"]
     check_disjoint(judge[1].get("training_subjects") or {}, set(real.subjects), what=f"judge {args.judge} vs {args.data}",
                    allow_overlap=False)
-    for column in (task, *([args.by] if getattr(args, "by", None) else [])):
+    for column in (task, *([args.by] if args.by else [])):
         if column not in real.info["attributes"]:
             raise SystemExit(f"{args.data}: no column '{column}' (columns: {', '.join(real.info['attributes'])}); "
                              "prepare the cohort again to add it")
@@ -148,15 +148,18 @@ def ceiling(args) -> None:
     keep = [i for i, w in enumerate(wanted) if w in judge[1]["classes"]]  # items without a value are left out
     if not keep:
         raise SystemExit(f"{args.data}: no item holds one of the judge's classes {judge[1]['classes']} in '{task}'")
-    per_class = _accuracy_per_class(predict(judge, real.images[keep]), [wanted[i] for i in keep],
-                                    [real.subjects[i] for i in keep])
+    predicted = dict(zip(keep, predict(judge, real.images[keep]), strict=True))  # the judge runs once
+
+    def scored(part: list[int]) -> dict[str, dict]:
+        return _accuracy_per_class([predicted[i] for i in part], [wanted[i] for i in part],
+                                   [real.subjects[i] for i in part])
+
+    per_class = scored(keep)
     by = {}
-    if getattr(args, "by", None):  # a shortcut control: the same classes within each value of another column
+    if args.by:  # a shortcut control: the same classes within each value of another column
         values = real.attribute(args.by)
         for value in sorted({values[i] for i in keep}, key=str):
-            part = [i for i in keep if values[i] == value]
-            by[f"{args.by}={value}"] = _accuracy_per_class(predict(judge, real.images[part]), [wanted[i] for i in part],
-                                                           [real.subjects[i] for i in part])
+            by[f"{args.by}={value}"] = scored([i for i in keep if values[i] == value])
     print(json.dumps({"data": args.data, "split": "all" if every else split or "train", "judge": args.judge,
                       **({"by": by} if by else {}), "task": task, "items": len(keep),
                       "subjects": len({real.subjects[i] for i in keep}), "per_class": per_class}))

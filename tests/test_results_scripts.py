@@ -139,6 +139,6 @@ def test_the_ceiling_scores_the_judges_own_task_and_refuses_its_training_subject
     assert set(out["by"]) == {"orientation=AVAF", "orientation=AVRF", "orientation=RVAF", "orientation=RVRF"}
     assert sum(c["n"] for part in out["by"].values() for c in part.values()) == 8
     with pytest.raises(DataError, match="were used to train"):
-        sweep.ceiling(argparse.Namespace(data=str(own), judge=str(tmp_path / "judge")))
+        sweep.ceiling(argparse.Namespace(data=str(own), judge=str(tmp_path / "judge"), all_splits=False, by=None))
     with pytest.raises(SystemExit, match="no column 'myoma'"):
-        sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), by="myoma"))
+        sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=False, by="myoma"))
