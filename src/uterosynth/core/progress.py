@@ -33,7 +33,6 @@ class LoggedProgress(Progress):
         super().__init__(*columns, console=console, **kwargs)
         self.interval_s = interval_s
         self._logged: dict[TaskID, tuple[float, float]] = {}  # task -> (time, completed) of its last line
-        self._failed = False
 
     def update(self, task_id: TaskID, **kwargs: Any) -> None:
         super().update(task_id, **kwargs)
@@ -47,14 +46,13 @@ class LoggedProgress(Progress):
         """Stop the display; in a log file, one last line for every task whose count moved since its
         last line (a task with no total, or work that ended early), unless the work ``failed``: then
         the error is the one line to read."""
-        if not (failed or self._failed):
+        if not failed:
             for task_id in list(self._tasks):
                 self._log(task_id, final=True)
         super().stop()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._failed = exc_type is not None
-        super().__exit__(exc_type, exc, tb)
+        self.stop(failed=exc_type is not None)
 
     def _log(self, task_id: TaskID, *, final: bool = False) -> None:
         if self.disable or self.console.is_terminal or os.environ.get("RANK", "0") != "0":  # rank 0 speaks for all
