@@ -40,6 +40,7 @@ from .core.config import StrictModel
 from .core.distributed import DistInfo, barrier, init_distributed
 from .core.errors import ConfigError, DataError
 from .core.seeding import index_generator
+from .diffusion.conditions import TEXT
 from .diffusion.guidance import guided_denoiser
 from .diffusion.samplers import SAMPLERS, SamplerConfig, build_sampler, initial_noise
 from .diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
@@ -110,6 +111,8 @@ class DistillConfig(StrictModel):
         guidance = self.guidance
         if guidance is None:
             guidance = {name: DEFAULT_RANGE for name in teacher.vocab.attributes}
+            if teacher.vocab.prompt_attributes:  # a text-only teacher's classes are guided through its prompt
+                guidance[TEXT] = DEFAULT_RANGE
         if guidance and teacher.codec is None:
             raise ConfigError("guidance: the teacher is unconditional; leave guidance empty", keys=("guidance",))
         for name in guidance:
@@ -169,9 +172,9 @@ class Couplings(Dataset):
 def _planned(teacher: DiffusionModel, pairs: int) -> list[PlannedItem]:
     """``pairs`` items balanced over the teacher's classes (or unconditional items)."""
     vocab = teacher.vocab
-    if not vocab.attributes:
+    if not vocab.categorical:
         return plan_items(vocab, n=pairs, per_class=None)
-    n_classes = math.prod(len(v) for v in vocab.attributes.values())
+    n_classes = math.prod(len(v) for v in vocab.categorical.values())
     return plan_items(vocab, n=None, per_class=-(-pairs // n_classes))[:pairs]
 
 

@@ -104,6 +104,43 @@ def test_codec_json_roundtrip():
     assert back.continuous_stats == c.continuous_stats
 
 
+def text_only_codec() -> ConditionCodec:
+    cfg = ConditioningConfig(text_attributes=["orientation", "field_strength"], text="structured", embed_dim=16)
+    return ConditionCodec.fit(cfg, RECORDS)
+
+
+def test_text_only_model_sees_its_attributes_only_in_the_prompt():
+    c = text_only_codec()
+    assert c.vocab.attributes == {} and c.vocab.names == ["text"]
+    assert c.vocab.categorical == {"orientation": ["AVAF", "AVRF", "RVAF", "RVRF"], "field_strength": ["1.5T", "3T"]}
+    assert c.prompts([{"orientation": "RVRF", "field_strength": "3T"}]) == [
+        "sagittal T2-weighted pelvic MRI, retroverted retroflexed uterus, 3 T"]
+    cond = c.encode([{"orientation": "RVRF", "field_strength": "3T"}, {"orientation": "AVAF", "field_strength": "3T"}])
+    assert cond.attributes == {} and not torch.equal(cond.text[0], cond.text[1])  # the class is in the tokens
+    with pytest.raises(UserError, match="orientation=XXXX: not a value the model was trained on"):
+        c.encode([{"orientation": "XXXX"}])
+    back = ConditionCodec.from_json(c.to_json())
+    assert back.vocab == c.vocab and torch.equal(back.encode(RECORDS).text, c.encode(RECORDS).text)
+
+
+def test_text_only_guidance_goes_through_the_prompt():
+    from uterosynth.diffusion.guidance import check_guidance
+
+    vocab = text_only_codec().vocab
+    check_guidance(vocab, {"text": 5.0})
+    with pytest.raises(UserError, match="guide orientation, field_strength through 'text'"):
+        check_guidance(vocab, {"orientation": 5.0})
+
+
+def test_text_attribute_rules():
+    with pytest.raises(ValueError, match="need text: structured"):
+        ConditioningConfig(text_attributes=["orientation"])
+    with pytest.raises(ValueError, match="also in attributes"):
+        ConditioningConfig(attributes=["orientation"], text_attributes=["orientation"], text="structured")
+    with pytest.raises(UserError, match="myoma not in the manifest"):
+        ConditionCodec.fit(ConditioningConfig(text_attributes=["myoma"], text="structured"), RECORDS)
+
+
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("text", ["none", "structured"])
 def test_conditioned_unet_forward(spatial_dims: int, text: str):

@@ -20,7 +20,7 @@ from uterosynth.data.manifest import PreparedDataset
 from uterosynth.data.subjects import training_subjects
 from uterosynth.data.synthetic import SyntheticSet
 from uterosynth.diffusion.conditions import ConditionVocabulary
-from uterosynth.models.diffusion import DiffusionModel
+from uterosynth.models.diffusion import DiffusionModel, load_diffusion
 from uterosynth.sampling.generate import SampleConfig, generate
 from uterosynth.sampling.plan import plan_items
 from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
@@ -47,6 +47,16 @@ def test_plan_balanced_and_interleaved():
     assert [it.condition["orientation"] for it in items[:4]] == ["AVAF", "AVRF", "RVAF", "RVRF"]
     assert all(it.condition["field_strength"] == "3T" for it in items)
     assert len(plan_items(VOCAB, n=None, per_class=1)) == 8  # every orientation × field strength
+
+
+def test_plan_balances_over_prompt_attributes_of_a_text_only_model():
+    vocab = ConditionVocabulary(prompt_attributes={"orientation": ["AVAF", "RVRF"]}, text_null_tokens=[2, 0])
+    items = plan_items(vocab, n=None, per_class=2)
+    assert [it.condition["orientation"] for it in items] == ["AVAF", "RVRF", "AVAF", "RVRF"]
+    assert plan_items(vocab, n=3, per_class=None, conditions={"orientation": "RVRF"})[2].condition == {
+        "orientation": "RVRF"}
+    with pytest.raises(ValueError, match="need a model that takes text"):
+        ConditionVocabulary(prompt_attributes={"orientation": ["AVAF"]})
 
 
 @pytest.mark.parametrize(
@@ -91,6 +101,21 @@ def test_generate_writes_a_synthetic_set_in_training_geometry(tmp_path, models):
     # the generator's training subjects, hashed, for the overlap checks of evaluate and downstream
     train = PreparedDataset.load(models["data"], "train")
     assert info["model"]["training_subjects"] == training_subjects(train, ("train",))
+
+
+def test_a_text_only_model_trains_and_samples_each_requested_class(tmp_path, models):
+    cfg = load_config(DiffusionTrainConfig, "configs/ddpm2d_cpu.yaml", overrides={
+        "train.steps": 1, "train.val_every": 100, "conditioning.attributes": [],
+        "conditioning.text_attributes": ["orientation"], "conditioning.text": "structured"})
+    train_diffusion(cfg, models["data"], tmp_path / "text_only", progress=False)
+    model = load_diffusion(tmp_path / "text_only")
+    assert model.vocab.attributes == {} and list(model.vocab.prompt_attributes) == ["orientation"]
+    generate(tmp_path / "text_only", _cfg(per_class=1, guidance={"text": 2.0}), tmp_path / "syn")
+    records = SyntheticSet.load(tmp_path / "syn").records
+    assert [r["condition"]["orientation"] for r in records] == ["AVAF", "AVRF", "RVAF", "RVRF"]
+    assert "retroverted retroflexed uterus" in records[3]["prompt"]
+    with pytest.raises(UserError, match="through 'text'"):
+        generate(tmp_path / "text_only", _cfg(per_class=1, guidance={"orientation": 2.0}), tmp_path / "bad")
 
 
 def test_a_latent_models_training_subjects_include_its_autoencoders():

@@ -45,21 +45,27 @@ class ConditionVocabulary(StrictModel):
         attributes: ``{name: [value, ...]}``; the null index of ``name`` is ``len(values)``.
         continuous: names of continuous attributes (null = ``NaN``).
         text_null_tokens: token ids of the empty prompt (length ``L``) if the model takes text.
+        prompt_attributes: ``{name: [value, ...]}`` of categorical attributes the model sees only
+            through its prompt (no embedding): a sampling plan balances over them, an item's
+            prompt names them, and guidance reaches them through ``text``.
     """
 
     attributes: dict[str, list[str]] = Field(default_factory=dict)
     continuous: list[str] = Field(default_factory=list)
+    prompt_attributes: dict[str, list[str]] = Field(default_factory=dict)
     text_null_tokens: list[int] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ConditionVocabulary:
-        for name, values in self.attributes.items():
+        for name, values in {**self.attributes, **self.prompt_attributes}.items():
             if not values:
                 raise ValueError(f"attribute '{name}' has no values")
             if len(set(values)) != len(values):
                 raise ValueError(f"attribute '{name}' lists a value twice")
-        clash = set(self.attributes) & set(self.continuous)
-        if clash or TEXT in self.attributes or TEXT in self.continuous:
+        clash = (set(self.attributes) & set(self.continuous)) | (set(self.prompt_attributes) & set(self.names))
+        if self.prompt_attributes and self.text_null_tokens is None:
+            raise ValueError(f"prompt attributes {sorted(self.prompt_attributes)} need a model that takes text")
+        if clash or TEXT in self.attributes or TEXT in self.continuous or TEXT in self.prompt_attributes:
             raise ValueError(f"condition names must be unique and not '{TEXT}': {sorted(clash) or TEXT}")
         return self
 
@@ -79,10 +85,19 @@ class ConditionVocabulary(StrictModel):
         """Rows of the embedding table for ``name``: its values plus the null token."""
         return len(self.attributes[name]) + 1
 
+    @property
+    def categorical(self) -> dict[str, list[str]]:
+        """Every categorical attribute a sample can be asked for: embedded ones, then those of the prompt."""
+        return {**self.attributes, **self.prompt_attributes}
+
     def check_name(self, name: str, *, what: str = "condition") -> None:
-        if name not in self.names:
-            known = ", ".join(self.names) or "none (the model is unconditional)"
-            raise ConfigError(f"{what} '{name}': the model was not trained on it; known: {known}")
+        """Raise unless ``name`` is a condition (``what="condition"``: prompt attributes too) or a guidance name."""
+        known = self.names + (list(self.prompt_attributes) if what == "condition" else [])
+        if name not in known:
+            listed = ", ".join(known) or "none (the model is unconditional)"
+            hint = (f" (guide {', '.join(self.prompt_attributes)} through '{TEXT}')"
+                    if what == "guidance" and name in self.prompt_attributes else "")
+            raise ConfigError(f"{what} '{name}': the model was not trained on it{hint}; known: {listed}")
 
     def encode(
         self,
@@ -93,7 +108,8 @@ class ConditionVocabulary(StrictModel):
     ) -> Condition:
         """Turn ``[{"orientation": "AVAF", ...}, ...]`` (one mapping per item) into a :class:`Condition`.
 
-        Attributes an item leaves out get their null token (continuous: ``NaN``).
+        Attributes an item leaves out get their null token (continuous: ``NaN``). Prompt attributes
+        are checked against their values and otherwise left to the prompt (``text``).
 
         Raises:
             ConfigError: a name or a value the model was not trained on.
@@ -101,17 +117,19 @@ class ConditionVocabulary(StrictModel):
         n = len(conditions)
         attrs = {name: torch.full((n,), self.null_index(name), dtype=torch.long) for name in self.attributes}
         cont = {name: torch.full((n,), math.nan) for name in self.continuous}
+        categorical = self.categorical
         for i, item in enumerate(conditions):
             for name, value in item.items():
                 self.check_name(name)
-                if name in attrs:
-                    values = self.attributes[name]
+                if name in categorical:
+                    values = categorical[name]
                     if str(value) not in values:
                         raise ConfigError(
                             f"condition {name}={value}: not a value the model was trained on; "
                             f"choose one of {', '.join(values)}"
                         )
-                    attrs[name][i] = values.index(str(value))
+                    if name in attrs:
+                        attrs[name][i] = values.index(str(value))
                 elif name in cont:
                     try:
                         cont[name][i] = float(value)

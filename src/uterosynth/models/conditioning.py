@@ -37,6 +37,9 @@ class ConditioningConfig(StrictModel):
     """What the diffusion model is conditioned on."""
 
     attributes: list[str] = Field(default_factory=list, description="categorical manifest columns")
+    text_attributes: list[str] = Field(
+        default_factory=list, description="categorical manifest columns named only in the structured prompt, with no "
+        "class embedding of their own (a text-only model when attributes is empty); sampling plans by their values")
     continuous: list[str] = Field(default_factory=list, description="numeric manifest columns")
     text: Literal["none", "structured", "column"] = "none"
     text_column: str | None = None
@@ -55,6 +58,11 @@ class ConditioningConfig(StrictModel):
         overlap = set(self.attributes) & set(self.continuous)
         if overlap:
             raise ValueError(f"attribute(s) {sorted(overlap)} listed as both categorical and continuous")
+        twice = set(self.text_attributes) & (set(self.attributes) | set(self.continuous))
+        if twice:
+            raise ValueError(f"text_attributes {sorted(twice)} are also in attributes or continuous: list each once")
+        if self.text_attributes and self.text != "structured":
+            raise ValueError("text_attributes need text: structured (the prompt is built from them)")
         return self
 
     @property
@@ -97,7 +105,7 @@ class ConditionCodec:
         """
         if not records:
             raise DataError(f"{source}: no training items to build condition vocabularies from")
-        needed = list(config.attributes) + list(config.continuous)
+        needed = list(config.attributes) + list(config.continuous) + list(config.text_attributes)
         if config.text == "column" and config.text_column:
             needed.append(config.text_column)
         missing = [name for name in needed if name not in records[0]]
@@ -117,6 +125,7 @@ class ConditionCodec:
         vocab = ConditionVocabulary(
             attributes={name: sorted({str(r[name]) for r in records}) for name in config.attributes},
             continuous=list(config.continuous),
+            prompt_attributes={name: sorted({str(r[name]) for r in records}) for name in config.text_attributes},
             text_null_tokens=text_encoder.tokenize([""])[0].tolist() if text_encoder is not None else None,
         )
         return cls(config, vocab, stats, text_encoder)
@@ -153,7 +162,7 @@ class ConditionCodec:
         Keys of a record that are not conditions of this model are ignored (records are
         manifest rows), so a manifest can carry more columns than the model uses.
         """
-        names = set(self.vocab.attributes) | set(self.vocab.continuous)
+        names = set(self.vocab.attributes) | set(self.vocab.continuous) | set(self.vocab.prompt_attributes)
         items = [{k: v for k, v in r.items() if k in names and v not in (None, "")} for r in records]
         text = None
         if self.text_encoder is not None:
@@ -203,7 +212,7 @@ def prompt_for(config: ConditioningConfig, record: Mapping[str, Any]) -> str:
     """One record's prompt: its free-text column, or a structured prompt from its attributes."""
     if config.text == "column":
         return str(record.get(config.text_column or "", "") or "")
-    names = list(config.attributes) + list(config.continuous)
+    names = list(config.attributes) + list(config.text_attributes) + list(config.continuous)
     return structured_prompt({n: record.get(n) for n in names if n in record})
 
 

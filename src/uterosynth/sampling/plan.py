@@ -53,13 +53,14 @@ def plan_items(
         return [PlannedItem(i, dict(conditions), prompt) for i in range(n)]
     if per_class is None or per_class < 1:
         raise ConfigError(f"per_class: expected at least 1, got {per_class}", keys=("per_class",))
-    free = [name for name in vocab.attributes if name not in conditions]
+    categorical = vocab.categorical
+    free = [name for name in categorical if name not in conditions]
     if not free:
         raise ConfigError(
             "per_class needs a categorical attribute to balance over; the model has none left "
             "(unconditional model, or every attribute fixed by conditions): use n", keys=("n",)
         )
-    classes = list(itertools.product(*(vocab.attributes[name] for name in free)))
+    classes = list(itertools.product(*(categorical[name] for name in free)))
     items = []
     for k in range(per_class * len(classes)):
         values = classes[k % len(classes)]

@@ -113,7 +113,7 @@ class DiffusionStep:
     def condition(self, batch: dict[str, Any], n: int, device: torch.device, *, drop: bool = True):
         if self.codec is None:
             return None
-        names = [*self.codec.vocab.attributes, *self.codec.vocab.continuous]
+        names = [*self.codec.vocab.categorical, *self.codec.vocab.continuous]
         extra = [self.codec.config.text_column] if self.codec.config.text == "column" else []
         records = [{k: batch[k][i] for k in [*names, *extra] if k in batch} for i in range(n)]
         cond = self.codec.encode(records, device=device)

@@ -10,6 +10,7 @@ from torch.utils.data import default_collate
 
 from ..core.imageio import middle_slice
 from ..core.seeding import index_generator
+from ..diffusion.conditions import TEXT
 from ..diffusion.generate import sample_batch
 from ..diffusion.samplers import build_sampler
 from ..diffusion.schedule import NoiseSchedule
@@ -89,10 +90,11 @@ class PreviewWriter:
         sampler = build_sampler(self.cfg.sampler, self.schedule)
         classes: list[tuple[str, dict[str, Any]]] = [("unconditional", {})]
         guidance = None
-        if self.codec is not None and self.codec.vocab.attributes:
-            attr = self.cfg.attribute or next(iter(self.codec.vocab.attributes))
-            classes = [(f"{attr}={v}", {attr: v}) for v in self.codec.vocab.attributes[attr]]
-            guidance = {attr: self.cfg.guidance}
+        categorical = self.codec.vocab.categorical if self.codec is not None else {}
+        if categorical:
+            attr = self.cfg.attribute or next(iter(categorical))
+            classes = [(f"{attr}={v}", {attr: v}) for v in categorical[attr]]
+            guidance = {attr if attr in self.codec.vocab.attributes else TEXT: self.cfg.guidance}
         decode = self._decode if self.autoencoder is not None else None
         rows = {}
         for row, (label, record) in enumerate(classes):
