@@ -226,8 +226,35 @@ def test_embedding_only_audit_needs_no_pixel_measure_and_ssim_alone_is_refused()
     result = run_audit(train, syn, hold, config=AuditConfig(measures=["embedding"]), extractor=pool)
     assert list(result.modes[0].thresholds) == ["embedding"]
     assert "faiss flat" in result.modes[0].notes["embedding index, synthetic items"]
-    with pytest.raises(UserError, match="need NCC or an encoder"):
+    with pytest.raises(UserError, match="need NCC, zoom or an encoder"):
         run_audit(train, syn, hold, config=AuditConfig(measures=["ssim"]))
+
+
+def test_zoom_measure_flags_enlarged_crops_that_shifts_miss_and_records_where():
+    from results_audit import plant
+
+    from uterosynth.privacy.report import audit_document
+
+    train, hold, _, _, _ = make_experiment(train_subjects=40, holdout_subjects=40, new_subjects=1, copies_per_kind=1,
+                                           slices=3, shape=(48, 48), seed=2)
+    rng = np.random.default_rng(0)
+    x = train.images[:, 0].numpy()
+    picks = rng.choice(len(x), 12, replace=False)
+    crops = np.stack([plant(x[j], "crop", rng) for j in picks])
+    syn = ImageSet(torch.from_numpy(crops)[:, None], [str(i) for i in range(12)], ["syn"] * 12)
+    result = run_audit(train, syn, hold, config=AuditConfig(measures=["ncc", "zoom"], quantile=0.95))
+    mode = result.modes[0]
+    zoom_hits = mode.synthetic["zoom"].similarity > mode.thresholds["zoom"]
+    ncc_hits = mode.synthetic["ncc"].similarity > mode.thresholds["ncc"]
+    assert zoom_hits.mean() >= 0.9 and zoom_hits.sum() > ncc_hits.sum()
+    found = [train.subjects[j] for j in mode.synthetic["zoom"].ref_index[zoom_hits]]
+    assert found == [train.subjects[j] for j in picks[zoom_hits]]  # the cropped item's subject
+    doc = audit_document(result, train, syn, hold, provenance={}, inputs={})
+    where = doc["samples"][int(np.argmax(zoom_hits))]["measures"]["image"]["zoom"]["alignment"]
+    assert where["scale"] in (0.7, 0.8, 0.9) and len(where["corner"]) == 2
+    assert "zoom" in doc["measures"] and doc["calibration"]["thresholds"]["image"]["zoom"] < 1
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        AuditConfig(zoom_scales=[1.2])
 
 
 def test_any_control_holds_the_decision_rate_each_holds_every_measure():

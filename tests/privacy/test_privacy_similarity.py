@@ -17,6 +17,8 @@ from uterosynth.privacy.similarity import (
     ssim_pairs,
     ssim_search,
     to_working_grid,
+    zoom_alignment,
+    zoom_search,
 )
 
 
@@ -52,6 +54,46 @@ def test_ncc_search_equals_brute_force(spatial_dims):
     assert (res.indices[:, 0].numpy() == bf.argmax(axis=1)).all()
     assert res.values[3, 0] > 0.9 and res.indices[3, 0] == 0  # shifted + mirrored copy found
     assert alignments(spatial_dims, 1, flips)[res.transforms[3, 0]].flip_axis == 1
+
+
+def _brute_zoom(q: np.ndarray, r: np.ndarray, scales, flip_axes) -> np.ndarray:
+    """Best NCC of the area-shrunk query (and mirrors) against every window of each reference, by loops."""
+    out = np.full((len(q), len(r)), -np.inf)
+    for c in scales:
+        size = tuple(max(2, round(c * g)) for g in q.shape[1:])
+        for axis in (None, *flip_axes):
+            qq = q if axis is None else np.flip(q, axis + 1)
+            small = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(qq.copy())[:, None], size)[:, 0].numpy()
+            for y in range(q.shape[1] - size[0] + 1):
+                for x in range(q.shape[2] - size[1] + 1):
+                    for i in range(len(q)):
+                        for j in range(len(r)):
+                            u = small[i].ravel() - small[i].mean()
+                            w = r[j, y : y + size[0], x : x + size[1]]
+                            v = w.ravel() - w.mean()
+                            out[i, j] = max(out[i, j], float(u @ v / np.sqrt((u @ u) * (v @ v))))
+    return out
+
+
+def test_zoom_search_equals_brute_force_and_finds_an_enlarged_crop():
+    rng = np.random.default_rng(3)
+    r = torch.from_numpy(_anatomy(4, 1, shape=(16, 16)).astype(np.float32))
+    crop = r[2, 3:15, 1:13].flip(1)  # a mirrored 75 % crop of reference 2, corner (3, 1) before mirroring
+    enlarged = torch.nn.functional.interpolate(crop[None, None], size=(16, 16), mode="bilinear", align_corners=False)[0]
+    q = torch.cat([enlarged, torch.from_numpy(rng.random((2, 16, 16)).astype(np.float32))])
+    res = zoom_search(q, r, scales=(0.75, 0.9), k=2, flip_axes=(1,), block_elements=1 << 16)
+    bf = _brute_zoom(q.numpy(), r.numpy(), (0.75, 0.9), (1,))
+    np.testing.assert_allclose(res.values.numpy(), -np.sort(-bf, axis=1)[:, :2], atol=1e-5)
+    assert res.indices[0, 0] == 2 and res.values[0, 0] > 0.9
+    plain = ncc_search(q, r, max_shift=2, flip_axes=(1,))  # shifts without zoom see the crop less well
+    assert plain.values[0, 0] < res.values[0, 0] - 0.1
+    assert zoom_alignment(int(res.transforms[0, 0]), grid=(16, 16), scales=(0.75, 0.9), flip_axes=(1,)) == {
+        "scale": 0.75, "flip_axis": 1, "corner": [3, 1]}
+    assert len(set(res.indices[0].tolist())) == 2  # distinct references, each at its best scale
+    grouped = zoom_search(q, r, scales=(0.75,), query_groups=[2, 0, 0], reference_groups=[0, 1, 2, 3])
+    assert grouped.indices[0, 0] != 2  # its own subject is never its neighbour
+    with pytest.raises(UserError, match="zoom_scales"):
+        zoom_search(q, r, scales=(1.0,))
 
 
 def test_ncc_search_skips_same_group():

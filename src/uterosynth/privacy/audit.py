@@ -54,13 +54,14 @@ from .similarity import (
     ncc_search,
     ssim_search,
     to_working_grid,
+    zoom_search,
 )
 
 __all__ = ["AuditResult", "CalibrationSet", "MEASURES", "conformal_threshold", "run_audit"]
 
 log = logging.getLogger(__name__)
 
-MEASURES = ("ncc", "ssim", "embedding")
+MEASURES = ("ncc", "ssim", "embedding", "zoom")
 
 
 @dataclass
@@ -89,6 +90,8 @@ class ModeResult:
     conformal: dict[str, dict[str, float]]
     alignments: list[dict]
     notes: dict[str, str] = field(default_factory=dict)
+    zoom: dict[str, Any] | None = None
+    """The zoom search's grid, scales and mirror axes (decodes its transforms), when it ran."""
 
 
 @dataclass
@@ -155,8 +158,14 @@ def _nearest(
     out: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     shortlist = []
     shift, flips = _search_space(train, cfg)
-    if "ncc" in cfg.measures:
+    if "ncc" in cfg.measures or "zoom" in cfg.measures:
         grid_q, grid_t = to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size)
+    if "zoom" in cfg.measures:
+        zoom = zoom_search(grid_q, grid_t, scales=cfg.zoom_scales, k=cfg.shortlist, flip_axes=flips,
+                           query_groups=query_groups, reference_groups=train_groups, block_elements=cfg.block_elements)
+        out["zoom"] = (zoom.values[:, 0], zoom.indices[:, 0], zoom.transforms[:, 0])
+        shortlist.append(zoom.indices)
+    if "ncc" in cfg.measures:
         ncc = ncc_search(grid_q, grid_t, k=cfg.shortlist, max_shift=shift, flip_axes=flips, query_groups=query_groups,
                          reference_groups=train_groups, block_elements=cfg.block_elements)
         out["ncc"] = (ncc.values[:, 0], ncc.indices[:, 0], ncc.transforms[:, 0])
@@ -194,6 +203,14 @@ def _search_space(images: torch.Tensor, cfg: AuditConfig) -> tuple[int, tuple[in
     factor = min(s / g for s, g in zip(images.shape[1:3], grid[:2], strict=True))
     shift = max(0, min(math.ceil(cfg.max_shift / factor - 1e-9), (min(grid) - 3) // 2))
     return shift, (default_flip_axes(dims) if cfg.flip else ())
+
+
+def _zoom_spec(images: torch.Tensor, cfg: AuditConfig) -> dict[str, Any] | None:
+    """What decodes the zoom search's transforms for items like ``images`` (``None`` without zoom)."""
+    if "zoom" not in cfg.measures:
+        return None
+    grid = to_working_grid(images[:1], cfg.ncc_size).shape[1:]
+    return {"grid": [int(g) for g in grid], "scales": list(cfg.zoom_scales), "flip_axes": list(_search_space(images, cfg)[1])}
 
 
 def _mode_alignments(images: torch.Tensor, cfg: AuditConfig) -> list[dict]:
@@ -281,9 +298,9 @@ def run_audit(
     cfg = config or AuditConfig()
     if "embedding" not in cfg.measures:
         extractor = None
-    if "ncc" not in cfg.measures and extractor is None:
-        raise ConfigError(f"audit: measures {cfg.measures} need NCC or an encoder (SSIM is computed on their shortlist)",
-                          keys=("measures",))
+    if "ncc" not in cfg.measures and "zoom" not in cfg.measures and extractor is None:
+        raise ConfigError(f"audit: measures {cfg.measures} need NCC, zoom or an encoder (SSIM is computed on their "
+                          "shortlist)", keys=("measures",))
     for name, s in (("training", train), ("synthetic", synthetic), ("held-out", holdout)):
         if len(s) == 0:
             raise DataError(f"audit: the {name} set is empty")
@@ -316,7 +333,7 @@ def run_audit(
     if syn:  # an embedding-only audit of volumes with a 2D encoder has no volume-mode measure
         modes.append(_mode(mode_name, _measure_results(syn, len(synthetic)),
                            _unseen(_measure_results(cal, len(calib.sources)), seen, notes),
-                           _mode_alignments(train_x, cfg), notes))
+                           _mode_alignments(train_x, cfg), notes, _zoom_spec(train_x, cfg)))
 
     if dims == 3 and cfg.per_slice:
         t_sl, t_own, t_idx = _slices(train_x, cfg.min_slice_std)
@@ -332,7 +349,7 @@ def run_audit(
             if syn:
                 modes.append(_mode("slice", _measure_results(syn, len(synthetic), s_own, s_idx, t_own, t_idx),
                                    _unseen(_measure_results(cal, len(calib.sources), c_own, c_idx, t_own, t_idx),
-                                           seen, notes), _mode_alignments(t_sl, cfg), notes))
+                                           seen, notes), _mode_alignments(t_sl, cfg), notes, _zoom_spec(t_sl, cfg)))
 
     if not modes:
         raise ConfigError(f"audit: no measure could be computed (measures {cfg.measures}; the encoder could not embed "
@@ -470,9 +487,9 @@ def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg:
 
 
 def _mode(name: str, syn: dict[str, MeasureResult], cal: dict[str, MeasureResult], aligns: list[dict],
-          notes: dict[str, str]) -> ModeResult:
+          notes: dict[str, str], zoom: dict[str, Any] | None) -> ModeResult:
     """A mode's results; its thresholds are set for all modes together (:func:`_set_thresholds`)."""
-    return ModeResult(name, syn, cal, {}, {}, aligns, dict(notes))
+    return ModeResult(name, syn, cal, {}, {}, aligns, dict(notes), zoom)
 
 
 def calibrated_thresholds(calibration: dict[str, np.ndarray], quantile: float,

@@ -35,7 +35,7 @@ class AuditConfig(StrictModel):
         calibration_blur: also calibrate on the held-out (and, with ``calibrate_on_train``, the
             training) items blurred in-plane with each of these Gaussian sigmas (item pixels):
             smoothness-matched controls, so that a smooth new image is not taken for a copy.
-        ncc_size: NCC is computed on images area-averaged to at most this many voxels per axis.
+        ncc_size: NCC (and zoom NCC) is computed on images area-averaged to at most this many voxels per axis.
         max_shift: largest shift searched by NCC, in voxels of the items, along every axis;
             converted to working-grid voxels (rounded up).
         flip: also search the mirror images (see ``similarity.default_flip_axes``).
@@ -50,8 +50,12 @@ class AuditConfig(StrictModel):
         report_pairs: closest pairs shown in ``audit.html``.
         block_elements: memory bound of one block of similarity scores (floats).
         measures: the measures computed (``embedding`` only with an encoder); SSIM is exact on
-            the shortlist of the others, so it needs NCC or the embedding. Leave out NCC and
-            SSIM for an embedding-only audit of very large sets.
+            the shortlist of the others, so it needs NCC, zoom NCC or the embedding. Leave out NCC and
+            SSIM for an embedding-only audit of very large sets. ``zoom`` (NCC of the sample shrunk to
+            each of ``zoom_scales`` against every window of a training item) finds a crop of a
+            training image enlarged back to full size, which shifts alone do not; it costs about
+            three times NCC.
+        zoom_scales: the fractions of the side a copy may have been cropped to (``zoom``).
         embedding_index: nearest-embedding search (:mod:`uterosynth.privacy.embedding_search`):
             ``auto`` (FAISS flat, exact; IVF from ``ivf_from`` training items), ``flat``, ``ivf``
             or ``torch`` (exact, without FAISS).
@@ -76,7 +80,9 @@ class AuditConfig(StrictModel):
     min_slice_std: float = Field(0.01, ge=0.0)
     report_pairs: int = Field(16, ge=0)
     block_elements: int = Field(1 << 25, ge=1 << 16)
-    measures: list[Literal["ncc", "ssim", "embedding"]] = Field(default_factory=lambda: ["ncc", "ssim", "embedding"])
+    measures: list[Literal["ncc", "ssim", "embedding", "zoom"]] = Field(
+        default_factory=lambda: ["ncc", "ssim", "embedding"])
+    zoom_scales: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.9], min_length=1)
     embedding_index: Literal["auto", "flat", "ivf", "torch"] = "auto"
     ivf_from: int = Field(100_000, ge=1)
     nprobe: int = Field(16, ge=1)
@@ -85,8 +91,15 @@ class AuditConfig(StrictModel):
     @classmethod
     def _measures(cls, measures: list[str]) -> list[str]:
         if not measures:
-            raise ValueError("measures must name at least one of ncc, ssim, embedding")
+            raise ValueError("measures must name at least one of ncc, ssim, embedding, zoom")
         return list(dict.fromkeys(measures))
+
+    @field_validator("zoom_scales")
+    @classmethod
+    def _fractions(cls, scales: list[float]) -> list[float]:
+        if any(not 0 < c < 1 for c in scales):
+            raise ValueError("zoom_scales must be fractions of the side between 0 and 1")
+        return sorted(set(scales))
 
     @field_validator("calibration_blur")
     @classmethod

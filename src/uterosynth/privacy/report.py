@@ -18,8 +18,9 @@ from ..data.audit_file import write_audit_files
 from ..data.image_set import ImageSet, load_prepared, load_synthetic
 from ..data.manifest import parse_dataset_ref
 from ..models.encoder_artifact import load_encoder
-from .audit import AuditResult, ModeResult, run_audit
+from .audit import MEASURES, AuditResult, ModeResult, run_audit
 from .config import AuditConfig
+from .similarity import zoom_alignment
 
 __all__ = ["audit_document", "audit_html"]
 
@@ -27,6 +28,8 @@ _DESCRIPTIONS = {
     "ncc": "normalised cross-correlation on the working grid, maximised over shifts and mirror images",
     "ssim": "SSIM (uniform window) maximised over mirror images, exact on the NCC/embedding shortlist",
     "embedding": "cosine similarity of encoder embeddings",
+    "zoom": "normalised cross-correlation of the sample shrunk to each zoom scale against every window of a training "
+            "item, maximised over mirror images (an enlarged crop)",
 }
 
 
@@ -39,6 +42,8 @@ def _transform(mode: ModeResult, measure: str, t: int, flip_axes: list[int | Non
         return mode.alignments[int(t)]
     if measure == "ssim":
         return {"flip_axis": flip_axes[int(t)] if int(t) < len(flip_axes) else None}
+    if measure == "zoom" and mode.zoom is not None:
+        return zoom_alignment(int(t), **mode.zoom)
     return None
 
 
@@ -91,7 +96,7 @@ def audit_document(
     return {
         "provenance": provenance,
         "inputs": inputs,
-        "measures": {k: _DESCRIPTIONS[k] for k in ("ncc", "ssim", "embedding") if any(k in m.thresholds for m in result.modes)},
+        "measures": {k: _DESCRIPTIONS[k] for k in MEASURES if any(k in m.thresholds for m in result.modes)},
         "extractor": result.extractor,
         "modes": [m.mode for m in result.modes],
         "calibration": {

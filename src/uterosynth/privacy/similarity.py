@@ -12,6 +12,10 @@ reference image ``y`` (training), all of shape ``(*spatial)`` with ``spatial_dim
   ``C`` matrix products ``(B, D) @ (D, R)`` per block, ``C = (2 max_shift + 1)^dims *
   (1 + len(flip_axes))``. The search visits every pair (exact, no index, no sampling) in
   blocks whose size bounds memory, keeping a running top-k per query.
+* **Zoom NCC**: NCC between the query shrunk to a fraction ``c`` of its side (``scales``) and
+  every window of that size inside the reference, over mirror images: what a crop of a training
+  image enlarged back to full size matches. The reference windows are the second axis of the
+  same blockwise matrix products.
 * **Cosine similarity of embeddings** from a :class:`~uterosynth.models.extractor.FeatureExtractor`:
   one matrix product of L2-normalised features, same blockwise top-k.
 * **SSIM** (Wang et al. 2004, IEEE TIP 13(4), eq. 13 with a uniform ``window``-voxel window,
@@ -32,6 +36,7 @@ time), hence this module.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +56,8 @@ __all__ = [
     "ssim_pairs",
     "ssim_search",
     "to_working_grid",
+    "zoom_alignment",
+    "zoom_search",
 ]
 
 _EPS = 1e-8
@@ -138,24 +145,33 @@ def _search(
     query_groups: torch.Tensor | None,
     reference_groups: torch.Tensor | None,
     block_elements: int,
+    reference_views: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    n_reference_views: int = 1,
 ) -> Neighbours:
-    """Blockwise exact top-k of ``max_view <view(q), r>`` over all query/reference pairs.
+    """Blockwise exact top-k of ``max_{view, reference view} <view(q), r>`` over all query/reference pairs.
 
     Args:
         views: maps a block of queries to ``(n_views, B, D)`` unit rows.
         query: ``(Q, ...)`` raw queries (sliced into blocks and passed to ``views``).
-        reference: ``(R, D)`` unit rows.
+        reference: ``(R, D)`` unit rows, or raw references for ``reference_views``.
+        reference_views: maps a block of references to ``(Rb, n_reference_views, D)`` unit rows
+            (windows of each reference); ``None``: ``reference`` holds the unit rows.
         query_groups, reference_groups: ``(Q,)`` / ``(R,)`` integer groups (subjects); pairs in
             the same group are never neighbours.
-        block_elements: the largest score block ``n_views * B * R_block`` held at once.
+        block_elements: the largest score block ``n_views * B * R_block * n_reference_views`` held at once.
+
+    ``transforms`` index the view, ``view * n_reference_views + reference view``.
     """
     n_query, n_ref = query.shape[0], reference.shape[0]
+    p = n_reference_views
     k = min(k, n_ref)
-    ref_block = max(1, min(n_ref, 8192))
-    q_block = max(1, block_elements // (n_views * ref_block))
+    ref_block = max(1, min(n_ref, 8192 // p))
+    q_block = max(1, block_elements // (n_views * ref_block * p))
     values = torch.full((n_query, k), -torch.inf)
     indices = torch.full((n_query, k), -1, dtype=torch.long)
     transforms = torch.zeros((n_query, k), dtype=torch.long)
+    ref_blocks = [(r0, min(r0 + ref_block, n_ref)) for r0 in range(0, n_ref, ref_block)]
+    ref_rows = None if reference_views is not None or len(ref_blocks) > 1 else reference
     for q0 in range(0, n_query, q_block):
         q1 = min(q0 + q_block, n_query)
         qv = views(query[q0:q1])  # (C, B, D)
@@ -163,10 +179,16 @@ def _search(
         best_v = torch.full((b, k), -torch.inf)
         best_i = torch.full((b, k), -1, dtype=torch.long)
         best_t = torch.zeros((b, k), dtype=torch.long)
-        for r0 in range(0, n_ref, ref_block):
-            r1 = min(r0 + ref_block, n_ref)
-            scores = (qv.reshape(c * b, d) @ reference[r0:r1].T).view(c, b, r1 - r0)
-            tile, arg = scores.max(dim=0)  # (B, Rb)
+        for r0, r1 in ref_blocks:
+            rows = ref_rows if ref_rows is not None else (
+                reference[r0:r1] if reference_views is None else reference_views(reference[r0:r1]).reshape(-1, d))
+            scores = (qv.reshape(c * b, d) @ rows.T).view(c, b, r1 - r0, p)
+            if p == 1:
+                tile, arg = scores[..., 0].max(dim=0)  # (B, Rb)
+            else:  # best reference window, then best view, without copying the block
+                per_view, window = scores.max(dim=3)
+                tile, view = per_view.max(dim=0)
+                arg = view * p + window.gather(0, view[None])[0]
             if query_groups is not None and reference_groups is not None:
                 same = query_groups[q0:q1, None] == reference_groups[None, r0:r1]
                 tile = tile.masked_fill(same, -torch.inf)
@@ -237,6 +259,113 @@ def ncc_search(
 
     return _search(views, query, ref, n_views=len(aligns), k=k, query_groups=_groups(query_groups),
                    reference_groups=_groups(reference_groups), block_elements=block_elements)
+
+
+def _zoom_size(grid: Sequence[int], scale: float) -> tuple[int, ...]:
+    return tuple(max(2, min(int(g), round(scale * int(g)))) for g in grid)
+
+
+def _windows_per_scale(grid: Sequence[int], scale: float) -> int:
+    return math.prod(int(g) - s + 1 for g, s in zip(grid, _zoom_size(grid, scale), strict=True))
+
+
+def zoom_alignment(index: int, *, grid: Sequence[int], scales: Sequence[float], flip_axes: Sequence[int]) -> dict:
+    """What :func:`zoom_search`'s transform ``index`` means: the scale, the mirror axis and the window's corner
+    in the reference (working-grid voxels)."""
+    flips: list[int | None] = [None, *flip_axes]
+    for scale in scales:
+        size = _zoom_size(grid, scale)
+        per_flip = _windows_per_scale(grid, scale)
+        if index < per_flip * len(flips):
+            view, window = divmod(int(index), per_flip)
+            counts = [int(g) - s + 1 for g, s in zip(grid, size, strict=True)]
+            corner = []
+            for n in reversed(counts):
+                window, r = divmod(window, n)
+                corner.append(r)
+            return {"scale": float(scale), "flip_axis": flips[view], "corner": corner[::-1]}
+        index -= per_flip * len(flips)
+    raise ValueError(f"zoom transform {index} is out of range")
+
+
+def zoom_search(
+    query: torch.Tensor,
+    reference: torch.Tensor,
+    *,
+    scales: Sequence[float],
+    k: int = 1,
+    flip_axes: Sequence[int] = (),
+    query_groups: Sequence[int] | torch.Tensor | None = None,
+    reference_groups: Sequence[int] | torch.Tensor | None = None,
+    block_elements: int = 1 << 25,
+) -> Neighbours:
+    """Exact top-k references under NCC of the shrunk query against every window of the reference.
+
+    For each ``scale`` the query (and its mirror images) is area-averaged to ``scale`` of its side
+    and correlated with every window of that size in the reference (stride one working voxel);
+    the best over scales, mirrors and windows is kept. A copy made by cropping ``scale`` of a
+    training image's side and enlarging it back scores as high as an exact copy does under NCC.
+
+    Args:
+        query, reference: ``(Q, *grid)`` / ``(R, *grid)`` images on one working grid.
+        scales: fractions of the side in ``(0, 1)``.
+
+    Returns:
+        :class:`Neighbours`; ``transforms`` decode with :func:`zoom_alignment`.
+
+    Raises:
+        DataError: the grids differ. ConfigError: a scale outside ``(0, 1)``.
+    """
+    if query.shape[1:] != reference.shape[1:]:
+        raise DataError(f"zoom NCC: synthetic items {tuple(query.shape[1:])} and training items "
+                        f"{tuple(reference.shape[1:])} differ in shape")
+    if not scales or any(not 0 < c < 1 for c in scales):
+        raise ConfigError(f"zoom_scales {list(scales)}: give fractions of the side between 0 and 1", keys=("zoom_scales",))
+    grid = tuple(int(g) for g in query.shape[1:])
+    dims = len(grid)
+    pool = F.adaptive_avg_pool2d if dims == 2 else F.adaptive_avg_pool3d
+    parts, base = [], 0
+    for scale in scales:
+        size = _zoom_size(grid, scale)
+
+        def views(block: torch.Tensor, size=size) -> torch.Tensor:
+            out = []
+            for axis in (None, *flip_axes):
+                moved = block.float() if axis is None else block.float().flip(axis + 1)
+                out.append(_unit_rows(pool(moved.unsqueeze(1), size).flatten(1)))
+            return torch.stack(out)
+
+        def windows(block: torch.Tensor, size=size) -> torch.Tensor:
+            x = block.float()
+            for axis, s in enumerate(size, start=1):
+                x = x.unfold(axis, s, 1)
+            n = x.shape[0]
+            rows = x.reshape(n, -1, math.prod(size))
+            return _unit_rows(rows.reshape(-1, rows.shape[2])).view(n, -1, rows.shape[2])
+
+        n_windows = _windows_per_scale(grid, scale)
+        found = _search(views, query, reference, n_views=1 + len(flip_axes), k=k, query_groups=_groups(query_groups),
+                        reference_groups=_groups(reference_groups), block_elements=block_elements,
+                        reference_views=windows, n_reference_views=n_windows)
+        parts.append(Neighbours(found.values, found.indices, found.transforms + base))
+        base += (1 + len(flip_axes)) * n_windows
+    return _merge(parts, k)
+
+
+def _merge(parts: Sequence[Neighbours], k: int) -> Neighbours:
+    """The ``k`` best distinct references per query over several searches (the best value of each)."""
+    values = torch.cat([p.values for p in parts], dim=1)
+    indices = torch.cat([p.indices for p in parts], dim=1)
+    transforms = torch.cat([p.transforms for p in parts], dim=1)
+    order = values.argsort(dim=1, descending=True, stable=True)
+    values, indices, transforms = values.gather(1, order), indices.gather(1, order), transforms.gather(1, order)
+    by_index, where = indices.sort(dim=1, stable=True)  # a repeat after its best occurrence is dropped
+    repeat = torch.cat([torch.zeros_like(by_index[:, :1], dtype=torch.bool), by_index[:, 1:] == by_index[:, :-1]], dim=1)
+    values = values.masked_fill(torch.zeros_like(repeat).scatter_(1, where, repeat), -torch.inf)
+    keep = values.topk(min(k, values.shape[1]), dim=1)
+    indices, transforms = indices.gather(1, keep.indices), transforms.gather(1, keep.indices)
+    indices = torch.where(torch.isinf(keep.values), torch.full_like(indices, -1), indices)
+    return Neighbours(keep.values, indices, transforms)
 
 
 def cosine_search(
