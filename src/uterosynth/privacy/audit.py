@@ -48,6 +48,7 @@ from ..data.subjects import hash_subject
 from .config import AuditConfig
 from .embedding_search import embedding_search
 from .similarity import (
+    Neighbours,
     alignments,
     default_flip_axes,
     embed,
@@ -173,11 +174,12 @@ def _nearest(
         if "ssim" in cfg.measures:
             # SSIM compares unshifted images, so the unshifted NCC ranking joins the shortlist (2 of the
             # alignments' matrix products, i.e. a small extra cost)
-            shortlist.append(ncc_search(grid_q, grid_t, k=cfg.shortlist, max_shift=0, flip_axes=flips,
+            shortlist.append(ncc_search(grid_q, grid_t, k=_wide_shortlist(cfg), max_shift=0, flip_axes=flips,
                                         query_groups=query_groups, reference_groups=train_groups,
                                         block_elements=cfg.block_elements).indices)
     if extractor is not None and train_features is not None and "embedding" in cfg.measures:
-        emb, report = embedding_search(embed(extractor, query), train_features, k=cfg.shortlist,
+        wide = cfg.shortlist if "ncc" in cfg.measures else _wide_shortlist(cfg)
+        emb, report = embedding_search(embed(extractor, query), train_features, k=wide,
                                        query_groups=query_groups, reference_groups=train_groups,
                                        index=cfg.embedding_index, ivf_from=cfg.ivf_from, nprobe=cfg.nprobe,
                                        block_elements=cfg.block_elements)
@@ -186,9 +188,32 @@ def _nearest(
         notes[f"embedding index, {'synthetic' if query_groups is None else 'calibration'} items"] = report.describe()
     if "ssim" in cfg.measures and shortlist:
         ssim = ssim_search(_smoothed(query, cfg.ssim_blur), ssim_train, torch.cat(shortlist, dim=1),
-                           window=cfg.ssim_window, flip_axes=flips)
-        out["ssim"] = (ssim.values[:, 0], ssim.indices[:, 0], ssim.transforms[:, 0])
+                           window=cfg.ssim_window, flip_axes=flips, k=_wide_shortlist(cfg))
+        out["ssim"] = (_ssim_excess(ssim, train_groups, cfg.ssim_background), ssim.indices[:, 0],
+                       ssim.transforms[:, 0])
     return out
+
+
+def _wide_shortlist(cfg: AuditConfig) -> int:
+    """Candidates SSIM is computed on per ranking: enough for the background rank (``ssim_background``)
+    to lie beyond the nearest item's subject."""
+    return cfg.shortlist + 2 * cfg.ssim_background
+
+
+def _ssim_excess(ssim: Neighbours, train_groups: torch.Tensor, rank: int) -> torch.Tensor:
+    """The best SSIM minus the ``rank``-th best among candidates of other subjects than the best's (SSCD's score
+    normalisation); the raw best for ``rank`` 0. With fewer such candidates, the last of them is the background."""
+    best = ssim.values[:, 0]
+    if rank == 0:
+        return best
+    valid = ssim.indices >= 0
+    subject = torch.where(valid, train_groups[ssim.indices.clamp_min(0)], torch.full_like(ssim.indices, -1))
+    other = valid & (subject != subject[:, :1]) & torch.isfinite(ssim.values)
+    background = ssim.values.masked_fill(~other, -torch.inf).sort(dim=1, descending=True).values
+    count = other.sum(dim=1)
+    pick = (torch.minimum(count, torch.full_like(count, rank)) - 1).clamp_min(0)
+    bg = background.gather(1, pick[:, None])[:, 0]
+    return torch.where(count > 0, best - bg, torch.zeros_like(best)).masked_fill(torch.isinf(best), -torch.inf)
 
 
 def _smoothed(images: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -43,6 +43,11 @@ class AuditConfig(StrictModel):
         ssim_blur: SSIM compares both images after an in-plane Gaussian blur of this sigma (item
             pixels; 0: none): at a common smoothness, a smoother (model-made) image does not
             look more like its neighbour than a sharp one would, while a copy stays a copy.
+        ssim_background: SSIM is scored as its excess over the sample's ``ssim_background``-th most
+            SSIM-similar training item among other subjects than the nearest one's (score
+            normalisation as in SSCD, Pizzi et al. 2022): a smooth image resembles every item a
+            little, a copy resembles one. The unshifted NCC ranking then shortlists ``shortlist + 2 ×``
+            this many candidates. 0: the raw SSIM.
         shortlist: candidates per measure (NCC, embedding) whose SSIM is computed exactly.
         per_slice: for volumes, also audit every slice against every training slice.
         min_slice_std: slices whose intensity standard deviation is below this are background
@@ -75,13 +80,14 @@ class AuditConfig(StrictModel):
     flip: bool = True
     ssim_window: int = Field(7, ge=3)
     ssim_blur: float = Field(0.0, ge=0.0)
+    ssim_background: int = Field(10, ge=0)
     shortlist: int = Field(5, ge=1)
     per_slice: bool = True
     min_slice_std: float = Field(0.01, ge=0.0)
     report_pairs: int = Field(16, ge=0)
     block_elements: int = Field(1 << 25, ge=1 << 16)
     measures: list[Literal["ncc", "ssim", "embedding", "zoom"]] = Field(
-        default_factory=lambda: ["ncc", "ssim", "embedding"])
+        default_factory=lambda: ["ncc", "ssim", "embedding", "zoom"])
     zoom_scales: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.9], min_length=1)
     embedding_index: Literal["auto", "flat", "ivf", "torch"] = "auto"
     ivf_from: int = Field(100_000, ge=1)

@@ -438,8 +438,9 @@ def ssim_search(
     data_range: float = 1.0,
     flip_axes: Sequence[int] = (),
     block_pairs: int = 1024,
+    k: int = 1,
 ) -> Neighbours:
-    """The most SSIM-similar reference among ``candidates`` for each query (exact on the shortlist).
+    """The ``k`` most SSIM-similar references among ``candidates`` for each query (exact on the shortlist).
 
     Args:
         query: ``(Q, *spatial)`` images.
@@ -451,7 +452,7 @@ def ssim_search(
         block_pairs: pairs scored at once (memory bound).
 
     Returns:
-        :class:`Neighbours` with ``k=1``; ``transforms`` is 0 (as is) or ``1 + i`` (mirrored
+        :class:`Neighbours`, best first; ``transforms`` is 0 (as is) or ``1 + i`` (mirrored
         along ``flip_axes[i]``).
     """
     if query.shape[1:] != reference.shape[1:]:
@@ -464,9 +465,10 @@ def ssim_search(
     ref = reference.float()
     ref_mu = _pool(ref, window)
     ref_var = _pool(ref * ref, window) - ref_mu * ref_mu
-    values = torch.full((n_query, 1), -torch.inf)
-    indices = torch.full((n_query, 1), -1, dtype=torch.long)
-    transforms = torch.zeros((n_query, 1), dtype=torch.long)
+    k = max(1, min(k, n_cand))
+    values = torch.full((n_query, k), -torch.inf)
+    indices = torch.full((n_query, k), -1, dtype=torch.long)
+    transforms = torch.zeros((n_query, k), dtype=torch.long)
     n_views = 1 + len(flip_axes)
     q_block = max(1, block_pairs // max(1, n_cand * n_views))
     n = window**spatial_dims
@@ -496,10 +498,10 @@ def ssim_search(
         per_cand[rows, cols] = pair_best
         view = torch.zeros((b, n_cand), dtype=torch.long)
         view[rows, cols] = pair_view
-        best, pos = per_cand.max(dim=1)
-        values[q0:q1, 0] = best
-        indices[q0:q1, 0] = torch.where(torch.isinf(best), torch.full_like(pos, -1), cand.gather(1, pos[:, None])[:, 0])
-        transforms[q0:q1, 0] = view.gather(1, pos[:, None])[:, 0]
+        best, pos = per_cand.topk(k, dim=1)
+        values[q0:q1] = best
+        indices[q0:q1] = torch.where(torch.isinf(best), torch.full_like(pos, -1), cand.gather(1, pos))
+        transforms[q0:q1] = view.gather(1, pos)
     return Neighbours(values, indices, transforms)
 
 
