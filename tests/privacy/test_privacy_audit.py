@@ -257,8 +257,8 @@ def test_zoom_measure_flags_enlarged_crops_that_shifts_miss_and_records_where():
         AuditConfig(zoom_scales=[1.2])
 
 
-def test_ssim_is_scored_against_the_background_of_other_subjects():
-    from uterosynth.privacy.audit import _ssim_excess
+def test_scores_are_taken_against_the_background_of_other_subjects():
+    from uterosynth.privacy.audit import _excess_over_background
     from uterosynth.privacy.similarity import Neighbours
 
     groups = torch.tensor([0, 0, 1, 2, 3])  # items 0 and 1 belong to one subject
@@ -266,9 +266,9 @@ def test_ssim_is_scored_against_the_background_of_other_subjects():
     indices = torch.tensor([[0, 1, 2, 3, 4], [2, 3, -1, -1, -1]])
     found = Neighbours(values, indices, torch.zeros_like(indices))
     # the nearest item's own subject (0.8) is not background: the 2nd best of other subjects is 0.4
-    assert torch.allclose(_ssim_excess(found, groups, 2), torch.tensor([0.9 - 0.4, 0.6 - 0.5]))
-    assert torch.allclose(_ssim_excess(found, groups, 10), torch.tensor([0.9 - 0.3, 0.6 - 0.5]))  # the last there is
-    assert torch.equal(_ssim_excess(found, groups, 0), values[:, 0])
+    assert torch.allclose(_excess_over_background(found, groups, 2), torch.tensor([0.9 - 0.4, 0.6 - 0.5]))
+    assert torch.allclose(_excess_over_background(found, groups, 10), torch.tensor([0.9 - 0.3, 0.6 - 0.5]))  # the last there is
+    assert torch.equal(_excess_over_background(found, groups, 0), values[:, 0])
 
 
 def test_background_keeps_copies_and_stops_flagging_smooth_items():
@@ -283,7 +283,7 @@ def test_background_keeps_copies_and_stops_flagging_smooth_items():
     probes = ImageSet(torch.cat([smooth, copies]), [str(i) for i in range(len(smooth) + 30)], ["p"] * (len(smooth) + 30))
     flagged = {}
     for bg in (0, 10):
-        cfg = AuditConfig(measures=["ncc", "ssim"], quantile=0.95, ssim_background=bg)
+        cfg = AuditConfig(measures=["ncc", "ssim"], quantile=0.95, background=bg)
         res = run_audit(train, probes, hold, config=cfg).modes[0]
         flagged[bg] = res.synthetic["ssim"].similarity > res.thresholds["ssim"]
     assert flagged[10][len(smooth):].all() and flagged[0][len(smooth):].all()  # noised copies, either way

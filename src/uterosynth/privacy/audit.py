@@ -167,10 +167,11 @@ def _nearest(
         out["zoom"] = (zoom.values[:, 0], zoom.indices[:, 0], zoom.transforms[:, 0])
         shortlist.append(zoom.indices)
     if "ncc" in cfg.measures:
-        ncc = ncc_search(grid_q, grid_t, k=cfg.shortlist, max_shift=shift, flip_axes=flips, query_groups=query_groups,
-                         reference_groups=train_groups, block_elements=cfg.block_elements)
-        out["ncc"] = (ncc.values[:, 0], ncc.indices[:, 0], ncc.transforms[:, 0])
-        shortlist.append(ncc.indices)
+        ncc = ncc_search(grid_q, grid_t, k=_wide_shortlist(cfg), max_shift=shift, flip_axes=flips,
+                         query_groups=query_groups, reference_groups=train_groups, block_elements=cfg.block_elements)
+        out["ncc"] = (_excess_over_background(ncc, train_groups, _background(cfg, "ncc")), ncc.indices[:, 0],
+                      ncc.transforms[:, 0])
+        shortlist.append(ncc.indices[:, : cfg.shortlist])
         if "ssim" in cfg.measures:
             # SSIM compares unshifted images, so the unshifted NCC ranking joins the shortlist (2 of the
             # alignments' matrix products, i.e. a small extra cost)
@@ -189,27 +190,33 @@ def _nearest(
     if "ssim" in cfg.measures and shortlist:
         ssim = ssim_search(_smoothed(query, cfg.ssim_blur), ssim_train, torch.cat(shortlist, dim=1),
                            window=cfg.ssim_window, flip_axes=flips, k=_wide_shortlist(cfg))
-        out["ssim"] = (_ssim_excess(ssim, train_groups, cfg.ssim_background), ssim.indices[:, 0],
+        out["ssim"] = (_excess_over_background(ssim, train_groups, _background(cfg, "ssim")), ssim.indices[:, 0],
                        ssim.transforms[:, 0])
     return out
 
 
+def _background(cfg: AuditConfig, measure: str) -> int:
+    """The background rank of ``measure`` (0: scored raw)."""
+    return cfg.background if measure in cfg.background_measures else 0
+
+
 def _wide_shortlist(cfg: AuditConfig) -> int:
-    """Candidates SSIM is computed on per ranking: enough for the background rank (``ssim_background``)
-    to lie beyond the nearest item's subject."""
-    return cfg.shortlist + 2 * cfg.ssim_background
+    """Neighbours kept per ranking for the background: enough for rank ``background`` to lie beyond the
+    nearest item's subject."""
+    return cfg.shortlist + 2 * cfg.background
 
 
-def _ssim_excess(ssim: Neighbours, train_groups: torch.Tensor, rank: int) -> torch.Tensor:
-    """The best SSIM minus the ``rank``-th best among candidates of other subjects than the best's (SSCD's score
-    normalisation); the raw best for ``rank`` 0. With fewer such candidates, the last of them is the background."""
-    best = ssim.values[:, 0]
+def _excess_over_background(found: Neighbours, train_groups: torch.Tensor, rank: int) -> torch.Tensor:
+    """The best similarity minus the ``rank``-th best among neighbours of other subjects than the best's (SSCD's
+    score normalisation); the raw best for ``rank`` 0. With fewer such neighbours, the last of them is the
+    background."""
+    best = found.values[:, 0]
     if rank == 0:
         return best
-    valid = ssim.indices >= 0
-    subject = torch.where(valid, train_groups[ssim.indices.clamp_min(0)], torch.full_like(ssim.indices, -1))
-    other = valid & (subject != subject[:, :1]) & torch.isfinite(ssim.values)
-    background = ssim.values.masked_fill(~other, -torch.inf).sort(dim=1, descending=True).values
+    valid = found.indices >= 0
+    subject = torch.where(valid, train_groups[found.indices.clamp_min(0)], torch.full_like(found.indices, -1))
+    other = valid & (subject != subject[:, :1]) & torch.isfinite(found.values)
+    background = found.values.masked_fill(~other, -torch.inf).sort(dim=1, descending=True).values
     count = other.sum(dim=1)
     pick = (torch.minimum(count, torch.full_like(count, rank)) - 1).clamp_min(0)
     bg = background.gather(1, pick[:, None])[:, 0]

@@ -43,11 +43,14 @@ class AuditConfig(StrictModel):
         ssim_blur: SSIM compares both images after an in-plane Gaussian blur of this sigma (item
             pixels; 0: none): at a common smoothness, a smoother (model-made) image does not
             look more like its neighbour than a sharp one would, while a copy stays a copy.
-        ssim_background: SSIM is scored as its excess over the sample's ``ssim_background``-th most
-            SSIM-similar training item among other subjects than the nearest one's (score
-            normalisation as in SSCD, Pizzi et al. 2022): a smooth image resembles every item a
-            little, a copy resembles one. The unshifted NCC ranking then shortlists ``shortlist + 2 ×``
-            this many candidates. 0: the raw SSIM.
+        background: the measures of ``background_measures`` are scored as their excess over the
+            sample's ``background``-th most similar training item among other subjects than the
+            nearest one's (score normalisation as in SSCD, Pizzi et al. 2022): a smooth image
+            resembles every item a little, a copy resembles one. NCC keeps, and the unshifted NCC
+            ranking shortlists for SSIM, ``shortlist + 2 ×`` this many neighbours. 0: none.
+        background_measures: the measures scored against the background: SSIM by default. NCC
+            scored so missed 30 % of 2–4 px shifted copies on the test suite's homogeneous
+            images, whose shifted alignments make every pair alike (docs/RESULTS.md).
         shortlist: candidates per measure (NCC, embedding) whose SSIM is computed exactly.
         per_slice: for volumes, also audit every slice against every training slice.
         min_slice_std: slices whose intensity standard deviation is below this are background
@@ -80,7 +83,8 @@ class AuditConfig(StrictModel):
     flip: bool = True
     ssim_window: int = Field(7, ge=3)
     ssim_blur: float = Field(0.0, ge=0.0)
-    ssim_background: int = Field(10, ge=0)
+    background: int = Field(10, ge=0)
+    background_measures: list[Literal["ncc", "ssim"]] = Field(default_factory=lambda: ["ssim"])
     shortlist: int = Field(5, ge=1)
     per_slice: bool = True
     min_slice_std: float = Field(0.01, ge=0.0)
