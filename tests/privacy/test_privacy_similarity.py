@@ -18,6 +18,7 @@ from uterosynth.privacy.similarity import (
     ssim_search,
     to_working_grid,
     zoom_alignment,
+    zoom_refine,
     zoom_search,
 )
 
@@ -94,6 +95,21 @@ def test_zoom_search_equals_brute_force_and_finds_an_enlarged_crop():
     assert grouped.indices[0, 0] != 2  # its own subject is never its neighbour
     with pytest.raises(UserError, match="zoom_scales"):
         zoom_search(q, r, scales=(1.0,))
+
+
+def test_zoom_refine_scores_the_candidates_as_the_full_search_does():
+    rng = np.random.default_rng(4)
+    r = torch.from_numpy(rng.random((6, 12, 12)).astype(np.float32))
+    q = torch.from_numpy(rng.random((3, 12, 12)).astype(np.float32))
+    full = zoom_search(q, r, scales=(0.75, 0.9), k=6, flip_axes=(1,))
+    cand = torch.tensor([[2, 5, -1], [0, 0, 1], [4, 3, 2]])
+    refined = zoom_refine(q, r, cand, scales=(0.75, 0.9), flip_axes=(1,), block_pairs=4)
+    for i in range(3):
+        pos = {int(j): float(v) for j, v in zip(full.indices[i], full.values[i], strict=True)}
+        best = max((c for c in cand[i].tolist() if c >= 0), key=lambda c: pos[c])
+        assert refined.indices[i, 0] == best and refined.values[i, 0].item() == pytest.approx(pos[best], abs=1e-5)
+    top = zoom_refine(q, r, full.indices[:, :1], scales=(0.75, 0.9), flip_axes=(1,))
+    assert torch.equal(top.transforms[:, 0], full.transforms[:, 0])  # the same window, scale and mirror
 
 
 def test_ncc_search_skips_same_group():

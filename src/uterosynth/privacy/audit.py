@@ -55,6 +55,7 @@ from .similarity import (
     ncc_search,
     ssim_search,
     to_working_grid,
+    zoom_refine,
     zoom_search,
 )
 
@@ -159,14 +160,16 @@ def _nearest(
     out: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     shortlist = []
     shift, flips = _search_space(train, cfg)
-    if "ncc" in cfg.measures or "zoom" in cfg.measures:
-        grid_q, grid_t = to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size)
-    if "zoom" in cfg.measures:
-        zoom = zoom_search(grid_q, grid_t, scales=cfg.zoom_scales, k=cfg.shortlist, flip_axes=flips,
-                           query_groups=query_groups, reference_groups=train_groups, block_elements=cfg.block_elements)
+    if "zoom" in cfg.measures:  # a coarse search over all pairs shortlists, the NCC grid scores
+        coarse = zoom_search(to_working_grid(query, cfg.zoom_size), to_working_grid(train, cfg.zoom_size),
+                             scales=cfg.zoom_scales, k=cfg.zoom_candidates, flip_axes=flips, query_groups=query_groups,
+                             reference_groups=train_groups, block_elements=cfg.block_elements)
+        zoom = zoom_refine(to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size), coarse.indices,
+                           scales=cfg.zoom_scales, flip_axes=flips)
         out["zoom"] = (zoom.values[:, 0], zoom.indices[:, 0], zoom.transforms[:, 0])
-        shortlist.append(zoom.indices)
+        shortlist.append(coarse.indices[:, : cfg.shortlist])
     if "ncc" in cfg.measures:
+        grid_q, grid_t = to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size)
         ncc = ncc_search(grid_q, grid_t, k=_wide_shortlist(cfg), max_shift=shift, flip_axes=flips,
                          query_groups=query_groups, reference_groups=train_groups, block_elements=cfg.block_elements)
         out["ncc"] = (_excess_over_background(ncc, train_groups, _background(cfg, "ncc")), ncc.indices[:, 0],

@@ -35,7 +35,7 @@ class AuditConfig(StrictModel):
         calibration_blur: also calibrate on the held-out (and, with ``calibrate_on_train``, the
             training) items blurred in-plane with each of these Gaussian sigmas (item pixels):
             smoothness-matched controls, so that a smooth new image is not taken for a copy.
-        ncc_size: NCC (and zoom NCC) is computed on images area-averaged to at most this many voxels per axis.
+        ncc_size: NCC is computed on images area-averaged to at most this many voxels per axis.
         max_shift: largest shift searched by NCC, in voxels of the items, along every axis;
             converted to working-grid voxels (rounded up).
         flip: also search the mirror images (see ``similarity.default_flip_axes``).
@@ -64,6 +64,10 @@ class AuditConfig(StrictModel):
             training image enlarged back to full size, which shifts alone do not; it costs about
             three times NCC.
         zoom_scales: the fractions of the side a copy may have been cropped to (``zoom``).
+        zoom_size: the working grid (voxels per axis) of zoom NCC's search over all pairs, coarser
+            than NCC's because it compares every window of every training item; its
+            ``zoom_candidates`` best training items per sample are then scored on NCC's grid.
+        zoom_candidates: training items per sample that the coarse zoom search passes on.
         embedding_index: nearest-embedding search (:mod:`uterosynth.privacy.embedding_search`):
             ``auto`` (FAISS flat, exact; IVF from ``ivf_from`` training items), ``flat``, ``ivf``
             or ``torch`` (exact, without FAISS).
@@ -93,6 +97,8 @@ class AuditConfig(StrictModel):
     measures: list[Literal["ncc", "ssim", "embedding", "zoom"]] = Field(
         default_factory=lambda: ["ncc", "ssim", "embedding", "zoom"])
     zoom_scales: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.9], min_length=1)
+    zoom_size: int = Field(16, ge=8)
+    zoom_candidates: int = Field(20, ge=1)
     embedding_index: Literal["auto", "flat", "ivf", "torch"] = "auto"
     ivf_from: int = Field(100_000, ge=1)
     nprobe: int = Field(16, ge=1)

@@ -57,6 +57,7 @@ __all__ = [
     "ssim_search",
     "to_working_grid",
     "zoom_alignment",
+    "zoom_refine",
     "zoom_search",
 ]
 
@@ -322,34 +323,86 @@ def zoom_search(
     if not scales or any(not 0 < c < 1 for c in scales):
         raise ConfigError(f"zoom_scales {list(scales)}: give fractions of the side between 0 and 1", keys=("zoom_scales",))
     grid = tuple(int(g) for g in query.shape[1:])
-    dims = len(grid)
-    pool = F.adaptive_avg_pool2d if dims == 2 else F.adaptive_avg_pool3d
     parts, base = [], 0
     for scale in scales:
         size = _zoom_size(grid, scale)
-
-        def views(block: torch.Tensor, size=size) -> torch.Tensor:
-            out = []
-            for axis in (None, *flip_axes):
-                moved = block.float() if axis is None else block.float().flip(axis + 1)
-                out.append(_unit_rows(pool(moved.unsqueeze(1), size).flatten(1)))
-            return torch.stack(out)
-
-        def windows(block: torch.Tensor, size=size) -> torch.Tensor:
-            x = block.float()
-            for axis, s in enumerate(size, start=1):
-                x = x.unfold(axis, s, 1)
-            n = x.shape[0]
-            rows = x.reshape(n, -1, math.prod(size))
-            return _unit_rows(rows.reshape(-1, rows.shape[2])).view(n, -1, rows.shape[2])
-
         n_windows = _windows_per_scale(grid, scale)
-        found = _search(views, query, reference, n_views=1 + len(flip_axes), k=k, query_groups=_groups(query_groups),
+        found = _search(lambda b, size=size: _zoom_views(b, size, flip_axes), query, reference,
+                        n_views=1 + len(flip_axes), k=k, query_groups=_groups(query_groups),
                         reference_groups=_groups(reference_groups), block_elements=block_elements,
-                        reference_views=windows, n_reference_views=n_windows)
+                        reference_views=lambda b, size=size: _zoom_windows(b, size), n_reference_views=n_windows)
         parts.append(Neighbours(found.values, found.indices, found.transforms + base))
         base += (1 + len(flip_axes)) * n_windows
     return _merge(parts, k)
+
+
+def zoom_refine(
+    query: torch.Tensor,
+    reference: torch.Tensor,
+    candidates: torch.Tensor,
+    *,
+    scales: Sequence[float],
+    flip_axes: Sequence[int] = (),
+    block_pairs: int = 256,
+) -> Neighbours:
+    """:func:`zoom_search`'s similarity, exactly, for each query's ``candidates`` only (``(Q, K)`` reference
+    indices, ``-1`` skipped): the best candidate per query, with its transform (decoded by
+    :func:`zoom_alignment` on this grid). A coarse zoom search shortlists, this scores on a finer grid."""
+    if query.shape[1:] != reference.shape[1:]:
+        raise DataError(f"zoom NCC: synthetic items {tuple(query.shape[1:])} and training items "
+                        f"{tuple(reference.shape[1:])} differ in shape")
+    grid = tuple(int(g) for g in query.shape[1:])
+    n_query, n_cand = candidates.shape
+    values = torch.full((n_query, 1), -torch.inf)
+    indices = torch.full((n_query, 1), -1, dtype=torch.long)
+    transforms = torch.zeros((n_query, 1), dtype=torch.long)
+    q_block = max(1, block_pairs // max(1, n_cand))
+    for q0 in range(0, n_query, q_block):
+        q1 = min(q0 + q_block, n_query)
+        cand = _drop_repeats(candidates[q0:q1])
+        rows, cols = torch.nonzero(cand >= 0, as_tuple=True)
+        refs = cand[rows, cols]
+        pair_best = torch.full((len(refs),), -torch.inf)
+        pair_t = torch.zeros(len(refs), dtype=torch.long)
+        base = 0
+        for scale in scales:
+            size = _zoom_size(grid, scale)
+            views = _zoom_views(query[q0:q1], size, flip_axes)[:, rows]  # (C, P, D)
+            windows = _zoom_windows(reference[refs], size)  # (P, W, D)
+            scores = torch.einsum("cpd,pwd->pcw", views, windows).flatten(1)  # (P, C * W)
+            best, where = scores.max(dim=1)
+            better = best > pair_best
+            pair_best = torch.where(better, best, pair_best)
+            pair_t = torch.where(better, where + base, pair_t)
+            base += scores.shape[1]
+        per_cand = torch.full(cand.shape, -torch.inf)
+        per_cand[rows, cols] = pair_best
+        t = torch.zeros(cand.shape, dtype=torch.long)
+        t[rows, cols] = pair_t
+        best, pos = per_cand.max(dim=1)
+        values[q0:q1, 0] = best
+        indices[q0:q1, 0] = torch.where(torch.isinf(best), torch.full_like(pos, -1), cand.gather(1, pos[:, None])[:, 0])
+        transforms[q0:q1, 0] = t.gather(1, pos[:, None])[:, 0]
+    return Neighbours(values, indices, transforms)
+
+
+def _zoom_views(block: torch.Tensor, size: tuple[int, ...], flip_axes: Sequence[int]) -> torch.Tensor:
+    """``(1 + flips, B, prod(size))`` unit rows: the queries (and their mirror images) area-shrunk to ``size``."""
+    pool = F.adaptive_avg_pool2d if len(size) == 2 else F.adaptive_avg_pool3d
+    out = []
+    for axis in (None, *flip_axes):
+        moved = block.float() if axis is None else block.float().flip(axis + 1)
+        out.append(_unit_rows(pool(moved.unsqueeze(1), size).flatten(1)))
+    return torch.stack(out)
+
+
+def _zoom_windows(block: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """``(R, windows, prod(size))`` unit rows: every ``size`` window of each reference (stride one voxel)."""
+    x = block.float()
+    for axis, s in enumerate(size, start=1):
+        x = x.unfold(axis, s, 1)
+    rows = x.reshape(x.shape[0], -1, math.prod(size))
+    return _unit_rows(rows.reshape(-1, rows.shape[2])).view(rows.shape)
 
 
 def _merge(parts: Sequence[Neighbours], k: int) -> Neighbours:
