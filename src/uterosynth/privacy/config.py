@@ -98,7 +98,7 @@ class AuditConfig(StrictModel):
         default_factory=lambda: ["ncc", "ssim", "embedding", "zoom"])
     zoom_scales: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.9], min_length=1)
     zoom_size: int = Field(16, ge=8)
-    zoom_candidates: int = Field(20, ge=1)
+    zoom_candidates: int = Field(5, ge=1)
     embedding_index: Literal["auto", "flat", "ivf", "torch"] = "auto"
     ivf_from: int = Field(100_000, ge=1)
     nprobe: int = Field(16, ge=1)
