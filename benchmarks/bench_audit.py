@@ -58,7 +58,7 @@ def main() -> None:
     p.add_argument("--train", type=int, default=10000)
     p.add_argument("--holdout", type=int, default=1000)
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--measures", default="ncc,ssim", help="the audit's measures (comma-separated)")
+    p.add_argument("--measures", default="ncc,ssim,zoom", help="the audit's measures (comma-separated; the default: its pixel measures)")
     p.add_argument("--encoder", type=Path, help="encoder folder for the embedding measure")
     p.add_argument("--index", default="auto", help="embedding_index: auto, flat, ivf or torch")
     p.add_argument("--contended", choices=("yes", "no"), help="was the machine shared while measuring (required with --write)")
@@ -140,8 +140,10 @@ def _write(args: argparse.Namespace, out: dict) -> None:
         heading = "Privacy audit at scale (embedding)"
     else:
         what = ("Default pixel measures: NCC on a 32² grid, ±1 grid voxel = ±4 px shifts × horizontal flip = 18 "
-                "alignments, exact over all pairs; SSIM on the shortlist of the 5 best shifted and 5 best unshifted NCC "
-                "matches; no encoder.")
+                "alignments, exact over all pairs; zoom NCC (the sample shrunk to 0.7, 0.8 and 0.9 of its side against "
+                "every window of a training item, with its mirror image) over all pairs on a 16² grid, its 5 best "
+                "scored on the 32² grid; SSIM, scored against its 10th-nearest background, on the shortlist of the 5 "
+                "best shifted NCC, 5 best zoom and 25 best unshifted NCC matches; no encoder.")
         heading = "Privacy audit"
     body = f"""Memorisation audit of {args.synthetic:,} synthetic × {args.train:,} training 2D {args.size}×{args.size} items,
 calibrated on {args.holdout:,} held-out items and {out['calibration_items'] - args.holdout:,} training items (whole subjects of
