@@ -269,6 +269,19 @@ def test_scores_are_taken_against_the_background_of_other_subjects():
     assert torch.allclose(_excess_over_background(found, groups, 2), torch.tensor([0.9 - 0.4, 0.6 - 0.5]))
     assert torch.allclose(_excess_over_background(found, groups, 10), torch.tensor([0.9 - 0.3, 0.6 - 0.5]))  # the last there is
     assert torch.equal(_excess_over_background(found, groups, 0), values[:, 0])
+    only_own = Neighbours(torch.tensor([[1.0, 0.9, 0.7]]), torch.tensor([[0, 1, 1]]), torch.zeros(1, 3, dtype=torch.long))
+    # no other subject in the list: the last neighbour bounds the background, so a copy keeps its lead
+    assert torch.allclose(_excess_over_background(only_own, groups, 2), torch.tensor([1.0 - 0.7]))
+
+
+def test_the_background_list_reaches_past_a_subject_of_many_slices():
+    from uterosynth.privacy.audit import _wide_shortlist
+
+    cfg = AuditConfig(shortlist=5, background=10)
+    assert _wide_shortlist(cfg, torch.tensor([0] * 5 + [1] * 5)) == 25  # 5 items per subject: shortlist + 2 x 10
+    assert _wide_shortlist(cfg, torch.tensor([0] * 40 + [1] * 3)) == 5 + 10 + 40
+    with pytest.raises(ValueError, match="zoom_size"):
+        AuditConfig(zoom_size=40, ncc_size=32)
 
 
 def test_background_keeps_copies_and_stops_flagging_smooth_items():

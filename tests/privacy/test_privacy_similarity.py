@@ -110,6 +110,11 @@ def test_zoom_refine_scores_the_candidates_as_the_full_search_does():
         assert refined.indices[i, 0] == best and refined.values[i, 0].item() == pytest.approx(pos[best], abs=1e-5)
     top = zoom_refine(q, r, full.indices[:, :1], scales=(0.75, 0.9), flip_axes=(1,))
     assert torch.equal(top.transforms[:, 0], full.transforms[:, 0])  # the same window, scale and mirror
+    small = zoom_refine(q, r, cand, scales=(0.75, 0.9), flip_axes=(1,), block_pairs=4, block_elements=1)
+    assert torch.equal(small.indices, refined.indices) and torch.equal(small.transforms, refined.transforms)
+    torch.testing.assert_close(small.values, refined.values)  # one pair at a time: the same answer
+    none = zoom_refine(q, r, torch.tensor([[0, 1], [-1, -1], [2, 3]]), scales=(0.75,), block_pairs=2)
+    assert none.indices[1, 0] == -1 and torch.isinf(none.values[1, 0]) and (none.indices[[0, 2], 0] >= 0).all()
 
 
 def test_ncc_search_skips_same_group():

@@ -57,6 +57,11 @@ def test_plan_balances_over_prompt_attributes_of_a_text_only_model():
         "orientation": "RVRF"}
     with pytest.raises(ValueError, match="need a model that takes text"):
         ConditionVocabulary(prompt_attributes={"orientation": ["AVAF"]})
+    assert plan_items(vocab, n=2, per_class=None, prompt="orientation: AVAF")[0].prompt == "orientation: AVAF"
+    for planned in ({"per_class": 1}, {"n": 1, "conditions": {"orientation": "RVRF"}}):
+        # a free prompt would replace the one built from the planned class, and the records would lie
+        with pytest.raises(UserError, match="reads orientation from its prompt"):
+            plan_items(vocab, **{"n": None, "per_class": None, **planned}, prompt="orientation: AVAF")
 
 
 @pytest.mark.parametrize(
@@ -188,3 +193,15 @@ def test_guidance_on_unconditional_model_and_existing_out(tmp_path, models, caps
     with pytest.raises(SystemExit) as info:
         main(["sample", "--model", str(models["uncond"]), "--n", "1", "--out", str(tmp_path / "exists")])
     assert info.value.code == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_a_student_refuses_items_without_their_prompt_attributes():
+    from types import SimpleNamespace
+
+    from uterosynth.sampling.generate import _student_inputs
+
+    vocab = ConditionVocabulary(prompt_attributes={"orientation": ["AVAF", "RVRF"]}, text_null_tokens=[2, 0])
+    student = SimpleNamespace(vocab=vocab, distilled={})
+    # distilled on whole classes of the prompt: an item with no orientation is a prompt it never saw
+    with pytest.raises(UserError, match="give orientation"):
+        _student_inputs(None, student, plan_items(vocab, n=1, per_class=None), sampler=None)

@@ -160,17 +160,18 @@ def _nearest(
     out: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     shortlist = []
     shift, flips = _search_space(train, cfg)
+    wide = _wide_shortlist(cfg, train_groups)
     if "zoom" in cfg.measures:  # a coarse search over all pairs shortlists, the NCC grid scores
         coarse = zoom_search(to_working_grid(query, cfg.zoom_size), to_working_grid(train, cfg.zoom_size),
                              scales=cfg.zoom_scales, k=cfg.zoom_candidates, flip_axes=flips, query_groups=query_groups,
                              reference_groups=train_groups, block_elements=cfg.block_elements)
         zoom = zoom_refine(to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size), coarse.indices,
-                           scales=cfg.zoom_scales, flip_axes=flips)
+                           scales=cfg.zoom_scales, flip_axes=flips, block_elements=cfg.block_elements)
         out["zoom"] = (zoom.values[:, 0], zoom.indices[:, 0], zoom.transforms[:, 0])
         shortlist.append(coarse.indices[:, : cfg.shortlist])
     if "ncc" in cfg.measures:
         grid_q, grid_t = to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size)
-        ncc = ncc_search(grid_q, grid_t, k=_wide_shortlist(cfg), max_shift=shift, flip_axes=flips,
+        ncc = ncc_search(grid_q, grid_t, k=wide, max_shift=shift, flip_axes=flips,
                          query_groups=query_groups, reference_groups=train_groups, block_elements=cfg.block_elements)
         out["ncc"] = (_excess_over_background(ncc, train_groups, _background(cfg, "ncc")), ncc.indices[:, 0],
                       ncc.transforms[:, 0])
@@ -178,12 +179,12 @@ def _nearest(
         if "ssim" in cfg.measures:
             # SSIM compares unshifted images, so the unshifted NCC ranking joins the shortlist (2 of the
             # alignments' matrix products, i.e. a small extra cost)
-            shortlist.append(ncc_search(grid_q, grid_t, k=_wide_shortlist(cfg), max_shift=0, flip_axes=flips,
+            shortlist.append(ncc_search(grid_q, grid_t, k=wide, max_shift=0, flip_axes=flips,
                                         query_groups=query_groups, reference_groups=train_groups,
                                         block_elements=cfg.block_elements).indices)
     if extractor is not None and train_features is not None and "embedding" in cfg.measures:
-        wide = cfg.shortlist if "ncc" in cfg.measures else _wide_shortlist(cfg)
-        emb, report = embedding_search(embed(extractor, query), train_features, k=wide,
+        emb, report = embedding_search(embed(extractor, query), train_features,
+                                       k=cfg.shortlist if "ncc" in cfg.measures else wide,
                                        query_groups=query_groups, reference_groups=train_groups,
                                        index=cfg.embedding_index, ivf_from=cfg.ivf_from, nprobe=cfg.nprobe,
                                        block_elements=cfg.block_elements)
@@ -192,7 +193,7 @@ def _nearest(
         notes[f"embedding index, {'synthetic' if query_groups is None else 'calibration'} items"] = report.describe()
     if "ssim" in cfg.measures and shortlist:
         ssim = ssim_search(_smoothed(query, cfg.ssim_blur), ssim_train, torch.cat(shortlist, dim=1),
-                           window=cfg.ssim_window, flip_axes=flips, k=_wide_shortlist(cfg))
+                           window=cfg.ssim_window, flip_axes=flips, k=wide)
         out["ssim"] = (_excess_over_background(ssim, train_groups, _background(cfg, "ssim")), ssim.indices[:, 0],
                        ssim.transforms[:, 0])
     return out
@@ -203,16 +204,17 @@ def _background(cfg: AuditConfig, measure: str) -> int:
     return cfg.background if measure in cfg.background_measures else 0
 
 
-def _wide_shortlist(cfg: AuditConfig) -> int:
+def _wide_shortlist(cfg: AuditConfig, train_groups: torch.Tensor | None) -> int:
     """Neighbours kept per ranking for the background: enough for rank ``background`` to lie beyond the
-    nearest item's subject."""
-    return cfg.shortlist + 2 * cfg.background
+    nearest item's subject, however many items that subject holds (slices of one scan)."""
+    per_subject = int(torch.unique(train_groups, return_counts=True)[1].max()) if train_groups is not None else 1
+    return cfg.shortlist + max(2 * cfg.background, cfg.background + per_subject)
 
 
 def _excess_over_background(found: Neighbours, train_groups: torch.Tensor, rank: int) -> torch.Tensor:
     """The best similarity minus the ``rank``-th best among neighbours of other subjects than the best's (SSCD's
     score normalisation); the raw best for ``rank`` 0. With fewer such neighbours, the last of them is the
-    background."""
+    background; with none, the last neighbour found (every item outside the list is less similar)."""
     best = found.values[:, 0]
     if rank == 0:
         return best
@@ -223,7 +225,9 @@ def _excess_over_background(found: Neighbours, train_groups: torch.Tensor, rank:
     count = other.sum(dim=1)
     pick = (torch.minimum(count, torch.full_like(count, rank)) - 1).clamp_min(0)
     bg = background.gather(1, pick[:, None])[:, 0]
-    return torch.where(count > 0, best - bg, torch.zeros_like(best)).masked_fill(torch.isinf(best), -torch.inf)
+    found_values = found.values.masked_fill(~(valid & torch.isfinite(found.values)), torch.inf)
+    bg = torch.where(count > 0, bg, found_values.min(dim=1).values)
+    return (best - bg).masked_fill(torch.isinf(best), -torch.inf)
 
 
 def _smoothed(images: torch.Tensor, sigma: float) -> torch.Tensor:

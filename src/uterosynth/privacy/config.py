@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..core.config import StrictModel
 from ..models.contrastive import ContrastiveConfig
@@ -47,8 +47,11 @@ class AuditConfig(StrictModel):
             sample's ``background``-th most similar training item among other subjects than the
             nearest one's (score normalisation as in SSCD, Pizzi et al. 2022): a smooth image
             resembles every item a little, a copy resembles one. NCC keeps, and the unshifted NCC
-            ranking shortlists for SSIM, ``shortlist + 2 ×`` this many neighbours. 0: none.
-        background_measures: the measures scored against the background: SSIM by default. NCC
+            ranking shortlists for SSIM, ``shortlist + max(2 ×`` this, this ``+`` the most items of
+            one training subject``)`` neighbours, so that the list reaches past the nearest item's
+            subject. 0: none.
+        background_measures: the measures scored against the background (of those in ``measures``;
+            the others are ignored): SSIM by default. NCC
             scored so missed 30 % of 2–4 px shifted copies on the test suite's homogeneous
             images, whose shifted alignments make every pair alike (docs/RESULTS.md).
         shortlist: candidates per measure (NCC, embedding) whose SSIM is computed exactly.
@@ -123,6 +126,13 @@ class AuditConfig(StrictModel):
         if any(s <= 0 for s in sigmas):
             raise ValueError("calibration_blur sigmas must be positive")
         return sigmas
+
+    @model_validator(mode="after")
+    def _coarse_search_is_coarser(self) -> AuditConfig:
+        if "zoom" in self.measures and self.zoom_size > self.ncc_size:
+            raise ValueError(f"zoom_size ({self.zoom_size}) must not exceed ncc_size ({self.ncc_size}): zoom NCC "
+                             "shortlists on the zoom_size grid and scores on the ncc_size grid")
+        return self
 
 
 

@@ -82,7 +82,7 @@ def audit_document(
                     "flagged": bool(res.similarity[i] > m.thresholds[name]),
                     "nearest_item": train.ids[j] if j >= 0 else None,
                     "nearest_subject": train.subjects[j] if j >= 0 else None,
-                    "alignment": _transform(m, name, res.transform[i], flips),
+                    "alignment": _transform(m, name, res.transform[i], flips) if j >= 0 else None,
                 }
                 if m.mode == "slice":
                     entry[name]["slice"] = int(res.query_slice[i])

@@ -344,10 +344,12 @@ def zoom_refine(
     scales: Sequence[float],
     flip_axes: Sequence[int] = (),
     block_pairs: int = 256,
+    block_elements: int = 1 << 25,
 ) -> Neighbours:
     """:func:`zoom_search`'s similarity, exactly, for each query's ``candidates`` only (``(Q, K)`` reference
     indices, ``-1`` skipped): the best candidate per query, with its transform (decoded by
-    :func:`zoom_alignment` on this grid). A coarse zoom search shortlists, this scores on a finer grid."""
+    :func:`zoom_alignment` on this grid). A coarse zoom search shortlists, this scores on a finer grid.
+    At most ``block_pairs`` query-candidate pairs, and ``block_elements`` window values, at a time."""
     if query.shape[1:] != reference.shape[1:]:
         raise DataError(f"zoom NCC: synthetic items {tuple(query.shape[1:])} and training items "
                         f"{tuple(reference.shape[1:])} differ in shape")
@@ -361,6 +363,8 @@ def zoom_refine(
         q1 = min(q0 + q_block, n_query)
         cand = _drop_repeats(candidates[q0:q1])
         rows, cols = torch.nonzero(cand >= 0, as_tuple=True)
+        if len(rows) == 0:  # no candidate in this block (every item of the query's own subject)
+            continue
         refs = cand[rows, cols]
         pair_best = torch.full((len(refs),), -torch.inf)
         pair_t = torch.zeros(len(refs), dtype=torch.long)
@@ -368,13 +372,16 @@ def zoom_refine(
         for scale in scales:
             size = _zoom_size(grid, scale)
             views = _zoom_views(query[q0:q1], size, flip_axes)[:, rows]  # (C, P, D)
-            windows = _zoom_windows(reference[refs], size)  # (P, W, D)
-            scores = torch.einsum("cpd,pwd->pcw", views, windows).flatten(1)  # (P, C * W)
-            best, where = scores.max(dim=1)
-            better = best > pair_best
-            pair_best = torch.where(better, best, pair_best)
-            pair_t = torch.where(better, where + base, pair_t)
-            base += scores.shape[1]
+            n_windows = math.prod(g - s + 1 for g, s in zip(grid, size, strict=True))
+            step = max(1, block_elements // (n_windows * math.prod(size)))
+            for p0 in range(0, len(refs), step):
+                windows = _zoom_windows(reference[refs[p0:p0 + step]], size)  # (P, W, D)
+                scores = torch.einsum("cpd,pwd->pcw", views[:, p0:p0 + step], windows).flatten(1)  # (P, C * W)
+                best, where = scores.max(dim=1)
+                better = best > pair_best[p0:p0 + step]
+                pair_best[p0:p0 + step] = torch.where(better, best, pair_best[p0:p0 + step])
+                pair_t[p0:p0 + step] = torch.where(better, where + base, pair_t[p0:p0 + step])
+            base += views.shape[0] * n_windows
         per_cand = torch.full(cand.shape, -torch.inf)
         per_cand[rows, cols] = pair_best
         t = torch.zeros(cand.shape, dtype=torch.long)

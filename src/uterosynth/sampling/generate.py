@@ -121,7 +121,7 @@ def _student_inputs(cfg: SampleConfig, model: Any, items: Sequence[PlannedItem],
             outside its trained range.
     """
     spec = model.distilled
-    needed = set(model.vocab.attributes)
+    needed = set(model.vocab.categorical)  # class embeddings and prompt attributes alike
     for it in items:
         missing = sorted(needed - set(it.condition))
         if missing:

@@ -38,13 +38,20 @@ def plan_items(
 
     Raises:
         ConfigError: neither or both of ``n`` / ``per_class``; ``per_class`` for an unconditional
-            model; a condition or prompt the model was not trained on.
+            model; a condition or prompt the model was not trained on; a free prompt where the
+            model's prompt is built from planned attribute values.
     """
     conditions = dict(conditions or {})
     for name in conditions:
         vocab.check_name(name)
     if prompt is not None and vocab.text_null_tokens is None:
         raise ConfigError("prompt: the model takes no text; drop the prompt", keys=("prompt",))
+    built = per_class is not None or bool(set(conditions) & set(vocab.prompt_attributes))
+    if prompt is not None and vocab.prompt_attributes and built:
+        # a free prompt would replace the prompt built from the planned values, and the records would lie
+        raise ConfigError(f"prompt: the model reads {', '.join(vocab.prompt_attributes)} from its prompt, which "
+                          "conditions and per_class build; drop the prompt or the conditions",
+                          keys=("prompt", "per_class" if per_class is not None else "conditions"))
     if (n is None) == (per_class is None):
         raise ConfigError("give exactly one of n (items) or per_class (items per class)", keys=("n", "per_class"))
     if n is not None:
