@@ -142,3 +142,37 @@ def test_the_ceiling_scores_the_judges_own_task_and_refuses_its_training_subject
         sweep.ceiling(argparse.Namespace(data=str(own), judge=str(tmp_path / "judge"), all_splits=False, by=None))
     with pytest.raises(SystemExit, match="no column 'myoma'"):
         sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=False, by="myoma"))
+
+
+def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_subjects(tmp_path):
+    """judge_panel.py: a panel's answer is the argmax of its judges' mean probabilities; a cohort any of
+    them trained on is refused; the table gives each set's worst class and verdict per judge."""
+    import torch
+
+    from conftest import make_prepared_dataset
+    from uterosynth.core.errors import DataError
+    from uterosynth.data.manifest import PreparedDataset
+    from uterosynth.downstream.config import JudgeConfig
+    from uterosynth.downstream.judge import predict_logits_judge, train_judge
+
+    panel = _load("judge_panel")
+    own = make_prepared_dataset(tmp_path / "own", shape=(16, 16), subjects=8)
+    other = make_prepared_dataset(tmp_path / "other", shape=(16, 16), subjects=4, subject_prefix="T")
+    for seed in (0, 1):
+        train_judge(own, JudgeConfig.model_validate({
+            "seed": seed, "classifier": {"image_size": 16, "widen_factor": 0.0625}, "augment_training": False,
+            "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 8}}), tmp_path / f"judge{seed}")
+    folders = [str(tmp_path / "judge0"), str(tmp_path / "judge1")]
+    predict, metas = panel.panel(folders)
+    images = PreparedDataset.load(other, "train").stack()
+    mean = sum(torch.softmax(predict_logits_judge(f, images).float(), dim=1) for f in folders)
+    assert predict(images) == [metas[0]["classes"][i] for i in mean.argmax(dim=1).tolist()]
+    panel.check_unseen(metas, f"{other}:train", "panel")  # other subjects: accepted
+    with pytest.raises(DataError, match="were used to train"):
+        panel.check_unseen(metas, f"{own}:train", "panel")
+    real = {"x:train": {"per_class": {"C0": [0.9, 0.8, 1.0]}}}
+    results = {"J1": {"real": real, "sets": {"s": _result((0.95, 0.9))}},
+               "J2": {"real": real, "sets": {"s": _result((0.85, 0.8))}}}
+    text = panel.table(results, bar=0.90, lower_bar=0.85)
+    assert "| real C0, x:train | 90 % [80, 100] | 90 % [80, 100] |" in text
+    assert "| s | 95 % C0, passes | 85 % C0, fails |" in text

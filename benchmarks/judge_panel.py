@@ -1,0 +1,103 @@
+"""Does the fidelity verdict depend on the judge? Several judges score the same synthetic sets.
+
+For each judge: its accuracy per class on real items of subjects it never saw (intervals over
+subjects; refused when it trained on any of them), and each synthetic set's accuracy per requested
+class with the verdict of the fidelity bar (``results_fidelity.passes``). A judge given as
+``NAME=DIR1+DIR2+...`` averages the class probabilities of several judges (a panel).
+
+    python benchmarks/judge_panel.py --judge "demo recipe=runs/judge2" \\
+        --judge "three seeds=runs/judge2+runs/judgeA_s1+runs/judgeA_s2" \\
+        --samples "pixel s14=runs/samples_ddpm64_gpu_s14" --real runs/prepF1:train --real runs/prepV2:train
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+_spec = importlib.util.spec_from_file_location("results_fidelity", Path(__file__).with_name("results_fidelity.py"))
+fidelity = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fidelity)
+
+
+def panel(folders: list[str]):
+    """``(predict, meta)``: labels from the mean class probabilities of the judges in ``folders``."""
+    from uterosynth.downstream.judge import load_classifier, predict_logits_judge
+
+    judges = [load_classifier(f) for f in folders]
+    meta = judges[0][1]
+    for folder, (_, m) in zip(folders, judges, strict=True):
+        if (m["task"], m["classes"]) != (meta["task"], meta["classes"]):
+            raise SystemExit(f"{folder}: judges task {m['task']} {m['classes']}, the first {meta['task']} {meta['classes']}")
+
+    def predict(images) -> list[str]:
+        prob = sum(torch.softmax(predict_logits_judge(j, images).float(), dim=1) for j in judges)
+        return [meta["classes"][i] for i in prob.argmax(dim=1).tolist()]
+
+    return predict, [m for _, m in judges]
+
+
+def check_unseen(metas: list[dict], real: str, name: str) -> None:
+    """Refuse a real cohort any judge of the panel trained on."""
+    from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
+    from uterosynth.data.subjects import check_disjoint
+
+    root, split = parse_dataset_ref(real)
+    subjects = {r["subject"] for r in PreparedDataset.load(root, split or "test").rows}
+    for meta in metas:
+        check_disjoint(meta.get("training_subjects") or {}, subjects, what=f"judge {name} vs {real}", allow_overlap=False)
+
+
+def table(results: dict, bar: float, lower_bar: float) -> str:
+    """Rows: each real cohort per class, then each synthetic set's worst class and verdict; a column per judge."""
+    judges = list(results)
+    lines = ["| | " + " | ".join(judges) + " |", "| --- |" + " --- |" * len(judges)]
+    first = results[judges[0]]
+    for real in first["real"]:
+        for cls in first["real"][real]["per_class"]:
+            cells = [fidelity._pct(results[j]["real"][real]["per_class"][cls]) for j in judges]
+            lines.append(f"| real {cls}, {real} | " + " | ".join(cells) + " |")
+    for name in first["sets"]:
+        cells = []
+        for j in judges:
+            res = results[j]["sets"][name]
+            worst = min(res["per_class"], key=lambda c: res["per_class"][c]["accuracy"])
+            verdict = "passes" if fidelity.passes(res, bar, lower_bar) else "fails"
+            cells.append(f"{100 * res['worst']:.0f} % {worst}, {verdict}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--judge", action="append", required=True, help="NAME=DIR or NAME=DIR1+DIR2+... (repeatable)")
+    parser.add_argument("--samples", action="append", required=True, help="NAME=SYNTHETIC_SET (repeatable)")
+    parser.add_argument("--real", action="append", required=True, help="prepared DIR:split no judge saw (repeatable)")
+    parser.add_argument("--attribute", default="orientation")
+    parser.add_argument("--bar", type=float, default=0.90)
+    parser.add_argument("--lower-bar", type=float, default=0.85)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    results = {}
+    for spec in args.judge:
+        name, _, folders = spec.partition("=")
+        predict, metas = panel(folders.split("+"))
+        for real in args.real:
+            check_unseen(metas, real, name)
+        results[name] = {
+            "judges": folders.split("+"),
+            "real": {real: fidelity.judge_on_real(predict, real, args.attribute, [2.0], 0.2) for real in args.real},
+            "sets": {s.partition("=")[0]: fidelity.judge_set(predict, Path(s.partition("=")[2]), args.attribute)
+                     for s in args.samples},
+        }
+    print(table(results, args.bar, args.lower_bar))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
