@@ -176,3 +176,35 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     text = panel.table(results, bar=0.90, lower_bar=0.85)
     assert "| real C0, x:train | 90 % [80, 100] | 90 % [80, 100] |" in text
     assert "| s | 95 % C0, passes | 85 % C0, fails |" in text
+
+
+def test_the_angle_judge_places_items_per_class_and_refuses_its_training_subjects(tmp_path, capsys):
+    """angle_judge.py: per requested class, median predicted angles and the share whose signs give the
+    class; a cohort it trained on is refused; a cohort without angle columns is named."""
+    import numpy as np
+
+    from conftest import make_prepared_dataset
+    from uterosynth.core.errors import DataError
+
+    angle = _load("angle_judge")
+    pred = np.array([[10.0, 20.0], [-5.0, 30.0], [12.0, 18.0], [-20.0, -10.0]])
+    out = angle.summarise(pred, ["AVAF", "AVAF", "AVAF", "RVRF"], truth=np.array([[8, 22], [4, 25], [10, 20], [-25, -5.0]]))
+    assert out["AVAF"]["n"] == 3 and out["AVAF"]["signs_right"] == round(2 / 3, 3)  # -5° reads retroverted
+    assert out["AVAF"]["version"][0] == 10.0 and out["AVAF"]["version_true"] == 8.0 and out["RVRF"]["signs_right"] == 1.0
+    attrs = {"orientation": ["AVAF", "AVRF", "RVAF", "RVRF"], "version_angle": ["20", "15", "-20", "-15"],
+             "flexion_angle": ["30", "-30", "25", "-25"]}
+    own = make_prepared_dataset(tmp_path / "own", shape=(16, 16), subjects=8, attributes=attrs)
+    other = make_prepared_dataset(tmp_path / "other", shape=(16, 16), subjects=4, subject_prefix="T", attributes=attrs)
+    angle.train(argparse.Namespace(data=str(own), out=str(tmp_path / "aj"), epochs=1, batch_size=4, lr=1e-3,
+                                   widen_factor=0.0625, seed=0))
+    capsys.readouterr()
+    angle.score(argparse.Namespace(judge=str(tmp_path / "aj"), real=[f"{other}:train"], samples=None,
+                                   json=str(tmp_path / "angles.json")))
+    result = json.loads((tmp_path / "angles.json").read_text())[f"real {other}:train"]
+    assert set(result) == {"AVAF", "AVRF"} and all("version_error" in r for r in result.values())
+    assert "| real " in capsys.readouterr().out
+    with pytest.raises(DataError, match="were used to train"):
+        angle.score(argparse.Namespace(judge=str(tmp_path / "aj"), real=[f"{own}:train"], samples=None, json=None))
+    plain = make_prepared_dataset(tmp_path / "plain", shape=(16, 16), subjects=4, subject_prefix="P")
+    with pytest.raises(SystemExit, match="no column version_angle, flexion_angle"):
+        angle.score(argparse.Namespace(judge=str(tmp_path / "aj"), real=[f"{plain}:train"], samples=None, json=None))
