@@ -120,8 +120,8 @@ def summarise(pred: np.ndarray, wanted: list[str], truth: np.ndarray | None = No
 
 def score(args: argparse.Namespace) -> None:
     """The judge on real items of unseen subjects, then on each synthetic set: a table per class."""
+    from uterosynth.data.image_set import load_synthetic
     from uterosynth.data.subjects import check_disjoint
-    from uterosynth.data.synthetic import SyntheticSet
 
     model, meta = load(args.judge)
     results = {}
@@ -132,9 +132,8 @@ def score(args: argparse.Namespace) -> None:
         results[f"real {ref}"] = summarise(predict_angles(model, images), [r["orientation"] for r in rows], truth)
     for spec in args.samples or []:
         name, _, folder = spec.partition("=")
-        sset = SyntheticSet.load(folder)
-        results[name] = summarise(predict_angles(model, torch.as_tensor(sset.stack())),
-                                  [r["condition"]["orientation"] for r in sset.records])
+        sset = load_synthetic(folder, dims=2)
+        results[name] = summarise(predict_angles(model, sset.images), list(sset.attribute("orientation")))
     print("| set | class | n | version, median [quartiles] | flexion, median [quartiles] | signs give the class |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, per_class in results.items():
