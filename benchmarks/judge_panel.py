@@ -27,6 +27,7 @@ _spec.loader.exec_module(fidelity)
 def panel(folders: list[str]):
     """``(predict, meta)``: labels from the mean class probabilities of the judges in ``folders``."""
     from uterosynth.downstream.judge import load_classifier, predict_logits_judge
+    from uterosynth.models.judge import judge_view
 
     judges = [load_classifier(f) for f in folders]
     meta = judges[0][1]
@@ -35,6 +36,7 @@ def panel(folders: list[str]):
             raise SystemExit(f"{folder}: judges task {m['task']} {m['classes']}, the first {meta['task']} {meta['classes']}")
 
     def predict(images) -> list[str]:
+        images = judge_view(images, int(meta["spatial_dims"]))  # volumes: their central sagittal slice
         prob = sum(torch.softmax(predict_logits_judge(j, images).float(), dim=1) for j in judges)
         return [meta["classes"][i] for i in prob.argmax(dim=1).tolist()]
 
