@@ -109,7 +109,8 @@ def audit_probes(train: ImageSet, holdout: ImageSet, probes: ImageSet, kinds: np
 
 def audit_samples(train: ImageSet, holdout: ImageSet, folder: Path, cfg: AuditConfig, extractor=None) -> dict:
     """The audit of a model's samples, with what tells memorisation from smoothness: each set's median
-    nearest-training SSIM and its mean absolute horizontal gradient, beside the calibration items' and the training items'."""
+    SSIM score (as the audit scores it: its excess over the background when ``background`` is on) and its
+    mean absolute horizontal gradient, beside the calibration items' and the training items'."""
     syn = load_synthetic(folder)
     result = run_audit(train, syn, holdout, config=cfg, extractor=extractor)
     ssim = result.modes[0]
@@ -117,7 +118,7 @@ def audit_samples(train: ImageSet, holdout: ImageSet, folder: Path, cfg: AuditCo
     return {"samples": len(syn), "flagged": int(result.flagged.sum()), "flagged_by": flagged_by,
             "subjects_copied": len(result.copied_subjects(train.subjects)),
             "training_subjects": len(set(train.subjects)),
-            "median_ssim": {"samples": round(float(np.median(ssim.synthetic["ssim"].similarity)), 3),
+            "median_ssim_score": {"samples": round(float(np.median(ssim.synthetic["ssim"].similarity)), 3),
                             "calibration": round(float(np.median(ssim.calibration["ssim"].similarity)), 3)},
             "mean_gradient": {"samples": round(_gradient(syn.images), 4), "training": round(_gradient(train.images), 4)}}
 
