@@ -122,6 +122,8 @@ def test_fp16_on_cpu_is_rejected():
 
     with pytest.raises(ConfigError, match="fp16 needs CUDA"):
         validate_config(LoopConfig, {"precision": "fp16", "device": "cpu"})
+    with pytest.raises(ConfigError, match="set ema_decay too"):  # a warm-up of no EMA would be silently nothing
+        validate_config(LoopConfig, {"ema_warmup": True})
 
 
 def test_data_order_resumes_mid_epoch_and_shards_disjointly():

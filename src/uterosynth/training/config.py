@@ -58,4 +58,6 @@ class LoopConfig(StrictModel):
     def _check(self) -> LoopConfig:
         if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("precision=fp16 needs CUDA (use bf16 or fp32 on the CPU)")
+        if self.ema_warmup and self.ema_decay is None:
+            raise ValueError("ema_warmup warms up an EMA: set ema_decay too")
         return self
