@@ -59,9 +59,15 @@ def predict_angles(model: torch.nn.Module, images: torch.Tensor, batch: int = 25
 
 def train(args: argparse.Namespace) -> None:
     """Fit on the training split, keep the epoch of least validation error (mean absolute, degrees)."""
-    from uterosynth.data.manifest import PreparedDataset
+    from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
     from uterosynth.data.subjects import training_subjects
 
+    if parse_dataset_ref(args.data)[1]:
+        raise SystemExit(f"--data {args.data}: give the prepared folder without a split; the judge trains on its "
+                         "train split and stops early on its val split")
+    out = Path(args.out)
+    if out.exists():
+        raise SystemExit(f"--out {out}: already exists; choose a new folder")
     torch.manual_seed(args.seed)
     x, y, _ = _items(args.data, "train")
     vx, vy, _ = _items(args.data, "val")
@@ -82,12 +88,11 @@ def train(args: argparse.Namespace) -> None:
         if error < best:
             best, best_epoch = error, epoch + 1
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=False)
     meta = {"angles": list(ANGLES), "scale_deg": SCALE, "size": int(x.shape[-1]), "widen_factor": args.widen_factor,
             "best_epoch": best_epoch, "epochs": args.epochs, "val_mean_abs_error_deg": round(best, 3),
             "seconds": round(time.perf_counter() - t0, 1), "seed": args.seed, "data": args.data,
-            "training_subjects": training_subjects(PreparedDataset.load(args.data))}
+            "training_subjects": training_subjects(PreparedDataset.load(args.data), ("train", "val"))}
     torch.save({"state": best_state, "meta": meta}, out / FILE)
     print(json.dumps({k: v for k, v in meta.items() if k != "training_subjects"}))
 
@@ -133,6 +138,9 @@ def score(args: argparse.Namespace) -> None:
     for spec in args.samples or []:
         name, _, folder = spec.partition("=")
         sset = load_synthetic(folder, dims=2)
+        if tuple(sset.images.shape[1:]) != (1, meta["size"], meta["size"]):
+            raise SystemExit(f"{folder}: items of shape {tuple(sset.images.shape[1:])}, the angle judge reads "
+                             f"2D items of (1, {meta['size']}, {meta['size']})")
         results[name] = summarise(predict_angles(model, sset.images), list(sset.attribute("orientation")))
     print("| set | class | n | version, median [quartiles] | flexion, median [quartiles] | signs give the class |")
     print("| --- | --- | --- | --- | --- | --- |")

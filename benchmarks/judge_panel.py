@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -24,14 +25,20 @@ fidelity = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fidelity)
 
 
-def panel(folders: list[str]):
-    """``(predict, meta)``: labels from the mean class probabilities of the judges in ``folders``."""
+def panel(folders: list[str], attribute: str):
+    """``(predict, metas)``: labels from the mean class probabilities of the judges in ``folders``, each a
+    judge of ``attribute``."""
     from uterosynth.downstream.judge import load_classifier, predict_logits_judge
     from uterosynth.models.judge import judge_view
 
     judges = [load_classifier(f) for f in folders]
     meta = judges[0][1]
     for folder, (_, m) in zip(folders, judges, strict=True):
+        if m["task"] != attribute:
+            raise SystemExit(f"{folder}: a judge of {m['task']}, not of --attribute {attribute}")
+        if not m.get("training_subjects"):
+            print(f"warning: {folder} records no training subjects; its overlap with the real cohorts "
+                  "cannot be checked", file=sys.stderr)
         if (m["task"], m["classes"]) != (meta["task"], meta["classes"]):
             raise SystemExit(f"{folder}: judges task {m['task']} {m['classes']}, the first {meta['task']} {meta['classes']}")
 
@@ -87,7 +94,7 @@ def main() -> None:
     results = {}
     for spec in args.judge:
         name, _, folders = spec.partition("=")
-        predict, metas = panel(folders.split("+"))
+        predict, metas = panel(folders.split("+"), args.attribute)
         for real in args.real:
             check_unseen(metas, real, name)
         results[name] = {

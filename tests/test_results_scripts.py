@@ -163,13 +163,15 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
             "seed": seed, "classifier": {"image_size": 16, "widen_factor": 0.0625}, "augment_training": False,
             "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 8}}), tmp_path / f"judge{seed}")
     folders = [str(tmp_path / "judge0"), str(tmp_path / "judge1")]
-    predict, metas = panel.panel(folders)
+    predict, metas = panel.panel(folders, "orientation")
     images = PreparedDataset.load(other, "train").stack()
     mean = sum(torch.softmax(predict_logits_judge(f, images).float(), dim=1) for f in folders)
     assert predict(images) == [metas[0]["classes"][i] for i in mean.argmax(dim=1).tolist()]
     panel.check_unseen(metas, f"{other}:train", "panel")  # other subjects: accepted
     with pytest.raises(DataError, match="were used to train"):
         panel.check_unseen(metas, f"{own}:train", "panel")
+    with pytest.raises(SystemExit, match="judge0: a judge of orientation, not of --attribute myoma"):
+        panel.panel(folders, "myoma")
     real = {"x:train": {"per_class": {"C0": [0.9, 0.8, 1.0]}}}
     results = {"J1": {"real": real, "sets": {"s": _result((0.95, 0.9))}},
                "J2": {"real": real, "sets": {"s": _result((0.85, 0.8))}}}
@@ -178,12 +180,32 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     assert "| s | 95 % C0, passes | 85 % C0, fails |" in text
 
 
+def test_a_panel_averages_probabilities_not_logits_nor_the_first_judge(monkeypatch, capsys):
+    """Item 0: the mean logit picks B, the mean probability A; item 1: the first judge says A, the panel B.
+    A judge without a training-subject record is named in a warning."""
+    import torch
+
+    import uterosynth.downstream.judge as judge_module
+
+    panel = _load("judge_panel")
+    logits = {"j0": torch.tensor([[2.0, 0.0, 0.0], [1.0, 0.0, 0.0]]),
+              "j1": torch.tensor([[-5.0, 3.0, 2.9], [0.0, 5.0, 0.0]])}
+    meta = {"task": "orientation", "classes": ["A", "B", "C"], "spatial_dims": 2}
+    monkeypatch.setattr(judge_module, "load_classifier", lambda folder: (folder, meta))
+    monkeypatch.setattr(judge_module, "predict_logits_judge", lambda judge, images: logits[judge[0]])
+    predict, _ = panel.panel(["j0", "j1"], "orientation")
+    assert predict(torch.zeros(2, 1, 4, 4)) == ["A", "B"]
+    assert (logits["j0"] + logits["j1"]).argmax(dim=1).tolist() == [1, 1]  # the mean logit disagrees on item 0
+    assert "j0 records no training subjects" in capsys.readouterr().err
+
+
 def test_the_angle_judge_places_items_per_class_and_refuses_its_training_subjects(tmp_path, capsys):
     """angle_judge.py: per requested class, median predicted angles and the share whose signs give the
     class; a cohort it trained on is refused; a cohort without angle columns is named."""
     import numpy as np
+    import torch
 
-    from conftest import make_prepared_dataset
+    from conftest import make_prepared_dataset, make_synthetic_set
     from uterosynth.core.errors import DataError
 
     angle = _load("angle_judge")
@@ -205,6 +227,16 @@ def test_the_angle_judge_places_items_per_class_and_refuses_its_training_subject
     assert "| real " in capsys.readouterr().out
     with pytest.raises(DataError, match="were used to train"):
         angle.score(argparse.Namespace(judge=str(tmp_path / "aj"), real=[f"{own}:train"], samples=None, json=None))
+    saved = torch.load(tmp_path / "aj" / angle.FILE, weights_only=True)
+    assert saved["meta"]["training_subjects"]["splits"] == ["train", "val"]
+    args = dict(out=str(tmp_path / "aj2"), epochs=1, batch_size=4, lr=1e-3, widen_factor=0.0625, seed=0)
+    with pytest.raises(SystemExit, match="without a split"):
+        angle.train(argparse.Namespace(data=f"{own}:train", **args))
+    with pytest.raises(SystemExit, match="already exists"):
+        angle.train(argparse.Namespace(data=str(own), **{**args, "out": str(tmp_path / "aj")}))
+    wrong = make_synthetic_set(tmp_path / "wrong", np.zeros((2, 8, 8)), [{"orientation": "AVAF"}] * 2)
+    with pytest.raises(SystemExit, match=r"items of shape \(1, 8, 8\), the angle judge reads 2D items of \(1, 16, 16\)"):
+        angle.score(argparse.Namespace(judge=str(tmp_path / "aj"), real=[], samples=[f"w={wrong}"], json=None))
     plain = make_prepared_dataset(tmp_path / "plain", shape=(16, 16), subjects=4, subject_prefix="P")
     with pytest.raises(SystemExit, match="no column version_angle, flexion_angle"):
         angle.score(argparse.Namespace(judge=str(tmp_path / "aj"), real=[f"{plain}:train"], samples=None, json=None))

@@ -280,6 +280,7 @@ def test_the_background_list_reaches_past_a_subject_of_many_slices():
     cfg = AuditConfig(shortlist=5, background=10)
     assert _wide_shortlist(cfg, torch.tensor([0] * 5 + [1] * 5)) == 25  # 5 items per subject: shortlist + 2 x 10
     assert _wide_shortlist(cfg, torch.tensor([0] * 40 + [1] * 3)) == 5 + 10 + 40
+    assert _wide_shortlist(AuditConfig(shortlist=5, background=0), torch.tensor([0] * 40 + [1] * 3)) == 5  # raw score
     with pytest.raises(ValueError, match="zoom_size"):
         AuditConfig(zoom_size=40, ncc_size=32)
 

@@ -206,7 +206,10 @@ def _background(cfg: AuditConfig, measure: str) -> int:
 
 def _wide_shortlist(cfg: AuditConfig, train_groups: torch.Tensor | None) -> int:
     """Neighbours kept per ranking for the background: enough for rank ``background`` to lie beyond the
-    nearest item's subject, however many items that subject holds (slices of one scan)."""
+    nearest item's subject, however many items that subject holds (slices of one scan); none beyond the
+    shortlist without a background."""
+    if cfg.background == 0:
+        return cfg.shortlist
     per_subject = int(torch.unique(train_groups, return_counts=True)[1].max()) if train_groups is not None else 1
     return cfg.shortlist + max(2 * cfg.background, cfg.background + per_subject)
 
