@@ -9,7 +9,7 @@ from uterosynth.core.errors import UserError
 from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.analytic import GaussianMixtureDenoiser
 from uterosynth.diffusion.conditions import Condition, ConditionVocabulary
-from uterosynth.diffusion.guidance import guided_denoiser, parse_guidance
+from uterosynth.diffusion.guidance import guided_denoiser, parse_guidance, shadowed_by_prompt
 from uterosynth.diffusion.samplers import build_sampler, initial_noise
 from uterosynth.diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 
@@ -217,3 +217,11 @@ def test_vocabulary_with_a_repeated_value_is_a_config_error():
 
     with pytest.raises(ConfigError, match="lists a value twice"):
         validate_config(ConditionVocabulary, {"attributes": {"orientation": ["AVAF", "AVAF"]}}, source="model.json")
+
+
+def test_a_guided_name_the_unguided_prompt_states_is_shadowed():
+    prompt = ["orientation", "field_strength"]
+    assert shadowed_by_prompt({"orientation": 5.0, "field_strength": 1.5}, prompt) == ["field_strength", "orientation"]
+    assert shadowed_by_prompt({"orientation": 5.0, "text": 5.0}, prompt) == []  # the prompt is guided too
+    assert shadowed_by_prompt({"": 3.0}, prompt) == []  # one scale: every condition
+    assert shadowed_by_prompt({"flexion": 2.0}, prompt) == []

@@ -93,6 +93,26 @@ def test_drop_rate_and_keep_only():
     assert (kept.text[:, 0] == WordTokenizer.NULL).all()
 
 
+def test_joint_drop_nulls_every_condition_at_once():
+    """``p_all`` drops all conditions of an item together, on top of the independent drops; at 0 the
+    random stream is that of the independent drops alone (models trained before keep their draws)."""
+    c = codec(text="structured")
+    cond = c.encode(RECORDS * 250)
+
+    def nulls(dropped):
+        orientation = dropped.attributes["orientation"] == c.vocab.null_index("orientation")
+        field = dropped.attributes["field_strength"] == c.vocab.null_index("field_strength")
+        text = (dropped.text == torch.tensor(c.vocab.text_null_tokens)).all(dim=1)
+        return orientation & field & text & torch.isnan(dropped.continuous["version_angle"])
+
+    joint = nulls(c.drop(cond, 0.0, generator=torch.Generator().manual_seed(0), p_all=0.2)).float().mean().item()
+    assert joint == pytest.approx(0.2, abs=0.04)
+    assert nulls(c.drop(cond, 0.15, generator=torch.Generator().manual_seed(0))).float().mean().item() < 0.01
+    a = c.drop(cond, 0.3, generator=torch.Generator().manual_seed(1))
+    b = c.drop(cond, 0.3, generator=torch.Generator().manual_seed(1), p_all=0.0)
+    assert torch.equal(a.attributes["orientation"], b.attributes["orientation"]) and torch.equal(a.text, b.text)
+
+
 def test_codec_json_roundtrip():
     c = codec(text="structured")
     back = ConditionCodec.from_json(c.to_json())

@@ -108,6 +108,18 @@ def test_generate_writes_a_synthetic_set_in_training_geometry(tmp_path, models):
     assert info["model"]["training_subjects"] == training_subjects(train, ("train",))
 
 
+def test_a_scale_for_an_attribute_the_prompt_states_is_warned(tmp_path, models, caplog):
+    """The model's structured prompt names the orientation: a per-name scale for it leaves the prompt in
+    the base branch and is warned; one scale, or the prompt guided with it, is not."""
+    with caplog.at_level("WARNING", logger="uterosynth.sampling.generate"):
+        generate(models["cond"], _cfg(per_class=1, guidance={"orientation": 3.0}), tmp_path / "a")
+        assert "also states orientation" in caplog.text
+        caplog.clear()
+        generate(models["cond"], _cfg(per_class=1, guidance=3.0), tmp_path / "b")
+        generate(models["cond"], _cfg(per_class=1, guidance={"orientation": 3.0, "text": 3.0}), tmp_path / "c")
+        assert "also states" not in caplog.text
+
+
 def test_a_text_only_model_trains_and_samples_each_requested_class(tmp_path, models):
     cfg = load_config(DiffusionTrainConfig, "configs/ddpm2d_cpu.yaml", overrides={
         "train.steps": 1, "train.val_every": 100, "conditioning.attributes": [],

@@ -29,16 +29,16 @@ pass of ``(1 + A) N`` items (``2N`` for a single scale).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 
 from ..core.config import split_assignment
 from ..core.errors import ConfigError, DataError
-from .conditions import Condition, ConditionVocabulary
+from .conditions import TEXT, Condition, ConditionVocabulary
 from .samplers import DenoiseFn
 
-__all__ = ["Guidance", "check_guidance", "embedded_scales", "guided_denoiser", "parse_guidance"]
+__all__ = ["Guidance", "check_guidance", "embedded_scales", "guided_denoiser", "parse_guidance", "shadowed_by_prompt"]
 
 Guidance = float | Mapping[str, float] | None
 ConditionalModel = Callable[[torch.Tensor, torch.Tensor, Condition | None], torch.Tensor]
@@ -95,6 +95,19 @@ def check_guidance(vocab: ConditionVocabulary, guidance: float | Mapping[str, fl
     for name in scales:
         vocab.check_name(name, what="guidance")
     return scales
+
+
+def shadowed_by_prompt(scales: Mapping[str, float], prompt_names: Iterable[str]) -> list[str]:
+    """Guided names that the prompt also carries while the prompt itself is not guided.
+
+    The base branch keeps every unguided condition, the prompt included, so such a scale guides only
+    what the name's own embedding adds to a prompt that already states its value: little, or noise.
+    ``scales`` as returned by :func:`check_guidance`; ``prompt_names``: the attributes a structured
+    prompt is built from.
+    """
+    if "" in scales or TEXT in scales:
+        return []
+    return sorted(set(scales) & set(prompt_names))
 
 
 def guided_denoiser(

@@ -48,6 +48,10 @@ class ConditioningConfig(StrictModel):
     embed_dim: int = Field(64, ge=8)
     max_text_tokens: int = Field(32, ge=4, le=512)
     drop_prob: float = Field(0.15, ge=0.0, le=1.0, description="per-condition drop rate for CFG")
+    drop_all_prob: float = Field(
+        0.0, ge=0.0, le=1.0, description="rate at which every condition of an item is dropped at once: the "
+        "unconditional branch of one-scale guidance, which independent drops alone reach rarely (0.15 per "
+        "condition, three conditions: 0.3 % of items)")
 
     @model_validator(mode="after")
     def _check(self) -> ConditioningConfig:
@@ -173,18 +177,22 @@ class ConditionCodec:
         """The fully unconditional condition for ``n`` items."""
         return self.vocab.null(n, device=device)
 
-    def drop(self, cond: Condition, p: float, generator: torch.Generator | None = None) -> Condition:
-        """Independently replace each condition of each item by its null with probability ``p``.
+    def drop(self, cond: Condition, p: float, generator: torch.Generator | None = None, *,
+             p_all: float = 0.0) -> Condition:
+        """Independently replace each condition of each item by its null with probability ``p``, and
+        every condition of an item at once with probability ``p_all``.
 
         The classifier-free guidance training of Ho & Salimans 2022, per attribute so that
-        per-attribute guidance scales have an unconditional branch for every attribute.
+        per-attribute guidance scales have an unconditional branch for every attribute; ``p_all``
+        trains the fully unconditional branch that one-scale guidance subtracts.
         """
         n = len(cond)
         null = self.null(n, device=condition_device(cond))
+        every = torch.rand(n, generator=generator) < p_all if p_all > 0 else torch.zeros(n, dtype=torch.bool)
 
         def mask(like: torch.Tensor) -> torch.Tensor:
-            drop = torch.rand(n, generator=generator).to(like.device) < p
-            return drop.view(n, *([1] * (like.dim() - 1)))
+            drop = (torch.rand(n, generator=generator) < p) | every
+            return drop.to(like.device).view(n, *([1] * (like.dim() - 1)))
 
         attributes = {k: torch.where(mask(v), null.attributes[k], v) for k, v in cond.attributes.items()}
         continuous = {k: torch.where(mask(v), null.continuous[k], v) for k, v in cond.continuous.items()}

@@ -9,6 +9,7 @@ world)``; rank 0 merges the shards into one synthetic set (see
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from ..data.synthetic import (
 )
 from ..diffusion.conditions import Condition
 from ..diffusion.generate import sample_batch
-from ..diffusion.guidance import check_guidance, embedded_scales, guided_denoiser
+from ..diffusion.guidance import check_guidance, embedded_scales, guided_denoiser, shadowed_by_prompt
 from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
 from ..models.diffusion import load_diffusion
 from ..models.fast_decoder import fast_decoder_for
@@ -41,6 +42,8 @@ from .plan import PlannedItem, plan_items
 from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model
 
 __all__ = ["SampleConfig", "generate"]
+
+log = logging.getLogger(__name__)
 
 
 class SampleConfig(StrictModel):
@@ -82,8 +85,21 @@ def _plan(cfg: SampleConfig, model: Any) -> list[PlannedItem]:
                           f"got {cfg.sampler.steps}", keys=("sampler.steps",))
     items = plan_items(model.vocab, n=cfg.n, per_class=cfg.per_class, conditions=cfg.conditions, prompt=cfg.prompt)
     if cfg.guidance is not None:
-        check_guidance(model.vocab, cfg.guidance, has_condition=model.codec is not None)
+        scales = check_guidance(model.vocab, cfg.guidance, has_condition=model.codec is not None)
+        _warn_shadowed(scales, model.codec)
     return items
+
+
+def _warn_shadowed(scales: dict[str, float], codec: Any) -> None:
+    """Warn when a per-name scale guides an attribute that the structured prompt also states."""
+    if codec is None or codec.config.text != "structured":
+        return
+    shadowed = shadowed_by_prompt(scales, [*codec.config.attributes, *codec.config.continuous])
+    if shadowed:
+        log.warning("guidance %s: the model's structured prompt also states %s and stays in the base branch, so "
+                    "these scales guide only what the class embedding adds to it; one scale (--guidance 3) guides "
+                    "every condition (docs/guide/sampling.md)", ",".join(f"{k}={v:g}" for k, v in scales.items()),
+                    ", ".join(shadowed))
 
 
 def _run_shard(

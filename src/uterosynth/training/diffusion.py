@@ -4,7 +4,7 @@ One step (Ho et al. 2020, Alg. 1; Rombach et al. 2022 for latents)::
 
     x0  = image                      (pixel space)   or  (μ + σ ε') · scale_factor   (latent space)
     t   ~ U{0..T-1} (ddpm)  or  U{1..T} (rflow);  eps ~ N(0, I);  x_t = alpha_t x0 + sigma_t eps
-    c   = codec.drop(codec.encode(attributes), p)     (per-attribute CFG dropout, Ho & Salimans 2022)
+    c   = codec.drop(codec.encode(attributes), p, p_all=q)   (per-attribute and joint CFG dropout, Ho & Salimans 2022)
     L   = mean_i  w(t_i) · ‖ model(x_t, t, c) − target(x0, eps, t) ‖²    (w: min-SNR-γ, Hang et al. 2023)
 
 Everything else — AdamW, AMP, EMA, accumulation, DDP, checkpoints and resume — is the shared
@@ -96,9 +96,11 @@ class DiffusionStep:
         drop_prob: float,
         min_snr_gamma: float | None,
         scale_factor: float | None = None,
+        drop_all_prob: float = 0.0,
     ) -> None:
         self.schedule, self.codec = schedule, codec
         self.drop_prob, self.min_snr_gamma, self.scale_factor = drop_prob, min_snr_gamma, scale_factor
+        self.drop_all_prob = drop_all_prob
 
     def phases(self, step: int) -> Sequence[str]:
         return ("model",)
@@ -117,7 +119,9 @@ class DiffusionStep:
         extra = [self.codec.config.text_column] if self.codec.config.text == "column" else []
         records = [{k: batch[k][i] for k in [*names, *extra] if k in batch} for i in range(n)]
         cond = self.codec.encode(records, device=device)
-        return self.codec.drop(cond, self.drop_prob) if drop and self.drop_prob > 0 else cond
+        if not drop or (self.drop_prob == 0 and self.drop_all_prob == 0):
+            return cond
+        return self.codec.drop(cond, self.drop_prob, p_all=self.drop_all_prob)
 
     def loss(self, phase: str, batch: dict[str, Any], parts: Parts, *, step: int, cache: dict[str, Any]):
         x0 = self.clean(batch).float()
@@ -232,7 +236,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, data_path: str | Path, out: str |
     if dist_info.rank:
         torch.manual_seed(cfg.seed + dist_info.rank)
     step = DiffusionStep(schedule, codec, drop_prob=cfg.conditioning.drop_prob, min_snr_gamma=cfg.min_snr_gamma,
-                         scale_factor=meta["scale_factor"])
+                         scale_factor=meta["scale_factor"], drop_all_prob=cfg.conditioning.drop_all_prob)
     meta.update(kind="diffusion", network=cfg.unet.model_dump(mode="json"),
                 schedule=cfg.schedule.model_dump(mode="json"),
                 conditioning=codec.to_json() if codec is not None else None)
