@@ -38,7 +38,8 @@ def teacher(tmp_path_factory) -> Path:
 def _cfg(**kw) -> DistillConfig:
     base = {"pairs": 8, "student_steps": 2, "teacher_sampler": {"name": "ddim", "steps": 3}, "teacher_batch_size": 4,
             "guidance": {"orientation": [2.0, 4.0], "field_strength": [1.0, 2.0]},
-            "runtime": {"device": "cpu"}, "train": {"steps": 3, "batch_size": 4, "device": "cpu", "log_every": 1},
+            "runtime": {"device": "cpu", "precision": "fp32"},  # the coupling check re-runs the teacher in fp32
+            "train": {"steps": 3, "batch_size": 4, "device": "cpu", "log_every": 1},
             "optimizer": {"lr": 1e-2}}
     return DistillConfig.model_validate({**base, **kw})
 

@@ -23,6 +23,19 @@ def test_auto_on_cpu_follows_native_bf16(monkeypatch, native):
     assert use_bf16(RuntimeConfig(precision="fp32"), torch.device("cpu")) is False
 
 
+@pytest.mark.parametrize(("flags", "dims", "expected"), [
+    (("avx512_bf16", "amx_bf16"), 3, "fp32"),   # 3D training on AMX diverged: fp32
+    (("avx512_bf16", "amx_bf16"), 2, "bf16"),
+    (("avx512_bf16", "amx_bf16"), None, "bf16"),  # inference
+    (("avx512_bf16",), 3, "bf16"),
+])
+def test_3d_training_on_an_amx_cpu_stays_fp32(monkeypatch, flags, dims, expected):
+    monkeypatch.setattr(precision, "cpu_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    assert precision.resolve_precision("auto", "cpu", training_dims=dims) == expected
+    assert precision.resolve_precision("bf16", "cpu", training_dims=dims) == "bf16"  # asked for explicitly
+
+
 def test_native_bf16_needs_the_cpu_flags(monkeypatch):
     precision.cpu_native_bf16.cache_clear()
     monkeypatch.setattr(precision, "cpu_flags", lambda: ("avx2", "avx512f"))

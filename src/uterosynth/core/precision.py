@@ -4,6 +4,11 @@
 with bf16 support, bf16 on a CPU with native bf16 instructions (AVX-512 BF16 or AMX, as oneDNN
 reports them), fp32 otherwise. On a CPU without them bf16 is emulated and several times slower
 than fp32, which is why the choice is made per machine and recorded with every run.
+
+One exception: training a 3D network on a CPU with AMX stays in fp32. oneDNN's AMX path for 3D
+training diverged to NaN within ten steps on a 2-core Xeon (torch 2.14.1; MONAI's
+``DiffusionModelUNet`` alone reproduces it, and the same loop with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``
+or in fp32 trains normally), and it was no faster than fp32 there.
 """
 
 from __future__ import annotations
@@ -49,8 +54,10 @@ def cpu_native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 
-def resolve_precision(precision: Precision, device: torch.device | str) -> Literal["fp32", "bf16", "fp16"]:
-    """The concrete precision for ``precision`` on ``device``.
+def resolve_precision(precision: Precision, device: torch.device | str, *,
+                      training_dims: int | None = None) -> Literal["fp32", "bf16", "fp16"]:
+    """The concrete precision for ``precision`` on ``device``; ``training_dims`` (2 or 3) when a network
+    of that many spatial dimensions is trained (3D training on an AMX CPU stays fp32: module docstring).
 
     >>> resolve_precision("fp32", "cpu")
     'fp32'
@@ -60,4 +67,6 @@ def resolve_precision(precision: Precision, device: torch.device | str) -> Liter
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if training_dims == 3 and "amx_bf16" in cpu_flags():
+        return "fp32"
     return "bf16" if cpu_native_bf16() else "fp32"
