@@ -73,6 +73,13 @@ class ConditioningConfig(StrictModel):
     def enabled(self) -> bool:
         return bool(self.attributes or self.continuous or self.text != "none")
 
+    @property
+    def prompt_names(self) -> list[str]:
+        """The columns a structured prompt states (none for ``text: none`` or a free-text column)."""
+        if self.text != "structured":
+            return []
+        return [*self.attributes, *self.text_attributes, *self.continuous]
+
 
 class ConditionCodec:
     """Records (attribute dicts) → :class:`Condition`; null and dropped conditions for guidance.
@@ -220,8 +227,7 @@ def prompt_for(config: ConditioningConfig, record: Mapping[str, Any]) -> str:
     """One record's prompt: its free-text column, or a structured prompt from its attributes."""
     if config.text == "column":
         return str(record.get(config.text_column or "", "") or "")
-    names = list(config.attributes) + list(config.text_attributes) + list(config.continuous)
-    return structured_prompt({n: record.get(n) for n in names if n in record})
+    return structured_prompt({n: record.get(n) for n in config.prompt_names if n in record})
 
 
 class ConditionEmbedder(nn.Module):

@@ -92,9 +92,9 @@ def _plan(cfg: SampleConfig, model: Any) -> list[PlannedItem]:
 
 def _warn_shadowed(scales: dict[str, float], codec: Any) -> None:
     """Warn when a per-name scale guides an attribute that the structured prompt also states."""
-    if codec is None or codec.config.text != "structured":
+    if codec is None:
         return
-    shadowed = shadowed_by_prompt(scales, [*codec.config.attributes, *codec.config.continuous])
+    shadowed = shadowed_by_prompt(scales, codec.config.prompt_names)
     if shadowed:
         log.warning("guidance %s: the model's structured prompt also states %s and stays in the base branch, so "
                     "these scales guide only what the class embedding adds to it; one scale (--guidance 3) guides "
