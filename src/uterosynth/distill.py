@@ -206,7 +206,7 @@ def make_couplings(teacher: DiffusionModel, cfg: DistillConfig, device: torch.de
             cond = teacher.codec.encode([it.condition for it in batch], device=device)
         z = initial_noise((len(batch), *teacher.sample_shape),
                           [index_generator(cfg.seed, it.index, salt="distill") for it in batch])
-        with torch.no_grad(), inference_context(cfg.runtime, device):
+        with torch.no_grad(), inference_context(cfg.runtime, device, teacher.spatial_dims):
             x = sampler.sample(guided_denoiser(unet, cond, teacher.vocab, guidance), prepare_input(z, cfg.runtime, device),
                                steps=cfg.teacher_sampler.steps,
                                generators=[index_generator(cfg.seed, it.index, salt="distill-steps") for it in batch])

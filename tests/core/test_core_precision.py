@@ -24,16 +24,16 @@ def test_auto_on_cpu_follows_native_bf16(monkeypatch, native):
 
 
 @pytest.mark.parametrize(("flags", "dims", "expected"), [
-    (("avx512_bf16", "amx_bf16"), 3, "fp32"),   # 3D training on AMX diverged: fp32
+    (("avx512_bf16", "amx_bf16"), 3, "fp32"),   # 3D on AMX gave NaN: fp32
     (("avx512_bf16", "amx_bf16"), 2, "bf16"),
-    (("avx512_bf16", "amx_bf16"), None, "bf16"),  # inference
+    (("avx512_bf16", "amx_bf16"), None, "bf16"),  # dims unknown
     (("avx512_bf16",), 3, "bf16"),
 ])
-def test_3d_training_on_an_amx_cpu_stays_fp32(monkeypatch, flags, dims, expected):
+def test_a_3d_network_on_an_amx_cpu_stays_fp32(monkeypatch, flags, dims, expected):
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: True)
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
-    assert precision.resolve_precision("auto", "cpu", training_dims=dims) == expected
-    assert precision.resolve_precision("bf16", "cpu", training_dims=dims) == "bf16"  # asked for explicitly
+    assert precision.resolve_precision("auto", "cpu", spatial_dims=dims) == expected
+    assert precision.resolve_precision("bf16", "cpu", spatial_dims=dims) == "bf16"  # asked for explicitly
 
 
 def test_native_bf16_needs_the_cpu_flags(monkeypatch):

@@ -5,8 +5,8 @@ with bf16 support, bf16 on a CPU with native bf16 instructions (AVX-512 BF16 or 
 reports them), fp32 otherwise. On a CPU without them bf16 is emulated and several times slower
 than fp32, which is why the choice is made per machine and recorded with every run.
 
-One exception: training a 3D network on a CPU with AMX stays in fp32. oneDNN's AMX path for 3D
-training diverged to NaN within ten steps on a 2-core Xeon (torch 2.14.1; MONAI's
+One exception: a 3D network on a CPU with AMX runs in fp32. oneDNN's AMX path for 3D
+training diverged to NaN within ten steps, and 3D sampling in bf16 now and then gave NaN items, on a 2-core Xeon (torch 2.14.1; MONAI's
 ``DiffusionModelUNet`` alone reproduces it, and the same loop with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``
 or in fp32 trains normally), and at the quick 3D demo's size it was no faster than fp32 there (70
 against 77 items/s).
@@ -56,9 +56,9 @@ def cpu_native_bf16() -> bool:
 
 
 def resolve_precision(precision: Precision, device: torch.device | str, *,
-                      training_dims: int | None = None) -> Literal["fp32", "bf16", "fp16"]:
-    """The concrete precision for ``precision`` on ``device``; ``training_dims`` (2 or 3) when a network
-    of that many spatial dimensions is trained (3D training on an AMX CPU stays fp32: module docstring).
+                      spatial_dims: int | None = None) -> Literal["fp32", "bf16", "fp16"]:
+    """The concrete precision for ``precision`` on ``device``; ``spatial_dims`` (2 or 3) of the network
+    when known (a 3D network on an AMX CPU runs in fp32: module docstring).
 
     >>> resolve_precision("fp32", "cpu")
     'fp32'
@@ -68,6 +68,6 @@ def resolve_precision(precision: Precision, device: torch.device | str, *,
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if training_dims == 3 and "amx_bf16" in cpu_flags():
+    if spatial_dims == 3 and "amx_bf16" in cpu_flags():
         return "fp32"
     return "bf16" if cpu_native_bf16() else "fp32"

@@ -250,7 +250,7 @@ def generate(
             steps=cfg.sampler.steps, condition=encode(batch), vocab=model.vocab, guidance=guidance,
             step_generators=[index_generator(cfg.seed, it.index, salt="steps") for it in batch],
             prepare=lambda x: prepare_input(x, cfg.runtime, device),
-            context=lambda: inference_context(cfg.runtime, device),
+            context=lambda: inference_context(cfg.runtime, device, model.spatial_dims),
             decode=decode,
         )
 
@@ -258,7 +258,7 @@ def generate(
         probe = [PlannedItem(0, items[0].condition, items[0].prompt)] * size
         gens = [index_generator(cfg.seed, 0)] * size
         x = prepare_input(initial_noise((size, *model.sample_shape), gens), cfg.runtime, device)
-        with inference_context(cfg.runtime, device):
+        with inference_context(cfg.runtime, device, model.spatial_dims):
             guided_denoiser(unet, encode(probe), model.vocab, guidance)(x, sampler.timesteps(1).to(device).expand(size))
 
     batch_size = auto_batch_size(trial, cfg.runtime, device, limit=max(len(mine), 1))

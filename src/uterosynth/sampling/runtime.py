@@ -83,9 +83,9 @@ def apply_threads(cfg: RuntimeConfig, device: torch.device) -> None:
         torch.set_num_threads(cfg.cpu_threads)
 
 
-def use_bf16(cfg: RuntimeConfig, device: torch.device) -> bool:
-    """Whether the network runs under bf16 autocast."""
-    return resolve_precision(cfg.precision, device) == "bf16"
+def use_bf16(cfg: RuntimeConfig, device: torch.device, spatial_dims: int | None = None) -> bool:
+    """Whether the network (of ``spatial_dims``, when known) runs under bf16 autocast."""
+    return resolve_precision(cfg.precision, device, spatial_dims=spatial_dims) == "bf16"
 
 
 def use_channels_last(cfg: RuntimeConfig, device: torch.device) -> bool:
@@ -99,9 +99,10 @@ def _memory_format(ndim: int) -> torch.memory_format:
 
 
 @contextlib.contextmanager
-def inference_context(cfg: RuntimeConfig, device: torch.device) -> Iterator[None]:
+def inference_context(cfg: RuntimeConfig, device: torch.device, spatial_dims: int | None = None) -> Iterator[None]:
     """``torch.inference_mode`` plus bf16 autocast where :func:`use_bf16` says so."""
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(cfg, device)):
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                enabled=use_bf16(cfg, device, spatial_dims)):
         yield
 
 
