@@ -189,7 +189,7 @@ def make_couplings(teacher: DiffusionModel, cfg: DistillConfig, device: torch.de
     """
     cfg = cfg.for_teacher(teacher)
     sampler = build_sampler(cfg.teacher_sampler.name, teacher.schedule, spacing=cfg.teacher_sampler.spacing)
-    unet = prepare_model(teacher.unet, cfg.runtime, device, spatial_dims=teacher.spatial_dims)
+    unet = prepare_model(teacher.unet, cfg.runtime, device, spatial_dims=teacher.network_dims)
     items = _planned(teacher, cfg.pairs)
     names = list(cfg.guidance)
     size = cfg.teacher_batch_size
@@ -206,7 +206,7 @@ def make_couplings(teacher: DiffusionModel, cfg: DistillConfig, device: torch.de
             cond = teacher.codec.encode([it.condition for it in batch], device=device)
         z = initial_noise((len(batch), *teacher.sample_shape),
                           [index_generator(cfg.seed, it.index, salt="distill") for it in batch])
-        with torch.no_grad(), inference_context(cfg.runtime, device, teacher.spatial_dims):
+        with torch.no_grad(), inference_context(cfg.runtime, device, teacher.network_dims):
             x = sampler.sample(guided_denoiser(unet, cond, teacher.vocab, guidance), prepare_input(z, cfg.runtime, device),
                                steps=cfg.teacher_sampler.steps,
                                generators=[index_generator(cfg.seed, it.index, salt="distill-steps") for it in batch])
@@ -305,7 +305,7 @@ def _student(teacher: DiffusionModel, cfg: DistillConfig, device: torch.device) 
     return unet.to(device)
 
 
-_INHERITED = ("space", "spatial_dims", "in_channels", "sample_shape", "image_shape", "network", "conditioning",
+_INHERITED = ("space", "spatial_dims", "network_dims", "in_channels", "sample_shape", "image_shape", "network", "conditioning",
               "scale_factor", "autoencoder", "geometry", "dataset", "attributes_available", "training_subjects")
 """What a student's ``model.json`` takes from its teacher's (its own provenance comes from the distillation run)."""
 

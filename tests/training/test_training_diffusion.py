@@ -16,6 +16,7 @@ from uterosynth.core.seeding import index_generator
 from uterosynth.diffusion.guidance import guided_denoiser
 from uterosynth.diffusion.samplers import build_sampler, initial_noise
 from uterosynth.models.diffusion import load_diffusion
+from uterosynth.models.diffusion_unet import fold_depth, unfold_depth
 from uterosynth.training.diffusion import DiffusionTrainConfig, train_diffusion
 
 CPU = "configs/ddpm2d_cpu.yaml"
@@ -94,6 +95,34 @@ def test_patched_pixel_model_trains_and_samples_at_full_resolution(tmp_path, dat
     x = build_sampler("ddim", model.schedule).sample(lambda z, t: model.unet(z, t, cond), torch.randn(2, 1, 16, 16),
                                                       steps=3)
     assert x.shape == (2, 1, 16, 16) and torch.isfinite(x).all()
+
+
+def test_fold_and_unfold_depth_are_inverse():
+    x = torch.arange(2 * 1 * 4 * 6 * 3, dtype=torch.float32).reshape(2, 1, 4, 6, 3)
+    folded = fold_depth(x)
+    assert folded.shape == (2, 3, 4, 6) and torch.equal(folded[:, 2], x[:, 0, ..., 2])  # slice k is channel k
+    assert torch.equal(unfold_depth(folded, x.shape), x)
+
+
+def test_depth_folded_volume_model_is_a_2d_network(tmp_path, prepared_3d):
+    cfg = _cfg(**{"spatial_dims": 3, "unet.fold_depth": 8, "unet.patch_size": 2, "train.steps": 2})
+    train_diffusion(cfg, prepared_3d, tmp_path / "run", progress=False)
+    model = load_diffusion(tmp_path / "run")
+    conv_in = model.unet.unet.conv_in.conv
+    assert model.network_dims == 2 and model.spatial_dims == 3 and isinstance(conv_in, torch.nn.Conv2d)
+    assert conv_in.in_channels == 8 * 2 * 2  # eight slices of 2 x 2 patches
+    cond = model.codec.null(2)
+    x = build_sampler("ddim", model.schedule).sample(lambda z, t: model.unet(z, t, cond),
+                                                      torch.randn(2, 1, 16, 16, 8), steps=3)
+    assert x.shape == (2, 1, 16, 16, 8) and torch.isfinite(x).all()
+
+
+def test_fold_depth_must_be_the_number_of_slices(tmp_path, data, prepared_3d):
+    with pytest.raises(ConfigError, match="unet.fold_depth=4 must be the slices"):
+        train_diffusion(_cfg(**{"spatial_dims": 3, "unet.fold_depth": 4}), prepared_3d, tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="unet.fold_depth=8 must be the slices"):
+        train_diffusion(_cfg(**{"unet.fold_depth": 8}), data, tmp_path / "b", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_patch_size_must_divide_the_image(tmp_path, data):

@@ -60,6 +60,11 @@ class DiffusionModel:
         return int(self.meta["spatial_dims"])
 
     @property
+    def network_dims(self) -> int:
+        """Dimensions of the UNet's convolutions: 2 for volumes whose slices it folds into channels."""
+        return int(self.meta.get("network_dims", self.spatial_dims))
+
+    @property
     def sample_shape(self) -> tuple[int, ...]:
         """``(C, *spatial)`` of what the UNet denoises (image or latent)."""
         return tuple(int(s) for s in self.meta["sample_shape"])

@@ -24,7 +24,7 @@ from ..core.config import StrictModel
 from ..diffusion.conditions import Condition
 from .conditioning import ConditionCodec, ConditionEmbedder, GuidanceEmbedder
 
-__all__ = ["ConditionedUNet", "UNetConfig", "patchify", "unpatchify"]
+__all__ = ["ConditionedUNet", "UNetConfig", "fold_depth", "patchify", "unfold_depth", "unpatchify"]
 
 
 def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -49,6 +49,18 @@ def unpatchify(x: torch.Tensor, p: int) -> torch.Tensor:
     return x.reshape(n, cp // p**d, *[s * p for s in spatial])
 
 
+def fold_depth(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W, D)`` → ``(N, C·D, H, W)``: the slices of a volume as channels of one image."""
+    n, c, h, w, d = x.shape
+    return x.permute(0, 1, 4, 2, 3).reshape(n, c * d, h, w)
+
+
+def unfold_depth(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`fold_depth` for a volume batch of ``shape`` ``(N, C, H, W, D)``."""
+    n, c, h, w, d = shape
+    return x.reshape(n, c, d, h, w).permute(0, 1, 3, 4, 2)
+
+
 class UNetConfig(StrictModel):
     """Width and depth of the denoising UNet (MONAI ``DiffusionModelUNet`` arguments)."""
 
@@ -60,6 +72,8 @@ class UNetConfig(StrictModel):
     transformer_num_layers: int = Field(1, ge=1)
     use_flash_attention: bool = False
     patch_size: int = Field(1, ge=1, description="fold p^dims pixels into channels before the UNet")
+    fold_depth: int | None = Field(None, ge=1, description="3D items only: fold their last axis (this many "
+                                   "slices) into channels and run a 2D UNet over the in-plane grid")
 
     @model_validator(mode="after")
     def _check(self) -> UNetConfig:
@@ -93,10 +107,13 @@ class ConditionedUNet(nn.Module):
         from monai.networks.nets import DiffusionModelUNet
 
         conditioned = codec is not None and codec.config.enabled
-        self.patch_size = config.patch_size
-        folded = in_channels * config.patch_size**spatial_dims
+        if config.fold_depth is not None and spatial_dims != 3:
+            raise ValueError(f"unet.fold_depth folds the slices of 3D items: this model is {spatial_dims}D")
+        self.patch_size, self.fold_depth = config.patch_size, config.fold_depth
+        network_dims = 2 if self.fold_depth else spatial_dims
+        folded = in_channels * (self.fold_depth or 1) * config.patch_size**network_dims
         self.unet = DiffusionModelUNet(
-            spatial_dims=spatial_dims,
+            spatial_dims=network_dims,
             in_channels=folded,
             out_channels=folded,
             channels=tuple(config.channels),
@@ -127,9 +144,15 @@ class ConditionedUNet(nn.Module):
         return self.embedder is not None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
-        x = patchify(x, self.patch_size)
+        shape = x.shape
+        x = patchify(fold_depth(x) if self.fold_depth else x, self.patch_size)
+        out = self._unet(x, t, cond)
+        out = unpatchify(out, self.patch_size)
+        return unfold_depth(out, shape) if self.fold_depth else out
+
+    def _unet(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | None) -> torch.Tensor:
         if self.embedder is None:
-            return unpatchify(self.unet(x, timesteps=t), self.patch_size)
+            return self.unet(x, timesteps=t)
         if cond is None:
             raise ValueError("this model is conditioned: pass a condition batch (codec.null(n) for unconditional)")
         context, pooled = self.embedder(cond)
@@ -138,5 +161,4 @@ class ConditionedUNet(nn.Module):
                 raise ValueError(f"this distilled model takes its guidance scales ({', '.join(self.guidance_names)}) "
                                  "as input: pass cond.with_guidance(scales)")
             pooled = pooled + self.guidance_embedder(cond.guidance)
-        out = self.unet(x, timesteps=t, context=context.to(x.dtype), class_labels=pooled)
-        return unpatchify(out, self.patch_size)
+        return self.unet(x, timesteps=t, context=context.to(x.dtype), class_labels=pooled)

@@ -215,7 +215,7 @@ def generate(
     sampler = build_sampler(cfg.sampler.name, model.schedule, spacing=cfg.sampler.spacing)
     items = _plan(cfg, model)
     mine = [it for it in items if it.index % dist.world_size == dist.rank]
-    unet = prepare_model(model.unet, cfg.runtime, device, spatial_dims=model.spatial_dims)
+    unet = prepare_model(model.unet, cfg.runtime, device, spatial_dims=model.network_dims)
     affine = _affine(model.meta)
 
     takes_text = model.codec is not None and model.vocab.text_null_tokens is not None
@@ -250,7 +250,7 @@ def generate(
             steps=cfg.sampler.steps, condition=encode(batch), vocab=model.vocab, guidance=guidance,
             step_generators=[index_generator(cfg.seed, it.index, salt="steps") for it in batch],
             prepare=lambda x: prepare_input(x, cfg.runtime, device),
-            context=lambda: inference_context(cfg.runtime, device, model.spatial_dims),
+            context=lambda: inference_context(cfg.runtime, device, model.network_dims),
             decode=decode,
         )
 
@@ -258,7 +258,7 @@ def generate(
         probe = [PlannedItem(0, items[0].condition, items[0].prompt)] * size
         gens = [index_generator(cfg.seed, 0)] * size
         x = prepare_input(initial_noise((size, *model.sample_shape), gens), cfg.runtime, device)
-        with inference_context(cfg.runtime, device, model.spatial_dims):
+        with inference_context(cfg.runtime, device, model.network_dims):
             guided_denoiser(unet, encode(probe), model.vocab, guidance)(x, sampler.timesteps(1).to(device).expand(size))
 
     batch_size = auto_batch_size(trial, cfg.runtime, device, limit=max(len(mine), 1))

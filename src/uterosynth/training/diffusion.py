@@ -200,13 +200,18 @@ def class_balanced_weights(records: Sequence[dict[str, Any]], column: str, *, so
 
 
 def _check_patch_size(cfg: DiffusionTrainConfig, sample_shape: list[int]) -> None:
-    """Patching and the UNet's downsampling levels must both divide the sample size."""
-    p, levels = cfg.unet.patch_size, len(cfg.unet.channels)
+    """Patching and the UNet's downsampling levels must both divide the sample size; a folded depth
+    must be the items' number of slices."""
+    p, levels, depth = cfg.unet.patch_size, len(cfg.unet.channels), cfg.unet.fold_depth
+    if depth is not None and (cfg.spatial_dims != 3 or sample_shape[-1] != depth):
+        raise ConfigError(f"unet.fold_depth={depth} must be the slices of the 3D {cfg.space} samples; got "
+                          f"{cfg.spatial_dims}D samples of size {sample_shape[1:]}")
+    grid = sample_shape[1:-1] if depth is not None else sample_shape[1:]
     multiple = p * 2 ** (levels - 1)
-    if any(s % multiple for s in sample_shape[1:]):
+    if any(s % multiple for s in grid):
         raise ConfigError(
             f"unet.patch_size={p} with {levels} UNet levels needs the {cfg.space} sample size to be a multiple "
-            f"of {multiple}; got {sample_shape[1:]}"
+            f"of {multiple}; got {grid}"
         )
 
 
@@ -238,6 +243,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, data_path: str | Path, out: str |
     step = DiffusionStep(schedule, codec, drop_prob=cfg.conditioning.drop_prob, min_snr_gamma=cfg.min_snr_gamma,
                          scale_factor=meta["scale_factor"], drop_all_prob=cfg.conditioning.drop_all_prob)
     meta.update(kind="diffusion", network=cfg.unet.model_dump(mode="json"),
+                network_dims=2 if cfg.unet.fold_depth else cfg.spatial_dims,
                 schedule=cfg.schedule.model_dump(mode="json"),
                 conditioning=codec.to_json() if codec is not None else None)
     preview = PreviewWriter(cfg.preview, schedule, codec, step, val_set, autoencoder=ae[0].to(device) if ae else None,

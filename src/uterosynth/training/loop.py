@@ -292,7 +292,7 @@ class Trainer:
         self.step_fn, self.train_data, self.transform = step_fn, train_data, transform
         self.model_meta, self.config, self.validate_fn = dict(model_meta), config, validate
         self.on_step_end, self.progress = on_step_end, progress
-        self.precision = resolve_precision(cfg.precision, self.device, spatial_dims=self.model_meta.get("spatial_dims"))
+        self.precision = resolve_precision(cfg.precision, self.device, spatial_dims=self.model_meta.get("network_dims", self.model_meta.get("spatial_dims")))
         enabled = self.precision == "fp16"
         self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=enabled) for name in self.groups}
         self.ema: torch.optim.swa_utils.AveragedModel | None = None
