@@ -112,12 +112,15 @@ def test_dims_must_be_2_or_3(tmp_path):
 def test_3d_demo_uses_the_volume_presets(tmp_path):
     stages = {s.name: s.args for s in demo_stages(tmp_path, quick=False, dims=3)}
     assert any(a.endswith("prepare3d.yaml") for a in stages["02_prepared"])
-    assert any(a.endswith("ldm3d_demo.yaml") for a in stages["05_diffusion"])
     folders = _folders(tmp_path, quick=False, dims=3)
+    assert any(a.endswith("ddpm3d_demo64.yaml") for a in stages[folders["diffusion"]])
+    assert "latents" not in folders  # a pixel-space model: no latent cache
     reader = stages[folders["reader_study"]]
     assert reader[reader.index("--class-by") + 1] == "none"
-    # the judge is 2D, trained on the reference volumes' central slices in the volumes' in-plane window
+    # the judge is the 2D demo's: trained on the reference volumes' central slices in the volumes'
+    # in-plane window (128 mm, prepare2d.yaml's) and grid
     slices, judge = stages[folders["prepared_reference_slices"]], stages[folders["judge"]]
-    assert any(a.endswith("prepare2d.yaml") for a in slices) and "preprocess.roi.window_mm=[160.0,160.0]" in slices
+    assert any(a.endswith("prepare2d.yaml") for a in slices) and not any("window_mm" in a for a in slices)
+    assert "preprocess.roi.window_mm=[128.0,128.0,64.0]" in stages[folders["prepared"]]
     assert judge[judge.index("--data") + 1].endswith(folders["prepared_reference_slices"])
     assert "prepared_reference_slices" not in _folders(tmp_path, quick=False, dims=2)
