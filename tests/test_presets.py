@@ -1,4 +1,4 @@
-"""The shipped training presets validate, and the 3D demo UNet trains at the latent size it is sized for."""
+"""The shipped training presets validate, and the 3D demo's network trains at the volume size it is sized for."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from uterosynth.core.config import load_config, parse_overrides
-from uterosynth.models.autoencoder import downsample_factor
 from uterosynth.models.diffusion_unet import ConditionedUNet
 from uterosynth.pipeline import PRESETS
 from uterosynth.training.autoencoder import AutoencoderTrainConfig
@@ -33,19 +32,21 @@ def _sets(args: tuple[str, ...]) -> dict:
 
 
 @pytest.mark.parametrize("quick", [True, False])
-def test_3d_demo_ldm_stage_builds_at_its_latent_size(tmp_path, quick: bool):
-    """The 3D demo's LDM overrides fit the preset, and its UNet trains at the demo's latent size
-    (default demo: ae3d_demo turns 64 x 64 x 16 volumes into 3 x 16 x 16 x 4 latents)."""
+def test_3d_demo_volume_model_builds_at_its_size(tmp_path, quick: bool):
+    """The 3D demo's diffusion overrides fit the preset, and its network (a 2D UNet over the volume's
+    folded slices) trains on volumes of the demo's size (default demo: 64 x 64 x 16)."""
     from uterosynth.demo import demo_stages
 
-    assert {"ldm3d_demo.yaml", "ldm2d_demo.yaml", "ddpm2d_demo.yaml"} <= set(DIFFUSION)
-    stages = {s.name: s.args for s in demo_stages(tmp_path, quick=quick, dims=3)}
-    volume = _sets(stages["02_prepared"])["preprocess.output.shape"]
-    ae = load_config(AutoencoderTrainConfig, PRESETS / "ae3d_demo.yaml", overrides=_sets(stages["03_autoencoder"])).model
+    chain = demo_stages(tmp_path, quick=quick, dims=3)
+    stages = {s.name.split("_", 1)[1]: s.args for s in chain}
+    volume = _sets(stages["prepared"])["preprocess.output.shape"]
+    args = stages["diffusion"]
+    cfg = load_config(DiffusionTrainConfig, args[args.index("--config") + 1], overrides=_sets(args))
+    assert cfg.spatial_dims == 3 and cfg.space == "pixel" and cfg.unet.fold_depth == volume[-1]
+    unet = ConditionedUNet(3, 1, cfg.unet)
+    assert isinstance(unet.unet.conv_in.conv, torch.nn.Conv2d)
     torch.manual_seed(0)
-    x = torch.randn(2, ae.latent_channels, *[s // downsample_factor(ae) for s in volume])
-    cfg = load_config(DiffusionTrainConfig, PRESETS / "ldm3d_demo.yaml", overrides=_sets(stages["05_diffusion"]))
-    unet = ConditionedUNet(3, ae.latent_channels, cfg.unet)
+    x = torch.randn(2, 1, *volume)
     out = unet(x, torch.tensor([10, 900]))
     assert out.shape == x.shape
     out.square().mean().backward()
@@ -68,13 +69,14 @@ def test_every_preset_resolves_as_before():
         assert cfg.model_dump(mode="json") == expected[name], name
 
 
+@pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("quick", [True, False])
-def test_2d_demo_trains_for_a_step_budget_not_a_wall_clock_one(tmp_path, quick: bool):
-    """The 2D demo's models stop at a fixed step count, so a busy machine trains the same model (slower)."""
+def test_demo_trains_for_a_step_budget_not_a_wall_clock_one(tmp_path, quick: bool, dims: int):
+    """The demo's models stop at a fixed step count, so a busy machine trains the same model (slower)."""
     from uterosynth.demo import demo_stages
 
-    stages = {s.name: s.args for s in demo_stages(tmp_path, quick=quick, dims=2)}
-    for stage, preset in (("03_autoencoder", AutoencoderTrainConfig), ("04_diffusion", DiffusionTrainConfig)):
+    stages = {s.name.split("_", 1)[1]: s.args for s in demo_stages(tmp_path, quick=quick, dims=dims)}
+    for stage, preset in (("autoencoder", AutoencoderTrainConfig), ("diffusion", DiffusionTrainConfig)):
         args = stages[stage]
         cfg = load_config(preset, args[args.index("--config") + 1], overrides=_sets(args))
         assert cfg.train.steps <= 2000, stage  # the budget, not the presets' 100000-step ceilings
