@@ -62,7 +62,7 @@ class DiffusionModel:
     @property
     def network_dims(self) -> int:
         """Dimensions of the UNet's convolutions: 2 for volumes whose slices it folds into channels."""
-        return int(self.meta.get("network_dims", self.spatial_dims))
+        return int(self.meta.get("network_dims", self.meta["spatial_dims"]))
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
