@@ -115,6 +115,8 @@ def test_depth_folded_volume_model_is_a_2d_network(tmp_path, prepared_3d):
     x = build_sampler("ddim", model.schedule).sample(lambda z, t: model.unet(z, t, cond),
                                                       torch.randn(2, 1, 16, 16, 8), steps=3)
     assert x.shape == (2, 1, 16, 16, 8) and torch.isfinite(x).all()
+    with pytest.raises(ValueError, match="folds 8 slices into channels"):
+        model.unet(torch.randn(1, 1, 16, 16, 4), torch.tensor([10]), model.codec.null(1))
 
 
 def test_fold_depth_must_be_the_number_of_slices(tmp_path, data, prepared_3d):

@@ -19,7 +19,7 @@ def demo(
     dims: int = typer.Option(2, "--dims", help="2 (slices, the default) or 3 (volumes)."),
     as_json: AsJson = False,
 ) -> None:
-    """Phantom → prepare → conditional diffusion model (2D: pixel space; 3D: latent) → samples → judge →
+    """Phantom → prepare → conditional pixel-space diffusion model (2D: slices; 3D: volumes) → samples → judge →
     autoencoder baselines → downstream gain → evaluation → audit → release → reader study, with one report.html."""
     from ..demo import QUICK_NOTICE, run_demo
 

@@ -145,6 +145,9 @@ class ConditionedUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Condition | None = None) -> torch.Tensor:
         shape = x.shape
+        if self.fold_depth and (x.ndim != 5 or shape[-1] != self.fold_depth):
+            raise ValueError(f"this model folds {self.fold_depth} slices into channels: expected volumes "
+                             f"(N, C, H, W, {self.fold_depth}), got {tuple(shape)}")
         x = patchify(fold_depth(x) if self.fold_depth else x, self.patch_size)
         out = self._unet(x, t, cond)
         out = unpatchify(out, self.patch_size)
