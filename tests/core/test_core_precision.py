@@ -51,3 +51,9 @@ def test_cpu_flags_are_a_subset_of_the_relevant_ones():
 
 def test_training_accepts_auto():
     assert LoopConfig(precision="auto").precision == "auto"
+
+
+def test_network_dims_prefers_the_recorded_network_over_the_items():
+    assert precision.network_dims({"spatial_dims": 3, "network_dims": 2}) == 2  # slices folded into channels
+    assert precision.network_dims({"spatial_dims": 3}) == 3
+    assert precision.network_dims({}) is None

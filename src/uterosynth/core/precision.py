@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import platform
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-__all__ = ["Precision", "cpu_flags", "cpu_native_bf16", "resolve_precision"]
+__all__ = ["Precision", "cpu_flags", "cpu_native_bf16", "network_dims", "resolve_precision"]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -53,6 +54,13 @@ def cpu_native_bf16() -> bool:
         except RuntimeError:
             pass
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+
+
+def network_dims(meta: Mapping[str, Any]) -> int | None:
+    """Spatial dimensions of a model's convolutions from its metadata: ``network_dims`` (2 for a
+    volume model that folds its slices into channels), else ``spatial_dims``; ``None`` if neither."""
+    dims = meta.get("network_dims", meta.get("spatial_dims"))
+    return None if dims is None else int(dims)
 
 
 def resolve_precision(precision: Precision, device: torch.device | str, *,

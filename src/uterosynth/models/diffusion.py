@@ -21,6 +21,7 @@ from torch import nn
 
 from ..core.checkpoint import load_model_json, load_weights
 from ..core.errors import DataError
+from ..core.precision import network_dims
 from ..data.subjects import merge_subjects
 from ..diffusion.conditions import Condition, ConditionVocabulary
 from ..diffusion.guidance import embedded_scales
@@ -62,7 +63,7 @@ class DiffusionModel:
     @property
     def network_dims(self) -> int:
         """Dimensions of the UNet's convolutions: 2 for volumes whose slices it folds into channels."""
-        return int(self.meta.get("network_dims", self.meta["spatial_dims"]))
+        return network_dims(self.meta) or self.spatial_dims
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

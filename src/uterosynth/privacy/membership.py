@@ -26,7 +26,7 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 from ..core.errors import DataError
-from ..core.precision import resolve_precision
+from ..core.precision import network_dims, resolve_precision
 from ..data.manifest import PreparedDataset
 from ..models.diffusion import DiffusionModel
 
@@ -75,7 +75,7 @@ def _timesteps(model: DiffusionModel, cfg: MembershipConfig) -> list[int]:
 def denoising_errors(model: DiffusionModel, data: PreparedDataset, cfg: MembershipConfig) -> np.ndarray:
     """``(N, len(timesteps))``: each item's mean squared error of the training target, per timestep."""
     device = next(model.unet.parameters()).device
-    bf16 = resolve_precision(cfg.precision, device, spatial_dims=model.meta.get("network_dims", model.meta.get("spatial_dims"))) == "bf16"
+    bf16 = resolve_precision(cfg.precision, device, spatial_dims=network_dims(model.meta)) == "bf16"
     steps = _timesteps(model, cfg)
     out = np.zeros((len(data.rows), len(steps)))
     for start in range(0, len(data.rows), cfg.batch_size):

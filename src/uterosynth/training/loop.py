@@ -27,7 +27,7 @@ from ..core import checkpoint as ckpt
 from ..core.artifacts import atomic_write_text, provenance
 from ..core.distributed import DistInfo, all_true, barrier, gather_objects
 from ..core.errors import ConfigError, DataError
-from ..core.precision import cpu_flags, resolve_precision
+from ..core.precision import cpu_flags, network_dims, resolve_precision
 from ..core.seeding import seed_everything
 from .config import LoopConfig, OptimizerConfig
 from .data import ResumableBatches, resumable_loader
@@ -292,7 +292,7 @@ class Trainer:
         self.step_fn, self.train_data, self.transform = step_fn, train_data, transform
         self.model_meta, self.config, self.validate_fn = dict(model_meta), config, validate
         self.on_step_end, self.progress = on_step_end, progress
-        self.precision = resolve_precision(cfg.precision, self.device, spatial_dims=self.model_meta.get("network_dims", self.model_meta.get("spatial_dims")))
+        self.precision = resolve_precision(cfg.precision, self.device, spatial_dims=network_dims(self.model_meta))
         enabled = self.precision == "fp16"
         self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=enabled) for name in self.groups}
         self.ema: torch.optim.swa_utils.AveragedModel | None = None
