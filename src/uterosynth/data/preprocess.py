@@ -20,6 +20,7 @@ pre-filter folded into the operator.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -432,6 +433,18 @@ def fit_inplane(array: np.ndarray, affine: np.ndarray, shape: Sequence[int], fit
     return resized, scale_affine(affine, [px / h, py / w, 1.0])
 
 
+def _window_origin(centre: float, n: int, ratio: float) -> float:
+    """Input index of a window axis's first voxel: ``n`` voxels ``ratio`` apart, centred on ``centre``.
+
+    Where the window keeps the scan's spacing (``ratio`` 1) it is aligned to the scan's grid, so
+    nothing is interpolated along that axis and voxel ``n // 2`` is the scan's voxel nearest the
+    centre: a volume's central sagittal slice is then the 2D ``central`` rule's middle slice.
+    """
+    if math.isclose(ratio, 1.0, rel_tol=1e-6):
+        return float(int(round(centre)) - n // 2)
+    return centre - (n - 1) / 2 * ratio
+
+
 def _slice_indices(
     cfg: PreprocessConfig, depth: int, label: np.ndarray | None, *, where: str, label_where: str = ""
 ) -> list[int]:
@@ -560,7 +573,7 @@ def _window_items(cfg: PreprocessConfig, image: Scan, label: np.ndarray | None, 
     else:
         ratio.append(1.0)
         size.append(image.shape[2])
-    origin = [c - (n - 1) / 2 * r for c, n, r in zip(centre, size, ratio, strict=True)]
+    origin = [_window_origin(c, n, r) for c, n, r in zip(centre, size, ratio, strict=True)]
     if out.dims == 2:
         origin[2] = 0.0
     volume, affine, pad = sample_window(image.array, image.affine, origin, ratio, size)
