@@ -251,6 +251,7 @@ def test_volume_window_central_slice_is_the_2d_central_slice(depth: int, offset_
     np.testing.assert_array_equal(volume.pad[..., depth // 2], middle.pad)
     assert inside.mean() > 0.3
     np.testing.assert_array_equal(volume.array[..., depth // 2][inside], middle.array[inside])
+    np.testing.assert_array_equal(volume.label[..., depth // 2], middle.label)
     np.testing.assert_allclose(volume.affine @ [0, 0, depth // 2, 1], middle.affine @ [0, 0, 0, 1], atol=1e-9)
     assert volume.spacing[2] == pytest.approx(3.0, abs=1e-12)
 

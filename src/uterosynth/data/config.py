@@ -159,7 +159,7 @@ class OutputConfig(StrictModel):
 
 
 class PreprocessConfig(StrictModel):
-    """Everything that changes the pixels; its hash is part of each item's ``prep_hash``."""
+    """Everything that changes the pixels; its hash (with the preprocessing revision) is part of each item's ``prep_hash``."""
 
     reorient: bool = True
     resample: ResampleConfig = ResampleConfig()

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from ..core.artifacts import atomic_output_dir, provenance, write_json
-from ..core.config import config_hash
 from ..core.errors import DataError
 from ..core.imageio import as_volume, write_nifti
 from .config import LabelsConfig, PrepareConfig, SplitConfig
@@ -200,7 +199,7 @@ def process_subject(
     Raises:
         DataError: anything wrong with this subject (the message names the file).
     """
-    from .preprocess import preprocess_subject
+    from .preprocess import preprocess_hash, preprocess_subject
 
     if record.problem:
         raise DataError(record.problem)
@@ -219,7 +218,7 @@ def process_subject(
         _check_label_geometry(image, label, cfg.preprocess.geometry_tolerance_mm)
     items = preprocess_subject(cfg.preprocess, image, label)
 
-    prep = config_hash(cfg.preprocess)
+    prep = preprocess_hash(cfg.preprocess)
     suffix = ".nii.gz" if cfg.compress else ".nii"
     dims = cfg.preprocess.output.dims
     rows = []
@@ -396,6 +395,8 @@ def prepare_dataset(
         DataError: bad input (first bad subject unless ``skip_bad``), or no usable subject.
         DataError: ``out`` exists and ``overwrite`` is false.
     """
+    from .preprocess import preprocess_hash
+
     t0 = time.perf_counter()
     input_dir = Path(input_dir)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
@@ -457,7 +458,7 @@ def prepare_dataset(
             "source": source,
             "labels_file": table_path.name if table_path is not None else None,
             "attributes_from_segmentation": {n: list(cfg.labels.from_segmentation[n]) for n in from_segmentation},
-            "preprocess_hash": config_hash(cfg.preprocess),
+            "preprocess_hash": preprocess_hash(cfg.preprocess),
             "subjects": len(good),
             "items": len(all_rows),
             "splits": split_counts,
