@@ -8,8 +8,13 @@ taking the noisy input itself. A model that does not learn to denoise stays near
 central slices, in the features of an in-domain 2D encoder trained on other subjects
 (``uterosynth evaluate train-encoder``), at the smaller set's N.
 
+``central-match``: per subject, the correlation between a volume's central sagittal slice
+(``[..., D // 2]``, what a 2D judge sees) and the middle slice of the same subject's 2D
+``central`` items, prepared from the same scans in the same window; min, mean and max.
+
     python benchmarks/volume_demo_checks.py x0-error --model RUN --data PREP
     python benchmarks/volume_demo_checks.py central-kid --encoder ENCODER --data PREP3D SAMPLES [SAMPLES ...]
+    python benchmarks/volume_demo_checks.py central-match --volumes PREP3D --slices PREP2D
 """
 
 from __future__ import annotations
@@ -69,6 +74,25 @@ def central_kid(encoder: str, data: str, sample_sets: list[str]) -> dict[str, fl
     return out
 
 
+def central_match(volumes: str, slices: str) -> dict[str, float]:
+    from collections import defaultdict
+
+    from uterosynth.data.manifest import PreparedDataset
+
+    flat = PreparedDataset.load(slices)
+    by_subject = defaultdict(list)
+    for row in flat.rows:
+        by_subject[row["subject"]].append(row)
+    data = PreparedDataset.load(volumes)
+    r = []
+    for row in data.rows:
+        middle = sorted(by_subject[row["subject"]], key=lambda x: int(x["slice_index"]))
+        middle = flat.load_item(middle[len(middle) // 2])[0]
+        volume = data.load_item(row)[0]
+        r.append(np.corrcoef(volume[..., volume.shape[-1] // 2].ravel(), middle.ravel())[0, 1])
+    return {"subjects": len(r), "min": round(float(min(r)), 4), "mean": round(float(np.mean(r)), 4), "max": round(float(max(r)), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,10 +105,15 @@ def main() -> None:
     k.add_argument("--encoder", required=True)
     k.add_argument("--data", required=True)
     k.add_argument("samples", nargs="+")
+    m = sub.add_parser("central-match")
+    m.add_argument("--volumes", required=True)
+    m.add_argument("--slices", required=True)
     args = parser.parse_args()
     if args.command == "x0-error":
         for row in x0_errors(args.model, args.data, args.items, [int(t) for t in args.timesteps.split(",")]):
             print(row)
+    elif args.command == "central-match":
+        print(central_match(args.volumes, args.slices))
     else:
         for folder, value in central_kid(args.encoder, args.data, args.samples).items():
             print(f"{folder}: KID x1e3 {value}")

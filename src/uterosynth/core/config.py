@@ -201,8 +201,8 @@ def repeated(values: Sequence[str]) -> list[str]:
     return sorted({v for v in values if values.count(v) > 1})
 
 
-def config_hash(cfg: BaseModel) -> str:
-    """A short stable hash of a configuration (sha256 of its canonical JSON)."""
+def config_hash(cfg: BaseModel, salt: str = "") -> str:
+    """A short stable hash of a configuration (sha256 of ``salt`` + its canonical JSON)."""
     import hashlib
 
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
+    return hashlib.sha256((salt + cfg.model_dump_json()).encode()).hexdigest()[:16]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from nibabel import orientations as nio
 
+from ..core.config import config_hash
 from ..core.errors import DataError
 from .config import N4Config, NormalizeConfig, OutputConfig, PreprocessConfig
 from .io import CANONICAL, Scan, reorient
@@ -441,9 +442,7 @@ REVISION = 2
 
 def preprocess_hash(cfg: PreprocessConfig) -> str:
     """Short hash of what makes an item's pixels: the configuration and :data:`REVISION`."""
-    import hashlib
-
-    return hashlib.sha256(f"{REVISION}:{cfg.model_dump_json()}".encode()).hexdigest()[:16]
+    return config_hash(cfg, salt=f"{REVISION}:")
 
 
 def _slice_indices(

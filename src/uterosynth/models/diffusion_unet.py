@@ -87,6 +87,10 @@ class UNetConfig(StrictModel):
             raise ValueError(f"channels {bad} are not multiples of norm_num_groups={self.norm_num_groups}")
         return self
 
+    def network_dims(self, spatial_dims: int) -> int:
+        """Dimensions of the UNet's convolutions for items of ``spatial_dims``: 2 when it folds the slices."""
+        return 2 if self.fold_depth else spatial_dims
+
 
 class ConditionedUNet(nn.Module):
     """``(x_t (N, C, *spatial), t (N,), cond) → prediction (N, C, *spatial)``.
@@ -110,7 +114,7 @@ class ConditionedUNet(nn.Module):
         if config.fold_depth is not None and spatial_dims != 3:
             raise ValueError(f"unet.fold_depth folds the slices of 3D items: this model is {spatial_dims}D")
         self.patch_size, self.fold_depth = config.patch_size, config.fold_depth
-        network_dims = 2 if self.fold_depth else spatial_dims
+        network_dims = config.network_dims(spatial_dims)
         folded = in_channels * (self.fold_depth or 1) * config.patch_size**network_dims
         self.unet = DiffusionModelUNet(
             spatial_dims=network_dims,

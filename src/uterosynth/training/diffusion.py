@@ -243,7 +243,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, data_path: str | Path, out: str |
     step = DiffusionStep(schedule, codec, drop_prob=cfg.conditioning.drop_prob, min_snr_gamma=cfg.min_snr_gamma,
                          scale_factor=meta["scale_factor"], drop_all_prob=cfg.conditioning.drop_all_prob)
     meta.update(kind="diffusion", network=cfg.unet.model_dump(mode="json"),
-                network_dims=2 if cfg.unet.fold_depth else cfg.spatial_dims,
+                network_dims=cfg.unet.network_dims(cfg.spatial_dims),
                 schedule=cfg.schedule.model_dump(mode="json"),
                 conditioning=codec.to_json() if codec is not None else None)
     preview = PreviewWriter(cfg.preview, schedule, codec, step, val_set, autoencoder=ae[0].to(device) if ae else None,
