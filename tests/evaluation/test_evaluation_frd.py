@@ -52,3 +52,14 @@ def test_frd_ranks_a_different_set_higher(spatial_dims):
     bad = frd_at_n(real, noised, n=12, n_blocks=4)
     assert bad.value > good.value and bad.details["log_transformed"]
     assert good.n == {"real": 12, "synthetic": 12} and good.ci_low <= good.value <= good.ci_high
+
+
+def test_radiomics_features_do_not_depend_on_the_number_of_processes():
+    import torch
+
+    torch.ones(64, 64) @ torch.ones(64, 64)  # a parent whose torch threads have started, as in `evaluate`
+    arrays = _blobs(6, (12, 12, 8), 4)
+    kw = {"features": ["firstorder", "glcm"], "image_types": ["Original"]}
+    one = radiomics_features(arrays, **kw)
+    two = radiomics_features(arrays, num_workers=2, **kw)
+    assert one.shape[0] == 6 and np.array_equal(one, two, equal_nan=True)

@@ -42,6 +42,14 @@ def test_msssim_small_images_use_fewer_scales(spatial_dims):
     assert (other < same).all()
 
 
+def test_random_pairs_never_repeat_a_pair():
+    i, j = random_pairs(8, 1000, seed=0)   # more than the 28 pairs there are: each once
+    assert len(i) == 28 and set(zip(i.tolist(), j.tolist(), strict=True)) == {(a, b) for a in range(8) for b in range(a + 1, 8)}
+    i, j = random_pairs(300, 2000, seed=1)  # a subset of the 44 850 pairs, without repeats
+    assert len(i) == 2000 and (i < j).all() and j.max() < 300
+    assert len(set(zip(i.tolist(), j.tolist(), strict=True))) == 2000
+
+
 def test_random_pairs_are_distinct_and_need_two_items():
     i, j = random_pairs(5, 100, seed=0)
     assert (i != j).all() and i.max() < 5 and j.max() < 5

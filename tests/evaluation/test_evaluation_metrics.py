@@ -7,6 +7,7 @@ from uterosynth.evaluation.bootstrap import bootstrap_ci, bootstrap_mean, percen
 from uterosynth.evaluation.metrics import (
     feature_statistics,
     frechet_distance,
+    frechet_distance_from_features,
     kid,
     mmd2_unbiased,
     prdc_items,
@@ -32,6 +33,19 @@ def test_frechet_distance_matches_scipy_sqrtm():
 def test_frechet_distance_of_identical_sets_is_zero():
     a = _features(2)
     assert abs(frechet_distance(*feature_statistics(a), *feature_statistics(a))) < 1e-8
+
+
+def test_small_sets_use_their_span_and_match_the_exact_low_rank_distance():
+    # N + M - 1 < F: the distance in the sets' own span equals the nuclear-norm form of
+    # Tr((S1 S2)^1/2) = ||A^T B||_* (S1 = A A^T), which needs no F x F eigendecomposition
+    a, b = _features(5, n=8, f=96), _features(6, n=6, f=96, shift=0.4, scale=2.0)
+    ca, cb = (a - a.mean(0)).numpy() / np.sqrt(7), (b - b.mean(0)).numpy() / np.sqrt(5)
+    diff = (a.mean(0) - b.mean(0)).numpy()
+    nuclear = np.linalg.svd(ca @ cb.T, compute_uv=False).sum()
+    expected = float(diff @ diff + (ca**2).sum() + (cb**2).sum() - 2 * nuclear)
+    assert frechet_distance_from_features(a, b) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance_from_features(a, b) == pytest.approx(
+        frechet_distance(*feature_statistics(a), *feature_statistics(b)), rel=1e-5)
 
 
 def test_kid_matches_torchmetrics_on_identical_features():

@@ -42,7 +42,7 @@ from scipy import stats
 
 from ..core.threads import torch_threads
 from .bootstrap import MetricResult
-from .metrics import FID_STABLE_N, feature_statistics, frechet_distance, prdc_items
+from .metrics import FID_STABLE_N, frechet_distance_from_features, prdc_items
 from .resampling import (
     Groups,
     block_assignment,
@@ -211,7 +211,7 @@ def fid_extrapolated(
             for _ in range(draws):
                 i = torch.as_tensor(rng.choice(x.shape[0], size, replace=False))
                 j = torch.as_tensor(rng.choice(y.shape[0], size, replace=False))
-                per.append(frechet_distance(*feature_statistics(x[i]), *feature_statistics(y[j])))
+                per.append(frechet_distance_from_features(x[i], y[j]))
             values.append(float(np.mean(per)))
     slope, intercept = np.polyfit(1.0 / np.asarray(ns, dtype=np.float64), values, 1) if len(ns) > 1 else (0.0, values[0])
     return FIDExtrapolation(float(intercept), float(slope), tuple(ns), tuple(values))

@@ -33,12 +33,22 @@ def msssim_pair_values(
 
 
 def random_pairs(n: int, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``pairs`` random index pairs ``(i, j)`` with ``i != j`` from ``range(n)``."""
+    """Up to ``pairs`` distinct unordered index pairs ``(i, j)``, ``i < j``, from ``range(n)``.
+
+    Every pair once when ``pairs`` covers all ``n (n - 1) / 2`` of them (a small set's diversity
+    is then its exact mean over pairs, not a mean over repeats of the same few pairs); otherwise
+    a random subset drawn without replacement.
+    """
     if n < 2:
         raise DataError(f"diversity needs at least 2 items, found {n}")
-    rng = np.random.default_rng(seed)
-    i = rng.integers(0, n, size=pairs)
-    j = (i + rng.integers(1, n, size=pairs)) % n
+    total = n * (n - 1) // 2
+    if pairs >= total:
+        i, j = np.triu_indices(n, k=1)
+        return i, j
+    k = np.sort(np.random.default_rng(seed).choice(total, size=pairs, replace=False))
+    # row i of the upper triangle starts at index i n - i (i + 1) / 2
+    i = (n - 2 - np.floor(np.sqrt(-8.0 * k + 4.0 * n * (n - 1) - 7) / 2 - 0.5)).astype(np.int64)
+    j = k + i + 1 - total + (n - i) * (n - i - 1) // 2
     return i, j
 
 

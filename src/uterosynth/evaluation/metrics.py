@@ -24,6 +24,7 @@ __all__ = [
     "frechet_distance",
     "frechet_distance_from_features",
     "kid",
+    "span_coordinates",
     "mmd2_unbiased",
     "prdc_items",
 ]
@@ -77,9 +78,30 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     return float(diff @ diff + torch.trace(sigma1) + torch.trace(sigma2) - 2 * tr_covmean)
 
 
+def span_coordinates(real: np.ndarray | torch.Tensor,
+                     fake: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both feature sets in an orthonormal basis of their affine span, when that is smaller than ``F``.
+
+    Every mean difference and every covariance of any subset of the ``N + M`` items lies in the
+    span of their differences (at most ``N + M - 1`` dimensions), and the Fréchet distance is
+    invariant to translation and rotation. So the distance of any subsets is the same in these
+    coordinates, exactly, and its eigendecompositions shrink from ``F x F`` to at most
+    ``(N + M - 1)`` squared: the small-N case (a few held-out subjects, 768 or 2048 features).
+    Returned unchanged (as float64) when ``N + M - 1 >= F``.
+    """
+    x, y = _as64(real), _as64(fake)
+    rank = x.shape[0] + y.shape[0] - 1
+    if rank >= x.shape[1]:
+        return x, y
+    origin = x[0]
+    basis, _ = torch.linalg.qr((torch.cat([x[1:], y]) - origin).T, mode="reduced")
+    return (x - origin) @ basis, (y - origin) @ basis
+
+
 def frechet_distance_from_features(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor) -> float:
     """Fréchet distance between the Gaussian fits of two feature sets ``(N, F)`` and ``(M, F)``."""
-    return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    x, y = span_coordinates(real, fake)
+    return frechet_distance(*feature_statistics(x), *feature_statistics(y))
 
 
 def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, *, degree: int = 3, gamma: float | None = None, coef: float = 1.0) -> float:

@@ -243,10 +243,9 @@ def fid_jackknife(
         groups_real, groups_fake: subject id per item (``None``: items independent).
     """
     from ..core.threads import torch_threads
-    from .metrics import frechet_distance
+    from .metrics import frechet_distance, span_coordinates
 
-    x = torch.as_tensor(np.asarray(real) if not isinstance(real, torch.Tensor) else real).to(torch.float64)
-    y = torch.as_tensor(np.asarray(fake) if not isinstance(fake, torch.Tensor) else fake).to(torch.float64)
+    x, y = span_coordinates(real, fake)  # exact; small eigendecompositions when N + M <= F
     bx = block_assignment(group_codes(groups_real, x.shape[0]), n_blocks, seed)
     by = block_assignment(group_codes(groups_fake, y.shape[0]), n_blocks, seed + 1)
     with torch_threads(1):  # small dense linear algebra: one thread (see frechet_distance)
