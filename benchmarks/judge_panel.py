@@ -50,6 +50,18 @@ def panel(folders: list[str], attribute: str):
     return predict, [m for _, m in judges]
 
 
+def read_as(predict, folder: Path) -> dict:
+    """What the judge reads a set drawn *without* the attribute as a condition as: per class, count, share and
+    Wilson interval (the base rate a conditioned set is compared with)."""
+    from uterosynth.core.stats import wilson_ci
+    from uterosynth.data.synthetic import SyntheticSet
+
+    got = predict(SyntheticSet.load(folder).stack())
+    counts = {c: got.count(c) for c in sorted(set(got))}
+    return {"folder": str(folder), "n": len(got),
+            "read_as": {c: {"count": k, "share": k / len(got), "wilson95": wilson_ci(k, len(got))} for c, k in counts.items()}}
+
+
 def check_unseen(metas: list[dict], real: str, name: str) -> None:
     """Refuse a real cohort any judge of the panel trained on."""
     from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
@@ -78,6 +90,10 @@ def table(results: dict, bar: float, lower_bar: float) -> str:
             verdict = "passes" if fidelity.passes(res, bar, lower_bar) else "fails"
             cells.append(f"{100 * res['worst']:.0f} % {worst}, {verdict}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name in first.get("unconditioned", {}):
+        cells = [", ".join(f"{100 * v['share']:.0f} % {c}" for c, v in results[j]["unconditioned"][name]["read_as"].items())
+                 for j in judges]
+        lines.append(f"| {name} (not conditioned on it), read as | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -85,6 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judge", action="append", required=True, help="NAME=DIR or NAME=DIR1+DIR2+... (repeatable)")
     parser.add_argument("--samples", action="append", required=True, help="NAME=SYNTHETIC_SET (repeatable)")
+    parser.add_argument("--unconditioned", action="append", default=[],
+                        help="NAME=SYNTHETIC_SET drawn without --attribute as a condition: the share read as each "
+                             "class, the base rate beside the conditioned sets (repeatable)")
     parser.add_argument("--real", action="append", required=True, help="prepared DIR:split no judge saw (repeatable)")
     parser.add_argument("--attribute", default="orientation")
     parser.add_argument("--bar", type=float, default=0.90)
@@ -102,6 +121,7 @@ def main() -> None:
             "real": {real: fidelity.judge_on_real(predict, real, args.attribute, [2.0], 0.2) for real in args.real},
             "sets": {s.partition("=")[0]: fidelity.judge_set(predict, Path(s.partition("=")[2]), args.attribute)
                      for s in args.samples},
+            "unconditioned": {s.partition("=")[0]: read_as(predict, Path(s.partition("=")[2])) for s in args.unconditioned},
         }
     print(table(results, args.bar, args.lower_bar))
     if args.json:

@@ -149,7 +149,7 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     them trained on is refused; the table gives each set's worst class and verdict per judge."""
     import torch
 
-    from conftest import make_prepared_dataset
+    from conftest import make_prepared_dataset, make_synthetic_set
     from uterosynth.core.errors import DataError
     from uterosynth.data.manifest import PreparedDataset
     from uterosynth.downstream.config import JudgeConfig
@@ -178,6 +178,15 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     text = panel.table(results, bar=0.90, lower_bar=0.85)
     assert "| real C0, x:train | 90 % [80, 100] | 90 % [80, 100] |" in text
     assert "| s | 95 % C0, passes | 85 % C0, fails |" in text
+    import numpy as np
+
+    unconditioned = make_synthetic_set(tmp_path / "plain", np.random.default_rng(0).random((6, 16, 16)).astype(np.float32))
+    rates = panel.read_as(predict, unconditioned)
+    assert rates["n"] == 6 and sum(v["count"] for v in rates["read_as"].values()) == 6
+    results["J1"]["unconditioned"] = results["J2"]["unconditioned"] = {"plain": rates}
+    first = next(iter(rates["read_as"]))
+    assert f"| plain (not conditioned on it), read as | {100 * rates['read_as'][first]['share']:.0f} % {first}" in \
+        panel.table(results, bar=0.90, lower_bar=0.85)
 
 
 def test_a_panel_averages_probabilities_not_logits_nor_the_first_judge(monkeypatch, capsys):
