@@ -72,7 +72,7 @@ def test_metrics_rank_degraded_sets_below_faithful(tmp_path):
         "wrong_class": make_synthetic_set(tmp_path / "wrong", faithful, wrong),
     }
     cfg = EvaluationConfig.model_validate({"frd": {"enabled": False}, "bootstrap": {"n": 10}, "kid": {"subsets": 3, "bootstrap_subsets": 1},
-                                           "msssim": {"pairs": 100}})
+                                           "msssim": {"pairs": 1000}})  # 100 pairs: noise of 0.03
     metrics, _ = run_evaluation(root, None, cfg, baselines=sets, extractor=PatchStats(), classifier=CentroidClassifier())
     m = {name: {k: v["value"] for k, v in s["metrics"].items()} for name, s in metrics["sets"].items()}
     real_msssim = metrics["sets"]["faithful"]["metrics"]["msssim_diversity"]["details"]["real_value"]

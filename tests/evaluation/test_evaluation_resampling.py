@@ -10,6 +10,7 @@ from uterosynth.evaluation.resampling import (
     cluster_bootstrap_mean,
     fid_jackknife,
     group_codes,
+    pair_bootstrap_mean,
     two_sample_jackknife,
 )
 
@@ -136,3 +137,43 @@ def test_subject_jackknife_covers_the_true_frechet_distance(rho):
 def test_item_jackknife_undercovers_when_slices_share_subjects():
     coverage, _, _ = _coverage(0.6, "item")
     assert coverage < 0.9
+
+
+def _pair_coverage(reps=100):
+    """Coverage of the true mean 0 by pair intervals: items independent, then 8 subjects of 4 slices."""
+    from uterosynth.evaluation.bootstrap import bootstrap_mean
+    from uterosynth.evaluation.image_metrics import random_pairs
+
+    hits = {"units": 0, "pairs": 0, "subjects": 0, "slices": 0}
+    subject = np.repeat(np.arange(8), 4)
+    for r in range(reps):
+        rng = np.random.default_rng(r)
+        item = rng.standard_normal(20)
+        i, j = random_pairs(20, 1000, r)
+        v = item[i] + item[j] + 0.1 * rng.standard_normal(len(i))
+        hits["units"] += _covers(pair_bootstrap_mean(v, i, j, n_items=20, n_boot=400, seed=r))
+        hits["pairs"] += _covers(bootstrap_mean(v, n_boot=400, seed=r))
+        item = rng.standard_normal(8)[subject] + 0.3 * rng.standard_normal(32)
+        i, j = random_pairs(32, 1000, r)
+        v = item[i] + item[j]
+        groups = [f"s{k}" for k in subject]
+        hits["subjects"] += _covers(pair_bootstrap_mean(v, i, j, groups, n_items=32, n_boot=400, seed=r))
+        hits["slices"] += _covers(pair_bootstrap_mean(v, i, j, n_items=32, n_boot=400, seed=r))
+    return {k: h / reps for k, h in hits.items()}
+
+
+def _covers(result):
+    return result[1] <= 0.0 <= result[2]
+
+
+def test_pair_intervals_resample_items_and_subjects_not_pairs():
+    # pairs of one set share items: an interval over pairs covers the mean a third of the time
+    cover = _pair_coverage()
+    assert cover["units"] >= 0.85 and cover["pairs"] <= 0.5
+    assert cover["subjects"] >= 0.8 and cover["slices"] <= cover["subjects"] - 0.15
+
+
+def test_pair_bootstrap_mean_is_the_plain_mean_inside_its_interval():
+    v = np.array([0.2, 0.4, 0.9, 0.5])
+    mean, low, high = pair_bootstrap_mean(v, np.array([0, 0, 1, 2]), np.array([1, 2, 2, 3]), n_items=4, seed=0)
+    assert mean == pytest.approx(0.5) and low <= mean <= high

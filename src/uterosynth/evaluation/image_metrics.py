@@ -8,14 +8,18 @@ numbers the autoencoder's validation reports).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from ..core.errors import DataError
 from ..core.similarity import LPIPSDistance, load_lpips, ms_ssim, ssim
-from .bootstrap import MetricResult, bootstrap_mean
+from .bootstrap import MetricResult
+from .resampling import Groups, cluster_bootstrap_mean, pair_bootstrap_mean
 
 __all__ = [
+    "ItemValues",
     "load_lpips",  # the network lives in core.similarity; re-exported for the runner
     "lpips_pair_values",
     "msssim_pair_values",
@@ -52,21 +56,44 @@ def random_pairs(n: int, pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return i, j
 
 
+@dataclass(frozen=True)
+class ItemValues:
+    """Values of one set's item pairs (``second`` given) or of its items (``second`` is ``None``),
+    with what the interval resamples: the set's subjects (``groups``, one per item) or its items."""
+
+    values: np.ndarray
+    first: np.ndarray
+    second: np.ndarray | None
+    n_items: int
+    groups: Groups = None
+
+    def mean_interval(self, *, n_boot: int, confidence: float, seed: int) -> tuple[float, float, float]:
+        """``(mean, low, high)``: a bootstrap over subjects (items when ``groups`` is ``None``)."""
+        if self.second is None:
+            groups = None if self.groups is None else [self.groups[k] for k in self.first]
+            return cluster_bootstrap_mean(self.values, groups, n_boot=n_boot, confidence=confidence, seed=seed)[:3]
+        return pair_bootstrap_mean(self.values, self.first, self.second, self.groups, n_items=self.n_items,
+                                   n_boot=n_boot, confidence=confidence, seed=seed)
+
+
 def similarity_result(
-    name: str, synthetic: np.ndarray, real: np.ndarray | None, *, n_items: dict[str, int], better: str,
+    name: str, synthetic: ItemValues, real: ItemValues | None, *, n_items: dict[str, int], better: str,
     n_boot: int, confidence: float, seed: int, details: dict | None = None,
 ) -> MetricResult:
-    """A per-pair (or per-item) metric: synthetic mean with CI, the real set's mean beside it."""
-    value, low, high = bootstrap_mean(synthetic, n_boot=n_boot, confidence=confidence, seed=seed)
+    """A per-pair (or per-item) metric: synthetic mean with CI, the real set's mean beside it.
+
+    Intervals resample the sets' subjects (items when a set has none), not the pairs: pairs of one
+    set share items, and a subject's slices share their anatomy.
+    """
+    value, low, high = synthetic.mean_interval(n_boot=n_boot, confidence=confidence, seed=seed)
     details = dict(details or {})
-    if real is not None and real.size:
-        r, rl, rh = bootstrap_mean(real, n_boot=n_boot, confidence=confidence, seed=seed + 1)
+    if real is not None and real.values.size:
+        r, rl, rh = real.mean_interval(n_boot=n_boot, confidence=confidence, seed=seed + 1)
         details.update(real_value=r, real_ci=[rl, rh])
-    warnings = ()
-    if synthetic.size < 100:
-        warnings = (f"{name}: only {synthetic.size} pairs/items; the mean is noisy",)
-    return MetricResult(name, value, low, high, {**n_items, "pairs": int(synthetic.size)}, better, confidence,
-                        warnings, details)
+    details["interval"] = "bootstrap over subjects (items without subject ids), pairs weighted by their units' counts"
+    size = int(synthetic.values.size)
+    warnings = (f"{name}: only {size} pairs/items; the mean is noisy",) if size < 100 else ()
+    return MetricResult(name, value, low, high, {**n_items, "pairs": size}, better, confidence, warnings, details)
 
 
 @torch.inference_mode()

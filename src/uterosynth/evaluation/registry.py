@@ -37,7 +37,7 @@ from .bootstrap import MetricResult
 from .classifier import ConditionClassifier, fidelity_result, predict_labels
 from .config import EvaluationConfig
 from .equal_n import fid_at_n, frd_at_n, kid_at_n, prdc_at_n
-from .image_metrics import similarity_result
+from .image_metrics import ItemValues, similarity_result
 
 __all__ = ["METRICS", "Metric", "MetricInputs", "Need", "register_metric"]
 
@@ -55,8 +55,9 @@ class MetricInputs:
         seed: bootstrap seed of this set.
         features: ``(reference, candidate)`` extractor features ``(N, F)``.
         radiomics: ``(reference, candidate)`` radiomics features, ``None`` without FRD.
-        pairs: ``{key: values}`` image-pair values of the candidate (``msssim``, ``lpips``,
-            ``slice_ssim``, ``slice_corr``; keys missing when not computable).
+        pairs: ``{key: ItemValues}`` image-pair (or per-volume) values of the candidate, with the
+            items and subjects they come from (``msssim``, ``lpips``, ``slice_ssim``, ``slice_corr``;
+            keys missing when not computable).
         reference_pairs: the same for the reference.
         classifier: the conditioning classifier, ``None`` without one.
         n: the common N of the distributional metrics (``None``: whole sets, ``allow_unequal_n``).
@@ -70,8 +71,8 @@ class MetricInputs:
     seed: int
     features: tuple[torch.Tensor, torch.Tensor]
     radiomics: tuple[np.ndarray, np.ndarray] | None
-    pairs: dict[str, np.ndarray]
-    reference_pairs: dict[str, np.ndarray]
+    pairs: dict[str, ItemValues]
+    reference_pairs: dict[str, ItemValues]
     classifier: ConditionClassifier | None
     n: int | None = None
     groups: tuple[list[str] | None, list[str] | None] = (None, None)

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from .bootstrap import percentile_interval
+
 __all__ = [
     "JackknifeEstimate",
     "block_assignment",
@@ -40,6 +42,7 @@ __all__ = [
     "fid_jackknife",
     "group_codes",
     "jackknife_from_replicates",
+    "pair_bootstrap_mean",
     "two_sample_jackknife",
 ]
 
@@ -111,6 +114,40 @@ def cluster_bootstrap_mean(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(reps, [alpha, 1.0 - alpha])
     return float(values.mean()), float(low), float(high), float(reps.std(ddof=1))
+
+
+def pair_bootstrap_mean(
+    values: np.ndarray, first: np.ndarray, second: np.ndarray, groups: Groups = None, *, n_items: int,
+    n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean of per-pair ``values`` with a bootstrap interval over the units the pairs are made of.
+
+    Pairs of one set share items (and items share subjects), so they are not independent draws.
+    Each replicate draws the units (subjects, or items when ``groups`` is ``None``) with
+    replacement and weights a pair by the product of its two units' counts: the mean over all
+    pairs of the resampled set (a U-statistic's bootstrap). Percentile interval.
+
+    Args:
+        values: ``(P,)`` one value per pair; ``first``, ``second``: ``(P,)`` item indices of each pair.
+        groups: one subject id per item (``n_items`` of them), or ``None`` (items independent).
+        n_items: items of the set the pairs index.
+
+    Returns:
+        ``(mean, low, high)``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return (float("nan"),) * 3
+    codes = group_codes(groups, n_items)
+    n_units = int(codes.max()) + 1
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_boot, n_units))
+    np.add.at(counts, (np.repeat(np.arange(n_boot), n_units), rng.integers(0, n_units, n_boot * n_units)), 1.0)
+    weights = counts[:, codes[np.asarray(first)]] * counts[:, codes[np.asarray(second)]]
+    total = weights.sum(1)
+    reps = np.where(total > 0, weights @ values / np.where(total > 0, total, 1.0), np.nan)
+    low, high = percentile_interval(reps, confidence)
+    return float(values.mean()), low, high
 
 
 def block_assignment(codes: np.ndarray, n_blocks: int, seed: int = 0) -> np.ndarray:

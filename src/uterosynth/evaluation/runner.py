@@ -41,7 +41,14 @@ from .classifier import ConditionClassifier, load_classifier
 from .config import EvaluationConfig
 from .equal_n import common_n, per_item_groups
 from .features import PlanarExtractor, build_extractor, extract_features, extractor_identity
-from .image_metrics import load_lpips, lpips_pair_values, msssim_pair_values, random_pairs, slice_consistency
+from .image_metrics import (
+    ItemValues,
+    load_lpips,
+    lpips_pair_values,
+    msssim_pair_values,
+    random_pairs,
+    slice_consistency,
+)
 from .radiomics import frd_available, radiomics_features
 from .registry import METRICS, MetricInputs
 
@@ -112,18 +119,25 @@ def _floor(real: str | Path, reference: ImageSet, cfg: EvaluationConfig, notes: 
     return found
 
 
-def _diversity(s: ImageSet, cfg: EvaluationConfig, seed: int, lpips_model: torch.nn.Module | None) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
+def _diversity(s: ImageSet, cfg: EvaluationConfig, seed: int,
+               lpips_model: torch.nn.Module | None) -> dict[str, ItemValues]:
+    out: dict[str, ItemValues] = {}
     if len(s) < 2:
         return out
+    groups = _groups(s, cfg)
     if cfg.msssim.enabled:
         i, j = random_pairs(len(s), cfg.msssim.pairs, seed)
-        out["msssim"] = msssim_pair_values(s.images[i], s.images[j], kernel_size=cfg.msssim.kernel_size)
+        out["msssim"] = ItemValues(msssim_pair_values(s.images[i], s.images[j], kernel_size=cfg.msssim.kernel_size),
+                                   i, j, len(s), groups)
     if lpips_model is not None:
         i, j = random_pairs(len(s), cfg.lpips.pairs, seed + 1)
-        out["lpips"] = lpips_pair_values(lpips_model, s.images[i], s.images[j], size=cfg.lpips.size)
+        out["lpips"] = ItemValues(lpips_pair_values(lpips_model, s.images[i], s.images[j], size=cfg.lpips.size),
+                                  i, j, len(s), groups)
     if s.spatial_dims == 3 and s.images.shape[-1] > 1:
-        out["slice_ssim"], out["slice_corr"] = slice_consistency(s.images)
+        every = np.arange(len(s))
+        slice_ssim, slice_corr = slice_consistency(s.images)
+        out["slice_ssim"] = ItemValues(slice_ssim, every, None, len(s), groups)
+        out["slice_corr"] = ItemValues(slice_corr, every, None, len(s), groups)
     return out
 
 
