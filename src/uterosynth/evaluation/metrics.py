@@ -24,9 +24,9 @@ __all__ = [
     "frechet_distance",
     "frechet_distance_from_features",
     "kid",
-    "span_coordinates",
     "mmd2_unbiased",
     "prdc_items",
+    "span_coordinates",
 ]
 
 FID_STABLE_N = 2000
