@@ -258,10 +258,11 @@ def _fidelity(correct: dict[str, int], n: int) -> dict:
 
 
 def fake_evaluation(folder: Path, syn: Path, correct: dict[str, int], n: int, *, judge: bool = True,
-                    classes: tuple[str, ...] = ("AVAF", "RVRF")) -> Path:
+                    classes: tuple[str, ...] = ("AVAF", "RVRF"), on_reference: dict[str, int] | None = None) -> Path:
     """A ``metrics.json`` of the shape ``uterosynth evaluate`` writes (what the release and the pipeline
     report read): the judge got ``correct[c]`` of ``n`` synthetic samples of class ``c`` right (every
-    real held-out one), KID of the synthetic set 0.012, the floor 0.010, two baselines 0.004 and 0.050."""
+    real held-out one; ``on_reference[c]`` of ``n`` real training items, one per subject, when given),
+    KID of the synthetic set 0.012, the floor 0.010, two baselines 0.004 and 0.050."""
     folder.mkdir()
     synthetic = {"kid": _kid(0.012)}
     floor = {"kid": _kid(0.010)}
@@ -272,7 +273,8 @@ def fake_evaluation(folder: Path, syn: Path, correct: dict[str, int], n: int, *,
         "provenance": {"uterosynth_version": "test", "created": "2025-01-01T00:00:00"},
         "reference": {"source": "prepared:train", "n": 40},
         "extractor": {"name": "test-encoder", "sha256": "e" * 64},
-        "classifier": {"name": "judge", "sha256": "j" * 64, "task": "orientation", "classes": list(classes)}
+        "classifier": {"name": "judge", "sha256": "j" * 64, "task": "orientation", "classes": list(classes),
+                       "on_reference": _fidelity(on_reference, n) if on_reference else None}
         if judge else None,
         "sets": {
             "synthetic": {"kind": "synthetic", "source": str(syn), "n": 2 * n,

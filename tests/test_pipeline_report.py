@@ -29,7 +29,8 @@ def _pipeline(out: Path, *, n: int = 8, shape: tuple[int, int] = (32, 32), force
     rng = np.random.default_rng(0)
     conds = [{"orientation": CLASSES[i % 2]} for i in range(n)]
     syn = make_synthetic_set(out / "samples", rng.random((n, *shape)).astype(np.float32), conds)
-    fake_evaluation(out / "evaluation", syn, {"AVAF": n // 2, "RVRF": n // 4}, n // 2, classes=CLASSES)
+    fake_evaluation(out / "evaluation", syn, {"AVAF": n // 2, "RVRF": n // 4}, n // 2, classes=CLASSES,
+                    on_reference={"AVAF": 3, "RVRF": 4})
     stages = [
         _stage(out, "prepared", "prepare"),
         _stage(out, "samples", "sample"),
@@ -61,6 +62,8 @@ def test_report_leads_with_the_answer(tmp_path):
     judge = re.findall(r"<tr><td>(AVAF|RVRF)</td><td class=\"num\">([\d.]+)</td><td class=\"num\">\[(.*?)\]</td>",
                        answer)
     assert judge == [("AVAF", "1", "0.51, 1"), ("RVRF", "0.5", "0.15, 0.85")]  # 4/4 and 2/4, Wilson 95 %
+    assert "<th>on real training items</th>" in answer
+    assert '<td class="num">0.75 [0, 1] (4 subjects)</td>' in answer  # the judge's reading of real AVAF items
     for label, value in [("synthetic (the model)", "0.012"), ("real vs real (noise floor)", "0.01"),
                          ("baseline: reconstruction", "0.004"), ("baseline: prior", "0.05")]:
         assert re.search(rf"<td>{re.escape(label)}</td><td class=\"num\">{value}</td>", answer), label

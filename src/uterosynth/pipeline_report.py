@@ -74,6 +74,7 @@ class JudgeRow:
     interval: str
     counts: str
     real: str | None
+    training: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,16 @@ def _judge_rows(ev: Evaluation) -> list[JudgeRow] | None:
     if classes is None:
         return None
     floor = {c.cls: c for c in ev.judge_accuracy(FLOOR_SET) or []}
+    reference = ev.judge_on_reference()
     rows = []
     for c in classes:
         lo, hi = c.interval
-        f = floor.get(c.cls)
+        f, r = floor.get(c.cls), reference.get(c.cls)
         real = (f"{format_number(f.accuracy, 2)} ({f.correct} / {f.n})" if f else "–") if floor else None
-        rows.append(JudgeRow(c.cls, format_number(c.accuracy, 2), f"[{format_number(lo, 2)}, {format_number(hi, 2)}]", f"{c.correct} / {c.n}",
-                             real))
+        training = (f"{format_number(r['value'], 2)} [{format_number(r['ci_low'], 2)}, {format_number(r['ci_high'], 2)}] "
+                    f"({r.get('units', r['n'])} subjects)" if r else "–") if reference else None
+        rows.append(JudgeRow(c.cls, format_number(c.accuracy, 2), f"[{format_number(lo, 2)}, {format_number(hi, 2)}]",
+                             f"{c.correct} / {c.n}", real, training))
     return rows
 
 

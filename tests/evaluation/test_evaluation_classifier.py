@@ -28,6 +28,23 @@ def test_fidelity_per_class_and_overall():
     assert any("noisy" in w for w in r.warnings)
 
 
+def test_fidelity_intervals_resample_subjects_when_grouped():
+    """Ten slices of one subject are one observation: the interval must be as wide as 6 subjects allow."""
+    subject_hit = [1, 1, 1, 0, 1, 0]
+    requested = ["bright"] * 60
+    predicted = [("bright" if h else "dark") for h in subject_hit for _ in range(10)]
+    groups = [f"s{k}" for k in range(6) for _ in range(10)]
+    by_item = fidelity_result(requested, predicted, Brightness.classes, task="tone", n_boot=500)
+    by_subject = fidelity_result(requested, predicted, Brightness.classes, task="tone", groups=groups, n_boot=500)
+    item, subj = by_item.details["per_class"]["bright"], by_subject.details["per_class"]["bright"]
+    assert item["value"] == subj["value"] == pytest.approx(4 / 6)
+    assert (item["n"], item["units"]) == (60, 60) and (subj["n"], subj["units"]) == (60, 6)
+    assert subj["ci_low"] <= subj["value"] <= subj["ci_high"]
+    assert subj["ci_high"] - subj["ci_low"] > 2.5 * (item["ci_high"] - item["ci_low"])
+    assert by_subject.ci_high - by_subject.ci_low > 2.5 * (by_item.ci_high - by_item.ci_low)
+    assert any("only 6 subjects" in w for w in by_subject.warnings)
+
+
 def test_fidelity_none_without_conditions():
     assert fidelity_result([None, None], ["dark", "bright"], ["dark", "bright"], task="tone") is None
 

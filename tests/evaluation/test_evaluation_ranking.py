@@ -85,3 +85,10 @@ def test_metrics_rank_degraded_sets_below_faithful(tmp_path):
         assert abs(m[bad]["msssim_diversity"] - real_msssim) > abs(m["faithful"]["msssim_diversity"] - real_msssim), bad
     assert m["faithful"]["conditioning_fidelity"] > 0.9 > 0.1 > m["wrong_class"]["conditioning_fidelity"]
     assert m["real_vs_real"]["conditioning_fidelity"] > 0.9
+    # the judge's reading of the real reference, with intervals over its subjects
+    on_reference = metrics["classifier"]["on_reference"]
+    assert on_reference["value"] > 0.9 and on_reference["ci_low"] <= on_reference["value"] <= on_reference["ci_high"]
+    train_subjects = {r["subject"] for r in ds.rows if r["split"] == "train"}
+    per_class = on_reference["details"]["per_class"]
+    assert sum(c["units"] for c in per_class.values()) == len(train_subjects)
+    assert sum(c["n"] for c in per_class.values()) == 8 * len(train_subjects)

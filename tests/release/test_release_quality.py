@@ -51,6 +51,18 @@ def test_datasheet_states_judge_accuracy_kid_and_audit(tmp_path):
     assert "Memorisation audit: **none**" in quality and sha256_file(ev / METRICS_FILE) in quality
 
 
+def test_datasheet_puts_the_judge_on_real_training_items_beside_the_samples(tmp_path):
+    syn = _syn(tmp_path, n=40)
+    ev = fake_evaluation(tmp_path / "ev", syn, {"AVAF": 40, "RVRF": 39}, 40, on_reference={"AVAF": 30, "RVRF": 40})
+    out = tmp_path / "rel"
+    release_dataset(syn, None, out, no_audit=True, evaluation_dir=ev)
+    sheet = (out / "DATASHEET.md").read_text()
+    lo, hi = wilson_ci(40, 40)
+    assert (f"| AVAF | 1.00 | [{lo:.2f}, {hi:.2f}] | 40 / 40 | pass | 0.75 [0.00, 1.00] (30 / 40, 40 subjects) "
+            "| 1.00 (40 / 40) |") in sheet
+    assert "judge on real training items" in sheet and "cannot be expected to read above it" in sheet
+
+
 def test_release_refuses_samples_below_the_bar_in_one_line(tmp_path, capsys):
     syn = _syn(tmp_path, n=20)
     ev = fake_evaluation(tmp_path / "ev", syn, {"AVAF": 20, "RVRF": 18}, 20)  # RVRF 0.90, but Wilson low 0.70

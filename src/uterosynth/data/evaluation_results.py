@@ -99,6 +99,12 @@ class Evaluation:
             out.append(ClassAccuracy(str(cls), correct, n))
         return out
 
+    def judge_on_reference(self) -> dict[str, dict[str, Any]]:
+        """Per class, the judge on the real reference items: ``value``, ``ci_low``, ``ci_high`` (over
+        subjects), ``correct``, ``n`` items and ``units`` subjects; empty when not recorded."""
+        on_reference = (self.judge or {}).get("on_reference") or {}
+        return dict((on_reference.get("details") or {}).get("per_class") or {})
+
     def metric_rows(self, metric: str = "kid") -> list[MetricRow]:
         """``metric`` for the synthetic set, the real-vs-real floor, then each baseline (those present)."""
         sets = self.metrics["sets"]

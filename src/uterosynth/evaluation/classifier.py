@@ -28,7 +28,8 @@ import torch
 
 from ..core.errors import DataError
 from ..models.judge import judge_view, read_classifier
-from .bootstrap import MetricResult, bootstrap_mean
+from .bootstrap import MetricResult
+from .resampling import cluster_bootstrap_indices, cluster_bootstrap_mean, group_codes
 
 __all__ = ["ConditionClassifier", "TorchScriptClassifier", "fidelity_result", "load_classifier", "predict_labels"]
 
@@ -88,17 +89,21 @@ def predict_labels(classifier: ConditionClassifier, images: torch.Tensor, *, bat
 
 def fidelity_result(
     requested: Sequence[str | None], predicted: Sequence[str], classes: Sequence[str], *, task: str,
-    n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, min_per_class: int = 30,
+    groups: Sequence[str] | None = None, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+    min_per_class: int = 30,
 ) -> MetricResult | None:
     """Fraction of items classified as the requested class, overall (macro mean) and per class.
 
     Items without a requested value (unconditional samples) are ignored; ``None`` when none has one.
+    ``groups`` (one subject id per item) makes every interval resample subjects, not items: the
+    slices of one real subject are one unit. Per class, ``n`` counts items and ``units`` groups.
     """
-    pairs = [(r, p) for r, p in zip(requested, predicted, strict=True) if r is not None and r != ""]
-    if not pairs:
+    keep = [k for k, r in enumerate(requested) if r is not None and r != ""]
+    if not keep:
         return None
-    hits = np.asarray([float(r == p) for r, p in pairs])
-    req = np.asarray([r for r, _ in pairs])
+    hits = np.asarray([float(requested[k] == predicted[k]) for k in keep])
+    req = np.asarray([requested[k] for k in keep])
+    codes = group_codes(None if groups is None else [groups[k] for k in keep], len(keep))
     per_class: dict[str, dict[str, float | int]] = {}
     warnings = []
     unknown = sorted(set(req) - set(classes))
@@ -106,16 +111,20 @@ def fidelity_result(
         warnings.append(f"requested value(s) {unknown} are not classifier classes {list(classes)}: counted as misses")
     for c in sorted(set(req)):
         m = req == c
-        v, lo, hi = bootstrap_mean(hits[m], n_boot=n_boot, confidence=confidence, seed=seed)
-        per_class[c] = {"value": v, "ci_low": lo, "ci_high": hi, "n": int(m.sum()), "correct": int(hits[m].sum())}
-        if m.sum() < min_per_class:
-            warnings.append(f"fidelity[{c}]: only {int(m.sum())} items (< {min_per_class}); the fraction is noisy")
-    # macro mean: bootstrap resamples within each class
+        v, lo, hi, _ = cluster_bootstrap_mean(hits[m], codes[m], n_boot=n_boot, confidence=confidence, seed=seed)
+        units = int(np.unique(codes[m]).size)
+        per_class[c] = {"value": v, "ci_low": lo, "ci_high": hi, "n": int(m.sum()), "units": units,
+                        "correct": int(hits[m].sum())}
+        if units < min_per_class:
+            unit = "items" if groups is None else "subjects"
+            warnings.append(f"fidelity[{c}]: only {units} {unit} (< {min_per_class}); the fraction is noisy")
+    # macro mean: each replicate resamples the units of every class
     rng = np.random.default_rng(seed)
-    groups = [hits[req == c] for c in per_class]
-    reps = [np.mean([g[rng.integers(0, g.size, g.size)].mean() for g in groups]) for _ in range(n_boot)]
+    masks = [req == c for c in per_class]
+    reps = [np.mean([hits[m][cluster_bootstrap_indices(codes[m], rng)].mean() for m in masks])
+            for _ in range(n_boot)]
     lo, hi = np.quantile(reps, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
-    value = float(np.mean([g.mean() for g in groups]))
+    value = float(np.mean([hits[m].mean() for m in masks]))
     return MetricResult("conditioning_fidelity", value, float(lo), float(hi), {"items": int(hits.size)}, "higher",
                         confidence, tuple(warnings),
                         {"task": task, "per_class": per_class, "micro": float(hits.mean()), "classes": list(classes)})

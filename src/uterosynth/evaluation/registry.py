@@ -176,5 +176,5 @@ def _fidelity(x: MetricInputs) -> list[MetricResult]:
     if clf is None:
         return []
     result = fidelity_result(s.attribute(clf.task), predict_labels(clf, s.images), clf.classes, task=clf.task,
-                             confidence=x.cfg.bootstrap.confidence, seed=x.seed)
+                             groups=x.groups[1], confidence=x.cfg.bootstrap.confidence, seed=x.seed)
     return [] if result is None else [result]

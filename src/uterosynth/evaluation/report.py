@@ -181,6 +181,9 @@ def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConf
                 row["better"] = m["better"]
         table.append(row)
     per_class = []
+    on_reference = (metrics.get("classifier") or {}).get("on_reference")
+    if on_reference:  # what the judge reads on real items: the ceiling a faithful generator can reach
+        per_class.append({"set": "reference (real)", "classes": on_reference["details"]["per_class"]})
     for s in sets:
         fid_ = metrics["sets"][s]["metrics"].get("conditioning_fidelity")
         if fid_:

@@ -37,7 +37,7 @@ from ..data.manifest import parse_dataset_ref
 from ..data.subjects import OverlapChecks
 from ..data.synthetic import generator_subjects, source_subjects
 from ..models.extractor import FeatureExtractor
-from .classifier import ConditionClassifier, load_classifier
+from .classifier import ConditionClassifier, fidelity_result, load_classifier, predict_labels
 from .config import EvaluationConfig
 from .equal_n import common_n, per_item_groups
 from .features import PlanarExtractor, build_extractor, extract_features, extractor_identity
@@ -247,7 +247,8 @@ def run_evaluation(
             "feature_dim": int(comparable_feats["reference"].shape[1])},
         "classifier": None if classifier is None else {"name": classifier.name, "sha256": classifier.sha256,
                                                        "task": classifier.task, "classes": list(classifier.classes),
-                                                       "view": _judge_view(classifier, reference)},
+                                                       "view": _judge_view(classifier, reference),
+                                                       "on_reference": _judge_on_reference(classifier, reference, cfg)},
         "sets": results,
         "subject_overlap": overlap.to_json(),
         "notes": notes,
@@ -338,6 +339,19 @@ def _common_n(reference: ImageSet, sets: list[ImageSet], cfg: EvaluationConfig) 
         return common_n(sizes, n=cfg.equal_n.n, allow_unequal_n=cfg.equal_n.allow_unequal_n)
     except ValueError as err:
         raise ConfigError(f"equal_n.n: {err}") from err
+
+
+def _judge_on_reference(classifier: ConditionClassifier, reference: ImageSet,
+                        cfg: EvaluationConfig) -> dict[str, Any] | None:
+    """The judge's accuracy on the real reference items (subjects it never saw), intervals over subjects.
+
+    A synthetic class cannot be expected to read better than the real items of that class do;
+    ``None`` when the reference does not carry the judge's attribute.
+    """
+    result = fidelity_result(reference.attribute(classifier.task), predict_labels(classifier, reference.images),
+                             classifier.classes, task=classifier.task, groups=_groups(reference, cfg),
+                             confidence=cfg.bootstrap.confidence, seed=cfg.bootstrap.seed)
+    return None if result is None else result.to_json()
 
 
 def _judge_view(classifier: ConditionClassifier, reference: ImageSet) -> str:

@@ -106,22 +106,36 @@ def failed_bar_warning(quality: Quality) -> str:
             "> Do NOT use these images as examples of the classes they were asked for; see \"Quality\" below.")
 
 
+def _reference_cell(v: dict | None) -> str:
+    if not v:
+        return " – |"
+    return (f" {_pct(v['value'])} [{_pct(v['ci_low'])}, {_pct(v['ci_high'])}] "
+            f"({v['correct']} / {v['n']}, {v.get('units', v['n'])} subjects) |")
+
+
 def _judge_table(quality: Quality) -> list[str]:
     ev = quality.evaluation
     judge = (ev.judge if ev is not None else None) or {}
     if quality.classes is None:
         return ["- Judge accuracy: not measured (the evaluation had no judge / conditioning classifier)."]
     floor = {c.cls: c for c in (ev.judge_accuracy(FLOOR_SET) if ev is not None else None) or []}
+    reference = ev.judge_on_reference() if ev is not None else {}
     lines = [f"- Judge: `{judge.get('name', '?')}` (sha256 `{judge.get('sha256', '?')}`), an independent classifier "
              f"of `{judge.get('task', '?')}`: the share of each class's synthetic samples it assigns to the class "
-             "they were asked for.", "",
+             "they were asked for."
+             + (" Beside it, the judge on the real training items (subjects it never saw; interval over subjects): "
+                "a class whose real items read below the bar cannot be expected to read above it in faithful "
+                "samples." if reference else ""), "",
              "| class | judge accuracy | Wilson 95 % interval | correct / samples | bar |"
+             + (" judge on real training items |" if reference else "")
              + (" judge on real held-out items |" if floor else ""),
-             "| --- | --- | --- | --- | --- |" + (" --- |" if floor else "")]
+             "| --- | --- | --- | --- | --- |" + (" --- |" if reference else "") + (" --- |" if floor else "")]
     for c in quality.classes:
         lo, hi = c.interval
         row = (f"| {c.cls} | {_pct(c.accuracy)} | [{_pct(lo)}, {_pct(hi)}] | {c.correct} / {c.n} | "
                f"{'pass' if _passes(c, quality.bar) else '**fail**'} |")
+        if reference:
+            row += _reference_cell(reference.get(c.cls))
         if floor:
             f = floor.get(c.cls)
             row += f" {_pct(f.accuracy)} ({f.correct} / {f.n}) |" if f else " – |"
