@@ -70,14 +70,37 @@ def judge_on_real(predict, real: str, attribute: str, blur: list[float], band_fr
         return list(cluster_bootstrap_mean(np.asarray(values, dtype=float)[keep], np.asarray(subjects)[keep],
                                            n_boot=2000, seed=0)[:3])
 
+    margins = angle_margins(ds.rows) if attribute == "orientation" else None
+    by_margin = ({label: {"items": int(keep.sum()), "accuracy": mean_ci(out["correct"], keep)}
+                  for label, keep in margin_bins(margins).items()} if margins is not None else {})
     padded = sum(float(r.get("pad_fraction") or 0) > 0 for r in ds.rows)
     per_class = {c: mean_ci(out["correct"], labels == c) for c in sorted(set(labels))}
     return {"source": real, "items": len(subjects), "subjects": len(set(subjects)), "padded_items": padded,
-            "accuracy": mean_ci(out["correct"]), "per_class": per_class,
+            "accuracy": mean_ci(out["correct"]), "per_class": per_class, "by_margin": by_margin,
             "blur": {f"{s:g}": mean_ci(v) for s, v in out["blur"].items()},
             "band_flips": {side: mean_ci(v) for side, v in out["band_flips"].items()},
             "occlusion_flips": {side: mean_ci(v) for side, v in out["occlusion_flips"].items()},
             "band_fraction": band_fraction}
+
+
+MARGIN_EDGES = (0.0, 5.0, 10.0, 20.0)
+
+
+def angle_margins(rows: list[dict]) -> np.ndarray | None:
+    """Per item, how far its orientation lies from a class boundary: min(|version|, |flexion|) in
+    degrees (``None`` when the manifest has no angles, as real scans do not)."""
+    try:
+        return np.asarray([min(abs(float(r["version_angle"])), abs(float(r["flexion_angle"]))) for r in rows])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def margin_bins(margins: np.ndarray, edges: tuple[float, ...] = MARGIN_EDGES) -> dict[str, np.ndarray]:
+    """Masks of the items in each margin bin, labelled ``"0-5°"`` … ``">= 20°"`` (empty bins left out)."""
+    bounds = [*edges, np.inf]
+    bins = {(f"{lo:g}-{hi:g}°" if np.isfinite(hi) else f">= {lo:g}°"): (margins >= lo) & (margins < hi)
+            for lo, hi in zip(bounds[:-1], bounds[1:])}
+    return {label: keep for label, keep in bins.items() if keep.any()}
 
 
 def _sigmas(text: str) -> list[float]:
@@ -107,6 +130,8 @@ def section(results: dict[str, dict], real: dict, args: argparse.Namespace) -> s
     n_pass = sum(passes(r, args.bar, args.lower_bar) for r in results.values())
     blur = " · ".join(f"σ = {s} px: {_pct(v)}" for s, v in real["blur"].items())
     per_class_real = " · ".join(f"{c} {_pct(v)}" for c, v in real.get("per_class", {}).items())
+    by_margin = " · ".join(f"{label} {_pct(v['accuracy'])} ({v['items']} items)"
+                           for label, v in real.get("by_margin", {}).items())
     bands = " · ".join(f"{side}: {_pct(v)} (mean-valued: {_pct(real['occlusion_flips'][side])})"
                        for side, v in real["band_flips"].items())
     return (
@@ -118,7 +143,9 @@ def section(results: dict[str, dict], real: dict, args: argparse.Namespace) -> s
         f"The judge on real items of {real['subjects']} subjects it never saw ({real['items']} items, `{real['source']}`), "
         f"intervals over subjects:\n\n"
         f"- accuracy: {_pct(real['accuracy'])}" + (f"; per class: {per_class_real}" if per_class_real else "") + ";\n"
-        f"- items with any padding (the window left the field of view): {real['padded_items']} of {real['items']}, "
+        + (f"- by distance of the item's angles from a class boundary (min of |version|, |flexion|): {by_margin};\n"
+           if by_margin else "")
+        + f"- items with any padding (the window left the field of view): {real['padded_items']} of {real['items']}, "
         f"so the crop geometry has no class to give away and a band swap between real items changes nothing;\n"
         f"- blur control (accuracy on the items blurred): {blur};\n"
         f"- band control (answers that change when padding bands, each {100 * real['band_fraction']:.0f} % of the side, "

@@ -39,6 +39,16 @@ def test_the_bar_needs_every_class_and_its_interval(cells: list, expected: bool)
     assert fidelity.passes(_result(*cells), bar=0.90, lower_bar=0.85) is expected
 
 
+def test_real_items_are_binned_by_their_distance_from_a_class_boundary() -> None:
+    rows = [{"version_angle": "-4.5", "flexion_angle": "-71"}, {"version_angle": "36.6", "flexion_angle": "2.3"},
+            {"version_angle": "60", "flexion_angle": "-30"}, {"version_angle": "12", "flexion_angle": "8"}]
+    margins = fidelity.angle_margins(rows)
+    assert margins.tolist() == [4.5, 2.3, 30.0, 8.0]
+    bins = fidelity.margin_bins(margins)
+    assert {k: v.nonzero()[0].tolist() for k, v in bins.items()} == {"0-5°": [0, 1], "5-10°": [3], ">= 20°": [2]}
+    assert fidelity.angle_margins([{"orientation": "AVAF"}]) is None  # real scans carry no angles
+
+
 def test_the_fidelity_section_states_each_seeds_verdict() -> None:
     args = argparse.Namespace(bar=0.90, lower_bar=0.85, tries="three.", command="run")
     real = {"source": "x:train", "items": 10, "subjects": 2, "padded_items": 0, "accuracy": [0.9, 0.8, 1.0],
