@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
-__all__ = ["wilson_ci"]
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["percentile_interval", "wilson_ci"]
+
+
+def percentile_interval(samples: Sequence[float] | np.ndarray, confidence: float = 0.95, *,
+                        estimate: float | None = None) -> tuple[float, float]:
+    """The ``(low, high)`` percentiles of bootstrap replicates (non-finite replicates dropped).
+
+    With ``estimate`` (the statistic on the full sample) the interval is widened, where needed, to
+    contain it: a skewed or discrete replicate distribution (a ratio of counts, a rate at a
+    threshold, an average over seeds) can put both percentiles on one side of the estimate, and a
+    reported value outside its own interval reads as an error.
+
+    >>> percentile_interval([1.0, 2.0, 3.0], 0.5, estimate=3.5)
+    (1.5, 3.5)
+    """
+    values = np.asarray(samples, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - confidence) / 2.0
+    low, high = (float(v) for v in np.quantile(values, [alpha, 1.0 - alpha]))
+    if estimate is not None and math.isfinite(estimate):
+        low, high = min(low, float(estimate)), max(high, float(estimate))
+    return low, high
 
 
 def wilson_ci(correct: int, n: int) -> tuple[float, float]:

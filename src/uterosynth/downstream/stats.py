@@ -21,6 +21,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..core.stats import percentile_interval
+
 __all__ = ["adjust_pvalues", "benjamini_hochberg", "hierarchical_bootstrap_diff", "holm"]
 
 Correction = Literal["holm", "bh"]
@@ -147,8 +149,7 @@ def hierarchical_bootstrap_diff(
     diff = (_metric(np.einsum("bs,esk->bek", weights, counts["protocol"]), tot[:, None], metric)
             - _metric(np.einsum("bs,esk->bek", weights, counts["real"]), tot[:, None], metric))  # (B, seeds)
     reps = np.take_along_axis(diff, seed_draw, axis=1).mean(1)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(reps, [alpha, 1 - alpha])
+    low, high = percentile_interval(reps, confidence, estimate=float(full.mean()))
     tail = min((1 + (reps <= 0).sum()) / (n_boot + 1), (1 + (reps >= 0).sum()) / (n_boot + 1))
     return {"mean": float(full.mean()), "std": float(full.std(ddof=1)) if len(seeds) > 1 else None,
             "n": len(seeds), "n_test_subjects": n_subjects, "ci_low": float(low), "ci_high": float(high),

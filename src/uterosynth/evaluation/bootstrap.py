@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.stats import percentile_interval
+
 __all__ = ["MetricResult", "bootstrap_ci", "bootstrap_mean", "percentile_interval"]
 
 
@@ -51,17 +53,6 @@ class MetricResult:
         return data
 
 
-def percentile_interval(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """The ``(low, high)`` percentiles of bootstrap replicates (non-finite replicates dropped)."""
-    values = np.asarray(samples, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
 def bootstrap_ci(
     statistic: Callable[..., float],
     sizes: Sequence[int],
@@ -69,6 +60,7 @@ def bootstrap_ci(
     n_boot: int = 100,
     confidence: float = 0.95,
     seed: int = 0,
+    estimate: float | None = None,
 ) -> tuple[float, float]:
     """Percentile interval of ``statistic(*index_arrays)`` over resamples with replacement.
 
@@ -79,10 +71,11 @@ def bootstrap_ci(
         n_boot: number of bootstrap replicates.
         confidence: interval coverage.
         seed: makes the interval reproducible.
+        estimate: the statistic on the full samples; the interval is widened to contain it.
     """
     rng = np.random.default_rng(seed)
     reps = [statistic(*[rng.integers(0, n, size=n) for n in sizes]) for _ in range(n_boot)]
-    return percentile_interval(reps, confidence)
+    return percentile_interval(reps, confidence, estimate=estimate)
 
 
 def bootstrap_mean(
@@ -94,5 +87,6 @@ def bootstrap_mean(
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, values.size, size=(n_boot, values.size))
-    low, high = percentile_interval(values[idx].mean(axis=1), confidence)
-    return float(values.mean()), low, high
+    mean = float(values.mean())
+    low, high = percentile_interval(values[idx].mean(axis=1), confidence, estimate=mean)
+    return mean, low, high

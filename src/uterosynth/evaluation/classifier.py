@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError
+from ..core.stats import percentile_interval
 from ..models.judge import judge_view, read_classifier
 from .bootstrap import MetricResult
 from .resampling import cluster_bootstrap_indices, cluster_bootstrap_mean, group_codes
@@ -123,8 +124,8 @@ def fidelity_result(
     masks = [req == c for c in per_class]
     reps = [np.mean([hits[m][cluster_bootstrap_indices(codes[m], rng)].mean() for m in masks])
             for _ in range(n_boot)]
-    lo, hi = np.quantile(reps, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
     value = float(np.mean([hits[m].mean() for m in masks]))
+    lo, hi = percentile_interval(reps, confidence, estimate=value)
     return MetricResult("conditioning_fidelity", value, float(lo), float(hi), {"items": int(hits.size)}, "higher",
                         confidence, tuple(warnings),
                         {"task": task, "per_class": per_class, "micro": float(hits.mean()), "classes": list(classes)})

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .bootstrap import percentile_interval
+from ..core.stats import percentile_interval
 
 __all__ = [
     "JackknifeEstimate",
@@ -111,9 +111,9 @@ def cluster_bootstrap_mean(
     rng = np.random.default_rng(seed)
     draw = rng.integers(0, n_groups, size=(n_boot, n_groups))
     reps = sums[draw].sum(1) / counts[draw].sum(1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(reps, [alpha, 1.0 - alpha])
-    return float(values.mean()), float(low), float(high), float(reps.std(ddof=1))
+    mean = float(values.mean())
+    low, high = percentile_interval(reps, confidence, estimate=mean)
+    return mean, low, high, float(reps.std(ddof=1))
 
 
 def pair_bootstrap_mean(
@@ -146,8 +146,9 @@ def pair_bootstrap_mean(
     weights = counts[:, codes[np.asarray(first)]] * counts[:, codes[np.asarray(second)]]
     total = weights.sum(1)
     reps = np.where(total > 0, weights @ values / np.where(total > 0, total, 1.0), np.nan)
-    low, high = percentile_interval(reps, confidence)
-    return float(values.mean()), low, high
+    mean = float(values.mean())
+    low, high = percentile_interval(reps, confidence, estimate=mean)
+    return mean, low, high
 
 
 def block_assignment(codes: np.ndarray, n_blocks: int, seed: int = 0) -> np.ndarray:

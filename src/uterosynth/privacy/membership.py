@@ -26,6 +26,7 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 from ..core.errors import DataError
+from ..core.stats import percentile_interval
 from ..core.precision import network_dims, resolve_precision
 from ..data.manifest import PreparedDataset
 from ..models.diffusion import DiffusionModel
@@ -165,8 +166,8 @@ def _summary(m: np.ndarray, n: np.ndarray, m_subj: list[str], n_subj: list[str],
         reps["tpr"].append(tpr_at_fpr(mm, nn, cfg.fpr))
 
     def stat(value: float, key: str) -> dict[str, float]:
-        low, high = np.quantile(reps[key], [0.025, 0.975])
-        return {"value": value, "ci_low": float(low), "ci_high": float(high)}
+        low, high = percentile_interval(reps[key], 0.95, estimate=value)
+        return {"value": value, "ci_low": low, "ci_high": high}
 
     return {"items": {"members": len(m), "nonmembers": len(n)},
             "subjects": {"members": len(m_groups), "nonmembers": len(n_groups)},
