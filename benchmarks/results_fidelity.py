@@ -99,7 +99,7 @@ def margin_bins(margins: np.ndarray, edges: tuple[float, ...] = MARGIN_EDGES) ->
     """Masks of the items in each margin bin, labelled ``"0-5°"`` … ``">= 20°"`` (empty bins left out)."""
     bounds = [*edges, np.inf]
     bins = {(f"{lo:g}-{hi:g}°" if np.isfinite(hi) else f">= {lo:g}°"): (margins >= lo) & (margins < hi)
-            for lo, hi in zip(bounds[:-1], bounds[1:])}
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)}
     return {label: keep for label, keep in bins.items() if keep.any()}
 
 

@@ -26,8 +26,8 @@ from pydantic import Field
 
 from ..core.config import StrictModel
 from ..core.errors import DataError
-from ..core.stats import percentile_interval
 from ..core.precision import network_dims, resolve_precision
+from ..core.stats import percentile_interval
 from ..data.manifest import PreparedDataset
 from ..models.diffusion import DiffusionModel
 
