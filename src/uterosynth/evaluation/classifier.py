@@ -30,7 +30,7 @@ from ..core.errors import DataError
 from ..core.stats import percentile_interval
 from ..models.judge import judge_view, read_classifier
 from .bootstrap import MetricResult
-from .resampling import cluster_bootstrap_indices, cluster_bootstrap_mean, group_codes
+from .resampling import cluster_bootstrap_replicates, group_codes
 
 __all__ = ["ConditionClassifier", "TorchScriptClassifier", "fidelity_result", "load_classifier", "predict_labels"]
 
@@ -110,22 +110,23 @@ def fidelity_result(
     unknown = sorted(set(req) - set(classes))
     if unknown:
         warnings.append(f"requested value(s) {unknown} are not classifier classes {list(classes)}: counted as misses")
+    rng = np.random.default_rng(seed)
+    replicates = []
     for c in sorted(set(req)):
         m = req == c
-        v, lo, hi, _ = cluster_bootstrap_mean(hits[m], codes[m], n_boot=n_boot, confidence=confidence, seed=seed)
+        reps = cluster_bootstrap_replicates(hits[m], codes[m], n_boot, rng)
+        replicates.append(reps)
+        v = float(hits[m].mean())
+        lo, hi = percentile_interval(reps, confidence, estimate=v)
         units = int(np.unique(codes[m]).size)
         per_class[c] = {"value": v, "ci_low": lo, "ci_high": hi, "n": int(m.sum()), "units": units,
                         "correct": int(hits[m].sum())}
         if units < min_per_class:
             unit = "items" if groups is None else "subjects"
             warnings.append(f"fidelity[{c}]: only {units} {unit} (< {min_per_class}); the fraction is noisy")
-    # macro mean: each replicate resamples the units of every class
-    rng = np.random.default_rng(seed)
-    masks = [req == c for c in per_class]
-    reps = [np.mean([hits[m][cluster_bootstrap_indices(codes[m], rng)].mean() for m in masks])
-            for _ in range(n_boot)]
-    value = float(np.mean([hits[m].mean() for m in masks]))
-    lo, hi = percentile_interval(reps, confidence, estimate=value)
+    # macro mean: the classes' replicates, each resampling that class's units
+    value = float(np.mean([v["value"] for v in per_class.values()]))
+    lo, hi = percentile_interval(np.mean(replicates, axis=0), confidence, estimate=value)
     return MetricResult("conditioning_fidelity", value, float(lo), float(hi), {"items": int(hits.size)}, "higher",
                         confidence, tuple(warnings),
                         {"task": task, "per_class": per_class, "micro": float(hits.mean()), "classes": list(classes)})

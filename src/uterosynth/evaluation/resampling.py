@@ -39,6 +39,7 @@ __all__ = [
     "block_assignment",
     "cluster_bootstrap_indices",
     "cluster_bootstrap_mean",
+    "cluster_bootstrap_replicates",
     "fid_jackknife",
     "group_codes",
     "jackknife_from_replicates",
@@ -84,6 +85,19 @@ def cluster_bootstrap_indices(codes: np.ndarray, rng: np.random.Generator) -> np
     return np.concatenate([members[g] for g in draw])
 
 
+def cluster_bootstrap_replicates(values: np.ndarray, groups: Groups, n_boot: int,
+                                 rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot,)`` replicate means: each draws the groups with replacement and averages all their
+    items (a ratio estimator when groups differ in size)."""
+    values = np.asarray(values, dtype=np.float64)
+    codes = group_codes(groups, values.size)
+    n_groups = int(codes.max()) + 1
+    sums = np.bincount(codes, weights=values, minlength=n_groups)
+    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
+    draw = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    return sums[draw].sum(1) / counts[draw].sum(1)
+
+
 def cluster_bootstrap_mean(
     values: np.ndarray, groups: Groups = None, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
 ) -> tuple[float, float, float, float]:
@@ -104,13 +118,7 @@ def cluster_bootstrap_mean(
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return (float("nan"),) * 4
-    codes = group_codes(groups, values.size)
-    n_groups = int(codes.max()) + 1
-    sums = np.bincount(codes, weights=values, minlength=n_groups)
-    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    draw = rng.integers(0, n_groups, size=(n_boot, n_groups))
-    reps = sums[draw].sum(1) / counts[draw].sum(1)
+    reps = cluster_bootstrap_replicates(values, groups, n_boot, np.random.default_rng(seed))
     mean = float(values.mean())
     low, high = percentile_interval(reps, confidence, estimate=mean)
     return mean, low, high, float(reps.std(ddof=1))
