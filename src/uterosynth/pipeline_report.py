@@ -27,7 +27,14 @@ import numpy as np
 from .core.errors import DataError
 from .core.html_images import EmbeddedImages, thumbnail_png
 from .core.imageio import preview_plane
-from .data.evaluation_results import FLOOR_SET, METRICS_FILE, SYNTHETIC_SET, Evaluation, read_evaluation
+from .data.evaluation_results import (
+    FLOOR_SET,
+    JUDGE_CEILING,
+    METRICS_FILE,
+    SYNTHETIC_SET,
+    Evaluation,
+    read_evaluation,
+)
 from .data.manifest import PreparedDataset, parse_dataset_ref
 from .data.synthetic import SyntheticSet
 
@@ -282,6 +289,7 @@ def write_report(out: Path, stages: Sequence[Stage], *, title: str, notice: str 
     images = EmbeddedImages()
     answer = _answer(out, stages, failures, images)
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    env.globals["judge_ceiling"] = JUDGE_CEILING
     page = env.get_template("pipeline_report.html.j2").render(
         title=title, notice=notice, failures=failures, answer=answer, image_defs=images.defs(),
         preview="phantom_preview.png" if (out / "phantom_preview.png").is_file() else None,

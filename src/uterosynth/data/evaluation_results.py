@@ -17,7 +17,7 @@ from ..core.artifacts import read_json, sha256_file
 from ..core.errors import DataError
 from ..core.stats import wilson_ci
 
-__all__ = ["FLOOR_SET", "METRICS_FILE", "REPORT_FILE", "SYNTHETIC_SET", "ClassAccuracy", "Evaluation", "MetricRow",
+__all__ = ["FLOOR_SET", "JUDGE_CEILING", "METRICS_FILE", "REPORT_FILE", "SYNTHETIC_SET", "ClassAccuracy", "Evaluation", "MetricRow",
            "read_evaluation"]
 
 METRICS_FILE = "metrics.json"
@@ -27,6 +27,9 @@ SYNTHETIC_SET = "synthetic"
 FLOOR_SET = "real_vs_real"
 """The name of the real-vs-real noise floor in ``metrics.json`` ``sets``."""
 REQUIRED_KEYS = ("sets", "reference", "provenance")
+JUDGE_CEILING = ("a class whose real items read below the bar cannot be expected to read above it in faithful "
+                 "samples")
+"""Why the judge's reading of real training items is shown beside the samples (reports, datasheet)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.html_images import EmbeddedImages, png_size
 from ..core.imageio import figure_png, png_bytes, preview_plane
+from ..data.evaluation_results import JUDGE_CEILING
 from ..data.image_set import ImageSet
 from .config import ReportConfig
 
@@ -166,6 +167,7 @@ def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConf
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
+    env.globals["judge_ceiling"] = JUDGE_CEILING
     env.filters["fmt"] = _fmt
     sets = list(metrics["sets"])
     names = list(dict.fromkeys(n for s in sets for n in metrics["sets"][s]["metrics"]))

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..core.errors import DataError
 from ..data.evaluation_results import (
     FLOOR_SET,
+    JUDGE_CEILING,
     METRICS_FILE,
     SYNTHETIC_SET,
     ClassAccuracy,
@@ -124,8 +125,7 @@ def _judge_table(quality: Quality) -> list[str]:
              f"of `{judge.get('task', '?')}`: the share of each class's synthetic samples it assigns to the class "
              "they were asked for."
              + (" Beside it, the judge on the real training items (subjects it never saw; interval over subjects): "
-                "a class whose real items read below the bar cannot be expected to read above it in faithful "
-                "samples." if reference else ""), "",
+                f"{JUDGE_CEILING}." if reference else ""), "",
              "| class | judge accuracy | Wilson 95 % interval | correct / samples | bar |"
              + (" judge on real training items |" if reference else "")
              + (" judge on real held-out items |" if floor else ""),
