@@ -37,7 +37,8 @@ about 1.5 px, and the pixel average with another training image."""
 
 
 def plant(image: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndarray | None = None) -> np.ndarray:
-    """A near-copy of ``image`` ``(H, W)`` (``other``: the second image of a ``mix``)."""
+    """A near-copy of ``image`` ``(H, W)`` or a volume ``(H, W, D)`` (in-plane transforms of every slice;
+    ``other``: the second image of a ``mix``)."""
     if kind in HARDER_TRANSFORMS:
         return _plant_harder(image, kind, rng, other)
     if kind == "exact":
@@ -46,9 +47,10 @@ def plant(image: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndar
         out = image + rng.normal(0, 0.03, image.shape)
     elif kind == "shift":
         d = rng.integers(2, 5, size=2) * rng.choice([-1, 1], size=2)
-        out = ndimage.shift(image, d, order=1, mode="nearest")
+        out = ndimage.shift(image, [*d, *[0] * (image.ndim - 2)], order=1, mode="nearest")
     elif kind == "rotate":
-        out = ndimage.rotate(image, rng.uniform(2, 5) * rng.choice([-1, 1]), reshape=False, order=1, mode="nearest")
+        out = ndimage.rotate(image, rng.uniform(2, 5) * rng.choice([-1, 1]), axes=(0, 1), reshape=False, order=1,
+                             mode="nearest")
     elif kind == "flip":
         out = image[:, ::-1]
     elif kind == "rescale":

@@ -142,8 +142,10 @@ def make_anatomy_dataset(
     shape: tuple[int, int] = (48, 48),
     dims: int = 2,
     seed: int = 0,
+    prefix: str = "S",
 ) -> Path:
-    """A prepared dataset of anatomy-like items; ``subjects`` maps split → number of subjects.
+    """A prepared dataset of anatomy-like items; ``subjects`` maps split → number of subjects
+    (named ``<prefix>0000``, ``<prefix>0001``, ...).
 
     2D: ``slices_per_subject`` slice items per subject. 3D: one ``(H, W, slices_per_subject)``
     volume per subject.
@@ -155,7 +157,7 @@ def make_anatomy_dataset(
     s = 0
     for split, count in subjects.items():
         for _ in range(count):
-            subject = f"S{s:04d}"
+            subject = f"{prefix}{s:04d}"
             slices = make_anatomy_subject(np.random.default_rng([seed, s]), shape, slices_per_subject)
             stored = [slices[k][..., None] for k in range(len(slices))] if dims == 2 else [np.moveaxis(slices, 0, -1)]
             for k, arr in enumerate(stored):

@@ -33,6 +33,9 @@ def audit(
     encoder: Annotated[Path | None, typer.Option(
         "--encoder", help="Encoder folder (e.g. the copy detector of 'audit train-encoder') or TorchScript file for "
         "the embedding measure.")] = None,
+    controls: Annotated[Path | None, typer.Option(
+        "--controls", help="Synthetic set of model-made controls that calibrate the thresholds: samples of a model "
+        "trained on other subjects, or autoencoder reconstructions of other subjects.")] = None,
     quantile: Annotated[float | None, typer.Option(
         "--quantile", help="Conformal threshold quantile of the calibration similarities (default 0.99).")] = None,
     **shared: Any,
@@ -44,8 +47,8 @@ def audit(
         raise typer.BadParameter("--train, --synthetic and --out are required (see 'uterosynth audit --help')")
     from ..stages.release import AuditJob
 
-    return AuditJob(train=train, synthetic=synthetic, out=out, holdout=holdout, encoder=encoder, quantile=quantile,
-                    **shared)
+    return AuditJob(train=train, synthetic=synthetic, out=out, holdout=holdout, encoder=encoder, controls=controls,
+                    quantile=quantile, **shared)
 
 
 @stage_command(audit_app.command("membership"), "audit membership")

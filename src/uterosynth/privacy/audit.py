@@ -12,7 +12,10 @@ items of *other* subjects exactly as a sample is:
   training subjects (leave one subject out), so a research-size cohort calibrates on hundreds
   of items, not on its small test split;
 - optionally, smoothness-matched controls: all of these blurred (``calibration_blur``, off by
-  default), because model outputs can be smoother than real images and smooth images look alike.
+  default), because model outputs can be smoother than real images and smooth images look alike;
+- optionally, model-made controls (:mod:`uterosynth.privacy.controls`): samples of a model of
+  other subjects, or reconstructions of other subjects, matched against every training item. By
+  default (``control_calibration: only``) they alone set the thresholds.
 
 The threshold is a **conformal** quantile: the ``⌈(n + 1) q⌉``-th smallest of the ``n``
 calibration similarities. For a new item exchangeable with them, the chance to exceed it is at
@@ -46,6 +49,7 @@ from ..core.imageio import blur_in_plane
 from ..data.image_set import ImageSet
 from ..data.subjects import hash_subject
 from .config import AuditConfig
+from .controls import CONTROL_SOURCE
 from .embedding_search import embedding_search
 from .similarity import (
     Neighbours,
@@ -320,6 +324,7 @@ def run_audit(
     *,
     config: AuditConfig | None = None,
     extractor: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    controls: ImageSet | None = None,
 ) -> AuditResult:
     """Audit ``synthetic`` against ``train``, with thresholds calibrated on ``holdout`` (and, per ``config``,
     on the training items against the other training subjects and on blurred copies of both).
@@ -332,6 +337,8 @@ def run_audit(
         config: audit settings.
         extractor: a :class:`~uterosynth.models.extractor.FeatureExtractor`, or ``None``
             to skip the embedding measure.
+        controls: model-made items that are not copies of ``train`` (checked by
+            :func:`~uterosynth.privacy.controls.load_controls`), calibrating per ``control_calibration``.
 
     Raises:
         DataError: shapes differ, a set is empty, held-out subjects are all in training, or the
@@ -343,17 +350,10 @@ def run_audit(
     if "ncc" not in cfg.measures and "zoom" not in cfg.measures and extractor is None:
         raise ConfigError(f"audit: measures {cfg.measures} need NCC, zoom or an encoder (SSIM is computed on their "
                           "shortlist)", keys=("measures",))
-    for name, s in (("training", train), ("synthetic", synthetic), ("held-out", holdout)):
-        if len(s) == 0:
-            raise DataError(f"audit: the {name} set is empty")
-    train_x, syn_x, hold_x = train.planes(), synthetic.planes(), holdout.planes()
-    if syn_x.shape[1:] != train_x.shape[1:] or hold_x.shape[1:] != train_x.shape[1:]:
-        raise DataError(
-            f"audit: item shapes differ (training {tuple(train_x.shape[1:])}, synthetic "
-            f"{tuple(syn_x.shape[1:])}, held-out {tuple(hold_x.shape[1:])}); audit sets of one shape"
-        )
-    codes = _codes(list(train.subjects) + list(holdout.subjects))
-    train_groups, holdout_groups = codes[: len(train)], codes[len(train) :]
+    train_x, syn_x, hold_x, ctrl_x = _checked_planes(train, synthetic, holdout, controls)
+    ctrl_subjects = [] if ctrl_x is None else [f"control:{i}" for i in range(len(ctrl_x))]
+    codes = _codes(list(train.subjects) + list(holdout.subjects) + ctrl_subjects)
+    train_groups, holdout_groups = codes[: len(train)], codes[len(train) : len(train) + len(holdout)]
     overlap = set(train.subjects) & set(holdout.subjects)
     if overlap:
         log.warning("%d held-out subject(s) also occur in training; their training items are excluded", len(overlap))
@@ -361,6 +361,8 @@ def run_audit(
         raise DataError("audit: every held-out subject also occurs in the training set; use a subject-level held-out "
                         "split", keys=("holdout",))
     calib = calibration_set(train_x, train.subjects, train_groups, hold_x, holdout.subjects, holdout_groups, cfg)
+    if ctrl_x is not None:
+        calib = with_controls(calib, ctrl_x, ctrl_subjects, codes[len(train) + len(holdout):], cfg.control_calibration)
 
     modes: list[ModeResult] = []
     dims = train_x.dim() - 1
@@ -398,7 +400,8 @@ def run_audit(
                           "these items)", keys=("measures",))
 
     _set_thresholds(modes, cfg)
-    _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg, encoder_excluded=bool(seen.any()))
+    _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg, encoder_excluded=bool(seen.any()),
+                        controls_only=set(calib.sources) == {CONTROL_SOURCE})
     flagged = np.zeros(len(synthetic), dtype=bool)
     for m in modes:
         for name, res in m.synthetic.items():
@@ -413,6 +416,22 @@ def run_audit(
         calibration={"items": len(calib.sources), "subjects": len(set(calib.subjects)), "sources": calib.counts(),
                      "item_sources": calib.sources},
     )
+
+
+def _checked_planes(train: ImageSet, synthetic: ImageSet, holdout: ImageSet, controls: ImageSet | None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The sets' items as ``(N, *spatial)``, refused when a set is empty or the shapes differ."""
+    sets = {"training": train, "synthetic": synthetic, "held-out": holdout, "controls": controls}
+    planes = {}
+    for name, s in sets.items():
+        if s is not None and len(s) == 0:
+            raise DataError(f"audit: the {name} set is empty")
+        planes[name] = None if s is None else s.planes()
+    shape = planes["training"].shape[1:]
+    if any(x is not None and x.shape[1:] != shape for x in planes.values()):
+        shapes = ", ".join(f"{k} {tuple(x.shape[1:])}" for k, x in planes.items() if x is not None)
+        raise DataError(f"audit: item shapes differ ({shapes}); audit sets of one shape")
+    return planes["training"], planes["synthetic"], planes["held-out"], planes["controls"]
 
 
 def _seen_by_encoder(extractor: Callable | None, subjects: Sequence[str]) -> np.ndarray:
@@ -465,6 +484,20 @@ def calibration_set(
                           [s for p in parts for s in p[1]], [p[3] for p in parts for _ in p[1]])
 
 
+def with_controls(calib: CalibrationSet, images: torch.Tensor, subjects: list[str], groups: torch.Tensor,
+                  how: str) -> CalibrationSet:
+    """The model-made controls alone (``only``) or added to the real calibration items (``pooled``).
+
+    Each control item is its own unit (independent draws of a model, or reconstructions whose
+    subjects the audit does not see), and is matched against every training item.
+    """
+    controls = CalibrationSet(images, groups, subjects, [CONTROL_SOURCE] * len(subjects))
+    if how == "only":
+        return controls
+    return CalibrationSet(torch.cat([calib.images, images]), torch.cat([calib.groups, groups]),
+                          [*calib.subjects, *subjects], [*calib.sources, *controls.sources])
+
+
 def _subject_sample(subjects: Sequence[str], cap: int, seed: int) -> torch.Tensor:
     """Indices of all items, or of whole subjects drawn at random until ``cap`` items are reached."""
     if len(subjects) <= cap:
@@ -510,7 +543,7 @@ def items_needed(quantile: float, measures: int | None = None) -> int:
 
 
 def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg: AuditConfig, *,
-                        encoder_excluded: bool) -> None:
+                        encoder_excluded: bool, controls_only: bool = False) -> None:
     bad = {f"{m.mode}/{k}": c["n"] for m in modes for k, c in m.conformal.items() if c["bound"] is None}
     if bad:
         quantile = cfg.quantile
@@ -520,11 +553,12 @@ def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg:
         seen = (f"; the encoder was trained on the subjects of the other {items - fewest} items, which cannot "
                 "calibrate it: train it on a cohort of other subjects" if fewest < items and encoder_excluded else "")
         counted = f"{items} calibration items" if fewest == items else f"{fewest} of the {items} calibration items"
+        unit, fix = (("control items", "draw more controls") if controls_only else
+                     ("subjects", f"add subjects (about {math.ceil(need / per_subject)} at {per_subject:.0f} items each)"))
         raise DataError(
-            f"audit: {counted} ({subjects} subjects) cannot give a threshold at "
-            f"quantile {quantile} with a finite-sample guarantee ({', '.join(bad)}): that needs at least {need} items, "
-            f"about {math.ceil(need / per_subject)} subjects at {per_subject:.0f} items each"
-            f"{' under control any' if cfg.control == 'any' else ''}; add subjects or lower the quantile{seen}",
+            f"audit: {counted} ({subjects} {unit}) cannot give a threshold at quantile {quantile} with a finite-sample "
+            f"guarantee ({', '.join(bad)}): that needs at least {need} items"
+            f"{' under control any' if cfg.control == 'any' else ''}; {fix} or lower the quantile{seen}",
             keys=("quantile",))
 
 

@@ -35,6 +35,11 @@ class AuditConfig(StrictModel):
         calibration_blur: also calibrate on the held-out (and, with ``calibrate_on_train``, the
             training) items blurred in-plane with each of these Gaussian sigmas (item pixels):
             smoothness-matched controls, so that a smooth new image is not taken for a copy.
+        control_calibration: with model-made controls (``uterosynth audit --controls``;
+            :mod:`uterosynth.privacy.controls`): ``only`` (default) — the thresholds come from the
+            controls alone, which share the samples' smoothness, so a sample is flagged when it is
+            closer to a training item than a model that never saw that patient makes them; ``pooled``
+            — the controls join the real calibration items.
         ncc_size: NCC is computed on images area-averaged to at most this many voxels per axis.
         max_shift: largest shift searched by NCC, in voxels of the items, along every axis;
             converted to working-grid voxels (rounded up).
@@ -85,6 +90,7 @@ class AuditConfig(StrictModel):
     calibration_train_items: int = Field(2000, ge=1)
     seed: int = 0
     calibration_blur: list[float] = Field(default_factory=list)
+    control_calibration: Literal["only", "pooled"] = "only"
     ncc_size: int = Field(32, ge=8)
     max_shift: int = Field(4, ge=0, le=32)
     flip: bool = True

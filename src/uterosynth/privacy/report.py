@@ -20,6 +20,7 @@ from ..data.manifest import parse_dataset_ref
 from ..models.encoder_artifact import load_encoder
 from .audit import MEASURES, AuditResult, ModeResult, run_audit
 from .config import AuditConfig
+from .controls import control_kind, load_controls
 from .similarity import zoom_alignment
 
 __all__ = ["audit_document", "audit_html"]
@@ -247,6 +248,7 @@ def write_audit(
     *,
     config: Any = None,
     encoder: str | None = None,
+    controls: str | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the audit on folders and write ``audit.json`` + ``audit.html`` into ``out``.
@@ -257,6 +259,7 @@ def write_audit(
         out: output folder (written atomically).
         config: :class:`~uterosynth.privacy.config.AuditConfig` (``holdout`` names the split).
         encoder: TorchScript feature extractor file, or ``None`` to skip the embedding measure.
+        controls: synthetic set folder of model-made controls (:mod:`uterosynth.privacy.controls`).
 
     Returns:
         The ``summary`` block of ``audit.json`` plus the thresholds.
@@ -274,7 +277,8 @@ def write_audit(
     synthetic = load_synthetic(synthetic_dir, clip=False, needs="the audit")
     train = load_prepared(root, split, name="train", clip=False, needs="the audit")
     holdout = load_prepared(root, cfg.holdout, name="holdout", clip=False, needs="the audit")
-    result = run_audit(train, synthetic, holdout, config=cfg, extractor=extractor)
+    control_set = None if controls is None else load_controls(controls, train)
+    result = run_audit(train, synthetic, holdout, config=cfg, extractor=extractor, controls=control_set)
     syn_root = Path(synthetic_dir)
     syn_info_path = syn_root / "synthetic.json"
     syn_info = json.loads(syn_info_path.read_text()) if syn_info_path.is_file() else {}
@@ -284,6 +288,10 @@ def write_audit(
         "synthetic": {"path": str(syn_root), "items": len(synthetic), "model_hash": syn_info.get("model_hash"),
                       "metadata_sha256": sha256_file(syn_root / "metadata.jsonl")},
         "encoder": None if extractor is None else {"path": str(encoder), "sha256": extractor.sha256},
+        "controls": None if control_set is None else {
+            "path": str(controls), "items": len(control_set), "kind": control_kind(control_set.info or {}),
+            "calibration": cfg.control_calibration,
+            "metadata_sha256": sha256_file(Path(controls) / "metadata.jsonl")},
     }
     doc = audit_document(result, train, synthetic, holdout, provenance=provenance(cfg), inputs=inputs)
     page = audit_html(result, doc, train, synthetic)

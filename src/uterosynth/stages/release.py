@@ -20,6 +20,7 @@ class AuditJob(ConfiguredJob):
     synthetic: Path
     holdout: str | None = None
     encoder: Path | None = None
+    controls: Path | None = None
     quantile: float | None = None
 
 
@@ -30,7 +31,8 @@ def run_audit(job: AuditJob) -> dict[str, Any]:
 
     cfg = job.settings(AuditConfig, holdout=job.holdout, quantile=job.quantile)
     return write_audit(job.train, str(job.synthetic), str(job.out), config=cfg,
-                       encoder=None if job.encoder is None else str(job.encoder), overwrite=job.overwrite)
+                       encoder=None if job.encoder is None else str(job.encoder),
+                       controls=None if job.controls is None else str(job.controls), overwrite=job.overwrite)
 
 
 class CopyDetectorJob(EmbeddingJob):
