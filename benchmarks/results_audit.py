@@ -61,7 +61,7 @@ def plant(image: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndar
 
 
 def _plant_harder(image: np.ndarray, kind: str, rng: np.random.Generator, other: np.ndarray | None) -> np.ndarray:
-    h, w = image.shape
+    h, w = image.shape[:2]
     if kind == "crop":
         f = rng.uniform(0.8, 0.9)
         ch, cw = round(f * h), round(f * w)

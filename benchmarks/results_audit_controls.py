@@ -61,6 +61,33 @@ def share(flags: np.ndarray) -> dict:
     return {"flagged": k, "n": n, "share": round(k / n, 4), "ci95": [round(lo, 4), round(hi, 4)]}
 
 
+def scored(result, mask: np.ndarray, quantile: float, control: str, kinds: list[str], subjects) -> dict:
+    """Thresholds from the calibration items in ``mask``; the share of every probe kind flagged under them."""
+    thresholds, records = calibrated_thresholds(
+        {f"{m.mode}/{k}": r.similarity[mask] for m in result.modes for k, r in m.calibration.items()}, quantile, control)
+    flagged = np.zeros(len(kinds), dtype=bool)
+    by_measure: dict[str, np.ndarray] = {}
+    nearest: list[tuple[np.ndarray, np.ndarray]] = []
+    for m in result.modes:
+        for k, r in m.synthetic.items():
+            hit = r.similarity > thresholds[f"{m.mode}/{k}"]
+            by_measure[f"{m.mode}/{k}"] = hit
+            nearest.append((hit, r.ref_index))
+            flagged |= hit
+    entry = {"items": int(mask.sum()), "quantile": quantile,
+             "thresholds": {k: round(v, 4) for k, v in thresholds.items()},
+             "bound": {k: r["bound"] for k, r in records.items()}, "probes": {}}
+    kinds_a = np.asarray(kinds)
+    for kind in dict.fromkeys(kinds):
+        sel = kinds_a == kind
+        row = {**share(flagged[sel]), "per_measure": {k: int(v[sel].sum()) for k, v in by_measure.items()}}
+        if kind.startswith("samples"):
+            row["training_subjects_copied"] = len({subjects[int(j)] for hit, ref in nearest for j in ref[sel & hit]
+                                                   if j >= 0})
+        entry["probes"][kind] = row
+    return entry
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train", required=True, help="prepared DIR: train split audited against, test split calibrates")
@@ -70,6 +97,7 @@ def main() -> None:
     p.add_argument("--new", help="prepared DIR[:split] of other subjects (probe, never copies)")
     p.add_argument("--reconstructions", help="autoencoder reconstructions of other subjects (another calibration)")
     p.add_argument("--quantile", type=float, default=0.99)
+    p.add_argument("--also-quantiles", default="", help="more quantiles scored on the same search (comma-separated)")
     p.add_argument("--copies-per-kind", type=int, default=30)
     p.add_argument("--set", action="append", default=[], help="another audit setting KEY=JSON_VALUE (repeatable)")
     p.add_argument("--seed", type=int, default=0)
@@ -117,33 +145,12 @@ def main() -> None:
     if args.reconstructions:
         ways["reconstructions"] = np.zeros_like(real)
         ways["reconstructions"][start + len(calib_sets[0]) :] = True
-    kinds_a = np.asarray(kinds)
     out: dict = {"train": args.train, "quantile": cfg.quantile, "config": cfg.model_dump(mode="json"),
                  "calibrations": {}}
-    for way, mask in ways.items():
-        thresholds, records = calibrated_thresholds(
-            {f"{m.mode}/{k}": r.similarity[mask] for m in result.modes for k, r in m.calibration.items()},
-            cfg.quantile, cfg.control)
-        flagged = np.zeros(len(x), dtype=bool)
-        by_measure: dict[str, np.ndarray] = {}
-        nearest: list[tuple[np.ndarray, np.ndarray]] = []
-        for m in result.modes:
-            for k, r in m.synthetic.items():
-                hit = r.similarity > thresholds[f"{m.mode}/{k}"]
-                by_measure[f"{m.mode}/{k}"] = hit
-                nearest.append((hit, r.ref_index))
-                flagged |= hit
-        entry = {"items": int(mask.sum()), "thresholds": {k: round(v, 4) for k, v in thresholds.items()},
-                 "bound": {k: r["bound"] for k, r in records.items()}, "probes": {}}
-        for kind in dict.fromkeys(kinds):
-            sel = kinds_a == kind
-            row = {**share(flagged[sel]),
-                   "per_measure": {k: int(v[sel].sum()) for k, v in by_measure.items()}}
-            if kind.startswith("samples"):
-                row["training_subjects_copied"] = len({train.subjects[int(j)] for hit, ref in nearest
-                                                       for j in ref[sel & hit] if j >= 0})
-            entry["probes"][kind] = row
-        out["calibrations"][way] = entry
+    for q in [cfg.quantile, *(float(v) for v in args.also_quantiles.split(",") if v)]:
+        for way, mask in ways.items():
+            key = way if q == cfg.quantile else f"{way}, quantile {q:g}"
+            out["calibrations"][key] = scored(result, mask, q, cfg.control, kinds, train.subjects)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out, indent=1))
     if args.json:
