@@ -553,12 +553,14 @@ def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg:
         seen = (f"; the encoder was trained on the subjects of the other {items - fewest} items, which cannot "
                 "calibrate it: train it on a cohort of other subjects" if fewest < items and encoder_excluded else "")
         counted = f"{items} calibration items" if fewest == items else f"{fewest} of the {items} calibration items"
-        unit, fix = (("control items", "draw more controls") if controls_only else
-                     ("subjects", f"add subjects (about {math.ceil(need / per_subject)} at {per_subject:.0f} items each)"))
+        under = " under control any" if cfg.control == "any" else ""
+        need_text = (f"{need} items{under}; draw more controls" if controls_only else
+                     f"{need} items, about {math.ceil(need / per_subject)} subjects at {per_subject:.0f} items "
+                     f"each{under}; add subjects")
         raise DataError(
-            f"audit: {counted} ({subjects} {unit}) cannot give a threshold at quantile {quantile} with a finite-sample "
-            f"guarantee ({', '.join(bad)}): that needs at least {need} items"
-            f"{' under control any' if cfg.control == 'any' else ''}; {fix} or lower the quantile{seen}",
+            f"audit: {counted} ({subjects} {'control items' if controls_only else 'subjects'}) cannot give a threshold "
+            f"at quantile {quantile} with a finite-sample guarantee ({', '.join(bad)}): that needs at least "
+            f"{need_text} or lower the quantile{seen}",
             keys=("quantile",))
 
 
