@@ -62,4 +62,8 @@ def test_radiomics_features_do_not_depend_on_the_number_of_processes():
     kw = {"features": ["firstorder", "glcm"], "image_types": ["Original"]}
     one = radiomics_features(arrays, **kw)
     two = radiomics_features(arrays, num_workers=2, **kw)
-    assert one.shape[0] == 6 and np.array_equal(one, two, equal_nan=True)
+    # equal to rounding: a worker's copy of an item lies at another memory alignment, and the SIMD sums
+    # inside the feature code may then differ in the last bit (seen: 1e-16 relative)
+    assert one.shape[0] == 6 and np.array_equal(np.isnan(one), np.isnan(two))
+    np.testing.assert_allclose(one, two, rtol=1e-12, atol=0, equal_nan=True)
+    assert not np.allclose(one, radiomics_features(arrays[::-1].copy(), **kw), equal_nan=True)  # order matters

@@ -90,7 +90,8 @@ def radiomics_features(
         features, image_types: override the feature classes / filtered images (``None``: the
             version's defaults, which published FRD values use).
         num_workers: processes (forked) sharing the items (0: one per CPU core); the result does not
-            depend on it.
+            depend on it beyond rounding (a worker's copy of an item may differ in the last bit of
+            a feature, about 1e-16 relative).
     """
     if num_workers == 0:
         import os
