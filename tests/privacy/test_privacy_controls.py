@@ -60,7 +60,8 @@ def test_controls_must_prove_they_are_not_copies_of_the_audited_subjects(cohort,
         load_controls(recon_own, train)
 
     generator = _with_info(_set(tmp_path, "other_model"), model={"training_subjects": training_subjects(foreign)})
-    assert len(load_controls(generator, train)) == 4 and control_kind(load_controls(generator, train).info) == "generator"
+    loaded = load_controls(generator, train)
+    assert len(loaded) == 4 and control_kind(loaded.info) == "generator"
     # reconstructions of held-out subjects by an autoencoder trained on the audited ones are allowed
     recon_test = _with_info(_set(tmp_path, "recon_test"), training_subjects=training_subjects(own),
                             source_subjects=training_subjects(own, ("test",)))

@@ -360,9 +360,11 @@ def run_audit(
     if len(overlap) == len(set(holdout.subjects)):
         raise DataError("audit: every held-out subject also occurs in the training set; use a subject-level held-out "
                         "split", keys=("holdout",))
-    calib = calibration_set(train_x, train.subjects, train_groups, hold_x, holdout.subjects, holdout_groups, cfg)
+    controls_only = ctrl_x is not None and cfg.control_calibration == "only"
+    calib = None if controls_only else calibration_set(train_x, train.subjects, train_groups, hold_x,
+                                                       holdout.subjects, holdout_groups, cfg)
     if ctrl_x is not None:
-        calib = with_controls(calib, ctrl_x, ctrl_subjects, codes[len(train) + len(holdout):], cfg.control_calibration)
+        calib = with_controls(calib, ctrl_x, ctrl_subjects, codes[len(train) + len(holdout):])
 
     modes: list[ModeResult] = []
     dims = train_x.dim() - 1
@@ -401,7 +403,7 @@ def run_audit(
 
     _set_thresholds(modes, cfg)
     _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg, encoder_excluded=bool(seen.any()),
-                        controls_only=set(calib.sources) == {CONTROL_SOURCE})
+                        controls_only=controls_only)
     flagged = np.zeros(len(synthetic), dtype=bool)
     for m in modes:
         for name, res in m.synthetic.items():
@@ -484,15 +486,16 @@ def calibration_set(
                           [s for p in parts for s in p[1]], [p[3] for p in parts for _ in p[1]])
 
 
-def with_controls(calib: CalibrationSet, images: torch.Tensor, subjects: list[str], groups: torch.Tensor,
-                  how: str) -> CalibrationSet:
-    """The model-made controls alone (``only``) or added to the real calibration items (``pooled``).
+def with_controls(calib: CalibrationSet | None, images: torch.Tensor, subjects: list[str],
+                  groups: torch.Tensor) -> CalibrationSet:
+    """The model-made controls added to the real calibration items (``pooled``), or alone (``calib`` is
+    ``None``: ``control_calibration: only``, where the real items are not even assembled).
 
     Each control item is its own unit (independent draws of a model, or reconstructions whose
     subjects the audit does not see), and is matched against every training item.
     """
     controls = CalibrationSet(images, groups, subjects, [CONTROL_SOURCE] * len(subjects))
-    if how == "only":
+    if calib is None:
         return controls
     return CalibrationSet(torch.cat([calib.images, images]), torch.cat([calib.groups, groups]),
                           [*calib.subjects, *subjects], [*calib.sources, *controls.sources])
