@@ -11,7 +11,8 @@ Against the training split of a prepared dataset (``--train``), one search score
 and the thresholds are then set three ways from the same similarities: on the real calibration items (the audit's
 default), on the model-made controls of ``--controls`` (a first draw of that model), and on ``--reconstructions``
 (autoencoder reconstructions of other subjects). For each way the share of every probe flagged is printed with a
-Wilson 95 % interval, and, for the samples, the training subjects they copy.
+Wilson 95 % interval, and, for the samples, the training subjects they copy; then the quartiles and largest
+nearest-training similarity of every probe kind and calibration set.
 
     python benchmarks/results_audit_controls.py --train demo/02_prepared --samples demo=demo/05_samples \\
         --controls runs/C0 --fresh runs/C1 --new runs/prepC:train --reconstructions runs/recon/reconstruction \\
@@ -88,6 +89,24 @@ def scored(result, mask: np.ndarray, quantile: float, control: str, kinds: list[
     return entry
 
 
+def similarity_summary(result, kinds: list[str], ways: dict[str, np.ndarray]) -> dict:
+    """Quartiles and largest nearest-training similarity of the first mode (whole items), per measure, for every
+    probe kind and every calibration: how close a set's items come to the training items, whatever the thresholds."""
+    mode = result.modes[0]
+    kinds_a = np.asarray(kinds)
+
+    def stats(v: np.ndarray) -> dict:
+        v = v[np.isfinite(v)]
+        return {"q25_median_q75": [round(float(x), 3) for x in np.quantile(v, [0.25, 0.5, 0.75])],
+                "max": round(float(v.max()), 3)}
+
+    return {"mode": mode.mode,
+            "probes": {k: {m: stats(r.similarity[kinds_a == k]) for m, r in mode.synthetic.items()}
+                       for k in dict.fromkeys(kinds)},
+            "calibration": {w: {m: stats(r.similarity[mask]) for m, r in mode.calibration.items()}
+                            for w, mask in ways.items()}}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train", required=True, help="prepared DIR: train split audited against, test split calibrates")
@@ -151,6 +170,7 @@ def main() -> None:
         for way, mask in ways.items():
             key = way if q == cfg.quantile else f"{way}, quantile {q:g}"
             out["calibrations"][key] = scored(result, mask, q, cfg.control, kinds, train.subjects)
+    out["nearest_similarity"] = similarity_summary(result, kinds, ways)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out, indent=1))
     if args.json:
