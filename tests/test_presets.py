@@ -101,3 +101,14 @@ def test_default_demo_runs_the_measured_recipe(tmp_path):
     assert stages["phantom_reference"].options["subjects"] >= 240
     assert {"02_prepared", "07_prepared_reference"} == {
         s.name for s in chain if _sets(s.args).get("preprocess.output.shape") == [64, 64]}
+
+
+@pytest.mark.parametrize(("dims", "subjects"), [(2, 240), (3, 80)])
+def test_the_demos_train_on_their_measured_cohort_sizes(tmp_path, dims: int, subjects: int):
+    """The 2D demo draws 240 subjects (on 80 its model copied its training slices); the 3D demo keeps
+    the cohort's first 80 (its recipe on 240 was not adopted). docs/BENCHMARKS.md, "Demo cohort: 240 subjects"."""
+    from uterosynth.demo import demo_stages
+
+    stages = {s.name.split("_", 1)[1]: s.options for s in demo_stages(tmp_path, quick=False, dims=dims)}
+    assert stages["phantom"]["subjects"] == subjects
+    assert stages["phantom"]["seed"] == 0 and stages["phantom_reference"]["seed"] != 0  # other subjects

@@ -259,3 +259,17 @@ def test_the_angle_judge_places_items_per_class_and_refuses_its_training_subject
     plain = make_prepared_dataset(tmp_path / "plain", shape=(16, 16), subjects=4, subject_prefix="P")
     with pytest.raises(SystemExit, match="no column version_angle, flexion_angle"):
         angle.score(argparse.Namespace(judge=str(tmp_path / "aj"), real=[f"{plain}:train"], samples=None, json=None))
+
+
+def test_kid_by_audit_splits_the_draws_by_the_audits_flags() -> None:
+    """Flagged draws that copy the real items score near zero, the others far from them, and a part
+    smaller than N is reported by its size, not scored."""
+    import torch
+
+    by_audit = _load("kid_by_audit")
+    real = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    fake = torch.cat([real[:32], real[32:] + 3.0])            # draws 0-31 copy real items, 32-63 do not
+    parts = by_audit.kid_by_part(real, fake, set(range(32)), n=32, subsets=20)
+    assert abs(parts["flagged"][0]) < 0.2 * parts["unflagged"][0]
+    assert parts["flagged"][0] < parts["all"][0] < parts["unflagged"][0]
+    assert by_audit.kid_by_part(real, fake, {0, 1}, n=32)["flagged"] == 2
