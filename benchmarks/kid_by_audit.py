@@ -17,19 +17,14 @@ confidence interval. ``uterosynth evaluate`` gives intervals over subjects for w
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
+from uterosynth.data.audit_file import read_audit
 from uterosynth.data.image_set import load_prepared, load_synthetic
 from uterosynth.evaluation.features import extract_features
 from uterosynth.evaluation.metrics import kid
 from uterosynth.models.encoder_artifact import load_encoder
-
-
-def flagged_indices(audit: Path) -> set[int]:
-    return set(json.loads((audit / "audit.json").read_text())["summary"]["flagged_indices"])
 
 
 def kid_by_part(real: torch.Tensor, fake: torch.Tensor, flagged: set[int], *, n: int, subsets: int = 100,
@@ -60,7 +55,7 @@ def main() -> None:
         name, rest = spec.split("=", 1)
         samples, audit = rest.rsplit(":", 1)
         feats = extract_features(encoder, torch.as_tensor(load_synthetic(samples, dims=2).images))
-        flagged = flagged_indices(Path(audit))
+        flagged = set(read_audit(audit)["summary"]["flagged_indices"])
         cells = [f"{v[0] * 1e3:.1f} ± {v[1] * 1e3:.1f}" if isinstance(v, tuple) else f"– ({v} draws)"
                  for v in kid_by_part(real, feats, flagged, n=args.n, subsets=args.subsets, seed=args.seed).values()]
         print(f"| {name} | {len(feats)} | {len(flagged)} | " + " | ".join(cells) + " |", flush=True)
