@@ -46,18 +46,29 @@ SECTION = "Privacy audit on the corrected pipeline"
 OTHER_SLICE = "another slice"
 
 
-def other_slices(train_ref: str, more: str, copies: int, seed: int) -> np.ndarray:
-    """Up to ``copies`` items of ``more`` (the training cohort prepared with more slices) that belong to a
-    training subject of ``train_ref`` but are none of its training items."""
+def slice_position_mm(row: dict) -> float:
+    """A phantom item's slice position (mm from the volume's centre slice): phantom volumes are centred on
+    the isocentre, so two grids of one subject compare by this number."""
+    slices = int(row["shape"].split("x")[2])
+    return (int(row["slice_index"]) - (slices - 1) / 2) * float(row["spacing"].split("x")[2])
+
+
+def other_slices(train_ref: str, reference_ref: str, more: str, copies: int, seed: int,
+                 min_gap_mm: float = 1.0) -> np.ndarray:
+    """Up to ``copies`` items of ``more`` (the training cohort prepared with more slices, or on another slice
+    grid) that belong to a training subject of ``train_ref`` and lie at least ``min_gap_mm`` from every slice
+    of that subject in the audit's reference (the training split of ``reference_ref``)."""
     from uterosynth.data.manifest import PreparedDataset
 
-    train_rows = PreparedDataset.load(train_ref, "train").rows
-    taken = {(r["subject"], r["slice_index"]) for r in train_rows}
-    subjects = {r["subject"] for r in train_rows}
+    subjects = {r["subject"] for r in PreparedDataset.load(train_ref, "train").rows}
+    taken: dict[str, list[float]] = {}
+    for r in PreparedDataset.load(reference_ref, "train").rows:
+        taken.setdefault(r["subject"], []).append(slice_position_mm(r))
     dataset = PreparedDataset.load(more)
-    rows = [r for r in dataset.rows if r["subject"] in subjects and (r["subject"], r["slice_index"]) not in taken]
+    rows = [r for r in dataset.rows if r["subject"] in subjects
+            and min(abs(slice_position_mm(r) - t) for t in taken[r["subject"]]) >= min_gap_mm]
     if not rows:
-        raise SystemExit(f"{more}: no other slices of the training subjects of {train_ref}")
+        raise SystemExit(f"{more}: no slices of the training subjects of {train_ref} off the reference's slices")
     rows = [rows[i] for i in sorted(np.random.default_rng(seed).choice(len(rows), min(copies, len(rows)), replace=False))]
     return load_prepared(dataset, rows=rows, clip=False, needs="the audit").images[:, 0].numpy()
 
@@ -87,8 +98,23 @@ def probe_set(train: ImageSet, new: ImageSet, smooth: list[float], copies_per_ki
     return ImageSet(torch.from_numpy(x)[:, None], [str(i) for i in range(len(x))], [""] * len(x)), np.array(kinds)
 
 
+def new_items_over_subjects(flagged: np.ndarray, kinds: np.ndarray, new_subjects: list[str]) -> dict:
+    """Per new-item kind: % flagged with a cluster-bootstrap 95 % interval over the new subjects, and how many
+    of them had an item flagged (a few look-alike subjects carry most false flags)."""
+    from uterosynth.evaluation.resampling import cluster_bootstrap_mean
+
+    out = {}
+    for kind in dict.fromkeys(k for k in kinds if k.startswith("new")):
+        hit = flagged[kinds == kind].astype(np.float64)
+        mean, low, high, _ = cluster_bootstrap_mean(hit, new_subjects)
+        out[kind] = {"percent": [round(100 * v, 1) for v in (mean, low, high)],
+                     "subjects_flagged": len({s for s, h in zip(new_subjects, hit, strict=True) if h}),
+                     "subjects": len(set(new_subjects))}
+    return out
+
+
 def audit_probes(train: ImageSet, holdout: ImageSet, probes: ImageSet, kinds: np.ndarray, cfg: AuditConfig,
-                 extractor=None) -> dict:
+                 extractor=None, new_subjects: list[str] | None = None) -> dict:
     t = time.perf_counter()
     result = run_audit(train, probes, holdout, config=cfg, extractor=extractor)
     per_kind = {k: float(result.flagged[kinds == k].mean()) for k in dict.fromkeys(kinds)}
@@ -101,6 +127,8 @@ def audit_probes(train: ImageSet, holdout: ImageSet, probes: ImageSet, kinds: np
     harder = np.isin(kinds, (*HARDER_TRANSFORMS, OTHER_SLICE))
     return {"copies_flagged": float(result.flagged[copies].mean()),
             "harder_copies_flagged": float(result.flagged[harder].mean()), "per_kind": per_kind, "per_measure": per_measure,
+            "new_over_subjects": None if new_subjects is None else new_items_over_subjects(result.flagged, kinds,
+                                                                                           new_subjects),
             "notes": {m.mode: m.notes for m in result.modes},
             "calibration": {k: v for k, v in result.calibration.items() if k != "item_sources"},
             "false_flag_rate": result.false_flag_rate, "seconds": round(time.perf_counter() - t, 1),
@@ -142,7 +170,10 @@ def _gradient(images: torch.Tensor) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", required=True, help="prepared DIR: its train split is audited against, its test split calibrates")
+    p.add_argument("--train", required=True, help="prepared DIR: the model's training data; its train split is "
+                   "planted, and audited against unless --reference")
+    p.add_argument("--reference", help="prepared DIR given to the audit instead of --train (its train split is the "
+                   "reference, its test split calibrates): the same cohort prepared with every slice of each patient")
     p.add_argument("--new", required=True, help="prepared DIR:split of another phantom seed (genuinely new items)")
     p.add_argument("--smooth", default="1,1.5,2", help="blur sigmas (px) of the smooth new items")
     p.add_argument("--blur", default="", help="calibration_blur of the audit (comma-separated sigmas; default none)")
@@ -152,6 +183,8 @@ def main() -> None:
     p.add_argument("--samples", action="append", default=[], help="NAME=SYNTHETIC_SET of a model trained on --train")
     p.add_argument("--other-slices", help="the training cohort prepared with more slices per subject (DIR): its "
                    "items of training subjects that are not training items are planted as copies")
+    p.add_argument("--min-gap-mm", type=float, default=1.0, help="--other-slices: the least distance (mm) from "
+                   "every reference slice of the same subject (0: another acquisition on the same grid)")
     p.add_argument("--encoder", type=Path, help="encoder folder for the embedding measure (e.g. the copy detector)")
     p.add_argument("--tail", action="store_true", help="also the SSIM of every training and every new item to its "
                    "nearest other subject of its own set (brute force; 50th/90th/99th percentile)")
@@ -161,18 +194,20 @@ def main() -> None:
     extra = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     cfg = AuditConfig(**{"quantile": args.quantile, "calibration_blur": [float(s) for s in args.blur.split(",") if s],
                          **extra})  # --set wins over --quantile and --blur
-    train = load_prepared(args.train, "train", name="train", clip=False, needs="the audit")
-    holdout = load_prepared(args.train, cfg.holdout, name="holdout", clip=False, needs="the audit")
+    reference_ref = args.reference or args.train
+    planted = load_prepared(args.train, "train", name="train", clip=False, needs="the audit")
+    train = load_prepared(reference_ref, "train", name="train", clip=False, needs="the audit")
+    holdout = load_prepared(reference_ref, cfg.holdout, name="holdout", clip=False, needs="the audit")
     root, split = parse_dataset_ref(args.new)
     new = load_prepared(root, split or "train", name="new", clip=False, needs="the audit")
-    more = None if args.other_slices is None else other_slices(args.train, args.other_slices, args.copies_per_kind,
-                                                                 args.seed)
+    more = None if args.other_slices is None else other_slices(args.train, reference_ref, args.other_slices,
+                                                                 args.copies_per_kind, args.seed, args.min_gap_mm)
     extractor = None if args.encoder is None else load_encoder(args.encoder)
-    probes, kinds = probe_set(train, new, [float(s) for s in args.smooth.split(",") if s], args.copies_per_kind, args.seed,
+    probes, kinds = probe_set(planted, new, [float(s) for s in args.smooth.split(",") if s], args.copies_per_kind, args.seed,
                               more)
-    out = {"train": args.train, "new": args.new, "encoder": None if args.encoder is None else str(args.encoder),
+    out = {"train": args.train, "reference": reference_ref, "new": args.new, "encoder": None if args.encoder is None else str(args.encoder),
            "config": cfg.model_dump(mode="json"),
-           "probes": audit_probes(train, holdout, probes, kinds, cfg, extractor),
+           "probes": audit_probes(train, holdout, probes, kinds, cfg, extractor, list(new.subjects)),
            "samples": {spec.split("=", 1)[0]: audit_samples(train, holdout, Path(spec.split("=", 1)[1]), cfg, extractor)
                        for spec in args.samples}}
     if args.tail:

@@ -99,8 +99,25 @@ def test_default_demo_runs_the_measured_recipe(tmp_path):
     # one scale for every condition: the model's prompt states the orientation too
     assert float(sample["guidance"]) == 3.0
     assert stages["phantom_reference"].options["subjects"] >= 240
-    assert {"02_prepared", "07_prepared_reference"} == {
+    assert {"02_prepared", "07_prepared_reference", "13_prepared_every_slice"} == {
         s.name for s in chain if _sets(s.args).get("preprocess.output.shape") == [64, 64]}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_demos_audit_against_every_slice_of_the_training_patients(tmp_path, dims: int):
+    """The 2D demo's audit reference is the training cohort prepared as 'prepared' but with every uterus
+    slice (a sample of a slice the model never saw is still a copy of its patient); a 3D item is a volume."""
+    from uterosynth.demo import demo_stages
+
+    stages = {s.name.split("_", 1)[1]: s for s in demo_stages(tmp_path, quick=False, dims=dims)}
+    reference = stages["audit"].options["train"]
+    if dims == 3:
+        assert "prepared_every_slice" not in stages and reference == stages["prepared"].options["out"]
+        return
+    every, prepared = stages["prepared_every_slice"], stages["prepared"]
+    assert reference == every.options["out"]
+    assert every.options["input"] == prepared.options["input"] and every.options["config"] == prepared.options["config"]
+    assert _sets(every.args) == {**_sets(prepared.args), "preprocess.output.slices": "uterus"}
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -26,7 +26,7 @@ from typing import Any
 from ..core.errors import DataError
 
 __all__ = ["SALT", "OverlapChecks", "check_disjoint", "check_models_disjoint", "comparable", "hash_subject",
-           "merge_subjects", "training_subjects"]
+           "merge_subjects", "missing_subjects", "training_subjects"]
 
 SALT = "uterosynth-subject-v1"
 
@@ -89,6 +89,16 @@ def check_disjoint(
             keys=("allow_overlap",),
         )
     return overlap
+
+
+def missing_subjects(model_subjects: Mapping[str, Any] | None, subjects: Iterable[str]) -> int | None:
+    """How many of a model's training subjects are not among ``subjects`` (raw ids); ``None`` when the model
+    recorded none. The reverse of :func:`check_disjoint`: an audit must see every subject a generator saw."""
+    if not model_subjects:
+        return None
+    salt = str(model_subjects.get("salt", SALT))
+    present = {hash_subject(s, salt) for s in subjects}
+    return len(set(model_subjects.get("ids", [])) - present)
 
 
 def _salt(record: Mapping[str, Any]) -> str:

@@ -17,6 +17,9 @@ class AuditConfig(StrictModel):
 
     Attributes:
         holdout: the split of the prepared dataset whose real items calibrate the thresholds.
+        allow_missing_subjects: audit a set whose generator was trained on subjects the training
+            split lacks (a control generator's samples against other patients). Off, the audit
+            refuses: it cannot find copies of patients it does not hold.
         quantile: the conformal quantile (rank ``⌈(n + 1) q⌉``) that sets the thresholds from the
             calibration items' nearest-training similarities.
         control: ``each`` (default) — every measure's own threshold holds its own false-flag
@@ -84,6 +87,7 @@ class AuditConfig(StrictModel):
     """
 
     holdout: Literal["val", "test"] = "test"
+    allow_missing_subjects: bool = False
     quantile: float = Field(0.99, gt=0.5, lt=1.0)
     control: Literal["each", "any"] = "each"
     calibrate_on_train: bool = True

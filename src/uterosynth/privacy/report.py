@@ -12,11 +12,13 @@ from typing import Any
 import numpy as np
 
 from ..core.artifacts import atomic_output_dir, provenance, sha256_file
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, DataError
 from ..core.imageio import figure_data_uri, middle_slice
 from ..data.audit_file import write_audit_files
 from ..data.image_set import ImageSet, load_prepared, load_synthetic
 from ..data.manifest import parse_dataset_ref
+from ..data.subjects import missing_subjects
+from ..data.synthetic import generator_subjects
 from ..models.encoder_artifact import load_encoder
 from .audit import MEASURES, AuditResult, ModeResult, run_audit
 from .config import AuditConfig
@@ -241,6 +243,27 @@ subjects other than its own. Estimated false-flag rate: {ffr_text}.</p>
 """
 
 
+def generator_coverage(info: dict[str, Any], train: ImageSet, train_ref: str, synthetic_dir: str, *,
+                       allow: bool) -> dict[str, Any] | None:
+    """How many of the generator's training subjects the audited training split holds.
+
+    Raises:
+        DataError: some are missing (the audit could not find their copies), unless ``allow``.
+    """
+    record = generator_subjects(info)
+    missing = missing_subjects(record, train.subjects)
+    if missing is None:
+        return None
+    total = len(set(record.get("ids", [])))
+    if missing and not allow:
+        raise DataError(f"train {train_ref}: the generator of {synthetic_dir} was trained on {missing} of its {total} "
+                        "subjects that this training split does not hold, so their copies could not be found; audit "
+                        "against the data the generator was trained on (or the same cohort prepared with every "
+                        "slice), or set allow_missing_subjects to audit against other patients",
+                        keys=("train", "allow_missing_subjects"))
+    return {"recorded": total, "held": total - missing}
+
+
 def write_audit(
     train_ref: str,
     synthetic_dir: str,
@@ -277,13 +300,15 @@ def write_audit(
     synthetic = load_synthetic(synthetic_dir, clip=False, needs="the audit")
     train = load_prepared(root, split, name="train", clip=False, needs="the audit")
     holdout = load_prepared(root, cfg.holdout, name="holdout", clip=False, needs="the audit")
-    control_set = None if controls is None else load_controls(controls, train)
-    result = run_audit(train, synthetic, holdout, config=cfg, extractor=extractor, controls=control_set)
     syn_root = Path(synthetic_dir)
     syn_info_path = syn_root / "synthetic.json"
     syn_info = json.loads(syn_info_path.read_text()) if syn_info_path.is_file() else {}
+    coverage = generator_coverage(syn_info, train, train_ref, synthetic_dir, allow=cfg.allow_missing_subjects)
+    control_set = None if controls is None else load_controls(controls, train)
+    result = run_audit(train, synthetic, holdout, config=cfg, extractor=extractor, controls=control_set)
     inputs = {
-        "train": {"dataset": str(root), "split": split, "items": len(train), "subjects": len(set(train.subjects))},
+        "train": {"dataset": str(root), "split": split, "items": len(train), "subjects": len(set(train.subjects)),
+                  "generator_subjects": coverage},
         "holdout": {"dataset": str(root), "split": cfg.holdout, "items": len(holdout), "subjects": len(set(holdout.subjects))},
         "synthetic": {"path": str(syn_root), "items": len(synthetic), "model_hash": syn_info.get("model_hash"),
                       "metadata_sha256": sha256_file(syn_root / "metadata.jsonl")},
