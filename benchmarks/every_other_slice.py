@@ -11,7 +11,8 @@ acquisition, and the dropped slices lie 2 mm from every kept one: "another slice
 from __future__ import annotations
 
 import argparse
-import shutil
+import csv
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -35,8 +36,20 @@ def main() -> None:
     p.add_argument("out", type=Path, help="new cohort folder (must not exist)")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=False)
-    for name in ("labels.csv", "phantom.json"):
-        shutil.copy(args.source / name, args.out / name)
+    info = json.loads((args.source / "phantom.json").read_text())
+    geometry = info["config"]["geometry"]
+    geometry["slices"] = geometry["slices"] // 2
+    geometry["spacing"][2] *= 2
+    (args.out / "phantom.json").write_text(json.dumps(info, indent=1))
+    with open(args.source / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:  # the scan's stored shape
+        w, h, _ = row["shape"].split("x")
+        row["shape"] = f"{w}x{h}x{geometry['slices']}"
+    with open(args.out / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     for subject in sorted(d for d in args.source.iterdir() if d.is_dir()):
         (args.out / subject.name).mkdir()
         for path in subject.glob("*.nii.gz"):

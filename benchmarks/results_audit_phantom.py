@@ -46,29 +46,37 @@ SECTION = "Privacy audit on the corrected pipeline"
 OTHER_SLICE = "another slice"
 
 
-def slice_position_mm(row: dict) -> float:
-    """A phantom item's slice position (mm from the volume's centre slice): phantom volumes are centred on
-    the isocentre, so two grids of one subject compare by this number."""
-    slices = int(row["shape"].split("x")[2])
-    return (int(row["slice_index"]) - (slices - 1) / 2) * float(row["spacing"].split("x")[2])
+def slice_positions(dataset, rows: list[dict]) -> np.ndarray:
+    """Each 2D item's slice position: its world origin along the slice normal (mm), read from the item's
+    own affine, so two preparations (or two slice grids) of one subject compare by it."""
+    import nibabel as nib
+
+    out = []
+    for r in rows:
+        affine = nib.load(str(dataset.root / r["path"])).affine
+        normal = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
+        out.append(float(affine[:3, 3] @ normal))
+    return np.asarray(out)
 
 
-def other_slices(train_ref: str, reference_ref: str, more: str, copies: int, seed: int,
+def other_slices(train_ref: str, avoid_ref: str, more: str, copies: int, seed: int,
                  min_gap_mm: float = 1.0) -> np.ndarray:
     """Up to ``copies`` items of ``more`` (the training cohort prepared with more slices, or on another slice
     grid) that belong to a training subject of ``train_ref`` and lie at least ``min_gap_mm`` from every slice
-    of that subject in the audit's reference (the training split of ``reference_ref``)."""
+    of that subject in the training split of ``avoid_ref`` (the audit's reference, or a larger one)."""
     from uterosynth.data.manifest import PreparedDataset
 
     subjects = {r["subject"] for r in PreparedDataset.load(train_ref, "train").rows}
+    avoid = PreparedDataset.load(avoid_ref, "train")
     taken: dict[str, list[float]] = {}
-    for r in PreparedDataset.load(reference_ref, "train").rows:
-        taken.setdefault(r["subject"], []).append(slice_position_mm(r))
+    for r, z in zip(avoid.rows, slice_positions(avoid, avoid.rows), strict=True):
+        taken.setdefault(r["subject"], []).append(z)
     dataset = PreparedDataset.load(more)
-    rows = [r for r in dataset.rows if r["subject"] in subjects
-            and min(abs(slice_position_mm(r) - t) for t in taken[r["subject"]]) >= min_gap_mm]
+    candidates = [r for r in dataset.rows if r["subject"] in subjects]
+    rows = [r for r, z in zip(candidates, slice_positions(dataset, candidates), strict=True)
+            if min(abs(z - t) for t in taken[r["subject"]]) >= min_gap_mm]
     if not rows:
-        raise SystemExit(f"{more}: no slices of the training subjects of {train_ref} off the reference's slices")
+        raise SystemExit(f"{more}: no slices of the training subjects of {train_ref} off the slices of {avoid_ref}")
     rows = [rows[i] for i in sorted(np.random.default_rng(seed).choice(len(rows), min(copies, len(rows)), replace=False))]
     return load_prepared(dataset, rows=rows, clip=False, needs="the audit").images[:, 0].numpy()
 
@@ -181,8 +189,11 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="another audit setting KEY=JSON_VALUE (repeatable)")
     p.add_argument("--copies-per-kind", type=int, default=50)
     p.add_argument("--samples", action="append", default=[], help="NAME=SYNTHETIC_SET of a model trained on --train")
-    p.add_argument("--other-slices", help="the training cohort prepared with more slices per subject (DIR): its "
-                   "items of training subjects that are not training items are planted as copies")
+    p.add_argument("--other-slices", help="the training cohort prepared with more slices per subject, or on another "
+                   "slice grid (DIR): its items of training subjects at least --min-gap-mm from every slice of "
+                   "--other-slices-off are planted as copies")
+    p.add_argument("--other-slices-off", help="prepared DIR whose training slices the planted other slices avoid "
+                   "(default: the audit's reference), so settings with different references share one probe set")
     p.add_argument("--min-gap-mm", type=float, default=1.0, help="--other-slices: the least distance (mm) from "
                    "every reference slice of the same subject (0: another acquisition on the same grid)")
     p.add_argument("--encoder", type=Path, help="encoder folder for the embedding measure (e.g. the copy detector)")
@@ -200,8 +211,10 @@ def main() -> None:
     holdout = load_prepared(reference_ref, cfg.holdout, name="holdout", clip=False, needs="the audit")
     root, split = parse_dataset_ref(args.new)
     new = load_prepared(root, split or "train", name="new", clip=False, needs="the audit")
-    more = None if args.other_slices is None else other_slices(args.train, reference_ref, args.other_slices,
-                                                                 args.copies_per_kind, args.seed, args.min_gap_mm)
+    more = None
+    if args.other_slices is not None:
+        more = other_slices(args.train, args.other_slices_off or reference_ref, args.other_slices, args.copies_per_kind,
+                            args.seed, args.min_gap_mm)
     extractor = None if args.encoder is None else load_encoder(args.encoder)
     probes, kinds = probe_set(planted, new, [float(s) for s in args.smooth.split(",") if s], args.copies_per_kind, args.seed,
                               more)

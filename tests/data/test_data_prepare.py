@@ -367,3 +367,18 @@ def test_prepare_reads_myoma_presence_per_item(tmp_path: Path, capsys):
     code, _, _ = run(capsys, *prepare_args(raw, tmp_path / "table", 2, *fine))
     assert code == 0 and {r["myoma"] for r in read_manifest(tmp_path / "table" / "manifest.csv")} == {"yes", ""}
     assert json.loads((tmp_path / "table" / "dataset.json").read_text())["attributes_from_segmentation"] == {}
+
+
+def test_a_labels_column_named_like_a_manifest_column_cannot_overwrite_it(tmp_path: Path, capsys):
+    """The phantom's labels table records each scan's 'shape': the manifest keeps the item's own."""
+    raw = make_umd(tmp_path / "raw", n=3, quirks=False)
+    subjects = sorted(p.name for p in raw.iterdir() if p.is_dir())
+    (raw / "labels.csv").write_text("subject,orientation,shape,split\n"
+                                    + "".join(f"{s},AVAF,320x320x28,train\n" for s in subjects))
+    out = tmp_path / "out"
+    code, _, _ = run(capsys, *prepare_args(raw, out))
+    assert code == 0
+    rows = read_manifest(out / "manifest.csv")
+    assert rows and {r["shape"] for r in rows} == {"32x32"}
+    assert {r["split"] for r in rows} != {"train"}  # the subject-level split, not the table's column
+    assert "shape" not in json.loads((out / "dataset.json").read_text())["attributes"]

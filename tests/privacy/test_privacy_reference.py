@@ -12,13 +12,16 @@ import pytest
 from conftest import make_anatomy_dataset, make_synthetic_set
 from uterosynth.cli import main
 from uterosynth.data.manifest import PreparedDataset, write_manifest
-from uterosynth.data.subjects import missing_subjects, training_subjects
+from uterosynth.data.subjects import merge_subjects, missing_subjects, training_subjects
 
 
-def _with_generator(folder, dataset):
+def _with_generator(folder, dataset, autoencoder_dataset=None):
     path = folder / "synthetic.json"
     info = json.loads(path.read_text())
-    info["model"] = {"training_subjects": training_subjects(PreparedDataset.load(dataset))}
+    record = training_subjects(PreparedDataset.load(dataset))
+    if autoencoder_dataset is not None:  # a latent model: its autoencoder's subjects join the record
+        record = merge_subjects(model=record, autoencoder=training_subjects(PreparedDataset.load(autoencoder_dataset)))
+    info["model"] = {"training_subjects": record}
     path.write_text(json.dumps(info))
     return folder
 
@@ -86,3 +89,12 @@ def test_every_slice_of_the_training_patients_is_a_valid_reference(cohorts, tmp_
     assert doc["inputs"]["train"]["generator_subjects"] == {"recorded": 6, "held": 6}
     assert doc["inputs"]["train"]["items"] == 24
     assert doc["summary"]["flagged"] == len(rows) == 6
+
+
+def test_a_latent_models_autoencoder_subjects_must_be_in_the_reference_too(cohorts, tmp_path, capsys):
+    every, _, other = cohorts
+    syn = _with_generator(make_synthetic_set(tmp_path / "syn", np.random.default_rng(0).random((3, 16, 16))), every,
+                          autoencoder_dataset=other)
+    code, err = _audit(capsys, "--train", every, "--synthetic", syn, "--out", tmp_path / "a", "--quantile", "0.9")
+    assert code == 2 and len(err) == 1
+    assert "4 of its 10 subjects" in err[0] and f"autoencoder trained on {other}" in err[0]

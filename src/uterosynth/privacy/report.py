@@ -256,11 +256,12 @@ def generator_coverage(info: dict[str, Any], train: ImageSet, train_ref: str, sy
         return None
     total = len(set(record.get("ids", [])))
     if missing and not allow:
+        parts = "; ".join(f"{p.get('of')} trained on {p.get('dataset')}" for p in record.get("parts", []))
         raise DataError(f"train {train_ref}: the generator of {synthetic_dir} was trained on {missing} of its {total} "
-                        "subjects that this training split does not hold, so their copies could not be found; audit "
-                        "against the data the generator was trained on (or the same cohort prepared with every "
-                        "slice), or set allow_missing_subjects to audit against other patients",
-                        keys=("train", "allow_missing_subjects"))
+                        f"subjects{f' ({parts})' if parts else ''} that this training split does not hold, so their "
+                        "copies could not be found; audit against the data the generator was trained on (or the same "
+                        "cohort prepared with every slice), or set allow_missing_subjects to audit against other "
+                        "patients", keys=("train", "allow_missing_subjects"))
     return {"recorded": total, "held": total - missing}
 
 
