@@ -105,6 +105,17 @@ def test_one_step_on_a_two_step_grid_and_membership_of_a_student(student, teache
     assert errors.shape == (len(data.rows), 2) and (errors > 0).all()
 
 
+def test_an_x0_student_records_its_output_and_samples_like_any_model(teacher, tmp_path):
+    """prediction: sample (a pixel-space teacher's student learns the clean image; the sampler derives the velocity)."""
+    out = tmp_path / "x0"
+    distill(_cfg(prediction="sample"), teacher, out, progress=False)
+    s = load_diffusion(out)
+    assert s.schedule.objective == "rflow" and s.schedule.prediction_type == "sample"
+    assert json.loads((out / "checkpoint" / "model.json").read_text())["schedule"]["prediction_type"] == "sample"
+    cfg = SampleConfig.model_validate({"per_class": 1, "sampler": {"name": "rflow", "steps": 2}, "runtime": {"device": "cpu"}})
+    assert generate(out, cfg, tmp_path / "syn")["items"] == 8
+
+
 def test_couplings_are_the_teachers_own_samples(teacher, student):
     """Coupling i is what the teacher's sampler makes from coupling i's noise, condition and scales."""
     t = load_diffusion(teacher)

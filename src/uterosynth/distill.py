@@ -79,6 +79,9 @@ class DistillConfig(StrictModel):
                     "teacher samples without guidance and the student takes none; unset: every categorical "
                     "attribute of the teacher over DEFAULT_RANGE")
     time_sampling: Literal["grid", "uniform"] = "grid"
+    prediction: Literal["v_prediction", "sample"] = Field(
+        "v_prediction", description="what the student outputs: the flow's velocity, or the clean sample x0 (whose "
+                                    "velocity the sampler derives; for pixel-space teachers)")
     init_from_teacher: bool = True
     runtime: RuntimeConfig = RuntimeConfig()
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4)
@@ -287,9 +290,9 @@ class ReflowStep(DiffusionStep):
         return mse.mean(), {"model/mse": mse.mean().detach()}
 
 
-def student_schedule(teacher: DiffusionModel) -> NoiseScheduleConfig:
+def student_schedule(teacher: DiffusionModel, prediction: str = "v_prediction") -> NoiseScheduleConfig:
     """The student's rectified-flow schedule over the teacher's number of timesteps."""
-    return NoiseScheduleConfig(objective="rflow", prediction_type="v_prediction",
+    return NoiseScheduleConfig(objective="rflow", prediction_type=prediction,
                                num_train_timesteps=teacher.schedule.num_train_timesteps)
 
 
@@ -353,7 +356,7 @@ def distill(cfg: DistillConfig, teacher_path: str | Path, out: str | Path, *,
     cfg = cfg.for_teacher(teacher)
     run.start(cfg.train, cfg.seed, dist_info)
     couplings, couplings_s = _couplings(teacher, cfg, run.out, dist_info, on_couplings)
-    schedule_cfg = student_schedule(teacher)
+    schedule_cfg = student_schedule(teacher, cfg.prediction)
     schedule = NoiseSchedule(schedule_cfg)
     grid = None
     if cfg.time_sampling == "grid":

@@ -98,3 +98,19 @@ def test_background_stays_black_and_brightness_is_kept_with_trailing_zero_snr(sp
     x = _sample("dpmpp", flawed, model, 64, 10, spacing="leading")
     assert (x[:, ~fg] + 1).abs().max() < 0.01  # an exact model keeps the background in both cases
     assert x[:, fg].mean().item() < brightness["dpmpp"] - 0.05
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_an_rflow_network_that_outputs_x0_samples_as_one_that_outputs_the_velocity(steps):
+    """A few-step student may predict the clean sample; the sampler derives the same velocity from it."""
+    drawn = {}
+    for prediction in ("v_prediction", "sample"):
+        schedule = NoiseSchedule(NoiseScheduleConfig(objective="rflow", prediction_type=prediction))
+        drawn[prediction] = _sample("rflow", schedule, _two_blobs(schedule, (1, 4, 4)), 16, steps)
+    assert torch.allclose(drawn["sample"], drawn["v_prediction"], atol=1e-4)
+    assert drawn["sample"].abs().max() < 3  # a sample, not noise amplified by a wrong conversion
+
+
+def test_rflow_refuses_an_epsilon_network():
+    with pytest.raises(ValueError, match="v_prediction or sample"):
+        NoiseScheduleConfig(objective="rflow", prediction_type="epsilon")

@@ -44,7 +44,7 @@ from pydantic import Field
 from ..core.config import StrictModel
 from ..core.errors import ConfigError, DataError
 from .registry import Registry
-from .schedule import NoiseSchedule, Spacing, make_timesteps
+from .schedule import NoiseSchedule, Spacing, flow_velocity, make_timesteps
 
 __all__ = [
     "SAMPLERS",
@@ -288,6 +288,9 @@ class RFlowSampler(Sampler):
         following = torch.cat([ts[1:], ts.new_zeros(1)])
 
         def step(index: int, out: torch.Tensor, x: torch.Tensor, generators) -> torch.Tensor:
+            if self.schedule.network_output != "flow":  # an x0 output: its velocity (x0 - x_t) / sigma
+                t = ts[index].to(x.device).expand(x.shape[0])
+                out = flow_velocity(self.schedule.predict_x0(out, x, t), self.schedule.predict_eps(out, x, t))
             return sched.step(out, int(ts[index]), x, int(following[index]))[0]
 
         return _Stepper(ts, step)

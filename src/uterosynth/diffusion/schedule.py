@@ -59,7 +59,9 @@ class NoiseScheduleConfig(StrictModel):
         schedule: beta schedule of the ``ddpm`` objective (MONAI ``NoiseSchedules``).
         beta_start, beta_end: range of the linear / scaled-linear schedules (unused by cosine).
         prediction_type: what the network outputs: ``epsilon``, ``v_prediction`` or ``sample``
-            (``x0``). ``rflow`` predicts its velocity ``x0 - eps`` (``v_prediction``).
+            (``x0``). ``rflow`` predicts its velocity ``x0 - eps`` (``v_prediction``) or ``x0``
+            (``sample``: a few-step student of a pixel-space teacher, whose velocity the sampler
+            derives as ``(x0 - x_t) / sigma``).
         rescale_zero_terminal_snr: rescale betas so that ``alpha_bar[T-1] = 0`` (Lin et al. 2024);
             needs ``v_prediction`` or ``sample``.
     """
@@ -76,8 +78,9 @@ class NoiseScheduleConfig(StrictModel):
     def _check(self) -> NoiseScheduleConfig:
         if self.beta_start >= self.beta_end:
             raise ValueError(f"beta_start ({self.beta_start}) must be smaller than beta_end ({self.beta_end})")
-        if self.objective == "rflow" and self.prediction_type != "v_prediction":
-            raise ValueError("objective 'rflow' predicts the flow velocity: set prediction_type: v_prediction")
+        if self.objective == "rflow" and self.prediction_type == "epsilon":
+            raise ValueError("objective 'rflow' predicts the flow velocity or the clean sample: set prediction_type: "
+                             "v_prediction or sample")
         if self.objective == "rflow" and self.rescale_zero_terminal_snr:
             raise ValueError("objective 'rflow' already ends at pure noise: set rescale_zero_terminal_snr: false")
         if self.rescale_zero_terminal_snr and self.prediction_type == "epsilon":
@@ -327,8 +330,13 @@ class NoiseSchedule:
                  t: torch.Tensor) -> torch.Tensor:
         """``x0`` or ``eps`` implied by a model output, through the conversion pair of what the network outputs."""
         alpha, sigma = self.alpha_sigma(t, x_t)
-        output = "flow" if self.objective == "rflow" else self.prediction_type
+        output = self.network_output
         return _IMPLIED[output][what](x_t, model_output, alpha, sigma)
+
+    @property
+    def network_output(self) -> str:
+        """What the network outputs: ``flow`` (an ``rflow`` velocity), or the prediction type."""
+        return "flow" if self.objective == "rflow" and self.prediction_type == "v_prediction" else self.prediction_type
 
     def model_output_from(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The output a perfect network would give for this ``(x0, eps)`` pair (inverse of the above)."""
