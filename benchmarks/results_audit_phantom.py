@@ -46,17 +46,20 @@ SECTION = "Privacy audit on the corrected pipeline"
 OTHER_SLICE = "another slice"
 
 
-def slice_positions(dataset, rows: list[dict]) -> np.ndarray:
-    """Each 2D item's slice position: its world origin along the slice normal (mm), read from the item's
-    own affine, so two preparations (or two slice grids) of one subject compare by it."""
+def slice_positions(dataset, rows: list[dict], normal: np.ndarray) -> np.ndarray:
+    """Each 2D item's slice position: its world origin along ``normal`` (mm), read from the item's own
+    affine, so two preparations (or two slice grids) of one subject compare by it."""
     import nibabel as nib
 
-    out = []
-    for r in rows:
-        affine = nib.load(str(dataset.root / r["path"])).affine
-        normal = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
-        out.append(float(affine[:3, 3] @ normal))
-    return np.asarray(out)
+    return np.asarray([float(nib.load(str(dataset.root / r["path"])).affine[:3, 3] @ normal) for r in rows])
+
+
+def slice_normal(dataset, row: dict) -> np.ndarray:
+    """The unit slice normal of an item (its third array axis in world space)."""
+    import nibabel as nib
+
+    axis = nib.load(str(dataset.root / row["path"])).affine[:3, 2]
+    return axis / np.linalg.norm(axis)
 
 
 def other_slices(train_ref: str, avoid_ref: str, more: str, copies: int, seed: int,
@@ -68,12 +71,15 @@ def other_slices(train_ref: str, avoid_ref: str, more: str, copies: int, seed: i
 
     subjects = {r["subject"] for r in PreparedDataset.load(train_ref, "train").rows}
     avoid = PreparedDataset.load(avoid_ref, "train")
+    normal = slice_normal(avoid, avoid.rows[0])
     taken: dict[str, list[float]] = {}
-    for r, z in zip(avoid.rows, slice_positions(avoid, avoid.rows), strict=True):
+    for r, z in zip(avoid.rows, slice_positions(avoid, avoid.rows, normal), strict=True):
         taken.setdefault(r["subject"], []).append(z)
+    if missing := sorted(subjects - set(taken)):
+        raise SystemExit(f"{avoid_ref}: its training split lacks {len(missing)} training subjects of {train_ref}")
     dataset = PreparedDataset.load(more)
     candidates = [r for r in dataset.rows if r["subject"] in subjects]
-    rows = [r for r, z in zip(candidates, slice_positions(dataset, candidates), strict=True)
+    rows = [r for r, z in zip(candidates, slice_positions(dataset, candidates, normal), strict=True)
             if min(abs(z - t) for t in taken[r["subject"]]) >= min_gap_mm]
     if not rows:
         raise SystemExit(f"{more}: no slices of the training subjects of {train_ref} off the slices of {avoid_ref}")
