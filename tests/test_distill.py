@@ -46,8 +46,9 @@ def _cfg(**kw) -> DistillConfig:
 
 @pytest.fixture(scope="module")
 def student(teacher, tmp_path_factory) -> Path:
+    """A velocity student (a latent teacher's default; test_an_x0_student... covers the pixel default)."""
     out = tmp_path_factory.mktemp("student") / "run"
-    distill(_cfg(), teacher, out, progress=False)
+    distill(_cfg(prediction="v_prediction"), teacher, out, progress=False)
     return out
 
 
@@ -106,9 +107,15 @@ def test_one_step_on_a_two_step_grid_and_membership_of_a_student(student, teache
 
 
 def test_an_x0_student_records_its_output_and_samples_like_any_model(teacher, tmp_path):
-    """prediction: sample (a pixel-space teacher's student learns the clean image; the sampler derives the velocity)."""
+    """prediction: auto gives a pixel-space teacher's student the clean image to learn (the sampler derives the
+    velocity), a latent teacher's the velocity."""
+    model = load_diffusion(teacher)
+    assert _cfg().for_teacher(model).prediction == "sample"
+    model.meta["space"] = "latent"
+    assert _cfg().for_teacher(model).prediction == "v_prediction"
+    assert _cfg(prediction="v_prediction").for_teacher(load_diffusion(teacher)).prediction == "v_prediction"
     out = tmp_path / "x0"
-    distill(_cfg(prediction="sample"), teacher, out, progress=False)
+    distill(_cfg(), teacher, out, progress=False)
     s = load_diffusion(out)
     assert s.schedule.objective == "rflow" and s.schedule.prediction_type == "sample"
     assert json.loads((out / "checkpoint" / "model.json").read_text())["schedule"]["prediction_type"] == "sample"
@@ -196,6 +203,11 @@ def test_resume_reuses_couplings_and_refuses_other_ones(teacher, tmp_path):
                 progress=False)
     with pytest.raises(DataError, match="already exists"):
         distill(_cfg(), teacher, out, progress=False)
+    # a resumed student keeps what it learned to output
+    assert summary["prediction"] == "sample"
+    with pytest.raises(DataError, match=r"\['sample', 2, 'grid'\], not \['v_prediction', 2, 'grid'\]"):
+        distill(_cfg(prediction="v_prediction", train={"steps": 6, "batch_size": 4, "device": "cpu"}), teacher, out,
+                resume=True, progress=False)
 
 
 def test_default_guidance_covers_every_attribute(teacher):

@@ -9,6 +9,8 @@
    embedding; :class:`~uterosynth.models.conditioning.GuidanceEmbedder`) learns the straight
    path between them: ``x_t = (1 - t/T) x + (t/T) z`` with target velocity ``x - z`` (objective
    ``rflow``), at the times its Euler sampler visits (``time_sampling: grid``) or at uniform times.
+   It outputs the velocity, or (``prediction: sample``, the default for a pixel-space teacher) the
+   clean sample ``x``, from which the sampler derives the velocity.
 3. It samples with ``--sampler rflow`` in ``student_steps`` steps, one network pass per step:
    guidance is an input, not a second branch (Meng et al. 2023).
 
@@ -79,9 +81,9 @@ class DistillConfig(StrictModel):
                     "teacher samples without guidance and the student takes none; unset: every categorical "
                     "attribute of the teacher over DEFAULT_RANGE")
     time_sampling: Literal["grid", "uniform"] = "grid"
-    prediction: Literal["v_prediction", "sample"] = Field(
-        "v_prediction", description="what the student outputs: the flow's velocity, or the clean sample x0 (whose "
-                                    "velocity the sampler derives; for pixel-space teachers)")
+    prediction: Literal["auto", "v_prediction", "sample"] = Field(
+        "auto", description="what the student outputs: the flow's velocity, or the clean sample x0 (whose velocity "
+                            "the sampler derives); auto: x0 for a pixel-space teacher, the velocity for a latent one")
     init_from_teacher: bool = True
     runtime: RuntimeConfig = RuntimeConfig()
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4)
@@ -121,7 +123,10 @@ class DistillConfig(StrictModel):
         for name in guidance:
             if name:
                 teacher.vocab.check_name(name, what="guidance")
-        return self.model_copy(update={"guidance": guidance})
+        prediction = self.prediction
+        if prediction == "auto":
+            prediction = "v_prediction" if teacher.meta.get("space") == "latent" else "sample"
+        return self.model_copy(update={"guidance": guidance, "prediction": prediction})
 
     def digest(self, teacher_sha256: str) -> str:
         """What the couplings depend on: the teacher and how it was sampled (a resumed run must not
@@ -290,6 +295,21 @@ class ReflowStep(DiffusionStep):
         return mse.mean(), {"model/mse": mse.mean().detach()}
 
 
+def _check_resumed_student(out: Path, schedule: NoiseScheduleConfig, cfg: DistillConfig) -> None:
+    """Refuse to resume a student whose checkpoint learned another output, step count or time sampling."""
+    saved = Path(out) / "checkpoint" / "model.json"
+    if not saved.is_file():
+        return
+    meta = json.loads(saved.read_text())
+    before = (meta.get("schedule", {}).get("prediction_type"), meta.get("distilled", {}).get("student_steps"),
+              meta.get("distilled", {}).get("time_sampling"))
+    now = (schedule.prediction_type, cfg.student_steps, cfg.time_sampling)
+    if before != now:
+        raise DataError(f"{out}: its checkpoint is a student with prediction, steps and time sampling {list(before)}, "
+                        f"not {list(now)}; resume it with its own settings, or start a new run (--overwrite)",
+                        keys=("overwrite",))
+
+
 def student_schedule(teacher: DiffusionModel, prediction: str = "v_prediction") -> NoiseScheduleConfig:
     """The student's rectified-flow schedule over the teacher's number of timesteps."""
     return NoiseScheduleConfig(objective="rflow", prediction_type=prediction,
@@ -355,8 +375,9 @@ def distill(cfg: DistillConfig, teacher_path: str | Path, out: str | Path, *,
     teacher = load_diffusion(teacher_path, device=device)
     cfg = cfg.for_teacher(teacher)
     run.start(cfg.train, cfg.seed, dist_info)
-    couplings, couplings_s = _couplings(teacher, cfg, run.out, dist_info, on_couplings)
     schedule_cfg = student_schedule(teacher, cfg.prediction)
+    _check_resumed_student(run.out, schedule_cfg, cfg)
+    couplings, couplings_s = _couplings(teacher, cfg, run.out, dist_info, on_couplings)
     schedule = NoiseSchedule(schedule_cfg)
     grid = None
     if cfg.time_sampling == "grid":
@@ -372,4 +393,4 @@ def distill(cfg: DistillConfig, teacher_path: str | Path, out: str | Path, *,
         dist_info=dist_info, on_step_end=run.on_step_end, progress=run.progress,
     )
     return {**run.fit(trainer), "pairs": len(couplings), "couplings_seconds": round(couplings_s, 1),
-            "student_steps": cfg.student_steps}
+            "student_steps": cfg.student_steps, "prediction": cfg.prediction}

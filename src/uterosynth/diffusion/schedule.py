@@ -9,7 +9,8 @@ Every forward process here is a Gaussian path ``x_t = alpha * x0 + sigma * eps``
   (Salimans & Ho 2022, "Progressive Distillation", eq. 9).
 * objective ``rflow`` (rectified flow, Liu et al. 2023; MONAI ``RFlowScheduler``):
   ``sigma = t / T``, ``alpha = 1 - sigma`` for ``t`` in ``(0, T]`` (``t = T`` is pure noise),
-  and the model predicts the velocity ``v = x0 - eps`` (MONAI's sign convention).
+  and the model predicts the velocity ``v = x0 - eps`` (MONAI's sign convention), or ``x0``
+  (``prediction_type: sample``), from which the sampler derives the velocity.
 
 The betas come from MONAI's ``NoiseSchedules`` (``linear_beta``, ``scaled_linear_beta``,
 ``cosine``); zero-terminal-SNR rescaling is diffusers' ``rescale_zero_terminal_snr`` (Lin et al.
