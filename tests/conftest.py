@@ -175,6 +175,15 @@ def make_anatomy_dataset(
     return root
 
 
+def make_two_cohorts(root: Path, *, slices_per_subject: int = 2) -> tuple[Path, Path]:
+    """A prepared dataset (6 / 1 / 3 subjects) and one of 6 other subjects (another seed and id prefix, 2 slices each)."""
+    prep = make_anatomy_dataset(root / "prep", subjects={"train": 6, "val": 1, "test": 3},
+                                slices_per_subject=slices_per_subject, shape=(16, 16))
+    other = make_anatomy_dataset(root / "other", subjects={"train": 4, "val": 1, "test": 1}, slices_per_subject=2,
+                                 shape=(16, 16), seed=9, prefix="O")
+    return prep, other
+
+
 def make_synthetic_set(
     root: Path, arrays: np.ndarray, conditions: list[dict] | None = None, dims: int = 2
 ) -> Path:

@@ -306,7 +306,7 @@ def _check_resumed_student(out: Path, schedule: NoiseScheduleConfig, cfg: Distil
     now = (schedule.prediction_type, cfg.student_steps, cfg.time_sampling)
     if before != now:
         raise DataError(f"{out}: its checkpoint is a student with prediction, steps and time sampling {list(before)}, "
-                        f"not {list(now)}; resume it with its own settings, or start a new run (--overwrite)",
+                        f"not {list(now)}; resume it with its own settings, or start a new run (overwrite)",
                         keys=("overwrite",))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_anatomy_dataset, make_synthetic_set
+from conftest import make_synthetic_set, make_two_cohorts
 from uterosynth.cli import main
 from uterosynth.core.errors import DataError
 from uterosynth.data.image_set import ImageSet, load_prepared
@@ -33,11 +33,7 @@ def _with_info(folder: Path, **info) -> Path:
 @pytest.fixture()
 def cohort(tmp_path):
     """A prepared dataset and a second one of other subjects (another seed and id prefix)."""
-    prep = make_anatomy_dataset(tmp_path / "prep", subjects={"train": 6, "val": 1, "test": 3}, slices_per_subject=2,
-                                shape=(16, 16))
-    other = make_anatomy_dataset(tmp_path / "other", subjects={"train": 4, "val": 1, "test": 1}, slices_per_subject=2,
-                                 shape=(16, 16), seed=9, prefix="O")
-    return prep, other
+    return make_two_cohorts(tmp_path)
 
 
 def _set(tmp_path: Path, name: str, n: int = 4) -> Path:

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import make_anatomy_dataset, make_synthetic_set
+from conftest import make_synthetic_set, make_two_cohorts
 from uterosynth.cli import main
 from uterosynth.data.manifest import PreparedDataset, write_manifest
 from uterosynth.data.subjects import merge_subjects, missing_subjects, training_subjects
@@ -43,10 +43,7 @@ def _audit(capsys, *args):
 
 @pytest.fixture()
 def cohorts(tmp_path):
-    every = make_anatomy_dataset(tmp_path / "every", subjects={"train": 6, "val": 1, "test": 3}, slices_per_subject=4,
-                                 shape=(16, 16))
-    other = make_anatomy_dataset(tmp_path / "other", subjects={"train": 4, "val": 1, "test": 1}, slices_per_subject=2,
-                                 shape=(16, 16), seed=9, prefix="O")
+    every, other = make_two_cohorts(tmp_path, slices_per_subject=4)
     return every, _first_slices(every, tmp_path / "model_data", keep=2), other
 
 
