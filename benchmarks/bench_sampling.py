@@ -45,10 +45,10 @@ def monai_reference(model, x_T, denoise) -> torch.Tensor:
     from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 
     cfg = model.schedule.config
-    if model.schedule.objective == "rflow" and model.schedule.network_output != "flow":
-        raise SystemExit("the MONAI reference drives a network that outputs its scheduler's quantity; this rflow "
-                         "model outputs x0 (prediction_type: sample)")
     if model.schedule.objective == "rflow":
+        if model.schedule.network_output != "flow":
+            raise SystemExit("MONAI's RFlowScheduler steps on a velocity; this rflow model outputs x0 "
+                             "(prediction_type: sample)")
         scheduler = RFlowScheduler(num_train_timesteps=cfg.num_train_timesteps, use_discrete_timesteps=False)
     else:
         scheduler = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, clip_sample=False,

@@ -273,3 +273,16 @@ def test_kid_by_audit_splits_the_draws_by_the_audits_flags() -> None:
     assert abs(parts["flagged"][0]) < 0.2 * parts["unflagged"][0]
     assert parts["flagged"][0] < parts["all"][0] < parts["unflagged"][0]
     assert by_audit.kid_by_part(real, fake, {0, 1}, n=32)["flagged"] == 2
+
+
+def test_paired_sets_tell_a_copy_from_a_smoothed_set_and_from_another_draw():
+    import torch
+
+    paired_sets = _load("paired_sets")
+    x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    same = paired_sets.paired(x, x.clone())
+    assert same == {"median_correlation": 1.0, "mean_abs_difference": 0.0}
+    smooth = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+    assert paired_sets.mean_gradient(smooth) < 0.5 * paired_sets.mean_gradient(x)
+    other = paired_sets.paired(x, torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(1)))
+    assert abs(other["median_correlation"]) < 0.3 and other["mean_abs_difference"] > 0.2

@@ -22,7 +22,7 @@ from ..core.errors import DataError
 from ..core.imageio import as_volume, write_nifti
 from .config import LabelsConfig, PrepareConfig, SplitConfig
 from .io import read_scan
-from .manifest import CORE_COLUMNS, SPLITS, write_manifest
+from .manifest import SPLITS, write_manifest
 from .sources import LabelTable, SubjectRecord, discover, find_label_table, read_label_table
 
 __all__ = ["PrepareResult", "assign_splits", "prepare_dataset", "process_subject", "reference_affine"]
@@ -208,9 +208,7 @@ def process_subject(
         found = table.attributes_for(record.subject, cfg.labels.attributes)
         if found is None and cfg.labels.require:
             raise DataError(f"{table.path}: no row for subject '{record.subject}' (labels.require is true)")
-        # a table column named like a manifest column (the phantom's 'shape': the scan's) describes the
-        # scan, not the item: the item's own value is kept
-        attributes = {k: v for k, v in (found or {}).items() if k not in CORE_COLUMNS}
+        attributes = found or {}
     if record.image is None:
         raise DataError(f"{record.subject}: no image found")
     image = read_scan(record.image)
@@ -429,7 +427,7 @@ def prepare_dataset(
             for row in good[subject]:
                 row["split"] = splits[subject]
                 all_rows.append(row)
-        columns = [c for c in table.columns if c not in CORE_COLUMNS] if table is not None else []
+        columns = list(table.columns) if table is not None else []
         from_segmentation = [n for n in cfg.labels.from_segmentation
                              if n not in columns and any(r.get(n) for r in all_rows)]
         columns += from_segmentation

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..core.errors import DataError
 from .io import IMAGE_SUFFIXES, is_dicom_file, is_image_file
+from .manifest import CORE_COLUMNS
 
 __all__ = [
     "SOURCES",
@@ -210,7 +211,8 @@ class LabelTable:
 
     Attributes:
         path: the CSV file.
-        columns: attribute column names (every column but the subject column), in file order.
+        columns: attribute column names (every column but the subject column and those named like a
+            manifest column, which describe the scan, not the item), in file order.
         rows: subject → {attribute: value} (values stripped strings).
     """
 
@@ -269,12 +271,14 @@ def read_label_table(path: str | Path, *, subject_column: str = "subject", requi
     for lineno, raw in enumerate(reader, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
         subject = row.pop(subject_column, "")
+        for name in set(row) & set(CORE_COLUMNS):  # a manifest column (the phantom's scan 'shape'): the item's own wins
+            del row[name]
         if not subject:
             continue
         if subject in rows:
             raise DataError(f"{path}: line {lineno}: subject '{subject}' listed twice")
         rows[subject] = row
-    columns = [c for c in header if c != subject_column]
+    columns = [c for c in header if c != subject_column and c not in CORE_COLUMNS]
     return LabelTable(path=path, columns=columns, rows=rows)
 
 
