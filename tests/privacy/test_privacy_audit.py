@@ -251,7 +251,7 @@ def test_zoom_measure_flags_enlarged_crops_that_shifts_miss_and_records_where():
     assert found == [train.subjects[j] for j in picks[zoom_hits]]  # the cropped item's subject
     doc = audit_document(result, train, syn, hold, provenance={}, inputs={})
     where = doc["samples"][int(np.argmax(zoom_hits))]["measures"]["image"]["zoom"]["alignment"]
-    assert where["scale"] in (0.7, 0.8, 0.9) and len(where["corner"]) == 2
+    assert 0.75 <= where["scale"] <= 0.95 and len(where["corner"]) == 2  # the crop's own side, 80-90 %
     assert "zoom" in doc["measures"] and doc["calibration"]["thresholds"]["image"]["zoom"] < 1
     with pytest.raises(ValueError, match="between 0 and 1"):
         AuditConfig(zoom_scales=[1.2])

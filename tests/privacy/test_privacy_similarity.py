@@ -13,6 +13,7 @@ from uterosynth.core.errors import UserError
 from uterosynth.privacy.similarity import (
     alignments,
     cosine_search,
+    dense_zoom_scales,
     ncc_search,
     ssim_pairs,
     ssim_search,
@@ -115,6 +116,31 @@ def test_zoom_refine_scores_the_candidates_as_the_full_search_does():
     torch.testing.assert_close(small.values, refined.values)  # one pair at a time: the same answer
     none = zoom_refine(q, r, torch.tensor([[0, 1], [-1, -1], [2, 3]]), scales=(0.75,), block_pairs=2)
     assert none.indices[1, 0] == -1 and torch.isinf(none.values[1, 0]) and (none.indices[[0, 2], 0] >= 0).all()
+
+
+def test_zoom_refine_matches_the_full_search_on_volumes_and_flat_windows():
+    rng = np.random.default_rng(5)
+    r = torch.from_numpy(rng.random((4, 10, 10, 8)).astype(np.float32))
+    r[1, :6, :6, :6] = 0.5  # constant windows score 0, as in the full search, not noise over a zero norm
+    q = torch.from_numpy(rng.random((2, 10, 10, 8)).astype(np.float32))
+    full = zoom_search(q, r, scales=(0.6, 0.8), k=4, flip_axes=(1,))
+    refined = zoom_refine(q, r, full.indices, scales=(0.6, 0.8), flip_axes=(1,))
+    torch.testing.assert_close(refined.values[:, 0], full.values[:, 0], atol=1e-5, rtol=0)
+    assert torch.equal(refined.transforms[:, 0], full.transforms[:, 0])
+
+
+def test_dense_zoom_scales_score_a_crop_between_the_listed_scales_as_a_copy():
+    assert dense_zoom_scales((0.7, 0.8, 0.9), (32, 32)) == [s / 32 for s in range(22, 30)]
+    assert len(dense_zoom_scales((0.5, 0.75), (16, 16, 4))) == 5  # one scale per window shape: 8..12 of 16
+    image = torch.from_numpy(_anatomy(1, 1, shape=(32, 32)).astype(np.float32))[0]
+    crop = image[2:29, 3:30]  # 27 of 32: between the listed 0.8 (26) and 0.9 (29)
+    copy = torch.nn.functional.interpolate(crop[None, None], size=(32, 32), mode="area")[0]
+    listed = zoom_refine(copy, image[None], torch.tensor([[0]]), scales=(0.7, 0.8, 0.9))
+    dense = zoom_refine(copy, image[None], torch.tensor([[0]]), scales=dense_zoom_scales((0.7, 0.8, 0.9), (32, 32)))
+    assert dense.values[0, 0] > 0.97 and dense.values[0, 0] > listed.values[0, 0] + 0.03  # 0.976 against 0.937
+    assert zoom_alignment(int(dense.transforms[0, 0]), grid=(32, 32), flip_axes=(),
+                          scales=dense_zoom_scales((0.7, 0.8, 0.9), (32, 32))) == {
+        "scale": 27 / 32, "flip_axis": None, "corner": [2, 3]}
 
 
 def test_ncc_search_skips_same_group():

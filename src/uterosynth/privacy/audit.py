@@ -59,6 +59,7 @@ from .similarity import (
     ncc_search,
     ssim_search,
     to_working_grid,
+    dense_zoom_scales,
     zoom_refine,
     zoom_search,
 )
@@ -169,8 +170,9 @@ def _nearest(
         coarse = zoom_search(to_working_grid(query, cfg.zoom_size), to_working_grid(train, cfg.zoom_size),
                              scales=cfg.zoom_scales, k=cfg.zoom_candidates, flip_axes=flips, query_groups=query_groups,
                              reference_groups=train_groups, block_elements=cfg.block_elements)
-        zoom = zoom_refine(to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size), coarse.indices,
-                           scales=cfg.zoom_scales, flip_axes=flips, block_elements=cfg.block_elements)
+        fine_t = to_working_grid(train, cfg.ncc_size)
+        zoom = zoom_refine(to_working_grid(query, cfg.ncc_size), fine_t, coarse.indices,
+                           scales=_refine_scales(cfg, fine_t.shape[1:]), flip_axes=flips, block_elements=cfg.block_elements)
         out["zoom"] = (zoom.values[:, 0], zoom.indices[:, 0], zoom.transforms[:, 0])
         shortlist.append(coarse.indices[:, : cfg.shortlist])
     if "ncc" in cfg.measures:
@@ -256,7 +258,14 @@ def _zoom_spec(images: torch.Tensor, cfg: AuditConfig) -> dict[str, Any] | None:
     if "zoom" not in cfg.measures:
         return None
     grid = to_working_grid(images[:1], cfg.ncc_size).shape[1:]
-    return {"grid": [int(g) for g in grid], "scales": list(cfg.zoom_scales), "flip_axes": list(_search_space(images, cfg)[1])}
+    return {"grid": [int(g) for g in grid], "scales": _refine_scales(cfg, grid),
+            "flip_axes": list(_search_space(images, cfg)[1])}
+
+
+def _refine_scales(cfg: AuditConfig, grid: Sequence[int]) -> list[float]:
+    """The scales zoom NCC scores its shortlist at on NCC's grid: every window size in the range of
+    ``zoom_scales`` (``zoom_refine: dense``), or those scales alone."""
+    return dense_zoom_scales(cfg.zoom_scales, grid) if cfg.zoom_refine == "dense" else list(cfg.zoom_scales)
 
 
 def _mode_alignments(images: torch.Tensor, cfg: AuditConfig) -> list[dict]:

@@ -79,6 +79,9 @@ class AuditConfig(StrictModel):
             than NCC's because it compares every window of every training item; its
             ``zoom_candidates`` best training items per sample are then scored on NCC's grid.
         zoom_candidates: training items per sample that the coarse zoom search passes on.
+        zoom_refine: the window sizes those candidates are scored at on NCC's grid: ``dense``, every size
+            from the smallest to the largest of ``zoom_scales`` (a crop between two listed scales scores as
+            high as one at a listed scale); ``listed``, ``zoom_scales`` alone (the former search).
         embedding_index: nearest-embedding search (:mod:`uterosynth.privacy.embedding_search`):
             ``auto`` (FAISS flat, exact; IVF from ``ivf_from`` training items), ``flat``, ``ivf``
             or ``torch`` (exact, without FAISS).
@@ -112,6 +115,7 @@ class AuditConfig(StrictModel):
     zoom_scales: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.9], min_length=1)
     zoom_size: int = Field(16, ge=8)
     zoom_candidates: int = Field(5, ge=1)
+    zoom_refine: Literal["dense", "listed"] = "dense"
     embedding_index: Literal["auto", "flat", "ivf", "torch"] = "auto"
     ivf_from: int = Field(100_000, ge=1)
     nprobe: int = Field(16, ge=1)
