@@ -78,7 +78,7 @@ def test_model_made_controls_stop_flagging_typical_samples_and_keep_copies():
     probes = ImageSet(torch.cat([typical[40:], copies]), [str(i) for i in range(60)], [""] * 60)
     flagged, sources = {}, {}
     for how in ("real", "only", "pooled"):
-        cfg = AuditConfig(measures=["ncc", "ssim"], quantile=0.9, background=0,
+        cfg = AuditConfig(measures=["ncc", "ssim"], quantile=0.9, background=0, control="each",
                           control_calibration="only" if how == "real" else how)
         result = run_audit(train, probes, hold, config=cfg, controls=None if how == "real" else controls)
         flagged[how], sources[how] = result.flagged, result.calibration["sources"]

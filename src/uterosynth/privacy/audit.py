@@ -23,7 +23,8 @@ most ``1 − ⌈(n + 1) q⌉ / (n + 1) ≤ 1 − q`` whatever ``n`` (the bound i
 too small for any such rank (``n < q / (1 − q)``, 99 items for 0.99; more under ``control:
 any``, see :func:`items_needed`) the audit refuses, naming how many are needed. With
 ``control: any`` one conformal rule sets every threshold so that the *decision* holds the rate
-(:func:`calibrated_thresholds`). A synthetic sample is flagged when it is closer to the training set than
+(:func:`calibrated_thresholds`); ``control: auto``, the default, takes it wherever the calibration
+has the items it needs, and each measure's own rate otherwise. A synthetic sample is flagged when it is closer to the training set than
 the threshold under any measure. The audit also measures the false-flag rate directly with
 leave-one-subject-out over the calibration subjects, per source of calibration items.
 
@@ -410,6 +411,7 @@ def run_audit(
         raise ConfigError(f"audit: no measure could be computed (measures {cfg.measures}; the encoder could not embed "
                           "these items)", keys=("measures",))
 
+    cfg = _resolved_control(modes, cfg)
     _set_thresholds(modes, cfg)
     _refuse_unsupported(modes, len(calib.sources), len(set(calib.subjects)), cfg, encoder_excluded=bool(seen.any()),
                         controls_only=controls_only)
@@ -574,6 +576,21 @@ def _refuse_unsupported(modes: list[ModeResult], items: int, subjects: int, cfg:
             f"at quantile {quantile} with a finite-sample guarantee ({', '.join(bad)}): that needs at least "
             f"{need_text} or lower the quantile{seen}",
             keys=("quantile",))
+
+
+def _resolved_control(modes: list[ModeResult], cfg: AuditConfig) -> AuditConfig:
+    """``control: auto`` made concrete: ``any`` where the calibration items scored under every measure are
+    enough for it (:func:`items_needed`), else ``each``; the choice and its reason are noted on the first mode."""
+    if cfg.control != "auto":
+        return cfg
+    scored = [r.similarity for m in modes for r in m.calibration.values()]
+    complete = int(np.all(np.stack([np.isfinite(v) for v in scored]), axis=0).sum())
+    need = items_needed(cfg.quantile, len(scored))
+    control = "any" if complete >= need else "each"
+    modes[0].notes["control"] = (f"auto: {control}, {complete} calibration items scored under all {len(scored)} measures "
+                                 f"{'reach' if control == 'any' else 'fall short of'} the {need} that one rule for "
+                                 f"the decision needs at quantile {cfg.quantile}")
+    return cfg.model_copy(update={"control": control})
 
 
 def _mode(name: str, syn: dict[str, MeasureResult], cal: dict[str, MeasureResult], aligns: list[dict],

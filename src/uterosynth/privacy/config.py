@@ -22,12 +22,14 @@ class AuditConfig(StrictModel):
             refuses: it cannot find copies of patients it does not hold.
         quantile: the conformal quantile (rank ``⌈(n + 1) q⌉``) that sets the thresholds from the
             calibration items' nearest-training similarities.
-        control: ``each`` (default) — every measure's own threshold holds its own false-flag
+        control: ``each`` — every measure's own threshold holds its own false-flag
             rate, so several measures together flag up to (number of measures) × (1 − quantile)
             of non-copies; ``any`` — one threshold rule for the decision: a non-copy is flagged
             under any measure at most ``1 − quantile`` of the time, calibrated on the items scored
-            under every measure, of which it needs ``(K + q) / (1 − q)`` for K measures. ``any``
-            flags fewer new items and, with higher thresholds, misses more borderline copies.
+            under every measure, of which it needs ``(K + q) / (1 − q)`` for K measures (399 for
+            three at 0.99). ``any`` flags fewer new items and, with higher thresholds, may miss
+            borderline copies. ``auto`` (default): ``any`` where the calibration has the items for
+            it, else ``each`` (the audit's notes say which, and why).
         calibrate_on_train: also calibrate on every training item matched against the other
             training subjects (leave one subject out): hundreds of calibration items from a
             research-size cohort instead of its small test split.
@@ -92,7 +94,7 @@ class AuditConfig(StrictModel):
     holdout: Literal["val", "test"] = "test"
     allow_missing_subjects: bool = False
     quantile: float = Field(0.99, gt=0.5, lt=1.0)
-    control: Literal["each", "any"] = "each"
+    control: Literal["auto", "each", "any"] = "auto"
     calibrate_on_train: bool = True
     calibration_train_items: int = Field(2000, ge=1)
     seed: int = 0
