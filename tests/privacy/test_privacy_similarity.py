@@ -121,7 +121,7 @@ def test_zoom_refine_scores_the_candidates_as_the_full_search_does():
 def test_zoom_refine_matches_the_full_search_on_volumes_and_flat_windows():
     rng = np.random.default_rng(5)
     r = torch.from_numpy(rng.random((4, 10, 10, 8)).astype(np.float32))
-    r[1, :6, :6, :6] = 0.5  # constant windows score 0, as in the full search, not noise over a zero norm
+    r[1, :6, :6, :6] = 0.3  # constant windows score 0, as in the full search, not noise over a zero norm
     q = torch.from_numpy(rng.random((2, 10, 10, 8)).astype(np.float32))
     full = zoom_search(q, r, scales=(0.6, 0.8), k=4, flip_axes=(1,))
     refined = zoom_refine(q, r, full.indices, scales=(0.6, 0.8), flip_axes=(1,))
@@ -130,8 +130,14 @@ def test_zoom_refine_matches_the_full_search_on_volumes_and_flat_windows():
 
 
 def test_dense_zoom_scales_score_a_crop_between_the_listed_scales_as_a_copy():
-    assert dense_zoom_scales((0.7, 0.8, 0.9), (32, 32)) == [s / 32 for s in range(22, 30)]
+    from uterosynth.privacy.similarity import _zoom_size
+
+    dense32 = dense_zoom_scales((0.7, 0.8, 0.9), (32, 32))
+    assert [_zoom_size((32, 32), s) for s in dense32] == [(n, n) for n in range(22, 30)]  # every side 22..29
+    assert 0.8 in dense32  # a listed scale names its own window shape
     assert len(dense_zoom_scales((0.5, 0.75), (16, 16, 4))) == 5  # one scale per window shape: 8..12 of 16
+    anisotropic = dense_zoom_scales((0.7, 0.9), (32, 32, 5))  # the listed shapes stay, e.g. 0.7 -> (22, 22, 4)
+    assert {_zoom_size((32, 32, 5), s) for s in (0.7, 0.9)} <= {_zoom_size((32, 32, 5), s) for s in anisotropic}
     image = torch.from_numpy(_anatomy(1, 1, shape=(32, 32)).astype(np.float32))[0]
     crop = image[2:29, 3:30]  # 27 of 32: between the listed 0.8 (26) and 0.9 (29)
     copy = torch.nn.functional.interpolate(crop[None, None], size=(32, 32), mode="area")[0]

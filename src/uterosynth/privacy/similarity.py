@@ -269,13 +269,14 @@ def _zoom_size(grid: Sequence[int], scale: float) -> tuple[int, ...]:
 
 def dense_zoom_scales(scales: Sequence[float], grid: Sequence[int]) -> list[float]:
     """Every window size on ``grid`` from the smallest to the largest of ``scales``, as scales of its longest
-    side (one per distinct window shape). A crop whose side falls between two listed scales is scored at its
-    own size, as an exact copy is: on a 32 grid the listed 0.8 and 0.9 leave 0.85 crops about 0.1 NCC below."""
+    side, and the listed scales themselves (one per distinct window shape, smallest first). A crop whose side
+    falls between two listed scales is scored at its own size, as an exact copy is: on a 32 grid the listed 0.8
+    and 0.9 leave 0.85 crops about 0.1 NCC below."""
     longest = max(int(g) for g in grid)
     first, last = round(min(scales) * longest), round(max(scales) * longest)
     out: dict[tuple[int, ...], float] = {}
-    for side in range(first, last + 1):
-        out.setdefault(_zoom_size(grid, side / longest), side / longest)
+    for scale in sorted([*(side / longest for side in range(first, last + 1)), *scales]):
+        out.setdefault(_zoom_size(grid, scale), scale)
     return list(out.values())
 
 
@@ -425,10 +426,14 @@ def _window_scores(views: torch.Tensor, references: torch.Tensor, size: tuple[in
     kernels = views.permute(1, 0, 2).reshape(n_pairs * n_views, 1, *size)
     dots = conv(x.unsqueeze(0), kernels, groups=n_pairs)[0].reshape(n_pairs, n_views, -1)
     wide = x.double().unsqueeze(1)
+    wide = wide - wide.flatten(1).mean(dim=1).view(-1, *[1] * (wide.dim() - 1))  # smaller sums, less cancellation
     sums = pool(wide, size, stride=1).flatten(1) * n
     squares = pool(wide * wide, size, stride=1).flatten(1) * n
-    norm = (squares - sums * sums / n).clamp_min(0).sqrt().float()
-    flat = norm <= _EPS * n**0.5  # a constant window scores 0, as _unit_rows makes it a zero row
+    spread = squares - sums * sums / n
+    # a constant window scores 0, as _unit_rows makes it a zero row; the relative term absorbs the rounding of
+    # the two sums, so a constant window of any value is caught
+    flat = spread <= torch.maximum(torch.full_like(spread, _EPS**2 * n), 1e-12 * squares)
+    norm = spread.clamp_min(0).sqrt().float()
     return torch.where(flat[:, None], torch.zeros_like(dots), dots / norm.clamp_min(_EPS)[:, None])
 
 
