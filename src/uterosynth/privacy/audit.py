@@ -56,11 +56,11 @@ from .similarity import (
     Neighbours,
     alignments,
     default_flip_axes,
+    dense_zoom_scales,
     embed,
     ncc_search,
     ssim_search,
     to_working_grid,
-    dense_zoom_scales,
     zoom_refine,
     zoom_search,
 )
