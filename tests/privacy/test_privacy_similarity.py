@@ -11,6 +11,7 @@ from skimage.metrics import structural_similarity
 from conftest import make_anatomy_subject
 from uterosynth.core.errors import UserError
 from uterosynth.privacy.similarity import (
+    _zoom_size,
     alignments,
     cosine_search,
     dense_zoom_scales,
@@ -130,8 +131,6 @@ def test_zoom_refine_matches_the_full_search_on_volumes_and_flat_windows():
 
 
 def test_dense_zoom_scales_score_a_crop_between_the_listed_scales_as_a_copy():
-    from uterosynth.privacy.similarity import _zoom_size
-
     dense32 = dense_zoom_scales((0.7, 0.8, 0.9), (32, 32))
     assert [_zoom_size((32, 32), s) for s in dense32] == [(n, n) for n in range(22, 30)]  # every side 22..29
     assert 0.8 in dense32  # a listed scale names its own window shape

@@ -167,17 +167,17 @@ def _nearest(
     shortlist = []
     shift, flips = _search_space(train, cfg)
     wide = _wide_shortlist(cfg, train_groups)
+    if "zoom" in cfg.measures or "ncc" in cfg.measures:  # NCC's working grid, shared by zoom's refinement
+        grid_q, grid_t = to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size)
     if "zoom" in cfg.measures:  # a coarse search over all pairs shortlists, the NCC grid scores
         coarse = zoom_search(to_working_grid(query, cfg.zoom_size), to_working_grid(train, cfg.zoom_size),
                              scales=cfg.zoom_scales, k=cfg.zoom_candidates, flip_axes=flips, query_groups=query_groups,
                              reference_groups=train_groups, block_elements=cfg.block_elements)
-        fine_t = to_working_grid(train, cfg.ncc_size)
-        zoom = zoom_refine(to_working_grid(query, cfg.ncc_size), fine_t, coarse.indices,
-                           scales=_refine_scales(cfg, fine_t.shape[1:]), flip_axes=flips, block_elements=cfg.block_elements)
+        zoom = zoom_refine(grid_q, grid_t, coarse.indices, scales=_refine_scales(cfg, grid_t.shape[1:]), flip_axes=flips,
+                           block_elements=cfg.block_elements)
         out["zoom"] = (zoom.values[:, 0], zoom.indices[:, 0], zoom.transforms[:, 0])
         shortlist.append(coarse.indices[:, : cfg.shortlist])
     if "ncc" in cfg.measures:
-        grid_q, grid_t = to_working_grid(query, cfg.ncc_size), to_working_grid(train, cfg.ncc_size)
         ncc = ncc_search(grid_q, grid_t, k=wide, max_shift=shift, flip_axes=flips,
                          query_groups=query_groups, reference_groups=train_groups, block_elements=cfg.block_elements)
         out["ncc"] = (_excess_over_background(ncc, train_groups, _background(cfg, "ncc")), ncc.indices[:, 0],
