@@ -53,6 +53,20 @@ def test_the_grid_is_every_axis_value_times_every_seed_with_its_overrides(tmp_pa
                                       "size-large_cohort-two_seed-0"]
 
 
+def test_the_studys_own_override_reaches_every_cell_and_an_axis_value_wins_over_it(tmp_path):
+    root, _, cells = plan(_study(tmp_path, override={
+        "cohort": {"args": {"subjects": 3}},
+        "prepared": {"set": {"preprocess.output.shape": [24, 24], "split.val": 0.25}}}))
+    small, large = cells
+    assert small.override["cohort"] == large.override["cohort"] == {"args": {"subjects": 3, "seed": 0}}
+    assert small.override["prepared"]["set"] == {"preprocess.output.shape": [16, 16], "split.val": 0.25}  # the axis wins
+    assert large.override["prepared"]["set"] == {"preprocess.output.shape": [24, 24], "split.val": 0.25}
+    _, _, plain = plan(_study(tmp_path))
+    assert small.digest != plain[0].digest  # a finished cell of the plain study is not reused for this one
+    with pytest.raises(ConfigError, match="override of unknown stage"):
+        plan(_study(tmp_path, override={"nosuchstage": {"args": {"k": 1}}}))
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"axes": {"a": {"x": {"override": {"cohort": {"args": {"subjects": 3}}}}},
                "b": {"y": {"override": {"cohort": {"args": {"subjects": 4}}}}}}},
@@ -195,10 +209,17 @@ def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkey
     worst = results["judge_worst"]
     assert worst["ci_low"] <= worst["value"] <= worst["ci_high"]
     assert {"synthetic", "real_vs_real"} <= set(results["kid"]) and results["kid"]["synthetic"]["n"] > 0
+    for metric in ("fid", "frd", "msssim_diversity"):
+        m = results[metric]["synthetic"]
+        assert m["ci_low"] <= m["value"] <= m["ci_high"], metric
+    gains = results["downstream"]
+    assert gains and len({g["budget"] for g in gains}) == 1
+    assert all(g["ci_low"] <= g["value"] <= g["ci_high"] for g in gains)
     assert 0 <= results["audit"]["flagged_fraction"] <= 1 and results["training"]["diffusion"]["steps"] == 20
     assert [c["verdict"] for c in document["claims"]] == ["inconclusive at this size"] * 2  # identical cells
     page = (root / "study.html").read_text()
     assert page.count("<use ") >= 8 and "cells/variant-a_seed-0/report.html" in page  # a grid per cell
+    assert "FRD [95 % CI]" in page and f"budget {gains[0]['budget']:g}" in page
 
 
 def test_a_claim_with_an_unmeasured_or_failed_pair_stays_inconclusive():
@@ -217,3 +238,35 @@ def test_a_claim_with_an_unmeasured_or_failed_pair_stays_inconclusive():
     failed = [*separated[:3], cell("b", 1, 2.0, status="failed")]
     (claim,) = _claims(cfg, failed)
     assert (claim["pairs"], claim["measured_pairs"], claim["verdict"]) == (2, 1, "inconclusive at this size")
+
+
+def test_the_downstream_column_keeps_every_protocol_at_the_smallest_budget():
+    from uterosynth.study import _downstream_gains
+
+    def gain(protocol: str, budget: float, mean: float) -> dict:
+        return {"protocol": protocol, "budget": budget,
+                "diff_vs_real": {"mean": mean, "ci_low": mean - 0.05, "ci_high": mean + 0.05}}
+
+    gains = _downstream_gains({"gains": [gain("real+diffusion@1:1", 1.0, 0.01), gain("real+diffusion@1:1", 0.25, 0.04),
+                                         gain("real+augment", 0.25, 0.02)]})
+    assert [(g["protocol"], g["budget"], g["value"]) for g in gains] == [("real+diffusion@1:1", 0.25, 0.04),
+                                                                         ("real+augment", 0.25, 0.02)]
+    assert _downstream_gains(None) == [] and _downstream_gains({"gains": []}) == []
+
+
+@pytest.mark.parametrize("metric", ["fid", "frd"])
+def test_a_distance_claim_reads_its_own_metric_with_lower_as_better(metric):
+    from uterosynth.study import GridStudyConfig, _claims
+
+    cfg = GridStudyConfig.model_validate({
+        "out": "o", "pipeline": "p.yaml", "axes": {"m": {"a": {}, "b": {}}},
+        "claims": [{"statement": "a beats b", "axis": "m", "better": "a", "worse": "b", "metric": metric}]})
+
+    def cell(value: str, distance: float) -> dict:
+        other = {"kid": {"synthetic": {"value": 9.0, "ci_low": 8.9, "ci_high": 9.1}}}  # never read
+        return {"name": f"m-{value}_seed-0", "values": {"m": value}, "seed": 0, "status": "ok",
+                "results": {**other, metric: {"synthetic": {"value": distance, "ci_low": distance - 1,
+                                                            "ci_high": distance + 1}}}}
+
+    assert _claims(cfg, [cell("a", 10.0), cell("b", 20.0)])[0]["verdict"] == "supported"
+    assert _claims(cfg, [cell("a", 20.0), cell("b", 10.0)])[0]["verdict"] == "not supported"

@@ -91,9 +91,10 @@ class Claim(StrictModel):
     axis: str
     better: str
     worse: str
-    metric: Literal["kid", "judge_worst"] = Field(
-        "kid", description="kid: lower is better (its bootstrap interval); judge_worst: the worst class's judge "
-        "accuracy, higher is better (its Wilson interval)")
+    metric: Literal["kid", "fid", "frd", "judge_worst"] = Field(
+        "kid", description="kid, fid, frd: the synthetic set's distance to the real training items, lower is "
+        "better (its bootstrap interval); judge_worst: the worst class's judge accuracy, higher is better (its "
+        "Wilson interval)")
 
 
 class GridStudyConfig(StrictModel):
@@ -101,6 +102,9 @@ class GridStudyConfig(StrictModel):
 
     out: str = Field(description="the study folder (relative to the working directory, or ${here}/...)")
     pipeline: str = Field(description="the base pipeline file (relative to the study file, or ${presets}/...)")
+    override: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="stage name -> keys of its spec to change in every cell (as a pipeline "
+        "file's override), before the axis values: e.g. a GPU's sizes over a CPU pipeline; an axis value wins")
     axes: dict[str, dict[str, AxisValue]] = Field(min_length=1)
     exclude: list[dict[str, str]] = Field(
         default_factory=list, description="combinations left out: a cell whose values match every key of an entry")
@@ -182,7 +186,8 @@ def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple
 
 
 def _cell_override(cfg: GridStudyConfig, chosen: Mapping[str, AxisValue], seed: int) -> dict[str, Any]:
-    """The axis values' overrides laid over each other, then the seed and the step budget.
+    """The study's own override, then the axis values' overrides laid over it and over each other,
+    then the seed and the step budget.
 
     Raises:
         ConfigError: two axes set the same key to different values.
@@ -191,7 +196,7 @@ def _cell_override(cfg: GridStudyConfig, chosen: Mapping[str, AxisValue], seed: 
     parts += [("'seed_stages'", {stage: {"args": {"seed": seed}}}) for stage in cfg.seed_stages]
     parts += [("'steps'", {stage: {"set": {"train.steps": steps, "train.max_minutes": NO_TIME_LIMIT}}})
               for stage, steps in cfg.steps.items()]
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = dict(cfg.override)  # the axes may change what it sets: no conflict with it
     owned: dict[tuple[str, ...], tuple[str, Any]] = {}  # key path -> (who set it, value)
     for who, override in parts:
         for key, leaf in _leaves(override).items():
@@ -342,9 +347,26 @@ def _interval(value: float | None, low: float | None, high: float | None) -> dic
     return {"value": value, "ci_low": low, "ci_high": high}
 
 
+DISTANCES = ("kid", "fid", "frd", "msssim_diversity")
+"""The evaluation's set metrics in the table: each for the samples, the real-vs-real floor and the baselines."""
+
+
+def _downstream_gains(downstream: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The downstream gain over real data alone of each protocol at the smallest label budget, with its
+    interval (over training seeds and test subjects)."""
+    gains = (downstream or {}).get("gains") or []
+    if not gains:
+        return []
+    budget = min(g["budget"] for g in gains)
+    return [{"protocol": g["protocol"], "budget": budget,
+             **_interval(g["diff_vs_real"]["mean"], g["diff_vs_real"]["ci_low"], g["diff_vs_real"]["ci_high"])}
+            for g in gains if g["budget"] == budget]
+
+
 def _cell_results(folder: Path) -> dict[str, Any]:
-    """What a finished cell measured: judge per class and its worst class, KID of the samples, the
-    floor and the baselines, the audit, and the training stages' steps and items/s."""
+    """What a finished cell measured: judge per class and its worst class; KID, FID, FRD and MS-SSIM
+    diversity of the samples, the floor and the baselines; the downstream gain at the smallest label
+    budget; the audit; and the training stages' steps and items/s."""
     from .data.audit_file import AUDIT_FILE, read_audit
     from .data.evaluation_results import METRICS_FILE, SYNTHETIC_SET, read_evaluation
 
@@ -359,7 +381,10 @@ def _cell_results(folder: Path) -> dict[str, Any]:
             if classes:
                 worst = min(classes, key=lambda c: c.accuracy)
                 out["judge_worst"] = {"class": worst.cls, **_interval(worst.accuracy, *worst.interval)}
-            out["kid"] = {r.set: {**_interval(r.value, r.ci_low, r.ci_high), "n": r.n} for r in ev.metric_rows("kid")}
+            for metric in DISTANCES:
+                out[metric] = {r.set: {**_interval(r.value, r.ci_low, r.ci_high), "n": r.n}
+                               for r in ev.metric_rows(metric)}
+            out["downstream"] = _downstream_gains(ev.metrics.get("downstream"))
         elif stage.command == "audit" and (place / AUDIT_FILE).is_file():
             s = read_audit(place)["summary"]
             out["audit"] = {k: s.get(k) for k in ("samples", "flagged_fraction", "training_subjects",
@@ -401,9 +426,9 @@ def _measure(cell: dict[str, Any], metric: str) -> dict[str, Any] | None:
     """The cell's measurement for a claim's ``metric``; ``None`` unless the cell finished."""
     if cell["status"] != "ok":
         return None
-    if metric == "kid":
-        return (cell.get("results", {}).get("kid") or {}).get("synthetic")
-    return cell.get("results", {}).get("judge_worst")
+    if metric == "judge_worst":
+        return cell.get("results", {}).get("judge_worst")
+    return (cell.get("results", {}).get(metric) or {}).get("synthetic")
 
 
 def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -421,7 +446,7 @@ def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[
         out.append({**claim.model_dump(), "pairs": len(pairs), "measured_pairs": sum(bool(b and w) for b, w in measured),
                     "seeds": len({b["seed"] for b, _ in pairs}),
                     "verdict": verdict([b for b, _ in measured], [w for _, w in measured],
-                                       lower_is_better=claim.metric == "kid"),
+                                       lower_is_better=claim.metric != "judge_worst"),
                     "cells": [[b["name"], w["name"]] for b, w in pairs]})
     return out
 

@@ -34,6 +34,8 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     worst = r.get("judge_worst")
     audit = r.get("audit") or {}
     baselines = {name: _with_ci(m, 2) for name, m in kid.items() if name not in ("synthetic", "real_vs_real")}
+    gains = "; ".join(f"{g['protocol']} {_with_ci(g, 3)}" for g in r.get("downstream") or [])
+    diversity = r.get("msssim_diversity") or {}
     training = "; ".join(f"{name} {t.get('steps')} steps" for name, t in (r.get("training") or {}).items())
     return {
         "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"], "status": cell["status"],
@@ -41,6 +43,11 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
         "judge": ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
         "kid": _with_ci(kid.get("synthetic"), 2), "n": (kid.get("synthetic") or {}).get("n") or "–",
         "floor": _with_ci(kid.get("real_vs_real"), 2),
+        "fid": _with_ci((r.get("fid") or {}).get("synthetic"), 1),
+        "frd": _with_ci((r.get("frd") or {}).get("synthetic"), 1),
+        "diversity": (f"{_with_ci(diversity.get('synthetic'), 3)} (real {format_number((diversity.get('real_vs_real') or {}).get('value'), 3)})"
+                      if diversity.get("synthetic") else "–"),
+        "downstream": (f"budget {format_number(r['downstream'][0]['budget'], 2)}: {gains}" if gains else "–"),
         "baselines": "; ".join(f"{k} {v}" for k, v in baselines.items()) or "–",
         "audit": (f"{format_number(audit.get('flagged_fraction'), 2)} of samples; {audit.get('training_subjects_copied')} of "
                   f"{audit.get('training_subjects')} subjects") if audit else "–",
