@@ -270,3 +270,21 @@ def test_a_distance_claim_reads_its_own_metric_with_lower_as_better(metric):
 
     assert _claims(cfg, [cell("a", 10.0), cell("b", 20.0)])[0]["verdict"] == "supported"
     assert _claims(cfg, [cell("a", 20.0), cell("b", 10.0)])[0]["verdict"] == "not supported"
+
+
+def test_a_volume_cells_row_shows_its_2_5d_fid_and_slice_consistency_beside_the_real_items():
+    from uterosynth.study_report import _row
+
+    def m(value: float) -> dict:
+        return {"value": value, "ci_low": value * 0.9, "ci_high": value * 1.1, "n": 64}
+
+    cell = {"name": "c", "values": {"model": "3d"}, "seed": 0, "status": "ok", "results": {
+        "kid": {"synthetic": m(0.1)}, "fid": {"synthetic": m(40.0)}, "fid_2.5d": {"synthetic": m(50.0)},
+        "msssim_diversity": {"synthetic": m(0.2), "real_vs_real": m(0.25)},
+        "slice_consistency_ssim": {"synthetic": m(0.8), "real_vs_real": m(0.9)}}}
+    row = _row(cell, ["model"])
+    assert row["fid"] == "40 [36, 44]; 2.5D 50 [45, 55]"
+    assert row["slices"] == "0.8 [0.72, 0.88] (real 0.9)"
+    assert row["diversity"] == "MS-SSIM 0.2 [0.18, 0.22] (real 0.25)" and row["frd"] == "–"
+    plain = _row({**cell, "results": {"kid": {"synthetic": m(0.1)}}}, ["model"])
+    assert (plain["fid"], plain["slices"], plain["downstream"]) == ("–", "–", "–")

@@ -347,8 +347,9 @@ def _interval(value: float | None, low: float | None, high: float | None) -> dic
     return {"value": value, "ci_low": low, "ci_high": high}
 
 
-DISTANCES = ("kid", "fid", "frd", "msssim_diversity")
-"""The evaluation's set metrics in the table: each for the samples, the real-vs-real floor and the baselines."""
+SET_METRICS = ("kid", "fid", "fid_2.5d", "frd", "msssim_diversity", "lpips_diversity", "slice_consistency_ssim")
+"""The evaluation's set metrics in the table (those it measured: 2.5D FID and slice consistency for
+volumes, LPIPS diversity with LPIPS weights): each for the samples, the real-vs-real floor and the baselines."""
 
 
 def _downstream_gains(downstream: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -364,9 +365,9 @@ def _downstream_gains(downstream: Mapping[str, Any] | None) -> list[dict[str, An
 
 
 def _cell_results(folder: Path) -> dict[str, Any]:
-    """What a finished cell measured: judge per class and its worst class; KID, FID, FRD and MS-SSIM
-    diversity of the samples, the floor and the baselines; the downstream gain at the smallest label
-    budget; the audit; and the training stages' steps and items/s."""
+    """What a finished cell measured: judge per class and its worst class; the set metrics
+    (:data:`SET_METRICS`) of the samples, the floor and the baselines; the downstream gain at the
+    smallest label budget; the audit; and the training stages' steps and items/s."""
     from .data.audit_file import AUDIT_FILE, read_audit
     from .data.evaluation_results import METRICS_FILE, SYNTHETIC_SET, read_evaluation
 
@@ -381,9 +382,10 @@ def _cell_results(folder: Path) -> dict[str, Any]:
             if classes:
                 worst = min(classes, key=lambda c: c.accuracy)
                 out["judge_worst"] = {"class": worst.cls, **_interval(worst.accuracy, *worst.interval)}
-            for metric in DISTANCES:
-                out[metric] = {r.set: {**_interval(r.value, r.ci_low, r.ci_high), "n": r.n}
-                               for r in ev.metric_rows(metric)}
+            for metric in SET_METRICS:
+                if rows := ev.metric_rows(metric):
+                    out[metric] = {r.set: {**_interval(r.value, r.ci_low, r.ci_high), "n": r.n} for r in rows}
+            out.setdefault("kid", {})
             out["downstream"] = _downstream_gains(ev.metrics.get("downstream"))
         elif stage.command == "audit" and (place / AUDIT_FILE).is_file():
             s = read_audit(place)["summary"]

@@ -28,6 +28,19 @@ def _with_ci(m: Mapping[str, Any] | None, digits: int = 3) -> str:
     return f"{format_number(m.get('value'), digits)} [{format_number(m.get('ci_low'), digits)}, {format_number(m.get('ci_high'), digits)}]"
 
 
+def _joined(results: Mapping[str, Any], labels: Mapping[str, str], digits: int, *, real: bool = False) -> str:
+    """The samples' values of the metrics in ``labels`` that the cell measured, each after its label
+    (and the real items' value: ``real``)."""
+    parts = []
+    for metric, label in labels.items():
+        sets = results.get(metric) or {}
+        if sets.get("synthetic"):
+            floor = (sets.get("real_vs_real") or {}).get("value")
+            parts.append(f"{label}{_with_ci(sets['synthetic'], digits)}"
+                         + (f" (real {format_number(floor, digits)})" if real and floor is not None else ""))
+    return "; ".join(parts) or "–"
+
+
 def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     r = cell.get("results", {})
     kid = r.get("kid") or {}
@@ -35,7 +48,6 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     audit = r.get("audit") or {}
     baselines = {name: _with_ci(m, 2) for name, m in kid.items() if name not in ("synthetic", "real_vs_real")}
     gains = "; ".join(f"{g['protocol']} {_with_ci(g, 3)}" for g in r.get("downstream") or [])
-    diversity = r.get("msssim_diversity") or {}
     training = "; ".join(f"{name} {t.get('steps')} steps" for name, t in (r.get("training") or {}).items())
     return {
         "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"], "status": cell["status"],
@@ -43,10 +55,10 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
         "judge": ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
         "kid": _with_ci(kid.get("synthetic"), 2), "n": (kid.get("synthetic") or {}).get("n") or "–",
         "floor": _with_ci(kid.get("real_vs_real"), 2),
-        "fid": _with_ci((r.get("fid") or {}).get("synthetic"), 1),
-        "frd": _with_ci((r.get("frd") or {}).get("synthetic"), 1),
-        "diversity": (f"{_with_ci(diversity.get('synthetic'), 3)} (real {format_number((diversity.get('real_vs_real') or {}).get('value'), 3)})"
-                      if diversity.get("synthetic") else "–"),
+        "fid": _joined(r, {"fid": "", "fid_2.5d": "2.5D "}, 3),
+        "frd": _with_ci((r.get("frd") or {}).get("synthetic"), 3),
+        "diversity": _joined(r, {"msssim_diversity": "MS-SSIM ", "lpips_diversity": "LPIPS "}, 3, real=True),
+        "slices": _joined(r, {"slice_consistency_ssim": ""}, 3, real=True),
         "downstream": (f"budget {format_number(r['downstream'][0]['budget'], 2)}: {gains}" if gains else "–"),
         "baselines": "; ".join(f"{k} {v}" for k, v in baselines.items()) or "–",
         "audit": (f"{format_number(audit.get('flagged_fraction'), 2)} of samples; {audit.get('training_subjects_copied')} of "
