@@ -162,6 +162,43 @@ def test_cells_run_through_submitit_resume_and_fail_alone(tmp_path):
     assert (small / "cell.yaml").read_text() == before
 
 
+def test_a_stage_is_shared_only_between_cells_that_make_it_from_equal_inputs(tmp_path):
+    from uterosynth.study import _shared_stages
+
+    root, _, cells = plan(_study(tmp_path, axes={
+        "size": {"small": {"override": {"prepared": {"set": {"preprocess.output.shape": [16, 16]}}}}, "large": {}},
+        "cohort": {"two": {}, "three": {"override": {"cohort": {"args": {"subjects": 3}}}}}}))
+    shared = _shared_stages(root, cells)
+    assert shared["size-small_cohort-two_seed-0"] == {
+        "cohort": {"done": "labels.csv", "from": ["size-large_cohort-two_seed-0"]}}
+    # the same 'prepared' settings on another cohort are another stage: nothing but the cohort is shared
+    assert set(shared["size-large_cohort-three_seed-0"]) == {"cohort"}
+    _, _, seeded = plan(_study(tmp_path, seeds=[0, 1]))  # the cohort takes the seed: shared within a seed only
+    assert {name: entry["cohort"]["from"] for name, entry in _shared_stages(root, seeded).items()} == {
+        "size-small_seed-0": ["size-large_seed-0"], "size-large_seed-0": ["size-small_seed-0"],
+        "size-small_seed-1": ["size-large_seed-1"], "size-large_seed-1": ["size-small_seed-1"]}
+
+
+def test_a_finished_identical_stage_is_linked_not_recomputed_and_a_lost_link_is_rerun(tmp_path):
+    root, cfg, cells = plan(_study(tmp_path, seed_stages=["prepared"]))  # both cells: the same cohort
+    run_study(root, cfg, cells)
+    small, large = (root / "cells" / c.name for c in cells)
+    assert not (small / "cohort").is_symlink() and (large / "cohort").is_symlink()
+    assert (large / "cohort").resolve() == (small / "cohort").resolve()
+    assert not (large / "prepared").is_symlink() and (large / "prepared" / "manifest.csv").is_file()
+    record = json.loads((large / CELL_STATUS).read_text())
+    assert record["shared"] == {"cohort": "size-small_seed-0/cohort"}
+    document = json.loads((root / "study.json").read_text())
+    assert [c["results"]["shared"] for c in document["cells"]] == [[], ["cohort"]]
+    assert "stages made by another cell, not counted: cohort" in (root / "study.html").read_text()
+
+    shutil.move(small, tmp_path / "moved")  # the source cell is moved away: the other cell makes its own
+    (large / CELL_STATUS).unlink()
+    run_study(root, cfg, cells[1:])
+    assert not (large / "cohort").is_symlink() and (large / "cohort" / "labels.csv").is_file()
+    assert json.loads((large / CELL_STATUS).read_text())["shared"] == {}
+
+
 def test_the_command_lists_cells_and_refuses_a_bad_file_in_one_line(tmp_path, capsys):
     path = _study(tmp_path)
     with pytest.raises(SystemExit) as info:

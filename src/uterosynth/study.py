@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -53,6 +54,8 @@ from .stages import PRESETS
 __all__ = ["CELL_FILE", "CELL_STATUS", "Cell", "GridStudyConfig", "StudyFailed", "plan", "run_cell", "run_study",
            "summarize", "verdict"]
 
+SHARED_FILE = "shared.json"
+"""A cell's stages that other cells make identically: stage -> its done mark and those cells."""
 CELL_FILE = "cell.yaml"
 """A cell's pipeline file, in its folder."""
 CELL_STATUS = "cell.json"
@@ -253,16 +256,81 @@ def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, Gri
     return root, cfg, cells
 
 
+def _stage_identities(folder: Path, stages: Sequence[Any]) -> dict[str, str]:
+    """Each stage's identity in a cell: a digest of its command line in which its own folder, the
+    earlier stages' folders (by their identities, so equal inputs read as equal) and the cell's
+    folder are replaced by names that do not depend on the cell."""
+    ids: dict[str, str] = {}
+    for stage in stages:
+        text = json.dumps(list(stage.args)).replace(str(folder / stage.name), "<self>")
+        for name in sorted(ids, key=len, reverse=True):  # longest first: 'prepared_reference' before 'prepared'
+            text = text.replace(str(folder / name), ids[name])
+        ids[stage.name] = "stage-" + hashlib.sha256(text.replace(str(folder), "<cell>").encode()).hexdigest()[:16]
+    return ids
+
+
+def _shared_stages(root: Path, cells: Sequence[Cell]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per cell, its stages that other cells make identically: stage -> done mark and those cells."""
+    made: dict[str, list[str]] = {}
+    stages_of = {}
+    for cell in cells:
+        folder = root / "cells" / cell.name
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / CELL_FILE
+            path.write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
+            _, stages = pipeline_stages(path, out=folder)
+        ids = _stage_identities(folder, stages)
+        stages_of[cell.name] = [(s, ids[s.name]) for s in stages]
+        for identity in ids.values():
+            made.setdefault(identity, []).append(cell.name)
+    return {name: {s.name: {"done": s.done_marker, "from": [c for c in made[identity] if c != name]}
+                   for s, identity in stages if len(made[identity]) > 1}
+            for name, stages in stages_of.items()}
+
+
+def _link_shared(folder: Path) -> dict[str, str]:
+    """Link each stage of the cell in ``folder`` that another cell of the study has finished
+    identically (``shared.json``), so the pipeline skips it; a stage the cell has begun itself is
+    kept, a link whose target is gone is dropped. Returns stage -> the folder it links to."""
+    for place in folder.iterdir():
+        if place.is_symlink() and not place.exists():
+            place.unlink()  # its source cell was moved away: the stage runs here
+    try:
+        shared = read_json(folder / SHARED_FILE)
+    except DataError:
+        return {}
+    linked = {}
+    for stage, entry in shared.items():
+        place = folder / stage
+        if place.is_symlink() and not (place / entry["done"]).is_file():
+            place.unlink()  # its source is unfinished: run the stage here
+        if place.is_symlink():
+            linked[stage] = str(place.resolve())
+            continue
+        if place.exists():
+            continue
+        for other in entry["from"]:
+            source = (folder.parent / other / stage).resolve()
+            if (source / entry["done"]).is_file():
+                os.symlink(os.path.relpath(source, folder), place, target_is_directory=True)
+                linked[stage] = str(source)
+                break
+    return linked
+
+
 def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
     """Run one cell's pipeline (``uterosynth run``) in a child process; record its outcome and the
-    cell's ``digest`` in ``cell.json`` beside it. The same function runs under every executor."""
+    cell's ``digest`` in ``cell.json`` beside it. Stages another cell has already made identically
+    are linked first, not recomputed. The same function runs under every executor."""
     folder = Path(cell_file).parent
+    linked = _link_shared(folder)
     t0 = time.perf_counter()
     with open(folder / LOG_FILE, "a") as log:
         code = subprocess.run([sys.executable, "-m", "uterosynth", "run", cell_file], stdout=log, stderr=subprocess.STDOUT,
                               check=False).returncode
     status = {"status": "ok" if code == 0 else "failed", "exit_code": code, "digest": digest,
-              "seconds": round(time.perf_counter() - t0, 1), "log": LOG_FILE, "uterosynth_version": __version__}
+              "seconds": round(time.perf_counter() - t0, 1), "log": LOG_FILE, "uterosynth_version": __version__,
+              "shared": {stage: os.path.relpath(target, folder.parent) for stage, target in linked.items()}}
     write_json(folder / CELL_STATUS, status)
     return status
 
@@ -318,11 +386,13 @@ def run_study(
             raise ConfigError(f"{root / 'cells' / cell.name / CELL_STATUS}: cell '{cell.name}' was run with another "
                               "configuration; move its folder away to rerun it, or restore the study file")
     pending = [cell for cell in cells if records[cell.name]["status"] != "ok"]
+    shared = _shared_stages(root, cells) if pending else {}
     for cell in cells:
         folder = root / "cells" / cell.name
         if cell in pending:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / CELL_FILE).write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
+            write_json(folder / SHARED_FILE, shared[cell.name])
         if on_cell:
             on_cell(cell, "queued" if cell in pending else "skipped (done)")
     files = [str(root / "cells" / c.name / CELL_FILE) for c in pending]
@@ -372,7 +442,7 @@ def _cell_results(folder: Path) -> dict[str, Any]:
     from .data.evaluation_results import METRICS_FILE, SYNTHETIC_SET, read_evaluation
 
     _, stages = pipeline_stages(folder / CELL_FILE, out=folder)
-    out: dict[str, Any] = {"training": {}}
+    out: dict[str, Any] = {"training": {}, "shared": [s.name for s in stages if (folder / s.name).is_symlink()]}
     for stage in stages:
         place = folder / stage.name
         if stage.command == "evaluate" and (place / METRICS_FILE).is_file():

@@ -48,7 +48,9 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     audit = r.get("audit") or {}
     baselines = {name: _with_ci(m, 2) for name, m in kid.items() if name not in ("synthetic", "real_vs_real")}
     gains = "; ".join(f"{g['protocol']} {_with_ci(g, 3)}" for g in r.get("downstream") or [])
-    training = "; ".join(f"{name} {t.get('steps')} steps" for name, t in (r.get("training") or {}).items())
+    shared = r.get("shared") or []
+    training = "; ".join(f"{name} {t.get('steps')} steps" + (" (made by another cell)" if name in shared else "")
+                         for name, t in (r.get("training") or {}).items())
     return {
         "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"], "status": cell["status"],
         "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}" if worst else "–",
@@ -64,6 +66,7 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
         "audit": (f"{format_number(audit.get('flagged_fraction'), 2)} of samples; {audit.get('training_subjects_copied')} of "
                   f"{audit.get('training_subjects')} subjects") if audit else "–",
         "training": training or "–", "seconds": cell.get("seconds") or "–", "unreadable": cell.get("unreadable"),
+        "shared": ", ".join(shared),
     }
 
 
