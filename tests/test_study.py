@@ -232,6 +232,8 @@ def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkey
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump({
         "out": "${here}/s", "pipeline": "${presets}/pipeline_cpu_quick.yaml",
+        "override": {"judge_field_strength": {"skip": False},
+                     "evaluation": {"set": {"classifier.others": ["${judge_field_strength}"]}}},
         "axes": {"variant": {"a": {}, "b": {}}},
         "claims": [{"statement": "a beats b", "axis": "variant", "better": "a", "worse": "b", "metric": "judge_worst"},
                    {"statement": "a has lower KID", "axis": "variant", "better": "a", "worse": "b"}]}))
@@ -243,12 +245,15 @@ def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkey
     document = summarize(root, cfg, cells)
     results = document["cells"][0]["results"]
     assert set(results["judge"]) == {"AVAF", "AVRF", "RVAF", "RVRF"}
+    strength = results["judges"]["field_strength"]  # the second judge, of the other conditioned attribute
+    assert len(strength["judge"]) == 2 and strength["judge_worst"]["ci_low"] <= strength["judge_worst"]["value"]
     worst = results["judge_worst"]
     assert worst["ci_low"] <= worst["value"] <= worst["ci_high"]
     assert {"synthetic", "real_vs_real"} <= set(results["kid"]) and results["kid"]["synthetic"]["n"] > 0
-    for metric in ("fid", "frd", "msssim_diversity"):
+    for metric in ("fid", "msssim_diversity"):
         m = results[metric]["synthetic"]
         assert m["ci_low"] <= m["value"] <= m["ci_high"], metric
+    assert "frd" not in results  # the quick chain does not measure it
     gains = results["downstream"]
     assert gains and len({g["budget"] for g in gains}) == 1
     assert all(g["ci_low"] <= g["value"] <= g["ci_high"] for g in gains)
@@ -256,7 +261,7 @@ def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkey
     assert [c["verdict"] for c in document["claims"]] == ["inconclusive at this size"] * 2  # identical cells
     page = (root / "study.html").read_text()
     assert page.count("<use ") >= 8 and "cells/variant-a_seed-0/report.html" in page  # a grid per cell
-    assert "FRD [95 % CI]" in page and f"budget {gains[0]['budget']:g}" in page
+    assert "FID [95 % CI]" in page and "field_strength: " in page and f"budget {gains[0]['budget']:g}" in page
 
 
 def test_a_claim_with_an_unmeasured_or_failed_pair_stays_inconclusive():

@@ -434,8 +434,18 @@ def _downstream_gains(downstream: Mapping[str, Any] | None) -> list[dict[str, An
             for g in gains if g["budget"] == budget]
 
 
+def _judged(classes: Sequence[Any]) -> dict[str, Any]:
+    """A judge's accuracy per requested class (Wilson intervals) and its worst class."""
+    out: dict[str, Any] = {"judge": {c.cls: {"accuracy": c.accuracy, "ci": list(c.interval), "n": c.n} for c in classes}}
+    if classes:
+        worst = min(classes, key=lambda c: c.accuracy)
+        out["judge_worst"] = {"class": worst.cls, **_interval(worst.accuracy, *worst.interval)}
+    return out
+
+
 def _cell_results(folder: Path) -> dict[str, Any]:
-    """What a finished cell measured: judge per class and its worst class; the set metrics
+    """What a finished cell measured: judge per class and its worst class (and so for the judges of
+    other attributes, ``judges``); the set metrics
     (:data:`SET_METRICS`) of the samples, the floor and the baselines; the downstream gain at the
     smallest label budget; the audit; and the training stages' steps and items/s."""
     from .data.audit_file import AUDIT_FILE, read_audit
@@ -447,11 +457,9 @@ def _cell_results(folder: Path) -> dict[str, Any]:
         place = folder / stage.name
         if stage.command == "evaluate" and (place / METRICS_FILE).is_file():
             ev = read_evaluation(place)
-            classes = ev.judge_accuracy(SYNTHETIC_SET) or []
-            out["judge"] = {c.cls: {"accuracy": c.accuracy, "ci": list(c.interval), "n": c.n} for c in classes}
-            if classes:
-                worst = min(classes, key=lambda c: c.accuracy)
-                out["judge_worst"] = {"class": worst.cls, **_interval(worst.accuracy, *worst.interval)}
+            out.update(_judged(ev.judge_accuracy(SYNTHETIC_SET) or []))
+            out["judges"] = {j["task"]: _judged(ev.judge_accuracy(SYNTHETIC_SET, j["task"]) or [])
+                             for j in ev.other_judges}
             for metric in SET_METRICS:
                 if rows := ev.metric_rows(metric):
                     out[metric] = {r.set: {**_interval(r.value, r.ci_low, r.ci_high), "n": r.n} for r in rows}

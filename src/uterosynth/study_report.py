@@ -55,6 +55,10 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
         "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"], "status": cell["status"],
         "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}" if worst else "–",
         "judge": ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
+        "other_judges": "; ".join(
+            f"{task}: " + ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in j.get("judge", {}).items())
+            + (f" (worst {_with_ci(j['judge_worst'], 2)})" if j.get("judge_worst") else "")
+            for task, j in (r.get("judges") or {}).items()) or "–",
         "kid": _with_ci(kid.get("synthetic"), 2), "n": (kid.get("synthetic") or {}).get("n") or "–",
         "floor": _with_ci(kid.get("real_vs_real"), 2),
         "fid": _joined(r, {"fid": "", "fid_2.5d": "2.5D "}, 3),

@@ -90,3 +90,53 @@ def test_classifier_wrong_logit_shape():
 
     with pytest.raises(UserError, match="logits"):
         predict_labels(Bad(), torch.rand(2, 1, 4, 4))
+
+
+class _Tone(torch.nn.Module):
+    """'3T' when an image's mean exceeds 0.5."""
+
+    def forward(self, x):
+        m = x.flatten(1).mean(1)
+        return torch.stack([0.5 - m, m - 0.5], 1)
+
+
+class _Features:
+    name, sha256 = "means", "m" * 64
+
+    def __call__(self, images):
+        return torch.nn.functional.adaptive_avg_pool2d(images.float(), 4).flatten(1)
+
+
+def test_a_judge_of_another_attribute_scores_every_set_and_the_real_items(tmp_path):
+    import numpy as np
+
+    from conftest import make_prepared_dataset, make_synthetic_set
+    from uterosynth.core.errors import ConfigError
+    from uterosynth.evaluation.config import EvaluationConfig
+    from uterosynth.evaluation.runner import run_evaluation
+
+    folder = tmp_path / "fs_judge"
+    folder.mkdir()
+    torch.jit.save(torch.jit.trace(_Tone(), torch.rand(1, 1, 4, 4)), str(folder / "classifier.pt"))
+    (folder / "classifier.json").write_text(json.dumps({"task": "field_strength", "classes": ["1.5T", "3T"]}))
+    root = make_prepared_dataset(tmp_path / "real", subjects=8, items_per_subject=2,
+                                 attributes={"orientation": ["AV", "RV"], "field_strength": ["1.5T", "3T"]})
+    strengths = ["1.5T", "3T"] * 8
+    tone = np.stack([np.full((32, 32), 0.2 if f == "1.5T" else 0.8, np.float32) for f in strengths])
+    tone += np.random.default_rng(0).uniform(0, 0.05, tone.shape).astype(np.float32)
+    faithful = make_synthetic_set(tmp_path / "faithful", tone, [{"field_strength": f} for f in strengths])
+    swapped = make_synthetic_set(tmp_path / "swapped", tone, [{"field_strength": f} for f in reversed(strengths)])
+    cfg = EvaluationConfig.model_validate({"frd": {"enabled": False}, "bootstrap": {"n": 10},
+                                           "kid": {"subsets": 3, "bootstrap_subsets": 1},
+                                           "classifier": {"others": [str(folder)]}})
+    metrics, _ = run_evaluation(root, faithful, cfg, baselines={"swapped": swapped}, extractor=_Features())
+    (judge,) = metrics["judges"]
+    assert judge["task"] == "field_strength" and judge["on_reference"]["details"]["per_class"]
+    fidelity = {name: s["metrics"].get("conditioning_fidelity_field_strength") for name, s in metrics["sets"].items()}
+    assert fidelity["synthetic"]["value"] == 1.0 and fidelity["swapped"]["value"] == 0.0
+    assert fidelity["synthetic"]["details"]["per_class"]["3T"]["n"] == 8
+    assert "conditioning_fidelity" not in metrics["sets"]["synthetic"]["metrics"]  # no orientation judge given
+
+    twice = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"others": [folder, folder]})})
+    with pytest.raises(ConfigError, match="classifier.others: two classifiers judge the same attribute"):
+        run_evaluation(root, faithful, twice, extractor=_Features())

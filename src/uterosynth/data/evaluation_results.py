@@ -86,13 +86,20 @@ class Evaluation:
     def set_entry(self, name: str = SYNTHETIC_SET) -> dict[str, Any] | None:
         return self.metrics["sets"].get(name)
 
-    def judge_accuracy(self, name: str = SYNTHETIC_SET) -> list[ClassAccuracy] | None:
-        """Per requested class of set ``name``: items the judge classified as requested, of how many.
+    @property
+    def other_judges(self) -> list[dict[str, Any]]:
+        """The judges of other attributes (``classifier.others``): each ``name``, ``task``, ``on_reference``."""
+        return list(self.metrics.get("judges") or [])
+
+    def judge_accuracy(self, name: str = SYNTHETIC_SET, task: str | None = None) -> list[ClassAccuracy] | None:
+        """Per requested class of set ``name``: items the judge classified as requested, of how many;
+        ``task``: the other judge of that attribute instead.
 
         ``None`` when the set was not scored by a judge (no classifier, or unconditional items).
         """
         entry = self.set_entry(name)
-        fidelity = (entry or {}).get("metrics", {}).get("conditioning_fidelity")
+        key = "conditioning_fidelity" if task is None else f"conditioning_fidelity_{task}"
+        fidelity = (entry or {}).get("metrics", {}).get(key)
         if not fidelity:
             return None
         out = []

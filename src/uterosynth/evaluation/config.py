@@ -135,6 +135,9 @@ class ClassifierConfig(StrictModel):
 
     path: Path | None = None
     batch_size: int = Field(64, ge=1)
+    others: list[Path] = Field(
+        default_factory=list, description="classifiers of other attributes (e.g. field strength; one per task), each "
+        "scored on every set and on the real reference like the judge: conditioning_fidelity_<task>")
 
 
 class ReportConfig(StrictModel):

@@ -34,6 +34,13 @@ LABELS = {
 }
 
 
+def _label(metric: str) -> str:
+    """A metric's name in the report (another attribute's judge: its attribute in brackets)."""
+    if metric.startswith("conditioning_fidelity_"):
+        return f"{LABELS['conditioning_fidelity']} ({metric.removeprefix('conditioning_fidelity_')})"
+    return LABELS.get(metric, metric)
+
+
 THUMBNAIL = 128
 """Largest side (pixels) of one tile of an image grid; larger items are shrunk."""
 
@@ -116,7 +123,7 @@ def _metric_plot(metrics: dict[str, Any]) -> bytes:
                 ax.axvline(real, color="tab:gray", ls="--", lw=1)
         ax.set_yticks(range(len(sets)), sets, fontsize=8)
         ax.set_ylim(-0.7, len(sets) - 0.3)
-        ax.set_title(LABELS.get(name, name), fontsize=9)
+        ax.set_title(_label(name), fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
@@ -174,7 +181,7 @@ def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConf
     table = []
     for name in names:
         base = name.removesuffix("_comparable")
-        label = LABELS.get(base, base) + (" (comparable extractor)" if base != name else "")
+        label = _label(base) + (" (comparable extractor)" if base != name else "")
         row = {"name": name, "label": label, "cells": [], "better": None}
         for s in sets:
             m = metrics["sets"][s]["metrics"].get(name)
@@ -183,13 +190,16 @@ def render_report(metrics: dict[str, Any], data: dict[str, Any], cfg: ReportConf
                 row["better"] = m["better"]
         table.append(row)
     per_class = []
-    on_reference = (metrics.get("classifier") or {}).get("on_reference")
-    if on_reference:  # what the judge reads on real items: the ceiling a faithful generator can reach
-        per_class.append({"set": "reference (real)", "classes": on_reference["details"]["per_class"]})
-    for s in sets:
-        fid_ = metrics["sets"][s]["metrics"].get("conditioning_fidelity")
-        if fid_:
-            per_class.append({"set": s, "classes": fid_["details"]["per_class"]})
+    judges = [("", metrics.get("classifier") or {})] + [(f", {j['task']} judge", j) for j in metrics.get("judges") or []]
+    for suffix, judge in judges:
+        on_reference = judge.get("on_reference")
+        if on_reference:  # what the judge reads on real items: the ceiling a faithful generator can reach
+            per_class.append({"set": f"reference (real){suffix}", "classes": on_reference["details"]["per_class"]})
+        key = f"conditioning_fidelity_{judge['task']}" if suffix else "conditioning_fidelity"
+        for s in sets:
+            fid_ = metrics["sets"][s]["metrics"].get(key)
+            if fid_:
+                per_class.append({"set": s + suffix, "classes": fid_["details"]["per_class"]})
     images = EmbeddedImages()
     grids = _grids([data["reference"], *data["sets"]], data.get("group_by"), cfg.grid_per_class, images)
     metric_plot, pca_plot = _metric_plot(metrics), _pca_plot(data["features"], cfg.pca_points)

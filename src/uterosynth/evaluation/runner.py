@@ -169,6 +169,7 @@ def run_evaluation(
     t0 = time.perf_counter()
     # models first: a wrong path fails before any data is read
     extractor, classifier, lpips_model, use_frd = _load_models(cfg, extractor, classifier, notes)
+    others = _other_judges(cfg, classifier)
     comparable = build_extractor(cfg.comparable_extractor, device=cfg.device) if cfg.comparable_extractor else None
     reference = load_prepared(real, "train").subsample(cfg.max_items, cfg.seed)
     sets = [s.subsample(cfg.max_items, cfg.seed + 1 + k)
@@ -176,7 +177,8 @@ def run_evaluation(
     if not sets:
         raise ConfigError("nothing to evaluate: give a synthetic set, a baseline, or a real split for the noise floor "
                           "(real_vs_real_split)", keys=("synthetic", "baselines"))
-    overlap = _subject_overlap({"judge": classifier, "extractor": extractor, "comparable extractor": comparable},
+    overlap = _subject_overlap({"judge": classifier, "extractor": extractor, "comparable extractor": comparable,
+                                **{f"judge of {c.task}": c for c in others}},
                                reference, sets, allow_overlap=cfg.allow_overlap)
     n = _common_n(reference, sets, cfg)
     timings["models_and_load"] = time.perf_counter() - t0
@@ -223,7 +225,8 @@ def run_evaluation(
         comparable_inputs = None if comparable_feats is None else \
             replace(inputs, features=(comparable_feats["reference"], comparable_feats[s.name]))
         results[s.name] = {"kind": s.kind, "source": s.source, "n": len(s), "shape": list(s.images.shape[2:]),
-                           **_set_checksum(s), "metrics": _score(inputs, comparable_inputs, identities, stage)}
+                           **_set_checksum(s), "metrics": {**_score(inputs, comparable_inputs, identities, stage),
+                                                           **_other_fidelities(others, s, cfg, seed)}}
         log(f"metrics for {s.name}")
     timings["metrics"] = time.perf_counter() - t
     timings.update({f"metrics.{k}": v for k, v in stage.items()})
@@ -245,10 +248,8 @@ def run_evaluation(
         "comparable_extractor": None if comparable is None else {
             **extractor_identity(comparable, cfg.comparable_extractor, dims),
             "feature_dim": int(comparable_feats["reference"].shape[1])},
-        "classifier": None if classifier is None else {"name": classifier.name, "sha256": classifier.sha256,
-                                                       "task": classifier.task, "classes": list(classifier.classes),
-                                                       "view": _judge_view(classifier, reference),
-                                                       "on_reference": _judge_on_reference(classifier, reference, cfg)},
+        "classifier": None if classifier is None else _judge_record(classifier, reference, cfg),
+        "judges": [_judge_record(c, reference, cfg) for c in others],
         "sets": results,
         "subject_overlap": overlap.to_json(),
         "notes": notes,
@@ -339,6 +340,40 @@ def _common_n(reference: ImageSet, sets: list[ImageSet], cfg: EvaluationConfig) 
         return common_n(sizes, n=cfg.equal_n.n, allow_unequal_n=cfg.equal_n.allow_unequal_n)
     except ValueError as err:
         raise ConfigError(f"equal_n.n: {err}") from err
+
+
+def _other_judges(cfg: EvaluationConfig, judge: ConditionClassifier | None) -> list[ConditionClassifier]:
+    """The classifiers of ``classifier.others``, one per attribute.
+
+    Raises:
+        ConfigError: two of them (or one and the judge) classify the same attribute.
+    """
+    others = [load_classifier(p, device=cfg.device, batch_size=cfg.classifier.batch_size) for p in cfg.classifier.others]
+    tasks = [c.task for c in ([judge] if judge is not None else []) + others]
+    if len(set(tasks)) != len(tasks):
+        raise ConfigError(f"classifier.others: two classifiers judge the same attribute ({', '.join(tasks)}); give one "
+                          "per attribute", keys=("classifier.others",))
+    return others
+
+
+def _other_fidelities(others: list[ConditionClassifier], s: ImageSet, cfg: EvaluationConfig,
+                      seed: int) -> dict[str, Any]:
+    """``conditioning_fidelity_<task>`` of set ``s`` for each other judge (sets without that attribute: none)."""
+    out = {}
+    for clf in others:
+        result = fidelity_result(s.attribute(clf.task), predict_labels(clf, s.images), clf.classes, task=clf.task,
+                                 groups=_groups(s, cfg), confidence=cfg.bootstrap.confidence, seed=seed)
+        if result is not None:
+            name = f"conditioning_fidelity_{clf.task}"
+            out[name] = {**result.to_json(), "name": name, "measured_with": {"name": clf.name, "sha256": clf.sha256}}
+    return out
+
+
+def _judge_record(classifier: ConditionClassifier, reference: ImageSet, cfg: EvaluationConfig) -> dict[str, Any]:
+    """A judge in ``metrics.json``: name, checksum, attribute, classes, what it saw, its accuracy on real items."""
+    return {"name": classifier.name, "sha256": classifier.sha256, "task": classifier.task,
+            "classes": list(classifier.classes), "view": _judge_view(classifier, reference),
+            "on_reference": _judge_on_reference(classifier, reference, cfg)}
 
 
 def _judge_on_reference(classifier: ConditionClassifier, reference: ImageSet,
