@@ -169,34 +169,78 @@ def test_a_stage_is_shared_only_between_cells_that_make_it_from_equal_inputs(tmp
         "size": {"small": {"override": {"prepared": {"set": {"preprocess.output.shape": [16, 16]}}}}, "large": {}},
         "cohort": {"two": {}, "three": {"override": {"cohort": {"args": {"subjects": 3}}}}}}))
     shared = _shared_stages(root, cells)
-    assert shared["size-small_cohort-two_seed-0"] == {
-        "cohort": {"done": "labels.csv", "from": ["size-large_cohort-two_seed-0"]}}
+    (cohort,) = shared["size-small_cohort-two_seed-0"].values()
+    assert list(shared["size-small_cohort-two_seed-0"]) == ["cohort"] and cohort["done"] == "labels.csv"
+    assert shared["size-large_cohort-two_seed-0"]["cohort"] == cohort
+    assert cohort["store"].startswith("stages/cohort-")
     # the same 'prepared' settings on another cohort are another stage: nothing but the cohort is shared
     assert set(shared["size-large_cohort-three_seed-0"]) == {"cohort"}
+    assert shared["size-large_cohort-three_seed-0"]["cohort"] != cohort
     _, _, seeded = plan(_study(tmp_path, seeds=[0, 1]))  # the cohort takes the seed: shared within a seed only
-    assert {name: entry["cohort"]["from"] for name, entry in _shared_stages(root, seeded).items()} == {
-        "size-small_seed-0": ["size-large_seed-0"], "size-large_seed-0": ["size-small_seed-0"],
-        "size-small_seed-1": ["size-large_seed-1"], "size-large_seed-1": ["size-small_seed-1"]}
+    by_seed = {name: entry["cohort"]["store"] for name, entry in _shared_stages(root, seeded).items()}
+    assert by_seed["size-small_seed-0"] == by_seed["size-large_seed-0"] != by_seed["size-small_seed-1"]
 
 
-def test_a_finished_identical_stage_is_linked_not_recomputed_and_a_lost_link_is_rerun(tmp_path):
+def test_two_stages_made_alike_under_different_names_are_not_taken_for_each_other(tmp_path):
+    from uterosynth.study import _shared_stages
+
+    twice = {**PIPELINE, "stages": [*PIPELINE["stages"], {**PIPELINE["stages"][1], "name": "again"}]}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(twice))
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"out": "${here}/s", "pipeline": "pipeline.yaml", "seed_stages": ["cohort"],
+                                    "axes": {"size": {
+        "small": {"override": {"prepared": {"set": {"preprocess.output.shape": [16, 16]}}}}, "large": {}}}}))
+    root, _, cells = plan(path)
+    shared = _shared_stages(root, cells)
+    # large's 'prepared' is made like both cells' 'again', but only the stage of the same name is its twin
+    assert set(shared["size-small_seed-0"]) == {"cohort", "again"} == set(shared["size-large_seed-0"])
+
+
+def test_a_finished_shared_stage_is_stored_once_and_linked_into_the_cells_that_need_it(tmp_path):
+    import os
+
     root, cfg, cells = plan(_study(tmp_path, seed_stages=["prepared"]))  # both cells: the same cohort
     run_study(root, cfg, cells)
     small, large = (root / "cells" / c.name for c in cells)
-    assert not (small / "cohort").is_symlink() and (large / "cohort").is_symlink()
-    assert (large / "cohort").resolve() == (small / "cohort").resolve()
+    (stored,) = (root / "stages").iterdir()
+    assert stored.name.startswith("cohort-") and (stored / "labels.csv").is_file()
+    for cell in (small, large):
+        assert (cell / "cohort").is_symlink() and not os.path.isabs(os.readlink(cell / "cohort"))
+        assert (cell / "cohort").resolve() == stored.resolve()
     assert not (large / "prepared").is_symlink() and (large / "prepared" / "manifest.csv").is_file()
-    record = json.loads((large / CELL_STATUS).read_text())
-    assert record["shared"] == {"cohort": "size-small_seed-0/cohort"}
+    records = [json.loads((c / CELL_STATUS).read_text()) for c in (small, large)]
+    assert [(r["shared"], r["stored"]) for r in records] == [([], ["cohort"]), (["cohort"], [])]
     document = json.loads((root / "study.json").read_text())
     assert [c["results"]["shared"] for c in document["cells"]] == [[], ["cohort"]]
     assert "stages made by another cell, not counted: cohort" in (root / "study.html").read_text()
 
-    shutil.move(small, tmp_path / "moved")  # the source cell is moved away: the other cell makes its own
+    shutil.move(small, tmp_path / "moved")  # the cell that made it is moved away: the store keeps it
     (large / CELL_STATUS).unlink()
-    run_study(root, cfg, cells[1:])
-    assert not (large / "cohort").is_symlink() and (large / "cohort" / "labels.csv").is_file()
-    assert json.loads((large / CELL_STATUS).read_text())["shared"] == {}
+    run_study(root, cfg, cells)
+    for cell in (small, large):
+        assert (cell / "cohort").resolve() == stored.resolve()
+        assert json.loads((cell / CELL_STATUS).read_text())["shared"] == ["cohort"]
+
+
+def test_an_unfinished_store_entry_is_not_linked_and_a_stage_the_cell_began_is_kept(tmp_path):
+    from uterosynth.study import SHARED_FILE, _link_shared
+
+    root = tmp_path / "study"
+    cell = root / "cells" / "c"
+    cell.mkdir(parents=True)
+    (cell / SHARED_FILE).write_text(json.dumps({
+        "cohort": {"done": "labels.csv", "store": "stages/cohort-1"},
+        "prepared": {"done": "manifest.csv", "store": "stages/prepared-1"}}))
+    (root / "stages" / "cohort-1").mkdir(parents=True)      # begun by another cell, not finished
+    (root / "stages" / "prepared-1").mkdir()
+    (root / "stages" / "prepared-1" / "manifest.csv").write_text("done")
+    (cell / "prepared").mkdir()                              # this cell's own run, unfinished
+    assert _link_shared(cell) == []
+    assert not (cell / "cohort").exists() and not (cell / "prepared").is_symlink()
+    (root / "stages" / "cohort-1" / "labels.csv").write_text("done")
+    (cell / "prepared").rmdir()
+    assert _link_shared(cell) == ["cohort", "prepared"]
+    assert (cell / "prepared" / "manifest.csv").read_text() == "done"
 
 
 def test_the_command_lists_cells_and_refuses_a_bad_file_in_one_line(tmp_path, capsys):

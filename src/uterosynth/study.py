@@ -55,7 +55,10 @@ __all__ = ["CELL_FILE", "CELL_STATUS", "Cell", "GridStudyConfig", "StudyFailed",
            "summarize", "verdict"]
 
 SHARED_FILE = "shared.json"
-"""A cell's stages that other cells make identically: stage -> its done mark and those cells."""
+"""A cell's stages that other cells make identically: stage -> its done mark and its store folder."""
+SHARED_STORE = "stages"
+"""The study's store of shared stages (``<root>/stages/<stage>-<identity>``): a folder there only
+ever holds that identity, whatever happens to the cells that link to it."""
 CELL_FILE = "cell.yaml"
 """A cell's pipeline file, in its folder."""
 CELL_STATUS = "cell.json"
@@ -256,22 +259,26 @@ def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, Gri
     return root, cfg, cells
 
 
-def _stage_identities(folder: Path, stages: Sequence[Any]) -> dict[str, str]:
+def _stage_identities(folder: Path, here: Path, stages: Sequence[Any]) -> dict[str, str]:
     """Each stage's identity in a cell: a digest of its command line in which its own folder, the
     earlier stages' folders (by their identities, so equal inputs read as equal) and the cell's
-    folder are replaced by names that do not depend on the cell."""
+    folder (``folder``, and ``here``, where its pipeline file lies) are replaced by names that do
+    not depend on the cell."""
     ids: dict[str, str] = {}
     for stage in stages:
-        text = json.dumps(list(stage.args)).replace(str(folder / stage.name), "<self>")
-        for name in sorted(ids, key=len, reverse=True):  # longest first: 'prepared_reference' before 'prepared'
-            text = text.replace(str(folder / name), ids[name])
-        ids[stage.name] = "stage-" + hashlib.sha256(text.replace(str(folder), "<cell>").encode()).hexdigest()[:16]
+        names = {str(folder / stage.name): "<self>", **{str(folder / n): i for n, i in ids.items()},
+                 str(folder): "<cell>", str(here): "<cell>"}
+        pattern = "|".join(re.escape(p) for p in sorted(names, key=len, reverse=True))
+        text = re.sub(f"({pattern})(?=[/:\"]|$)", lambda m, names=names: names[m.group(1)],  # whole components
+                      json.dumps(list(stage.args), ensure_ascii=False))
+        ids[stage.name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return ids
 
 
 def _shared_stages(root: Path, cells: Sequence[Cell]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per cell, its stages that other cells make identically: stage -> done mark and those cells."""
-    made: dict[str, list[str]] = {}
+    """Per cell, its stages that another cell makes identically (the same stage name and identity):
+    stage -> its done mark and its folder in the study's store of shared stages."""
+    made: dict[tuple[str, str], int] = {}
     stages_of = {}
     for cell in cells:
         folder = root / "cells" / cell.name
@@ -279,49 +286,70 @@ def _shared_stages(root: Path, cells: Sequence[Cell]) -> dict[str, dict[str, dic
             path = Path(tmp) / CELL_FILE
             path.write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
             _, stages = pipeline_stages(path, out=folder)
-        ids = _stage_identities(folder, stages)
+            ids = _stage_identities(folder, Path(tmp).resolve(), stages)
         stages_of[cell.name] = [(s, ids[s.name]) for s in stages]
-        for identity in ids.values():
-            made.setdefault(identity, []).append(cell.name)
-    return {name: {s.name: {"done": s.done_marker, "from": [c for c in made[identity] if c != name]}
-                   for s, identity in stages if len(made[identity]) > 1}
+        for key in stages_of[cell.name]:
+            made[(key[0].name, key[1])] = made.get((key[0].name, key[1]), 0) + 1
+    return {name: {s.name: {"done": s.done_marker, "store": f"{SHARED_STORE}/{s.name}-{identity}"}
+                   for s, identity in stages if made[(s.name, identity)] > 1}
             for name, stages in stages_of.items()}
 
 
-def _link_shared(folder: Path) -> dict[str, str]:
-    """Link each stage of the cell in ``folder`` that another cell of the study has finished
-    identically (``shared.json``), so the pipeline skips it; a stage the cell has begun itself is
-    kept, a link whose target is gone is dropped. Returns stage -> the folder it links to."""
-    for place in folder.iterdir():
-        if place.is_symlink() and not place.exists():
-            place.unlink()  # its source cell was moved away: the stage runs here
+def _shared(folder: Path) -> dict[str, dict[str, Any]]:
     try:
-        shared = read_json(folder / SHARED_FILE)
+        return read_json(folder / SHARED_FILE)
     except DataError:
         return {}
-    linked = {}
-    for stage, entry in shared.items():
-        place = folder / stage
-        if place.is_symlink() and not (place / entry["done"]).is_file():
-            place.unlink()  # its source is unfinished: run the stage here
+
+
+def _link_shared(folder: Path) -> list[str]:
+    """Link each stage of the cell in ``folder`` (``root/cells/<name>``) that the study's store
+    already holds finished, so the pipeline skips it. A stage the cell has begun or made itself is
+    kept; a link to anything else than its own store entry, finished, is dropped. Returns the
+    stages linked."""
+    root = folder.parent.parent
+    linked = []
+    for stage, entry in _shared(folder).items():
+        place, stored = folder / stage, root / entry["store"]
         if place.is_symlink():
-            linked[stage] = str(place.resolve())
+            if place.resolve() == stored.resolve() and (stored / entry["done"]).is_file():
+                linked.append(stage)
+                continue
+            place.unlink()
+        if place.exists() or not (stored / entry["done"]).is_file():
             continue
-        if place.exists():
+        try:
+            os.symlink(os.path.relpath(stored, folder), place, target_is_directory=True)
+        except OSError:  # a file system without links: the stage runs here
             continue
-        for other in entry["from"]:
-            source = (folder.parent / other / stage).resolve()
-            if (source / entry["done"]).is_file():
-                os.symlink(os.path.relpath(source, folder), place, target_is_directory=True)
-                linked[stage] = str(source)
-                break
+        linked.append(stage)
     return linked
+
+
+def _store_shared(folder: Path) -> list[str]:
+    """Move each shared stage the cell made itself, finished, into the study's store (when the store
+    lacks it) and link it back, so later cells reuse it. Returns the stages moved."""
+    root = folder.parent.parent
+    moved = []
+    for stage, entry in _shared(folder).items():
+        place, stored = folder / stage, root / entry["store"]
+        if place.is_symlink() or not (place / entry["done"]).is_file() or stored.exists():
+            continue
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            place.rename(stored)
+        except OSError:
+            continue
+        os.symlink(os.path.relpath(stored, folder), place, target_is_directory=True)
+        moved.append(stage)
+    return moved
 
 
 def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
     """Run one cell's pipeline (``uterosynth run``) in a child process; record its outcome and the
     cell's ``digest`` in ``cell.json`` beside it. Stages another cell has already made identically
-    are linked first, not recomputed. The same function runs under every executor."""
+    are linked from the study's store first, not recomputed; shared stages the cell made go to the
+    store when it ends. The same function runs under every executor."""
     folder = Path(cell_file).parent
     linked = _link_shared(folder)
     t0 = time.perf_counter()
@@ -330,7 +358,7 @@ def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
                               check=False).returncode
     status = {"status": "ok" if code == 0 else "failed", "exit_code": code, "digest": digest,
               "seconds": round(time.perf_counter() - t0, 1), "log": LOG_FILE, "uterosynth_version": __version__,
-              "shared": {stage: os.path.relpath(target, folder.parent) for stage, target in linked.items()}}
+              "shared": linked, "stored": _store_shared(folder)}
     write_json(folder / CELL_STATUS, status)
     return status
 
@@ -452,7 +480,7 @@ def _cell_results(folder: Path) -> dict[str, Any]:
     from .data.evaluation_results import METRICS_FILE, SYNTHETIC_SET, read_evaluation
 
     _, stages = pipeline_stages(folder / CELL_FILE, out=folder)
-    out: dict[str, Any] = {"training": {}, "shared": [s.name for s in stages if (folder / s.name).is_symlink()]}
+    out: dict[str, Any] = {"training": {}, "shared": list(_status(folder).get("shared") or [])}
     for stage in stages:
         place = folder / stage.name
         if stage.command == "evaluate" and (place / METRICS_FILE).is_file():

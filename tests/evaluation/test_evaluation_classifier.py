@@ -140,3 +140,13 @@ def test_a_judge_of_another_attribute_scores_every_set_and_the_real_items(tmp_pa
     twice = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"others": [folder, folder]})})
     with pytest.raises(ConfigError, match="classifier.others: two classifiers judge the same attribute"):
         run_evaluation(root, faithful, twice, extractor=_Features())
+
+    from uterosynth.core.errors import DataError
+    from uterosynth.data.manifest import PreparedDataset
+    from uterosynth.data.subjects import training_subjects
+
+    trained_on = training_subjects(PreparedDataset.load(root))  # a judge trained on the evaluated subjects
+    (folder / "classifier.json").write_text(json.dumps({"task": "field_strength", "classes": ["1.5T", "3T"],
+                                                        "training_subjects": trained_on}))
+    with pytest.raises(DataError, match="judge of field_strength"):
+        run_evaluation(root, faithful, cfg, extractor=_Features())

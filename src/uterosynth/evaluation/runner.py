@@ -361,7 +361,10 @@ def _other_fidelities(others: list[ConditionClassifier], s: ImageSet, cfg: Evalu
     """``conditioning_fidelity_<task>`` of set ``s`` for each other judge (sets without that attribute: none)."""
     out = {}
     for clf in others:
-        result = fidelity_result(s.attribute(clf.task), predict_labels(clf, s.images), clf.classes, task=clf.task,
+        requested = s.attribute(clf.task)
+        if all(r is None or r == "" for r in requested):
+            continue
+        result = fidelity_result(requested, predict_labels(clf, s.images), clf.classes, task=clf.task,
                                  groups=_groups(s, cfg), confidence=cfg.bootstrap.confidence, seed=seed)
         if result is not None:
             name = f"conditioning_fidelity_{clf.task}"
