@@ -374,3 +374,30 @@ def test_a_volume_cells_row_shows_its_2_5d_fid_and_slice_consistency_beside_the_
     assert row["diversity"] == "MS-SSIM 0.2 [0.18, 0.22] (real 0.25)" and row["frd"] == "–"
     plain = _row({**cell, "results": {"kid": {"synthetic": m(0.1)}}}, ["model"])
     assert (plain["fid"], plain["slices"], plain["downstream"]) == ("–", "–", "–")
+
+
+def test_a_claim_on_another_attributes_judge_reads_that_judge():
+    from uterosynth.study import GridStudyConfig, _claims
+
+    cfg = GridStudyConfig.model_validate({
+        "out": "o", "pipeline": "p.yaml", "axes": {"m": {"a": {}, "b": {}}},
+        "claims": [{"statement": "a holds field strength", "axis": "m", "better": "a", "worse": "b",
+                    "metric": "judge_worst", "attribute": "field_strength"},
+                   {"statement": "a holds orientation", "axis": "m", "better": "a", "worse": "b", "metric": "judge_worst"}]})
+
+    def worst(v: float) -> dict:
+        return {"class": "3T", "value": v, "ci_low": v - 0.02, "ci_high": v + 0.02}
+
+    def cell(value: str, orientation: float, strength: float) -> dict:
+        return {"name": f"m-{value}_seed-0", "values": {"m": value}, "seed": 0, "status": "ok",
+                "results": {"judge_worst": worst(orientation), "judges": {"field_strength": {"judge_worst": worst(strength)}}}}
+
+    strength, orientation = _claims(cfg, [cell("a", 0.5, 0.9), cell("b", 0.9, 0.5)])
+    assert strength["verdict"] == "supported" and orientation["verdict"] == "not supported"
+    (unjudged,) = _claims(cfg.model_copy(update={"claims": cfg.claims[:1]}),
+                          [cell("a", 0.5, 0.9), {**cell("b", 0.9, 0.5), "results": {"judge_worst": worst(0.9)}}])
+    assert unjudged["verdict"] == "inconclusive at this size"  # a cell without that judge
+    with pytest.raises(ValueError, match="'attribute' names a judge"):
+        GridStudyConfig.model_validate({"out": "o", "pipeline": "p.yaml", "axes": {"m": {"a": {}, "b": {}}},
+                                        "claims": [{"statement": "s", "axis": "m", "better": "a", "worse": "b",
+                                                    "attribute": "field_strength"}]})

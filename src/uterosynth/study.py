@@ -101,6 +101,15 @@ class Claim(StrictModel):
         "kid", description="kid, fid, frd: the synthetic set's distance to the real training items, lower is "
         "better (its bootstrap interval); judge_worst: the worst class's judge accuracy, higher is better (its "
         "Wilson interval)")
+    attribute: str | None = Field(
+        None, description="judge_worst only: the judge of this other attribute (the evaluation's classifier.others, "
+        "e.g. field_strength) instead of the orientation judge")
+
+    @model_validator(mode="after")
+    def _attribute_needs_a_judge_metric(self) -> Claim:
+        if self.attribute is not None and self.metric != "judge_worst":
+            raise ValueError(f"claim '{self.statement}': 'attribute' names a judge; it needs metric judge_worst")
+        return self
 
 
 class GridStudyConfig(StrictModel):
@@ -530,12 +539,15 @@ def verdict(better: Sequence[dict[str, Any]], worse: Sequence[dict[str, Any]], *
     return "inconclusive at this size"
 
 
-def _measure(cell: dict[str, Any], metric: str) -> dict[str, Any] | None:
-    """The cell's measurement for a claim's ``metric``; ``None`` unless the cell finished."""
+def _measure(cell: dict[str, Any], metric: str, attribute: str | None = None) -> dict[str, Any] | None:
+    """The cell's measurement for a claim's ``metric`` (``attribute``: that judge's); ``None`` unless
+    the cell finished."""
     if cell["status"] != "ok":
         return None
     if metric == "judge_worst":
-        return cell.get("results", {}).get("judge_worst")
+        results = cell.get("results", {})
+        judged = results if attribute is None else (results.get("judges") or {}).get(attribute) or {}
+        return judged.get("judge_worst")
     return (cell.get("results", {}).get(metric) or {}).get("synthetic")
 
 
@@ -550,7 +562,8 @@ def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[
             if c["values"][claim.axis] in (claim.better, claim.worse):
                 by_key.setdefault(key(c), {})[c["values"][claim.axis]] = c
         pairs = [(p[claim.better], p[claim.worse]) for p in by_key.values() if claim.better in p and claim.worse in p]
-        measured = [(_measure(b, claim.metric), _measure(w, claim.metric)) for b, w in pairs]
+        measured = [(_measure(b, claim.metric, claim.attribute), _measure(w, claim.metric, claim.attribute))
+                    for b, w in pairs]
         out.append({**claim.model_dump(), "pairs": len(pairs), "measured_pairs": sum(bool(b and w) for b, w in measured),
                     "seeds": len({b["seed"] for b, _ in pairs}),
                     "verdict": verdict([b for b, _ in measured], [w for _, w in measured],
