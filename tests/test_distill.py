@@ -107,12 +107,12 @@ def test_one_step_on_a_two_step_grid_and_membership_of_a_student(student, teache
 
 
 def test_an_x0_student_records_its_output_and_samples_like_any_model(teacher, tmp_path):
-    """prediction: auto gives a pixel-space teacher's student the clean image to learn (the sampler derives the
-    velocity), a latent teacher's the velocity."""
+    """prediction: auto gives the student the clean sample to learn (the sampler derives the velocity), for a
+    pixel-space and a latent teacher alike."""
     model = load_diffusion(teacher)
     assert _cfg().for_teacher(model).prediction == "sample"
     model.meta["space"] = "latent"
-    assert _cfg().for_teacher(model).prediction == "v_prediction"
+    assert _cfg().for_teacher(model).prediction == "sample"
     assert _cfg(prediction="v_prediction").for_teacher(load_diffusion(teacher)).prediction == "v_prediction"
     out = tmp_path / "x0"
     distill(_cfg(), teacher, out, progress=False)

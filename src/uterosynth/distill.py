@@ -83,7 +83,8 @@ class DistillConfig(StrictModel):
     time_sampling: Literal["grid", "uniform"] = "grid"
     prediction: Literal["auto", "v_prediction", "sample"] = Field(
         "auto", description="what the student outputs: the flow's velocity, or the clean sample x0 (whose velocity "
-                            "the sampler derives); auto: x0 for a pixel-space teacher, the velocity for a latent one")
+                            "the sampler derives); auto: x0, the output of every student that met the distillation "
+                            "bar, of a pixel-space and of a latent teacher (docs/BENCHMARKS.md)")
     init_from_teacher: bool = True
     runtime: RuntimeConfig = RuntimeConfig()
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4)
@@ -125,7 +126,7 @@ class DistillConfig(StrictModel):
                 teacher.vocab.check_name(name, what="guidance")
         prediction = self.prediction
         if prediction == "auto":
-            prediction = "v_prediction" if teacher.meta.get("space") == "latent" else "sample"
+            prediction = "sample"
         return self.model_copy(update={"guidance": guidance, "prediction": prediction})
 
     def digest(self, teacher_sha256: str) -> str:
