@@ -83,8 +83,8 @@ class DistillConfig(StrictModel):
     time_sampling: Literal["grid", "uniform"] = "grid"
     prediction: Literal["auto", "v_prediction", "sample"] = Field(
         "auto", description="what the student outputs: the flow's velocity, or the clean sample x0 (whose velocity "
-                            "the sampler derives); auto: x0, the output of every student that met the distillation "
-                            "bar, of a pixel-space and of a latent teacher (docs/BENCHMARKS.md)")
+                            "the sampler derives); auto: x0, for every teacher (a pixel-space velocity student drew "
+                            "noise; the 2D LDM's x0 student met the bar: docs/BENCHMARKS.md)")
     init_from_teacher: bool = True
     runtime: RuntimeConfig = RuntimeConfig()
     optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4)
