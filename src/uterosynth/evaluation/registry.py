@@ -170,11 +170,21 @@ _pair_metric("slice_consistency_ssim", "slice_ssim", ("images",))
 _pair_metric("slice_consistency_corr", "slice_corr", ("images",))
 
 
+def set_fidelity(classifier: ConditionClassifier, s: ImageSet, *, groups: list[str] | None, confidence: float,
+                 seed: int) -> MetricResult | None:
+    """How often ``classifier`` reads each item of ``s`` as its requested (or, for real items, labelled)
+    class of the classifier's attribute; ``None`` when no item carries that attribute (nothing is predicted)."""
+    requested = s.attribute(classifier.task)
+    if all(r is None or r == "" for r in requested):
+        return None
+    return fidelity_result(requested, predict_labels(classifier, s.images), classifier.classes, task=classifier.task,
+                           groups=groups, confidence=confidence, seed=seed)
+
+
 @register_metric("conditioning_fidelity", needs=("images", "classifier"), measured_with="classifier")
 def _fidelity(x: MetricInputs) -> list[MetricResult]:
-    clf, s = x.classifier, x.candidate
-    if clf is None:
+    if x.classifier is None:
         return []
-    result = fidelity_result(s.attribute(clf.task), predict_labels(clf, s.images), clf.classes, task=clf.task,
-                             groups=x.groups[1], confidence=x.cfg.bootstrap.confidence, seed=x.seed)
+    result = set_fidelity(x.classifier, x.candidate, groups=x.groups[1], confidence=x.cfg.bootstrap.confidence,
+                          seed=x.seed)
     return [] if result is None else [result]

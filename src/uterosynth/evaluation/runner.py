@@ -37,7 +37,7 @@ from ..data.manifest import parse_dataset_ref
 from ..data.subjects import OverlapChecks
 from ..data.synthetic import generator_subjects, source_subjects
 from ..models.extractor import FeatureExtractor
-from .classifier import ConditionClassifier, fidelity_result, load_classifier, predict_labels
+from .classifier import ConditionClassifier, load_classifier
 from .config import EvaluationConfig
 from .equal_n import common_n, per_item_groups
 from .features import PlanarExtractor, build_extractor, extract_features, extractor_identity
@@ -50,7 +50,7 @@ from .image_metrics import (
     slice_consistency,
 )
 from .radiomics import frd_available, radiomics_features
-from .registry import METRICS, MetricInputs
+from .registry import METRICS, MetricInputs, set_fidelity
 
 __all__ = ["evaluate", "run_evaluation"]
 
@@ -361,11 +361,7 @@ def _other_fidelities(others: list[ConditionClassifier], s: ImageSet, cfg: Evalu
     """``conditioning_fidelity_<task>`` of set ``s`` for each other judge (sets without that attribute: none)."""
     out = {}
     for clf in others:
-        requested = s.attribute(clf.task)
-        if all(r is None or r == "" for r in requested):
-            continue
-        result = fidelity_result(requested, predict_labels(clf, s.images), clf.classes, task=clf.task,
-                                 groups=_groups(s, cfg), confidence=cfg.bootstrap.confidence, seed=seed)
+        result = set_fidelity(clf, s, groups=_groups(s, cfg), confidence=cfg.bootstrap.confidence, seed=seed)
         if result is not None:
             name = f"conditioning_fidelity_{clf.task}"
             out[name] = {**result.to_json(), "name": name, "measured_with": {"name": clf.name, "sha256": clf.sha256}}
@@ -386,9 +382,8 @@ def _judge_on_reference(classifier: ConditionClassifier, reference: ImageSet,
     A synthetic class cannot be expected to read better than the real items of that class do;
     ``None`` when the reference does not carry the judge's attribute.
     """
-    result = fidelity_result(reference.attribute(classifier.task), predict_labels(classifier, reference.images),
-                             classifier.classes, task=classifier.task, groups=_groups(reference, cfg),
-                             confidence=cfg.bootstrap.confidence, seed=cfg.bootstrap.seed)
+    result = set_fidelity(classifier, reference, groups=_groups(reference, cfg), confidence=cfg.bootstrap.confidence,
+                          seed=cfg.bootstrap.seed)
     return None if result is None else result.to_json()
 
 
