@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -252,20 +253,34 @@ def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, Gri
         raise ConfigError(f"{study}: 'exclude' leaves no cell to run")
     stage_names = {p: {str(s.get("name")) for s in read_config_file(p).get("stages") or [] if isinstance(s, dict)}
                    for p in {c.pipeline for c in cells}}
-    with tempfile.TemporaryDirectory() as tmp:  # check every cell before any folder is written
-        for cell in cells:
-            path = Path(tmp) / f"{cell.name}.yaml"
-            path.write_text(yaml.safe_dump(cell.document(root / "cells" / cell.name), sort_keys=False))
-            known = stage_names[cell.pipeline]
-            for key, stages in (("seed_stages", cfg.seed_stages), ("steps", cfg.steps)):
-                if missing := sorted(set(stages) - known):
-                    raise ConfigError(f"{study}: key '{key}': cell '{cell.name}' has no stage {', '.join(missing)} "
-                                      f"(the stages of {cell.pipeline.name}: {', '.join(sorted(known))})")
-            try:
-                pipeline_stages(path, out=root / "cells" / cell.name)
-            except ConfigError as err:
-                raise ConfigError(f"{study}: cell '{cell.name}': {str(err).replace(str(path), CELL_FILE)}") from err
+    for cell in cells:  # check every cell before any folder is written
+        known = stage_names[cell.pipeline]
+        for key, stages in (("seed_stages", cfg.seed_stages), ("steps", cfg.steps)):
+            if missing := sorted(set(stages) - known):
+                raise ConfigError(f"{study}: key '{key}': cell '{cell.name}' has no stage {', '.join(missing)} "
+                                  f"(the stages of {cell.pipeline.name}: {', '.join(sorted(known))})")
+        try:
+            _cell_stages(cell, root / "cells" / cell.name)
+        except ConfigError as err:
+            raise ConfigError(f"{study}: cell '{cell.name}': {err}") from err
     return root, cfg, cells
+
+
+def _cell_stages(cell: Cell, folder: Path) -> tuple[list[Any], Path]:
+    """The stages of ``cell`` run in ``folder``, its pipeline file checked as ``uterosynth run`` checks
+    one (before the file is written there), and the folder that file was read from.
+
+    Raises:
+        ConfigError: the cell's pipeline is malformed (the message names ``cell.yaml``).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / CELL_FILE
+        path.write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
+        try:
+            _, stages = pipeline_stages(path, out=folder)
+        except ConfigError as err:
+            raise ConfigError(str(err).replace(str(path), CELL_FILE)) from err
+        return stages, Path(tmp).resolve()
 
 
 def _stage_identities(folder: Path, here: Path, stages: Sequence[Any]) -> dict[str, str]:
@@ -287,18 +302,13 @@ def _stage_identities(folder: Path, here: Path, stages: Sequence[Any]) -> dict[s
 def _shared_stages(root: Path, cells: Sequence[Cell]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per cell, its stages that another cell makes identically (the same stage name and identity):
     stage -> its done mark and its folder in the study's store of shared stages."""
-    made: dict[tuple[str, str], int] = {}
     stages_of = {}
     for cell in cells:
         folder = root / "cells" / cell.name
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / CELL_FILE
-            path.write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
-            _, stages = pipeline_stages(path, out=folder)
-            ids = _stage_identities(folder, Path(tmp).resolve(), stages)
+        stages, here = _cell_stages(cell, folder)
+        ids = _stage_identities(folder, here, stages)
         stages_of[cell.name] = [(s, ids[s.name]) for s in stages]
-        for key in stages_of[cell.name]:
-            made[(key[0].name, key[1])] = made.get((key[0].name, key[1]), 0) + 1
+    made = Counter((s.name, identity) for stages in stages_of.values() for s, identity in stages)
     return {name: {s.name: {"done": s.done_marker, "store": f"{SHARED_STORE}/{s.name}-{identity}"}
                    for s, identity in stages if made[(s.name, identity)] > 1}
             for name, stages in stages_of.items()}
