@@ -53,6 +53,27 @@ def test_the_grid_is_every_axis_value_times_every_seed_with_its_overrides(tmp_pa
                                       "size-large_cohort-two_seed-0"]
 
 
+def test_a_centre_combination_gives_it_and_its_departures_on_one_axis_at_a_time(tmp_path):
+    axes = {"size": {"small": {}, "large": {}, "huge": {}}, "cohort": {"two": {}, "three": {}},
+            "split": {"even": {}, "odd": {}}}
+    claims = [{"statement": "large beats small", "axis": "size", "better": "large", "worse": "small"},
+              {"statement": "three beats two", "axis": "cohort", "better": "three", "worse": "two"}]
+    _, _, cells = plan(_study(tmp_path, axes=axes, centre={"size": "large", "cohort": "two", "split": "even"},
+                              claims=claims, exclude=[{"size": "huge"}]))
+    assert [c.name for c in cells] == ["size-large_cohort-two_split-even_seed-0", "size-small_cohort-two_split-even_seed-0",
+                                       "size-large_cohort-three_split-even_seed-0", "size-large_cohort-two_split-odd_seed-0"]
+    rows = [{"name": c.name, "values": dict(c.values), "seed": c.seed, "status": "not run"} for c in cells]
+    from uterosynth.study import GridStudyConfig, _claims
+    cfg = GridStudyConfig(out="o", pipeline="p", axes=axes, claims=claims)
+    assert [claim["cells"] for claim in _claims(cfg, rows)] == [   # each claim: the one pair that differs on its axis
+        [["size-large_cohort-two_split-even_seed-0", "size-small_cohort-two_split-even_seed-0"]],
+        [["size-large_cohort-three_split-even_seed-0", "size-large_cohort-two_split-even_seed-0"]]]
+    for centre, message in [({"size": "large"}, r"it needs one value for each axis"),
+                            ({"size": "tiny", "cohort": "two", "split": "even"}, r"centre: axis 'size' has no value")]:
+        with pytest.raises(ConfigError, match=message):
+            plan(_study(tmp_path, axes=axes, centre=centre))
+
+
 def test_the_studys_own_override_reaches_every_cell_and_an_axis_value_wins_over_it(tmp_path):
     root, _, cells = plan(_study(tmp_path, override={
         "cohort": {"args": {"subjects": 3}},

@@ -3,7 +3,8 @@
 ``uterosynth study STUDY.yaml`` reads a study file (``configs/study_*.yaml``): a base pipeline
 file (:mod:`uterosynth.pipeline`), named axes whose values change it (another base pipeline and
 stage overrides, as a pipeline file's ``override:``), training seeds, and an equal step budget
-per training stage. Every combination of axis values and seeds is a *cell*: a pipeline file of its
+per training stage. Every combination of axis values (or, with ``centre``, one combination and its
+departures on one axis at a time) and seeds is a *cell*: a pipeline file of its
 own in ``cells/<name>/cell.yaml``, run by ``uterosynth run`` into that folder. So a cell is an
 independent job:
 
@@ -122,6 +123,9 @@ class GridStudyConfig(StrictModel):
         default_factory=dict, description="stage name -> keys of its spec to change in every cell (as a pipeline "
         "file's override), before the axis values: e.g. a GPU's sizes over a CPU pipeline; an axis value wins")
     axes: dict[str, dict[str, AxisValue]] = Field(min_length=1)
+    centre: dict[str, str] | None = Field(
+        None, description="one value per axis: the cells are this centre combination and every combination that "
+        "departs from it on one axis only (one factor at a time), not every combination")
     exclude: list[dict[str, str]] = Field(
         default_factory=list, description="combinations left out: a cell whose values match every key of an entry")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
@@ -141,6 +145,13 @@ class GridStudyConfig(StrictModel):
                 if not _NAME.match(name):
                     raise ValueError(f"axis '{axis}': name '{name}' may hold only letters, digits, '.', '+' and '-' "
                                      "(not first '.' or '-'): it names the cell's folder")
+        if self.centre is not None:
+            if sorted(self.centre) != sorted(self.axes):
+                raise ValueError(f"centre {self.centre}: it names axes {sorted(self.centre)}; it needs one value for "
+                                 f"each axis, {sorted(self.axes)}")
+            for axis, value in self.centre.items():
+                if value not in self.axes[axis]:
+                    raise ValueError(f"centre: axis '{axis}' has no value '{value}'")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds {self.seeds}: a seed is listed twice")
         if sum(any(v.pipeline for v in values.values()) for values in self.axes.values()) > 1:
@@ -226,6 +237,20 @@ def _cell_override(cfg: GridStudyConfig, chosen: Mapping[str, AxisValue], seed: 
     return merged
 
 
+def _combinations(cfg: GridStudyConfig) -> list[tuple[tuple[str, AxisValue], ...]]:
+    """The combinations of axis values to run, each as (value name, value) per axis in the axes' order:
+    all of them, or with ``centre`` the centre and its departures on one axis at a time."""
+    axes = list(cfg.axes.items())
+    if cfg.centre is None:
+        return list(itertools.product(*(list(values.items()) for _, values in axes)))
+    centre = tuple((cfg.centre[axis], values[cfg.centre[axis]]) for axis, values in axes)
+    combos = [centre]
+    for i, (axis, values) in enumerate(axes):
+        combos += [(*centre[:i], (name, value), *centre[i + 1:])
+                   for name, value in values.items() if name != cfg.centre[axis]]
+    return combos
+
+
 def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, GridStudyConfig, list[Cell]]:
     """The study folder, its config and its cells, each cell's pipeline checked.
 
@@ -240,7 +265,7 @@ def plan(study: str | Path, *, out: str | Path | None = None) -> tuple[Path, Gri
     base = _resolve(cfg.pipeline, here).resolve()
     axes = list(cfg.axes.items())
     cells = []
-    for combo in itertools.product(*(list(values.items()) for _, values in axes)):
+    for combo in _combinations(cfg):
         chosen = {axis: value for (axis, _), (_, value) in zip(axes, combo, strict=True)}
         names = {axis: name for (axis, _), (name, _) in zip(axes, combo, strict=True)}
         if any(all(names[a] == v for a, v in entry.items()) for entry in cfg.exclude):
