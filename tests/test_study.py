@@ -386,11 +386,13 @@ def test_a_volume_cells_row_shows_its_2_5d_fid_and_slice_consistency_beside_the_
         return {"value": value, "ci_low": value * 0.9, "ci_high": value * 1.1, "n": 64}
 
     cell = {"name": "c", "values": {"model": "3d"}, "seed": 0, "status": "ok", "results": {
-        "kid": {"synthetic": m(0.1)}, "fid": {"synthetic": m(40.0)}, "fid_2.5d": {"synthetic": m(50.0)},
+        "kid": {"synthetic": m(0.1)}, "fid_2.5d": {"synthetic": m(50.0)},   # a volume cell: FID on 2.5D features only
         "msssim_diversity": {"synthetic": m(0.2), "real_vs_real": m(0.25)},
         "slice_consistency_ssim": {"synthetic": m(0.8), "real_vs_real": m(0.9)}}}
     row = _row(cell, ["model"])
-    assert row["fid"] == "40 [36, 44]; 2.5D 50 [45, 55]"
+    assert row["fid"] == "2.5D 50 [45, 55]"
+    both = _row({**cell, "results": {**cell["results"], "fid": {"synthetic": m(40.0)}}}, ["model"])
+    assert both["fid"] == "40 [36, 44]; 2.5D 50 [45, 55]"   # a cell with both keeps them apart
     assert row["slices"] == "0.8 [0.72, 0.88] (real 0.9)"
     assert row["diversity"] == "MS-SSIM 0.2 [0.18, 0.22] (real 0.25)" and row["frd"] == "–"
     plain = _row({**cell, "results": {"kid": {"synthetic": m(0.1)}}}, ["model"])
