@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import yaml
 
 from uterosynth.cli import main
 from uterosynth.core.errors import ConfigError
-from uterosynth.study import CELL_STATUS, NO_TIME_LIMIT, StudyFailed, plan, run_study, summarize, verdict
+from uterosynth.study import ATTEMPT_END, ATTEMPT_START, CELL_STATUS, NO_TIME_LIMIT, StudyFailed, plan, run_study, summarize, verdict
 
 PIPELINE = {"out": "unused", "stages": [
     {"name": "cohort", "command": "phantom", "args": {"subjects": 2, "seed": 1, "workers": 1},
@@ -163,14 +164,25 @@ def test_cells_run_through_submitit_resume_and_fail_alone(tmp_path):
     assert ("size-broken_seed-0", "failed") in seen
     assert (small / CELL_STATUS).stat().st_mtime_ns == done_at
 
-    # a cell killed after its first stage: the rerun keeps that stage and runs the rest
+    # a cell killed after its first stage: the rerun keeps that stage and runs the rest, and its
+    # seconds count the killed attempt until the log's last line
     large = root / "cells" / "size-large_seed-0"
     shutil.rmtree(large / "prepared")
     (large / CELL_STATUS).unlink()
+    log = large / "run.log"
+    lines = log.read_text().splitlines()
+    assert lines[0].startswith(ATTEMPT_START) and lines[-1].startswith(ATTEMPT_END)
+    log.write_text("\n".join(lines[:-1]) + "\n")   # killed: no end line
+    started = float(lines[0].split()[-1])
+    os.utime(log, (started + 42.0, started + 42.0))
     cohort_at = (large / "cohort" / "labels.csv").stat().st_mtime_ns
     with pytest.raises(StudyFailed, match="size-broken_seed-0$|size-broken_seed-0 "):
         run_study(root, cfg, cells)
-    assert (large / "prepared" / "manifest.csv").is_file() and json.loads((large / CELL_STATUS).read_text())["status"] == "ok"
+    record = json.loads((large / CELL_STATUS).read_text())
+    assert (large / "prepared" / "manifest.csv").is_file() and record["status"] == "ok"
+    assert record["attempts"][0] == 42.0 and len(record["attempts"]) == 2
+    assert record["seconds"] == pytest.approx(42.0 + record["attempts"][1], abs=0.11)
+    assert "ended after 42.0 (killed" in log.read_text()
     assert (large / "cohort" / "labels.csv").stat().st_mtime_ns == cohort_at
 
     # the study file changed under a finished cell: refused, its record untouched
@@ -395,6 +407,8 @@ def test_a_volume_cells_row_shows_its_2_5d_fid_and_slice_consistency_beside_the_
     assert both["fid"] == "40 [36, 44]; 2.5D 50 [45, 55]"   # a cell with both keeps them apart
     assert row["slices"] == "0.8 [0.72, 0.88] (real 0.9)"
     assert row["diversity"] == "MS-SSIM 0.2 [0.18, 0.22] (real 0.25)" and row["frd"] == "–"
+    assert row["seconds"] == "–" and _row({**cell, "seconds": 1200.5, "attempts": 2}, ["model"])["seconds"] == \
+        "1200.5 (2 attempts)"
     plain = _row({**cell, "results": {"kid": {"synthetic": m(0.1)}}}, ["model"])
     assert (plain["fid"], plain["slices"], plain["downstream"]) == ("–", "–", "–")
 

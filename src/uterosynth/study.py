@@ -53,7 +53,7 @@ from .core.errors import ConfigError, DataError, first_line
 from .pipeline import pipeline_stages
 from .stages import PRESETS
 
-__all__ = ["CELL_FILE", "CELL_STATUS", "Cell", "GridStudyConfig", "StudyFailed", "plan", "run_cell", "run_study",
+__all__ = ["ATTEMPT_END", "ATTEMPT_START", "CELL_FILE", "CELL_STATUS", "Cell", "GridStudyConfig", "StudyFailed", "plan", "run_cell", "run_study",
            "summarize", "verdict"]
 
 SHARED_FILE = "shared.json"
@@ -64,7 +64,7 @@ ever holds that identity, whatever happens to the cells that link to it."""
 CELL_FILE = "cell.yaml"
 """A cell's pipeline file, in its folder."""
 CELL_STATUS = "cell.json"
-"""A cell's outcome (status, exit code, seconds, log), written when its run ends."""
+"""A cell's outcome (status, exit code, seconds over every attempt and each attempt's, log), written when its run ends."""
 LOG_FILE = "run.log"
 NO_TIME_LIMIT = 1_000_000.0
 """``train.max_minutes`` of a stage under a step budget: the steps, not the clock, end its training."""
@@ -389,6 +389,35 @@ def _store_shared(folder: Path) -> list[str]:
     return moved
 
 
+ATTEMPT_START = "== study: cell attempt started at"
+ATTEMPT_END = "== study: cell attempt ended after"
+
+
+def _earlier_attempts(log: Path) -> list[float]:
+    """The seconds of each earlier attempt at a cell, from its log. An attempt that ended wrote its
+    time; one that was killed lasted until the log's last write (its progress lines come every few
+    seconds), which is written down now, so a later attempt still reads it."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+        last_write = log.stat().st_mtime
+    except OSError:
+        return []
+    attempts: list[float] = []
+    started = None
+    for line in lines:
+        if line.startswith(ATTEMPT_START):
+            started = float(line.split()[-1])
+        elif line.startswith(ATTEMPT_END) and started is not None:
+            attempts.append(float(line.split()[len(ATTEMPT_END.split())]))
+            started = None
+    if started is not None:
+        killed = round(max(0.0, last_write - started), 1)
+        with open(log, "a") as out:
+            out.write(f"{ATTEMPT_END} {killed} (killed: until its last line)\n")
+        attempts.append(killed)
+    return attempts
+
+
 def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
     """Run one cell's pipeline (``uterosynth run``) in a child process; record its outcome and the
     cell's ``digest`` in ``cell.json`` beside it. Stages another cell has already made identically
@@ -396,13 +425,18 @@ def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
     store when it ends. The same function runs under every executor."""
     folder = Path(cell_file).parent
     linked = _link_shared(folder)
+    earlier = _earlier_attempts(folder / LOG_FILE)
     t0 = time.perf_counter()
     with open(folder / LOG_FILE, "a") as log:
+        log.write(f"{ATTEMPT_START} {time.time():.1f}\n")
+        log.flush()
         code = subprocess.run([sys.executable, "-m", "uterosynth", "run", cell_file], stdout=log, stderr=subprocess.STDOUT,
                               check=False).returncode
+        seconds = round(time.perf_counter() - t0, 1)
+        log.write(f"{ATTEMPT_END} {seconds}\n")
     status = {"status": "ok" if code == 0 else "failed", "exit_code": code, "digest": digest,
-              "seconds": round(time.perf_counter() - t0, 1), "log": LOG_FILE, "uterosynth_version": __version__,
-              "shared": linked, "stored": _store_shared(folder)}
+              "seconds": round(seconds + sum(earlier), 1), "attempts": [*earlier, seconds], "log": LOG_FILE,
+              "uterosynth_version": __version__, "shared": linked, "stored": _store_shared(folder)}
     write_json(folder / CELL_STATUS, status)
     return status
 
@@ -616,7 +650,7 @@ def summarize(root: Path, cfg: GridStudyConfig, cells: Sequence[Cell]) -> dict[s
         folder = root / "cells" / cell.name
         status = _status(folder)
         row = {"name": cell.name, "values": dict(cell.values), "seed": cell.seed, "status": status["status"],
-               "seconds": status.get("seconds"), **({"error": status["error"]} if "error" in status else {})}
+               "seconds": status.get("seconds"), "attempts": len(status.get("attempts") or [1]), **({"error": status["error"]} if "error" in status else {})}
         if status["status"] == "ok":
             try:
                 row["results"] = _cell_results(folder)

@@ -28,6 +28,14 @@ def _with_ci(m: Mapping[str, Any] | None, digits: int = 3) -> str:
     return f"{format_number(m.get('value'), digits)} [{format_number(m.get('ci_low'), digits)}, {format_number(m.get('ci_high'), digits)}]"
 
 
+def _seconds(cell: Mapping[str, Any]) -> str:
+    """The cell's seconds over its attempts (a killed attempt counts until its log's last line)."""
+    if not cell.get("seconds"):
+        return "–"
+    attempts = cell.get("attempts") or 1
+    return f"{cell['seconds']:g}" + (f" ({attempts} attempts)" if attempts > 1 else "")
+
+
 def _joined(results: Mapping[str, Any], labels: Mapping[str, str], digits: int, *, real: bool = False) -> str:
     """The samples' values of the metrics in ``labels`` that the cell measured, each after its label
     (and the real items' value: ``real``)."""
@@ -69,7 +77,7 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
         "baselines": "; ".join(f"{k} {v}" for k, v in baselines.items()) or "–",
         "audit": (f"{format_number(audit.get('flagged_fraction'), 2)} of samples; {audit.get('training_subjects_copied')} of "
                   f"{audit.get('training_subjects')} subjects") if audit else "–",
-        "training": training or "–", "seconds": cell.get("seconds") or "–", "unreadable": cell.get("unreadable"),
+        "training": training or "–", "seconds": _seconds(cell), "unreadable": cell.get("unreadable"),
         "shared": ", ".join(shared),
     }
 
