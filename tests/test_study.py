@@ -69,10 +69,28 @@ def test_a_centre_combination_gives_it_and_its_departures_on_one_axis_at_a_time(
     assert [claim["cells"] for claim in _claims(cfg, rows)] == [   # each claim: the one pair that differs on its axis
         [["size-large_cohort-two_split-even_seed-0", "size-small_cohort-two_split-even_seed-0"]],
         [["size-large_cohort-three_split-even_seed-0", "size-large_cohort-two_split-even_seed-0"]]]
+    with pytest.raises(ConfigError, match=r"leaves out the centre"):
+        plan(_study(tmp_path, axes=axes, centre={"size": "huge", "cohort": "two", "split": "even"},
+                    exclude=[{"size": "huge"}]))
     for centre, message in [({"size": "large"}, r"it needs one value for each axis"),
                             ({"size": "tiny", "cohort": "two", "split": "even"}, r"centre: axis 'size' has no value")]:
         with pytest.raises(ConfigError, match=message):
             plan(_study(tmp_path, axes=axes, centre=centre))
+
+
+def test_a_cells_attempts_are_read_from_its_log_a_killed_one_until_its_last_line(tmp_path):
+    from uterosynth.study import _earlier_attempts
+
+    log = tmp_path / "run.log"
+    assert _earlier_attempts(log) == []   # no log yet
+    log.write_text("stage 1/2 a: running\n")   # a log of an older version: nothing to count
+    assert _earlier_attempts(log) == []
+    log.write_text(f"{ATTEMPT_START} 1000.0\nstage 1/2 a: running\n{ATTEMPT_END} 12.5\n"
+                   f"{ATTEMPT_START} 2000.0\ntrain: 5/10 (50 %) after 3 s · loss=0.1")   # killed mid-line
+    os.utime(log, (2030.0, 2030.0))
+    assert _earlier_attempts(log) == [12.5, 30.0]
+    assert log.read_text().endswith(f"loss=0.1\n{ATTEMPT_END} 30.0 (killed: until its last line)\n")
+    assert _earlier_attempts(log) == [12.5, 30.0]   # the killed attempt is read back, not measured again
 
 
 def test_the_studys_own_override_reaches_every_cell_and_an_axis_value_wins_over_it(tmp_path):
@@ -407,8 +425,8 @@ def test_a_volume_cells_row_shows_its_2_5d_fid_and_slice_consistency_beside_the_
     assert both["fid"] == "40 [36, 44]; 2.5D 50 [45, 55]"   # a cell with both keeps them apart
     assert row["slices"] == "0.8 [0.72, 0.88] (real 0.9)"
     assert row["diversity"] == "MS-SSIM 0.2 [0.18, 0.22] (real 0.25)" and row["frd"] == "–"
-    assert row["seconds"] == "–" and _row({**cell, "seconds": 1200.5, "attempts": 2}, ["model"])["seconds"] == \
-        "1200.5 (2 attempts)"
+    assert row["seconds"] == "–" and _row({**cell, "seconds": 123456.7, "attempts": [1.0, 123455.7]}, ["model"])["seconds"] == \
+        "123456.7 (2 attempts)"
     plain = _row({**cell, "results": {"kid": {"synthetic": m(0.1)}}}, ["model"])
     assert (plain["fid"], plain["slices"], plain["downstream"]) == ("–", "–", "–")
 

@@ -152,6 +152,9 @@ class GridStudyConfig(StrictModel):
             for axis, value in self.centre.items():
                 if value not in self.axes[axis]:
                     raise ValueError(f"centre: axis '{axis}' has no value '{value}'")
+            for entry in self.exclude:
+                if all(self.centre.get(a) == v for a, v in entry.items()):
+                    raise ValueError(f"exclude entry {entry} leaves out the centre, {self.centre}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds {self.seeds}: a seed is listed twice")
         if sum(any(v.pipeline for v in values.values()) for values in self.axes.values()) > 1:
@@ -391,31 +394,45 @@ def _store_shared(folder: Path) -> list[str]:
 
 ATTEMPT_START = "== study: cell attempt started at"
 ATTEMPT_END = "== study: cell attempt ended after"
+_ATTEMPT = re.compile(r"== study: cell attempt (?P<kind>started at|ended after) (?P<value>\d+(?:\.\d+)?)")
 
 
 def _earlier_attempts(log: Path) -> list[float]:
     """The seconds of each earlier attempt at a cell, from its log. An attempt that ended wrote its
-    time; one that was killed lasted until the log's last write (its progress lines come every few
-    seconds), which is written down now, so a later attempt still reads it."""
+    time; one that was killed lasted until the log's last write (progress lines come at most 30 s
+    apart), which is written down now, so a later attempt still reads it. A log of an older version,
+    without these marks, counts nothing."""
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        text = log.read_text(errors="replace")
         last_write = log.stat().st_mtime
     except OSError:
         return []
     attempts: list[float] = []
     started = None
-    for line in lines:
-        if line.startswith(ATTEMPT_START):
-            started = float(line.split()[-1])
-        elif line.startswith(ATTEMPT_END) and started is not None:
-            attempts.append(float(line.split()[len(ATTEMPT_END.split())]))
+    for line in text.splitlines():
+        if (mark := _ATTEMPT.search(line)) is None:
+            continue
+        if mark["kind"] == "started at":
+            started = float(mark["value"])
+        elif started is not None:
+            attempts.append(float(mark["value"]))
             started = None
     if started is not None:
         killed = round(max(0.0, last_write - started), 1)
-        with open(log, "a") as out:
-            out.write(f"{ATTEMPT_END} {killed} (killed: until its last line)\n")
+        _mark(log, f"{ATTEMPT_END} {killed} (killed: until its last line)")
         attempts.append(killed)
     return attempts
+
+
+def _mark(log: Path, line: str) -> None:
+    """Append a line to a cell's log, on a line of its own even after a child killed mid-line."""
+    with open(log, "a+") as out:
+        out.seek(0, os.SEEK_END)
+        if out.tell():
+            out.seek(out.tell() - 1)
+            if out.read(1) != "\n":
+                out.write("\n")
+        out.write(line + "\n")
 
 
 def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
@@ -427,13 +444,12 @@ def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
     linked = _link_shared(folder)
     earlier = _earlier_attempts(folder / LOG_FILE)
     t0 = time.perf_counter()
+    _mark(folder / LOG_FILE, f"{ATTEMPT_START} {time.time():.1f}")
     with open(folder / LOG_FILE, "a") as log:
-        log.write(f"{ATTEMPT_START} {time.time():.1f}\n")
-        log.flush()
         code = subprocess.run([sys.executable, "-m", "uterosynth", "run", cell_file], stdout=log, stderr=subprocess.STDOUT,
                               check=False).returncode
-        seconds = round(time.perf_counter() - t0, 1)
-        log.write(f"{ATTEMPT_END} {seconds}\n")
+    seconds = round(time.perf_counter() - t0, 1)
+    _mark(folder / LOG_FILE, f"{ATTEMPT_END} {seconds}")
     status = {"status": "ok" if code == 0 else "failed", "exit_code": code, "digest": digest,
               "seconds": round(seconds + sum(earlier), 1), "attempts": [*earlier, seconds], "log": LOG_FILE,
               "uterosynth_version": __version__, "shared": linked, "stored": _store_shared(folder)}
@@ -650,7 +666,7 @@ def summarize(root: Path, cfg: GridStudyConfig, cells: Sequence[Cell]) -> dict[s
         folder = root / "cells" / cell.name
         status = _status(folder)
         row = {"name": cell.name, "values": dict(cell.values), "seed": cell.seed, "status": status["status"],
-               "seconds": status.get("seconds"), "attempts": len(status.get("attempts") or [1]), **({"error": status["error"]} if "error" in status else {})}
+               "seconds": status.get("seconds"), "attempts": status.get("attempts") or [], **({"error": status["error"]} if "error" in status else {})}
         if status["status"] == "ok":
             try:
                 row["results"] = _cell_results(folder)

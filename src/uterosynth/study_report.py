@@ -32,8 +32,8 @@ def _seconds(cell: Mapping[str, Any]) -> str:
     """The cell's seconds over its attempts (a killed attempt counts until its log's last line)."""
     if not cell.get("seconds"):
         return "–"
-    attempts = cell.get("attempts") or 1
-    return f"{cell['seconds']:g}" + (f" ({attempts} attempts)" if attempts > 1 else "")
+    attempts = len(cell.get("attempts") or [])
+    return f"{cell['seconds']:.1f}" + (f" ({attempts} attempts)" if attempts > 1 else "")
 
 
 def _joined(results: Mapping[str, Any], labels: Mapping[str, str], digits: int, *, real: bool = False) -> str:
