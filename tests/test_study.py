@@ -357,6 +357,17 @@ def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkey
     page = (root / "study.html").read_text()
     assert page.count("<use ") >= 8 and "cells/variant-a_seed-0/report.html" in page  # a grid per cell
     assert "FID [95 % CI]" in page and "field_strength: " in page and f"budget {gains[0]['budget']:g}" in page
+    for judged in (results, strength):   # each judge's accuracy on real reference items, beside what it reads
+        real = judged["real"]
+        assert real["ci_low"] <= real["value"] <= real["ci_high"] and real["worst"]["value"] <= real["value"]
+    assert "on real items" in page
+    claim = document["claims"][0]
+    assert claim["measured"] == [[worst, worst]]   # the copy measures as its original
+    markdown = (root / "study.md").read_text()
+    assert "| a beats b | variant: a vs b | judge_worst |" in markdown and "inconclusive at this size" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("| a | 0 | ok |")]
+    assert len(table) == 1 and f"{worst['class']} " in table[0]   # the judges' part: one row per cell
+    assert markdown.count("\n| b | 0 |") == 3   # each cell in each of the three parts
 
 
 def test_a_claim_with_an_unmeasured_or_failed_pair_stays_inconclusive():

@@ -19,7 +19,7 @@ runs the same code path on one machine (the tests use it). A stage that trains o
 keeps its ``launcher: torchrun`` inside the cell.
 
 When the cells are done, :func:`summarize` reads each cell's evaluation, audit and training
-summaries into ``study.json`` and ``study.html`` (:mod:`uterosynth.study_report`): the comparison
+summaries into ``study.json``, ``study.html`` and ``study.md`` (:mod:`uterosynth.study_report`): the comparison
 table with intervals, a sample grid per cell, and a verdict per claim of the file (``supported``,
 ``not supported`` or ``inconclusive at this size``), decided by non-overlap of 95 % intervals in
 every pair of cells that differ only on the claim's axis.
@@ -556,12 +556,22 @@ def _downstream_gains(downstream: Mapping[str, Any] | None) -> list[dict[str, An
             for g in gains if g["budget"] == budget]
 
 
-def _judged(classes: Sequence[Any]) -> dict[str, Any]:
-    """A judge's accuracy per requested class (Wilson intervals) and its worst class."""
+def _judged(classes: Sequence[Any], record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A judge's accuracy per requested class (Wilson intervals) and its worst class; and, from the
+    judge's ``record`` in the evaluation, its accuracy on the real reference items (``real``: over
+    all, intervals over subjects, and its worst class), the ceiling a faithful generator can reach."""
     out: dict[str, Any] = {"judge": {c.cls: {"accuracy": c.accuracy, "ci": list(c.interval), "n": c.n} for c in classes}}
     if classes:
         worst = min(classes, key=lambda c: c.accuracy)
         out["judge_worst"] = {"class": worst.cls, **_interval(worst.accuracy, *worst.interval)}
+    real = (record or {}).get("on_reference") or {}
+    if real.get("value") is not None:
+        per_class = (real.get("details") or {}).get("per_class") or {}
+        worst_real = min(per_class.items(), key=lambda kv: kv[1]["value"], default=None)
+        out["real"] = {**_interval(real["value"], real.get("ci_low"), real.get("ci_high")),
+                       "worst": None if worst_real is None else
+                       {"class": worst_real[0], **_interval(worst_real[1]["value"], worst_real[1].get("ci_low"),
+                                                            worst_real[1].get("ci_high"))}}
     return out
 
 
@@ -579,8 +589,8 @@ def _cell_results(folder: Path) -> dict[str, Any]:
         place = folder / stage.name
         if stage.command == "evaluate" and (place / METRICS_FILE).is_file():
             ev = read_evaluation(place)
-            out.update(_judged(ev.judge_accuracy(SYNTHETIC_SET) or []))
-            out["judges"] = {j["task"]: _judged(ev.judge_accuracy(SYNTHETIC_SET, j["task"]) or [])
+            out.update(_judged(ev.judge_accuracy(SYNTHETIC_SET) or [], ev.judge))
+            out["judges"] = {j["task"]: _judged(ev.judge_accuracy(SYNTHETIC_SET, j["task"]) or [], j)
                              for j in ev.other_judges}
             for metric in SET_METRICS:
                 if rows := ev.metric_rows(metric):
@@ -653,13 +663,14 @@ def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[
                     "seeds": len({b["seed"] for b, _ in pairs}),
                     "verdict": verdict([b for b, _ in measured], [w for _, w in measured],
                                        lower_is_better=claim.metric != "judge_worst"),
-                    "cells": [[b["name"], w["name"]] for b, w in pairs]})
+                    "cells": [[b["name"], w["name"]] for b, w in pairs],
+                    "measured": [[b, w] for b, w in measured]})
     return out
 
 
 def summarize(root: Path, cfg: GridStudyConfig, cells: Sequence[Cell]) -> dict[str, Any]:
     """Read every cell into ``study.json`` and write ``study.html``; returns the document."""
-    from .study_report import write_study_report
+    from .study_report import write_study_markdown, write_study_report
 
     rows = []
     for cell in cells:
@@ -677,4 +688,5 @@ def summarize(root: Path, cfg: GridStudyConfig, cells: Sequence[Cell]) -> dict[s
                 "config": cfg.model_dump(mode="json"), "cells": rows, "claims": _claims(cfg, rows)}
     write_json(root / "study.json", document)
     write_study_report(root, document, cells)
+    write_study_markdown(root, document)
     return document

@@ -1,4 +1,5 @@
-"""A study's ``study.html``: the claims' verdicts, the comparison table with intervals, a sample grid per cell.
+"""A study's ``study.html``: the claims' verdicts, the comparison table with intervals, a sample grid per cell;
+and ``study.md``, the same claims and table as Markdown, for a paper's or a project's documents.
 
 Thumbnails are embedded once each (:class:`~uterosynth.core.html_images.EmbeddedImages`), so the
 page opens at once whatever the number of cells; each cell links to its own ``report.html``.
@@ -19,7 +20,7 @@ from .pipeline_report import TEMPLATES, THUMBNAIL, format_number, sample_grid
 if TYPE_CHECKING:
     from .study import Cell
 
-__all__ = ["write_study_report"]
+__all__ = ["write_study_markdown", "write_study_report"]
 
 
 def _with_ci(m: Mapping[str, Any] | None, digits: int = 3) -> str:
@@ -49,6 +50,15 @@ def _joined(results: Mapping[str, Any], labels: Mapping[str, str], digits: int, 
     return "; ".join(parts) or "–"
 
 
+def _real(judged: Mapping[str, Any]) -> str:
+    """A judge's accuracy on the real reference items, over all and in its worst class."""
+    real = judged.get("real")
+    if not real:
+        return "–"
+    worst = real.get("worst")
+    return _with_ci(real, 2) + (f"; worst {worst['class']} {_with_ci(worst, 2)}" if worst else "")
+
+
 def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     r = cell.get("results", {})
     kid = r.get("kid") or {}
@@ -63,9 +73,11 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
         "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"], "status": cell["status"],
         "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}" if worst else "–",
         "judge": ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
+        "judge_real": _real(r),
         "other_judges": "; ".join(
             f"{task}: " + ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in j.get("judge", {}).items())
             + (f" (worst {_with_ci(j['judge_worst'], 2)})" if j.get("judge_worst") else "")
+            + (f"; on real items {_real(j)}" if j.get("real") else "")
             for task, j in (r.get("judges") or {}).items()) or "–",
         "kid": _with_ci(kid.get("synthetic"), 2), "n": (kid.get("synthetic") or {}).get("n") or "–",
         "floor": _with_ci(kid.get("real_vs_real"), 2),
@@ -105,4 +117,46 @@ def write_study_report(root: Path, document: Mapping[str, Any], cells: Sequence[
         image_defs=images.defs(), thumbnail=THUMBNAIL, config=document["config"], version=document["uterosynth_version"])
     path = root / "study.html"
     atomic_write_text(path, page)
+    return path
+
+
+_MARKDOWN_TABLES = (
+    ("Judges (samples read by the judges, Wilson intervals; the judges on real reference items, intervals "
+     "over subjects)", {"status": "status", "judge_worst": "orientation: worst class", "judge": "per class",
+                        "judge_real": "orientation judge on real items", "other_judges": "judges of other attributes"}),
+    ("Distances and diversity (intervals over subjects)", {
+        "kid": "KID", "n": "N", "floor": "KID real vs real", "baselines": "KID baselines", "fid": "FID",
+        "frd": "FRD", "diversity": "diversity", "slices": "adjacent-slice SSIM"}),
+    ("Downstream, audit and cost", {"downstream": "downstream gain over real alone", "audit": "audit: flagged",
+                                    "training": "training", "seconds": "cell seconds"}),
+)
+
+
+def _cell_md(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def write_study_markdown(root: Path, document: Mapping[str, Any]) -> Path:
+    """Write ``root/study.md``: the claims with each pair's measurements and verdict, then the
+    comparison table in three parts (judges; distances; downstream, audit and cost)."""
+    axes = list(document["config"]["axes"])
+    lines = [f"# Study ({len(document['cells'])} cells, uterosynth {document['uterosynth_version']}, "
+             f"{document['created']})", "", "## Claims", ""]
+    if document["claims"]:
+        lines += ["| claim | better vs worse | metric | measured (better; worse) | verdict |", "| --- | --- | --- | --- | --- |"]
+        for c in document["claims"]:
+            measured = "<br>".join(f"{_with_ci(b, 3)}; {_with_ci(w, 3)}" for b, w in c.get("measured") or []) or "–"
+            metric = c["metric"] + (f" ({c['attribute']} judge)" if c.get("attribute") else "")
+            lines.append(f"| {_cell_md(c['statement'])} | {c['axis']}: {c['better']} vs {c['worse']} | {metric} | "
+                         f"{measured} | **{c['verdict']}** ({c['measured_pairs']} of {c['pairs']} pairs) |")
+    else:
+        lines.append("The study file states no claim.")
+    rows = [_row(c, axes) for c in document["cells"]]
+    for title, columns in _MARKDOWN_TABLES:
+        lines += ["", f"## {title}", "", "| " + " | ".join([*axes, "seed", *columns.values()]) + " |",
+                  "| " + " | ".join(["---"] * (len(axes) + 1 + len(columns))) + " |"]
+        lines += ["| " + " | ".join(_cell_md(v) for v in [*r["values"], r["seed"], *(r[k] for k in columns)]) + " |"
+                  for r in rows]
+    path = root / "study.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
