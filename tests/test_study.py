@@ -69,6 +69,14 @@ def test_a_centre_combination_gives_it_and_its_departures_on_one_axis_at_a_time(
     assert [claim["cells"] for claim in _claims(cfg, rows)] == [   # each claim: the one pair that differs on its axis
         [["size-large_cohort-two_split-even_seed-0", "size-small_cohort-two_split-even_seed-0"]],
         [["size-large_cohort-three_split-even_seed-0", "size-large_cohort-two_split-even_seed-0"]]]
+    _, _, seeded = plan(_study(tmp_path, axes=axes, centre={"size": "large", "cohort": "two", "split": "even"},
+                               seeds=[0, 1]))
+    assert len(seeded) == 2 * 5 and [c.seed for c in seeded[:2]] == [0, 1]   # each combination once per seed
+    between = {"statement": "small beats huge", "axis": "size", "better": "small", "worse": "huge"}
+    rows = [{"name": c.name, "values": dict(c.values), "seed": c.seed, "status": "not run"} for c in seeded]
+    pairs = _claims(GridStudyConfig(out="o", pipeline="p", axes=axes, claims=[between]), rows)[0]["cells"]
+    assert pairs == [[f"size-small_cohort-two_split-even_seed-{s}", f"size-huge_cohort-two_split-even_seed-{s}"]
+                     for s in (0, 1)]   # two departures pair with each other, once per seed
     with pytest.raises(ConfigError, match=r"leaves out the centre"):
         plan(_study(tmp_path, axes=axes, centre={"size": "huge", "cohort": "two", "split": "even"},
                     exclude=[{"size": "huge"}]))
