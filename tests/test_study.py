@@ -371,14 +371,24 @@ def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkey
     assert "on real items" in page
     claim = document["claims"][0]
     assert claim["measured"] == [[worst, worst]]   # the copy measures as its original
+    # a cell that failed after its evaluation (its release refused the samples) is still measured
+    (b / CELL_STATUS).write_text(json.dumps({**json.loads((b / CELL_STATUS).read_text()), "status": "failed"}))
+    with open(b / "run.log", "a") as log:
+        log.write("error: stage(s) release failed (release: the samples fail the fidelity bar); report: r.html\n")
+    document = summarize(root, cfg, cells)
+    failed = document["cells"][1]
+    assert failed["status"] == "failed" and failed["error"].startswith("stage(s) release failed")
+    assert failed["results"]["judge_worst"] == worst and document["claims"][0]["measured"] == [[worst, worst]]
+    assert "failed at release" in (root / "study.html").read_text()
     markdown = (root / "study.md").read_text()
+    assert "| b | 0 | failed at release |" in markdown
     assert "| a beats b | variant: a vs b | judge_worst |" in markdown and "inconclusive at this size" in markdown
     table = [line for line in markdown.splitlines() if line.startswith("| a | 0 | ok |")]
     assert len(table) == 1 and f"{worst['class']} " in table[0]   # the judges' part: one row per cell
     assert markdown.count("\n| b | 0 |") == 3   # each cell in each of the three parts
 
 
-def test_a_claim_with_an_unmeasured_or_failed_pair_stays_inconclusive():
+def test_a_claim_with_an_unmeasured_pair_stays_inconclusive_and_a_cell_failed_after_measuring_counts():
     from uterosynth.study import GridStudyConfig, _claims
 
     cfg = GridStudyConfig.model_validate({
@@ -391,9 +401,12 @@ def test_a_claim_with_an_unmeasured_or_failed_pair_stays_inconclusive():
 
     separated = [cell("a", 0, 1.0), cell("b", 0, 2.0), cell("a", 1, 1.0), cell("b", 1, 2.0)]
     assert _claims(cfg, separated)[0]["verdict"] == "supported" and _claims(cfg, separated)[0]["seeds"] == 2
-    failed = [*separated[:3], cell("b", 1, 2.0, status="failed")]
-    (claim,) = _claims(cfg, failed)
-    assert (claim["pairs"], claim["measured_pairs"], claim["verdict"]) == (2, 1, "inconclusive at this size")
+    before_evaluation = {**cell("b", 1, 2.0, status="failed"), "results": {}}   # failed before it measured
+    for broken in (before_evaluation, cell("b", 1, 2.0, status="lost"), cell("b", 1, 2.0, status="not run")):
+        (claim,) = _claims(cfg, [*separated[:3], broken])
+        assert (claim["pairs"], claim["measured_pairs"], claim["verdict"]) == (2, 1, "inconclusive at this size")
+    (claim,) = _claims(cfg, [*separated[:3], cell("b", 1, 2.0, status="failed")])   # failed after it measured
+    assert (claim["measured_pairs"], claim["verdict"]) == (2, "supported")
 
 
 def test_the_downstream_column_keeps_every_protocol_at_the_smallest_budget():

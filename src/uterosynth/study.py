@@ -451,6 +451,7 @@ def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
     seconds = round(time.perf_counter() - t0, 1)
     _mark(folder / LOG_FILE, f"{ATTEMPT_END} {seconds}")
     status = {"status": "ok" if code == 0 else "failed", "exit_code": code, "digest": digest,
+              **({} if code == 0 else {"error": _log_error(folder / LOG_FILE)}),
               "seconds": round(seconds + sum(earlier), 1), "attempts": [*earlier, seconds], "log": LOG_FILE,
               "uterosynth_version": __version__, "shared": linked, "stored": _store_shared(folder)}
     write_json(folder / CELL_STATUS, status)
@@ -635,9 +636,9 @@ def verdict(better: Sequence[dict[str, Any]], worse: Sequence[dict[str, Any]], *
 
 
 def _measure(cell: dict[str, Any], metric: str, attribute: str | None = None) -> dict[str, Any] | None:
-    """The cell's measurement for a claim's ``metric`` (``attribute``: that judge's); ``None`` unless
-    the cell finished."""
-    if cell["status"] != "ok":
+    """The cell's measurement for a claim's ``metric`` (``attribute``: that judge's); ``None`` when the
+    cell did not measure it (not run, or failed before)."""
+    if cell["status"] not in MEASURED:
         return None
     if metric == "judge_worst":
         results = cell.get("results", {})
@@ -668,8 +669,23 @@ def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[
     return out
 
 
+MEASURED = ("ok", "failed")
+"""The cells whose measurements are read: finished ones, and failed ones for what they measured
+before the stage that failed (a release that refuses samples below the fidelity bar comes after the
+evaluation and the audit)."""
+
+
+def _log_error(log: Path) -> str | None:
+    """The last error line of a cell's log (``uterosynth run`` names the failed stages and why)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line.removeprefix("error: ")[:400] for line in reversed(lines) if line.startswith("error: ")), None)
+
+
 def summarize(root: Path, cfg: GridStudyConfig, cells: Sequence[Cell]) -> dict[str, Any]:
-    """Read every cell into ``study.json`` and write ``study.html``; returns the document."""
+    """Read every cell into ``study.json`` and write ``study.html`` and ``study.md``; returns the document."""
     from .study_report import write_study_markdown, write_study_report
 
     rows = []
@@ -677,8 +693,10 @@ def summarize(root: Path, cfg: GridStudyConfig, cells: Sequence[Cell]) -> dict[s
         folder = root / "cells" / cell.name
         status = _status(folder)
         row = {"name": cell.name, "values": dict(cell.values), "seed": cell.seed, "status": status["status"],
-               "seconds": status.get("seconds"), "attempts": status.get("attempts") or [], **({"error": status["error"]} if "error" in status else {})}
-        if status["status"] == "ok":
+               "seconds": status.get("seconds"), "attempts": status.get("attempts") or []}
+        if status["status"] != "ok" and (error := status.get("error") or _log_error(folder / LOG_FILE)):
+            row["error"] = error
+        if status["status"] in MEASURED:
             try:
                 row["results"] = _cell_results(folder)
             except (DataError, ConfigError) as err:

@@ -7,6 +7,7 @@ page opens at once whatever the number of cells; each cell links to its own ``re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,13 @@ def _joined(results: Mapping[str, Any], labels: Mapping[str, str], digits: int, 
     return "; ".join(parts) or "–"
 
 
+def _status_text(cell: Mapping[str, Any]) -> str:
+    """``ok``, ``not run``, or ``failed`` with the stages that failed (``failed at release``)."""
+    error = cell.get("error") or ""
+    match = re.match(r"stage\(s\) (.+?) failed", error)
+    return cell["status"] + (f" at {match[1]}" if cell["status"] == "failed" and match else "")
+
+
 def _real(judged: Mapping[str, Any]) -> str:
     """A judge's accuracy on the real reference items, over all and in its worst class."""
     real = judged.get("real")
@@ -70,7 +78,8 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     training = "; ".join(f"{name} {t.get('steps')} steps" + (" (made by another cell)" if name in shared else "")
                          for name, t in (r.get("training") or {}).items())
     return {
-        "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"], "status": cell["status"],
+        "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"],
+        "status": _status_text(cell),
         "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}" if worst else "–",
         "judge": ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
         "judge_real": _real(r),
@@ -90,6 +99,7 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
         "audit": (f"{format_number(audit.get('flagged_fraction'), 2)} of samples; {audit.get('training_subjects_copied')} of "
                   f"{audit.get('training_subjects')} subjects") if audit else "–",
         "training": training or "–", "seconds": _seconds(cell), "unreadable": cell.get("unreadable"),
+        "error": cell.get("error"),
         "shared": ", ".join(shared),
     }
 
@@ -104,7 +114,7 @@ def write_study_report(root: Path, document: Mapping[str, Any], cells: Sequence[
     for cell, row in zip(cells, document["cells"], strict=True):
         folder = root / "cells" / cell.name
         grid = None
-        if row["status"] == "ok":
+        if row["status"] in ("ok", "failed"):   # a failed cell's samples, when it made them
             try:
                 _, stages = pipeline_stages(folder / "cell.yaml", out=folder)
                 grid = sample_grid(folder, stages, None, images)
