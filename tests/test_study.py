@@ -12,7 +12,17 @@ import yaml
 
 from uterosynth.cli import main
 from uterosynth.core.errors import ConfigError
-from uterosynth.study import ATTEMPT_END, ATTEMPT_START, CELL_STATUS, NO_TIME_LIMIT, StudyFailed, plan, run_study, summarize, verdict
+from uterosynth.study import (
+    ATTEMPT_END,
+    ATTEMPT_START,
+    CELL_STATUS,
+    NO_TIME_LIMIT,
+    StudyFailed,
+    plan,
+    run_study,
+    summarize,
+    verdict,
+)
 
 PIPELINE = {"out": "unused", "stages": [
     {"name": "cohort", "command": "phantom", "args": {"subjects": 2, "seed": 1, "workers": 1},

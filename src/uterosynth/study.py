@@ -137,6 +137,21 @@ class GridStudyConfig(StrictModel):
     claims: list[Claim] = Field(default_factory=list)
 
     @model_validator(mode="after")
+    def _centre_is_a_kept_combination(self) -> GridStudyConfig:
+        if self.centre is None:
+            return self
+        if sorted(self.centre) != sorted(self.axes):
+            raise ValueError(f"centre {self.centre}: it names axes {sorted(self.centre)}; it needs one value for "
+                             f"each axis, {sorted(self.axes)}")
+        for axis, value in self.centre.items():
+            if value not in self.axes[axis]:
+                raise ValueError(f"centre: axis '{axis}' has no value '{value}'")
+        for entry in self.exclude:
+            if all(self.centre.get(a) == v for a, v in entry.items()):
+                raise ValueError(f"exclude entry {entry} leaves out the centre, {self.centre}")
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> GridStudyConfig:
         for axis, values in self.axes.items():
             if not values:
@@ -145,16 +160,6 @@ class GridStudyConfig(StrictModel):
                 if not _NAME.match(name):
                     raise ValueError(f"axis '{axis}': name '{name}' may hold only letters, digits, '.', '+' and '-' "
                                      "(not first '.' or '-'): it names the cell's folder")
-        if self.centre is not None:
-            if sorted(self.centre) != sorted(self.axes):
-                raise ValueError(f"centre {self.centre}: it names axes {sorted(self.centre)}; it needs one value for "
-                                 f"each axis, {sorted(self.axes)}")
-            for axis, value in self.centre.items():
-                if value not in self.axes[axis]:
-                    raise ValueError(f"centre: axis '{axis}' has no value '{value}'")
-            for entry in self.exclude:
-                if all(self.centre.get(a) == v for a, v in entry.items()):
-                    raise ValueError(f"exclude entry {entry} leaves out the centre, {self.centre}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds {self.seeds}: a seed is listed twice")
         if sum(any(v.pipeline for v in values.values()) for values in self.axes.values()) > 1:
