@@ -565,7 +565,7 @@ def _downstream_gains(downstream: Mapping[str, Any] | None) -> list[dict[str, An
 def _judged(classes: Sequence[Any], record: Mapping[str, Any] | None) -> dict[str, Any]:
     """A judge's accuracy per requested class (Wilson intervals) and its worst class; and, from the
     judge's ``record`` in the evaluation, its accuracy on the real reference items (``real``: over
-    all, intervals over subjects, and its worst class), the ceiling a faithful generator can reach."""
+    all, intervals over subjects, and its worst class), to read its verdicts on samples against."""
     out: dict[str, Any] = {"judge": {c.cls: {"accuracy": c.accuracy, "ci": list(c.interval), "n": c.n} for c in classes}}
     if classes:
         worst = min(classes, key=lambda c: c.accuracy)

@@ -114,7 +114,7 @@ def write_study_report(root: Path, document: Mapping[str, Any], cells: Sequence[
     for cell, row in zip(cells, document["cells"], strict=True):
         folder = root / "cells" / cell.name
         grid = None
-        if row["status"] in ("ok", "failed"):   # a failed cell's samples, when it made them
+        if "results" in row:   # a measured cell (a failed one too, when it measured): its samples
             try:
                 _, stages = pipeline_stages(folder / "cell.yaml", out=folder)
                 grid = sample_grid(folder, stages, None, images)
