@@ -1,7 +1,9 @@
 """Few-step students against their teacher and MONAI's reference pipelines, side by side, in one run.
 
+Works on a 2D teacher (images) and a 3D one (volumes) alike.
+
 Speed (``--speed-n`` items, the same conditions and initial noise in every row, decoding included,
-on the CPU after one warm-up pass):
+on the CPU after one warm-up pass; seconds per item, an image or a volume):
 
 - MONAI ``LatentDiffusionInferer`` (or ``DiffusionInferer``) + ``DDPMScheduler``, 1000 steps,
   driving the teacher's guided network (the reference of docs/BENCHMARKS.md, "Sampling");
@@ -15,8 +17,9 @@ on the CPU after one warm-up pass):
 
 Quality (``--per-class`` items of every class, from ``uterosynth sample``'s own path, so the
 sets are what a user gets): the judge's accuracy on the requested orientation per class with
-95 % Wilson intervals, and KID to the real split at equal N with a jackknife interval over the
-real subjects, for the teacher's DPM-Solver++ 20 and every student row (with ``--decoder``, each
+95 % Wilson intervals (a 2D judge sees each volume's central sagittal slice, as ``uterosynth
+evaluate`` shows it), and KID to the real split at equal N with a jackknife interval over the
+real subjects (volumes: the encoder's 2.5D features, three central planes), for the teacher's DPM-Solver++ 20 and every student row (with ``--decoder``, each
 student row also with the fast decoder).
 
     python benchmarks/bench_distill.py --teacher T --student S4=STUDENT --judge J --encoder E \\
@@ -43,10 +46,11 @@ from uterosynth.diffusion.guidance import embedded_scales, guided_denoiser, pars
 from uterosynth.diffusion.samplers import build_sampler, initial_noise
 from uterosynth.downstream.judge import load_classifier, predict
 from uterosynth.evaluation.equal_n import kid_at_n
-from uterosynth.evaluation.features import extract_features
+from uterosynth.evaluation.features import PlanarExtractor, extract_features
 from uterosynth.models.diffusion import load_diffusion
 from uterosynth.models.encoder_artifact import load_encoder
 from uterosynth.models.fast_decoder import fast_decoder_for
+from uterosynth.models.judge import judge_view
 from uterosynth.sampling.generate import SampleConfig, generate
 from uterosynth.sampling.plan import plan_items
 
@@ -93,7 +97,7 @@ def speed_rows(teacher, students: dict[str, object], guidance, n: int, fast=None
     rows = []
 
     def timed_row(label: str, steps: int, decoder: str, fn) -> None:
-        rows.append({"row": label, "steps": steps, "decoder": decoder, "s_per_image": _timed(fn) / n})
+        rows.append({"row": label, "steps": steps, "decoder": decoder, "s_per_item": _timed(fn) / n})
 
     with torch.inference_mode():
         _ours(teacher, "dpmpp", 2, x_T.clone(), guided)  # warm-up: one-time costs stay out of the timed rows
@@ -114,10 +118,10 @@ def speed_rows(teacher, students: dict[str, object], guidance, n: int, fast=None
                 for decoder, f in decoders.items():
                     timed_row(f"student {name}, Euler", steps, decoder,
                               lambda s=steps, m=student, d=plain, f=f: _ours(m, "rflow", s, x_T.clone(), d, f))
-    ref, rf = rows[0]["s_per_image"], rows[1]["s_per_image"]
+    ref, rf = rows[0]["s_per_item"], rows[1]["s_per_item"]
     for r in rows:
-        r["vs_monai_ddpm"] = ref / r["s_per_image"]
-        r["vs_monai_rflow30"] = rf / r["s_per_image"]
+        r["vs_monai_ddpm"] = ref / r["s_per_item"]
+        r["vs_monai_rflow30"] = rf / r["s_per_item"]
     return rows
 
 
@@ -127,9 +131,9 @@ def quality_row(model_path: Path, sampler: str, steps: int, guidance, per_class:
                                        "guidance": guidance, "seed": seed, "runtime": {"batch_size": 32},
                                        "decoder": decoder})
     generate(model_path, cfg, out, overwrite=True)
-    syn = load_synthetic(out, dims=2)
+    syn = load_synthetic(out, dims=real.spatial_dims)
     wanted = [c["orientation"] for c in syn.conditions]
-    got = predict(judge, syn.images)
+    got = predict(judge, judge_view(syn.images, int(judge[1]["spatial_dims"]), channels=True))
     per_class = {}
     for cls in sorted(set(wanted)):
         hits = [g == w for g, w in zip(got, wanted, strict=True) if w == cls]
@@ -170,7 +174,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"machine": {"cpu": platform.processor() or platform.machine(), "cpu_flags": list(cpu_flags()),
                           "threads": torch.get_num_threads(), "torch": torch.__version__},
-              "teacher": str(args.teacher), "students": students, "guidance": guidance}
+              "teacher": str(args.teacher), "students": students, "guidance": guidance,
+              "item": "volume" if teacher.spatial_dims == 3 else "image"}
     if not args.skip_speed:
         fast = fast_decoder_for(args.decoder, teacher)[0] if args.decoder else None
         record["speed"] = speed_rows(teacher, loaded, guidance, args.speed_n, fast)
@@ -180,7 +185,7 @@ def main() -> None:
         return
     path, split = args.real.rsplit(":", 1) if ":" in args.real else (args.real, "test")
     real = load_prepared(path, split=split)
-    encoder = load_encoder(args.encoder)
+    encoder = PlanarExtractor(load_encoder(args.encoder))  # 2D items pass straight through
     real_features = extract_features(encoder, torch.as_tensor(real.images))
     judge = load_classifier(args.judge)
     runs = [] if args.skip_teacher else [("teacher DPM-Solver++ 20", args.teacher, "dpmpp", 20, None)]

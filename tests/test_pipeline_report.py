@@ -162,3 +162,18 @@ def test_each_stage_section_states_its_time_and_training_steps(tmp_path):
     assert "time: done earlier" in section["prepared"] and "time: 12.3 s" in section["samples"]
     assert "time:" not in section["evaluation"] and "training steps" not in section["samples"]
     assert "time: 543.2 s · 2000 training steps" in section["train"]
+
+
+def test_the_phantom_preview_in_its_stage_folder_is_embedded(tmp_path):
+    """The preview lies in the phantom stage's folder (a study links that folder into every cell), and
+    the page carries it, so the report shows it wherever the folder came from."""
+    from uterosynth.core.imageio import write_png
+
+    stages = _pipeline(tmp_path, release=False)
+    (tmp_path / "phantom").mkdir()
+    write_png(tmp_path / "phantom" / "preview.png", np.linspace(0, 1, 24 * 36).reshape(24, 36))
+    with_preview = [_stage(tmp_path, "phantom", "phantom", preview=str(tmp_path / "phantom" / "preview.png")), *stages]
+    page = write_report(tmp_path, with_preview, title="t").read_text()
+    assert re.search(r'<svg class="embedded" role="img" aria-label="phantom preview" width="540" height="360"', page)
+    (tmp_path / "phantom" / "preview.png").unlink()
+    assert 'aria-label="phantom preview"' not in write_report(tmp_path, with_preview, title="t").read_text()

@@ -247,6 +247,15 @@ def _time(timing: float | str | None) -> str | None:
     return timing if timing == DONE_EARLIER else None
 
 
+def _phantom_preview(stages: Sequence[Stage], images: EmbeddedImages) -> str | None:
+    """The phantom stage's preview PNG, embedded (it lies in the stage's folder, which a study may link)."""
+    stage = _find(stages, "phantom")
+    path = Path(stage.options["preview"]) if stage is not None and stage.options.get("preview") else None
+    if path is None or not path.is_file():
+        return None
+    return images.show(path.read_bytes(), alt="phantom preview", height=360)
+
+
 def _stage_sections(out: Path, stages: Sequence[Stage], failures: Mapping[str, str],
                     timings: Mapping[str, float | str]) -> list[dict[str, Any]]:
     sections = []
@@ -292,7 +301,7 @@ def write_report(out: Path, stages: Sequence[Stage], *, title: str, notice: str 
     env.globals["judge_ceiling"] = JUDGE_CEILING
     page = env.get_template("pipeline_report.html.j2").render(
         title=title, notice=notice, failures=failures, answer=answer, image_defs=images.defs(),
-        preview="phantom_preview.png" if (out / "phantom_preview.png").is_file() else None,
+        preview=_phantom_preview(stages, images),
         sections=_stage_sections(out, stages, failures, timings or {}), thumbnail=THUMBNAIL)
     path = out / "report.html"
     path.write_text(page)

@@ -154,7 +154,7 @@ def test_the_distillation_benchmark_times_and_scores_both_decoders(latents, tmp_
     got = {(r["row"], r["steps"], r["decoder"]) for r in rows}
     assert {("teacher, DPM-Solver++", 10, "fast"), ("teacher, DPM-Solver++", 20, "full"),
             ("student S2, Euler", 2, "full"), ("student S2, Euler", 2, "fast")} <= got
-    assert ("teacher, DPM-Solver++", 20, "fast") not in got and all(r["s_per_image"] > 0 for r in rows)
+    assert ("teacher, DPM-Solver++", 20, "fast") not in got and all(r["s_per_item"] > 0 for r in rows)
     assert rows[0]["row"] == "MONAI DDPMScheduler (reference)" and rows[0]["vs_monai_ddpm"] == 1.0
     real = load_prepared(latents["data"], split="train")
     train_judge(latents["data"], JudgeConfig.model_validate({
