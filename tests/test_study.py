@@ -100,15 +100,31 @@ def test_a_cells_attempts_are_read_from_its_log_a_killed_one_until_its_last_line
     from uterosynth.study import _earlier_attempts
 
     log = tmp_path / "run.log"
-    assert _earlier_attempts(log) == []   # no log yet
-    log.write_text("stage 1/2 a: running\n")   # a log of an older version: nothing to count
-    assert _earlier_attempts(log) == []
+    assert _earlier_attempts(tmp_path) == []   # no log yet
+    log.write_text("stage 1/2 a: running\n")   # a log of an older version, and no record: nothing to count
+    assert _earlier_attempts(tmp_path) == []
     log.write_text(f"{ATTEMPT_START} 1000.0\nstage 1/2 a: running\n{ATTEMPT_END} 12.5\n"
                    f"{ATTEMPT_START} 2000.0\ntrain: 5/10 (50 %) after 3 s · loss=0.1")   # killed mid-line
     os.utime(log, (2030.0, 2030.0))
-    assert _earlier_attempts(log) == [12.5, 30.0]
+    assert _earlier_attempts(tmp_path) == [12.5, 30.0]
     assert log.read_text().endswith(f"loss=0.1\n{ATTEMPT_END} 30.0 (killed: until its last line)\n")
-    assert _earlier_attempts(log) == [12.5, 30.0]   # the killed attempt is read back, not measured again
+    assert _earlier_attempts(tmp_path) == [12.5, 30.0]   # the killed attempt is read back, not measured again
+
+
+def test_an_older_versions_record_keeps_counting_after_a_retry(tmp_path):
+    """A cell an older version ran (no marks in its log, its seconds in cell.json) and then retried:
+    its first attempt's seconds are carried into the log, so every later attempt still counts them."""
+    from uterosynth.study import _earlier_attempts
+
+    (tmp_path / "run.log").write_text("stage 1/2 a: running\nerror: release failed\n")
+    (tmp_path / CELL_STATUS).write_text(json.dumps({"status": "failed", "seconds": 2344.2}))
+    assert _earlier_attempts(tmp_path) == [2344.2]
+    with open(tmp_path / "run.log", "a") as log:   # the retry, as run_cell marks it
+        log.write(f"{ATTEMPT_START} 5000.0\n{ATTEMPT_END} 2.3\n")
+    (tmp_path / CELL_STATUS).write_text(json.dumps({"status": "failed", "seconds": 2346.5, "attempts": [2344.2, 2.3]}))
+    assert _earlier_attempts(tmp_path) == [2344.2, 2.3]
+    (tmp_path / CELL_STATUS).unlink()   # the log alone holds them now
+    assert _earlier_attempts(tmp_path) == [2344.2, 2.3]
 
 
 def test_the_studys_own_override_reaches_every_cell_and_an_axis_value_wins_over_it(tmp_path):

@@ -402,11 +402,30 @@ ATTEMPT_END = "== study: cell attempt ended after"
 _ATTEMPT = re.compile(r"== study: cell attempt (?P<kind>started at|ended after) (?P<value>\d+(?:\.\d+)?)")
 
 
-def _earlier_attempts(log: Path) -> list[float]:
-    """The seconds of each earlier attempt at a cell, from its log. An attempt that ended wrote its
-    time; one that was killed lasted until the log's last write (progress lines come at most 30 s
-    apart), which is written down now, so a later attempt still reads it. A log of an older version,
-    without these marks, counts nothing."""
+def _earlier_attempts(folder: Path) -> list[float]:
+    """The seconds of each earlier attempt at the cell in ``folder``, from its log. An attempt that
+    ended wrote its time; one that was killed lasted until the log's last write (progress lines come
+    at most 30 s apart), which is written down now, so a later attempt still reads it. A log of an
+    older version, without these marks, takes its attempts from the ``cell.json`` that version wrote
+    (written into the log too, so they stay counted); without either, nothing is counted."""
+    log = folder / LOG_FILE
+    attempts = _logged_attempts(log)
+    if not attempts and (recorded := _recorded_attempts(folder)):
+        for seconds in recorded:
+            _mark(log, f"{ATTEMPT_START} 0.0 (recorded in {CELL_STATUS} by an older version)")
+            _mark(log, f"{ATTEMPT_END} {seconds}")
+        attempts = recorded
+    return attempts
+
+
+def _recorded_attempts(folder: Path) -> list[float]:
+    record = _status(folder)
+    if record.get("attempts"):
+        return [float(s) for s in record["attempts"]]
+    return [float(record["seconds"])] if isinstance(record.get("seconds"), int | float) else []
+
+
+def _logged_attempts(log: Path) -> list[float]:
     try:
         text = log.read_text(errors="replace")
         last_write = log.stat().st_mtime
@@ -447,7 +466,7 @@ def run_cell(cell_file: str, digest: str) -> dict[str, Any]:
     store when it ends. The same function runs under every executor."""
     folder = Path(cell_file).parent
     linked = _link_shared(folder)
-    earlier = _earlier_attempts(folder / LOG_FILE)
+    earlier = _earlier_attempts(folder)
     t0 = time.perf_counter()
     _mark(folder / LOG_FILE, f"{ATTEMPT_START} {time.time():.1f}")
     with open(folder / LOG_FILE, "a") as log:
