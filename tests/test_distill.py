@@ -403,4 +403,4 @@ def test_a_3d_teacher_distils_and_the_benchmark_reads_its_volumes(tmp_path):
     assert record["item"] == "volume" and {r["steps"] for r in record["speed"] if r["row"] == "student S2, Euler"} == {1, 2}
     q = record["quality"]["student S2, Euler 1"]
     assert sum(v["n"] for v in q["per_class"].values()) == 8 and q["kid_ci_x1e3"][0] <= q["kid_x1e3"] <= q["kid_ci_x1e3"][1]
-    assert load_synthetic(tmp_path / "bench" / "sets" / "student_S2_Euler_1", dims=3).images.shape[1:] == (16, 16, 8)
+    assert load_synthetic(tmp_path / "bench" / "sets" / "student_S2_Euler_1", dims=3).images.shape[1:] == (1, 16, 16, 8)
