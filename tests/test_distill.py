@@ -335,29 +335,34 @@ def test_two_processes_sample_the_same_couplings_and_end_with_identical_weights(
     assert all(torch.equal(w0[k], w1[k]) for k in w0) and any(k.startswith("guidance_embedder.") for k in w0)
 
 
-@pytest.mark.slow
-def test_the_side_by_side_benchmark_runs_and_reports_every_row(teacher, student, tmp_path):
-    """benchmarks/bench_distill.py on the tiny teacher and student: speed rows against both MONAI
-    references, and judge accuracy per class with KID intervals for the teacher and each step count."""
+def _run_bench(teacher: Path, student: Path, judged: Path, real: Path, out: Path) -> dict:
+    """benchmarks/bench_distill.py with a tiny judge and encoder trained on ``judged``; its record."""
     from uterosynth.downstream.config import JudgeConfig
     from uterosynth.downstream.judge import train_judge
     from uterosynth.evaluation.config import EncoderTrainConfig
     from uterosynth.evaluation.contrastive import train_encoder
 
-    data = load_diffusion(teacher).meta["dataset"]
-    train_judge(data, JudgeConfig.model_validate({"classifier": {"image_size": 16, "widen_factor": 0.0625},
-                                                  "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 16},
-                                                  "augment_training": False}), tmp_path / "judge")
-    train_encoder(f"{data}:train", tmp_path / "enc", EncoderTrainConfig.model_validate(
+    train_judge(judged, JudgeConfig.model_validate({"classifier": {"image_size": 16, "widen_factor": 0.0625},
+                                                    "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 16},
+                                                    "augment_training": False}), out / "judge")
+    train_encoder(f"{judged}:train", out / "enc", EncoderTrainConfig.model_validate(
         {"image_size": 16, "epochs": 1, "batch_size": 4, "channels": [4, 4, 8, 8]}))
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'benchmarks'}"}
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_distill.py"), "--teacher", str(teacher),
-                          "--student", f"S2={student}", "--judge", str(tmp_path / "judge"), "--encoder",
-                          str(tmp_path / "enc"), "--real", f"{data}:train", "--guidance", "orientation=3,field_strength=1.5",
-                          "--per-class", "1", "--speed-n", "2", "--out", str(tmp_path / "bench")],
+                          "--student", f"S2={student}", "--judge", str(out / "judge"), "--encoder", str(out / "enc"),
+                          "--real", f"{real}:train", "--guidance", "orientation=3,field_strength=1.5",
+                          "--per-class", "1", "--speed-n", "2", "--out", str(out / "bench")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    record = json.loads((tmp_path / "bench" / "bench_distill.json").read_text())
+    return json.loads((out / "bench" / "bench_distill.json").read_text())
+
+
+@pytest.mark.slow
+def test_the_side_by_side_benchmark_runs_and_reports_every_row(teacher, student, tmp_path):
+    """benchmarks/bench_distill.py on the tiny teacher and student: speed rows against both MONAI
+    references, and judge accuracy per class with KID intervals for the teacher and each step count."""
+    data = Path(load_diffusion(teacher).meta["dataset"])
+    record = _run_bench(teacher, student, data, data, tmp_path)
     rows = {(r["row"], r["steps"]) for r in record["speed"]}
     assert ("MONAI DDPMScheduler (reference)", 100) in rows and ("student S2, Euler", 2) in rows
     assert ("student S2, Euler", 4) not in rows  # a 2-step grid student is not run off its grid
@@ -365,18 +370,13 @@ def test_the_side_by_side_benchmark_runs_and_reports_every_row(teacher, student,
     assert set(record["quality"]) == {"teacher DPM-Solver++ 20", "student S2, Euler 1", "student S2, Euler 2"}
     q = record["quality"]["student S2, Euler 2"]
     assert set(q["per_class"]) == {"AVAF", "AVRF", "RVAF", "RVRF"} and q["kid_ci_x1e3"][0] <= q["kid_x1e3"] <= q["kid_ci_x1e3"][1]
-    assert record["machine"]["threads"] >= 1
+    assert record["machine"]["threads"] >= 1 and record["item"] == "image"
 
 
 @pytest.mark.slow
 def test_a_3d_teacher_distils_and_the_benchmark_reads_its_volumes(tmp_path):
     """A volume teacher gets a volume student; the benchmark judges each volume's central slice with a
     2D judge and scores KID on 2.5D features, per volume."""
-    from uterosynth.downstream.config import JudgeConfig
-    from uterosynth.downstream.judge import train_judge
-    from uterosynth.evaluation.config import EncoderTrainConfig
-    from uterosynth.evaluation.contrastive import train_encoder
-
     volumes = make_prepared_dataset(tmp_path / "vol", dims=3, shape=(16, 16, 8), subjects=6, items_per_subject=1)
     slices = make_prepared_dataset(tmp_path / "sl", dims=2, shape=(16, 16), subjects=6, items_per_subject=1,
                                    subject_prefix="R")
@@ -387,19 +387,7 @@ def test_a_3d_teacher_distils_and_the_benchmark_reads_its_volumes(tmp_path):
     student = load_diffusion(tmp_path / "student")
     assert student.spatial_dims == 3 and student.sample_shape == load_diffusion(tmp_path / "teacher").sample_shape
 
-    train_judge(slices, JudgeConfig.model_validate({"classifier": {"image_size": 16, "widen_factor": 0.0625},
-                                                    "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 16},
-                                                    "augment_training": False}), tmp_path / "judge")
-    train_encoder(f"{slices}:train", tmp_path / "enc", EncoderTrainConfig.model_validate(
-        {"image_size": 16, "epochs": 1, "batch_size": 4, "channels": [4, 4, 8, 8]}))
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'benchmarks'}"}
-    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_distill.py"), "--teacher", str(tmp_path / "teacher"),
-                          "--student", f"S2={tmp_path / 'student'}", "--judge", str(tmp_path / "judge"), "--encoder",
-                          str(tmp_path / "enc"), "--real", f"{volumes}:train", "--guidance", "orientation=3,field_strength=1.5",
-                          "--per-class", "1", "--speed-n", "2", "--out", str(tmp_path / "bench")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    record = json.loads((tmp_path / "bench" / "bench_distill.json").read_text())
+    record = _run_bench(tmp_path / "teacher", tmp_path / "student", slices, volumes, tmp_path)
     assert record["item"] == "volume" and {r["steps"] for r in record["speed"] if r["row"] == "student S2, Euler"} == {1, 2}
     q = record["quality"]["student S2, Euler 1"]
     assert sum(v["n"] for v in q["per_class"].values()) == 8 and q["kid_ci_x1e3"][0] <= q["kid_x1e3"] <= q["kid_ci_x1e3"][1]
