@@ -392,3 +392,14 @@ def test_a_3d_teacher_distils_and_the_benchmark_reads_its_volumes(tmp_path):
     q = record["quality"]["student S2, Euler 1"]
     assert sum(v["n"] for v in q["per_class"].values()) == 8 and q["kid_ci_x1e3"][0] <= q["kid_x1e3"] <= q["kid_ci_x1e3"][1]
     assert load_synthetic(tmp_path / "bench" / "sets" / "student_S2_Euler_1", dims=3).images.shape[1:] == (1, 16, 16, 8)
+
+
+def test_decode_share_times_the_decoder_and_one_student_pass(teacher, student):
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'benchmarks'}"}
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "decode_share.py"), "--teacher", str(teacher),
+                          "--student", str(student), "--guidance", "orientation=3,field_strength=1.5", "--n", "2",
+                          "--repeats", "3"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    record = json.loads(run.stdout)
+    assert record["n"] == 2 and len(record["decode_s_per_item"]["all"]) == 3
+    assert record["student_pass_s_per_item"]["median"] > 0 and record["decode_s_per_item"]["median"] >= 0
