@@ -19,8 +19,9 @@ Quality (``--per-class`` items of every class, from ``uterosynth sample``'s own 
 sets are what a user gets): the judge's accuracy on the requested orientation per class with
 95 % Wilson intervals (a 2D judge sees each volume's central sagittal slice, as ``uterosynth
 evaluate`` shows it), and KID to the real split at equal N with a jackknife interval over the
-real subjects (volumes: the encoder's 2.5D features, three central planes), for the teacher's DPM-Solver++ 20 and every student row (with ``--decoder``, each
-student row also with the fast decoder).
+real subjects (volumes: the encoder's 2.5D features, three central planes), for the teacher's
+DPM-Solver++ 20 and every student row (with ``--decoder``, each student row also with the fast
+decoder).
 
     python benchmarks/bench_distill.py --teacher T --student S4=STUDENT --judge J --encoder E \\
         --real PREP:test --per-class 32 --speed-n 8 --out runs/bench_distill
@@ -78,6 +79,12 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def student_denoiser(student, cond, guidance):
+    """The student's network for ``cond`` with ``--guidance`` as its input (one pass, no second branch)."""
+    scales = torch.tensor(embedded_scales(student.meta["distilled"]["guidance"], guidance))
+    return guided_denoiser(student.unet, cond.with_guidance(scales), student.vocab, None)
+
+
 def step_counts(student) -> list[int]:
     """The step counts of 1, 2, 4 a student is sampled at: a ``grid`` student only where its trained times hold them."""
     spec = student.meta["distilled"]
@@ -112,8 +119,7 @@ def speed_rows(teacher, students: dict[str, object], guidance, n: int, fast=None
                 timed_row("teacher, DPM-Solver++", steps, decoder,
                           lambda s=steps, f=f: _ours(teacher, "dpmpp", s, x_T.clone(), guided, f))
         for name, student in students.items():
-            scales = torch.tensor(embedded_scales(student.meta["distilled"]["guidance"], guidance))
-            plain = guided_denoiser(student.unet, cond.with_guidance(scales), student.vocab, None)
+            plain = student_denoiser(student, cond, guidance)
             for steps in step_counts(student):
                 for decoder, f in decoders.items():
                     timed_row(f"student {name}, Euler", steps, decoder,

@@ -13,9 +13,10 @@ import json
 import time
 
 import torch
+from bench_distill import student_denoiser
 
 from uterosynth.core.precision import cpu_flags
-from uterosynth.diffusion.guidance import embedded_scales, guided_denoiser, parse_guidance
+from uterosynth.diffusion.guidance import parse_guidance
 from uterosynth.models.diffusion import load_diffusion
 from uterosynth.sampling.plan import plan_items
 
@@ -43,8 +44,7 @@ def main() -> None:
     items = plan_items(teacher.vocab, n=None, per_class=1)[: args.n]
     cond = teacher.codec.encode([it.condition for it in items])
     z = torch.randn(len(items), *teacher.sample_shape, generator=torch.Generator().manual_seed(0))
-    scales = torch.tensor(embedded_scales(student.meta["distilled"]["guidance"], parse_guidance(args.guidance)))
-    network = guided_denoiser(student.unet, cond.with_guidance(scales), student.vocab, None)
+    network = student_denoiser(student, cond, parse_guidance(args.guidance))
     t = torch.full((len(items),), teacher.schedule.num_train_timesteps - 1)
     with torch.inference_mode():
         record = {"cpu_flags": list(cpu_flags()), "threads": torch.get_num_threads(), "n": len(items),
