@@ -348,6 +348,19 @@ def test_segmentation_attributes_count_the_items_label_voxels():
     assert segmentation_attributes(None, cfg) == {"myoma": "", "cyst": ""}
 
 
+def test_too_few_segmentation_voxels_can_leave_an_item_without_a_value():
+    from uterosynth.data.config import LabelsConfig
+    from uterosynth.data.prepare import segmentation_attributes
+
+    label = np.zeros((8, 8), dtype=np.int16)
+    label[0, :2] = 3  # two myoma voxels: fewer than the three that make "present"
+    label[5, :4] = 4
+    cfg = LabelsConfig(from_segmentation={"myoma": [3], "cyst": [4], "other": [5]}, segmentation_min_voxels=3)
+    assert segmentation_attributes(label, cfg)["myoma"] == "absent"  # the default
+    unsure = cfg.model_copy(update={"segmentation_few_voxels": "empty"})
+    assert segmentation_attributes(label, unsure) == {"myoma": "", "cyst": "present", "other": "absent"}
+
+
 def test_prepare_reads_myoma_presence_per_item(tmp_path: Path, capsys):
     """2D items hold the myoma or not, slice by slice; a labels-table column of the same name wins."""
     raw = make_umd(tmp_path / "raw", n=4)

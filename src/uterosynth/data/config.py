@@ -222,6 +222,10 @@ class LabelsConfig(StrictModel):
         from_segmentation: attributes of each item read from its label map (default ``myoma``:
             label 3 in the item, so a slice without the myoma is ``absent`` even when the
             subject has one); subjects without a label map get an empty value.
+        segmentation_min_voxels: the voxels that make an item's attribute ``present``.
+        segmentation_few_voxels: an item with fewer (but some) voxels is ``absent``, or, with
+            ``empty``, gets no value: a structure too small to see at the item's resolution is then
+            neither a positive nor a negative example.
     """
 
     subject_column: str = "subject"
@@ -233,6 +237,9 @@ class LabelsConfig(StrictModel):
                     "'present' when at least segmentation_min_voxels of its voxels carry one of them, else 'absent'")
     segmentation_min_voxels: int = Field(8, ge=1, description="voxels of an item that make a from_segmentation "
                                                                "attribute 'present'")
+    segmentation_few_voxels: Literal["absent", "empty"] = Field(
+        "absent", description="the value of an item with some, but fewer than segmentation_min_voxels, voxels: "
+                              "'absent', or 'empty' to leave such too-small-to-see items out of judges and prompts")
 
 
 class PrepareConfig(StrictModel):

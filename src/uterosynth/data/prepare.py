@@ -260,8 +260,12 @@ def segmentation_attributes(label: np.ndarray | None, cfg: LabelsConfig, *, skip
     names = {n: v for n, v in cfg.from_segmentation.items() if n not in skip}
     if label is None:
         return {name: "" for name in names}
-    return {name: "present" if int(np.isin(label, values).sum()) >= cfg.segmentation_min_voxels else "absent"
-            for name, values in names.items()}
+    few = "" if cfg.segmentation_few_voxels == "empty" else "absent"
+
+    def value(voxels: int) -> str:
+        return "present" if voxels >= cfg.segmentation_min_voxels else few if voxels else "absent"
+
+    return {name: value(int(np.isin(label, values).sum())) for name, values in names.items()}
 
 
 def _worker(args: tuple) -> tuple[str, list[dict[str, Any]] | None, str]:
