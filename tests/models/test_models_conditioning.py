@@ -144,6 +144,25 @@ def test_text_only_model_sees_its_attributes_only_in_the_prompt():
     assert back.vocab == c.vocab and torch.equal(back.encode(RECORDS).text, c.encode(RECORDS).text)
 
 
+def test_an_empty_value_is_null_not_a_class_of_the_model():
+    """Items whose value is not known (``labels.segmentation_few_voxels: empty``) train the null
+    condition and a sampling plan never asks for them; models whose vocabulary lists "" plan the same."""
+    from uterosynth.diffusion.conditions import ConditionVocabulary
+    from uterosynth.sampling.plan import plan_items
+
+    records = [{**r, "myoma": m} for r, m in zip(RECORDS, ["present", "", "absent", ""], strict=True)]
+    for cfg in (ConditioningConfig(attributes=["orientation", "myoma"], embed_dim=16),
+                ConditioningConfig(text_attributes=["orientation", "myoma"], text="structured", embed_dim=16)):
+        c = ConditionCodec.fit(cfg, records)
+        assert c.vocab.categorical["myoma"] == ["absent", "present"]
+        assert "fibroid" not in c.prompts([records[1]])[0]
+    c = ConditionCodec.fit(ConditioningConfig(attributes=["myoma"], embed_dim=16), records)
+    assert c.encode([records[1]]).attributes["myoma"].tolist() == [c.vocab.null_index("myoma")]
+    older = ConditionVocabulary(attributes={"myoma": ["", "absent", "present"]})
+    assert [i.condition["myoma"] for i in plan_items(older, n=None, per_class=1, conditions={}, prompt=None)] == [
+        "absent", "present"]
+
+
 def test_text_only_guidance_goes_through_the_prompt():
     from uterosynth.diffusion.guidance import check_guidance
 

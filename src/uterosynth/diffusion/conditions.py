@@ -87,8 +87,9 @@ class ConditionVocabulary(StrictModel):
 
     @property
     def categorical(self) -> dict[str, list[str]]:
-        """Every categorical attribute a sample can be asked for: embedded ones, then those of the prompt."""
-        return {**self.attributes, **self.prompt_attributes}
+        """Every categorical attribute a sample can be asked for: embedded ones, then those of the prompt
+        (an empty value, "not known", is not one: models trained before it was left out list it)."""
+        return {name: [v for v in values if v != ""] for name, values in {**self.attributes, **self.prompt_attributes}.items()}
 
     def check_name(self, name: str, *, what: str = "condition") -> None:
         """Raise unless ``name`` is a condition (``what="condition"``: prompt attributes too) or a guidance name."""

@@ -133,10 +133,13 @@ class ConditionCodec:
                 raise DataError(f"{source}: continuous attribute '{name}' holds a non-numeric value") from err
             stats[name] = (float(values.mean()), float(values.std(unbiased=False)) or 1.0)
         text_encoder = cls._make_text_encoder(config, records)
+        def known(name: str) -> list[str]:  # an empty value is "not known": null, not a class
+            return sorted({str(r[name]) for r in records if r[name] not in (None, "")})
+
         vocab = ConditionVocabulary(
-            attributes={name: sorted({str(r[name]) for r in records}) for name in config.attributes},
+            attributes={name: known(name) for name in config.attributes},
             continuous=list(config.continuous),
-            prompt_attributes={name: sorted({str(r[name]) for r in records}) for name in config.text_attributes},
+            prompt_attributes={name: known(name) for name in config.text_attributes},
             text_null_tokens=text_encoder.tokenize([""])[0].tolist() if text_encoder is not None else None,
         )
         return cls(config, vocab, stats, text_encoder)
