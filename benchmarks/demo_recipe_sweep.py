@@ -158,11 +158,22 @@ def ceiling(args) -> None:
     by = {}
     if args.by:  # a shortcut control: the same classes within each value of another column
         values = real.attribute(args.by)
+        if args.bins:
+            values = [_bin(float(v), [float(e) for e in args.bins.split(",")]) for v in values]
         for value in sorted({values[i] for i in keep}, key=str):
             by[f"{args.by}={value}"] = scored([i for i in keep if values[i] == value])
     print(json.dumps({"data": args.data, "split": "all" if every else split or "train", "judge": args.judge,
                       **({"by": by} if by else {}), "task": task, "items": len(keep),
                       "subjects": len({real.subjects[i] for i in keep}), "per_class": per_class}))
+
+
+def _bin(value: float, edges: list[float]) -> str:
+    """The range of ``edges`` that holds ``value``: ``<1``, ``1-16``, ..., ``>=100``."""
+    below = [e for e in edges if e <= value]
+    if not below:
+        return f"<{edges[0]:g}"
+    upper = [e for e in edges if e > value]
+    return f"{below[-1]:g}-{upper[0]:g}" if upper else f">={below[-1]:g}"
 
 
 def table(args) -> None:
@@ -227,6 +238,8 @@ def main() -> None:
     c.add_argument("--data", required=True, help="prepared DIR (its train split) or DIR:split")
     c.add_argument("--all-splits", action="store_true", help="every split of DIR (a cohort the judge never saw)")
     c.add_argument("--by", help="also per value of this manifest column (e.g. myoma_count: a subject-level shortcut)")
+    c.add_argument("--bins", help="with --by a numeric column: group its values at these edges "
+                                  "(e.g. 1,16,40,100 for myoma_voxels: 0, 1-15, 16-39, 40-99, 100+)")
     c.add_argument("--judge", required=True)
     c.add_argument("--out", default="sweep")
     tb = sub.add_parser("table")

@@ -136,11 +136,14 @@ def test_the_ceiling_scores_the_judges_own_task_and_refuses_its_training_subject
 
     sweep = _load("demo_recipe_sweep")
     own = make_prepared_dataset(tmp_path / "own", shape=(16, 16), subjects=8)
-    other = make_prepared_dataset(tmp_path / "other", shape=(16, 16), subjects=4, subject_prefix="T")
+    other = make_prepared_dataset(tmp_path / "other", shape=(16, 16), subjects=4, subject_prefix="T", attributes={
+        "orientation": ["AVAF", "AVRF", "RVAF", "RVRF"], "field_strength": ["1.5T", "3T"],
+        "myoma_voxels": ["0", "12", "50", "150"]})
     train_judge(own, JudgeConfig.model_validate({
         "task": "field_strength", "classifier": {"image_size": 16, "widen_factor": 0.0625}, "augment_training": False,
         "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 8}}), tmp_path / "judge")
-    sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=True, by="orientation"))
+    sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=True, by="orientation",
+                                bins=None))
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["task"] == "field_strength" and set(out["per_class"]) == {"1.5T", "3T"}
     assert out["items"] == 8 and out["subjects"] == 4 and sum(v["n"] for v in out["per_class"].values()) == 8
@@ -148,10 +151,15 @@ def test_the_ceiling_scores_the_judges_own_task_and_refuses_its_training_subject
         assert v["subjects"] == 2 and v["subjects95"][0] <= v["acc"] <= v["subjects95"][1]
     assert set(out["by"]) == {"orientation=AVAF", "orientation=AVRF", "orientation=RVAF", "orientation=RVRF"}
     assert sum(c["n"] for part in out["by"].values() for c in part.values()) == 8
+    sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=True, by="myoma_voxels",
+                                bins="1,16,40,100"))  # a numeric column in size ranges
+    by_size = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["by"]
+    assert set(by_size) == {"myoma_voxels=<1", "myoma_voxels=1-16", "myoma_voxels=40-100", "myoma_voxels=>=100"}
     with pytest.raises(DataError, match="were used to train"):
-        sweep.ceiling(argparse.Namespace(data=str(own), judge=str(tmp_path / "judge"), all_splits=False, by=None))
+        sweep.ceiling(argparse.Namespace(data=str(own), judge=str(tmp_path / "judge"), all_splits=False, by=None, bins=None))
     with pytest.raises(SystemExit, match="no column 'myoma'"):
-        sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=False, by="myoma"))
+        sweep.ceiling(argparse.Namespace(data=str(other), judge=str(tmp_path / "judge"), all_splits=False, by="myoma",
+                                    bins=None))
 
 
 def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_subjects(tmp_path):

@@ -344,8 +344,9 @@ def test_segmentation_attributes_count_the_items_label_voxels():
     label = np.zeros((8, 8), dtype=np.int16)
     label[0, :3] = 3
     label[5, 5] = 4
-    assert segmentation_attributes(label, cfg) == {"myoma": "present", "cyst": "absent"}
-    assert segmentation_attributes(None, cfg) == {"myoma": "", "cyst": ""}
+    assert segmentation_attributes(label, cfg) == {"myoma": "present", "myoma_voxels": "3",
+                                                   "cyst": "absent", "cyst_voxels": "1"}
+    assert segmentation_attributes(None, cfg) == {"myoma": "", "myoma_voxels": "", "cyst": "", "cyst_voxels": ""}
 
 
 def test_too_few_segmentation_voxels_can_leave_an_item_without_a_value():
@@ -358,7 +359,8 @@ def test_too_few_segmentation_voxels_can_leave_an_item_without_a_value():
     cfg = LabelsConfig(from_segmentation={"myoma": [3], "cyst": [4], "other": [5]}, segmentation_min_voxels=3)
     assert segmentation_attributes(label, cfg)["myoma"] == "absent"  # the default
     unsure = cfg.model_copy(update={"segmentation_few_voxels": "empty"})
-    assert segmentation_attributes(label, unsure) == {"myoma": "", "cyst": "present", "other": "absent"}
+    assert {k: v for k, v in segmentation_attributes(label, unsure).items() if not k.endswith("_voxels")} == {
+        "myoma": "", "cyst": "present", "other": "absent"}
 
 
 def test_prepare_reads_myoma_presence_per_item(tmp_path: Path, capsys):
@@ -371,6 +373,8 @@ def test_prepare_reads_myoma_presence_per_item(tmp_path: Path, capsys):
     assert {r["myoma"] for r in rows} == {"present", "absent"}  # the myoma spans some uterus slices, not all
     info = json.loads((tmp_path / "p2" / "dataset.json").read_text())
     assert info["attributes_from_segmentation"] == {"myoma": [3]} and info["attribute_types"]["myoma"] == "categorical"
+    assert info["attribute_types"]["myoma_voxels"] == "numeric"  # each item's myoma size, beside its label
+    assert all((int(r["myoma_voxels"]) >= 8) == (r["myoma"] == "present") for r in rows)
     code, _, _ = run(capsys, *prepare_args(raw, tmp_path / "none", 2, *fine, "--set", "labels.from_segmentation={}"))
     assert code == 0 and "myoma" not in read_manifest(tmp_path / "none" / "manifest.csv")[0]
     table = raw / "labels.csv"
@@ -379,6 +383,7 @@ def test_prepare_reads_myoma_presence_per_item(tmp_path: Path, capsys):
     table.write_text("\n".join([lines[0] + ",myoma", *(line + ",yes" for line in lines[1:-1])]) + "\n")
     code, _, _ = run(capsys, *prepare_args(raw, tmp_path / "table", 2, *fine))
     assert code == 0 and {r["myoma"] for r in read_manifest(tmp_path / "table" / "manifest.csv")} == {"yes", ""}
+    assert "myoma_voxels" not in read_manifest(tmp_path / "table" / "manifest.csv")[0]
     assert json.loads((tmp_path / "table" / "dataset.json").read_text())["attributes_from_segmentation"] == {}
 
 

@@ -255,17 +255,18 @@ def process_subject(
 
 def segmentation_attributes(label: np.ndarray | None, cfg: LabelsConfig, *, skip: Sequence[str] = ()) -> dict[str, str]:
     """An item's ``labels.from_segmentation`` attributes: ``present`` / ``absent`` from its label map
-    (empty without one). Names in ``skip`` (the labels table's columns, which win for every subject,
-    with a row or without) are left out."""
+    (empty without one), and beside each its voxel count as ``NAME_voxels``. Names in ``skip`` (the
+    labels table's columns, which win for every subject, with a row or without) are left out."""
     names = {n: v for n, v in cfg.from_segmentation.items() if n not in skip}
     if label is None:
-        return {name: "" for name in names}
+        return {key: "" for name in names for key in (name, f"{name}_voxels")}
     few = "" if cfg.segmentation_few_voxels == "empty" else "absent"
 
     def value(voxels: int) -> str:
         return "present" if voxels >= cfg.segmentation_min_voxels else few if voxels else "absent"
 
-    return {name: value(int(np.isin(label, values).sum())) for name, values in names.items()}
+    counts = {name: int(np.isin(label, values).sum()) for name, values in names.items()}
+    return {key: v for name, n in counts.items() for key, v in ((name, value(n)), (f"{name}_voxels", str(n)))}
 
 
 def _worker(args: tuple) -> tuple[str, list[dict[str, Any]] | None, str]:
@@ -434,7 +435,7 @@ def prepare_dataset(
         columns = list(table.columns) if table is not None else []
         from_segmentation = [n for n in cfg.labels.from_segmentation
                              if n not in columns and any(r.get(n) for r in all_rows)]
-        columns += from_segmentation
+        columns += [key for n in from_segmentation for key in (n, f"{n}_voxels")]
         unlabelled = sorted(s for s in good if table is not None and s not in table.rows)
         write_manifest(tmp / "manifest.csv", all_rows, columns)
 
