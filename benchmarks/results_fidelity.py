@@ -59,21 +59,23 @@ def judge_on_real(predict, real: str, attribute: str, blur: list[float], band_fr
 
     root, split = parse_dataset_ref(real)
     ds = PreparedDataset.load(root, split or "test")
-    subjects = [r["subject"] for r in ds.rows]
-    out = judge_controls(predict, view(ds.stack()), [r[attribute] for r in ds.rows], blur_sigmas=blur,
+    known = [i for i, r in enumerate(ds.rows) if r[attribute] != ""]  # an item without a value is left out
+    rows = [ds.rows[i] for i in known]
+    subjects = [r["subject"] for r in rows]
+    out = judge_controls(predict, view(ds.stack()[known]), [r[attribute] for r in rows], blur_sigmas=blur,
                          band_fraction=band_fraction)
 
-    labels = np.asarray([r[attribute] for r in ds.rows])
+    labels = np.asarray([r[attribute] for r in rows])
 
     def mean_ci(values: np.ndarray, keep: np.ndarray | None = None) -> list[float]:
         keep = np.ones(len(subjects), bool) if keep is None else keep
         return list(cluster_bootstrap_mean(np.asarray(values, dtype=float)[keep], np.asarray(subjects)[keep],
                                            n_boot=2000, seed=0)[:3])
 
-    margins = angle_margins(ds.rows) if attribute == "orientation" else None
+    margins = angle_margins(rows) if attribute == "orientation" else None
     by_margin = ({label: {"items": int(keep.sum()), "accuracy": mean_ci(out["correct"], keep)}
                   for label, keep in margin_bins(margins).items()} if margins is not None else {})
-    padded = sum(float(r.get("pad_fraction") or 0) > 0 for r in ds.rows)
+    padded = sum(float(r.get("pad_fraction") or 0) > 0 for r in rows)
     per_class = {c: mean_ci(out["correct"], labels == c) for c in sorted(set(labels))}
     return {"source": real, "items": len(subjects), "subjects": len(set(subjects)), "padded_items": padded,
             "accuracy": mean_ci(out["correct"]), "per_class": per_class, "by_margin": by_margin,

@@ -294,3 +294,14 @@ def test_paired_sets_tell_a_copy_from_a_smoothed_set_and_from_another_draw():
     assert paired_sets.mean_gradient(smooth) < 0.5 * paired_sets.mean_gradient(x)
     other = paired_sets.paired(x, torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(1)))
     assert abs(other["median_correlation"]) < 0.3 and other["mean_abs_difference"] > 0.2
+
+
+def test_the_judge_on_real_items_leaves_out_items_without_a_value(tmp_path):
+    """An item whose attribute is empty (a myoma too small to label) is no class of its own."""
+    from conftest import make_prepared_dataset
+
+    fidelity = _load("results_fidelity")
+    data = make_prepared_dataset(tmp_path / "d", shape=(16, 16), subjects=6, attributes={"myoma": ["present", "", "absent"]})
+    out = fidelity.judge_on_real(lambda images: ["present"] * len(images), f"{data}:train", "myoma", [2.0], 0.2)
+    assert set(out["per_class"]) <= {"present", "absent"} and out["per_class"]
+    assert out["per_class"].get("present", [1.0])[0] == 1.0 and out["per_class"].get("absent", [0.0])[0] == 0.0
