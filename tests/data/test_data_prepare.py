@@ -46,7 +46,7 @@ def test_prepare_umd_end_to_end(tmp_path: Path, capsys, spatial_dims: int):
     rows = read_manifest(out / "manifest.csv")
     with open(out / "manifest.csv") as fh:
         header = fh.readline().strip().split(",")
-    assert header == [*CORE_COLUMNS, *PAD_COLUMNS, "orientation", "field_strength", "myoma_count", "myoma"]
+    assert header == [*CORE_COLUMNS, *PAD_COLUMNS, "orientation", "field_strength", "myoma_count", "myoma", "myoma_voxels"]
     info = json.loads((out / "dataset.json").read_text())
     assert info["dims"] == spatial_dims and info["seed"] == 3
     assert info["attributes"] == ["orientation", "field_strength", "myoma_count", "myoma"]
