@@ -49,7 +49,7 @@ def test_prepare_umd_end_to_end(tmp_path: Path, capsys, spatial_dims: int):
     assert header == [*CORE_COLUMNS, *PAD_COLUMNS, "orientation", "field_strength", "myoma_count", "myoma", "myoma_voxels"]
     info = json.loads((out / "dataset.json").read_text())
     assert info["dims"] == spatial_dims and info["seed"] == 3
-    assert info["attributes"] == ["orientation", "field_strength", "myoma_count", "myoma"]
+    assert info["attributes"] == ["orientation", "field_strength", "myoma_count", "myoma", "myoma_voxels"]
     assert info["attribute_types"]["myoma_count"] == "numeric"
     assert info["attribute_types"]["orientation"] == "categorical"
     assert info["config"]["preprocess"]["roi"]["mode"] == "window" and info["uterosynth_version"]
