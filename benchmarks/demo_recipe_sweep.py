@@ -159,7 +159,8 @@ def ceiling(args) -> None:
     if args.by:  # a shortcut control: the same classes within each value of another column
         values = real.attribute(args.by)
         if args.bins:
-            values = [_bin(float(v), [float(e) for e in args.bins.split(",")]) for v in values]
+            edges = [float(e) for e in args.bins.split(",")]
+            values = [_bin(float(v), edges) for v in values]
         for value in sorted({values[i] for i in keep}, key=str):
             by[f"{args.by}={value}"] = scored([i for i in keep if values[i] == value])
     print(json.dumps({"data": args.data, "split": "all" if every else split or "train", "judge": args.judge,
@@ -239,7 +240,7 @@ def main() -> None:
     c.add_argument("--all-splits", action="store_true", help="every split of DIR (a cohort the judge never saw)")
     c.add_argument("--by", help="also per value of this manifest column (e.g. myoma_count: a subject-level shortcut)")
     c.add_argument("--bins", help="with --by a numeric column: group its values at these edges "
-                                  "(e.g. 1,16,40,100 for myoma_voxels: 0, 1-15, 16-39, 40-99, 100+)")
+                                  "(e.g. 1,16,40,100 for myoma_voxels: <1, 1-16, 16-40, 40-100, >=100; each range holds its lower edge)")
     c.add_argument("--judge", required=True)
     c.add_argument("--out", default="sweep")
     tb = sub.add_parser("table")

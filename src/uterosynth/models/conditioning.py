@@ -133,6 +133,7 @@ class ConditionCodec:
                 raise DataError(f"{source}: continuous attribute '{name}' holds a non-numeric value") from err
             stats[name] = (float(values.mean()), float(values.std(unbiased=False)) or 1.0)
         text_encoder = cls._make_text_encoder(config, records)
+
         def known(name: str) -> list[str]:  # an empty value is "not known": null, not a class
             return sorted({str(r[name]) for r in records if r[name] not in (None, "")})
 
