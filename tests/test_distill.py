@@ -367,6 +367,7 @@ def test_the_side_by_side_benchmark_runs_and_reports_every_row(teacher, student,
     assert ("MONAI DDPMScheduler (reference)", 100) in rows and ("student S2, Euler", 2) in rows
     assert ("student S2, Euler", 4) not in rows  # a 2-step grid student is not run off its grid
     assert all(r["s_per_item"] > 0 and r["vs_monai_ddpm"] > 0 for r in record["speed"])
+    assert all(r["items_per_s"] == pytest.approx(1 / r["s_per_item"]) for r in record["speed"])
     assert set(record["quality"]) == {"teacher DPM-Solver++ 20", "student S2, Euler 1", "student S2, Euler 2"}
     q = record["quality"]["student S2, Euler 2"]
     assert set(q["per_class"]) == {"AVAF", "AVRF", "RVAF", "RVRF"} and q["kid_ci_x1e3"][0] <= q["kid_x1e3"] <= q["kid_ci_x1e3"][1]
