@@ -144,7 +144,12 @@ def test_balance_by_weights_each_class_equally(tmp_path, data):
 
     records = [{"orientation": o} for o in ["AVAF", "AVAF", "RVRF", "RVRF", "RVRF", "RVRF"]]
     weights = class_balanced_weights(records, "orientation", source="m")
-    assert weights == [0.5, 0.5, 0.25, 0.25, 0.25, 0.25]
+    assert weights == [0.5, 0.5, 0.25, 0.25, 0.25, 0.25]  # each value half of the draws
+    # an empty value is not a class: those items keep their share, the values split the rest equally
+    myoma = [{"myoma": v} for v in ["present", "absent", "absent", "absent", "", ""]]
+    weights = class_balanced_weights(myoma, "myoma", source="m")
+    assert weights[:4] == [1.0, 1 / 3, 1 / 3, 1 / 3] and weights[4] == weights[5] == 0.5
+    assert sum(weights[4:]) / sum(weights) == pytest.approx(2 / 6)
     with pytest.raises(UserError, match="balance_by column 'pathology' not in the manifest"):
         train_diffusion(_cfg(balance_by="pathology"), data, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()

@@ -186,7 +186,10 @@ def _prepare_inputs(cfg: DiffusionTrainConfig, data_path: str | Path):
 
 
 def class_balanced_weights(records: Sequence[dict[str, Any]], column: str, *, source: str) -> list[float]:
-    """Per-item weights ``1 / count(value)``, so every value of ``column`` is drawn equally often.
+    """Per-item weights so every value of ``column`` is drawn equally often.
+
+    Weights are ``1 / count(value)``. Items with no value (empty, e.g. a myoma too small to label)
+    are not a class: they are drawn as often as without balancing, and the values share the rest.
 
     Raises:
         ConfigError: ``column`` is not in the manifest.
@@ -195,8 +198,10 @@ def class_balanced_weights(records: Sequence[dict[str, Any]], column: str, *, so
 
     if column not in records[0]:
         raise ConfigError(f"{source}: balance_by column '{column}' not in the manifest", keys=("balance_by",))
-    counts = Counter(str(r[column]) for r in records)
-    return [1.0 / counts[str(r[column])] for r in records]
+    values = [str(r[column]) if r[column] is not None else "" for r in records]
+    counts = Counter(v for v in values if v)
+    empty_weight = len(counts) / max(sum(counts.values()), 1)  # their share of the draws = their share of the items
+    return [1.0 / counts[v] if v else empty_weight for v in values]
 
 
 def _check_patch_size(cfg: DiffusionTrainConfig, sample_shape: list[int]) -> None:
