@@ -4,6 +4,10 @@ The part of a few-step student's time that no fewer steps can remove (the decode
 network pass, on the same items and conditions as ``bench_distill.py``'s speed rows:
 
     python benchmarks/decode_share.py --teacher T --student S --guidance 3 --n 4
+
+``--fast-config WIDTH/MIN_WIDTH/BLOCKS`` (repeatable) also times an untrained fast decoder of that
+size on the same latents, with its time as a share of the full decoder's: a choice of fast-decoder
+size by cost alone, before any training.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from bench_distill import student_denoiser
 from uterosynth.core.precision import cpu_flags
 from uterosynth.diffusion.guidance import parse_guidance
 from uterosynth.models.diffusion import load_diffusion
+from uterosynth.models.fast_decoder import FastDecoder, FastDecoderConfig
 from uterosynth.sampling.plan import plan_items
 
 
@@ -39,6 +44,7 @@ def main() -> None:
     parser.add_argument("--guidance", default="3")
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fast-config", action="append", default=[], help="WIDTH/MIN_WIDTH/BLOCKS (repeatable)")
     args = parser.parse_args()
     teacher, student = load_diffusion(args.teacher), load_diffusion(args.student)
     items = plan_items(teacher.vocab, n=None, per_class=1)[: args.n]
@@ -50,6 +56,14 @@ def main() -> None:
         record = {"cpu_flags": list(cpu_flags()), "threads": torch.get_num_threads(), "n": len(items),
                   "decode_s_per_item": seconds_per_item(lambda: teacher.decode(z), len(items), args.repeats),
                   "student_pass_s_per_item": seconds_per_item(lambda: network(z, t), len(items), args.repeats)}
+        factor = teacher.decode(z[:1]).shape[-1] // z.shape[-1]
+        for spec in args.fast_config:
+            width, min_width, blocks = (int(v) for v in spec.split("/"))
+            size = FastDecoderConfig(width=width, min_width=min_width, blocks=blocks)
+            fast = FastDecoder(teacher.spatial_dims, z.shape[1], factor, size).eval()
+            timing = seconds_per_item(lambda f=fast: f(z), len(items), args.repeats)
+            timing["share_of_full"] = timing["median"] / max(record["decode_s_per_item"]["median"], 1e-12)
+            record.setdefault("fast_decode_s_per_item", {})[spec] = timing
     print(json.dumps(record, indent=1))
 
 

@@ -399,8 +399,11 @@ def test_decode_share_times_the_decoder_and_one_student_pass(teacher, student):
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO / 'benchmarks'}"}
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "decode_share.py"), "--teacher", str(teacher),
                           "--student", str(student), "--guidance", "orientation=3,field_strength=1.5", "--n", "2",
-                          "--repeats", "3"], capture_output=True, text=True, env=env, timeout=300)
+                          "--repeats", "3", "--fast-config", "8/4/1"], capture_output=True, text=True, env=env,
+                         timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     record = json.loads(run.stdout)
     assert record["n"] == 2 and len(record["decode_s_per_item"]["all"]) == 3
+    fast = record["fast_decode_s_per_item"]["8/4/1"]
+    assert fast["median"] > 0 and fast["share_of_full"] == pytest.approx(fast["median"] / record["decode_s_per_item"]["median"])
     assert record["student_pass_s_per_item"]["median"] > 0 and record["decode_s_per_item"]["median"] >= 0
