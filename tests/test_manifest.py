@@ -6,13 +6,17 @@ import torch
 from conftest import make_prepared_dataset
 from uterosynth.core.errors import DataError
 from uterosynth.data.dataset import make_loader
-from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
+from uterosynth.data.manifest import PreparedDataset, label_value, parse_dataset_ref
 
 
 def test_parse_dataset_ref():
     assert parse_dataset_ref("a/b:test") == (Path("a/b"), "test")
     assert parse_dataset_ref("a/b") == (Path("a/b"), None)
     assert parse_dataset_ref("C:/data") == (Path("C:/data"), None)
+
+
+def test_label_value_empty_is_none_zero_is_a_value():
+    assert [label_value(v) for v in (None, "", "present", 0, 3.0)] == [None, None, "present", "0", "3.0"]
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

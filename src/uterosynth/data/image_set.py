@@ -22,7 +22,7 @@ import torch
 
 from ..core.errors import DataError
 from ..core.imageio import squeeze_2d
-from .manifest import PreparedDataset, parse_dataset_ref
+from .manifest import PreparedDataset, label_value, parse_dataset_ref
 from .synthetic import SyntheticSet
 
 __all__ = ["ImageSet", "load_prepared", "load_synthetic", "stack_arrays"]
@@ -85,7 +85,7 @@ class ImageSet:
 
     def attribute(self, name: str) -> list[str | None]:
         """The value of ``name`` for each item (``None`` where absent)."""
-        return [None if c.get(name) in (None, "") else str(c.get(name)) for c in self.conditions]
+        return [label_value(c.get(name)) for c in self.conditions]
 
     def subset(self, index: Sequence[int] | torch.Tensor | np.ndarray, **changes: Any) -> ImageSet:
         """The items at ``index`` (in that order); ``changes`` replace other fields."""

@@ -55,6 +55,14 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 PAD_COLUMNS: tuple[str, ...] = ("pad_fraction", "pad_path")
 
 
+def label_value(value: Any) -> str | None:
+    """An attribute value as text, or ``None`` where it is empty (``None`` or ``""``).
+
+    An empty value (e.g. a myoma too small to label) means "not known": it is never a class.
+    """
+    return None if value is None or value == "" else str(value)
+
+
 def write_manifest(path: str | Path, rows: Iterable[Mapping[str, Any]], attributes: Sequence[str]) -> None:
     """Write ``manifest.csv``: the core columns, the pad columns when rows have them, ``attributes``."""
     rows = list(rows)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..core.errors import ConfigError, DataError
 from ..data.image_set import ImageSet
-from ..data.manifest import PreparedDataset, parse_dataset_ref
+from ..data.manifest import PreparedDataset, label_value, parse_dataset_ref
 from ..data.synthetic import SyntheticSet
 
 __all__ = [
@@ -234,7 +234,7 @@ def load_synthetic(
     labels = []
     for record in syn.records:
         condition = record.get("condition") or {}
-        if not isinstance(condition, dict) or task not in condition or condition[task] in (None, ""):
+        if not isinstance(condition, dict) or label_value(condition.get(task)) is None:
             raise DataError(
                 f"{meta}: item {record['index']} of synthetic set '{name}' has no '{task}' in its condition "
                 f"(found {sorted(condition) if isinstance(condition, dict) else condition!r}); sample it "

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..core.config import StrictModel
 from ..core.errors import DataError
+from ..data.manifest import label_value
 from ..diffusion.conditions import Condition, ConditionVocabulary, condition_device
 from .text import (
     PretrainedTextEncoder,
@@ -135,7 +136,7 @@ class ConditionCodec:
         text_encoder = cls._make_text_encoder(config, records)
 
         def known(name: str) -> list[str]:  # an empty value is "not known": null, not a class
-            return sorted({str(r[name]) for r in records if r[name] not in (None, "")})
+            return sorted({v for r in records if (v := label_value(r[name])) is not None})
 
         vocab = ConditionVocabulary(
             attributes={name: known(name) for name in config.attributes},
@@ -178,7 +179,7 @@ class ConditionCodec:
         manifest rows), so a manifest can carry more columns than the model uses.
         """
         names = set(self.vocab.attributes) | set(self.vocab.continuous) | set(self.vocab.prompt_attributes)
-        items = [{k: v for k, v in r.items() if k in names and v not in (None, "")} for r in records]
+        items = [{k: v for k, v in r.items() if k in names and label_value(v) is not None} for r in records]
         text = None
         if self.text_encoder is not None:
             text = self.text_encoder.tokenize(list(prompts) if prompts is not None else self.prompts(records))

@@ -24,7 +24,7 @@ from ..core.config import StrictModel
 from ..core.distributed import init_distributed
 from ..core.errors import ConfigError, DataError
 from ..data.dataset import ImageDataset, default_augmentation
-from ..data.manifest import PreparedDataset
+from ..data.manifest import PreparedDataset, label_value
 from ..data.subjects import training_subjects
 from ..diffusion.schedule import NoiseSchedule, NoiseScheduleConfig
 from ..models.conditioning import ConditionCodec, ConditioningConfig
@@ -198,10 +198,10 @@ def class_balanced_weights(records: Sequence[dict[str, Any]], column: str, *, so
 
     if column not in records[0]:
         raise ConfigError(f"{source}: balance_by column '{column}' not in the manifest", keys=("balance_by",))
-    values = [str(r[column]) if r[column] is not None else "" for r in records]
-    counts = Counter(v for v in values if v)
+    values = [label_value(r[column]) for r in records]
+    counts = Counter(v for v in values if v is not None)
     empty_weight = len(counts) / max(sum(counts.values()), 1)  # their share of the draws = their share of the items
-    return [1.0 / counts[v] if v else empty_weight for v in values]
+    return [1.0 / counts[v] if v is not None else empty_weight for v in values]
 
 
 def _check_patch_size(cfg: DiffusionTrainConfig, sample_shape: list[int]) -> None:
