@@ -70,7 +70,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data):
     with pytest.raises(KeyboardInterrupt):
         train_diffusion(cfg, data, tmp_path / "cut", progress=False, on_step_end=kill)
     assert load_train_state(tmp_path / "cut" / "checkpoint")["step"] == 2
-    assert train_diffusion(cfg, data, tmp_path / "cut", resume=True, progress=False)["resumed_from"] == 2
+    resumed = train_diffusion(cfg, data, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["resumed_from"] == 2 and "schedule_changed_on_resume" not in resumed  # the same schedule
     full, cut = _losses(tmp_path / "full"), _losses(tmp_path / "cut")
     for a, b in zip(full, cut, strict=True):
         a.pop("items_per_s"), b.pop("items_per_s")

@@ -105,6 +105,53 @@ def test_the_optimiser_carries_the_cosine_schedule_of_the_run(tmp_path):
     assert constant.param_groups[0]["decay_steps"] == 0
 
 
+def test_a_cooldown_holds_the_rate_then_decays_over_the_last_steps():
+    rates = [scheduled_lr(1.0, s, warmup_steps=10, decay_steps=110, decay_start=60, min_lr_ratio=0.1) for s in range(130)]
+    assert rates[9] == pytest.approx(1.0) and rates[60] == pytest.approx(1.0)  # warm-up, then stable until the start
+    assert rates[85] == pytest.approx(0.55) and rates[110] == pytest.approx(0.1)  # half-way down, then the floor
+    group = make_adamw(nn.Linear(1, 1).parameters(), OptimizerConfig(lr=1.0, decay="cosine", cooldown_steps=30),
+                       device=torch.device("cpu"), total_steps=100).param_groups[0]
+    assert (group["decay_start"], group["decay_steps"]) == (70, 100)
+    with pytest.raises(ValueError, match="cooldown_steps"):
+        OptimizerConfig(cooldown_steps=30)  # a cool-down of a constant rate
+
+
+def test_a_resumed_run_follows_the_schedule_it_is_resumed_with(tmp_path):
+    constant, _ = _train(tmp_path, "branch", total_steps=4)
+    moments = constant.groups["main"].optimizer.state_dict()["state"]
+    cooled = OptimizerConfig(lr=0.05, decay="cosine", cooldown_steps=4, min_lr_ratio=0.2)
+    torch.manual_seed(0)
+    net = nn.Linear(3, 1)
+    group = OptimGroup("main", make_adamw(net.parameters(), cooled, device=torch.device("cpu"), total_steps=8), ("net",))
+    cfg = LoopConfig(steps=8, batch_size=2, device="cpu", log_every=1, val_every=100, checkpoint_every=2)
+    trainer = Trainer({"net": net}, [group], _Regression(), _Points(), cfg=cfg, out=tmp_path / "branch", seed=1,
+                      export="net", model_meta={"kind": "toy"}, progress=False)
+    result = trainer.fit(resume=True)
+    assert result.resumed_from == 4 and result.step == 8
+    after = trainer.groups["main"].optimizer
+    assert after.param_groups[0]["decay_steps"] == 8  # the configured cool-down, not the checkpoint's constant rate
+    assert after.param_groups[0]["lr"] == pytest.approx(scheduled_lr(0.05, 7, decay_steps=8, decay_start=4, min_lr_ratio=0.2))
+    assert int(after.state_dict()["state"][0]["step"]) == int(moments[0]["step"]) + 4  # the moments were resumed
+    summary = result.summary(tmp_path / "branch", trainer.dist)
+    assert summary["schedule_changed_on_resume"] == ["main group 0 decay: constant -> cosine",
+                                                     "main group 0 cooldown_steps: None -> 4",
+                                                     "main group 0 min_lr_ratio: 0.1 -> 0.2"]
+
+
+def test_a_cosine_resumed_with_more_steps_keeps_its_decay_length(tmp_path):
+    cosine = OptimizerConfig(lr=0.05, decay="cosine", min_lr_ratio=0.2)
+    _train(tmp_path, "longer", optimizer=cosine, total_steps=4)
+    torch.manual_seed(0)
+    net = nn.Linear(3, 1)
+    group = OptimGroup("main", make_adamw(net.parameters(), cosine, device=torch.device("cpu"), total_steps=6), ("net",))
+    cfg = LoopConfig(steps=6, batch_size=2, device="cpu", log_every=1, val_every=100, checkpoint_every=2)
+    trainer = Trainer({"net": net}, [group], _Regression(), _Points(), cfg=cfg, out=tmp_path / "longer", seed=1,
+                      export="net", model_meta={"kind": "toy"}, progress=False)
+    result = trainer.fit(resume=True)
+    assert result.schedule_changes == () and group.optimizer.param_groups[0]["decay_steps"] == 4
+    assert group.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.2)  # held at the floor past the first end
+
+
 def test_time_budget_stops_and_checkpoints_the_step_reached(tmp_path, monkeypatch):
     import uterosynth.training.loop as loop
 

@@ -22,6 +22,16 @@ class OptimizerConfig(StrictModel):
     decay: Literal["constant", "cosine"] = Field(
         "constant", description="after the warm-up: a constant rate, or a cosine decay to min_lr_ratio * lr at train.steps")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the cosine decay's final rate, as a fraction of lr")
+    cooldown_steps: int | None = Field(
+        None, ge=1, description="with decay 'cosine': decay over the last cooldown_steps of train.steps only, after a "
+                                "constant rate (warm-up, stable, decay), so a constant-rate run can be resumed and "
+                                "annealed; None decays over the whole run after the warm-up")
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimizerConfig:
+        if self.cooldown_steps is not None and self.decay != "cosine":
+            raise ValueError("cooldown_steps sets the length of a cosine decay: set decay to 'cosine'")
+        return self
 
 
 class LoopConfig(StrictModel):

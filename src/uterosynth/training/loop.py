@@ -42,6 +42,7 @@ __all__ = [
     "TrainResult",
     "NonFiniteLossError",
     "apply_schedule",
+    "load_optimizer_state",
     "scheduled_lr",
     "make_adamw",
     "autocast_context",
@@ -109,6 +110,7 @@ class TrainResult:
     last_metrics: dict[str, float] = field(default_factory=dict)
     items_per_s: float = 0.0
     resumed_from: int | None = None
+    schedule_changes: tuple[str, ...] = ()
 
     def summary(self, out: str | Path, dist_info: DistInfo) -> dict[str, Any]:
         """The command's summary: where, how far, how fast, and the last validation values."""
@@ -117,6 +119,7 @@ class TrainResult:
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "steps": self.step,
             "resumed_from": self.resumed_from,
+            **({"schedule_changed_on_resume": list(self.schedule_changes)} if self.schedule_changes else {}),
             "items_per_s": round(self.items_per_s, 3),
             "world_size": dist_info.world_size,
             "device": str(dist_info.device),
@@ -183,13 +186,19 @@ class Run:
 def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device, total_steps: int | None = None) -> torch.optim.AdamW:
     """AdamW with the fused kernel where the device has one.
 
-    The parameter group carries ``base_lr`` and its schedule (``warmup_steps``, and for a cosine
-    ``decay`` its ``decay_steps`` = ``total_steps`` and ``min_lr_ratio``), saved with the optimiser's
-    state, so a resumed run follows the same schedule; :func:`apply_schedule` sets the step's rate.
+    The parameter group carries its schedule: the settings (:data:`SCHEDULE_SETTINGS`: ``base_lr``,
+    ``warmup_steps``, ``decay``, ``cooldown_steps``, ``min_lr_ratio``) and, for a cosine ``decay``,
+    its end ``decay_steps`` = ``total_steps`` and start ``decay_start``. They are saved with the
+    optimiser's state; :func:`apply_schedule` sets the step's rate and :func:`load_optimizer_state`
+    decides which schedule a resumed run follows.
     """
     decay_steps = total_steps if cfg.decay == "cosine" and total_steps else 0
+    decay_start = cfg.warmup_steps
+    if decay_steps and cfg.cooldown_steps is not None:
+        decay_start = max(cfg.warmup_steps, decay_steps - cfg.cooldown_steps)
     group = {"params": [p for p in params if p.requires_grad], "base_lr": cfg.lr, "warmup_steps": cfg.warmup_steps,
-             "decay_steps": decay_steps, "min_lr_ratio": cfg.min_lr_ratio}
+             "decay": cfg.decay, "cooldown_steps": cfg.cooldown_steps, "min_lr_ratio": cfg.min_lr_ratio,
+             "decay_steps": decay_steps, "decay_start": decay_start}
     kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": tuple(cfg.betas), "weight_decay": cfg.weight_decay}
     try:
         return torch.optim.AdamW([group], fused=True, **kwargs)
@@ -197,17 +206,42 @@ def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device, total_step
         return torch.optim.AdamW([group], foreach=device.type == "cuda", **kwargs)
 
 
+#: The optimiser settings of a parameter group's learning-rate schedule (set by :func:`make_adamw`).
+SCHEDULE_SETTINGS = ("base_lr", "warmup_steps", "decay", "cooldown_steps", "min_lr_ratio")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> list[str]:
+    """Load a checkpoint's optimiser ``state`` (moments, step counts, schedule) into ``optimizer``.
+
+    With the same schedule settings (:data:`SCHEDULE_SETTINGS`) the run continues the checkpoint's
+    schedule: resumed with a larger ``train.steps``, a cosine keeps the decay length it started
+    with. With changed settings (a cosine cool-down branched off a constant-rate run, another
+    ``lr``) the run follows the settings it is resumed with, counted to its ``train.steps``.
+    Returns one line per changed setting.
+    """
+    planned = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    changed = []
+    for i, (group, plan) in enumerate(zip(optimizer.param_groups, planned, strict=True)):
+        saved = {"decay": "cosine" if group.get("decay_steps") else "constant", "cooldown_steps": None, **group}
+        lines = [f"group {i} {k}: {saved.get(k)} -> {plan[k]}" for k in SCHEDULE_SETTINGS if saved.get(k) != plan[k]]
+        group.update(plan if lines else {k: plan[k] for k in SCHEDULE_SETTINGS})
+        changed += lines
+    return changed
+
+
 def scheduled_lr(base_lr: float, step: int, *, warmup_steps: int = 0, decay_steps: int = 0,
-                 min_lr_ratio: float = 0.1) -> float:
+                 min_lr_ratio: float = 0.1, decay_start: int | None = None) -> float:
     """The rate of optimiser step ``step`` (0-based): linear warm-up, then constant or cosine decay.
 
     Warm-up: ``base_lr * min(1, (step + 1) / warmup_steps)``. With ``decay_steps`` the rate then
-    falls along a half cosine from ``base_lr`` (at the end of the warm-up) to
-    ``min_lr_ratio * base_lr`` (at ``decay_steps``) and stays there.
+    holds ``base_lr`` until ``decay_start`` (default: the end of the warm-up) and falls along a half
+    cosine to ``min_lr_ratio * base_lr`` at ``decay_steps``, and stays there.
     """
     rate = base_lr * (min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
     if decay_steps:
-        t = min(1.0, max(0, step - warmup_steps) / max(1, decay_steps - warmup_steps))
+        start = warmup_steps if decay_start is None else decay_start
+        t = min(1.0, max(0, step - start) / max(1, decay_steps - start))
         rate *= min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
     return rate
 
@@ -218,7 +252,8 @@ def apply_schedule(optimizer: torch.optim.Optimizer, step: int) -> None:
         if group.get("warmup_steps") or group.get("decay_steps"):
             group["lr"] = scheduled_lr(group["base_lr"], step, warmup_steps=group.get("warmup_steps", 0),
                                        decay_steps=group.get("decay_steps", 0),
-                                       min_lr_ratio=group.get("min_lr_ratio", 0.1))
+                                       min_lr_ratio=group.get("min_lr_ratio", 0.1),
+                                       decay_start=group.get("decay_start"))
 
 
 def autocast_context(precision: str, device: torch.device):
@@ -303,6 +338,7 @@ class Trainer:
             self.ema = AveragedModel(self.parts.raw[export], multi_avg_fn=update, use_buffers=True)
         self.step = 0
         self.micro = 0  # micro-batches consumed by this rank
+        self.schedule_changes: tuple[str, ...] = ()  # schedule settings a resume changed (load_optimizer_state)
         self._owner = {m: g.name for g in groups for m in g.modules}
         self._writer = None
         self._last_ckpt: Path | None = None
@@ -351,7 +387,8 @@ class Trainer:
         for name, sd in state["modules"].items():
             self.parts.raw[name].load_state_dict(sd)
         for name, sd in state["optimizers"].items():
-            self.groups[name].optimizer.load_state_dict(sd)
+            self.schedule_changes += tuple(f"{name} {line}" for line in
+                                           load_optimizer_state(self.groups[name].optimizer, sd))
         for name, sd in state["scalers"].items():
             self.scalers[name].load_state_dict(sd)
         if self.ema is not None and state.get("ema") is not None:
@@ -566,7 +603,7 @@ class Trainer:
             if self._writer is not None:
                 self._writer.close()
         rate = items / max(time.perf_counter() - t0, 1e-9)
-        return TrainResult(self.step, self._last_ckpt, last, rate, resumed)
+        return TrainResult(self.step, self._last_ckpt, last, rate, resumed, self.schedule_changes)
 
 
 def ema_with_warmup(decay: float) -> Callable[[list, list, torch.Tensor], None]:
