@@ -12,7 +12,7 @@ from uterosynth.core.checkpoint import load_model_json, load_train_state, load_w
 from uterosynth.core.errors import DataError
 from uterosynth.training.config import LoopConfig, OptimizerConfig
 from uterosynth.training.data import ResumableBatches
-from uterosynth.training.loop import OptimGroup, Trainer, make_adamw, scheduled_lr
+from uterosynth.training.loop import OptimGroup, Trainer, load_optimizer_state, make_adamw, scheduled_lr
 
 
 class _Points(torch.utils.data.Dataset):
@@ -150,6 +150,30 @@ def test_a_cosine_resumed_with_more_steps_keeps_its_decay_length(tmp_path):
     result = trainer.fit(resume=True)
     assert result.schedule_changes == () and group.optimizer.param_groups[0]["decay_steps"] == 4
     assert group.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.2)  # held at the floor past the first end
+
+
+def _adamw(cfg: OptimizerConfig, total_steps: int) -> torch.optim.AdamW:
+    return make_adamw(nn.Linear(1, 1).parameters(), cfg, device=torch.device("cpu"), total_steps=total_steps)
+
+
+def test_a_checkpoint_from_before_the_schedule_settings_resumes_unchanged():
+    cosine = OptimizerConfig(lr=0.05, decay="cosine", min_lr_ratio=0.1)
+    old = _adamw(cosine, 4).state_dict()
+    for key in ("decay", "cooldown_steps", "decay_start"):  # the keys older checkpoints lack
+        del old["param_groups"][0][key]
+    resumed = _adamw(cosine, 6)
+    assert load_optimizer_state(resumed, old, step=4) == []
+    assert resumed.param_groups[0]["decay_steps"] == 4 and resumed.param_groups[0]["decay"] == "cosine"
+
+
+def test_a_changed_schedule_says_so_and_what_it_keeps():
+    before = _adamw(OptimizerConfig(lr=0.05, betas=(0.8, 0.9)), 10).state_dict()
+    after = _adamw(OptimizerConfig(lr=0.05, decay="cosine", cooldown_steps=2), 10)
+    lines = load_optimizer_state(after, before, step=9)
+    assert lines[-1] == "group 0 resumed at step 9, past the decay's start 8"
+    assert after.param_groups[0]["betas"] == (0.8, 0.9)  # AdamW's other settings stay the checkpoint's
+    same = _adamw(OptimizerConfig(lr=0.05, min_lr_ratio=0.5), 10)  # a constant rate: min_lr_ratio does nothing
+    assert load_optimizer_state(same, before) == []
 
 
 def test_time_budget_stops_and_checkpoints_the_step_reached(tmp_path, monkeypatch):

@@ -208,25 +208,36 @@ def make_adamw(params, cfg: OptimizerConfig, *, device: torch.device, total_step
 
 #: The optimiser settings of a parameter group's learning-rate schedule (set by :func:`make_adamw`).
 SCHEDULE_SETTINGS = ("base_lr", "warmup_steps", "decay", "cooldown_steps", "min_lr_ratio")
+#: What :func:`make_adamw` derives from them and ``train.steps``: the step's rate, the decay's end and start.
+SCHEDULE_DERIVED = ("lr", "decay_steps", "decay_start")
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> list[str]:
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any], *, step: int = 0) -> list[str]:
     """Load a checkpoint's optimiser ``state`` (moments, step counts, schedule) into ``optimizer``.
 
     With the same schedule settings (:data:`SCHEDULE_SETTINGS`) the run continues the checkpoint's
     schedule: resumed with a larger ``train.steps``, a cosine keeps the decay length it started
     with. With changed settings (a cosine cool-down branched off a constant-rate run, another
-    ``lr``) the run follows the settings it is resumed with, counted to its ``train.steps``.
-    Returns one line per changed setting.
+    ``lr``) the run follows the settings it is resumed with, counted to its ``train.steps``; the
+    other AdamW settings (betas, weight decay) stay the checkpoint's. Returns one line per changed
+    setting, and one more when the checkpoint's ``step`` is already past the new decay's start.
     """
-    planned = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    if not all("decay" in g for g in optimizer.param_groups):  # not made by make_adamw: no schedule to keep
+        optimizer.load_state_dict(state)
+        return []
+    planned = [{k: g[k] for k in (*SCHEDULE_SETTINGS, *SCHEDULE_DERIVED)} for g in optimizer.param_groups]
     optimizer.load_state_dict(state)
     changed = []
     for i, (group, plan) in enumerate(zip(optimizer.param_groups, planned, strict=True)):
-        saved = {"decay": "cosine" if group.get("decay_steps") else "constant", "cooldown_steps": None, **group}
-        lines = [f"group {i} {k}: {saved.get(k)} -> {plan[k]}" for k in SCHEDULE_SETTINGS if saved.get(k) != plan[k]]
-        group.update(plan if lines else {k: plan[k] for k in SCHEDULE_SETTINGS})
-        changed += lines
+        saved = {"base_lr": group["lr"], "warmup_steps": 0, "min_lr_ratio": 0.1, "cooldown_steps": None,
+                 "decay": "cosine" if group.get("decay_steps") else "constant", **group}
+        keys = [k for k in SCHEDULE_SETTINGS if saved[k] != plan[k]]
+        if saved["decay"] == plan["decay"] == "constant":  # no decay: its settings do nothing
+            keys = [k for k in keys if k not in ("min_lr_ratio", "cooldown_steps")]
+        changed += [f"group {i} {k}: {saved[k]} -> {plan[k]}" for k in keys]
+        group.update(plan if keys else {k: saved[k] for k in SCHEDULE_SETTINGS})
+        if keys and plan["decay_steps"] and step > plan["decay_start"]:
+            changed.append(f"group {i} resumed at step {step}, past the decay's start {plan['decay_start']}")
     return changed
 
 
@@ -388,7 +399,8 @@ class Trainer:
             self.parts.raw[name].load_state_dict(sd)
         for name, sd in state["optimizers"].items():
             self.schedule_changes += tuple(f"{name} {line}" for line in
-                                           load_optimizer_state(self.groups[name].optimizer, sd))
+                                           load_optimizer_state(self.groups[name].optimizer, sd,
+                                                                step=int(state["step"])))
         for name, sd in state["scalers"].items():
             self.scalers[name].load_state_dict(sd)
         if self.ema is not None and state.get("ema") is not None:
