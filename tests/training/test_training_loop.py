@@ -37,7 +37,8 @@ class _Regression:
         return err, {"main/mse": err.detach()}
 
 
-def _train(tmp_path, name, optimizer: OptimizerConfig | None = None, total_steps: int | None = None, **loop):
+def _train(tmp_path, name, optimizer: OptimizerConfig | None = None, total_steps: int | None = None,
+           resume: bool = False, **loop):
     torch.manual_seed(0)
     net = nn.Linear(3, 1)
     cfg = LoopConfig(**{"steps": 4, "batch_size": 2, "device": "cpu", "log_every": 1, "val_every": 100,
@@ -47,7 +48,7 @@ def _train(tmp_path, name, optimizer: OptimizerConfig | None = None, total_steps
                        ("net",))
     trainer = Trainer({"net": net}, [group], _Regression(), _Points(), cfg=cfg, out=tmp_path / name, seed=1,
                       export="net", model_meta={"kind": "toy"}, progress=False)
-    return trainer, trainer.fit()
+    return trainer, trainer.fit(resume=resume)
 
 
 def test_gradient_accumulation_equals_larger_batch(tmp_path):
@@ -120,13 +121,7 @@ def test_a_resumed_run_follows_the_schedule_it_is_resumed_with(tmp_path):
     constant, _ = _train(tmp_path, "branch", total_steps=4)
     moments = constant.groups["main"].optimizer.state_dict()["state"]
     cooled = OptimizerConfig(lr=0.05, decay="cosine", cooldown_steps=4, min_lr_ratio=0.2)
-    torch.manual_seed(0)
-    net = nn.Linear(3, 1)
-    group = OptimGroup("main", make_adamw(net.parameters(), cooled, device=torch.device("cpu"), total_steps=8), ("net",))
-    cfg = LoopConfig(steps=8, batch_size=2, device="cpu", log_every=1, val_every=100, checkpoint_every=2)
-    trainer = Trainer({"net": net}, [group], _Regression(), _Points(), cfg=cfg, out=tmp_path / "branch", seed=1,
-                      export="net", model_meta={"kind": "toy"}, progress=False)
-    result = trainer.fit(resume=True)
+    trainer, result = _train(tmp_path, "branch", optimizer=cooled, total_steps=8, resume=True, steps=8)
     assert result.resumed_from == 4 and result.step == 8
     after = trainer.groups["main"].optimizer
     assert after.param_groups[0]["decay_steps"] == 8  # the configured cool-down, not the checkpoint's constant rate
@@ -141,15 +136,10 @@ def test_a_resumed_run_follows_the_schedule_it_is_resumed_with(tmp_path):
 def test_a_cosine_resumed_with_more_steps_keeps_its_decay_length(tmp_path):
     cosine = OptimizerConfig(lr=0.05, decay="cosine", min_lr_ratio=0.2)
     _train(tmp_path, "longer", optimizer=cosine, total_steps=4)
-    torch.manual_seed(0)
-    net = nn.Linear(3, 1)
-    group = OptimGroup("main", make_adamw(net.parameters(), cosine, device=torch.device("cpu"), total_steps=6), ("net",))
-    cfg = LoopConfig(steps=6, batch_size=2, device="cpu", log_every=1, val_every=100, checkpoint_every=2)
-    trainer = Trainer({"net": net}, [group], _Regression(), _Points(), cfg=cfg, out=tmp_path / "longer", seed=1,
-                      export="net", model_meta={"kind": "toy"}, progress=False)
-    result = trainer.fit(resume=True)
-    assert result.schedule_changes == () and group.optimizer.param_groups[0]["decay_steps"] == 4
-    assert group.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.2)  # held at the floor past the first end
+    trainer, result = _train(tmp_path, "longer", optimizer=cosine, total_steps=6, resume=True, steps=6)
+    group = trainer.groups["main"].optimizer.param_groups[0]
+    assert result.schedule_changes == () and group["decay_steps"] == 4
+    assert group["lr"] == pytest.approx(0.05 * 0.2)  # held at the floor past the first end
 
 
 def _adamw(cfg: OptimizerConfig, total_steps: int) -> torch.optim.AdamW:
