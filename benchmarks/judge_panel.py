@@ -2,7 +2,9 @@
 
 For each judge: its accuracy per class on real items of subjects it never saw (intervals over
 subjects; refused when it trained on any of them), and each synthetic set's accuracy per requested
-class with the verdict of the fidelity bar (``results_fidelity.passes``). A judge given as
+class with the verdict of the fidelity bar (``results_fidelity.passes``) and, beside it, its
+difference from the judge's accuracy on each real cohort (``against_real``: a bar of 90 % asks
+more than the real items meet where the judge reads them lower). A judge given as
 ``NAME=DIR1+DIR2+...`` averages the class probabilities of several judges (a panel).
 
     python benchmarks/judge_panel.py --judge "demo recipe=runs/judge2" \\
@@ -62,6 +64,16 @@ def read_as(predict, folder: Path) -> dict:
             "read_as": {c: {"count": k, "share": k / len(got), "wilson95": wilson_ci(k, len(got))} for c, k in counts.items()}}
 
 
+def against_real(sample_per_class: dict, real_per_class: dict) -> dict[str, list[float]]:
+    """Per class: the set's accuracy minus the judge's on real items, ``[difference, low, high]``
+    (:func:`~uterosynth.core.stats.difference_interval` of the Wilson interval over samples and the
+    real items' interval over subjects)."""
+    from uterosynth.core.stats import difference_interval
+
+    return {cls: list(difference_interval(r["accuracy"], r["wilson95"], real_per_class[cls][0], real_per_class[cls][1:]))
+            for cls, r in sample_per_class.items() if cls in real_per_class}
+
+
 def check_unseen(metas: list[dict], real: str, name: str) -> None:
     """Refuse a real cohort any judge of the panel trained on."""
     from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
@@ -71,6 +83,11 @@ def check_unseen(metas: list[dict], real: str, name: str) -> None:
     subjects = {r["subject"] for r in PreparedDataset.load(root, split or "test").rows}
     for meta in metas:
         check_disjoint(meta.get("training_subjects") or {}, subjects, what=f"judge {name} vs {real}", allow_overlap=False)
+
+
+def _points(share: float) -> str:
+    """A difference of shares in signed percentage points, with no "-0"."""
+    return f"{int(round(100 * share)):+d}"
 
 
 def table(results: dict, bar: float, lower_bar: float) -> str:
@@ -90,6 +107,11 @@ def table(results: dict, bar: float, lower_bar: float) -> str:
             verdict = "passes" if fidelity.passes(res, bar, lower_bar) else "fails"
             cells.append(f"{100 * res['worst']:.0f} % {worst}, {verdict}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for real in first["real"]:
+            cells = [", ".join(f"{c} {_points(d)} [{_points(lo)}, {_points(hi)}]"
+                               for c, (d, lo, hi) in results[j]["sets"][name]["against_real"][real].items())
+                     for j in judges]
+            lines.append(f"| {name} minus real, {real} | " + " | ".join(cells) + " |")
     for name in first.get("unconditioned", {}):
         cells = [", ".join(f"{100 * v['share']:.0f} % {c}" for c, v in results[j]["unconditioned"][name]["read_as"].items())
                  for j in judges]
@@ -123,6 +145,9 @@ def main() -> None:
                      for s in args.samples},
             "unconditioned": {s.partition("=")[0]: read_as(predict, Path(s.partition("=")[2])) for s in args.unconditioned},
         }
+        for res in results[name]["sets"].values():
+            res["against_real"] = {real: against_real(res["per_class"], r["per_class"])
+                                   for real, r in results[name]["real"].items()}
     print(table(results, args.bar, args.lower_bar))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -193,9 +194,16 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     real = {"x:train": {"per_class": {"C0": [0.9, 0.8, 1.0]}}}
     results = {"J1": {"real": real, "sets": {"s": _result((0.95, 0.9))}},
                "J2": {"real": real, "sets": {"s": _result((0.85, 0.8))}}}
+    for res in results.values():  # as main() does: each set against each real cohort
+        res["sets"]["s"]["against_real"] = {"x:train": panel.against_real(res["sets"]["s"]["per_class"],
+                                                                          real["x:train"]["per_class"])}
+    low = 0.05 - math.hypot(0.95 - 0.9, 1.0 - 0.9)  # sample minus real, MOVER with each own interval
+    assert results["J1"]["sets"]["s"]["against_real"]["x:train"]["C0"][:2] == pytest.approx([0.05, low])
     text = panel.table(results, bar=0.90, lower_bar=0.85)
     assert "| real C0, x:train | 90 % [80, 100] | 90 % [80, 100] |" in text
     assert "| s | 95 % C0, passes | 85 % C0, fails |" in text
+    assert "| s minus real, x:train | C0 +5 [-6, +16] | C0 -5 [-16, +13] |" in text
+    assert panel._points(-0.003) == "+0" and panel._points(-0.01) == "-1"
     import numpy as np
 
     unconditioned = make_synthetic_set(tmp_path / "plain", np.random.default_rng(0).random((6, 16, 16)).astype(np.float32))

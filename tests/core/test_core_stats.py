@@ -22,3 +22,14 @@ def test_wilson_interval_holds_the_observed_proportion():
     for correct, n in [(0, 5), (5, 5), (39, 40), (1, 3)]:
         low, high = wilson_ci(correct, n)
         assert low <= correct / n <= high
+
+
+def test_a_difference_interval_matches_newcombes_published_example():
+    """Newcombe (1998), Statistics in Medicine 17:873, example (a): 56/70 against 48/80, method 10 gives
+    0.0524 to 0.3339 around 0.2."""
+    from uterosynth.core.stats import difference_interval
+
+    diff, low, high = difference_interval(56 / 70, wilson_ci(56, 70), 48 / 80, wilson_ci(48, 80))
+    assert (round(diff, 4), round(low, 4), round(high, 4)) == (0.2, 0.0524, 0.3339)
+    same = difference_interval(0.5, (0.4, 0.6), 0.5, (0.4, 0.6))
+    assert same[1] < 0.0 < same[2] and same[0] == 0.0
