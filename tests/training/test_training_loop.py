@@ -164,6 +164,8 @@ def test_a_changed_schedule_says_so_and_what_it_keeps():
     assert after.param_groups[0]["betas"] == (0.8, 0.9)  # AdamW's other settings stay the checkpoint's
     same = _adamw(OptimizerConfig(lr=0.05, min_lr_ratio=0.5), 10)  # a constant rate: min_lr_ratio does nothing
     assert load_optimizer_state(same, before) == []
+    plain = torch.optim.AdamW(nn.Linear(1, 1).parameters(), lr=0.3)  # not made by make_adamw: loaded as it is
+    assert load_optimizer_state(plain, before) == [] and plain.param_groups[0]["lr"] == 0.05
 
 
 def test_time_budget_stops_and_checkpoints_the_step_reached(tmp_path, monkeypatch):
