@@ -4,7 +4,8 @@ For each judge: its accuracy per class on real items of subjects it never saw (i
 subjects; refused when it trained on any of them), and each synthetic set's accuracy per requested
 class with the verdict of the fidelity bar (``results_fidelity.passes``) and, beside it, its
 difference from the judge's accuracy on each real cohort (``against_real``: a bar of 90 % asks
-more than the real items meet where the judge reads them lower). A judge given as
+more than the real items meet where the judge reads them lower; ``--margin`` reads it as a
+non-inferiority bar). A judge given as
 ``NAME=DIR1+DIR2+...`` averages the class probabilities of several judges (a panel).
 
     python benchmarks/judge_panel.py --judge "demo recipe=runs/judge2" \\
@@ -74,6 +75,12 @@ def against_real(sample_per_class: dict, real_per_class: dict) -> dict[str, list
             for cls, r in sample_per_class.items() if cls in real_per_class}
 
 
+def non_inferior(differences: dict[str, list[float]], margin: float) -> bool:
+    """Whether every class's difference from the real items has its lower end at or above ``-margin``
+    (a non-inferiority bar: fix the margin before the samples are drawn)."""
+    return all(low >= -margin for _, low, _ in differences.values())
+
+
 def check_unseen(metas: list[dict], real: str, name: str) -> None:
     """Refuse a real cohort any judge of the panel trained on."""
     from uterosynth.data.manifest import PreparedDataset, parse_dataset_ref
@@ -90,8 +97,9 @@ def _points(share: float) -> str:
     return f"{int(round(100 * share)):+d}"
 
 
-def table(results: dict, bar: float, lower_bar: float) -> str:
-    """Rows: each real cohort per class, then each synthetic set's worst class and verdict; a column per judge."""
+def table(results: dict, bar: float, lower_bar: float, margin: float | None = None) -> str:
+    """Rows: each real cohort per class, then each synthetic set's worst class and verdict, and its difference
+    from each real cohort (with the non-inferiority verdict when ``margin`` is given); a column per judge."""
     judges = list(results)
     lines = ["| | " + " | ".join(judges) + " |", "| --- |" + " --- |" * len(judges)]
     first = results[judges[0]]
@@ -108,9 +116,14 @@ def table(results: dict, bar: float, lower_bar: float) -> str:
             cells.append(f"{100 * res['worst']:.0f} % {worst}, {verdict}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         for real in first["real"]:
-            cells = [", ".join(f"{c} {_points(d)} [{_points(lo)}, {_points(hi)}]"
-                               for c, (d, lo, hi) in results[j]["sets"][name]["against_real"][real].items())
-                     for j in judges]
+            cells = []
+            for j in judges:
+                differences = results[j]["sets"][name]["against_real"][real]
+                cell = ", ".join(f"{c} {_points(d)} [{_points(lo)}, {_points(hi)}]" for c, (d, lo, hi) in differences.items())
+                if margin is not None:
+                    shown = "non-inferior" if non_inferior(differences, margin) else "non-inferiority not shown"
+                    cell += f"; {shown} at a margin of {100 * margin:g} points"
+                cells.append(cell)
             lines.append(f"| {name} minus real, {real} | " + " | ".join(cells) + " |")
     for name in first.get("unconditioned", {}):
         cells = [", ".join(f"{100 * v['share']:.0f} % {c}" for c, v in results[j]["unconditioned"][name]["read_as"].items())
@@ -130,8 +143,13 @@ def main() -> None:
     parser.add_argument("--attribute", default="orientation")
     parser.add_argument("--bar", type=float, default=0.90)
     parser.add_argument("--lower-bar", type=float, default=0.85)
+    parser.add_argument("--margin", type=float,
+                        help="non-inferiority margin (e.g. 0.05): a set is non-inferior to a real cohort when every "
+                             "class's difference from it has its lower end at or above -MARGIN; fix it before drawing")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if args.margin is not None and not 0 <= args.margin < 1:
+        parser.error(f"--margin {args.margin}: a share between 0 and 1 (0.05 is 5 points)")
     results = {}
     for spec in args.judge:
         name, _, folders = spec.partition("=")
@@ -148,7 +166,10 @@ def main() -> None:
         for res in results[name]["sets"].values():
             res["against_real"] = {real: against_real(res["per_class"], r["per_class"])
                                    for real, r in results[name]["real"].items()}
-    print(table(results, args.bar, args.lower_bar))
+            if args.margin is not None:
+                res["non_inferior"] = {"margin": args.margin, **{real: non_inferior(d, args.margin)
+                                                                 for real, d in res["against_real"].items()}}
+    print(table(results, args.bar, args.lower_bar, args.margin))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 

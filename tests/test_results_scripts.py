@@ -203,6 +203,11 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     assert "| real C0, x:train | 90 % [80, 100] | 90 % [80, 100] |" in text
     assert "| s | 95 % C0, passes | 85 % C0, fails |" in text
     assert "| s minus real, x:train | C0 +5 [-6, +16] | C0 -5 [-16, +13] |" in text
+    with_margin = panel.table(results, bar=0.90, lower_bar=0.85, margin=0.10)
+    assert ("| s minus real, x:train | C0 +5 [-6, +16]; non-inferior at a margin of 10 points | "
+            "C0 -5 [-16, +13]; non-inferiority not shown at a margin of 10 points |") in with_margin
+    assert panel.non_inferior({"a": [0.0, -0.05, 0.05], "b": [0.02, -0.049, 0.1]}, 0.05)
+    assert not panel.non_inferior({"a": [0.0, -0.05, 0.05], "b": [0.02, -0.051, 0.1]}, 0.05)
     assert panel._points(-0.003) == "+0" and panel._points(-0.01) == "-1"
     import numpy as np
 
