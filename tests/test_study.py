@@ -247,6 +247,30 @@ def test_cells_run_through_submitit_resume_and_fail_alone(tmp_path):
     assert (small / "cell.yaml").read_text() == before
 
 
+def test_only_the_selected_cells_run_and_the_others_are_read_as_they_stand(tmp_path):
+    broken = {"override": {"prepared": {"args": {"input": str(tmp_path / "nowhere")}}}}
+    path = _study(tmp_path, axes={"size": {"small": {}, "large": {}, "broken": broken}})
+    root, cfg, cells = plan(path)
+    with pytest.raises(StudyFailed, match=r"1 of 3 cell\(s\) failed: size-broken_seed-0"):
+        run_study(root, cfg, cells, only=["size-broken*"])
+    broken_record = (root / "cells" / "size-broken_seed-0" / CELL_STATUS).read_text()
+    seen: list[tuple[str, str]] = []
+    with pytest.raises(StudyFailed, match=r"1 of 3 cell\(s\) failed: size-broken_seed-0"):  # still failed: not retried
+        run_study(root, cfg, cells, only=["size-s*"], on_cell=lambda cell, state: seen.append((cell.name, state)))
+    assert seen == [("size-small_seed-0", "queued"), ("size-large_seed-0", "kept (not selected)"),
+                    ("size-broken_seed-0", "kept (not selected)"), ("size-small_seed-0", "ok")]
+    assert not (root / "cells" / "size-large_seed-0").exists()
+    assert (root / "cells" / "size-broken_seed-0" / CELL_STATUS).read_text() == broken_record
+    document = json.loads((root / "study.json").read_text())
+    assert [c["status"] for c in document["cells"]] == ["ok", "not run", "failed"]
+    with pytest.raises(ConfigError, match=r"--cell size-huge\*: matches no cell of the study"):
+        run_study(root, cfg, cells, only=["size-huge*"])
+    with pytest.raises(SystemExit) as info:
+        main(["study", str(path), "--cell", "size-l*"])
+    assert info.value.code == 2  # the broken cell, kept as it stands, still fails the study
+    assert json.loads((root / "study.json").read_text())["cells"][1]["status"] == "ok"
+
+
 def test_a_stage_is_shared_only_between_cells_that_make_it_from_equal_inputs(tmp_path):
     from uterosynth.study import _shared_stages
 

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from fnmatch import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -519,20 +520,26 @@ class StudyFailed(DataError):
 
 def run_study(
     root: Path, cfg: GridStudyConfig, cells: Sequence[Cell], *,
-    on_cell: Callable[[Cell, str], None] | None = None,
+    on_cell: Callable[[Cell, str], None] | None = None, only: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write each cell's pipeline file, run the unfinished cells on the configured executor, then
-    :func:`summarize`. Finished cells are skipped.
+    :func:`summarize`. Finished cells are skipped; with ``only`` (shell patterns of cell names), so
+    is every cell no pattern matches, and it is read as it stands.
 
     Raises:
+        ConfigError: a pattern of ``only`` matches no cell.
         StudyFailed: a cell failed (after the summary of the others was written).
     """
+    for pattern in only:
+        if not any(fnmatch(cell.name, pattern) for cell in cells):
+            raise ConfigError(f"--cell {pattern}: matches no cell of the study ({', '.join(c.name for c in cells)})")
+    chosen = [cell for cell in cells if not only or any(fnmatch(cell.name, p) for p in only)]
     records = {cell.name: _status(root / "cells" / cell.name) for cell in cells}
-    for cell in cells:  # refuse before any cell is touched
+    for cell in chosen:  # refuse before any cell is touched
         if records[cell.name].get("digest") not in (None, cell.digest):
             raise ConfigError(f"{root / 'cells' / cell.name / CELL_STATUS}: cell '{cell.name}' was run with another "
                               "configuration; move its folder away to rerun it, or restore the study file")
-    pending = [cell for cell in cells if records[cell.name]["status"] != "ok"]
+    pending = [cell for cell in chosen if records[cell.name]["status"] != "ok"]
     shared = _shared_stages(root, cells) if pending else {}
     for cell in cells:
         folder = root / "cells" / cell.name
@@ -541,7 +548,7 @@ def run_study(
             (folder / CELL_FILE).write_text(yaml.safe_dump(cell.document(folder), sort_keys=False))
             write_json(folder / SHARED_FILE, shared[cell.name])
         if on_cell:
-            on_cell(cell, "queued" if cell in pending else "skipped (done)")
+            on_cell(cell, "queued" if cell in pending else "skipped (done)" if cell in chosen else "kept (not selected)")
     files = [str(root / "cells" / c.name / CELL_FILE) for c in pending]
     digests = [c.digest for c in pending]
     if cfg.executor.kind == "submitit":
@@ -553,7 +560,7 @@ def run_study(
         if on_cell:
             on_cell(cell, outcome["status"])
     summary = summarize(root, cfg, cells)
-    failed = [c["name"] for c in summary["cells"] if c["status"] != "ok"]
+    failed = [c["name"] for c in summary["cells"] if c["status"] not in ("ok", "not run")]  # 'not run': not selected
     if failed:
         raise StudyFailed(f"{len(failed)} of {len(cells)} cell(s) failed: {', '.join(failed)} "
                           f"(their logs: cells/<name>/{CELL_STATUS} names each); the others are in {root / 'study.html'}")

@@ -17,6 +17,8 @@ def study(
     study_file: Path = typer.Argument(..., help="Study file (see configs/study_*.yaml)."),
     out: Path = typer.Option(None, "--out", help="Output folder (overrides the file's 'out')."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their pipeline changes; run nothing."),
+    cell: list[str] = typer.Option(None, "--cell", help="Run only the cells whose names match this shell pattern "
+                                   "(repeatable); the others are read as they stand."),
     as_json: AsJson = False,
 ) -> None:
     """Run (or resume) every cell of a study on its executor; finished cells are kept; write study.html."""
@@ -31,6 +33,6 @@ def study(
     def announce(cell, state: str) -> None:
         err_console.print(f"[bold]cell[/] {escape(cell.name)}: {escape(state)}")
 
-    document = run_study(root, cfg, cells, on_cell=announce)
+    document = run_study(root, cfg, cells, on_cell=announce, only=cell or ())
     emit_summary({"out": str(root), "report": str(root / "study.html"), "cells": len(cells),
                   "claims": {c["statement"]: c["verdict"] for c in document["claims"]}}, as_json=as_json, title="study")
