@@ -37,10 +37,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from fnmatch import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
