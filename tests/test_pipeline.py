@@ -123,6 +123,27 @@ def test_run_stage_hands_the_job_to_run_job(tmp_path):
         ("phantom", PhantomJob, 3, tmp_path / "out" / "cohort")]
 
 
+def test_a_torchrun_stage_runs_its_command_under_torchrun_and_a_failure_names_it(tmp_path):
+    """``launcher: torchrun``: the stage's command runs in torchrun's worker processes (one here, on the
+    CPU), its folder made as in process; a command that fails there fails the stage with its exit code."""
+    from uterosynth.core.errors import DataError
+    from uterosynth.pipeline import run_stage
+
+    path = _write(tmp_path / "p.yaml", [
+        {"name": "cohort", "command": "phantom", "launcher": "torchrun", "nproc": 1,
+         "args": {"subjects": 2, "seed": 1, "workers": 1},
+         "set": {"geometry.matrix": [32, 32], "geometry.slices": 4}, "done": "labels.csv"},
+        {"name": "prepared", "command": "prepare", "launcher": "torchrun",
+         "args": {"source": "umd", "input": str(tmp_path / "nowhere")}, "done": "manifest.csv"},
+    ])
+    cohort, prepared = pipeline_stages(path)[1]
+    run_stage(cohort, list(cohort.args), run_job=lambda command, job: pytest.fail("ran in process"))
+    assert len((tmp_path / "out" / "cohort" / "labels.csv").read_text().splitlines()) == 3  # header + 2 subjects
+    with pytest.raises(DataError, match=r"stage 'prepared' \(torchrun uterosynth prepare\) failed \(exit code [1-9]"):
+        run_stage(prepared, list(prepared.args))
+    assert not (tmp_path / "out" / "prepared" / "manifest.csv").exists()
+
+
 def _by_name(path: Path, tmp_path: Path) -> dict:
     """Stage name (without the demo's number) → stage, of the pipeline file ``path``."""
     return {s.name: s for s in pipeline_stages(path, out=tmp_path)[1]}

@@ -234,7 +234,9 @@ def _in_process(stage: Stage, resume: bool, run_job: RunJob) -> None:
     run_job(definition.command, validate_config(definition.job, options, source=f"stage '{stage.name}'"))
 
 
-def _torchrun(args: Sequence[str], nproc: int | str) -> None:
+def _torchrun(stage: Stage, args: Sequence[str]) -> None:
+    """Run ``uterosynth`` with ``args`` in ``stage.nproc`` torchrun worker processes on this node."""
+    nproc = stage.nproc
     if nproc == "auto":
         import torch
 
@@ -243,15 +245,15 @@ def _torchrun(args: Sequence[str], nproc: int | str) -> None:
            "-m", "uterosynth", *args]
     code = subprocess.run(cmd, check=False).returncode
     if code != 0:
-        raise DataError(f"stage 'torchrun uterosynth {' '.join(args[:2])}' failed (exit code {code}); its own message "
-                        "is above")
+        raise DataError(f"stage '{stage.name}' (torchrun uterosynth {stage.command}) failed (exit code {code}); "
+                        "its own message is above")
 
 
 def run_stage(stage: Stage, args: Sequence[str], *, run_job: RunJob = _run_plain) -> None:
     """Run one stage in this process through ``run_job``, or its command under torchrun
     (``--resume`` in ``args``: resume it)."""
     if stage.launcher == "torchrun":
-        _torchrun(args, stage.nproc)
+        _torchrun(stage, args)
     else:
         _in_process(stage, "--resume" in args, run_job)
 
