@@ -511,6 +511,9 @@ def test_a_volume_cells_row_shows_its_2_5d_fid_and_slice_consistency_beside_the_
         "123456.7 (2 attempts)"
     plain = _row({**cell, "results": {"kid": {"synthetic": m(0.1)}}}, ["model"])
     assert (plain["fid"], plain["slices"], plain["downstream"]) == ("–", "–", "–")
+    unconditional = _row({**cell, "results": {"judges": {"field_strength": {
+        "judge": {}, "real": {"accuracy": m(0.8)}}}}}, ["model"])  # drawn without classes: nothing to read per class
+    assert unconditional["judge_worst"] == "–" and unconditional["other_judges"].startswith("field_strength: no class requested; on real")
 
 
 def test_a_claim_on_another_attributes_judge_reads_that_judge():

@@ -84,7 +84,8 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
         "judge": ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
         "judge_real": _real(r),
         "other_judges": "; ".join(
-            f"{task}: " + ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in j.get("judge", {}).items())
+            f"{task}: " + (", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in j.get("judge", {}).items())
+                           or "no class requested")
             + (f" (worst {_with_ci(j['judge_worst'], 2)})" if j.get("judge_worst") else "")
             + (f"; on real items {_real(j)}" if j.get("real") else "")
             for task, j in (r.get("judges") or {}).items()) or "–",
