@@ -133,6 +133,8 @@ def table(results: dict, bar: float, lower_bar: float, margin: float | None = No
 
 
 def main() -> None:
+    from uterosynth.models.judge import judge_view
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judge", action="append", required=True, help="NAME=DIR or NAME=DIR1+DIR2+... (repeatable)")
     parser.add_argument("--samples", action="append", required=True, help="NAME=SYNTHETIC_SET (repeatable)")
@@ -156,9 +158,12 @@ def main() -> None:
         predict, metas = panel(folders.split("+"), args.attribute)
         for real in args.real:
             check_unseen(metas, real, name)
+        dims = int(metas[0]["spatial_dims"])
         results[name] = {
             "judges": folders.split("+"),
-            "real": {real: fidelity.judge_on_real(predict, real, args.attribute, [2.0], 0.2) for real in args.real},
+            "real": {real: fidelity.judge_on_real(predict, real, args.attribute, [2.0], 0.2,
+                                                  view=lambda images, dims=dims: judge_view(images, dims))
+                     for real in args.real},  # volumes: their central sagittal slice, as the samples
             "sets": {s.partition("=")[0]: fidelity.judge_set(predict, Path(s.partition("=")[2]), args.attribute)
                      for s in args.samples},
             "unconditioned": {s.partition("=")[0]: read_as(predict, Path(s.partition("=")[2])) for s in args.unconditioned},

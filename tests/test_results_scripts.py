@@ -163,7 +163,7 @@ def test_the_ceiling_scores_the_judges_own_task_and_refuses_its_training_subject
                                     bins=None))
 
 
-def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_subjects(tmp_path):
+def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_subjects(tmp_path, monkeypatch):
     """judge_panel.py: a panel's answer is the argmax of its judges' mean probabilities; a cohort any of
     them trained on is refused; the table gives each set's worst class and verdict per judge."""
     import torch
@@ -218,6 +218,18 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     first = next(iter(rates["read_as"]))
     assert f"| plain (not conditioned on it), read as | {100 * rates['read_as'][first]['share']:.0f} % {first}" in \
         panel.table(results, bar=0.90, lower_bar=0.85)
+
+    # volumes: the 2D judge reads real and synthetic ones on their central sagittal slice
+    volumes = make_prepared_dataset(tmp_path / "vol", dims=3, shape=(16, 16, 4), subjects=4, subject_prefix="V")
+    vol_set = make_synthetic_set(tmp_path / "volset", np.random.default_rng(1).random((4, 16, 16, 4)).astype(np.float32),
+                                 [{"orientation": c} for c in ("AVAF", "AVRF", "RVAF", "RVRF")], dims=3)
+    out = tmp_path / "panel.json"
+    monkeypatch.setattr("sys.argv", ["judge_panel.py", "--judge", f"j={folders[0]}", "--samples", f"v={vol_set}",
+                                     "--real", f"{volumes}:train", "--json", str(out)])
+    panel.main()
+    read = json.loads(out.read_text())["j"]
+    assert read["real"][f"{volumes}:train"]["items"] == 4 and sum(
+        v["n"] for v in read["sets"]["v"]["per_class"].values()) == 4
 
 
 def test_a_panel_averages_probabilities_not_logits_nor_the_first_judge(monkeypatch, capsys):
