@@ -263,7 +263,7 @@ def test_only_the_selected_cells_run_and_the_others_are_read_as_they_stand(tmp_p
     assert (root / "cells" / "size-broken_seed-0" / CELL_STATUS).read_text() == broken_record
     document = json.loads((root / "study.json").read_text())
     assert [c["status"] for c in document["cells"]] == ["ok", "not run", "failed"]
-    with pytest.raises(ConfigError, match=r"--cell size-huge\*: matches no cell of the study"):
+    with pytest.raises(ConfigError, match=r"cell pattern 'size-huge\*' matches no cell of the study"):
         run_study(root, cfg, cells, only=["size-huge*"])
     with pytest.raises(SystemExit) as info:
         main(["study", str(path), "--cell", "size-l*"])

@@ -532,7 +532,8 @@ def run_study(
     """
     for pattern in only:
         if not any(fnmatch(cell.name, pattern) for cell in cells):
-            raise ConfigError(f"--cell {pattern}: matches no cell of the study ({', '.join(c.name for c in cells)})")
+            raise ConfigError(f"cell pattern '{pattern}' matches no cell of the study ({', '.join(c.name for c in cells)})",
+                              keys=("cell",))
     chosen = [cell for cell in cells if not only or any(fnmatch(cell.name, p) for p in only)]
     records = {cell.name: _status(root / "cells" / cell.name) for cell in cells}
     for cell in chosen:  # refuse before any cell is touched
