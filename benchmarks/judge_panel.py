@@ -6,7 +6,8 @@ class with the verdict of the fidelity bar (``results_fidelity.passes``) and, be
 difference from the judge's accuracy on each real cohort (``against_real``: a bar of 90 % asks
 more than the real items meet where the judge reads them lower; ``--margin`` reads it as a
 non-inferiority bar). A judge given as
-``NAME=DIR1+DIR2+...`` averages the class probabilities of several judges (a panel).
+``NAME=DIR1+DIR2+...`` averages the class probabilities of several judges (a panel). A 2D judge
+reads volumes, synthetic or real, on their central sagittal slice.
 
     python benchmarks/judge_panel.py --judge "demo recipe=runs/judge2" \\
         --judge "three seeds=runs/judge2+runs/judgeA_s1+runs/judgeA_s2" \\
