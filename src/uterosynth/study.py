@@ -593,10 +593,11 @@ def _judged(classes: Sequence[Any], record: Mapping[str, Any] | None) -> dict[st
     """A judge's accuracy per requested class (Wilson intervals) and its worst class; and, from the
     judge's ``record`` in the evaluation, its accuracy on the real reference items (``real``: over
     all, intervals over subjects, and its worst class), to read its verdicts on samples against."""
-    out: dict[str, Any] = {"judge": {c.cls: {"accuracy": c.accuracy, "ci": list(c.interval), "n": c.n} for c in classes}}
+    out: dict[str, Any] = {"judge": {c.cls: {"accuracy": c.accuracy, "ci": list(c.unit_interval), "n": c.n,
+                                             "units": c.units} for c in classes}}
     if classes:
         worst = min(classes, key=lambda c: c.accuracy)
-        out["judge_worst"] = {"class": worst.cls, **_interval(worst.accuracy, *worst.interval)}
+        out["judge_worst"] = {"class": worst.cls, **_interval(worst.accuracy, *worst.unit_interval)}
     real = (record or {}).get("on_reference") or {}
     if real.get("value") is not None:
         per_class = (real.get("details") or {}).get("per_class") or {}
@@ -608,28 +609,47 @@ def _judged(classes: Sequence[Any], record: Mapping[str, Any] | None) -> dict[st
     return out
 
 
+_SLICED = ("judge", "judge_worst", "real", "judges", "kid", "fid", "frd", "msssim_diversity", "lpips_diversity")
+"""What a slice-by-slice evaluation of volumes (``volume_slices``) measures as a 2D model's samples are
+measured: it replaces the volumetric evaluation's readings in the table, which are kept under
+``volumetric``; 2.5D FID and slice consistency stay volumetric."""
+
+
+def _evaluation_results(ev: Any) -> dict[str, Any]:
+    """An evaluation's judges (the judge's per-class accuracy, worst class and real-item accuracy;
+    the other judges under ``judges``) and set metrics (:data:`SET_METRICS`)."""
+    from .data.evaluation_results import SYNTHETIC_SET
+
+    out = _judged(ev.judge_accuracy(SYNTHETIC_SET) or [], ev.judge)
+    out["judges"] = {j["task"]: _judged(ev.judge_accuracy(SYNTHETIC_SET, j["task"]) or [], j) for j in ev.other_judges}
+    for metric in SET_METRICS:
+        if rows := ev.metric_rows(metric):
+            out[metric] = {r.set: {**_interval(r.value, r.ci_low, r.ci_high), "n": r.n} for r in rows}
+    out.setdefault("kid", {})
+    return out
+
+
 def _cell_results(folder: Path) -> dict[str, Any]:
     """What a finished cell measured: judge per class and its worst class (and so for the judges of
     other attributes, ``judges``); the set metrics
     (:data:`SET_METRICS`) of the samples, the floor and the baselines; the downstream gain at the
-    smallest label budget; the audit; and the training stages' steps and items/s."""
+    smallest label budget; the audit; and the training stages' steps and items/s. A cell of volumes
+    with a slice-by-slice evaluation is read on slices (:data:`_SLICED`)."""
     from .data.audit_file import AUDIT_FILE, read_audit
-    from .data.evaluation_results import METRICS_FILE, SYNTHETIC_SET, read_evaluation
+    from .data.evaluation_results import METRICS_FILE, read_evaluation
 
     _, stages = pipeline_stages(folder / CELL_FILE, out=folder)
     out: dict[str, Any] = {"training": {}, "shared": list(_status(folder).get("shared") or [])}
+    sliced: dict[str, Any] | None = None
     for stage in stages:
         place = folder / stage.name
         if stage.command == "evaluate" and (place / METRICS_FILE).is_file():
             ev = read_evaluation(place)
-            out.update(_judged(ev.judge_accuracy(SYNTHETIC_SET) or [], ev.judge))
-            out["judges"] = {j["task"]: _judged(ev.judge_accuracy(SYNTHETIC_SET, j["task"]) or [], j)
-                             for j in ev.other_judges}
-            for metric in SET_METRICS:
-                if rows := ev.metric_rows(metric):
-                    out[metric] = {r.set: {**_interval(r.value, r.ci_low, r.ci_high), "n": r.n} for r in rows}
-            out.setdefault("kid", {})
-            out["downstream"] = _downstream_gains(ev.metrics.get("downstream"))
+            if (ev.metrics.get("reference") or {}).get("volume_slices"):
+                sliced = _evaluation_results(ev)
+            else:
+                out.update(_evaluation_results(ev))
+                out["downstream"] = _downstream_gains(ev.metrics.get("downstream"))
         elif stage.command == "audit" and (place / AUDIT_FILE).is_file():
             s = read_audit(place)["summary"]
             out["audit"] = {k: s.get(k) for k in ("samples", "flagged_fraction", "training_subjects",
@@ -638,6 +658,9 @@ def _cell_results(folder: Path) -> dict[str, Any]:
             s = read_json(place / "summary.json")
             out["training"][stage.name] = {"steps": s.get("steps"), "items_per_s": s.get("items_per_s"),
                                            "device": s.get("device")}
+    if sliced is not None:  # volumes read slice by slice: the 2D metrics and judge replace the volumetric ones
+        out["volumetric"] = {k: out.pop(k) for k in _SLICED if k in out}
+        out.update({k: v for k, v in sliced.items() if k in _SLICED}, judged_on="slices")
     return out
 
 

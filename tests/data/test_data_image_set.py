@@ -45,3 +45,25 @@ def test_stack_arrays_refuses_mixed_shapes_and_nan():
         stack_arrays([np.full((2, 2), np.nan)], "x")
     assert stack_arrays([np.full((2, 2), 2.0)], "x").max() == 1.0
     assert stack_arrays([np.full((2, 2), 2.0)], "x", clip=False).max() == 2.0
+
+
+def test_central_slices_are_the_2d_central_rule_and_keep_each_volume_one_unit():
+    depth = 8
+    volumes = torch.arange(depth, dtype=torch.float32).expand(2, 1, 4, 4, depth).clone()  # voxel value = slice index
+    volumes[1] += 100
+    real = ImageSet(volumes, ids=("a", "b"), subjects=("S1", "S2"), conditions=({"o": "AV"}, {"o": "RV"}))
+    sliced = real.central_slices(3)
+    assert sliced.images.shape == (6, 1, 4, 4) and sliced.spatial_dims == 2
+    # the 2D preparation's 'central' rule: D // 2 - k // 2 onwards
+    assert [float(x) for x in sliced.images[:, 0, 0, 0]] == [3.0, 4.0, 5.0, 103.0, 104.0, 105.0]
+    assert sliced.ids == ("a#3", "a#4", "a#5", "b#3", "b#4", "b#5")
+    assert sliced.attribute("o") == ["AV"] * 3 + ["RV"] * 3 and sliced.info["volume_slices"]["slices"] == [3, 4, 5]
+    assert sliced.units() == ("S1",) * 3 + ("S2",) * 3  # real slices: their subject
+    synthetic = ImageSet(volumes, kind="synthetic", name="synthetic").central_slices(2).subsample(3, seed=0)
+    assert set(synthetic.units()) <= {"volume 0", "volume 1"}  # synthetic slices: one unit per volume
+    assert ImageSet(volumes[:, :, :, :, :1], kind="synthetic").central_slices(1).images.shape == (2, 1, 4, 4)
+    with pytest.raises(ValueError, match="9 central slices asked of volumes of 8 slices"):
+        real.central_slices(9)
+    with pytest.raises(ValueError, match="needs volumes"):
+        sliced.central_slices(1)
+    assert ImageSet(volumes[:, :, :, :, 0]).units() == ("", "")  # 2D items without subject: independent

@@ -150,3 +150,49 @@ def test_a_judge_of_another_attribute_scores_every_set_and_the_real_items(tmp_pa
                                                         "training_subjects": trained_on}))
     with pytest.raises(DataError, match="judge of field_strength"):
         run_evaluation(root, faithful, cfg, extractor=_Features())
+
+
+def test_volumes_judged_and_measured_slice_by_slice(tmp_path):
+    """``volume_slices``: each volume's central slices are 2D items for the 2D judge and metrics,
+    and the judge's intervals resample volumes, not slices."""
+    import numpy as np
+
+    from conftest import make_prepared_dataset, make_synthetic_set
+    from uterosynth.core.errors import ConfigError
+    from uterosynth.data.evaluation_results import ClassAccuracy, read_evaluation
+    from uterosynth.evaluation.config import EvaluationConfig
+    from uterosynth.evaluation.runner import evaluate, run_evaluation
+
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    torch.jit.save(torch.jit.trace(_Tone(), torch.rand(1, 1, 16, 16)), str(judge / "classifier.pt"))
+    (judge / "classifier.json").write_text(json.dumps({"task": "field_strength", "classes": ["1.5T", "3T"],
+                                                       "spatial_dims": 2}))
+    root = make_prepared_dataset(tmp_path / "real", dims=3, shape=(16, 16, 8), subjects=8, items_per_subject=1,
+                                 attributes={"field_strength": ["1.5T", "3T"]})
+    strengths = ["1.5T", "3T"] * 6
+    volumes = np.stack([np.full((16, 16, 8), 0.2 if f == "1.5T" else 0.8, np.float32) for f in strengths])
+    volumes[0, :, :, :4] = 0.9  # volume 0 (1.5 T) reads 3 T on its slices 2 and 3 of the central 4..5: 2 of 12
+    volumes[1, :, :, 6:] = 0.1  # outside the central slices 2..5: never seen
+    synthetic = make_synthetic_set(tmp_path / "synthetic", volumes, [{"field_strength": f} for f in strengths], dims=3)
+    cfg = EvaluationConfig.model_validate({"frd": {"enabled": False}, "bootstrap": {"n": 20}, "volume_slices": 4,
+                                           "kid": {"subsets": 3, "bootstrap_subsets": 1},
+                                           "classifier": {"path": str(judge)}})
+    metrics = evaluate(root, synthetic, tmp_path / "eval", cfg, extractor=_Features())
+    assert metrics["reference"]["dims"] == 2 and metrics["reference"]["volume_slices"]["slices"] == [2, 3, 4, 5]
+    assert metrics["classifier"]["view"] == "each of the 4 central sagittal slices of a volume"
+    per_class = metrics["sets"]["synthetic"]["metrics"]["conditioning_fidelity"]["details"]["per_class"]
+    assert per_class["1.5T"] == {**per_class["1.5T"], "n": 24, "units": 6, "correct": 22}
+    assert per_class["3T"]["correct"] == 24 and metrics["sets"]["synthetic"]["shape"] == [16, 16]
+    assert "kid" in metrics["sets"]["synthetic"]["metrics"]
+    # the study reads the judge's interval over volumes, not the narrower one over 24 slices
+    (worst,) = [c for c in read_evaluation(tmp_path / "eval").judge_accuracy() if c.cls == "1.5T"]
+    assert worst.units == 6 and worst.unit_interval == (per_class["1.5T"]["ci_low"], per_class["1.5T"]["ci_high"])
+    assert worst.unit_interval != worst.interval
+    assert ClassAccuracy("x", 3, 4, units=4, clustered=(0.1, 0.9)).unit_interval == ClassAccuracy("x", 3, 4).interval
+
+    flat = make_prepared_dataset(tmp_path / "flat", subjects=4, items_per_subject=2)
+    with pytest.raises(ConfigError, match="volume_slices: .* holds 2D items"):
+        run_evaluation(flat, None, cfg, extractor=_Features())
+    with pytest.raises(ConfigError, match="volume_slices: .*9 central slices asked of volumes of 8 slices"):
+        run_evaluation(root, synthetic, cfg.model_copy(update={"volume_slices": 9}), extractor=_Features())

@@ -39,6 +39,10 @@ class ClassAccuracy:
     cls: str
     correct: int
     n: int
+    units: int | None = None
+    """The independent units (subjects, volumes) the ``n`` items come from (``None``: not recorded)."""
+    clustered: tuple[float, float] | None = None
+    """The evaluation's interval over those units (cluster bootstrap), when it recorded one."""
 
     @property
     def accuracy(self) -> float:
@@ -47,6 +51,13 @@ class ClassAccuracy:
     @property
     def interval(self) -> tuple[float, float]:
         return wilson_ci(self.correct, self.n) if self.n else (float("nan"), float("nan"))
+
+    @property
+    def unit_interval(self) -> tuple[float, float]:
+        """The interval over independent units: the cluster bootstrap's where several items share a
+        unit (slices of one volume or subject), else :attr:`interval` (Wilson over items)."""
+        grouped = self.units is not None and self.units < self.n and self.clustered is not None
+        return self.clustered if grouped else self.interval
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,9 @@ class Evaluation:
         for cls, v in fidelity.get("details", {}).get("per_class", {}).items():
             n = int(v["n"])
             correct = int(v["correct"]) if "correct" in v else int(round(float(v["value"]) * n))
-            out.append(ClassAccuracy(str(cls), correct, n))
+            units = int(v["units"]) if "units" in v else None
+            clustered = (float(v["ci_low"]), float(v["ci_high"])) if v.get("ci_low") is not None else None
+            out.append(ClassAccuracy(str(cls), correct, n, units, clustered))
         return out
 
     def judge_on_reference(self) -> dict[str, dict[str, Any]]:

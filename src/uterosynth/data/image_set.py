@@ -25,7 +25,10 @@ from ..core.imageio import squeeze_2d
 from .manifest import PreparedDataset, label_value, parse_dataset_ref
 from .synthetic import SyntheticSet
 
-__all__ = ["ImageSet", "load_prepared", "load_synthetic", "stack_arrays"]
+__all__ = ["SLICE_MARK", "ImageSet", "load_prepared", "load_synthetic", "stack_arrays"]
+
+SLICE_MARK = "#"
+"""Separates a volume's id from the slice index in the ids of :meth:`ImageSet.central_slices`."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,39 @@ class ImageSet:
             return self
         keep = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
         return self.subset(keep, info={**self.info, "subsampled_from": len(self)})
+
+    def central_slices(self, k: int) -> ImageSet:
+        """Each volume's ``k`` central sagittal slices as 2D items, in slice order.
+
+        The slices are the 2D preparation's ``central`` rule on the volume's slice axis (the
+        last): ``D // 2 - k // 2`` onwards, kept inside the volume. A slice's id is
+        ``"<volume id>#<slice index>"`` and it keeps the volume's subject, condition and label,
+        so :meth:`units` resamples whole volumes.
+
+        Raises:
+            ValueError: the items are not volumes, or hold fewer than ``k`` slices.
+        """
+        if self.spatial_dims != 3:
+            raise ValueError(f"{self.source or self.name}: central_slices needs volumes, the items are "
+                             f"{self.spatial_dims}D")
+        depth = int(self.images.shape[-1])
+        if not 1 <= k <= depth:
+            raise ValueError(f"{self.source or self.name}: {k} central slices asked of volumes of {depth} slices")
+        first = min(max(0, depth // 2 - k // 2), depth - k)
+        picked = list(range(first, first + k))
+        per_volume = np.repeat(np.arange(len(self)), k)
+        sliced = self.subset(per_volume)
+        images = self.images[..., picked].permute(0, 4, 1, 2, 3).reshape(len(self) * k, *self.images.shape[1:4])
+        return replace(sliced, images=images,
+                       ids=tuple(f"{i}{SLICE_MARK}{j}" for i in self.ids for j in picked),
+                       info={**self.info, "dims": 2, "volume_slices": {"k": k, "slices": picked, "depth": depth}})
+
+    def units(self) -> tuple[str, ...]:
+        """The independent unit of each item: its subject; for a slice of a synthetic volume
+        (:meth:`central_slices`), that volume; otherwise ``""`` (the item itself)."""
+        sliced = bool(self.info.get("volume_slices"))
+        return tuple(s or (f"volume {i.rsplit(SLICE_MARK, 1)[0]}" if sliced else "")
+                     for s, i in zip(self.subjects, self.ids, strict=True))
 
     def with_images(self, images: torch.Tensor) -> ImageSet:
         """The same items with other pixels (e.g. resized)."""

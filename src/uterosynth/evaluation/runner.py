@@ -177,6 +177,8 @@ def run_evaluation(
     if not sets:
         raise ConfigError("nothing to evaluate: give a synthetic set, a baseline, or a real split for the noise floor "
                           "(real_vs_real_split)", keys=("synthetic", "baselines"))
+    if cfg.volume_slices is not None:
+        reference, sets = _as_slices(reference, cfg.volume_slices), [_as_slices(s, cfg.volume_slices) for s in sets]
     overlap = _subject_overlap({"judge": classifier, "extractor": extractor, "comparable extractor": comparable,
                                 **{f"judge of {c.task}": c for c in others}},
                                reference, sets, allow_overlap=cfg.allow_overlap)
@@ -240,7 +242,8 @@ def run_evaluation(
         "provenance": provenance(cfg, cfg.seed),
         "reference": {"source": reference.source, "split": reference.info["split"], "n": len(reference),
                       "dims": dims, "shape": list(reference.images.shape[2:]),
-                      "subjects": len(set(reference.subjects))},
+                      "subjects": len(set(reference.subjects)),
+                      "volume_slices": reference.info.get("volume_slices")},
         "equal_n": {"n": n, "draws": cfg.equal_n.draws, "allow_unequal_n": cfg.equal_n.allow_unequal_n,
                     "radiomics_n": radiomics_n, "unit": cfg.bootstrap.unit,
                     "set_sizes": {"reference": len(reference), **{s.name: len(s) for s in sets}}},
@@ -324,9 +327,25 @@ def _features(extractor: FeatureExtractor, sets: list[ImageSet]) -> dict[str, to
     return {s.name: extract_features(extractor, s.images) for s in sets}
 
 
+def _as_slices(s: ImageSet, k: int) -> ImageSet:
+    """``volume_slices``: the set's volumes as their ``k`` central sagittal slices.
+
+    Raises:
+        ConfigError: the set holds 2D items, or volumes of fewer than ``k`` slices.
+    """
+    if s.spatial_dims != 3:
+        raise ConfigError(f"volume_slices: {s.source} holds 2D items; slice-by-slice evaluation is for volumes "
+                          "(leave volume_slices null)", keys=("volume_slices",))
+    try:
+        return s.central_slices(k)
+    except ValueError as err:
+        raise ConfigError(f"volume_slices: {err}", keys=("volume_slices",)) from err
+
+
 def _groups(s: ImageSet, cfg: EvaluationConfig) -> list[str] | None:
-    """Subject id per item when intervals are taken over subjects (``None``: items independent)."""
-    return per_item_groups(s.subjects) if cfg.bootstrap.unit == "subject" else None
+    """The unit of each item when intervals are taken over subjects: its subject, or the volume a
+    slice came from (``None``: items independent)."""
+    return per_item_groups(s.units()) if cfg.bootstrap.unit == "subject" else None
 
 
 def _common_n(reference: ImageSet, sets: list[ImageSet], cfg: EvaluationConfig) -> int | None:
@@ -371,7 +390,7 @@ def _other_fidelities(others: list[ConditionClassifier], s: ImageSet, cfg: Evalu
 def _judge_record(classifier: ConditionClassifier, reference: ImageSet, cfg: EvaluationConfig) -> dict[str, Any]:
     """A judge in ``metrics.json``: name, checksum, attribute, classes, what it saw, its accuracy on real items."""
     return {"name": classifier.name, "sha256": classifier.sha256, "task": classifier.task,
-            "classes": list(classifier.classes), "view": _judge_view(classifier, reference),
+            "classes": list(classifier.classes), "view": _judge_view(classifier, reference, cfg),
             "on_reference": _judge_on_reference(classifier, reference, cfg)}
 
 
@@ -387,8 +406,11 @@ def _judge_on_reference(classifier: ConditionClassifier, reference: ImageSet,
     return None if result is None else result.to_json()
 
 
-def _judge_view(classifier: ConditionClassifier, reference: ImageSet) -> str:
-    """What the judge saw of each item: the item, or a volume's central sagittal slice (a 2D judge on volumes)."""
+def _judge_view(classifier: ConditionClassifier, reference: ImageSet, cfg: EvaluationConfig) -> str:
+    """What the judge saw of each item: the item, a volume's central sagittal slice (a 2D judge on
+    volumes), or each of a volume's central slices (``volume_slices``)."""
+    if cfg.volume_slices is not None:
+        return f"each of the {cfg.volume_slices} central sagittal slices of a volume"
     dims = getattr(classifier, "spatial_dims", None)
     return "central sagittal slice" if dims == 2 and reference.images.ndim == 5 else "whole item"
 
