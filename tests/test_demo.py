@@ -53,6 +53,14 @@ def test_quick_demo_runs_every_stage_and_resumes(tmp_path, capsys, one_thread, d
     assert "conditioning_fidelity" in metrics["sets"]["synthetic"]["metrics"]
     # the 3D demo's judge is the 2D one, shown each volume's central sagittal slice
     assert metrics["classifier"]["view"] == ("central sagittal slice" if dims == 3 else "whole item")
+    # and, like a 2D model's samples, slice by slice: its five central slices, intervals over volumes
+    assert ("evaluation_slices" in f) == (dims == 3)
+    if dims == 3:
+        sliced = json.loads((out / f["evaluation_slices"] / "metrics.json").read_text())
+        assert sliced["reference"]["volume_slices"]["k"] == 5 and sliced["reference"]["dims"] == 2
+        fidelity = sliced["sets"]["synthetic"]["metrics"]["conditioning_fidelity"]["details"]["per_class"]
+        assert all(c["n"] == 5 * c["units"] for c in fidelity.values())
+        assert {"synthetic", "reconstruction", "prior", "real_vs_real"} <= set(sliced["sets"])
     # the judge and the encoder saw none of the evaluated subjects, and every check could be made
     overlap = metrics["subject_overlap"]
     assert overlap["total"] == 0 and overlap["checks"] and all(c["overlap"] == 0 for c in overlap["checks"])

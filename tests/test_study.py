@@ -541,3 +541,30 @@ def test_a_claim_on_another_attributes_judge_reads_that_judge():
         GridStudyConfig.model_validate({"out": "o", "pipeline": "p.yaml", "axes": {"m": {"a": {}, "b": {}}},
                                         "claims": [{"statement": "s", "axis": "m", "better": "a", "worse": "b",
                                                     "attribute": "field_strength"}]})
+
+
+@pytest.mark.slow
+def test_a_volume_cell_is_read_slice_by_slice_like_a_2d_cell(tmp_path, monkeypatch):
+    """A 3D cell (the quick 3D chain) in the table: its judge and KID from the slice-by-slice
+    evaluation, intervals over volumes; the volumetric readings kept beside them."""
+    from uterosynth.study_report import _row
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"out": "${here}/s", "pipeline": "${presets}/pipeline_cpu_3d_quick.yaml",
+                                    "axes": {"model": {"3d": {}}}}))
+    root, cfg, cells = plan(path)
+    document = run_study(root, cfg, cells)
+    results = document["cells"][0]["results"]
+    assert results["judged_on"] == "slices"
+    sliced = json.loads((root / "cells" / cells[0].name / "evaluation_slices" / "metrics.json").read_text())
+    per_class = sliced["sets"]["synthetic"]["metrics"]["conditioning_fidelity"]["details"]["per_class"]
+    worst = results["judge_worst"]
+    assert worst["value"] == min(c["value"] for c in per_class.values())
+    assert (worst["ci_low"], worst["ci_high"]) == (per_class[worst["class"]]["ci_low"], per_class[worst["class"]]["ci_high"])
+    assert all(results["judge"][c]["units"] * 5 == results["judge"][c]["n"] for c in results["judge"])
+    assert results["kid"]["synthetic"]["value"] == sliced["sets"]["synthetic"]["metrics"]["kid"]["value"]
+    assert {"judge_worst", "kid"} <= set(results["volumetric"]) and results["volumetric"]["kid"] != results["kid"]
+    assert "slice_consistency_ssim" in results and "fid_2.5d" in results   # volumetric only
+    row = _row(document["cells"][0], ["model"])
+    assert row["judge_worst"].endswith("(central slices)") and row["kid"].endswith("(central slices)")

@@ -77,10 +77,11 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     shared = r.get("shared") or []
     training = "; ".join(f"{name} {t.get('steps')} steps" + (" (made by another cell)" if name in shared else "")
                          for name, t in (r.get("training") or {}).items())
+    on_slices = " (central slices)" if r.get("judged_on") == "slices" else ""  # volumes read as 2D samples
     return {
         "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"],
         "status": _status_text(cell),
-        "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}" if worst else "–",
+        "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}{on_slices}" if worst else "–",
         "judge": ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
         "judge_real": _real(r),
         "other_judges": "; ".join(
@@ -89,7 +90,8 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
             + (f" (worst {_with_ci(j['judge_worst'], 2)})" if j.get("judge_worst") else "")
             + (f"; on real items {_real(j)}" if j.get("real") else "")
             for task, j in (r.get("judges") or {}).items()) or "–",
-        "kid": _with_ci(kid.get("synthetic"), 2), "n": (kid.get("synthetic") or {}).get("n") or "–",
+        "kid": _with_ci(kid.get("synthetic"), 2) + (on_slices if kid.get("synthetic") else ""),
+        "n": (kid.get("synthetic") or {}).get("n") or "–",
         "floor": _with_ci(kid.get("real_vs_real"), 2),
         "fid": _joined(r, {"fid": "", "fid_2.5d": "2.5D "}, 3),
         "frd": _with_ci((r.get("frd") or {}).get("synthetic"), 3),
