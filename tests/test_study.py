@@ -411,6 +411,8 @@ def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkey
     assert gains and len({g["budget"] for g in gains}) == 1
     assert all(g["ci_low"] <= g["value"] <= g["ci_high"] for g in gains)
     assert 0 <= results["audit"]["flagged_fraction"] <= 1 and results["training"]["diffusion"]["steps"] == 20
+    trained = results["training"]["diffusion"]   # its counted compute, shown in the table
+    assert trained["flops"] > 0 and f"diffusion 20 steps, {trained['flops']:.2g} FLOP" in (root / "study.md").read_text()
     assert [c["verdict"] for c in document["claims"]] == ["inconclusive at this size"] * 2  # identical cells
     page = (root / "study.html").read_text()
     assert page.count("<use ") >= 8 and "cells/variant-a_seed-0/report.html" in page  # a grid per cell

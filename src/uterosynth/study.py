@@ -633,7 +633,8 @@ def _cell_results(folder: Path) -> dict[str, Any]:
     """What a finished cell measured: judge per class and its worst class (and so for the judges of
     other attributes, ``judges``); the set metrics
     (:data:`SET_METRICS`) of the samples, the floor and the baselines; the downstream gain at the
-    smallest label budget; the audit; and the training stages' steps and items/s. A cell of volumes
+    smallest label budget; the audit; and the training stages' steps, items/s and counted
+    floating-point operations (``flops``; ``None`` for runs older than the count). A cell of volumes
     with a slice-by-slice evaluation is read on slices (:data:`_SLICED`)."""
     from .data.audit_file import AUDIT_FILE, read_audit
     from .data.evaluation_results import METRICS_FILE, read_evaluation
@@ -657,7 +658,7 @@ def _cell_results(folder: Path) -> dict[str, Any]:
         elif stage.resumable and (place / "summary.json").is_file():
             s = read_json(place / "summary.json")
             out["training"][stage.name] = {"steps": s.get("steps"), "items_per_s": s.get("items_per_s"),
-                                           "device": s.get("device")}
+                                           "device": s.get("device"), "flops": s.get("train_flops")}
     if sliced is not None:  # volumes read slice by slice: the 2D metrics and judge replace the volumetric ones
         out["volumetric"] = {k: out.pop(k) for k in _SLICED if k in out}
         out.update({k: v for k, v in sliced.items() if k in _SLICED}, judged_on="slices")

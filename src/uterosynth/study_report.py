@@ -30,6 +30,11 @@ def _with_ci(m: Mapping[str, Any] | None, digits: int = 3) -> str:
     return f"{format_number(m.get('value'), digits)} [{format_number(m.get('ci_low'), digits)}, {format_number(m.get('ci_high'), digits)}]"
 
 
+def _flops(flops: float | None) -> str:
+    """A training stage's counted compute, ``", 1.2e+15 FLOP"`` (empty when not counted)."""
+    return "" if flops is None else f", {flops:.2g} FLOP"
+
+
 def _seconds(cell: Mapping[str, Any]) -> str:
     """The cell's seconds over its attempts (a killed attempt counts until its log's last line)."""
     if not cell.get("seconds"):
@@ -75,7 +80,8 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     baselines = {name: _with_ci(m, 2) for name, m in kid.items() if name not in ("synthetic", "real_vs_real")}
     gains = "; ".join(f"{g['protocol']} {_with_ci(g, 3)}" for g in r.get("downstream") or [])
     shared = r.get("shared") or []
-    training = "; ".join(f"{name} {t.get('steps')} steps" + (" (made by another cell)" if name in shared else "")
+    training = "; ".join(f"{name} {t.get('steps')} steps" + _flops(t.get("flops"))
+                         + (" (made by another cell)" if name in shared else "")
                          for name, t in (r.get("training") or {}).items())
     on_slices = " (central slices)" if r.get("judged_on") == "slices" else ""  # volumes read as 2D samples
     return {

@@ -46,6 +46,8 @@ def test_train_writes_checkpoint_metrics_grid(tmp_path, spatial_dims):
     assert len(losses) == summary["steps"]
     assert any("generator/adv" in r for r in losses) and any("discriminator/loss" in r for r in losses)
     assert not any("generator/adv" in r for r in losses[:2])  # warm-up of 2 steps
+    # the compute is counted on a step with the discriminator on: above the warm-up's own cost
+    assert summary["train_flops"] == summary["steps"] * summary["flops_per_step"] > 0
     vals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val/psnr" in r]
     assert vals and all(0 < r["val/psnr"] < 100 and -1 <= r["val/ssim"] <= 1 for r in vals)
     assert "val/ms_ssim" in vals[-1]
@@ -100,7 +102,8 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
 
     def poisoned(mu, sigma):
         calls["n"] += 1
-        return original(mu, sigma) * (float("nan") if calls["n"] == 3 else 1.0)
+        # call 1 is the pass that counts the training compute; calls 2, 3, 4 are steps 1, 2, 3
+        return original(mu, sigma) * (float("nan") if calls["n"] == 4 else 1.0)
 
     monkeypatch.setattr(ae_mod, "kl_divergence", poisoned)
     with pytest.raises(UserError, match="step 3.*not finite|step 3.*nan") as err:

@@ -40,6 +40,7 @@ def test_train_writes_everything_sampling_needs(tmp_path, data):
     run = tmp_path / "run"
     meta = json.loads((run / "checkpoint" / "model.json").read_text())
     assert meta["kind"] == "diffusion" and meta["space"] == "pixel" and summary["steps"] == 4
+    assert summary["flops_per_step"] > 0 and summary["train_flops"] == 4 * summary["flops_per_step"]  # the compute
     assert meta["sample_shape"] == [1, 16, 16] and meta["geometry"]["spacing"] == [0.8, 0.8, 4.0]
     vocab = meta["conditioning"]["vocabulary"]
     assert vocab["attributes"]["orientation"] == ["AVAF", "AVRF", "RVAF", "RVRF"]

@@ -239,3 +239,16 @@ def test_ema_warms_up_so_a_short_run_forgets_its_start():
         expected = d * expected + (1 - d)
     assert ema.module.weight.item() == pytest.approx(expected, rel=1e-5)
     assert 1 - ema.module.weight.item() < 0.01
+
+
+def test_the_first_step_counts_the_training_flops_without_changing_the_run(tmp_path, monkeypatch):
+    trainer, result = _train(tmp_path, "counted", batch_size=2, grad_accum=2)
+    # Linear(3, 1) on 2 items: forward 2 * 2 * 3 FLOPs, the weight's gradient as many; two micro-batches
+    assert result.flops_per_step == 2 * (2 * 2 * 3 + 2 * 2 * 3)
+    summary = result.summary(tmp_path / "counted", trainer.dist)
+    assert summary["flops_per_step"] == 48 and summary["train_flops"] == 48 * 4
+    monkeypatch.setattr(Trainer, "_count_flops", lambda self, micro: -1.0)  # counting leaves the run as it is
+    plain, uncounted = _train(tmp_path, "plain", batch_size=2, grad_accum=2)
+    assert uncounted.flops_per_step == -1.0
+    for a, b in zip(trainer.parts.raw["net"].parameters(), plain.parts.raw["net"].parameters(), strict=True):
+        assert torch.equal(a, b)

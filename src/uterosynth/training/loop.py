@@ -111,6 +111,7 @@ class TrainResult:
     items_per_s: float = 0.0
     resumed_from: int | None = None
     schedule_changes: tuple[str, ...] = ()
+    flops_per_step: float | None = None
 
     def summary(self, out: str | Path, dist_info: DistInfo) -> dict[str, Any]:
         """The command's summary: where, how far, how fast, and the last validation values."""
@@ -121,6 +122,9 @@ class TrainResult:
             "resumed_from": self.resumed_from,
             **({"schedule_changed_on_resume": list(self.schedule_changes)} if self.schedule_changes else {}),
             "items_per_s": round(self.items_per_s, 3),
+            # training compute: the counted operations of one step (all ranks) and of every step to here
+            "flops_per_step": self.flops_per_step,
+            "train_flops": None if self.flops_per_step is None else self.flops_per_step * self.step,
             "world_size": dist_info.world_size,
             "device": str(dist_info.device),
             **{k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
@@ -353,6 +357,7 @@ class Trainer:
         self._owner = {m: g.name for g in groups for m in g.modules}
         self._writer = None
         self._last_ckpt: Path | None = None
+        self.flops_per_step: float | None = None  # counted before this run's first step
         self._wrap()
 
     # ---------------------------------------------------------------- set-up
@@ -585,6 +590,8 @@ class Trainer:
         try:
             while self.step < cfg.steps and not self._out_of_time(t0):
                 micro = [_to_device(next(batches), self.device, cfg.channels_last) for _ in range(cfg.grad_accum)]
+                if self.flops_per_step is None:
+                    self.flops_per_step = self._count_flops(micro)
                 logs = self.train_step(micro)
                 self.micro += cfg.grad_accum
                 self.step += 1
@@ -615,7 +622,37 @@ class Trainer:
             if self._writer is not None:
                 self._writer.close()
         rate = items / max(time.perf_counter() - t0, 1e-9)
-        return TrainResult(self.step, self._last_ckpt, last, rate, resumed, self.schedule_changes)
+        return TrainResult(self.step, self._last_ckpt, last, rate, resumed, self.schedule_changes, self.flops_per_step)
+
+    def _count_flops(self, micro_batches: Sequence[dict[str, Any]]) -> float:
+        """The floating-point operations of one training step on ``micro_batches``, all ranks.
+
+        torch's ``FlopCounterMode`` counts matrix products, convolutions and attention, forward
+        and backward, of every phase (discriminator and perceptual networks included; element-wise
+        operations are not counted). The step counted is the run's last, after every warm-up, so
+        steps that a warm-up makes cheaper (an autoencoder before its discriminator starts) count at
+        the full cost. It runs on copies of the networks with the random state restored
+        afterwards, so the run trains exactly as it would without it: under the counter the same
+        step computes other rounding.
+        """
+        import copy
+
+        from torch.utils.flop_counter import FlopCounterMode
+
+        copies = Parts({name: copy.deepcopy(module) for name, module in self.parts.raw.items()})
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        step = max(self.step, self.cfg.steps - 1)
+        with torch.random.fork_rng(devices=devices), FlopCounterMode(display=False) as counter:
+            for batch in micro_batches:
+                cache: dict[str, Any] = {}
+                for phase in self.step_fn.phases(step):
+                    for name, module in copies.raw.items():
+                        if name in self._owner:
+                            module.requires_grad_(name in self.groups[phase].modules)
+                    with autocast_context(self.precision, self.device):
+                        loss, _ = self.step_fn.loss(phase, batch, copies, step=step, cache=cache)
+                    loss.backward()
+        return float(counter.get_total_flops() * self.dist.world_size)
 
 
 def ema_with_warmup(decay: float) -> Callable[[list, list, torch.Tensor], None]:
