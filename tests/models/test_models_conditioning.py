@@ -39,6 +39,26 @@ def test_structured_prompt():
     assert structured_prompt({"myoma": "present"}).endswith(", fibroid in view")
 
 
+def test_a_prompt_names_the_largest_myoma_with_the_count():
+    one = {"orientation": "AVAF", "field_strength": "3T", "myoma_count": "1", "largest_myoma": "intramural 25 mm"}
+    assert structured_prompt(one) == ("sagittal T2-weighted pelvic MRI, anteverted anteflexed uterus, 3 T, "
+                                      "one intramural myoma of 25 mm")
+    assert structured_prompt({"largest_myoma": "subserosal 40 mm", "myoma_count": 3}).endswith(
+        ", three myomas, the largest subserosal of 40 mm")
+    assert structured_prompt({"myoma_count": 0, "largest_myoma": "none"}).endswith(", no myoma")
+    assert structured_prompt({"largest_myoma": "submucosal 10 mm"}).endswith(", submucosal myoma of 10 mm")
+    assert structured_prompt({"myoma_count": 2, "largest_myoma": ""}).endswith(", two fibroids")  # as before
+    # a text-only model learns the phrase's words; a free-text prompt in the same style reads the same
+    records = [{**one, "largest_myoma": size} for size in ("intramural 25 mm", "none", "subserosal 40 mm")]
+    codec = ConditionCodec.fit(ConditioningConfig(attributes=[], text="structured",
+                                                  text_attributes=["myoma_count", "largest_myoma"]), records)
+    assert codec.vocab.prompt_attributes["largest_myoma"] == ["intramural 25 mm", "none", "subserosal 40 mm"]
+    typed = "sagittal T2-weighted pelvic MRI, one intramural myoma of 25 mm"
+    assert codec.prompts(records[:1]) == [typed]
+    assert codec.text_encoder.tokenize([typed]).tolist() == codec.text_encoder.tokenize(codec.prompts(records[:1])).tolist()
+    assert WordTokenizer.UNK not in codec.text_encoder.tokenize([typed])[0].tolist()
+
+
 def test_tokenizer_null_unknown_and_roundtrip():
     tok = WordTokenizer.from_prompts(["a b, c"], max_tokens=6)
     ids = tok.tokenize(["a c", "", "zzz"])

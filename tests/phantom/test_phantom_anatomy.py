@@ -57,3 +57,14 @@ def test_choice_needs_one_probability_per_value():
         Choice(values=("a", "b"), p=(1.0,))
     with pytest.raises(ValidationError, match="sum to 1"):
         Choice(values=("a", "b"), p=(0.5, 0.6))
+
+
+def test_the_largest_myoma_is_named_by_kind_and_size_to_5_mm():
+    cfg = PhantomConfig(version=1, anatomy={"p_myoma": 1.0})
+    for k in range(6):
+        row = subject_row(sample_subject(numpy_rng(0, k), cfg, k))
+        kind, size, unit = row["largest_myoma"].split()
+        assert kind in row["myoma_types"].split(";") and unit == "mm"
+        assert int(size) % 5 == 0 and abs(int(size) - row["myoma_max_diameter_mm"]) <= 2.5
+    none = PhantomConfig(version=1, anatomy={"p_myoma": 0.0})
+    assert subject_row(sample_subject(numpy_rng(0, 0), none, 0))["largest_myoma"] == "none"

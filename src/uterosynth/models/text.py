@@ -43,18 +43,42 @@ def _count_phrase(count: Any, singular: str, plural: str) -> str | None:
     return f"{word} {singular if n == 1 else plural}"
 
 
+def _myoma_phrase(largest: str, count: Any) -> str:
+    """``largest_myoma`` (``"intramural 25 mm"`` or ``"none"``), with ``myoma_count`` when given:
+    ``"one intramural myoma of 25 mm"``, ``"three myomas, the largest intramural of 40 mm"``."""
+    if largest == "none":
+        return "no myoma"
+    kind, _, size = largest.partition(" ")
+    try:
+        n = int(float(count))
+    except (TypeError, ValueError):
+        return f"{kind} myoma of {size}"
+    if n == 1:
+        return f"one {kind} myoma of {size}"
+    return f"{_count_phrase(n, 'myoma', 'myomas')}, the largest {kind} of {size}"
+
+
 def structured_prompt(attributes: Mapping[str, Any]) -> str:
     """A radiology-style prompt from attribute values.
 
     ``{"orientation": "AVAF", "field_strength": "3T", "myoma_count": 2}`` →
     ``"sagittal T2-weighted pelvic MRI, anteverted anteflexed uterus, 3 T, two fibroids"``.
+    With ``largest_myoma`` (the phantom's ``"intramural 25 mm"``) the count joins it:
+    ``{"field_strength": "3T", "myoma_count": 1, "largest_myoma": "intramural 25 mm"}`` →
+    ``"sagittal T2-weighted pelvic MRI, 3 T, one intramural myoma of 25 mm"``.
     Unknown attributes are rendered as ``"<name> <value>"`` so no information is lost.
     """
     parts = ["sagittal T2-weighted pelvic MRI"]
+    largest = attributes.get("largest_myoma")
+    joined = ("largest_myoma", "myoma_count") if largest is not None and largest != "" else ()
     for name, value in attributes.items():
         if value is None or value == "":
             continue
         text = str(value)
+        if name in joined:  # one phrase, where the first of the two stands
+            if name == next(n for n in attributes if n in joined and attributes[n] not in (None, "")):
+                parts.append(_myoma_phrase(str(largest), attributes.get("myoma_count")))
+            continue
         if name == "orientation" and len(text) == 4 and text[:2] in _ORIENTATION_WORDS:
             parts.append(f"{_ORIENTATION_WORDS[text[:2]]} {_ORIENTATION_WORDS.get(text[2:], text[2:])} uterus")
         elif name == "field_strength":

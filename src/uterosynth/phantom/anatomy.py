@@ -22,6 +22,7 @@ after everything version 1 draws, so version 1 cohorts are reproduced exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -564,6 +565,15 @@ def _point_in_wall(pts, radii, arc, a, theta):
     return (d, float(ro), float(ri)), _interp_points(pts, arc, a)
 
 
+def largest_myoma(myomas: Sequence[Myoma]) -> str:
+    """The largest myoma for a structured prompt: its kind and diameter to 5 mm, ``"intramural 25
+    mm"``; ``"none"`` without one. Binned so that a prompt attribute has few values."""
+    if not myomas:
+        return "none"
+    big = max(myomas, key=lambda m: float(m.radii.max()))
+    return f"{big.kind} {max(5, 5 * round(2 * float(big.radii.max()) / 5))} mm"
+
+
 def subject_row(subject: Subject) -> dict:
     """The ``labels.csv`` ground truth of a subject (world landmarks are added by the renderer)."""
     ut = subject.uterus
@@ -579,6 +589,7 @@ def subject_row(subject: Subject) -> dict:
         "cyst_count": len(subject.cysts),
         "myoma_types": ";".join(kinds),
         "myoma_max_diameter_mm": round(max((2 * m.radii.max() for m in subject.myomas), default=0.0), 1),
+        "largest_myoma": largest_myoma(subject.myomas),
         "cervix_tilt": round(ut.cervix_tilt, 2),
         "corpus_tilt": round(ut.corpus_tilt, 2),
         "vagina_tilt": round(subject.vagina_tilt, 2),
