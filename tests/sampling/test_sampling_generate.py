@@ -103,6 +103,13 @@ def test_generate_writes_a_synthetic_set_in_training_geometry(tmp_path, models):
     assert (tmp_path / "syn" / first["preview"]).is_file()
     info = json.loads((tmp_path / "syn" / "synthetic.json").read_text())
     assert info["uterosynth_version"] and info["seed"] == 0 and info["config"]["sampler"]["name"] == "ddim"
+    # the precision the network ran in, as 'auto' resolved on this machine
+    import torch
+
+    from uterosynth.core.precision import resolve_precision
+
+    assert info["precision"] == resolve_precision(info["config"]["runtime"]["precision"], torch.device("cpu"),
+                                                  spatial_dims=2) in ("bf16", "fp32")
     # the generator's training subjects, hashed, for the overlap checks of evaluate and downstream
     train = PreparedDataset.load(models["data"], "train")
     assert info["model"]["training_subjects"] == training_subjects(train, ("train",))

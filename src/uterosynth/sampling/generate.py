@@ -39,7 +39,7 @@ from ..diffusion.samplers import SamplerConfig, build_sampler, initial_noise
 from ..models.diffusion import load_diffusion
 from ..models.fast_decoder import fast_decoder_for
 from .plan import PlannedItem, plan_items
-from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model
+from .runtime import RuntimeConfig, auto_batch_size, inference_context, prepare_input, prepare_model, use_bf16
 
 __all__ = ["SampleConfig", "generate"]
 
@@ -173,8 +173,8 @@ def _fast_decoder(cfg: SampleConfig, model: Any, device: torch.device):
 
 
 def _write_set_info(partial: Path, config_json: dict[str, Any], cfg: SampleConfig, model: Any, items: int,
-                    world_size: int, batch_size: int, decoder: dict[str, Any]) -> None:
-    """``synthetic.json``: provenance, model, sampler and geometry of the set."""
+                    world_size: int, batch_size: int, decoder: dict[str, Any], precision: str) -> None:
+    """``synthetic.json``: provenance, model, sampler, geometry and the precision the network ran in."""
     write_json(partial / "synthetic.json", {
         **provenance(config_json, cfg.seed),
         "dims": model.spatial_dims,
@@ -189,6 +189,7 @@ def _write_set_info(partial: Path, config_json: dict[str, Any], cfg: SampleConfi
         "geometry": model.meta.get("geometry", {}),
         "world_size": world_size,
         "batch_size": batch_size,
+        "precision": precision,   # runtime.precision resolved on this device (auto: bf16 or fp32)
     })
 
 
@@ -276,7 +277,9 @@ def generate(
         if not dist.is_main:
             return {"out": str(out), "rank": dist.rank, "items": len(records)}
         merged = merge_metadata_shards(partial)
-        _write_set_info(partial, config_json, cfg, model, len(merged), dist.world_size, batch_size, decoder_record)
+        precision = "bf16" if use_bf16(cfg.runtime, device, model.network_dims) else "fp32"
+        _write_set_info(partial, config_json, cfg, model, len(merged), dist.world_size, batch_size, decoder_record,
+                        precision)
         replace_dir(partial, out)
     except BaseException:
         if dist.is_main:
