@@ -549,6 +549,7 @@ def test_a_claim_on_another_attributes_judge_reads_that_judge():
 def test_a_volume_cell_is_read_slice_by_slice_like_a_2d_cell(tmp_path, monkeypatch):
     """A 3D cell (the quick 3D chain) in the table: its judge and KID from the slice-by-slice
     evaluation, intervals over volumes; the volumetric readings kept beside them."""
+    from uterosynth.core.stats import wilson_interval
     from uterosynth.study_report import _row
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -563,10 +564,17 @@ def test_a_volume_cell_is_read_slice_by_slice_like_a_2d_cell(tmp_path, monkeypat
     per_class = sliced["sets"]["synthetic"]["metrics"]["conditioning_fidelity"]["details"]["per_class"]
     worst = results["judge_worst"]
     assert worst["value"] == min(c["value"] for c in per_class.values())
-    assert (worst["ci_low"], worst["ci_high"]) == (per_class[worst["class"]]["ci_low"], per_class[worst["class"]]["ci_high"])
+    units = per_class[worst["class"]]["units"]   # Wilson over volumes, not over their 5 slices each
+    assert (worst["ci_low"], worst["ci_high"]) == pytest.approx(wilson_interval(worst["value"], units))
     assert all(results["judge"][c]["units"] * 5 == results["judge"][c]["n"] for c in results["judge"])
     assert results["kid"]["synthetic"]["value"] == sliced["sets"]["synthetic"]["metrics"]["kid"]["value"]
     assert {"judge_worst", "kid"} <= set(results["volumetric"]) and results["volumetric"]["kid"] != results["kid"]
     assert "slice_consistency_ssim" in results and "fid_2.5d" in results   # volumetric only
     row = _row(document["cells"][0], ["model"])
     assert row["judge_worst"].endswith("(central slices)") and row["kid"].endswith("(central slices)")
+    # without its slice evaluation the cell is not read on its central slice instead, silently
+    (root / "cells" / cells[0].name / "evaluation_slices" / "metrics.json").unlink()
+    missing = summarize(root, cfg, cells)["cells"][0]["results"]
+    assert missing["judged_on"] == "slices missing" and "judge_worst" not in missing and "kid" not in missing
+    assert missing["volumetric"]["judge_worst"] == results["volumetric"]["judge_worst"]
+    assert _row(summarize(root, cfg, cells)["cells"][0], ["model"])["judge_worst"] == "– (central slices: not measured)"

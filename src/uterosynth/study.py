@@ -103,7 +103,7 @@ class Claim(StrictModel):
     metric: Literal["kid", "fid", "frd", "judge_worst"] = Field(
         "kid", description="kid, fid, frd: the synthetic set's distance to the real training items, lower is "
         "better (its bootstrap interval); judge_worst: the worst class's judge accuracy, higher is better (its "
-        "Wilson interval)")
+        "Wilson interval, over independent units where samples share one: a volume's slices)")
     attribute: str | None = Field(
         None, description="judge_worst only: the judge of this other attribute (the evaluation's classifier.others, "
         "e.g. field_strength) instead of the orientation judge")
@@ -590,7 +590,8 @@ def _downstream_gains(downstream: Mapping[str, Any] | None) -> list[dict[str, An
 
 
 def _judged(classes: Sequence[Any], record: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A judge's accuracy per requested class (Wilson intervals) and its worst class; and, from the
+    """A judge's accuracy per requested class (Wilson intervals, over volumes for a volume's slices:
+    :attr:`ClassAccuracy.unit_interval`) and its worst class; and, from the
     judge's ``record`` in the evaluation, its accuracy on the real reference items (``real``: over
     all, intervals over subjects, and its worst class), to read its verdicts on samples against."""
     out: dict[str, Any] = {"judge": {c.cls: {"accuracy": c.accuracy, "ci": list(c.unit_interval), "n": c.n,
@@ -659,9 +660,14 @@ def _cell_results(folder: Path) -> dict[str, Any]:
             s = read_json(place / "summary.json")
             out["training"][stage.name] = {"steps": s.get("steps"), "items_per_s": s.get("items_per_s"),
                                            "device": s.get("device"), "flops": s.get("train_flops")}
-    if sliced is not None:  # volumes read slice by slice: the 2D metrics and judge replace the volumetric ones
+    expects_slices = any(stage.command == "evaluate" and (stage.options.get("overrides") or {}).get("volume_slices")
+                         for stage in stages)
+    if sliced is not None or expects_slices:  # volumes read slice by slice replace the volumetric readings
         out["volumetric"] = {k: out.pop(k) for k in _SLICED if k in out}
-        out.update({k: v for k, v in sliced.items() if k in _SLICED}, judged_on="slices")
+        if sliced is None:  # its slice evaluation did not finish: no reading to compare with 2D cells
+            out["judged_on"] = "slices missing"
+        else:
+            out.update({k: v for k, v in sliced.items() if k in _SLICED}, judged_on="slices")
     return out
 
 

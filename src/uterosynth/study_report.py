@@ -83,11 +83,12 @@ def _row(cell: Mapping[str, Any], axes: Sequence[str]) -> dict[str, Any]:
     training = "; ".join(f"{name} {t.get('steps')} steps" + _flops(t.get("flops"))
                          + (" (made by another cell)" if name in shared else "")
                          for name, t in (r.get("training") or {}).items())
-    on_slices = " (central slices)" if r.get("judged_on") == "slices" else ""  # volumes read as 2D samples
+    on_slices = {"slices": " (central slices)", "slices missing": " (central slices: not measured)"}.get(
+        r.get("judged_on") or "", "")  # volumes read as 2D samples
     return {
         "name": cell["name"], "values": [cell["values"][a] for a in axes], "seed": cell["seed"],
         "status": _status_text(cell),
-        "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}{on_slices}" if worst else "–",
+        "judge_worst": f"{worst['class']} {_with_ci(worst, 2)}{on_slices}" if worst else ("–" + on_slices),
         "judge": ", ".join(f"{c} {format_number(v['accuracy'], 2)}" for c, v in (r.get("judge") or {}).items()) or "–",
         "judge_real": _real(r),
         "other_judges": "; ".join(
@@ -140,7 +141,7 @@ def write_study_report(root: Path, document: Mapping[str, Any], cells: Sequence[
 
 
 _MARKDOWN_TABLES = (
-    ("Judges (samples read by the judges, Wilson intervals; the judges on real reference items, intervals "
+    ("Judges (samples read by the judges, Wilson intervals, over volumes for slices; the judges on real reference items, intervals "
      "over subjects)", {"status": "status", "judge_worst": "orientation: worst class", "judge": "per class",
                         "judge_real": "orientation judge on real items", "other_judges": "judges of other attributes"}),
     ("Distances and diversity (intervals over subjects)", {

@@ -159,6 +159,7 @@ def test_volumes_judged_and_measured_slice_by_slice(tmp_path):
 
     from conftest import make_prepared_dataset, make_synthetic_set
     from uterosynth.core.errors import ConfigError
+    from uterosynth.core.stats import wilson_ci, wilson_interval
     from uterosynth.data.evaluation_results import ClassAccuracy, read_evaluation
     from uterosynth.evaluation.config import EvaluationConfig
     from uterosynth.evaluation.runner import evaluate, run_evaluation
@@ -185,11 +186,12 @@ def test_volumes_judged_and_measured_slice_by_slice(tmp_path):
     assert per_class["1.5T"] == {**per_class["1.5T"], "n": 24, "units": 6, "correct": 22}
     assert per_class["3T"]["correct"] == 24 and metrics["sets"]["synthetic"]["shape"] == [16, 16]
     assert "kid" in metrics["sets"]["synthetic"]["metrics"]
-    # the study reads the judge's interval over volumes, not the narrower one over 24 slices
+    # the study reads the judge's interval over volumes (Wilson, 6 units), not the narrower one over 24 slices
     (worst,) = [c for c in read_evaluation(tmp_path / "eval").judge_accuracy() if c.cls == "1.5T"]
-    assert worst.units == 6 and worst.unit_interval == (per_class["1.5T"]["ci_low"], per_class["1.5T"]["ci_high"])
-    assert worst.unit_interval != worst.interval
-    assert ClassAccuracy("x", 3, 4, units=4, clustered=(0.1, 0.9)).unit_interval == ClassAccuracy("x", 3, 4).interval
+    assert worst.units == 6 and worst.unit_interval == pytest.approx(wilson_interval(22 / 24, 6))
+    low, high = worst.unit_interval
+    assert high - low > worst.interval[1] - worst.interval[0] and low <= 22 / 24 <= high
+    assert ClassAccuracy("x", 3, 4, units=4).unit_interval == ClassAccuracy("x", 3, 4).interval == wilson_ci(3, 4)
 
     flat = make_prepared_dataset(tmp_path / "flat", subjects=4, items_per_subject=2)
     with pytest.raises(ConfigError, match="volume_slices: .* holds 2D items"):

@@ -48,6 +48,10 @@ def test_a_prompt_names_the_largest_myoma_with_the_count():
     assert structured_prompt({"myoma_count": 0, "largest_myoma": "none"}).endswith(", no myoma")
     assert structured_prompt({"largest_myoma": "submucosal 10 mm"}).endswith(", submucosal myoma of 10 mm")
     assert structured_prompt({"myoma_count": 2, "largest_myoma": ""}).endswith(", two fibroids")  # as before
+    # combinations a sampling plan can cross say what they can, never a largest myoma of none
+    assert structured_prompt({"myoma_count": 0, "largest_myoma": "intramural 25 mm"}).endswith(", no myoma")
+    assert structured_prompt({"myoma_count": 2, "largest_myoma": "none"}).endswith(", two myomas")
+    assert structured_prompt({"myoma_count": "inf", "largest_myoma": "intramural"}).endswith(", intramural myoma")
     # a text-only model learns the phrase's words; a free-text prompt in the same style reads the same
     records = [{**one, "largest_myoma": size} for size in ("intramural 25 mm", "none", "subserosal 40 mm")]
     codec = ConditionCodec.fit(ConditioningConfig(attributes=[], text="structured",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["difference_interval", "percentile_interval", "wilson_ci"]
+__all__ = ["difference_interval", "percentile_interval", "wilson_ci", "wilson_interval"]
 
 
 def percentile_interval(samples: Sequence[float] | np.ndarray, confidence: float = 0.95, *,
@@ -43,6 +43,23 @@ def wilson_ci(correct: int, n: int) -> tuple[float, float]:
 
     ci = stats.binomtest(correct, n, p=0.5).proportion_ci(confidence_level=0.95, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def wilson_interval(proportion: float, n: float) -> tuple[float, float]:
+    """Wilson score 95 % interval of a proportion observed on an effective sample size ``n`` > 0
+    (not necessarily whole: a mean over correlated items with ``n`` independent units); equals
+    :func:`wilson_ci` for whole counts.
+
+    >>> [round(v, 3) for v in wilson_interval(0.8, 10)]
+    [0.49, 0.943]
+    """
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.975))
+    scale = 1 + z * z / n
+    centre = (proportion + z * z / (2 * n)) / scale
+    half = z / scale * math.sqrt(proportion * (1 - proportion) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def difference_interval(first: float, first_ci: Sequence[float], second: float,

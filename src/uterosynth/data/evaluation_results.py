@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core.artifacts import read_json, sha256_file
 from ..core.errors import DataError
-from ..core.stats import wilson_ci
+from ..core.stats import wilson_ci, wilson_interval
 
 __all__ = ["FLOOR_SET", "JUDGE_CEILING", "METRICS_FILE", "REPORT_FILE", "SYNTHETIC_SET", "ClassAccuracy", "Evaluation", "MetricRow",
            "read_evaluation"]
@@ -41,8 +41,6 @@ class ClassAccuracy:
     n: int
     units: int | None = None
     """The independent units (subjects, volumes) the ``n`` items come from (``None``: not recorded)."""
-    clustered: tuple[float, float] | None = None
-    """The evaluation's interval over those units (cluster bootstrap), when it recorded one."""
 
     @property
     def accuracy(self) -> float:
@@ -54,10 +52,13 @@ class ClassAccuracy:
 
     @property
     def unit_interval(self) -> tuple[float, float]:
-        """The interval over independent units: the cluster bootstrap's where several items share a
-        unit (slices of one volume or subject), else :attr:`interval` (Wilson over items)."""
-        grouped = self.units is not None and self.units < self.n and self.clustered is not None
-        return self.clustered if grouped else self.interval
+        """Wilson over independent units: where several items share a unit (slices of one volume
+        or subject), the accuracy with the number of units as its sample size, else
+        :attr:`interval`. Correlated items carry at most one unit's information each, so this is
+        conservative, and it is the same method as the interval of ungrouped samples."""
+        if self.units is None or self.units >= self.n or not self.units:
+            return self.interval
+        return wilson_interval(self.accuracy, self.units)
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,7 @@ class Evaluation:
         for cls, v in fidelity.get("details", {}).get("per_class", {}).items():
             n = int(v["n"])
             correct = int(v["correct"]) if "correct" in v else int(round(float(v["value"]) * n))
-            units = int(v["units"]) if "units" in v else None
-            clustered = (float(v["ci_low"]), float(v["ci_high"])) if v.get("ci_low") is not None else None
-            out.append(ClassAccuracy(str(cls), correct, n, units, clustered))
+            out.append(ClassAccuracy(str(cls), correct, n, int(v["units"]) if "units" in v else None))
         return out
 
     def judge_on_reference(self) -> dict[str, dict[str, Any]]:

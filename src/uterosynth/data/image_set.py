@@ -133,7 +133,7 @@ class ImageSet:
         first = min(max(0, depth // 2 - k // 2), depth - k)
         picked = list(range(first, first + k))
         per_volume = np.repeat(np.arange(len(self)), k)
-        sliced = self.subset(per_volume)
+        sliced = replace(self, images=self.images[..., :0]).subset(per_volume)  # identities only: no pixel copies
         images = self.images[..., picked].permute(0, 4, 1, 2, 3).reshape(len(self) * k, *self.images.shape[1:4])
         return replace(sliced, images=images,
                        ids=tuple(f"{i}{SLICE_MARK}{j}" for i in self.ids for j in picked),

@@ -158,7 +158,8 @@ class EvaluationConfig(StrictModel):
     volume_slices: int | None = Field(
         None, ge=1, description="volumes judged and measured slice by slice: the k central sagittal slices of every "
         "volume of every set become 2D items, read by the 2D judge and the 2D metrics as a 2D model's samples are "
-        "(intervals resample whole volumes; real ones, subjects); null: volumes as volumes")
+        "(with bootstrap.unit: subject, the default, intervals resample whole volumes; real ones, subjects); "
+        "null: volumes as volumes")
     extractor: ExtractorConfig = ExtractorConfig()
     comparable_extractor: ExtractorConfig | None = Field(
         None, description="a second extractor reported beside the in-domain one (e.g. torchvision alexnet)")

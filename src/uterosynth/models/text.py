@@ -37,7 +37,7 @@ _ORIENTATION_WORDS = {"AV": "anteverted", "RV": "retroverted", "AF": "anteflexed
 def _count_phrase(count: Any, singular: str, plural: str) -> str | None:
     try:
         n = int(float(count))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     word = _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
     return f"{word} {singular if n == 1 else plural}"
@@ -46,16 +46,19 @@ def _count_phrase(count: Any, singular: str, plural: str) -> str | None:
 def _myoma_phrase(largest: str, count: Any) -> str:
     """``largest_myoma`` (``"intramural 25 mm"`` or ``"none"``), with ``myoma_count`` when given:
     ``"one intramural myoma of 25 mm"``, ``"three myomas, the largest intramural of 40 mm"``."""
-    if largest == "none":
-        return "no myoma"
     kind, _, size = largest.partition(" ")
+    described = f"{kind} myoma of {size}" if size else f"{kind} myoma"
     try:
         n = int(float(count))
-    except (TypeError, ValueError):
-        return f"{kind} myoma of {size}"
+    except (TypeError, ValueError, OverflowError):
+        return "no myoma" if largest == "none" else described
+    if n == 0:
+        return "no myoma"
+    if largest == "none":  # a count without a largest one: the count alone
+        return _count_phrase(n, "myoma", "myomas") or "no myoma"
     if n == 1:
-        return f"one {kind} myoma of {size}"
-    return f"{_count_phrase(n, 'myoma', 'myomas')}, the largest {kind} of {size}"
+        return f"one {described}"
+    return f"{_count_phrase(n, 'myoma', 'myomas')}, the largest {kind}" + (f" of {size}" if size else "")
 
 
 def structured_prompt(attributes: Mapping[str, Any]) -> str:

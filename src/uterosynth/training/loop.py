@@ -26,7 +26,7 @@ from torch import nn
 from ..core import checkpoint as ckpt
 from ..core.artifacts import atomic_write_text, provenance
 from ..core.distributed import DistInfo, all_true, barrier, gather_objects
-from ..core.errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError, first_line
 from ..core.precision import cpu_flags, network_dims, resolve_precision
 from ..core.seeding import seed_everything
 from .config import LoopConfig, OptimizerConfig
@@ -585,13 +585,16 @@ class Trainer:
             module.train()
         last: dict[str, float] = {}
         items = 0
+        counted = False
         t0 = time.perf_counter()
         bar = _Progress(self.progress and self.dist.is_main, cfg.steps, self.step)
         try:
             while self.step < cfg.steps and not self._out_of_time(t0):
                 micro = [_to_device(next(batches), self.device, cfg.channels_last) for _ in range(cfg.grad_accum)]
-                if self.flops_per_step is None:
-                    self.flops_per_step = self._count_flops(micro)
+                if not counted:  # before the first step; its time is not the run's throughput
+                    start = time.perf_counter()
+                    self.flops_per_step, counted = self._count_flops(micro), True
+                    t0 += time.perf_counter() - start
                 logs = self.train_step(micro)
                 self.micro += cfg.grad_accum
                 self.step += 1
@@ -624,8 +627,9 @@ class Trainer:
         rate = items / max(time.perf_counter() - t0, 1e-9)
         return TrainResult(self.step, self._last_ckpt, last, rate, resumed, self.schedule_changes, self.flops_per_step)
 
-    def _count_flops(self, micro_batches: Sequence[dict[str, Any]]) -> float:
-        """The floating-point operations of one training step on ``micro_batches``, all ranks.
+    def _count_flops(self, micro_batches: Sequence[dict[str, Any]]) -> float | None:
+        """The floating-point operations of one training step on ``micro_batches``, all ranks
+        (``None``, with a warning, when they cannot be counted: the run goes on without).
 
         torch's ``FlopCounterMode`` counts matrix products, convolutions and attention, forward
         and backward, of every phase (discriminator and perceptual networks included; element-wise
@@ -639,19 +643,25 @@ class Trainer:
 
         from torch.utils.flop_counter import FlopCounterMode
 
-        copies = Parts({name: copy.deepcopy(module) for name, module in self.parts.raw.items()})
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
         step = max(self.step, self.cfg.steps - 1)
-        with torch.random.fork_rng(devices=devices), FlopCounterMode(display=False) as counter:
-            for batch in micro_batches:
-                cache: dict[str, Any] = {}
-                for phase in self.step_fn.phases(step):
-                    for name, module in copies.raw.items():
-                        if name in self._owner:
-                            module.requires_grad_(name in self.groups[phase].modules)
-                    with autocast_context(self.precision, self.device):
-                        loss, _ = self.step_fn.loss(phase, batch, copies, step=step, cache=cache)
-                    loss.backward()
+        devices = []
+        if self.device.type == "cuda":
+            devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+        try:
+            copies = Parts({name: copy.deepcopy(module) for name, module in self.parts.raw.items()})
+            with torch.random.fork_rng(devices=devices), FlopCounterMode(display=False) as counter:
+                for batch in micro_batches:
+                    cache: dict[str, Any] = {}
+                    for phase in self.step_fn.phases(step):
+                        for name, module in copies.raw.items():
+                            if name in self._owner:
+                                module.requires_grad_(name in self.groups[phase].modules)
+                        with autocast_context(self.precision, self.device):
+                            loss, _ = self.step_fn.loss(phase, batch, copies, step=step, cache=cache)
+                        loss.backward()
+        except Exception as err:  # noqa: BLE001 - a count is a record, never a reason to stop training
+            warnings.warn(f"training compute not counted ({first_line(err)}); flops_per_step is null", stacklevel=2)
+            return None
         return float(counter.get_total_flops() * self.dist.world_size)
 
 
