@@ -252,3 +252,17 @@ def test_the_first_step_counts_the_training_flops_without_changing_the_run(tmp_p
     assert uncounted.flops_per_step == -1.0
     for a, b in zip(trainer.parts.raw["net"].parameters(), plain.parts.raw["net"].parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_compute_budget_stops_at_the_last_step_within_it(tmp_path):
+    from uterosynth.core.errors import ConfigError
+
+    # 24 FLOP a step (Linear(3, 1) on 2 items): 100 FLOP buy 4 of the 10 steps, checkpointed there
+    trainer, result = _train(tmp_path, "budget", steps=10, max_flops=100.0)
+    assert result.step == 4 and load_train_state(result.checkpoint)["step"] == 4
+    assert result.summary(tmp_path / "budget", trainer.dist)["train_flops"] == 96
+    # resumed with a larger budget, it goes on to the new one
+    _, more = _train(tmp_path, "budget", steps=10, max_flops=150.0, resume=True)
+    assert (more.resumed_from, more.step) == (4, 6)
+    with pytest.raises(ConfigError, match="train.max_flops: one training step costs 24 FLOP, more than the budget 10"):
+        _train(tmp_path, "small", steps=10, max_flops=10.0)

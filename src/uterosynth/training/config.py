@@ -47,6 +47,11 @@ class LoopConfig(StrictModel):
     max_minutes: float | None = Field(
         None, gt=0, description="wall-clock budget: stop (and checkpoint) at the first step past it"
     )
+    max_flops: float | None = Field(
+        None, gt=0, description="compute budget in counted FLOPs (all ranks; docs/guide/training.md, 'Training "
+        "compute'): stop (and checkpoint) at the last step within it, the same step on every machine; the "
+        "learning-rate schedule still runs over steps"
+    )
     batch_size: int = Field(8, ge=1, description="items per micro-batch per process")
     grad_accum: int = Field(1, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"

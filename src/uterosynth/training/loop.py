@@ -358,6 +358,7 @@ class Trainer:
         self._writer = None
         self._last_ckpt: Path | None = None
         self.flops_per_step: float | None = None  # counted before this run's first step
+        self._counted = False
         self._wrap()
 
     # ---------------------------------------------------------------- set-up
@@ -555,7 +556,7 @@ class Trainer:
         return not all_true(not late, self.dist)
 
     def _finish_early(self) -> dict[str, float]:
-        """Validate and checkpoint the step the time budget stopped at; the validation values."""
+        """Validate and checkpoint the step a time or compute budget stopped at; the validation values."""
         metrics: dict[str, float] = {}
         if self.validate_fn is not None and self.step % self.cfg.val_every != 0:
             if self.dist.is_main:
@@ -585,16 +586,14 @@ class Trainer:
             module.train()
         last: dict[str, float] = {}
         items = 0
-        counted = False
         t0 = time.perf_counter()
         bar = _Progress(self.progress and self.dist.is_main, cfg.steps, self.step)
         try:
             while self.step < cfg.steps and not self._out_of_time(t0):
                 micro = [_to_device(next(batches), self.device, cfg.channels_last) for _ in range(cfg.grad_accum)]
-                if not counted:  # before the first step; its time is not the run's throughput
-                    start = time.perf_counter()
-                    self.flops_per_step, counted = self._count_flops(micro), True
-                    t0 += time.perf_counter() - start
+                t0 += self._count_once(micro, resumed)  # its time is not the run's throughput
+                if not self._fits_budget():
+                    break  # the next step would exceed the compute budget
                 logs = self.train_step(micro)
                 self.micro += cfg.grad_accum
                 self.step += 1
@@ -626,6 +625,34 @@ class Trainer:
                 self._writer.close()
         rate = items / max(time.perf_counter() - t0, 1e-9)
         return TrainResult(self.step, self._last_ckpt, last, rate, resumed, self.schedule_changes, self.flops_per_step)
+
+    def _count_once(self, micro_batches: Sequence[dict[str, Any]], resumed: int | None) -> float:
+        """Before the run's first step: count its compute and check ``max_flops`` against it; the
+        seconds that took (0 after the first call)."""
+        if self._counted:
+            return 0.0
+        start = time.perf_counter()
+        self.flops_per_step, self._counted = self._count_flops(micro_batches), True
+        self._check_compute_budget(resumed)
+        return time.perf_counter() - start
+
+    def _fits_budget(self) -> bool:
+        """Whether the next step stays within ``max_flops`` (always, without a budget)."""
+        budget = self.cfg.max_flops
+        return budget is None or self.flops_per_step is None or (self.step + 1) * self.flops_per_step <= budget
+
+    def _check_compute_budget(self, resumed: int | None) -> None:
+        """Refuse a ``max_flops`` budget that cannot be kept: the compute was not counted, or a
+        fresh run's first step already exceeds it."""
+        budget = self.cfg.max_flops
+        if budget is None:
+            return
+        if self.flops_per_step is None:
+            raise ConfigError("train.max_flops: this run's training compute could not be counted (see the warning "
+                              "above); give the budget as train.steps instead", keys=("train.max_flops",))
+        if not resumed and self.flops_per_step > budget:
+            raise ConfigError(f"train.max_flops: one training step costs {self.flops_per_step:.3g} FLOP, more than "
+                              f"the budget {budget:.3g}; raise it", keys=("train.max_flops",))
 
     def _count_flops(self, micro_batches: Sequence[dict[str, Any]]) -> float | None:
         """The floating-point operations of one training step on ``micro_batches``, all ranks
