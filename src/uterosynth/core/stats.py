@@ -39,16 +39,13 @@ def wilson_ci(correct: int, n: int) -> tuple[float, float]:
     >>> [round(v, 3) for v in wilson_ci(8, 10)]
     [0.49, 0.943]
     """
-    from scipy import stats
-
-    ci = stats.binomtest(correct, n, p=0.5).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
+    return wilson_interval(correct / n, n)
 
 
 def wilson_interval(proportion: float, n: float) -> tuple[float, float]:
     """Wilson score 95 % interval of a proportion observed on an effective sample size ``n`` > 0
-    (not necessarily whole: a mean over correlated items with ``n`` independent units); equals
-    :func:`wilson_ci` for whole counts.
+    (not necessarily whole: a mean over correlated items with ``n`` independent units);
+    :func:`wilson_ci` is it for whole counts.
 
     >>> [round(v, 3) for v in wilson_interval(0.8, 10)]
     [0.49, 0.943]

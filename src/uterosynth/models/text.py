@@ -55,7 +55,7 @@ def _myoma_phrase(largest: str, count: Any) -> str:
     if n == 0:
         return "no myoma"
     if largest == "none":  # a count without a largest one: the count alone
-        return _count_phrase(n, "myoma", "myomas") or "no myoma"
+        return str(_count_phrase(n, "myoma", "myomas"))
     if n == 1:
         return f"one {described}"
     return f"{_count_phrase(n, 'myoma', 'myomas')}, the largest {kind}" + (f" of {size}" if size else "")
@@ -74,13 +74,15 @@ def structured_prompt(attributes: Mapping[str, Any]) -> str:
     parts = ["sagittal T2-weighted pelvic MRI"]
     largest = attributes.get("largest_myoma")
     joined = ("largest_myoma", "myoma_count") if largest is not None and largest != "" else ()
+    myoma_said = False
     for name, value in attributes.items():
         if value is None or value == "":
             continue
         text = str(value)
         if name in joined:  # one phrase, where the first of the two stands
-            if name == next(n for n in attributes if n in joined and attributes[n] not in (None, "")):
+            if not myoma_said:
                 parts.append(_myoma_phrase(str(largest), attributes.get("myoma_count")))
+                myoma_said = True
             continue
         if name == "orientation" and len(text) == 4 and text[:2] in _ORIENTATION_WORDS:
             parts.append(f"{_ORIENTATION_WORDS[text[:2]]} {_ORIENTATION_WORDS.get(text[2:], text[2:])} uterus")
