@@ -578,3 +578,44 @@ def test_a_volume_cell_is_read_slice_by_slice_like_a_2d_cell(tmp_path, monkeypat
     assert missing["judged_on"] == "slices missing" and "judge_worst" not in missing and "kid" not in missing
     assert missing["volumetric"]["judge_worst"] == results["volumetric"]["judge_worst"]
     assert _row(summarize(root, cfg, cells)["cells"][0], ["model"])["judge_worst"] == "– (central slices: not measured)"
+
+
+@pytest.mark.parametrize(("better", "worse", "expected"), [
+    (0.94, 0.95, "supported"),                   # a point worse, but surely within the margin
+    (0.80, 0.95, "not supported"),               # surely more than the margin worse
+    (0.91, 0.95, "inconclusive at this size"),   # the interval of the difference straddles -margin
+])
+def test_an_at_least_claim_reads_the_interval_of_the_difference_against_its_margin(better, worse, expected):
+    def m(v: float) -> dict:
+        return {"value": v, "ci_low": v - 0.02, "ci_high": v + 0.02}
+
+    assert verdict([m(better)], [m(worse)], lower_is_better=False, margin=0.05) == expected
+    assert verdict([m(1 - better)], [m(1 - worse)], lower_is_better=True, margin=0.05) == expected  # a distance
+
+
+def test_an_at_least_claim_needs_a_margin_and_reports_each_pairs_gain(tmp_path):
+    from uterosynth.study import GridStudyConfig, _claims
+    from uterosynth.study_report import write_study_markdown
+
+    claim = {"statement": "a is as good as b", "axis": "m", "better": "a", "worse": "b", "metric": "judge_worst"}
+    with pytest.raises(ValueError, match="at_least needs a margin"):
+        GridStudyConfig.model_validate({"out": "o", "pipeline": "p.yaml", "axes": {"m": {"a": {}, "b": {}}},
+                                        "claims": [{**claim, "relation": "at_least"}]})
+    with pytest.raises(ValueError, match="only it takes one"):
+        GridStudyConfig.model_validate({"out": "o", "pipeline": "p.yaml", "axes": {"m": {"a": {}, "b": {}}},
+                                        "claims": [{**claim, "margin": 0.05}]})
+    cfg = GridStudyConfig.model_validate({"out": "o", "pipeline": "p.yaml", "axes": {"m": {"a": {}, "b": {}}},
+                                          "claims": [{**claim, "relation": "at_least", "margin": 0.05}]})
+
+    def cell(value: str, v: float) -> dict:
+        return {"name": f"m-{value}_seed-0", "values": {"m": value}, "seed": 0, "status": "ok",
+                "results": {"judge_worst": {"class": "AVAF", "value": v, "ci_low": v - 0.03, "ci_high": v + 0.04}}}
+
+    (result,) = _claims(cfg, [cell("a", 0.9), cell("b", 0.92)])
+    (gain,) = result["gains"]
+    assert gain["value"] == pytest.approx(-0.02) and gain["ci_low"] < -0.05 < gain["ci_high"]
+    assert result["verdict"] == "inconclusive at this size"
+    write_study_markdown(tmp_path, {"config": cfg.model_dump(mode="json"), "cells": [], "claims": [result],
+                                    "uterosynth_version": "0", "created": "now"})
+    line = next(x for x in (tmp_path / "study.md").read_text().splitlines() if x.startswith("| a is as good as b"))
+    assert "judge_worst, at least as good within 0.05" in line and "gain -0.02 [" in line

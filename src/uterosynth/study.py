@@ -51,6 +51,7 @@ from . import __version__
 from .core.artifacts import read_json, write_json
 from .core.config import StrictModel, load_config, merge_config, read_config_file
 from .core.errors import ConfigError, DataError, first_line
+from .core.stats import difference_interval
 from .pipeline import pipeline_stages
 from .stages import PRESETS
 
@@ -107,11 +108,18 @@ class Claim(StrictModel):
     attribute: str | None = Field(
         None, description="judge_worst only: the judge of this other attribute (the evaluation's classifier.others, "
         "e.g. field_strength) instead of the orientation judge")
+    relation: Literal["beats", "at_least"] = Field(
+        "beats", description="beats: the two cells' intervals separate; at_least: non-inferiority, the interval of "
+        "the difference (better - worse, on the better side) lies above -margin")
+    margin: float | None = Field(None, gt=0, description="at_least only: how much worse still counts as 'as good', "
+                                 "in the metric's units, fixed before the run")
 
     @model_validator(mode="after")
     def _attribute_needs_a_judge_metric(self) -> Claim:
         if self.attribute is not None and self.metric != "judge_worst":
             raise ValueError(f"claim '{self.statement}': 'attribute' names a judge; it needs metric judge_worst")
+        if (self.relation == "at_least") != (self.margin is not None):
+            raise ValueError(f"claim '{self.statement}': relation at_least needs a margin, and only it takes one")
         return self
 
 
@@ -671,20 +679,38 @@ def _cell_results(folder: Path) -> dict[str, Any]:
     return out
 
 
-def verdict(better: Sequence[dict[str, Any]], worse: Sequence[dict[str, Any]], *, lower_is_better: bool) -> str:
+def _gain(b: dict[str, Any], w: dict[str, Any], lower_is_better: bool) -> tuple[float, float, float]:
+    """How much better ``b`` is than ``w`` (negative: worse), with its 95 % interval from the two
+    cells' intervals (independent estimates: :func:`difference_interval`)."""
+    first, second = (w, b) if lower_is_better else (b, w)
+    return difference_interval(first["value"], (first["ci_low"], first["ci_high"]),
+                               second["value"], (second["ci_low"], second["ci_high"]))
+
+
+def _measured(m: dict[str, Any] | None) -> bool:
+    return bool(m) and None not in (m.get("value"), m.get("ci_low"), m.get("ci_high"))
+
+
+def verdict(better: Sequence[dict[str, Any]], worse: Sequence[dict[str, Any]], *, lower_is_better: bool,
+            margin: float | None = None) -> str:
     """A claim's verdict over paired measurements (each ``value``, ``ci_low``, ``ci_high``; ``None``
     for a cell that has none).
 
-    ``supported``: in every pair the better cell's interval lies entirely on the better side of the
-    worse cell's; ``not supported``: in some pair the opposite holds and in none the claimed order;
-    otherwise ``inconclusive at this size`` -- always when there is no pair, or a pair lacks a
-    measurement or an interval.
+    Without ``margin`` (``beats``), a pair holds when the better cell's interval lies entirely on the
+    better side of the worse cell's, and fails when the opposite holds. With ``margin``
+    (``at_least``, non-inferiority), a pair holds when the interval of how much better the better
+    cell is lies above ``-margin``, and fails when it lies below. ``supported``: every pair holds;
+    ``not supported``: some pair fails and none holds; otherwise ``inconclusive at this size`` --
+    always when there is no pair, or a pair lacks a measurement or an interval.
     """
     outcomes = []
     for b, w in zip(better, worse, strict=True):
-        if not b or not w or None in (b.get("ci_low"), b.get("ci_high"), w.get("ci_low"), w.get("ci_high")):
+        if not (_measured(b) and _measured(w)):
             return "inconclusive at this size"
-        if (b["ci_high"] < w["ci_low"]) if lower_is_better else (b["ci_low"] > w["ci_high"]):
+        if margin is not None:
+            _, low, high = _gain(b, w, lower_is_better)
+            outcomes.append("claimed" if low > -margin else "opposite" if high < -margin else "overlap")
+        elif (b["ci_high"] < w["ci_low"]) if lower_is_better else (b["ci_low"] > w["ci_high"]):
             outcomes.append("claimed")
         elif (w["ci_high"] < b["ci_low"]) if lower_is_better else (w["ci_low"] > b["ci_high"]):
             outcomes.append("opposite")
@@ -722,12 +748,15 @@ def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[
         pairs = [(p[claim.better], p[claim.worse]) for p in by_key.values() if claim.better in p and claim.worse in p]
         measured = [(_measure(b, claim.metric, claim.attribute), _measure(w, claim.metric, claim.attribute))
                     for b, w in pairs]
+        lower = claim.metric != "judge_worst"
         out.append({**claim.model_dump(), "pairs": len(pairs), "measured_pairs": sum(bool(b and w) for b, w in measured),
                     "seeds": len({b["seed"] for b, _ in pairs}),
                     "verdict": verdict([b for b, _ in measured], [w for _, w in measured],
-                                       lower_is_better=claim.metric != "judge_worst"),
+                                       lower_is_better=lower, margin=claim.margin),
                     "cells": [[b["name"], w["name"]] for b, w in pairs],
-                    "measured": [[b, w] for b, w in measured]})
+                    "measured": [[b, w] for b, w in measured],
+                    "gains": [dict(zip(("value", "ci_low", "ci_high"), _gain(b, w, lower), strict=True))
+                              if _measured(b) and _measured(w) else None for b, w in measured]})
     return out
 
 

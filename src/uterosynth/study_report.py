@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +134,7 @@ def write_study_report(root: Path, document: Mapping[str, Any], cells: Sequence[
         grids.append({"name": cell.name, "grid": grid, "report": f"cells/{cell.name}/report.html"})
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("study.html.j2").render(
-        claims=document["claims"], axes=axes, rows=[_row(c, axes) for c in document["cells"]], grids=grids,
+        claims=[{**c, "metric_label": _claim_metric(c)} for c in document["claims"]], axes=axes, rows=[_row(c, axes) for c in document["cells"]], grids=grids,
         image_defs=images.defs(), thumbnail=THUMBNAIL, config=document["config"], version=document["uterosynth_version"])
     path = root / "study.html"
     atomic_write_text(path, page)
@@ -156,6 +157,13 @@ def _cell_md(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _claim_metric(claim: Mapping[str, Any]) -> str:
+    """A claim's metric, its judge and, for a non-inferiority claim, its margin."""
+    judge = f" ({claim['attribute']} judge)" if claim.get("attribute") else ""
+    margin = f", at least as good within {claim['margin']:g}" if claim.get("margin") is not None else ""
+    return f"{claim['metric']}{judge}{margin}"
+
+
 def write_study_markdown(root: Path, document: Mapping[str, Any]) -> Path:
     """Write ``root/study.md``: the claims with each pair's measurements and verdict, then the
     comparison table in three parts (judges; distances; downstream, audit and cost)."""
@@ -165,8 +173,10 @@ def write_study_markdown(root: Path, document: Mapping[str, Any]) -> Path:
     if document["claims"]:
         lines += ["| claim | better vs worse | metric | measured (better; worse) | verdict |", "| --- | --- | --- | --- | --- |"]
         for c in document["claims"]:
-            measured = "<br>".join(f"{_with_ci(b, 3)}; {_with_ci(w, 3)}" for b, w in c.get("measured") or []) or "–"
-            metric = c["metric"] + (f" ({c['attribute']} judge)" if c.get("attribute") else "")
+            gains = c.get("gains") if c.get("margin") is not None else None
+            measured = "<br>".join(f"{_with_ci(b, 3)}; {_with_ci(w, 3)}" + (f"; gain {_with_ci(g, 3)}" if gains else "")
+                                   for (b, w), g in zip(c.get("measured") or [], gains or repeat(None))) or "–"
+            metric = _claim_metric(c)
             lines.append(f"| {_cell_md(c['statement'])} | {c['axis']}: {c['better']} vs {c['worse']} | {metric} | "
                          f"{measured} | **{c['verdict']}** ({c['measured_pairs']} of {c['pairs']} pairs) |")
     else:
