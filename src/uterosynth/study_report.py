@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -173,9 +172,10 @@ def write_study_markdown(root: Path, document: Mapping[str, Any]) -> Path:
     if document["claims"]:
         lines += ["| claim | better vs worse | metric | measured (better; worse) | verdict |", "| --- | --- | --- | --- | --- |"]
         for c in document["claims"]:
-            gains = c.get("gains") if c.get("margin") is not None else None
-            measured = "<br>".join(f"{_with_ci(b, 3)}; {_with_ci(w, 3)}" + (f"; gain {_with_ci(g, 3)}" if gains else "")
-                                   for (b, w), g in zip(c.get("measured") or [], gains or repeat(None))) or "–"
+            pairs = c.get("measured") or []
+            gains = (c.get("gains") if c.get("margin") is not None else None) or [None] * len(pairs)
+            measured = "<br>".join(f"{_with_ci(b, 3)}; {_with_ci(w, 3)}" + (f"; gain {_with_ci(g, 3)}" if g else "")
+                                   for (b, w), g in zip(pairs, gains, strict=True)) or "–"
             metric = _claim_metric(c)
             lines.append(f"| {_cell_md(c['statement'])} | {c['axis']}: {c['better']} vs {c['worse']} | {metric} | "
                          f"{measured} | **{c['verdict']}** ({c['measured_pairs']} of {c['pairs']} pairs) |")
