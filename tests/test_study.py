@@ -593,9 +593,18 @@ def test_an_at_least_claim_reads_the_interval_of_the_difference_against_its_marg
     assert verdict([m(1 - better)], [m(1 - worse)], lower_is_better=True, margin=0.05) == expected  # a distance
 
 
+def test_a_distance_claims_gain_pairs_each_end_with_the_right_cells_interval():
+    from uterosynth.study import _gain
+
+    better, worse = {"value": 0.05, "ci_low": 0.04, "ci_high": 0.08}, {"value": 0.07, "ci_low": 0.05, "ci_high": 0.09}
+    gain = _gain(better, worse, lower_is_better=True)   # worse - better, each end from the ends that bound it
+    assert gain == pytest.approx((0.02, 0.02 - (0.02 ** 2 + 0.03 ** 2) ** 0.5, 0.02 + (0.02 ** 2 + 0.01 ** 2) ** 0.5))
+    assert gain[1] == pytest.approx(-0.016, abs=1e-3) and gain[2] == pytest.approx(0.042, abs=1e-3)
+
+
 def test_an_at_least_claim_needs_a_margin_and_reports_each_pairs_gain(tmp_path):
     from uterosynth.study import GridStudyConfig, _claims
-    from uterosynth.study_report import write_study_markdown
+    from uterosynth.study_report import _claim_view, write_study_markdown
 
     claim = {"statement": "a is as good as b", "axis": "m", "better": "a", "worse": "b", "metric": "judge_worst"}
     with pytest.raises(ValueError, match="at_least needs a margin"):
@@ -619,3 +628,4 @@ def test_an_at_least_claim_needs_a_margin_and_reports_each_pairs_gain(tmp_path):
                                     "uterosynth_version": "0", "created": "now"})
     line = next(x for x in (tmp_path / "study.md").read_text().splitlines() if x.startswith("| a is as good as b"))
     assert "judge_worst, at least as good within 0.05" in line and "gain -0.02 [" in line
+    assert _claim_view(result)["gain_text"].startswith("-0.02 [")   # the page's claims table

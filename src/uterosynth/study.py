@@ -749,7 +749,7 @@ def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[
         measured = [(_measure(b, claim.metric, claim.attribute), _measure(w, claim.metric, claim.attribute))
                     for b, w in pairs]
         lower = claim.metric != "judge_worst"
-        out.append({**claim.model_dump(), "pairs": len(pairs), "measured_pairs": sum(bool(b and w) for b, w in measured),
+        out.append({**claim.model_dump(), "pairs": len(pairs), "measured_pairs": sum(_measured(b) and _measured(w) for b, w in measured),
                     "seeds": len({b["seed"] for b, _ in pairs}),
                     "verdict": verdict([b for b, _ in measured], [w for _, w in measured],
                                        lower_is_better=lower, margin=claim.margin),

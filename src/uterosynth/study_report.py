@@ -133,7 +133,7 @@ def write_study_report(root: Path, document: Mapping[str, Any], cells: Sequence[
         grids.append({"name": cell.name, "grid": grid, "report": f"cells/{cell.name}/report.html"})
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("study.html.j2").render(
-        claims=[{**c, "metric_label": _claim_metric(c)} for c in document["claims"]], axes=axes, rows=[_row(c, axes) for c in document["cells"]], grids=grids,
+        claims=[_claim_view(c) for c in document["claims"]], axes=axes, rows=[_row(c, axes) for c in document["cells"]], grids=grids,
         image_defs=images.defs(), thumbnail=THUMBNAIL, config=document["config"], version=document["uterosynth_version"])
     path = root / "study.html"
     atomic_write_text(path, page)
@@ -161,6 +161,12 @@ def _claim_metric(claim: Mapping[str, Any]) -> str:
     judge = f" ({claim['attribute']} judge)" if claim.get("attribute") else ""
     margin = f", at least as good within {claim['margin']:g}" if claim.get("margin") is not None else ""
     return f"{claim['metric']}{judge}{margin}"
+
+
+def _claim_view(claim: Mapping[str, Any]) -> dict[str, Any]:
+    """A claim for the page: its metric label and, for a non-inferiority claim, each pair's gain."""
+    gains = [_with_ci(g, 3) for g in claim.get("gains") or [] if g] if claim.get("margin") is not None else []
+    return {**claim, "metric_label": _claim_metric(claim), "gain_text": "; ".join(gains)}
 
 
 def write_study_markdown(root: Path, document: Mapping[str, Any]) -> Path:
