@@ -330,3 +330,34 @@ def test_the_judge_on_real_items_leaves_out_items_without_a_value(tmp_path):
     out = fidelity.judge_on_real(lambda images: ["present"] * len(images), f"{data}:train", "myoma", [2.0], 0.2)
     assert set(out["per_class"]) <= {"present", "absent"} and out["per_class"]
     assert out["per_class"].get("present", [1.0])[0] == 1.0 and out["per_class"].get("absent", [0.0])[0] == 0.0
+
+
+def test_a_studys_judge_readings_pool_the_training_seeds_of_a_combination(tmp_path, monkeypatch, capsys):
+    pooled = _load("study_pooled")
+
+    def metrics(orientation: dict, myoma: dict) -> dict:
+        def fidelity(task: str, counts: dict) -> dict:
+            return {"details": {"task": task, "per_class": {c: {"correct": k, "n": n} for c, (k, n) in counts.items()}}}
+        return {"sets": {"synthetic": {"metrics": {"conditioning_fidelity": fidelity("orientation", orientation),
+                                                   "conditioning_fidelity_myoma": fidelity("myoma", myoma),
+                                                   "kid": {"value": 0.1}}}}}
+
+    cells = {"c-a_seed-0": metrics({"AV": (60, 64), "RV": (64, 64)}, {"present": (120, 128), "absent": (128, 128)}),
+             "c-a_seed-1": metrics({"AV": (62, 64), "RV": (36, 64)}, {"present": (124, 128), "absent": (128, 128)}),
+             "c-b_seed-0": metrics({"AV": (64, 64), "RV": (64, 64)}, {"present": (128, 128), "absent": (128, 128)})}
+    for name, m in cells.items():
+        (tmp_path / "cells" / name / "evaluation").mkdir(parents=True)
+        (tmp_path / "cells" / name / "evaluation" / "metrics.json").write_text(json.dumps(m))
+    (tmp_path / "cells" / "c-b_seed-1").mkdir()   # a cell that did not measure
+    document = {"cells": [{"name": n, "status": "ok"} for n in cells] + [{"name": "c-b_seed-1", "status": "failed"}]}
+    (tmp_path / "study.json").write_text(json.dumps(document))
+    monkeypatch.setattr("sys.argv", ["study_pooled.py", str(tmp_path), "--better", "c-a", "--worse", "c-b",
+                                     "--json", str(tmp_path / "pooled.json")])
+    pooled.main()
+    out = json.loads((tmp_path / "pooled.json").read_text())
+    assert out["pooled"]["c-a"]["orientation"] == {"AV": [122, 128], "RV": [100, 128]}   # summed over the seeds
+    assert out["pooled"]["c-b"]["myoma"]["present"] == [128, 128]
+    gain = out["gains"]["orientation"]   # worst classes: RV 100/128 against 128/128
+    assert gain["value"] == pytest.approx(100 / 128 - 1) and gain["ci_low"] < gain["value"] < gain["ci_high"]
+    assert gain["reading"] == "fails" and out["gains"]["myoma"]["reading"] != "fails"
+    assert "c-b_seed-1: not measured (failed)" in capsys.readouterr().out
