@@ -149,3 +149,23 @@ def test_metrics_file_name_lives_in_one_module():
                 spelled.append(path.relative_to(root).as_posix())
     assert spelled == ["data/evaluation_results.py"]
     assert "METRICS_FILE" in (root / "evaluation" / "runner.py").read_text()
+
+
+def test_release_holds_the_judges_of_other_attributes_to_the_same_bar(tmp_path, capsys):
+    syn = _syn(tmp_path, n=40)
+    ev = fake_evaluation(tmp_path / "ev", syn, {"AVAF": 40, "RVRF": 39}, 40)   # orientation passes
+    doc = json.loads((ev / METRICS_FILE).read_text())
+    myoma = fidelity_result(["present"] * 40 + ["absent"] * 40, ["absent"] * 25 + ["present"] * 15 + ["absent"] * 40,
+                            ("absent", "present"), task="myoma").to_json()
+    doc["judges"] = [{"name": "judge_myoma", "sha256": "m" * 64, "task": "myoma", "classes": ["absent", "present"]}]
+    doc["sets"]["synthetic"]["metrics"]["conditioning_fidelity_myoma"] = myoma
+    (ev / METRICS_FILE).write_text(json.dumps(doc))
+    out = tmp_path / "rel"
+    assert _run(["release", "--synthetic", str(syn), "--no-audit", "--evaluation", str(ev), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "myoma present 0.38" in err and "(15/40)" in err and "AVAF" not in err
+    assert not out.exists()
+    summary = release_dataset(syn, None, out, no_audit=True, evaluation_dir=ev, force=True)
+    assert summary["quality"] == "failed (forced)"
+    sheet = (out / "DATASHEET.md").read_text()
+    assert "| myoma | present | 0.38 |" in sheet and "| myoma | absent | 1.00 |" in sheet and "**fail**" in sheet

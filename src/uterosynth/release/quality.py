@@ -2,14 +2,15 @@
 
 ``uterosynth release --evaluation DIR`` reads ``metrics.json`` (through
 :mod:`uterosynth.data.evaluation_results`), checks that it evaluated the synthetic set being
-released, and holds the judge's per-class accuracy to the bar of :class:`~.config.QualityBar`.
-A set that fails is refused unless ``force``; then the datasheet says so at its top.
+released, and holds the judge's per-class accuracy to the bar of :class:`~.config.QualityBar`, and
+likewise each judge of another conditioned attribute (the evaluation's ``classifier.others``). A set
+that fails is refused unless ``force``; then the datasheet says so at its top.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import DataError
@@ -40,6 +41,7 @@ class Quality:
         classes: the judge's accuracy per requested class (``None``: the evaluation has no judge).
         failures: one phrase per class below the bar (or why the bar cannot be checked).
         forced: the release went ahead although the bar failed.
+        others: the judges of other conditioned attributes: attribute -> accuracy per requested class.
     """
 
     evaluation: Evaluation | None
@@ -47,6 +49,7 @@ class Quality:
     classes: list[ClassAccuracy] | None = None
     failures: tuple[str, ...] = ()
     forced: bool = False
+    others: dict[str, list[ClassAccuracy]] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -90,12 +93,15 @@ def assess_quality(evaluation_dir: str | Path | None, synthetic_dir: str | Path,
     evaluation = read_evaluation(evaluation_dir)
     evaluation.check_synthetic_set(synthetic_dir)
     classes = evaluation.judge_accuracy()
-    failures = _failures(classes, bar)
+    others = {j["task"]: scored for j in evaluation.other_judges
+              if (scored := evaluation.judge_accuracy(task=j["task"])) is not None}
+    failures = _failures(classes, bar) + tuple(f"{task} {text}" for task, scored in others.items()
+                                               for text in _failures(scored, bar))
     if failures and not force:
         raise DataError(f"release: the samples fail the fidelity bar ({bar.describe()}): {'; '.join(failures)} "
                         f"(from {Path(evaluation_dir) / METRICS_FILE}); improve the model, or set force to release "
                         "anyway with a datasheet that says so", keys=("force",))
-    return Quality(evaluation, bar, classes, failures, forced=bool(failures))
+    return Quality(evaluation, bar, classes, failures, forced=bool(failures), others=others)
 
 
 def failed_bar_warning(quality: Quality) -> str:
@@ -143,6 +149,21 @@ def _judge_table(quality: Quality) -> list[str]:
     return lines
 
 
+def _other_judges_table(quality: Quality) -> list[str]:
+    """Each judge of another conditioned attribute, held to the same bar, class by class."""
+    if not quality.others:
+        return []
+    lines = ["", "- Judges of other conditioned attributes, held to the same bar:", "",
+             "| attribute | class | judge accuracy | Wilson 95 % interval | correct / samples | bar |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for task, scored in quality.others.items():
+        for c in scored:
+            lo, hi = c.interval
+            lines.append(f"| {task} | {c.cls} | {_pct(c.accuracy)} | [{_pct(lo)}, {_pct(hi)}] | {c.correct} / {c.n} | "
+                         f"{'pass' if _passes(c, quality.bar) else '**fail**'} |")
+    return lines
+
+
 def _metric_table(rows: list[MetricRow], extractor: dict) -> list[str]:
     if not rows:
         return ["- KID: not in the evaluation."]
@@ -170,7 +191,7 @@ def quality_md(quality: Quality, audit_line: str) -> str:
     lines = [f"- Evaluation: `{ev.folder / METRICS_FILE}` (sha256 `{ev.sha256}`), made with uterosynth "
              f"{ev.version} on {ev.created}.",
              f"- Fidelity bar: {quality.bar.describe()}: {verdict}.",
-             *_judge_table(quality), "",
+             *_judge_table(quality), *_other_judges_table(quality), "",
              *_metric_table(ev.metric_rows("kid"), ev.metrics.get("extractor") or {}), "",
              audit_line]
     return "\n".join(lines)
