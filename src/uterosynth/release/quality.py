@@ -72,6 +72,13 @@ def _passes(c: ClassAccuracy, bar: QualityBar) -> bool:
     return c.n > 0 and c.accuracy >= bar.min_accuracy and c.interval[0] >= bar.min_wilson_low
 
 
+def _class_row(c: ClassAccuracy, bar: QualityBar) -> str:
+    """A datasheet table row of one class: accuracy, Wilson interval, counts and the bar's verdict."""
+    lo, hi = c.interval
+    return (f"| {c.cls} | {_pct(c.accuracy)} | [{_pct(lo)}, {_pct(hi)}] | {c.correct} / {c.n} | "
+            f"{'pass' if _passes(c, bar) else '**fail**'} |")
+
+
 def _failures(classes: list[ClassAccuracy] | None, bar: QualityBar) -> tuple[str, ...]:
     if classes is None:
         return ("the evaluation has no judge accuracy (evaluate a conditional synthetic set with a classifier as judge)",)
@@ -137,9 +144,7 @@ def _judge_table(quality: Quality) -> list[str]:
              + (" judge on real held-out items |" if floor else ""),
              "| --- | --- | --- | --- | --- |" + (" --- |" if reference else "") + (" --- |" if floor else "")]
     for c in quality.classes:
-        lo, hi = c.interval
-        row = (f"| {c.cls} | {_pct(c.accuracy)} | [{_pct(lo)}, {_pct(hi)}] | {c.correct} / {c.n} | "
-               f"{'pass' if _passes(c, quality.bar) else '**fail**'} |")
+        row = _class_row(c, quality.bar)
         if reference:
             row += _reference_cell(reference.get(c.cls))
         if floor:
@@ -158,9 +163,7 @@ def _other_judges_table(quality: Quality) -> list[str]:
              "| --- | --- | --- | --- | --- | --- |"]
     for task, scored in quality.others.items():
         for c in scored:
-            lo, hi = c.interval
-            lines.append(f"| {task} | {c.cls} | {_pct(c.accuracy)} | [{_pct(lo)}, {_pct(hi)}] | {c.correct} / {c.n} | "
-                         f"{'pass' if _passes(c, quality.bar) else '**fail**'} |")
+            lines.append(f"| {task} " + _class_row(c, quality.bar))
     return lines
 
 
