@@ -19,17 +19,18 @@ from collections import defaultdict
 from pathlib import Path
 
 from uterosynth.core.stats import difference_interval, wilson_ci
+from uterosynth.data.evaluation_results import METRICS_FILE, read_evaluation
 
-FIDELITY = "conditioning_fidelity"
 
-
-def _classes(metrics: dict) -> dict[str, dict[str, tuple[int, int]]]:
-    """attribute -> class -> (correct, n) of the synthetic set, for every judge of the evaluation."""
+def _classes(evaluation_dir: Path) -> dict[str, dict[str, tuple[int, int]]]:
+    """attribute -> class -> (correct, n) of the synthetic set, for the judge and every other judge."""
+    evaluation = read_evaluation(evaluation_dir)
+    judges = [(evaluation.judge or {}).get("task"), *(j["task"] for j in evaluation.other_judges)]
     out = {}
-    for name, m in metrics["sets"]["synthetic"]["metrics"].items():
-        if name.startswith(FIDELITY):
-            details = m["details"]
-            out[details["task"]] = {c: (v["correct"], v["n"]) for c, v in details["per_class"].items()}
+    for position, task in enumerate(judges):
+        scored = evaluation.judge_accuracy(task=task if position else None)
+        if task and scored is not None:
+            out[task] = {c.cls: (c.correct, c.n) for c in scored}
     return out
 
 
@@ -51,11 +52,11 @@ def main() -> None:
     pooled: dict[str, dict[str, dict[str, list[int]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: [0, 0])))
     report: dict = {"cells": {}, "pooled": {}, "gains": {}}
     for cell in document["cells"]:
-        metrics_file = args.study / "cells" / cell["name"] / "evaluation" / "metrics.json"
-        if not metrics_file.is_file():
+        evaluation_dir = args.study / "cells" / cell["name"] / "evaluation"
+        if not (evaluation_dir / METRICS_FILE).is_file():
             print(f"{cell['name']}: not measured ({cell['status']})")
             continue
-        readings = _classes(json.loads(metrics_file.read_text()))
+        readings = _classes(evaluation_dir)
         report["cells"][cell["name"]] = readings
         value = cell["name"].rsplit("_seed-", 1)[0]
         for attribute, classes in readings.items():

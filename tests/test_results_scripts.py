@@ -338,7 +338,8 @@ def test_a_studys_judge_readings_pool_the_training_seeds_of_a_combination(tmp_pa
     def metrics(orientation: dict, myoma: dict) -> dict:
         def fidelity(task: str, counts: dict) -> dict:
             return {"details": {"task": task, "per_class": {c: {"correct": k, "n": n} for c, (k, n) in counts.items()}}}
-        return {"sets": {"synthetic": {"metrics": {"conditioning_fidelity": fidelity("orientation", orientation),
+        return {"provenance": {}, "reference": {}, "classifier": {"task": "orientation"}, "judges": [{"task": "myoma"}],
+                "sets": {"synthetic": {"metrics": {"conditioning_fidelity": fidelity("orientation", orientation),
                                                    "conditioning_fidelity_myoma": fidelity("myoma", myoma),
                                                    "kid": {"value": 0.1}}}}}
 
