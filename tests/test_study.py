@@ -378,6 +378,20 @@ def test_every_study_preset_plans_cells_whose_pipelines_are_valid(preset, tmp_pa
                    c.name.replace(f"{claim.axis}-{claim.better}", f"{claim.axis}-{claim.worse}") in names for c in cells)
 
 
+def test_a_study_built_on_another_by_base_adds_an_axis_and_keeps_that_studys_cells():
+    """configs/study_budget_cpu.yaml is the conditioning study plus a budget axis, with the other
+    conditionings excluded: its 2000-step cells run what that study's labels + text cells run."""
+    presets = Path(__file__).resolve().parents[1] / "src/uterosynth/configs"
+    _, _, budget = plan(presets / "study_budget_cpu.yaml")
+    _, _, conditioning = plan(presets / "study_conditioning_cpu.yaml")
+    assert sorted(c.name for c in budget) == sorted(
+        f"conditioning-labels+text_ldm-steps-{steps}_seed-{seed}" for steps in (2000, 8000) for seed in (0, 1, 2))
+    same = {c.seed: c.digest for c in conditioning if c.values["conditioning"] == "labels+text"}
+    assert {c.seed: c.digest for c in budget if c.values["ldm-steps"] == "2000"} == same
+    longer = [c for c in budget if c.values["ldm-steps"] == "8000"]
+    assert all(c.override["diffusion"]["set"]["train.steps"] == 8000 and c.digest not in same.values() for c in longer)
+
+
 @pytest.mark.slow
 def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkeypatch):
     """One real cell (the quick demo's chain); its copy stands for a second value of the axis."""
