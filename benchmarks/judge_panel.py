@@ -116,6 +116,8 @@ def table(results: dict, bar: float, lower_bar: float, margin: float | None = No
             verdict = "passes" if fidelity.passes(res, bar, lower_bar) else "fails"
             cells.append(f"{100 * res['worst']:.0f} % {worst}, {verdict}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name}, items with an edge band | "
+                     + " | ".join(f"{results[j]['sets'][name]['edge_band_items']}" for j in judges) + " |")
         for real in first["real"]:
             cells = []
             for j in judges:

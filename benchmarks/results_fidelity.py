@@ -27,23 +27,29 @@ SECTION = "Conditional diffusion on the corrected pipeline"
 
 
 def judge_set(predict, folder: Path, attribute: str, view=lambda images: images) -> dict:
-    """Per requested class: correct, n, accuracy and Wilson interval of the judge on a synthetic set.
+    """Per requested class: correct, n, accuracy and Wilson interval of the judge on a synthetic set, and
+    how many of its items carry a padding-like band (``judge_controls.edge_bands``: where the band
+    control's sensitivity could matter).
 
     ``view`` turns the set's items into what the judge sees (``judge_view``: volumes → central slice).
     """
     from uterosynth.core.stats import wilson_ci
     from uterosynth.data.synthetic import SyntheticSet
+    from uterosynth.models.judge import judge_view
+    from uterosynth.models.judge_controls import edge_bands
 
     sset = SyntheticSet.load(folder)
     wanted = [r["condition"][attribute] for r in sset.records]
-    got = predict(view(sset.stack()))
+    seen = view(sset.stack())
+    got = predict(seen)
     hits: dict[str, list[bool]] = defaultdict(list)
     for w, g in zip(wanted, got, strict=True):
         hits[w].append(w == g)
     per_class = {c: {"correct": int(sum(v)), "n": len(v), "accuracy": sum(v) / len(v), "wilson95": wilson_ci(sum(v), len(v))}
                  for c, v in sorted(hits.items())}
     return {"folder": str(folder), "info": {k: sset.info.get(k) for k in ("sampler", "guidance", "seed", "model")},
-            "per_class": per_class, "worst": min(v["accuracy"] for v in per_class.values())}
+            "per_class": per_class, "worst": min(v["accuracy"] for v in per_class.values()),
+            "edge_band_items": int(edge_bands(judge_view(seen, 2)).sum())}  # a volume: its central slice
 
 
 def passes(result: dict, bar: float, lower_bar: float) -> bool:

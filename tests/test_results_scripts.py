@@ -28,7 +28,7 @@ autoencoder = _load("results_autoencoder")
 def _result(*cells: tuple[float, float]) -> dict:
     per_class = {f"C{i}": {"accuracy": a, "wilson95": (low, 1.0), "n": 128, "correct": round(128 * a)}
                  for i, (a, low) in enumerate(cells)}
-    return {"per_class": per_class, "worst": min(a for a, _ in cells)}
+    return {"per_class": per_class, "worst": min(a for a, _ in cells), "edge_band_items": 0}
 
 
 @pytest.mark.parametrize(("cells", "expected"), [
@@ -202,6 +202,8 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     text = panel.table(results, bar=0.90, lower_bar=0.85)
     assert "| real C0, x:train | 90 % [80, 100] | 90 % [80, 100] |" in text
     assert "| s | 95 % C0, passes | 85 % C0, fails |" in text
+    results["J2"]["sets"]["s"]["edge_band_items"] = 3
+    assert "| s, items with an edge band | 0 | 3 |" in panel.table(results, bar=0.90, lower_bar=0.85)
     assert "| s minus real, x:train | C0 +5 [-6, +16] | C0 -5 [-16, +13] |" in text
     with_margin = panel.table(results, bar=0.90, lower_bar=0.85, margin=0.10)
     assert ("| s minus real, x:train | C0 +5 [-6, +16]; non-inferior at a margin of 10 points | "
@@ -230,6 +232,7 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     read = json.loads(out.read_text())["j"]
     assert read["real"][f"{volumes}:train"]["items"] == 4 and sum(
         v["n"] for v in read["sets"]["v"]["per_class"].values()) == 4
+    assert read["sets"]["v"]["edge_band_items"] == 0  # uniform noise: no band at any edge
 
 
 def test_a_panel_averages_probabilities_not_logits_nor_the_first_judge(monkeypatch, capsys):

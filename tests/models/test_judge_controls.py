@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from uterosynth.core.imageio import blur_in_plane
-from uterosynth.models.judge_controls import judge_controls, with_bands
+from uterosynth.models.judge_controls import edge_bands, judge_controls, with_bands
 
 
 def _images(n: int = 12, size: int = 32) -> tuple[np.ndarray, list[str]]:
@@ -81,3 +81,18 @@ def test_bands_flip_a_judge_that_reads_them_and_not_one_that_reads_the_centre() 
 def test_controls_take_2d_items_only() -> None:
     with pytest.raises(ValueError, match="2D items"):
         judge_controls(_texture_judge, np.zeros((2, 8, 8, 8), np.float32), ["a", "b"])
+
+
+def test_edge_bands_finds_a_padding_band_at_any_edge_and_not_a_dark_image_without_one() -> None:
+    rng = np.random.default_rng(3)
+    images = rng.uniform(0.2, 1.0, (6, 24, 20)).astype(np.float32)
+    images[1, :6] = images[1].min()                         # top band
+    images[2, :, -7:] = images[2].min() + 0.02              # right band, within the tolerance
+    images[3, -5:] = images[3].min()                        # too narrow a band
+    images[4, :6, :-1] = images[4].min()                    # one pixel of the band breaks it
+    images[5, :6] = images[5].min() + 0.05                  # too far from the minimum
+    assert edge_bands(images).tolist() == [False, True, True, False, False, False]
+    assert edge_bands(images, width=5).tolist() == [False, True, True, True, False, False]
+    assert edge_bands(np.zeros((2, 8, 8), np.float32)).all()  # a constant item is all band
+    with pytest.raises(ValueError, match="2D items"):
+        edge_bands(np.zeros((2, 4, 8, 8), np.float32))

@@ -14,6 +14,9 @@ number:
   to each item's mean intensity instead (``occlusion``) are the paired control: a judge of the
   anatomy flips about as often under both, a judge of the padding far more often under the bands.
 
+A judge sensitive to bands misleads only on items that carry one: :func:`edge_bands` finds the
+items (real or synthetic) with a padding-like band at an edge.
+
 Both take the judge as a ``predict`` callable (images ``(N, H, W)`` in [0, 1] → class names), so
 they serve any classifier: the frozen artifact (``downstream.judge.predict``) or a model in memory.
 """
@@ -27,7 +30,7 @@ import numpy as np
 
 from ..core.imageio import blur_in_plane
 
-__all__ = ["BAND_SIDES", "judge_controls", "with_bands"]
+__all__ = ["BAND_SIDES", "edge_bands", "judge_controls", "with_bands"]
 
 Predict = Callable[[np.ndarray], Sequence[str]]
 BAND_SIDES = ("rows", "columns")
@@ -81,3 +84,13 @@ def judge_controls(
                             for side in BAND_SIDES},
         "band_fraction": band_fraction,
     }
+
+
+def edge_bands(images: np.ndarray, *, width: int = 6, tolerance: float = 0.03) -> np.ndarray:
+    """Which items of ``images`` ``(N, H, W)`` carry a padding-like band: ``width`` rows or columns at one
+    edge (top, bottom, left or right) whose every pixel lies within ``tolerance`` of the item's minimum."""
+    if images.ndim != 3:
+        raise ValueError(f"edge bands are read on 2D items (N, H, W), got shape {images.shape}")
+    near = images <= images.reshape(len(images), -1).min(1)[:, None, None] + tolerance
+    edges = (near[:, :width], near[:, -width:], near[:, :, :width], near[:, :, -width:])
+    return np.any([e.reshape(len(images), -1).all(1) for e in edges], axis=0)
