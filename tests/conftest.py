@@ -322,3 +322,24 @@ class IdentityAutoencoder(torch.nn.Module):
 
     def decode(self, z):
         return z
+
+
+def fake_audit(audit_dir: Path, syn: Path, flagged: list[int], n: int) -> Path:
+    """A minimal audit.json of the shape 'uterosynth audit' writes."""
+    audit_dir.mkdir()
+    doc = {
+        "provenance": {"uterosynth_version": "test", "created": "now"},
+        "inputs": {"synthetic": {"metadata_sha256": sha256_file(syn / "metadata.jsonl"), "model_hash": "0" * 64}},
+        "measures": {"ncc": "..."}, "modes": ["image"],
+        "calibration": {"quantile": 0.99, "holdout_items": 40, "holdout_subjects": 10, "items": 200, "subjects": 50,
+                        "sources": {"held-out": 40, "training, against the other subjects": 160},
+                        "thresholds": {"image": {"ncc": 0.9}},
+                        "false_flag_rate": {"available": True, "any": 0.025}},
+        "summary": {"samples": n, "flagged": len(flagged), "flagged_fraction": len(flagged) / n,
+                    "flagged_by": {"image/ncc": len(flagged)}, "flagged_indices": flagged,
+                    "training_subjects": 40, "training_subjects_copied": len(flagged)},
+        "samples": [{"index": i, "flagged": i in flagged, "measures": {"image": {"ncc": {"similarity": 0.5}}}}
+                    for i in range(n)],
+    }
+    (audit_dir / "audit.json").write_text(json.dumps(doc))
+    return audit_dir

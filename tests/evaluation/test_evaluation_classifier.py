@@ -26,6 +26,7 @@ def test_fidelity_per_class_and_overall():
     assert r.details["per_class"]["dark"]["value"] == 1.0
     assert r.value == pytest.approx((0.75 + 1.0) / 2) and r.details["micro"] == pytest.approx(0.8)
     assert any("noisy" in w for w in r.warnings)
+    assert r.details["answers"] == ["bright"] * 6 + ["dark"] * 4   # each item's answer, in the set's order
 
 
 def test_fidelity_intervals_resample_subjects_when_grouped():

@@ -13,33 +13,12 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from conftest import make_synthetic_set
+from conftest import fake_audit, make_synthetic_set
 from uterosynth.cli import main
 from uterosynth.core.artifacts import sha256_file
 from uterosynth.core.errors import DataError
 from uterosynth.release.checksums import verify_sha256sums
 from uterosynth.release.dicom import reformat, sitk_affine, write_dicom_series
-
-
-def _fake_audit(audit_dir: Path, syn: Path, flagged: list[int], n: int) -> Path:
-    """A minimal audit.json of the shape 'uterosynth audit' writes."""
-    audit_dir.mkdir()
-    doc = {
-        "provenance": {"uterosynth_version": "test", "created": "now"},
-        "inputs": {"synthetic": {"metadata_sha256": sha256_file(syn / "metadata.jsonl"), "model_hash": "0" * 64}},
-        "measures": {"ncc": "..."}, "modes": ["image"],
-        "calibration": {"quantile": 0.99, "holdout_items": 40, "holdout_subjects": 10, "items": 200, "subjects": 50,
-                        "sources": {"held-out": 40, "training, against the other subjects": 160},
-                        "thresholds": {"image": {"ncc": 0.9}},
-                        "false_flag_rate": {"available": True, "any": 0.025}},
-        "summary": {"samples": n, "flagged": len(flagged), "flagged_fraction": len(flagged) / n,
-                    "flagged_by": {"image/ncc": len(flagged)}, "flagged_indices": flagged,
-                    "training_subjects": 40, "training_subjects_copied": len(flagged)},
-        "samples": [{"index": i, "flagged": i in flagged, "measures": {"image": {"ncc": {"similarity": 0.5}}}}
-                    for i in range(n)],
-    }
-    (audit_dir / "audit.json").write_text(json.dumps(doc))
-    return audit_dir
 
 
 def _run(args: list[str]) -> int:
@@ -61,7 +40,7 @@ def test_release_drops_flagged_and_writes_everything(tmp_path):
     rng = np.random.default_rng(0)
     conds = [{"orientation": "AVAF" if i % 2 else "RVRF"} for i in range(5)]
     syn = make_synthetic_set(tmp_path / "syn", rng.random((5, 16, 20)).astype(np.float32), conds)
-    audit = _fake_audit(tmp_path / "audit", syn, [1, 3], 5)
+    audit = fake_audit(tmp_path / "audit", syn, [1, 3], 5)
     out = tmp_path / "rel"
     assert _run(["release", "--synthetic", str(syn), "--audit", str(audit), "--out", str(out), "--licence", "CC-BY-NC-4.0"]) == 0
     assert sorted(p.name for p in (out / "nifti").iterdir()) == [f"synthetic_00000{i}.nii.gz" for i in (0, 2, 4)]
@@ -97,14 +76,14 @@ def test_release_no_audit_is_written_loudly(tmp_path):
 
 def test_release_refuses_audit_and_no_audit_together(tmp_path):
     syn = make_synthetic_set(tmp_path / "syn", np.zeros((1, 8, 8), np.float32))
-    audit = _fake_audit(tmp_path / "audit", syn, [], 1)
+    audit = fake_audit(tmp_path / "audit", syn, [], 1)
     assert _run(["release", "--synthetic", str(syn), "--audit", str(audit), "--no-audit", "--out", str(tmp_path / "r")]) == 2
 
 
 def test_release_refuses_audit_of_another_set(tmp_path):
     syn = make_synthetic_set(tmp_path / "syn", np.zeros((2, 8, 8), np.float32))
     other = make_synthetic_set(tmp_path / "other", np.ones((2, 8, 8), np.float32), [{"a": "x"}, {"a": "y"}])
-    audit = _fake_audit(tmp_path / "audit", other, [], 2)
+    audit = fake_audit(tmp_path / "audit", other, [], 2)
     assert _run(["release", "--synthetic", str(syn), "--audit", str(audit), "--out", str(tmp_path / "rel")]) == 2
 
 
@@ -188,7 +167,7 @@ def test_release_model_writes_card_and_checksums(tmp_path):
     (model / "model.json").write_text(json.dumps({"kind": "ldm", "spatial_dims": 2, "network": {"channels": [8]}}))
     (model / "train_state.pt").write_bytes(b"optimiser")
     syn = make_synthetic_set(tmp_path / "syn", np.zeros((2, 8, 8), np.float32))
-    audit = _fake_audit(tmp_path / "audit", syn, [1], 2)
+    audit = fake_audit(tmp_path / "audit", syn, [1], 2)
     out = tmp_path / "rel"
     assert _run(["release-model", "--model", str(model), "--audit", str(audit), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "SHA256SUMS", "model.json", "model.safetensors"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import fake_evaluation, make_synthetic_set
+from conftest import fake_audit, fake_evaluation, make_synthetic_set
 from uterosynth.cli import main
 from uterosynth.core.artifacts import sha256_file
 from uterosynth.core.errors import DataError
@@ -169,3 +169,40 @@ def test_release_holds_the_judges_of_other_attributes_to_the_same_bar(tmp_path, 
     assert summary["quality"] == "failed (forced)"
     sheet = (out / "DATASHEET.md").read_text()
     assert "| myoma | present | 0.38 |" in sheet and "| myoma | absent | 1.00 |" in sheet and "**fail**" in sheet
+
+
+def test_the_bar_reads_the_released_draws_not_the_whole_set(tmp_path, capsys):
+    """A set can pass as a whole and fail once its near-copies are dropped: the release holds the
+    draws it releases to the bar, from the judge's answer on each draw."""
+    syn = _syn(tmp_path, n=40)   # 80 draws, AVAF at even indices, RVRF at odd ones
+    requested = [CLASSES[i % 2] for i in range(80)]
+    answers = list(requested)
+    answers[78] = "RVRF"         # one AVAF draw misread: AVAF 39/40 in the whole set, which passes
+    ev = fake_evaluation(tmp_path / "ev", syn, {"AVAF": 39, "RVRF": 40}, 40)
+    doc = json.loads((ev / METRICS_FILE).read_text())
+    doc["sets"]["synthetic"]["metrics"]["conditioning_fidelity"] = fidelity_result(
+        requested, answers, CLASSES, task="orientation").to_json()
+    (ev / METRICS_FILE).write_text(json.dumps(doc))
+    assert release_dataset(syn, None, tmp_path / "whole", no_audit=True, evaluation_dir=ev)["quality"] == "passed"
+    copies = fake_audit(tmp_path / "audit", syn, list(range(0, 60, 2)), 80)   # 30 AVAF draws flagged, all read right
+    out = tmp_path / "rel"
+    assert _run(["release", "--synthetic", str(syn), "--audit", str(copies), "--evaluation", str(ev),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    lo, hi = wilson_ci(9, 10)
+    assert len(err.splitlines()) == 1 and f"AVAF 0.90 [{lo:.2f}, {hi:.2f}] (9/10)" in err and not out.exists()
+    summary = release_dataset(syn, copies, out, evaluation_dir=ev, force=True)
+    assert summary["released"] == 50 and summary["quality"] == "failed (forced)"
+    assert "| AVAF | 0.90 |" in (out / "DATASHEET.md").read_text()
+    few = fake_audit(tmp_path / "audit_few", syn, [0, 1], 80)   # one draw of each class dropped: still passes
+    assert release_dataset(syn, few, tmp_path / "rel_few", evaluation_dir=ev)["quality"] == "passed"
+
+
+def test_an_evaluation_without_answers_per_draw_cannot_vouch_for_a_part_of_the_set(tmp_path):
+    syn = _syn(tmp_path, n=40)
+    ev = fake_evaluation(tmp_path / "ev", syn, {"AVAF": 40, "RVRF": 40}, 40)   # counts only, as older versions wrote
+    with pytest.raises(DataError, match=r"metrics.json: conditioning_fidelity keeps no answer per item"):
+        release_dataset(syn, fake_audit(tmp_path / "audit", syn, [0], 80), tmp_path / "rel", evaluation_dir=ev)
+    assert not (tmp_path / "rel").exists()
+    assert release_dataset(syn, fake_audit(tmp_path / "none", syn, [], 80), tmp_path / "rel",
+                           evaluation_dir=ev)["quality"] == "passed"   # nothing dropped: the whole set is released

@@ -9,6 +9,7 @@ and KID of the synthetic set beside the real-vs-real floor and the baselines.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,22 +104,48 @@ class Evaluation:
         """The judges of other attributes (``classifier.others``): each ``name``, ``task``, ``on_reference``."""
         return list(self.metrics.get("judges") or [])
 
-    def judge_accuracy(self, name: str = SYNTHETIC_SET, task: str | None = None) -> list[ClassAccuracy] | None:
+    def judge_accuracy(self, name: str = SYNTHETIC_SET, task: str | None = None, *,
+                       requested: Sequence[str | None] | None = None) -> list[ClassAccuracy] | None:
         """Per requested class of set ``name``: items the judge classified as requested, of how many;
         ``task``: the other judge of that attribute instead.
 
+        ``requested``: the class each item of the set asked for, in the set's order, ``None`` (or
+        ``""``) for an item to leave out: the classes are counted again from the judge's answers on
+        the items kept (a release without the audit's flagged draws).
+
         ``None`` when the set was not scored by a judge (no classifier, or unconditional items).
+
+        Raises:
+            DataError: ``requested`` is given but the evaluation kept no answers per item (made by an
+                older version) or holds another number of items.
         """
         entry = self.set_entry(name)
         key = "conditioning_fidelity" if task is None else f"conditioning_fidelity_{task}"
         fidelity = (entry or {}).get("metrics", {}).get(key)
         if not fidelity:
             return None
+        if requested is not None:
+            return self._recount(fidelity.get("details", {}).get("answers"), requested, key)
         out = []
         for cls, v in fidelity.get("details", {}).get("per_class", {}).items():
             n = int(v["n"])
             correct = int(v["correct"]) if "correct" in v else int(round(float(v["value"]) * n))
             out.append(ClassAccuracy(str(cls), correct, n, int(v["units"]) if "units" in v else None))
+        return out
+
+    def _recount(self, answers: list[str] | None, requested: Sequence[str | None], key: str) -> list[ClassAccuracy]:
+        """Per requested class, the judge's answers that match it among the items with a request."""
+        where = self.folder / METRICS_FILE
+        if answers is None:
+            raise DataError(f"{where}: {key} keeps no answer per item (an older evaluation); evaluate the set "
+                            "again to read a part of it")
+        if len(answers) != len(requested):
+            raise DataError(f"{where}: {key} holds {len(answers)} answers for a set of {len(requested)} items "
+                            "(another set?)")
+        out = []
+        for cls in sorted({r for r in requested if r}):
+            mine = [a for a, r in zip(answers, requested, strict=True) if r == cls]
+            out.append(ClassAccuracy(cls, sum(a == cls for a in mine), len(mine), len(mine)))
         return out
 
     def judge_on_reference(self) -> dict[str, dict[str, Any]]:

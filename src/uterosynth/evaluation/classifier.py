@@ -98,6 +98,8 @@ def fidelity_result(
     Items without a requested value (unconditional samples) are ignored; ``None`` when none has one.
     ``groups`` (one subject id per item) makes every interval resample subjects, not items: the
     slices of one real subject are one unit. Per class, ``n`` counts items and ``units`` groups.
+    ``details["answers"]`` keeps the judge's answer for every item, in the set's order, so a part of
+    the set (a release without the audit's flagged draws) can be read again.
     """
     keep = [k for k, r in enumerate(requested) if r is not None and r != ""]
     if not keep:
@@ -129,4 +131,5 @@ def fidelity_result(
     lo, hi = percentile_interval(np.mean(replicates, axis=0), confidence, estimate=value)
     return MetricResult("conditioning_fidelity", value, float(lo), float(hi), {"items": int(hits.size)}, "higher",
                         confidence, tuple(warnings),
-                        {"task": task, "per_class": per_class, "micro": float(hits.mean()), "classes": list(classes)})
+                        {"task": task, "per_class": per_class, "micro": float(hits.mean()), "classes": list(classes),
+                         "answers": [str(p) for p in predicted]})

@@ -10,8 +10,10 @@ that fails is refused unless ``force``; then the datasheet says so at its top.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import DataError
 from ..data.evaluation_results import (
@@ -24,6 +26,7 @@ from ..data.evaluation_results import (
     MetricRow,
     read_evaluation,
 )
+from ..data.manifest import label_value
 from .config import QualityBar
 
 __all__ = ["Quality", "assess_quality", "failed_bar_warning", "quality_md"]
@@ -88,20 +91,32 @@ def _failures(classes: list[ClassAccuracy] | None, bar: QualityBar) -> tuple[str
 
 
 def assess_quality(evaluation_dir: str | Path | None, synthetic_dir: str | Path, bar: QualityBar, *,
-                   force: bool = False) -> Quality:
+                   force: bool = False, released: Sequence[Mapping[str, Any] | None] | None = None) -> Quality:
     """Read the evaluation of ``synthetic_dir`` and hold it to ``bar``.
 
+    ``released``: each item's condition, in the set's order, ``None`` for a draw the release drops
+    (the audit flagged it): the bar then reads the judges' answers on the released draws only, since a
+    set can pass as a whole while the part left after dropping its near-copies does not.
+
     Raises:
-        DataError: the evaluation is missing, evaluates another synthetic set, or the samples
-            fail the bar and ``force`` is not given (one line naming the failing classes).
+        DataError: the evaluation is missing, evaluates another synthetic set, keeps no answer per
+            draw where draws are dropped, or the samples fail the bar and ``force`` is not given
+            (one line naming the failing classes).
     """
     if evaluation_dir is None:
         return Quality(None, bar)
     evaluation = read_evaluation(evaluation_dir)
     evaluation.check_synthetic_set(synthetic_dir)
-    classes = evaluation.judge_accuracy()
-    others = {j["task"]: scored for j in evaluation.other_judges
-              if (scored := evaluation.judge_accuracy(task=j["task"])) is not None}
+
+    def read(task: str | None) -> list[ClassAccuracy] | None:
+        if released is None:
+            return evaluation.judge_accuracy(task=task)
+        attribute = task or (evaluation.judge or {}).get("task", "")
+        requested = [None if c is None else label_value(c.get(attribute)) for c in released]
+        return evaluation.judge_accuracy(task=task, requested=requested)
+
+    classes = read(None)
+    others = {j["task"]: scored for j in evaluation.other_judges if (scored := read(j["task"])) is not None}
     failures = _failures(classes, bar) + tuple(f"{task} {text}" for task, scored in others.items()
                                                for text in _failures(scored, bar))
     if failures and not force:

@@ -86,7 +86,8 @@ def release_dataset(
     config: ReleaseConfig | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Write the release of a synthetic set, dropping the samples the audit flagged.
+    """Write the release of a synthetic set, dropping the samples the audit flagged (the fidelity bar
+    reads the samples released, not the whole set).
 
     A set decoded by a fast decoder (``sample --decoder``) is refused without ``force``; the
     datasheet names the decoder either way. ``evaluation_dir`` (an ``uterosynth evaluate`` folder of this set) puts the judge's
@@ -106,7 +107,6 @@ def release_dataset(
                         "with the model's own decoder, or set force to release it with a datasheet that says so",
                         keys=("force",))
     audit = load_audit(audit_dir, no_audit)
-    quality = assess_quality(evaluation_dir, syn.root, (config or ReleaseConfig()).quality, force=force)
     flagged: set = set()
     audit_scores: dict[Any, dict[str, Any]] = {}
     if audit is not None:
@@ -119,6 +119,9 @@ def release_dataset(
         for s in audit["samples"]:
             audit_scores[s["index"]] = {f"similarity_{mode}_{m}": v["similarity"]
                                         for mode, d in s["measures"].items() for m, v in d.items()}
+    quality = assess_quality(evaluation_dir, syn.root, (config or ReleaseConfig()).quality, force=force,
+                             released=[None if r["index"] in flagged else (r.get("condition") or {})
+                                       for r in syn.records] if flagged else None)
     reference = read_reference(dicom_reference) if dicom_reference is not None else None
     dicom = dicom or reference is not None
     released = [r for r in syn.records if r["index"] not in flagged]
