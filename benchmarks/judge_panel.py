@@ -66,6 +66,12 @@ def read_as(predict, folder: Path) -> dict:
             "read_as": {c: {"count": k, "share": k / len(got), "wilson95": wilson_ci(k, len(got))} for c, k in counts.items()}}
 
 
+def judge_folders(spec: str) -> list[str]:
+    """The judge folders of ``DIR`` or ``DIR1+DIR2+...``; a folder whose own name holds a ``+`` (a study
+    cell such as ``conditioning-labels+text_seed-0``) is one judge."""
+    return [spec] if Path(spec).is_dir() else spec.split("+")
+
+
 def against_real(sample_per_class: dict, real_per_class: dict) -> dict[str, list[float]]:
     """Per class: the set's accuracy minus the judge's on real items, ``[difference, low, high]``
     (:func:`~uterosynth.core.stats.difference_interval` of the Wilson interval over samples and the
@@ -158,12 +164,13 @@ def main() -> None:
     results = {}
     for spec in args.judge:
         name, _, folders = spec.partition("=")
-        predict, metas = panel(folders.split("+"), args.attribute)
+        folders = judge_folders(folders)
+        predict, metas = panel(folders, args.attribute)
         for real in args.real:
             check_unseen(metas, real, name)
         dims = int(metas[0]["spatial_dims"])
         results[name] = {
-            "judges": folders.split("+"),
+            "judges": folders,
             "real": {real: fidelity.judge_on_real(predict, real, args.attribute, [2.0], 0.2,
                                                   view=lambda images, dims=dims: judge_view(images, dims))
                      for real in args.real},  # volumes: their central sagittal slice, as the samples

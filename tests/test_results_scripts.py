@@ -187,6 +187,10 @@ def test_a_judge_panel_averages_probabilities_and_refuses_the_judges_training_su
     mean = sum(torch.softmax(predict_logits_judge(f, images).float(), dim=1) for f in folders)
     assert predict(images) == [metas[0]["classes"][i] for i in mean.argmax(dim=1).tolist()]
     panel.check_unseen(metas, f"{other}:train", "panel")  # other subjects: accepted
+    plus = tmp_path / "cells" / "labels+text"
+    plus.parent.mkdir()
+    plus.symlink_to(folders[0])
+    assert panel.judge_folders(str(plus)) == [str(plus)] and panel.judge_folders("+".join(folders)) == folders
     with pytest.raises(DataError, match="were used to train"):
         panel.check_unseen(metas, f"{own}:train", "panel")
     with pytest.raises(SystemExit, match="judge0: a judge of orientation, not of --attribute myoma"):
@@ -365,3 +369,46 @@ def test_a_studys_judge_readings_pool_the_training_seeds_of_a_combination(tmp_pa
     assert gain["value"] == pytest.approx(100 / 128 - 1) and gain["ci_low"] < gain["value"] < gain["ci_high"]
     assert gain["reading"] == "fails" and out["gains"]["myoma"]["reading"] != "fails"
     assert "c-b_seed-1: not measured (failed)" in capsys.readouterr().out
+
+
+def test_judge_readings_split_by_the_audits_flags(tmp_path, monkeypatch, capsys):
+    """judge_by_audit.py: per requested class, the judge on all draws, the unflagged and the flagged ones;
+    a judge that learnt from the generator's patients is refused."""
+    import numpy as np
+
+    from conftest import fake_audit, make_prepared_dataset, make_synthetic_set
+    from uterosynth.core.errors import DataError
+    from uterosynth.data.manifest import PreparedDataset
+    from uterosynth.data.subjects import training_subjects
+    from uterosynth.downstream.config import JudgeConfig
+    from uterosynth.downstream.judge import train_judge
+
+    by_audit = _load("judge_by_audit")
+    parts = by_audit.reading_by_part(["a", "a", "b", "b", "a"], ["a", "b", "b", "a", "a"], {0, 3})
+    assert {c: (r["correct"], r["n"]) for c, r in parts["all"].items()} == {"a": (2, 3), "b": (1, 2)}
+    assert {c: (r["correct"], r["n"]) for c, r in parts["unflagged"].items()} == {"a": (1, 2), "b": (1, 1)}
+    assert {c: (r["correct"], r["n"]) for c, r in parts["flagged"].items()} == {"a": (1, 1), "b": (0, 1)}
+    assert parts["flagged"]["b"]["wilson95"][0] == 0.0 and "| s | x | a | 2/3 = 0.67" in by_audit.table({"s": {"x": parts}})
+    with pytest.raises(ValueError, match="flags draw 7; the set has 5"):
+        by_audit.reading_by_part(["a"] * 5, ["a"] * 5, {7})
+
+    own = make_prepared_dataset(tmp_path / "own", shape=(16, 16), subjects=8)
+    train_judge(own, JudgeConfig.model_validate({
+        "seed": 0, "classifier": {"image_size": 16, "widen_factor": 0.0625}, "augment_training": False,
+        "train": {"max_epochs": 1, "min_epochs": 1, "min_samples_per_epoch": 8}}), tmp_path / "judge")
+    draws = make_synthetic_set(tmp_path / "syn", np.random.default_rng(0).random((6, 16, 16)).astype(np.float32),
+                               [{"orientation": c} for c in ("AVAF", "AVRF", "RVAF", "RVRF", "AVAF", "AVRF")])
+    audit = fake_audit(tmp_path / "audit", draws, [1, 4], 6)
+    out = tmp_path / "by_audit.json"
+    argv = ["judge_by_audit.py", "--judge", f"orientation={tmp_path / 'judge'}", "--set", f"s={draws}:{audit}",
+            "--json", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    by_audit.main()
+    read = json.loads(out.read_text())["s"]["orientation"]
+    assert sum(r["n"] for r in read["unflagged"].values()) == 4 and sum(r["n"] for r in read["flagged"].values()) == 2
+    assert "| s | orientation | AVAF |" in capsys.readouterr().out
+    info = json.loads((draws / "synthetic.json").read_text())   # a generator trained on the judge's own patients
+    info["model"] = {"training_subjects": training_subjects(PreparedDataset.load(own, "train"))}
+    (draws / "synthetic.json").write_text(json.dumps(info))
+    with pytest.raises(DataError, match="were used to train"):
+        by_audit.main()
