@@ -3,7 +3,7 @@
 A generator that reproduces its training slices shows the requested class because the copied
 patient had it, so a high judge accuracy can come from copying (a shortcut), as a low KID can
 (``kid_by_audit.py``). This control splits each sample set by its memorisation audit
-(``audit.json``: the flagged draws) and reads, per requested class, the judge's accuracy on all
+(``audit.json`` of that very set: the flagged draws) and reads, per requested class, the judge's accuracy on all
 draws, on the unflagged draws and on the flagged draws, each with its Wilson 95 % interval. A
 judge trained on the generator's subjects is refused.
 
@@ -26,8 +26,9 @@ _spec.loader.exec_module(judge_panel)
 PARTS = ("all", "unflagged", "flagged")
 
 
-def reading_by_part(wanted: Sequence[str], got: Sequence[str], flagged: set[int]) -> dict[str, dict[str, dict]]:
-    """Per part (all, unflagged, flagged draws) and requested class: correct, n, accuracy and Wilson interval."""
+def reading_by_part(wanted: Sequence[str | None], got: Sequence[str], flagged: set[int]) -> dict[str, dict[str, dict]]:
+    """Per part (all, unflagged, flagged draws) and requested class: correct, n, accuracy and Wilson
+    interval. ``flagged``: positions in the set; a draw that requests no class (``None``) is left out."""
     from uterosynth.core.stats import wilson_ci
 
     if len(wanted) != len(got):
@@ -37,7 +38,7 @@ def reading_by_part(wanted: Sequence[str], got: Sequence[str], flagged: set[int]
     keep = {"all": lambda i: True, "unflagged": lambda i: i not in flagged, "flagged": lambda i: i in flagged}
     out: dict[str, dict[str, dict]] = {}
     for part in PARTS:
-        index = [i for i in range(len(wanted)) if keep[part](i)]
+        index = [i for i in range(len(wanted)) if keep[part](i) and wanted[i] is not None]
         out[part] = {}
         for cls in sorted({wanted[i] for i in index}):
             mine = [i for i in index if wanted[i] == cls]
@@ -66,7 +67,9 @@ def table(results: dict[str, dict[str, dict]]) -> str:
 
 
 def main() -> None:
+    from uterosynth.core.artifacts import sha256_file
     from uterosynth.data.audit_file import read_audit
+    from uterosynth.data.manifest import label_value
     from uterosynth.data.subjects import check_models_disjoint
     from uterosynth.data.synthetic import SyntheticSet
 
@@ -87,14 +90,18 @@ def main() -> None:
         samples, _, audit = rest.rpartition(":")
         sset = SyntheticSet.load(Path(samples))
         generator = (sset.info.get("model") or {}).get("training_subjects")
-        flagged = set(read_audit(audit)["summary"]["flagged_indices"])
+        record = read_audit(audit)
+        if record["inputs"].get("synthetic", {}).get("metadata_sha256") != sha256_file(sset.root / "metadata.jsonl"):
+            raise SystemExit(f"{audit}: an audit of another synthetic set than {samples}")
+        indices = set(record["summary"]["flagged_indices"])   # the draws' own indices, not positions
+        flagged = {k for k, r in enumerate(sset.records) if r["index"] in indices}
         images = sset.stack()
         results[name] = {}
         for attribute, (predict, metas) in judges.items():
             for meta in metas:  # the judge must not have learnt from the generator's patients
                 check_models_disjoint(meta.get("training_subjects"), generator,
                                       what=f"judge of {attribute} vs the generator of {samples}")
-            wanted = [r["condition"][attribute] for r in sset.records]
+            wanted = [label_value((r.get("condition") or {}).get(attribute)) for r in sset.records]
             results[name][attribute] = reading_by_part(wanted, predict(images), flagged)
     print(table(results))
     if args.json:

@@ -378,6 +378,7 @@ def test_judge_readings_split_by_the_audits_flags(tmp_path, monkeypatch, capsys)
 
     from conftest import fake_audit, make_prepared_dataset, make_synthetic_set
     from uterosynth.core.errors import DataError
+    from uterosynth.core.stats import wilson_ci
     from uterosynth.data.manifest import PreparedDataset
     from uterosynth.data.subjects import training_subjects
     from uterosynth.downstream.config import JudgeConfig
@@ -391,6 +392,8 @@ def test_judge_readings_split_by_the_audits_flags(tmp_path, monkeypatch, capsys)
     assert parts["flagged"]["b"]["wilson95"][0] == 0.0 and "| s | x | a | 2/3 = 0.67" in by_audit.table({"s": {"x": parts}})
     with pytest.raises(ValueError, match="flags draw 7; the set has 5"):
         by_audit.reading_by_part(["a"] * 5, ["a"] * 5, {7})
+    assert by_audit.reading_by_part([None, "a"], ["a", "a"], set())["all"] == {
+        "a": {"correct": 1, "n": 1, "accuracy": 1.0, "wilson95": pytest.approx(list(wilson_ci(1, 1)))}}
 
     own = make_prepared_dataset(tmp_path / "own", shape=(16, 16), subjects=8)
     train_judge(own, JudgeConfig.model_validate({
@@ -407,6 +410,11 @@ def test_judge_readings_split_by_the_audits_flags(tmp_path, monkeypatch, capsys)
     read = json.loads(out.read_text())["s"]["orientation"]
     assert sum(r["n"] for r in read["unflagged"].values()) == 4 and sum(r["n"] for r in read["flagged"].values()) == 2
     assert "| s | orientation | AVAF |" in capsys.readouterr().out
+    other = make_synthetic_set(tmp_path / "other", np.zeros((6, 16, 16), np.float32))
+    monkeypatch.setattr("sys.argv", [*argv[:3], "--set", f"s={draws}:{fake_audit(tmp_path / 'a2', other, [], 6)}"])
+    with pytest.raises(SystemExit, match="an audit of another synthetic set"):
+        by_audit.main()
+    monkeypatch.setattr("sys.argv", argv)
     info = json.loads((draws / "synthetic.json").read_text())   # a generator trained on the judge's own patients
     info["model"] = {"training_subjects": training_subjects(PreparedDataset.load(own, "train"))}
     (draws / "synthetic.json").write_text(json.dumps(info))

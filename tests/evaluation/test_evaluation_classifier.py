@@ -193,6 +193,10 @@ def test_volumes_judged_and_measured_slice_by_slice(tmp_path):
     low, high = worst.unit_interval
     assert high - low > worst.interval[1] - worst.interval[0] and low <= 22 / 24 <= high
     assert ClassAccuracy("x", 3, 4, units=4).unit_interval == ClassAccuracy("x", 3, 4).interval == wilson_ci(3, 4)
+    # a release that drops volume 0 reads the judge's answers on the other volumes' slices only
+    kept = {str(i): f for i, f in enumerate(strengths) if i != 0}
+    recount = {c.cls: (c.correct, c.n, c.units) for c in read_evaluation(tmp_path / "eval").judge_accuracy(requested=kept)}
+    assert recount == {"1.5T": (20, 20, 5), "3T": (24, 24, 6)}
 
     flat = make_prepared_dataset(tmp_path / "flat", subjects=4, items_per_subject=2)
     with pytest.raises(ConfigError, match="volume_slices: .* holds 2D items"):

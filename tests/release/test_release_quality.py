@@ -181,7 +181,7 @@ def test_the_bar_reads_the_released_draws_not_the_whole_set(tmp_path, capsys):
     ev = fake_evaluation(tmp_path / "ev", syn, {"AVAF": 39, "RVRF": 40}, 40)
     doc = json.loads((ev / METRICS_FILE).read_text())
     doc["sets"]["synthetic"]["metrics"]["conditioning_fidelity"] = fidelity_result(
-        requested, answers, CLASSES, task="orientation").to_json()
+        requested, answers, CLASSES, task="orientation", ids=[str(i) for i in range(80)]).to_json()
     (ev / METRICS_FILE).write_text(json.dumps(doc))
     assert release_dataset(syn, None, tmp_path / "whole", no_audit=True, evaluation_dir=ev)["quality"] == "passed"
     copies = fake_audit(tmp_path / "audit", syn, list(range(0, 60, 2)), 80)   # 30 AVAF draws flagged, all read right
@@ -193,7 +193,9 @@ def test_the_bar_reads_the_released_draws_not_the_whole_set(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and f"AVAF 0.90 [{lo:.2f}, {hi:.2f}] (9/10)" in err and not out.exists()
     summary = release_dataset(syn, copies, out, evaluation_dir=ev, force=True)
     assert summary["released"] == 50 and summary["quality"] == "failed (forced)"
-    assert "| AVAF | 0.90 |" in (out / "DATASHEET.md").read_text()
+    sheet = (out / "DATASHEET.md").read_text()
+    assert "| AVAF | 0.90 |" in sheet and "The judges are read on the 50 draws released" in sheet
+    assert "| synthetic (every draw evaluated, near-copies included) | 0.012 |" in sheet
     few = fake_audit(tmp_path / "audit_few", syn, [0, 1], 80)   # one draw of each class dropped: still passes
     assert release_dataset(syn, few, tmp_path / "rel_few", evaluation_dir=ev)["quality"] == "passed"
 
@@ -201,8 +203,24 @@ def test_the_bar_reads_the_released_draws_not_the_whole_set(tmp_path, capsys):
 def test_an_evaluation_without_answers_per_draw_cannot_vouch_for_a_part_of_the_set(tmp_path):
     syn = _syn(tmp_path, n=40)
     ev = fake_evaluation(tmp_path / "ev", syn, {"AVAF": 40, "RVRF": 40}, 40)   # counts only, as older versions wrote
-    with pytest.raises(DataError, match=r"metrics.json: conditioning_fidelity keeps no answer per item"):
+    with pytest.raises(DataError, match=r"metrics.json: conditioning_fidelity keeps no answer per draw"):
         release_dataset(syn, fake_audit(tmp_path / "audit", syn, [0], 80), tmp_path / "rel", evaluation_dir=ev)
     assert not (tmp_path / "rel").exists()
     assert release_dataset(syn, fake_audit(tmp_path / "none", syn, [], 80), tmp_path / "rel",
                            evaluation_dir=ev)["quality"] == "passed"   # nothing dropped: the whole set is released
+
+
+def test_a_volume_read_slice_by_slice_is_recounted_as_one_unit_of_several_items(tmp_path):
+    syn = _syn(tmp_path, n=2)   # 4 draws: AVAF, RVRF, AVAF, RVRF
+    ev = fake_evaluation(tmp_path / "ev", syn, {"AVAF": 2, "RVRF": 2}, 2)
+    doc = json.loads((ev / METRICS_FILE).read_text())
+    ids = [f"{i}#{j}" for i in range(4) for j in range(3)]   # three slices of each draw
+    answers = ["AVAF"] * 3 + ["RVRF"] * 3 + ["AVAF", "RVRF", "RVRF"] + ["RVRF"] * 3
+    requested = [CLASSES[int(i.split("#")[0]) % 2] for i in ids]
+    doc["sets"]["synthetic"]["metrics"]["conditioning_fidelity"] = fidelity_result(
+        requested, answers, CLASSES, task="orientation", ids=ids).to_json()
+    (ev / METRICS_FILE).write_text(json.dumps(doc))
+    evaluation = read_evaluation(ev)
+    kept = evaluation.judge_accuracy(requested={"1": "RVRF", "2": "AVAF", "3": "RVRF"})   # draw 0 dropped
+    assert [(c.cls, c.correct, c.n, c.units) for c in kept] == [("AVAF", 1, 3, 1), ("RVRF", 6, 6, 2)]
+    assert evaluation.judge_accuracy(requested={"0": None, "1": "RVRF"})[0].n == 3   # no class: not counted

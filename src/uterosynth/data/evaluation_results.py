@@ -9,7 +9,7 @@ and KID of the synthetic set beside the real-vs-real floor and the baselines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from ..core.artifacts import read_json, sha256_file
 from ..core.errors import DataError
 from ..core.stats import wilson_ci, wilson_interval
+from .image_set import SLICE_MARK
 
 __all__ = ["FLOOR_SET", "JUDGE_CEILING", "METRICS_FILE", "REPORT_FILE", "SYNTHETIC_SET", "ClassAccuracy", "Evaluation", "MetricRow",
            "read_evaluation"]
@@ -105,19 +106,20 @@ class Evaluation:
         return list(self.metrics.get("judges") or [])
 
     def judge_accuracy(self, name: str = SYNTHETIC_SET, task: str | None = None, *,
-                       requested: Sequence[str | None] | None = None) -> list[ClassAccuracy] | None:
+                       requested: Mapping[str, str | None] | None = None) -> list[ClassAccuracy] | None:
         """Per requested class of set ``name``: items the judge classified as requested, of how many;
         ``task``: the other judge of that attribute instead.
 
-        ``requested``: the class each item of the set asked for, in the set's order, ``None`` (or
-        ``""``) for an item to leave out: the classes are counted again from the judge's answers on
-        the items kept (a release without the audit's flagged draws).
+        ``requested``: the draws to read, by their index, each with the class it asked for (``None``:
+        no class): the classes are counted again from the judge's answers on those draws only (a
+        release without the audit's flagged draws). A volume read slice by slice counts its slices as
+        items and itself as one unit; draws the evaluation did not read (``max_items``) are not counted.
 
         ``None`` when the set was not scored by a judge (no classifier, or unconditional items).
 
         Raises:
-            DataError: ``requested`` is given but the evaluation kept no answers per item (made by an
-                older version) or holds another number of items.
+            DataError: ``requested`` is given but the evaluation kept no answer per draw (made by an
+                older version).
         """
         entry = self.set_entry(name)
         key = "conditioning_fidelity" if task is None else f"conditioning_fidelity_{task}"
@@ -125,7 +127,7 @@ class Evaluation:
         if not fidelity:
             return None
         if requested is not None:
-            return self._recount(fidelity.get("details", {}).get("answers"), requested, key)
+            return self._recount(fidelity.get("details", {}), requested, key)
         out = []
         for cls, v in fidelity.get("details", {}).get("per_class", {}).items():
             n = int(v["n"])
@@ -133,20 +135,21 @@ class Evaluation:
             out.append(ClassAccuracy(str(cls), correct, n, int(v["units"]) if "units" in v else None))
         return out
 
-    def _recount(self, answers: list[str] | None, requested: Sequence[str | None], key: str) -> list[ClassAccuracy]:
-        """Per requested class, the judge's answers that match it among the items with a request."""
-        where = self.folder / METRICS_FILE
-        if answers is None:
-            raise DataError(f"{where}: {key} keeps no answer per item (an older evaluation); evaluate the set "
-                            "again to read a part of it")
-        if len(answers) != len(requested):
-            raise DataError(f"{where}: {key} holds {len(answers)} answers for a set of {len(requested)} items "
-                            "(another set?)")
-        out = []
-        for cls in sorted({r for r in requested if r}):
-            mine = [a for a, r in zip(answers, requested, strict=True) if r == cls]
-            out.append(ClassAccuracy(cls, sum(a == cls for a in mine), len(mine), len(mine)))
-        return out
+    def _recount(self, details: Mapping[str, Any], requested: Mapping[str, str | None], key: str) -> list[ClassAccuracy]:
+        """Per requested class, the judge's answers that match it on the draws of ``requested``."""
+        answers, ids = details.get("answers"), details.get("ids")
+        if answers is None or ids is None:
+            raise DataError(f"{self.folder / METRICS_FILE}: {key} keeps no answer per draw (an older evaluation); "
+                            "evaluate the set again to read a part of it")
+        hits: dict[str, list[bool]] = {}
+        units: dict[str, set[str]] = {}
+        for answer, item in zip(answers, ids, strict=True):
+            draw = item.split(SLICE_MARK)[0]
+            cls = requested.get(draw)
+            if cls:
+                hits.setdefault(cls, []).append(answer == cls)
+                units.setdefault(cls, set()).add(draw)
+        return [ClassAccuracy(cls, sum(hits[cls]), len(hits[cls]), len(units[cls])) for cls in sorted(hits)]
 
     def judge_on_reference(self) -> dict[str, dict[str, Any]]:
         """Per class, the judge on the real reference items: ``value``, ``ci_low``, ``ci_high`` (over

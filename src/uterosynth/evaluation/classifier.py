@@ -91,15 +91,16 @@ def predict_labels(classifier: ConditionClassifier, images: torch.Tensor, *, bat
 def fidelity_result(
     requested: Sequence[str | None], predicted: Sequence[str], classes: Sequence[str], *, task: str,
     groups: Sequence[str] | None = None, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-    min_per_class: int = 30,
+    min_per_class: int = 30, ids: Sequence[str] | None = None,
 ) -> MetricResult | None:
     """Fraction of items classified as the requested class, overall (macro mean) and per class.
 
     Items without a requested value (unconditional samples) are ignored; ``None`` when none has one.
     ``groups`` (one subject id per item) makes every interval resample subjects, not items: the
     slices of one real subject are one unit. Per class, ``n`` counts items and ``units`` groups.
-    ``details["answers"]`` keeps the judge's answer for every item, in the set's order, so a part of
-    the set (a release without the audit's flagged draws) can be read again.
+    ``details["answers"]`` keeps the judge's answer for every item, and ``details["ids"]`` the items'
+    ids when given (a synthetic draw's index; ``index#slice`` for a volume read slice by slice), so a
+    part of the set (a release without the audit's flagged draws) can be read again.
     """
     keep = [k for k, r in enumerate(requested) if r is not None and r != ""]
     if not keep:
@@ -132,4 +133,4 @@ def fidelity_result(
     return MetricResult("conditioning_fidelity", value, float(lo), float(hi), {"items": int(hits.size)}, "higher",
                         confidence, tuple(warnings),
                         {"task": task, "per_class": per_class, "micro": float(hits.mean()), "classes": list(classes),
-                         "answers": [str(p) for p in predicted]})
+                         "answers": [str(p) for p in predicted], **({"ids": [str(i) for i in ids]} if ids else {})})

@@ -178,7 +178,7 @@ def set_fidelity(classifier: ConditionClassifier, s: ImageSet, *, groups: list[s
     if all(r is None or r == "" for r in requested):
         return None
     return fidelity_result(requested, predict_labels(classifier, s.images), classifier.classes, task=classifier.task,
-                           groups=groups, confidence=confidence, seed=seed)
+                           groups=groups, confidence=confidence, seed=seed, ids=s.ids or None)
 
 
 @register_metric("conditioning_fidelity", needs=("images", "classifier"), measured_with="classifier")

@@ -10,7 +10,7 @@ that fails is refused unless ``force``; then the datasheet says so at its top.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,8 @@ class Quality:
         failures: one phrase per class below the bar (or why the bar cannot be checked).
         forced: the release went ahead although the bar failed.
         others: the judges of other conditioned attributes: attribute -> accuracy per requested class.
+        released: the number of draws the accuracies were read on when the release keeps only some of
+            the evaluated draws (``None``: every draw, the whole set is released).
     """
 
     evaluation: Evaluation | None
@@ -53,6 +55,7 @@ class Quality:
     failures: tuple[str, ...] = ()
     forced: bool = False
     others: dict[str, list[ClassAccuracy]] = field(default_factory=dict)
+    released: int | None = None
 
     @property
     def status(self) -> str:
@@ -91,12 +94,12 @@ def _failures(classes: list[ClassAccuracy] | None, bar: QualityBar) -> tuple[str
 
 
 def assess_quality(evaluation_dir: str | Path | None, synthetic_dir: str | Path, bar: QualityBar, *,
-                   force: bool = False, released: Sequence[Mapping[str, Any] | None] | None = None) -> Quality:
+                   force: bool = False, released: Mapping[str, Mapping[str, Any]] | None = None) -> Quality:
     """Read the evaluation of ``synthetic_dir`` and hold it to ``bar``.
 
-    ``released``: each item's condition, in the set's order, ``None`` for a draw the release drops
-    (the audit flagged it): the bar then reads the judges' answers on the released draws only, since a
-    set can pass as a whole while the part left after dropping its near-copies does not.
+    ``released``: the condition of each draw the release keeps, by the draw's index (the others the
+    audit flagged): the bar then reads the judges' answers on those draws only, since a set can pass
+    as a whole while the part left after dropping its near-copies does not.
 
     Raises:
         DataError: the evaluation is missing, evaluates another synthetic set, keeps no answer per
@@ -112,7 +115,7 @@ def assess_quality(evaluation_dir: str | Path | None, synthetic_dir: str | Path,
         if released is None:
             return evaluation.judge_accuracy(task=task)
         attribute = task or (evaluation.judge or {}).get("task", "")
-        requested = [None if c is None else label_value(c.get(attribute)) for c in released]
+        requested = {index: label_value(c.get(attribute)) for index, c in released.items()}
         return evaluation.judge_accuracy(task=task, requested=requested)
 
     classes = read(None)
@@ -123,7 +126,8 @@ def assess_quality(evaluation_dir: str | Path | None, synthetic_dir: str | Path,
         raise DataError(f"release: the samples fail the fidelity bar ({bar.describe()}): {'; '.join(failures)} "
                         f"(from {Path(evaluation_dir) / METRICS_FILE}); improve the model, or set force to release "
                         "anyway with a datasheet that says so", keys=("force",))
-    return Quality(evaluation, bar, classes, failures, forced=bool(failures), others=others)
+    return Quality(evaluation, bar, classes, failures, forced=bool(failures), others=others,
+                   released=None if released is None else len(released))
 
 
 def failed_bar_warning(quality: Quality) -> str:
@@ -182,7 +186,7 @@ def _other_judges_table(quality: Quality) -> list[str]:
     return lines
 
 
-def _metric_table(rows: list[MetricRow], extractor: dict) -> list[str]:
+def _metric_table(rows: list[MetricRow], extractor: dict, whole_set: bool) -> list[str]:
     if not rows:
         return ["- KID: not in the evaluation."]
     n = next((r.n for r in rows if r.n is not None), None)
@@ -192,6 +196,8 @@ def _metric_table(rows: list[MetricRow], extractor: dict) -> list[str]:
              "| set | KID | 95 % interval |", "| --- | --- | --- |"]
     for r in rows:
         label = SET_LABELS.get(r.set, f"baseline: {r.set}" if r.kind == "baseline" else r.set)
+        if r.set == SYNTHETIC_SET and whole_set:
+            label = "synthetic (every draw evaluated, near-copies included)"
         value = "–" if r.value is None else f"{r.value:.4g}"
         ci = "–" if r.ci_low is None or r.ci_high is None else f"[{r.ci_low:.4g}, {r.ci_high:.4g}]"
         lines.append(f"| {label} | {value} | {ci} |")
@@ -209,7 +215,10 @@ def quality_md(quality: Quality, audit_line: str) -> str:
     lines = [f"- Evaluation: `{ev.folder / METRICS_FILE}` (sha256 `{ev.sha256}`), made with uterosynth "
              f"{ev.version} on {ev.created}.",
              f"- Fidelity bar: {quality.bar.describe()}: {verdict}.",
+             *([f"- The judges are read on the {quality.released} draws released (the audit's near-copies left "
+                "out); KID below is of every draw evaluated."] if quality.released is not None else []),
              *_judge_table(quality), *_other_judges_table(quality), "",
-             *_metric_table(ev.metric_rows("kid"), ev.metrics.get("extractor") or {}), "",
+             *_metric_table(ev.metric_rows("kid"), ev.metrics.get("extractor") or {}, quality.released is not None),
+             "",
              audit_line]
     return "\n".join(lines)

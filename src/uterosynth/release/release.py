@@ -120,8 +120,8 @@ def release_dataset(
             audit_scores[s["index"]] = {f"similarity_{mode}_{m}": v["similarity"]
                                         for mode, d in s["measures"].items() for m, v in d.items()}
     quality = assess_quality(evaluation_dir, syn.root, (config or ReleaseConfig()).quality, force=force,
-                             released=[None if r["index"] in flagged else (r.get("condition") or {})
-                                       for r in syn.records] if flagged else None)
+                             released={str(r["index"]): r.get("condition") or {} for r in syn.records
+                                       if r["index"] not in flagged} if flagged else None)
     reference = read_reference(dicom_reference) if dicom_reference is not None else None
     dicom = dicom or reference is not None
     released = [r for r in syn.records if r["index"] not in flagged]
