@@ -29,23 +29,14 @@ PARTS = ("all", "unflagged", "flagged")
 def reading_by_part(wanted: Sequence[str | None], got: Sequence[str], flagged: set[int]) -> dict[str, dict[str, dict]]:
     """Per part (all, unflagged, flagged draws) and requested class: correct, n, accuracy and Wilson
     interval. ``flagged``: positions in the set; a draw that requests no class (``None``) is left out."""
-    from uterosynth.core.stats import wilson_ci
-
     if len(wanted) != len(got):
         raise ValueError(f"{len(wanted)} requested classes for {len(got)} judge answers")
     if flagged and max(flagged) >= len(wanted):
         raise ValueError(f"the audit flags draw {max(flagged)}; the set has {len(wanted)} draws (another set's audit?)")
-    keep = {"all": lambda i: True, "unflagged": lambda i: i not in flagged, "flagged": lambda i: i in flagged}
-    out: dict[str, dict[str, dict]] = {}
-    for part in PARTS:
-        index = [i for i in range(len(wanted)) if keep[part](i) and wanted[i] is not None]
-        out[part] = {}
-        for cls in sorted({wanted[i] for i in index}):
-            mine = [i for i in index if wanted[i] == cls]
-            correct = sum(got[i] == cls for i in mine)
-            out[part][cls] = {"correct": correct, "n": len(mine), "accuracy": correct / len(mine),
-                              "wilson95": list(wilson_ci(correct, len(mine)))}
-    return out
+    parts = {"all": range(len(wanted)), "unflagged": [i for i in range(len(wanted)) if i not in flagged],
+             "flagged": sorted(flagged)}
+    return {part: judge_panel.fidelity.class_accuracy([wanted[i] for i in index], [got[i] for i in index])
+            for part, index in parts.items()}
 
 
 def _cell(r: dict | None) -> str:
@@ -67,8 +58,7 @@ def table(results: dict[str, dict[str, dict]]) -> str:
 
 
 def main() -> None:
-    from uterosynth.core.artifacts import sha256_file
-    from uterosynth.data.audit_file import read_audit
+    from uterosynth.data.audit_file import check_audit_of, read_audit
     from uterosynth.data.manifest import label_value
     from uterosynth.data.subjects import check_models_disjoint
     from uterosynth.data.synthetic import SyntheticSet
@@ -91,8 +81,7 @@ def main() -> None:
         sset = SyntheticSet.load(Path(samples))
         generator = (sset.info.get("model") or {}).get("training_subjects")
         record = read_audit(audit)
-        if record["inputs"].get("synthetic", {}).get("metadata_sha256") != sha256_file(sset.root / "metadata.jsonl"):
-            raise SystemExit(f"{audit}: an audit of another synthetic set than {samples}")
+        check_audit_of(record, sset.root, audit)
         indices = set(record["summary"]["flagged_indices"])   # the draws' own indices, not positions
         flagged = {k for k, r in enumerate(sset.records) if r["index"] in indices}
         images = sset.stack()

@@ -26,6 +26,19 @@ import numpy as np
 SECTION = "Conditional diffusion on the corrected pipeline"
 
 
+def class_accuracy(wanted, got) -> dict:
+    """Per requested class (a draw that requests none, ``None``, is left out): correct, n, accuracy and
+    the Wilson 95 % interval of the judge's answers ``got``."""
+    from uterosynth.core.stats import wilson_ci
+
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for w, g in zip(wanted, got, strict=True):
+        if w is not None:
+            hits[w].append(w == g)
+    return {c: {"correct": int(sum(v)), "n": len(v), "accuracy": sum(v) / len(v), "wilson95": wilson_ci(sum(v), len(v))}
+            for c, v in sorted(hits.items())}
+
+
 def judge_set(predict, folder: Path, attribute: str, view=lambda images: images) -> dict:
     """Per requested class: correct, n, accuracy and Wilson interval of the judge on a synthetic set, and
     how many of its items carry a padding-like band (``judge_controls.edge_bands``: where the band
@@ -33,7 +46,6 @@ def judge_set(predict, folder: Path, attribute: str, view=lambda images: images)
 
     ``view`` turns the set's items into what the judge sees (``judge_view``: volumes → central slice).
     """
-    from uterosynth.core.stats import wilson_ci
     from uterosynth.data.synthetic import SyntheticSet
     from uterosynth.models.judge import judge_view
     from uterosynth.models.judge_controls import edge_bands
@@ -42,11 +54,7 @@ def judge_set(predict, folder: Path, attribute: str, view=lambda images: images)
     wanted = [r["condition"][attribute] for r in sset.records]
     seen = view(sset.stack())
     got = predict(seen)
-    hits: dict[str, list[bool]] = defaultdict(list)
-    for w, g in zip(wanted, got, strict=True):
-        hits[w].append(w == g)
-    per_class = {c: {"correct": int(sum(v)), "n": len(v), "accuracy": sum(v) / len(v), "wilson95": wilson_ci(sum(v), len(v))}
-                 for c, v in sorted(hits.items())}
+    per_class = class_accuracy(wanted, got)
     return {"folder": str(folder), "info": {k: sset.info.get(k) for k in ("sampler", "guidance", "seed", "model")},
             "per_class": per_class, "worst": min(v["accuracy"] for v in per_class.values()),
             "edge_band_items": int(edge_bands(judge_view(seen, 2)).sum())}  # a volume: its central slice

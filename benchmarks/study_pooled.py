@@ -25,13 +25,9 @@ from uterosynth.data.evaluation_results import METRICS_FILE, read_evaluation
 def _classes(evaluation_dir: Path) -> dict[str, dict[str, tuple[int, int]]]:
     """attribute -> class -> (correct, n) of the synthetic set, for the judge and every other judge."""
     evaluation = read_evaluation(evaluation_dir)
-    judges = [(evaluation.judge or {}).get("task"), *(j["task"] for j in evaluation.other_judges)]
-    out = {}
-    for position, task in enumerate(judges):
-        scored = evaluation.judge_accuracy(task=task if position else None)
-        if task and scored is not None:
-            out[task] = {c.cls: (c.correct, c.n) for c in scored}
-    return out
+    judges = {(evaluation.judge or {}).get("task"): None, **{j["task"]: j["task"] for j in evaluation.other_judges}}
+    return {attribute: {c.cls: (c.correct, c.n) for c in scored} for attribute, key in judges.items()
+            if attribute and (scored := evaluation.judge_accuracy(task=key)) is not None}
 
 
 def _worst(classes: dict[str, tuple[int, int]]) -> tuple[str, int, int, float, float, float]:

@@ -412,7 +412,7 @@ def test_judge_readings_split_by_the_audits_flags(tmp_path, monkeypatch, capsys)
     assert "| s | orientation | AVAF |" in capsys.readouterr().out
     other = make_synthetic_set(tmp_path / "other", np.zeros((6, 16, 16), np.float32))
     monkeypatch.setattr("sys.argv", [*argv[:3], "--set", f"s={draws}:{fake_audit(tmp_path / 'a2', other, [], 6)}"])
-    with pytest.raises(SystemExit, match="an audit of another synthetic set"):
+    with pytest.raises(DataError, match="this audit was made for another synthetic set"):
         by_audit.main()
     monkeypatch.setattr("sys.argv", argv)
     info = json.loads((draws / "synthetic.json").read_text())   # a generator trained on the judge's own patients

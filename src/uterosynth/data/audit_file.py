@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.artifacts import atomic_write_text, read_json, write_json
+from ..core.artifacts import atomic_write_text, read_json, sha256_file, write_json
 from ..core.errors import DataError
 
-__all__ = ["AUDIT_FILE", "AUDIT_PAGE", "read_audit", "write_audit_files"]
+__all__ = ["AUDIT_FILE", "AUDIT_PAGE", "check_audit_of", "read_audit", "write_audit_files"]
 
 AUDIT_FILE = "audit.json"
 AUDIT_PAGE = "audit.html"
@@ -39,3 +39,16 @@ def read_audit(folder: str | Path) -> dict[str, Any]:
         if key not in audit:
             raise DataError(f"{path}: lacks '{key}' (is this an audit made by 'uterosynth audit'?)")
     return audit
+
+
+def check_audit_of(audit: Mapping[str, Any], synthetic_root: str | Path, where: str | Path) -> None:
+    """Refuse an audit (read from ``where``) made for another synthetic set than ``synthetic_root``,
+    by the ``metadata.jsonl`` checksum it records.
+
+    Raises:
+        DataError: the checksums differ.
+    """
+    expected = audit["inputs"].get("synthetic", {}).get("metadata_sha256")
+    if expected != sha256_file(Path(synthetic_root) / "metadata.jsonl"):
+        raise DataError(f"{where}: this audit was made for another synthetic set (metadata.jsonl checksum "
+                        f"differs from {synthetic_root}); audit this set first")

@@ -28,7 +28,7 @@ from .. import __version__
 from ..core.artifacts import atomic_output_dir, atomic_write_text, sha256_file
 from ..core.errors import ConfigError, DataError
 from ..core.imageio import middle_slice, write_nifti, write_png
-from ..data.audit_file import read_audit
+from ..data.audit_file import check_audit_of, read_audit
 from ..data.synthetic import SyntheticSet
 from .cards import datasheet_md, model_card_md
 from .checksums import write_sha256sums
@@ -110,11 +110,7 @@ def release_dataset(
     flagged: set = set()
     audit_scores: dict[Any, dict[str, Any]] = {}
     if audit is not None:
-        expected = audit["inputs"].get("synthetic", {}).get("metadata_sha256")
-        actual = sha256_file(syn.root / "metadata.jsonl")
-        if expected != actual:
-            raise DataError(f"{audit_dir}: this audit was made for another synthetic set (metadata.jsonl checksum "
-                            f"differs from {syn.root}); audit this set first")
+        check_audit_of(audit, syn.root, audit_dir)
         flagged = set(audit["summary"]["flagged_indices"])
         for s in audit["samples"]:
             audit_scores[s["index"]] = {f"similarity_{mode}_{m}": v["similarity"]
