@@ -38,14 +38,14 @@ class _Regression:
 
 
 def _train(tmp_path, name, optimizer: OptimizerConfig | None = None, total_steps: int | None = None,
-           resume: bool = False, **loop):
+           resume: bool = False, grad_clip: float | None = None, **loop):
     torch.manual_seed(0)
     net = nn.Linear(3, 1)
     cfg = LoopConfig(**{"steps": 4, "batch_size": 2, "device": "cpu", "log_every": 1, "val_every": 100,
                         "checkpoint_every": 2, **loop})
     group = OptimGroup("main", make_adamw(net.parameters(), optimizer or OptimizerConfig(lr=0.05), device=torch.device("cpu"),
                                            total_steps=total_steps),
-                       ("net",))
+                       ("net",), grad_clip)
     trainer = Trainer({"net": net}, [group], _Regression(), _Points(), cfg=cfg, out=tmp_path / name, seed=1,
                       export="net", model_meta={"kind": "toy"}, progress=False)
     return trainer, trainer.fit(resume=resume)
@@ -74,6 +74,18 @@ def test_loss_decreases_and_is_logged(tmp_path, precision):
     records = [json.loads(x) for x in (tmp_path / precision / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 7))
     assert records[-1]["main/mse"] < records[0]["main/mse"]
+
+
+def test_clipping_logs_the_norm_before_it_and_a_loose_clip_changes_nothing(tmp_path):
+    plain, _ = _train(tmp_path, "plain")
+    loose, _ = _train(tmp_path, "loose", grad_clip=1e6)
+    tight, _ = _train(tmp_path, "tight", grad_clip=1e-3)
+    assert torch.equal(plain.parts.raw["net"].weight, loose.parts.raw["net"].weight)
+    assert not torch.equal(plain.parts.raw["net"].weight, tight.parts.raw["net"].weight)
+    norms = {name: [json.loads(x).get("main/grad_norm") for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+             for name in ("plain", "loose", "tight")}
+    assert norms["plain"] == [None] * 4  # no clipping, no norm computed
+    assert norms["loose"][0] == pytest.approx(norms["tight"][0]) and norms["tight"][0] > 1e-3  # same first step, before clipping
 
 
 def test_warmup_ramps_the_learning_rate_linearly(tmp_path):

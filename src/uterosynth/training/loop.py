@@ -539,7 +539,8 @@ class Trainer:
             if group.grad_clip is not None:
                 scaler.unscale_(group.optimizer)
                 params = [p for n in group.modules for p in self.parts.raw[n].parameters()]
-                torch.nn.utils.clip_grad_norm_(params, group.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(params, group.grad_clip)
+                logs[f"{phase}/grad_norm"] = float(norm)  # before clipping: how often, and how far, it clips
             scaler.step(group.optimizer)
             scaler.update()
             if self.ema is not None and self.export in group.modules:
