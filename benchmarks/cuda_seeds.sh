@@ -89,7 +89,8 @@ track_c() {
   local args=()
   for s in $PIX_SEEDS; do
     ( left uterosynth train diffusion --config configs/ddpm2d_demo64.yaml --data "$D/prepG2" --seed "$s" \
-        --out "$W/ddpm64_s$s" --set train.steps="$PIX_STEPS" $RUN > "$W/ddpm64_s$s.log" 2>&1
+        --out "$W/ddpm64_s$s" --set train.steps="$PIX_STEPS" --set "optimizer.betas=[0.9,0.999]" $RUN \
+        > "$W/ddpm64_s$s.log" 2>&1  # beta2 as measured (the preset now uses 0.99)
       keep "$W/ddpm64_s$s"
       left uterosynth sample --model "$W/ddpm64_s$s" --per-class "$PER2" --sampler dpmpp --steps 20 \
         --guidance orientation=5,field_strength=1.5 --seed 100 --out "$W/ddpm64_s${s}_samples" >> "$W/ddpm64_s$s.log" 2>&1

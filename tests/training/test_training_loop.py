@@ -88,6 +88,14 @@ def test_clipping_logs_the_norm_before_it_and_a_loose_clip_changes_nothing(tmp_p
     assert norms["loose"][0] == pytest.approx(norms["tight"][0]) and norms["tight"][0] > 1e-3  # same first step, before clipping
 
 
+def test_the_logged_norm_is_that_of_the_whole_batch_under_accumulation(tmp_path):
+    _train(tmp_path, "whole", grad_clip=1e6, batch_size=4)
+    _train(tmp_path, "halves", grad_clip=1e6, batch_size=2, grad_accum=2)
+    norms = [[json.loads(x)["main/grad_norm"] for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+             for name in ("whole", "halves")]
+    assert norms[0] == pytest.approx(norms[1], rel=1e-5) and len(norms[0]) == 4
+
+
 def test_warmup_ramps_the_learning_rate_linearly(tmp_path):
     plain, _ = _train(tmp_path, "plain")
     warm, _ = _train(tmp_path, "warm", optimizer=OptimizerConfig(lr=0.05, warmup_steps=8))

@@ -539,8 +539,9 @@ class Trainer:
             if group.grad_clip is not None:
                 scaler.unscale_(group.optimizer)
                 params = [p for n in group.modules for p in self.parts.raw[n].parameters()]
-                norm = torch.nn.utils.clip_grad_norm_(params, group.grad_clip)
-                logs[f"{phase}/grad_norm"] = float(norm)  # before clipping: how often, and how far, it clips
+                norm = float(torch.nn.utils.clip_grad_norm_(params, group.grad_clip))
+                if math.isfinite(norm):  # an fp16 overflow step (skipped by the scaler) logs none
+                    logs[f"{phase}/grad_norm"] = norm  # before clipping: how often, and how far, it clips
             scaler.step(group.optimizer)
             scaler.update()
             if self.ema is not None and self.export in group.modules:
