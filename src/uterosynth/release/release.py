@@ -115,12 +115,11 @@ def release_dataset(
         for s in audit["samples"]:
             audit_scores[s["index"]] = {f"similarity_{mode}_{m}": v["similarity"]
                                         for mode, d in s["measures"].items() for m, v in d.items()}
+    released = [r for r in syn.records if r["index"] not in flagged]
     quality = assess_quality(evaluation_dir, syn.root, (config or ReleaseConfig()).quality, force=force,
-                             released={str(r["index"]): r.get("condition") or {} for r in syn.records
-                                       if r["index"] not in flagged} if flagged else None)
+                             released={str(r["index"]): r.get("condition") or {} for r in released} if flagged else None)
     reference = read_reference(dicom_reference) if dicom_reference is not None else None
     dicom = dicom or reference is not None
-    released = [r for r in syn.records if r["index"] not in flagged]
     cond_keys = sorted({k for r in syn.records for k in (r.get("condition") or {})})
     score_keys = sorted({k for v in audit_scores.values() for k in v})
     rows, dims = [], syn.dims
