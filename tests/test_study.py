@@ -643,3 +643,26 @@ def test_an_at_least_claim_needs_a_margin_and_reports_each_pairs_gain(tmp_path):
     line = next(x for x in (tmp_path / "study.md").read_text().splitlines() if x.startswith("| a is as good as b"))
     assert "judge_worst, at least as good within 0.05" in line and "gain -0.02 [" in line
     assert _claim_view(result)["gain_text"].startswith("-0.02 [")   # the page's claims table
+
+
+def test_an_audit_claim_reads_the_flagged_fraction_with_lower_as_better_and_its_wilson_interval():
+    from uterosynth.core.stats import wilson_ci
+    from uterosynth.study import GridStudyConfig, _claims
+
+    cfg = GridStudyConfig.model_validate({
+        "out": "o", "pipeline": "p.yaml", "axes": {"m": {"a": {}, "b": {}}},
+        "claims": [{"statement": "a copies less than b", "axis": "m", "better": "a", "worse": "b",
+                    "metric": "audit_flagged"}]})
+
+    def cell(value: str, flagged: int | None) -> dict:
+        audit = {"samples": 256, "flagged_fraction": (flagged or 0) / 256}
+        return {"name": f"m-{value}_seed-0", "values": {"m": value}, "seed": 0, "status": "ok",
+                "results": {"audit": audit if flagged is None else {**audit, "flagged": flagged}}}
+
+    (claim,) = _claims(cfg, [cell("a", 10), cell("b", 180)])
+    assert claim["verdict"] == "supported"
+    assert claim["measured"][0][0] == {"value": 10 / 256, "n": 256, "ci_low": wilson_ci(10, 256)[0],
+                                       "ci_high": wilson_ci(10, 256)[1]}
+    assert _claims(cfg, [cell("a", 180), cell("b", 10)])[0]["verdict"] == "not supported"
+    assert _claims(cfg, [cell("a", 100), cell("b", 110)])[0]["verdict"] == "inconclusive at this size"
+    assert _claims(cfg, [cell("a", None), cell("b", 10)])[0]["verdict"] == "inconclusive at this size"

@@ -51,7 +51,7 @@ from . import __version__
 from .core.artifacts import read_json, write_json
 from .core.config import StrictModel, load_config, merge_config, read_config_file
 from .core.errors import ConfigError, DataError, first_line
-from .core.stats import difference_interval
+from .core.stats import difference_interval, wilson_ci
 from .pipeline import pipeline_stages
 from .stages import PRESETS
 
@@ -101,10 +101,12 @@ class Claim(StrictModel):
     axis: str
     better: str
     worse: str
-    metric: Literal["kid", "fid", "frd", "judge_worst"] = Field(
+    metric: Literal["kid", "fid", "frd", "judge_worst", "audit_flagged"] = Field(
         "kid", description="kid, fid, frd: the synthetic set's distance to the real training items, lower is "
         "better (its bootstrap interval); judge_worst: the worst class's judge accuracy, higher is better (its "
-        "Wilson interval, over independent units where samples share one: a volume's slices)")
+        "Wilson interval, over independent units where samples share one: a volume's slices); audit_flagged: "
+        "the fraction of samples the memorisation audit flags as near-copies of a training patient, lower is "
+        "better (its Wilson interval over the samples)")
     attribute: str | None = Field(
         None, description="judge_worst only: the judge of this other attribute (the evaluation's classifier.others, "
         "e.g. field_strength) instead of the orientation judge")
@@ -662,7 +664,7 @@ def _cell_results(folder: Path) -> dict[str, Any]:
                 out["downstream"] = _downstream_gains(ev.metrics.get("downstream"))
         elif stage.command == "audit" and (place / AUDIT_FILE).is_file():
             s = read_audit(place)["summary"]
-            out["audit"] = {k: s.get(k) for k in ("samples", "flagged_fraction", "training_subjects",
+            out["audit"] = {k: s.get(k) for k in ("samples", "flagged", "flagged_fraction", "training_subjects",
                                                     "training_subjects_copied")}
         elif stage.resumable and (place / "summary.json").is_file():
             s = read_json(place / "summary.json")
@@ -732,7 +734,18 @@ def _measure(cell: dict[str, Any], metric: str, attribute: str | None = None) ->
         results = cell.get("results", {})
         judged = results if attribute is None else (results.get("judges") or {}).get(attribute) or {}
         return judged.get("judge_worst")
+    if metric == "audit_flagged":
+        return _flagged(cell.get("results", {}).get("audit") or {})
     return (cell.get("results", {}).get(metric) or {}).get("synthetic")
+
+
+def _flagged(audit: dict[str, Any]) -> dict[str, Any] | None:
+    """The audit's flagged fraction with its Wilson interval over the samples (``None``: no audit, or
+    one recorded before the count was kept)."""
+    n, flagged = audit.get("samples"), audit.get("flagged")
+    if not n or flagged is None:
+        return None
+    return {"value": flagged / n, "n": n, **dict(zip(("ci_low", "ci_high"), wilson_ci(flagged, n), strict=True))}
 
 
 def _claims(cfg: GridStudyConfig, cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
