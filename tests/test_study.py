@@ -392,6 +392,23 @@ def test_a_study_built_on_another_by_base_adds_an_axis_and_keeps_that_studys_cel
     assert all(c.override["diffusion"]["set"]["train.steps"] == 8000 and c.digest not in same.values() for c in longer)
 
 
+
+def test_the_cohort_study_keeps_the_budget_studys_8000_step_cells_and_changes_only_the_cohort_size():
+    """configs/study_cohort_cpu.yaml: its 240-subject cells run what the budget study's 8000-step
+    cells run; its 720-subject cells differ from them in the phantom's subjects alone."""
+    presets = Path(__file__).resolve().parents[1] / "src/uterosynth/configs"
+    _, cfg, cohort = plan(presets / "study_cohort_cpu.yaml")
+    _, _, budget = plan(presets / "study_budget_cpu.yaml")
+    longer = {c.seed: c for c in budget if c.values["ldm-steps"] == "8000"}
+    assert sorted((c.values["subjects"], c.seed) for c in cohort) == [(n, s) for n in ("240", "720") for s in (0, 1, 2)]
+    for cell in cohort:
+        same = longer[cell.seed]
+        if cell.values["subjects"] == "240":
+            assert cell.digest == same.digest
+        else:
+            assert cell.override == {**same.override, "phantom": {"args": {"subjects": 720}}}
+    assert {c.metric for c in cfg.claims} == {"judge_worst", "audit_flagged"}
+
 @pytest.mark.slow
 def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkeypatch):
     """One real cell (the quick demo's chain); its copy stands for a second value of the axis."""
