@@ -420,3 +420,22 @@ def test_judge_readings_split_by_the_audits_flags(tmp_path, monkeypatch, capsys)
     (draws / "synthetic.json").write_text(json.dumps(info))
     with pytest.raises(DataError, match="were used to train"):
         by_audit.main()
+
+
+def test_audit_threshold_swap_counts_each_sets_draws_above_another_audits_thresholds() -> None:
+    """audit_threshold_swap.py: a set's own similarities against a lower bar count more draws, per measure and any."""
+    swap = _load("audit_threshold_swap")
+
+    def audit(ncc: list[float], ssim: list[float], bar: tuple[float, float]) -> dict:
+        samples = [{"measures": {"image": {"ncc": {"similarity": a}, "ssim": {"similarity": b}}}} for a, b in zip(ncc, ssim, strict=True)]
+        return {"samples": samples, "calibration": {"thresholds": {"image": {"ncc": bar[0], "ssim": bar[1]}}}}
+
+    large = audit([0.70, 0.80, 0.86], [0.05, 0.20, 0.10], bar=(0.85, 0.19))
+    small = audit([0.95, 0.60], [0.30, 0.02], bar=(0.75, 0.15))
+    sims = swap.similarities(large)
+    assert list(sims) == ["image/ncc", "image/ssim"] and sims["image/ncc"].tolist() == [0.70, 0.80, 0.86]
+    assert swap.above(sims, swap.thresholds(large)) == {"image/ncc": 1, "image/ssim": 1, "any": 2}
+    assert swap.above(sims, swap.thresholds(small)) == {"image/ncc": 2, "image/ssim": 1, "any": 2}
+    assert swap.above(swap.similarities(small), swap.thresholds(large)) == {"image/ncc": 1, "image/ssim": 1, "any": 1}
+    with pytest.raises(ValueError, match="share no measure"):
+        swap.above(sims, {"volume/ncc": 0.5})
