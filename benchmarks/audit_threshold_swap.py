@@ -31,14 +31,15 @@ def similarities(audit: Mapping) -> dict[str, np.ndarray]:
     for sample in audit["samples"]:
         for mode, measures in sample["measures"].items():
             for name, m in measures.items():
-                out.setdefault(f"{mode}/{name}", []).append(float(m["similarity"]))
+                sim = m["similarity"]   # null: not finite (never above a bar)
+                out.setdefault(f"{mode}/{name}", []).append(-np.inf if sim is None else float(sim))
     return {k: np.asarray(v) for k, v in out.items()}
 
 
 def thresholds(audit: Mapping) -> dict[str, float]:
     """Per measure (``mode/measure``), the audit's calibrated threshold."""
-    return {f"{mode}/{name}": float(t) for mode, by_name in audit["calibration"]["thresholds"].items()
-            for name, t in by_name.items()}
+    return {f"{mode}/{name}": np.inf if t is None else float(t)
+            for mode, by_name in audit["calibration"]["thresholds"].items() for name, t in by_name.items()}
 
 
 def above(sims: Mapping[str, np.ndarray], bar: Mapping[str, float]) -> dict[str, int]:
@@ -60,13 +61,15 @@ def main() -> None:
     parser.add_argument("--audit", action="append", required=True, metavar="NAME=DIR", help="an audit folder (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the counts here")
     args = parser.parse_args()
+    if bad := [a for a in args.audit if "=" not in a]:
+        parser.error(f"--audit {bad[0]}: expected NAME=DIR")
     audits = {name: read_audit(folder) for name, folder in (a.split("=", 1) for a in args.audit)}
     result: dict = {}
     for name, audit in audits.items():
         sims = similarities(audit)
         n = len(audit["samples"])
-        print(f"{name}: {n} draws, {audit['summary']['training_subjects']} training subjects; "
-              f"thresholds {thresholds(audit)}")
+        print(f"{name}: {n} draws, {audit['summary']['flagged']} flagged by its audit, "
+              f"{audit['summary']['training_subjects']} training subjects; thresholds {thresholds(audit)}")
         for k, v in sims.items():
             q = np.quantile(v, [0.25, 0.5, 0.75])
             print(f"  {k}: nearest similarity quartiles {q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f}, largest {v.max():.3f}")

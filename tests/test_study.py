@@ -392,7 +392,6 @@ def test_a_study_built_on_another_by_base_adds_an_axis_and_keeps_that_studys_cel
     assert all(c.override["diffusion"]["set"]["train.steps"] == 8000 and c.digest not in same.values() for c in longer)
 
 
-
 def test_the_cohort_study_keeps_the_budget_studys_8000_step_cells_and_changes_only_the_cohort_size():
     """configs/study_cohort_cpu.yaml: its 240-subject cells run what the budget study's 8000-step
     cells run; its 720-subject cells differ from them in the phantom's subjects alone."""
@@ -407,7 +406,9 @@ def test_the_cohort_study_keeps_the_budget_studys_8000_step_cells_and_changes_on
             assert cell.digest == same.digest
         else:
             assert cell.override == {**same.override, "phantom": {"args": {"subjects": 720}}}
+    assert [c.axis for c in cfg.claims] == ["subjects"] * 4
     assert {c.metric for c in cfg.claims} == {"judge_worst", "audit_flagged"}
+
 
 @pytest.mark.slow
 def test_the_table_reads_each_cells_judge_kid_audit_and_samples(tmp_path, monkeypatch):
@@ -671,15 +672,18 @@ def test_an_audit_claim_reads_the_flagged_fraction_with_lower_as_better_and_its_
         "claims": [{"statement": "a copies less than b", "axis": "m", "better": "a", "worse": "b",
                     "metric": "audit_flagged"}]})
 
-    def cell(value: str, flagged: int | None) -> dict:
-        audit = {"samples": 256, "flagged_fraction": (flagged or 0) / 256}
+    def cell(value: str, flagged: int, count_kept: bool = True) -> dict:
+        audit = {"samples": 256, "flagged_fraction": round(flagged / 256, 6)}
         return {"name": f"m-{value}_seed-0", "values": {"m": value}, "seed": 0, "status": "ok",
-                "results": {"audit": audit if flagged is None else {**audit, "flagged": flagged}}}
+                "results": {"audit": {**audit, "flagged": flagged} if count_kept else audit}}
 
     (claim,) = _claims(cfg, [cell("a", 10), cell("b", 180)])
-    assert claim["verdict"] == "supported"
+    assert claim["verdict"] == "supported" and claim["gains"][0]["value"] == pytest.approx(170 / 256)
     assert claim["measured"][0][0] == {"value": 10 / 256, "n": 256, "ci_low": wilson_ci(10, 256)[0],
                                        "ci_high": wilson_ci(10, 256)[1]}
     assert _claims(cfg, [cell("a", 180), cell("b", 10)])[0]["verdict"] == "not supported"
     assert _claims(cfg, [cell("a", 100), cell("b", 110)])[0]["verdict"] == "inconclusive at this size"
-    assert _claims(cfg, [cell("a", None), cell("b", 10)])[0]["verdict"] == "inconclusive at this size"
+    (older,) = _claims(cfg, [cell("a", 180, count_kept=False), cell("b", 10)])   # the count read from the fraction
+    assert older["measured"][0][0]["value"] == 180 / 256 and older["verdict"] == "not supported"
+    no_audit = {**cell("a", 10), "results": {}}
+    assert _claims(cfg, [no_audit, cell("b", 10)])[0]["verdict"] == "inconclusive at this size"

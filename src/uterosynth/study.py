@@ -740,9 +740,12 @@ def _measure(cell: dict[str, Any], metric: str, attribute: str | None = None) ->
 
 
 def _flagged(audit: dict[str, Any]) -> dict[str, Any] | None:
-    """The audit's flagged fraction with its Wilson interval over the samples (``None``: no audit, or
-    one recorded before the count was kept)."""
+    """The audit's flagged fraction with its Wilson interval over the samples (``None``: no audit).
+    Each audit sets its thresholds on its own training cohort, so cells of different cohorts are held
+    to different bars (``benchmarks/audit_threshold_swap.py`` swaps them)."""
     n, flagged = audit.get("samples"), audit.get("flagged")
+    if flagged is None and n and audit.get("flagged_fraction") is not None:
+        flagged = round(audit["flagged_fraction"] * n)
     if not n or flagged is None:
         return None
     return {"value": flagged / n, "n": n, **dict(zip(("ci_low", "ci_high"), wilson_ci(flagged, n), strict=True))}
