@@ -352,6 +352,18 @@ def test_an_unfinished_store_entry_is_not_linked_and_a_stage_the_cell_began_is_k
     assert (cell / "prepared" / "manifest.csv").read_text() == "done"
 
 
+def test_the_report_only_option_runs_no_cell_and_writes_the_report(tmp_path, capsys):
+    path = _study(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["study", str(path), "--report-only", "--json"])
+    assert info.value.code in (0, None)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    root = Path(summary["out"])
+    document = json.loads((root / "study.json").read_text())
+    assert [c["status"] for c in document["cells"]] == ["not run", "not run"]
+    assert (root / "study.md").is_file() and (root / "study.html").is_file()
+    assert not (root / "cells").exists()   # no cell folder made, nothing run
+
 def test_the_command_lists_cells_and_refuses_a_bad_file_in_one_line(tmp_path, capsys):
     path = _study(tmp_path)
     with pytest.raises(SystemExit) as info:

@@ -19,10 +19,12 @@ def study(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and their pipeline changes; run nothing."),
     cell: list[str] = typer.Option(None, "--cell", help="Run only the cells whose names match this shell pattern "
                                    "(repeatable); the others are read as they stand."),
+    report_only: bool = typer.Option(False, "--report-only", help="Run no cell: read the cells as they stand and "
+                                     "write study.html, study.md and study.json again (e.g. after a claim changed)."),
     as_json: AsJson = False,
 ) -> None:
     """Run (or resume) every cell of a study on its executor; finished cells are kept; write study.html."""
-    from ..study import plan, run_study
+    from ..study import plan, run_study, summarize
 
     root, cfg, cells = plan(study_file, out=out)
     if dry_run:
@@ -33,6 +35,9 @@ def study(
     def announce(cell, state: str) -> None:
         err_console.print(f"[bold]cell[/] {escape(cell.name)}: {escape(state)}")
 
-    document = run_study(root, cfg, cells, on_cell=announce, only=cell or ())
+    if report_only:
+        document = summarize(root, cfg, cells)
+    else:
+        document = run_study(root, cfg, cells, on_cell=announce, only=cell or ())
     emit_summary({"out": str(root), "report": str(root / "study.html"), "cells": len(cells),
                   "claims": {c["statement"]: c["verdict"] for c in document["claims"]}}, as_json=as_json, title="study")
